@@ -1,0 +1,65 @@
+"""The CloudEvents 1.0 envelope every Whistle event travels in (structured JSON mode)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from uuid6 import uuid7
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+class EventData(BaseModel):
+    """Base of every typed event payload; subclasses name their CloudEvents ``type``."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_type: ClassVar[str]
+
+
+D = TypeVar("D", bound=EventData)
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0 attributes Whistle uses; ``(source, id)`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("time must carry a UTC offset (RFC 3339)")
+        return value.astimezone(UTC)
+
+    @field_serializer("time")
+    def _rfc3339(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    def payload(self, model: type[D]) -> D:
+        """The typed payload; raises pydantic.ValidationError if it does not match."""
+        return model.model_validate(self.data)
+
+
+def new_event(source: str, subject: str, data: EventData, now: datetime) -> CloudEvent:
+    return CloudEvent(
+        id=str(uuid7()),
+        source=source,
+        type=data.event_type,
+        subject=subject,
+        time=now,
+        data=data.model_dump(mode="json", exclude_none=True),
+    )

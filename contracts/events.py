@@ -1,0 +1,127 @@
+"""Typed payloads of every event Whistle publishes. Additive changes only within a ``.v1`` topic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.envelope import EventData
+
+Channel = Literal["web", "open311", "wechat", "hotline", "grid"]
+Urgency = Literal["emergency", "utilities", "general", "complex"]
+
+
+class GeoPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class ContactRef(BaseModel):
+    """What events may say about a citizen's contact: never the number itself."""
+
+    model_config = ConfigDict(extra="forbid")
+    masked_phone: str | None = Field(default=None, examples=["138****1234"])
+    phone_hash: str | None = Field(default=None, description="keyed hash, to spot repeat callers")
+
+
+class TipReceived(EventData):
+    """A tip was accepted and stored by intake. Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.tip.received"
+
+    tip_id: UUID
+    tracking_no: str
+    channel: Channel
+    external_ref: str | None = None
+    text: str = Field(min_length=1, max_length=4000)
+    location: GeoPoint | None = None
+    address: str | None = None
+    grid_id: str | None = None
+    category_hint: str | None = None
+    contact: ContactRef | None = None
+    anonymous: bool = False
+    attachments: list[str] = Field(default_factory=list, description="SHA-256 of each attachment")
+    resolved_on_spot: bool = False
+    received_at: datetime
+
+
+class CaseOpened(EventData):
+    """Dispatch opened a case for a tip and recorded how it triaged it."""
+
+    event_type = "whistle.case.opened"
+
+    case_id: UUID
+    tip_id: UUID
+    matter_code: str | None
+    matter_name: str | None = None
+    confidence: float = Field(ge=0, le=1)
+    township_code: str | None
+    village_code: str | None = None
+    grid_id: str | None = None
+    urgency: Urgency
+    catalogue_version: str
+    explanation: list[str]
+
+
+class CaseTriageRequired(EventData):
+    """The case waits in a dispatcher's queue: routing could not decide on its own."""
+
+    event_type = "whistle.case.triage_required"
+
+    case_id: UUID
+    tip_id: UUID
+    queue: str = Field(description="'county' or 'township:<code>'")
+    reason: str
+    catalogue_version: str
+
+
+class CaseAssigned(EventData):
+    """The case was assigned to the unit that holds the power to act."""
+
+    event_type = "whistle.case.assigned"
+
+    case_id: UUID
+    tip_id: UUID
+    unit_id: str
+    unit_kind: str
+    township_code: str | None
+    staff_id: str | None
+    matter_code: str
+    authority: str
+    urgency: Urgency
+    deadline_policy: str
+    catalogue_version: str
+    rule: str = Field(description="the routing rule that decided")
+    explanation: list[str]
+
+
+class Deadline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["first_response", "resolution"]
+    due_at: datetime
+    warn_at: datetime
+
+
+class DeadlinesSet(EventData):
+    """Escalation froze a deadline policy onto the case and started its clocks."""
+
+    event_type = "whistle.deadlines.set"
+
+    case_id: UUID
+    policy_id: str
+    urgency: Urgency
+    deadlines: list[Deadline] = Field(min_length=1)
+
+
+EVENT_MODELS: tuple[type[EventData], ...] = (
+    TipReceived,
+    CaseOpened,
+    CaseTriageRequired,
+    CaseAssigned,
+    DeadlinesSet,
+)
+EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

@@ -1,0 +1,72 @@
+"""The topic registry: every topic, who produces it, and which events it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from contracts.envelope import EventData
+from contracts.events import (
+    CaseAssigned,
+    CaseOpened,
+    CaseTriageRequired,
+    DeadlinesSet,
+    TipReceived,
+)
+
+TIPS = "intake.tips.v1"
+CASES = "dispatch.cases.v1"
+DEADLINES = "escalation.deadlines.v1"
+WHISTLES = "escalation.whistles.v1"
+LEADERSHIP = "escalation.leadership.v1"
+DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    producer: str
+    description: str
+    messages: tuple[type[EventData], ...] = field(default=())
+    partitions: int = 3
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(TIPS, "intake", "Tips accepted from every channel, one event per tip.", (TipReceived,)),
+    Topic(
+        CASES,
+        "dispatch",
+        "The case lifecycle: opened, triage, assignment. Key: case id.",
+        (CaseOpened, CaseTriageRequired, CaseAssigned),
+    ),
+    Topic(
+        DEADLINES,
+        "escalation",
+        "Deadlines set and escalation steps. Key: case id.",
+        (DeadlinesSet,),
+    ),
+    Topic(WHISTLES, "escalation", "The whistle protocol (吹哨报到): summons, receipts, replies."),
+    Topic(LEADERSHIP, "escalation", "Supervised (督办) cases for county leadership."),
+)
+
+
+def department_topic(code: str) -> str:
+    """The topic a county department consumes for its own whistles and chases."""
+    return DEPARTMENT_TOPIC_TEMPLATE.format(code=code.lower())
+
+
+def dlq_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+def topic_for(event_type: str) -> str:
+    for topic in TOPICS:
+        if any(m.event_type == event_type for m in topic.messages):
+            return topic.name
+    raise KeyError(f"no topic carries {event_type!r}")
+
+
+def all_topic_names(department_codes: list[str]) -> list[str]:
+    """Every topic a deployment needs, dead-letter topics included."""
+    names = [t.name for t in TOPICS] + [department_topic(c) for c in department_codes]
+    return names + [dlq_topic(n) for n in names]

@@ -1,0 +1,102 @@
+"""Routing: who must act on a case, decided from the item's authority and the township's claims.
+
+Deterministic, and explained: every decision names the rule that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from services.dispatch.reference import (
+    Authority,
+    MatterItem,
+    ReferenceData,
+    Staff,
+    Unit,
+    UnitKind,
+)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    unit: Unit
+    staff: Staff | None
+    rule: str
+    explanation: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NeedsTriage:
+    queue: str
+    rule: str
+    reason: str
+
+
+def route(
+    item: MatterItem,
+    township: str,
+    village: str | None,
+    reference: ReferenceData,
+    open_load: Mapping[str, int],
+    today: date,
+) -> Assignment | NeedsTriage:
+    """Pick the unit, then its certified staff member with the least open load."""
+    if item.authority is Authority.OUT_OF_LIST:
+        return NeedsTriage(
+            f"township:{township}", "out_of_list", f"{item.name} 不在乡镇事项清单内，须走准入程序"
+        )
+    claimed = item.code in reference.claims.get(township, frozenset())
+    if item.authority in (Authority.COUNTY_ONLY, Authority.ASSIST) or not claimed:
+        unit = reference.units.get(f"{item.lead_department}-COUNTY")
+        if unit is None:
+            return NeedsTriage(
+                "county", "no_county_unit", f"主管部门 {item.lead_department} 无县级队伍"
+            )
+        if item.authority is Authority.COUNTY_ONLY:
+            rule, why = "county_only", "县级专属事项，由县直部门办理"
+        elif item.authority is Authority.ASSIST:
+            rule, why = "assist", "协助事项，由县直部门牵头、乡镇协助"
+        else:
+            rule, why = "unclaimed", f"乡镇 {township} 未认领该事项，由县直部门办理"
+        return _with_staff(unit, village, open_load, today, rule, why)
+
+    own_units = reference.units_of_township(township)
+    if item.authority is Authority.STATUTORY:
+        unit = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
+        return _with_staff(
+            unit, village, open_load, today, "statutory", "乡镇法定职权，由综合执法队办理"
+        )
+    squad = next((u for u in own_units if u.domain is item.domain), None)
+    if squad is not None:
+        why = (
+            f"{'赋权' if item.authority is Authority.DEVOLVED else '委托'}事项，由{squad.name}办理"
+        )
+        return _with_staff(squad, village, open_load, today, item.authority.value, why)
+    team = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
+    return _with_staff(
+        team, village, open_load, today, item.authority.value, "无对口派驻队伍，由综合执法队办理"
+    )
+
+
+def _with_staff(
+    unit: Unit,
+    village: str | None,
+    open_load: Mapping[str, int],
+    today: date,
+    rule: str,
+    why: str,
+) -> Assignment:
+    certified = [s for s in unit.staff if s.certificate and s.certificate.valid_on(today)]
+    explanation = [why]
+    if not certified:
+        explanation.append(f"{unit.name} 无有效执法证人员，待单位内部指派")
+        return Assignment(unit, None, rule, tuple(explanation))
+    # Officers answering for the case's village first, then the least loaded, then by id.
+    staff = min(
+        certified,
+        key=lambda s: (village not in s.villages, open_load.get(s.id, 0), s.id),
+    )
+    explanation.append(f"指派持证人员 {staff.id}（在办 {open_load.get(staff.id, 0)} 件）")
+    return Assignment(unit, staff, rule, tuple(explanation))

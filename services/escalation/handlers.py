@@ -1,0 +1,61 @@
+"""Escalation starts a case's clocks when it is assigned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent, new_event
+from contracts.events import CaseAssigned, Deadline, DeadlinesSet
+from contracts.topics import DEADLINES
+from services.escalation.deadlines import deadlines_for
+from services.escalation.models import CaseDeadline
+from services.escalation.policies import PolicyBook
+from services.runtime.clock import Clock
+from services.runtime.inbox import PoisonEvent
+from services.runtime.outbox import stage
+
+SOURCE = "whistle/escalation"
+
+
+class AssignmentClocks:
+    """Handles ``whistle.case.assigned``: freeze the policy onto the case, set its deadlines."""
+
+    def __init__(self, policies: Callable[[], PolicyBook], clock: Clock, timezone: str) -> None:
+        self._policies = policies
+        self._clock = clock
+        self._zone = ZoneInfo(timezone)
+
+    async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        assigned = event.payload(CaseAssigned)
+        policy = self._policies().get(assigned.deadline_policy)
+        if policy is None:
+            raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
+        # The clocks run from the assignment, not from when this service got round to it.
+        start = event.time
+        computed = deadlines_for(policy, start, self._zone)
+        snapshot = policy.model_dump(mode="json")
+        for deadline in computed:
+            session.add(
+                CaseDeadline(
+                    case_id=assigned.case_id,
+                    kind=deadline.kind,
+                    started_at=start,
+                    due_at=deadline.due_at,
+                    warn_at=deadline.warn_at,
+                    policy_id=policy.id,
+                    policy_snapshot=snapshot,
+                )
+            )
+        payload = DeadlinesSet(
+            case_id=assigned.case_id,
+            policy_id=policy.id,
+            urgency=assigned.urgency,
+            deadlines=[
+                Deadline(kind=d.kind, due_at=d.due_at, warn_at=d.warn_at)  # type: ignore[arg-type]
+                for d in computed
+            ],
+        )
+        stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, self._clock()))

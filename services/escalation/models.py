@@ -1,0 +1,27 @@
+"""Escalation's tables: one row per running clock of a case."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, DateTime, Identity, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class CaseDeadline(SQLModel, table=True):
+    __tablename__ = "deadline"
+    __table_args__ = (UniqueConstraint("case_id", "kind"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    case_id: UUID = Field(index=True)
+    kind: str
+    status: str = "running"
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    warn_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    policy_id: str
+    # The policy as it was when the case was assigned: later edits change only new cases.
+    policy_snapshot: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))

@@ -1,0 +1,53 @@
+"""Deadline policies (接诉即办), loaded from ``deploy/config/policies.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Duration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    amount: float = Field(gt=0)
+    unit: Literal["hours", "working_days"]
+
+
+class DeadlinePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    urgency: Literal["emergency", "utilities", "general", "complex"]
+    placeholder: bool = False
+    first_response: Duration
+    resolution: Duration
+    warn_at_fraction: float = Field(default=0.75, gt=0, lt=1)
+
+
+class PolicyBook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str
+    policies: list[DeadlinePolicy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PolicyBook:
+        ids = [p.id for p in self.policies]
+        if len(ids) != len(set(ids)):
+            raise ValueError("policy ids must be unique")
+        return self
+
+    def get(self, policy_id: str) -> DeadlinePolicy | None:
+        return next((p for p in self.policies if p.id == policy_id), None)
+
+
+class PolicyError(Exception):
+    pass
+
+
+def load_policies(path: Path) -> PolicyBook:
+    try:
+        return PolicyBook.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise PolicyError(f"{path}: {exc}") from exc

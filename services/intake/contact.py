@@ -1,0 +1,60 @@
+"""Citizens' contact data: sealed at rest, masked in events and logs, hashed to spot repeats."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,18}[0-9]$")
+
+
+def normalise_phone(phone: str) -> str:
+    digits = re.sub(r"[\s\-]", "", phone)
+    return digits.removeprefix("+86")
+
+
+def mask_phone(phone: str) -> str:
+    """``13812341234`` → ``138****1234``: enough for a citizen to recognise, not to call."""
+    digits = normalise_phone(phone)
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+class ContactVault:
+    """AES-256-GCM sealing and an HMAC of the phone number, both from one 32-byte key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the contact key must be 32 bytes")
+        self._aead = AESGCM(hashlib.sha256(b"whistle-contact-seal" + key).digest())
+        self._mac_key = hashlib.sha256(b"whistle-contact-hash" + key).digest()
+
+    @classmethod
+    def from_file(cls, path: Path) -> ContactVault:
+        """Load the key, creating a development key on first use."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(32))
+            path.chmod(0o600)
+        return cls(path.read_bytes())
+
+    def seal(self, name: str | None, phone: str | None) -> bytes:
+        nonce = os.urandom(12)
+        plaintext = json.dumps({"name": name, "phone": phone}, ensure_ascii=False).encode()
+        return nonce + self._aead.encrypt(nonce, plaintext, b"contact")
+
+    def open(self, sealed: bytes) -> dict[str, str | None]:
+        opened: dict[str, str | None] = json.loads(
+            self._aead.decrypt(sealed[:12], sealed[12:], b"contact")
+        )
+        return opened
+
+    def phone_hash(self, phone: str) -> str:
+        return hmac.new(self._mac_key, normalise_phone(phone).encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,42 @@
+"""Intake's tables: tips as received, and the citizen-visible timeline of each."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, DateTime, Identity, LargeBinary, String
+from sqlmodel import Field, SQLModel
+
+
+class Tip(SQLModel, table=True):
+    __tablename__ = "tip"
+
+    id: UUID = Field(primary_key=True)
+    tracking_no: str = Field(sa_column=Column(String, nullable=False, unique=True))
+    access_code_hash: str
+    channel: str
+    external_ref: str | None = None
+    text: str
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    grid_id: str | None = None
+    category_hint: str | None = None
+    # Name and phone, sealed with the contact key; events and logs only see the masked number.
+    contact_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    masked_phone: str | None = None
+    phone_hash: str | None = Field(default=None, index=True)
+    anonymous: bool = False
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    case_id: UUID | None = Field(default=None, index=True)
+    status: str = "received"
+
+
+class TipTimelineEntry(SQLModel, table=True):
+    __tablename__ = "tip_timeline"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    tip_id: UUID = Field(foreign_key="tip.id", index=True)
+    status: str
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

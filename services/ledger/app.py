@@ -1,0 +1,28 @@
+"""Ledger: the county's append-only, tamper-evident record of every case event."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.ledger import api
+from services.ledger.handlers import Recorder
+from services.runtime.clock import Clock, system_clock
+from services.runtime.inbox import Subscription
+from services.runtime.service import Runtime, ServiceDefinition, create_service_app
+from services.runtime.settings import Settings
+
+# Every versioned topic, department topics included as they appear; never the dead letters.
+EVERY_EVENT_TOPIC = r"^(intake|dispatch|escalation)\.[a-z0-9_.\-]+\.v1$"
+
+
+async def setup(runtime: Runtime) -> Subscription:
+    return Subscription(
+        topics=(), handlers={}, any_type=Recorder(runtime.clock), pattern=EVERY_EVENT_TOPIC
+    )
+
+
+LEDGER = ServiceDefinition(name="ledger", routers=[api.router], setup=setup)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:
+    return create_service_app(LEDGER, settings, clock)

@@ -1,0 +1,136 @@
+"""JWT verification with role and scope checks (Ed25519 / EdDSA, PyJWT).
+
+Services only ever hold the public key. Development keys are generated under ``WHISTLE_HOME``
+by ``whistle up`` and ``whistle token``; production supplies the public key of its issuer.
+A scope names what a principal may act on: ``township:<code>``, ``dept:<code>``,
+``unit:<id>``, ``grid:<id>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Request
+
+from services.runtime.problems import Problem
+
+ROLES: tuple[str, ...] = (
+    "grid_worker",
+    "hotline_operator",
+    "dispatcher",
+    "unit_member",
+    "county_department",
+    "county_supervisor",
+    "auditor",
+    "admin",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    roles: frozenset[str]
+    scopes: frozenset[str]
+
+    def may_act_on(self, kind: str, code: str) -> bool:
+        return f"{kind}:{code}" in self.scopes or f"{kind}:*" in self.scopes
+
+
+def ensure_dev_keys(private_path: Path, public_path: Path) -> None:
+    """Create an Ed25519 key pair for development if there is none yet."""
+    if private_path.exists() and public_path.exists():
+        return
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    private_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    private_path.chmod(0o600)
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def issue_token(
+    private_key_pem: bytes,
+    *,
+    subject: str,
+    roles: list[str],
+    scopes: list[str],
+    issuer: str,
+    audience: str,
+    now: datetime,
+    lifetime: timedelta = timedelta(hours=12),
+) -> str:
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+    claims = {
+        "sub": subject,
+        "roles": roles,
+        "scopes": scopes,
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
+    return jwt.encode(claims, private_key_pem, algorithm="EdDSA")
+
+
+class TokenVerifier:
+    def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str) -> None:
+        self._key = public_key_pem
+        self._issuer = issuer
+        self._audience = audience
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["EdDSA"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"The token is not valid: {exc}.") from exc
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=frozenset(claims.get("roles") or ()),
+            scopes=frozenset(claims.get("scopes") or ()),
+        )
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_roles(*roles: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller's principal, if it holds one of ``roles``."""
+    allowed = frozenset(roles)
+
+    def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("A bearer token is required.")
+        verifier: TokenVerifier = request.app.state.runtime.verifier
+        principal = verifier.verify(token)
+        if not principal.roles & allowed:
+            raise Problem(403, "Forbidden", f"This needs one of the roles: {', '.join(roles)}.")
+        return principal
+
+    return dependency

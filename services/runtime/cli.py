@@ -1,0 +1,131 @@
+"""The ``whistle`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from datetime import UTC, datetime
+
+from services.runtime.settings import SERVICES, Settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.runtime.stack import up
+
+    return up(Settings())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.runtime.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(args.service, settings.log_level)
+    module = importlib.import_module(f"services.{args.service}.app")
+    uvicorn.run(
+        module.create_app(settings),
+        host=settings.host,
+        port=settings.port_of(args.service),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from services.runtime.stack import prepare
+
+    unknown = set(args.service) - set(SERVICES)
+    if unknown:
+        print(f"whistle migrate: unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    asyncio.run(prepare(Settings(), tuple(args.service or SERVICES)))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from services.runtime.auth import ensure_dev_keys, issue_token
+
+    settings = Settings()
+    ensure_dev_keys(settings.private_key_path, settings.public_key_path)
+    try:
+        token = issue_token(
+            settings.private_key_path.read_bytes(),
+            subject=args.subject,
+            roles=args.role,
+            scopes=args.scope or [],
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            now=datetime.now(UTC),
+        )
+    except ValueError as exc:
+        print(f"whistle token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from services.runtime.db import create_engine, session_factory
+    from services.runtime.outbox import replay
+
+    since = datetime.fromisoformat(args.since)
+    if since.tzinfo is None:
+        print("whistle outbox-replay: --since needs a UTC offset, e.g. 2026-11-01T00:00Z")
+        return 2
+
+    async def run() -> int:
+        engine = create_engine(Settings().database_url_for(args.service), pool_size=1)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await replay(session, since)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    print(f"{count} {args.service} events marked for republishing")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whistle", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("up", help="run the whole stack on this machine").set_defaults(func=_up)
+
+    serve = commands.add_parser("serve", help="run one service (uvicorn)")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="create databases, run migrations and create topics"
+    )
+    migrate.add_argument("service", nargs="*", help=f"any of {', '.join(SERVICES)}; default all")
+    migrate.set_defaults(func=_migrate)
+
+    token = commands.add_parser("token", help="issue a development JWT")
+    token.add_argument("--role", action="append", required=True)
+    token.add_argument("--scope", action="append", help="e.g. township:T01, dept:SCJGJ")
+    token.add_argument("--subject", default="dev-user")
+    token.set_defaults(func=_token)
+
+    replay = commands.add_parser(
+        "outbox-replay", help="republish a service's events written since a time"
+    )
+    replay.add_argument("service", choices=SERVICES)
+    replay.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-01T00:00Z")
+    replay.set_defaults(func=_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Inbox consumer: each event's effects and its ``(source, id)`` commit in one transaction.
+
+Kafka delivers at least once. The inbox row decides whether an event is new
+(``INSERT … ON CONFLICT DO NOTHING``); a redelivered event finds its row and is skipped, so
+effects happen exactly once. Offsets are committed only after the database commit. A handler that
+keeps failing is retried a bounded number of times, then the event goes to ``<topic>.dlq`` with
+the error attached, and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy import Column, DateTime, String
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel
+
+from contracts.envelope import CloudEvent
+from contracts.topics import dlq_topic
+from services.runtime.clock import Clock
+from services.runtime.db import Sessions
+from services.runtime.logs import log_context
+from services.runtime.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent, str], Awaitable[None]]
+"""``(session, event, topic)``: apply the event's effects inside the open transaction."""
+
+
+class InboxRecord(SQLModel, table=True):
+    __tablename__ = "inbox"
+
+    source: str = Field(sa_column=Column(String, primary_key=True))
+    event_id: str = Field(sa_column=Column(String, primary_key=True))
+    type: str = Field(sa_column=Column(String, nullable=False))
+    topic: str = Field(sa_column=Column(String, nullable=False))
+    processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that can never succeed; it skips the retries."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a service consumes: topics, a handler per event type, and one for any other type."""
+
+    topics: tuple[str, ...]
+    handlers: Mapping[str, Handler]
+    any_type: Handler | None = None
+    # A regex over topic names instead of a fixed list, for consumers of every topic.
+    pattern: str | None = None
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self.handlers.get(event_type, self.any_type)
+
+
+class InboxConsumer:
+    def __init__(
+        self,
+        *,
+        service: str,
+        subscription: Subscription,
+        sessions: Sessions,
+        bootstrap: str,
+        dlq_producer: AIOKafkaProducer,
+        clock: Clock,
+        max_attempts: int = 5,
+        retry_backoff: float = 0.2,
+        after_commit: Callable[[], None] = lambda: None,
+        group_id: str | None = None,
+    ) -> None:
+        self._service = service
+        self._subscription = subscription
+        self._sessions = sessions
+        self._dlq = dlq_producer
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._retry_backoff = retry_backoff
+        self._after_commit = after_commit
+        self._group_id = group_id or f"whistle-{service}"
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=self._group_id,
+            client_id=f"whistle-{service}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def start(self) -> None:
+        if self._subscription.pattern:
+            self._consumer.subscribe(pattern=self._subscription.pattern)
+        else:
+            self._consumer.subscribe(topics=list(self._subscription.topics))
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+            for partition, records in batches.items():
+                for record in records:
+                    await self.process(record)
+                await self._commit(partition, records[-1].offset + 1)
+
+    async def _commit(self, partition: TopicPartition, offset: int) -> None:
+        try:
+            await self._consumer.commit({partition: offset})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member during a rebalance; it will redeliver from
+            # the last committed offset and the inbox drops what was already handled.
+            log.warning("offset commit failed for %s: %s", partition, exc)
+
+    async def process(self, record: ConsumerRecord) -> None:
+        try:
+            event = CloudEvent.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, f"not a CloudEvents 1.0 JSON event: {exc}", attempts=0)
+            return
+        handler = self._subscription.handler_for(event.type)
+        if handler is None:
+            EVENTS_CONSUMED.labels(self._service, record.topic, "ignored").inc()
+            return
+        with log_context(case_id=event.subject, event_id=event.id):
+            error = ""
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    outcome = await self._handle_once(record.topic, event, handler)
+                except (PoisonEvent, ValidationError) as exc:
+                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempt)
+                    return
+                except Exception as exc:
+                    HANDLER_FAILURES.labels(self._service, record.topic).inc()
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "handler attempt %d/%d failed: %s", attempt, self._max_attempts, error
+                    )
+                    if attempt < self._max_attempts:
+                        await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+                    continue
+                EVENTS_CONSUMED.labels(self._service, record.topic, outcome).inc()
+                if outcome == "processed":
+                    self._after_commit()
+                return
+            await self._dead_letter(record, error, self._max_attempts)
+
+    async def _handle_once(self, topic: str, event: CloudEvent, handler: Handler) -> str:
+        async with self._sessions() as session, session.begin():
+            claimed = await session.execute(
+                insert(InboxRecord)
+                .values(
+                    source=event.source,
+                    event_id=event.id,
+                    type=event.type,
+                    topic=topic,
+                    processed_at=self._clock(),
+                )
+                .on_conflict_do_nothing()
+                .returning(InboxRecord.event_id)
+            )
+            if claimed.first() is None:
+                return "duplicate"
+            await handler(session, event, topic)
+        return "processed"
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str, attempts: int) -> None:
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        headers = [
+            *list(record.headers or ()),
+            ("dlq-reason", reason[:4000].encode()),
+            ("dlq-topic", record.topic.encode()),
+            ("dlq-partition", str(record.partition).encode()),
+            ("dlq-offset", str(record.offset).encode()),
+            ("dlq-consumer", self._group_id.encode()),
+            ("dlq-attempts", str(attempts).encode()),
+        ]
+        await self._dlq.send_and_wait(
+            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        EVENTS_CONSUMED.labels(self._service, record.topic, "dead_lettered").inc()

@@ -1,0 +1,31 @@
+"""Prometheus metrics shared by every service. Labels are bounded: never a case or tip id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "whistle_http_requests_total",
+    "HTTP requests handled",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "whistle_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "route"],
+)
+EVENTS_CONSUMED = Counter(
+    "whistle_events_consumed_total",
+    "Events taken from Kafka, by outcome (processed, duplicate, ignored, dead_lettered)",
+    ["service", "topic", "outcome"],
+)
+HANDLER_FAILURES = Counter(
+    "whistle_event_handler_failures_total",
+    "Event handler attempts that raised",
+    ["service", "topic"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "whistle_outbox_published_total",
+    "Events published by the outbox relay",
+    ["service", "topic"],
+)

@@ -1,0 +1,72 @@
+"""Alembic, one migration history per service, run programmatically.
+
+Each service keeps its history in ``services/<service>/migrations``; its ``env.py`` only calls
+:func:`run_env`. The tables every service shares (outbox, inbox) are created by
+:func:`create_runtime_tables` inside each service's first migration.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command, context, op
+from alembic.config import Config
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def alembic_config(service: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", f"services.{service}:migrations")
+    return config
+
+
+async def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, service, revision)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade(connection: Connection, service: str, revision: str) -> None:
+    config = alembic_config(service)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def run_env() -> None:
+    """The body of every service's ``env.py``."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `whistle migrate` (they need a live connection)")
+    context.configure(connection=connection, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def create_runtime_tables() -> None:
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", sa.String, nullable=False, unique=True),
+        sa.Column("topic", sa.String, nullable=False),
+        sa.Column("key", sa.String, nullable=False),
+        sa.Column("event", JSONB, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index(
+        "ix_outbox_unsent", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL")
+    )
+    op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
+    op.create_table(
+        "inbox",
+        sa.Column("source", sa.String, primary_key=True),
+        sa.Column("event_id", sa.String, primary_key=True),
+        sa.Column("type", sa.String, nullable=False),
+        sa.Column("topic", sa.String, nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )

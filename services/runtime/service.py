@@ -1,0 +1,230 @@
+"""What every service is made of, so that a service's ``app.py`` only lists what is its own.
+
+``create_service_app`` gives a FastAPI app whose lifespan opens the database, the Kafka
+producer, the outbox relay and the inbox consumer, and closes them in reverse order on shutdown
+(uvicorn turns SIGTERM and Ctrl-C into that shutdown). Every app answers ``/healthz`` (the
+process is up), ``/readyz`` (database and broker reachable) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from services.runtime.auth import TokenVerifier
+from services.runtime.clock import Clock, system_clock
+from services.runtime.db import Sessions, create_engine, session_factory
+from services.runtime.inbox import InboxConsumer, Subscription
+from services.runtime.kafka import create_producer
+from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from services.runtime.outbox import OutboxRelay
+from services.runtime.problems import Problem, install_problem_handlers
+from services.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live plumbing of one service process, shared by its handlers and views."""
+
+    service: str
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: Sessions
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    verifier: TokenVerifier
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One database transaction; events it staged leave as soon as it commits."""
+        async with self.sessions() as session, session.begin():
+            yield session
+        self.relay.wake()
+
+
+Setup = Callable[[Runtime], Awaitable[Subscription | None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    routers: Sequence[APIRouter] = ()
+    # Loads what the service needs (reference data, policies) into runtime.state and says
+    # what it consumes; None for a service that consumes nothing.
+    setup: Setup | None = None
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def create_service_app(
+    definition: ServiceDefinition,
+    settings: Settings | None = None,
+    clock: Clock = system_clock,
+) -> FastAPI:
+    settings = settings or Settings()
+    name = definition.name
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _running(definition, settings, clock) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(title=f"Whistle {name}", lifespan=lifespan)
+    install_problem_handlers(app)
+    _install_http_metrics(app, name)
+    app.include_router(_operations_router())
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def _running(
+    definition: ServiceDefinition, settings: Settings, clock: Clock
+) -> AsyncIterator[Runtime]:
+    name = definition.name
+    public_key = settings.public_key_path.read_bytes()
+    engine = create_engine(settings.database_url_for(name))
+    sessions = session_factory(engine)
+    bootstrap = settings.require_kafka()
+    producer = create_producer(
+        bootstrap,
+        client_id=f"whistle-{name}",
+        enable_idempotence=settings.kafka_enable_idempotence,
+    )
+    await producer.start()
+    relay = OutboxRelay(
+        sessions,
+        producer,
+        clock,
+        service=name,
+        poll_seconds=settings.outbox_poll_seconds,
+        retention=timedelta(days=settings.outbox_retention_days),
+    )
+    runtime = Runtime(
+        service=name,
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        producer=producer,
+        relay=relay,
+        verifier=TokenVerifier(
+            public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
+    )
+    tasks: list[asyncio.Task[None]] = []
+    consumer: InboxConsumer | None = None
+    try:
+        subscription = await definition.setup(runtime) if definition.setup else None
+        tasks.append(asyncio.create_task(relay.run(), name=f"{name}-outbox-relay"))
+        if subscription is not None:
+            consumer = InboxConsumer(
+                service=name,
+                subscription=subscription,
+                sessions=sessions,
+                bootstrap=bootstrap,
+                dlq_producer=producer,
+                clock=clock,
+                max_attempts=settings.consumer_max_attempts,
+                retry_backoff=settings.consumer_retry_backoff_seconds,
+                after_commit=relay.wake,
+            )
+            await consumer.start()
+            tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-inbox-consumer"))
+        for task in tasks:
+            task.add_done_callback(_exit_if_crashed)
+        yield runtime
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if consumer is not None:
+            await consumer.stop()
+        await producer.stop()
+        await engine.dispose()
+
+
+def _exit_if_crashed(task: asyncio.Task[None]) -> None:
+    """A background loop that dies must take the process down so its supervisor restarts it."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.critical("%s stopped: %r; shutting the process down", task.get_name(), exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> dict[str, Any]:
+        runtime = get_runtime(request)
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                async with runtime.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            async with asyncio.timeout(2):
+                await runtime.producer.client.fetch_all_metadata()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        if any(v != "ok" for v in checks.values()):
+            raise Problem(503, "Not ready", "A dependency is unreachable.", checks=checks)
+        return {"status": "ready", "checks": checks}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _install_http_metrics(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def record(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        if template != "/metrics":
+            HTTP_REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
+            HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
+        return response

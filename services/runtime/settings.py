@@ -1,0 +1,82 @@
+"""Settings shared by every service and the launcher; environment prefix ``WHISTLE_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+SERVICES: tuple[str, ...] = ("intake", "dispatch", "escalation", "ledger")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WHISTLE_", extra="ignore")
+
+    home: Path = Path(".whistle")
+    config_dir: Path = Path("deploy/config")
+    # A PostgreSQL server URL; each service uses its own database ``whistle_<service>`` on it.
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    # Real Kafka supports idempotent producers; the embedded Tansu broker refuses InitProducerId.
+    kafka_enable_idempotence: bool = True
+    kafka_topic_partitions: int = 3
+    kafka_replication_factor: int = 1
+
+    host: str = "127.0.0.1"
+    intake_port: int = 8001
+    dispatch_port: int = 8002
+    escalation_port: int = 8003
+    ledger_port: int = 8004
+    embedded_postgres_port: int = 54329
+    embedded_broker_port: int = 9092
+
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str = "whistle"
+    jwt_audience: str = "whistle"
+
+    contact_key_file: Path | None = None
+    triage_confidence_threshold: float = 0.5
+
+    outbox_retention_days: int = 30
+    outbox_poll_seconds: float = 0.2
+    consumer_max_attempts: int = 5
+    consumer_retry_backoff_seconds: float = 0.2
+
+    timezone: str = "Asia/Shanghai"
+    log_level: str = "INFO"
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def url_of(self, service: str) -> str:
+        return f"http://{self.host}:{self.port_of(service)}"
+
+    def database_url_for(self, service: str) -> str:
+        """The SQLAlchemy (asyncpg) URL of a service's own database."""
+        if not self.database_url:
+            raise RuntimeError("WHISTLE_DATABASE_URL is not set (run the stack with `whistle up`)")
+        url = make_url(self.database_url).set(
+            drivername="postgresql+asyncpg", database=f"whistle_{service}"
+        )
+        return url.render_as_string(hide_password=False)
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap:
+            raise RuntimeError(
+                "WHISTLE_KAFKA_BOOTSTRAP is not set (run the stack with `whistle up`)"
+            )
+        return self.kafka_bootstrap
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.jwt_public_key_file or self.home / "keys" / "jwt-ed25519.pub.pem"
+
+    @property
+    def contact_key_path(self) -> Path:
+        return self.contact_key_file or self.home / "keys" / "contact.key"
+
+    @property
+    def private_key_path(self) -> Path:
+        return self.jwt_private_key_file or self.home / "keys" / "jwt-ed25519.pem"

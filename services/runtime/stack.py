@@ -1,0 +1,253 @@
+"""``whistle up``: the whole stack on one machine.
+
+Starts what is not configured (embedded PostgreSQL, the Tansu broker), prepares it (databases,
+migrations, topics, development keys), then runs the four services as separate uvicorn
+processes. Ctrl-C stops services first, then the broker, then the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from contracts.topics import all_topic_names
+from services.dispatch.reference import load_reference
+from services.runtime.auth import ensure_dev_keys, issue_token
+from services.runtime.db import ensure_database
+from services.runtime.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    die_with_parent,
+    port_is_free,
+)
+from services.runtime.kafka import ensure_topics
+from services.runtime.migrations import upgrade
+from services.runtime.settings import SERVICES, Settings
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class DevToken:
+    label: str
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+
+async def prepare(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
+    """Databases, migrations and topics: idempotent, so every start runs it."""
+    for service in services:
+        url = settings.database_url_for(service)
+        await ensure_database(url)
+        await upgrade(service, url)
+    reference = load_reference(settings.config_dir)
+    await ensure_topics(
+        settings.require_kafka(),
+        all_topic_names(reference.department_codes()),
+        partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+    )
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """The environment a service process needs, derived from the launcher's settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "WHISTLE_HOME": str(settings.home.resolve()),
+            "WHISTLE_CONFIG_DIR": str(settings.config_dir.resolve()),
+            "WHISTLE_DATABASE_URL": settings.database_url or "",
+            "WHISTLE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+            "WHISTLE_KAFKA_ENABLE_IDEMPOTENCE": str(settings.kafka_enable_idempotence).lower(),
+            "WHISTLE_JWT_PUBLIC_KEY_FILE": str(settings.public_key_path.resolve()),
+        }
+    )
+    for service in SERVICES:
+        env[f"WHISTLE_{service.upper()}_PORT"] = str(settings.port_of(service))
+    return env
+
+
+def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "serve", service],
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+
+def wait_ready(
+    urls: Mapping[str, str], processes: Mapping[str, subprocess.Popen[bytes]], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    with httpx.Client(timeout=2) as client:
+        while pending:
+            for service, url in list(pending.items()):
+                process = processes.get(service)
+                if process is not None and process.poll() is not None:
+                    raise StackError(
+                        f"{service} exited during start-up (code {process.returncode})"
+                    )
+                try:
+                    if client.get(f"{url}/readyz").status_code == 200:
+                        del pending[service]
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise StackError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+            if pending:
+                time.sleep(0.2)
+
+
+def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], timeout: float = 15) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
+    reference = load_reference(settings.config_dir)
+    township = next(iter(reference.townships))
+    department = reference.department_codes()[0]
+    grid = next(iter(reference.grids))
+    wanted = [
+        DevToken("township dispatcher", ("dispatcher",), (f"township:{township}",)),
+        DevToken("county supervisor", ("county_supervisor",), ("township:*", "dept:*")),
+        DevToken("county department", ("county_department",), (f"dept:{department}",)),
+        DevToken("hotline operator", ("hotline_operator",), ()),
+        DevToken("grid worker", ("grid_worker",), (f"grid:{grid}",)),
+        DevToken("auditor", ("auditor",), ()),
+    ]
+    private_key = settings.private_key_path.read_bytes()
+    now = datetime.now(UTC)
+    return [
+        (
+            token,
+            issue_token(
+                private_key,
+                subject=f"dev-{token.roles[0]}",
+                roles=list(token.roles),
+                scopes=list(token.scopes),
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                now=now,
+            ),
+        )
+        for token in wanted
+    ]
+
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """Run the stack until Ctrl-C or SIGTERM; returns the process exit code."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    postgres = (
+        None
+        if settings.database_url
+        else EmbeddedPostgres(
+            settings.home / "postgres" / "data", settings.embedded_postgres_port, settings.host
+        )
+    )
+    broker = (
+        None
+        if settings.kafka_bootstrap
+        else EmbeddedBroker(
+            settings.embedded_broker_port, settings.host, settings.home / "broker.log"
+        )
+    )
+    ports = {f"{s}": settings.port_of(s) for s in SERVICES}
+    if postgres:
+        ports["embedded PostgreSQL"] = postgres.port
+    if broker:
+        ports["embedded Kafka broker"] = broker.port
+    taken = [
+        f"{port} ({what})" for what, port in ports.items() if not port_is_free(settings.host, port)
+    ]
+    if taken:
+        say(f"whistle: port already in use on {settings.host}: {', '.join(taken)}; nothing started")
+        return 2
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    started = time.monotonic()
+    try:
+        if postgres:
+            say(
+                f"starting embedded PostgreSQL on {settings.host}:{postgres.port} "
+                f"(data in {postgres.data_dir})"
+            )
+            settings.database_url = postgres.start()
+        if broker:
+            say(f"starting embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
+            settings.kafka_bootstrap = broker.start()
+            settings.kafka_enable_idempotence = False
+        ensure_dev_keys(settings.private_key_path, settings.public_key_path)
+        say("preparing databases, migrations and topics")
+        asyncio.run(prepare(settings))
+        env = service_environment(settings)
+        logs = settings.home / "logs"
+        for service in SERVICES:
+            processes[service] = spawn_service(service, env, logs / f"{service}.log")
+        wait_ready({s: settings.url_of(s) for s in SERVICES}, processes, timeout=60)
+        say(_banner(settings, time.monotonic() - started, logs))
+        while not stopping:
+            for service, process in processes.items():
+                if process.poll() is not None:
+                    raise StackError(
+                        f"{service} exited (code {process.returncode}); "
+                        f"see {logs / (service + '.log')}"
+                    )
+            time.sleep(0.2)
+        say("stopping…")
+        return 0
+    except StackError as exc:
+        say(f"whistle: {exc}")
+        return 1
+    finally:
+        stop_processes(processes)
+        if broker:
+            broker.stop()
+        if postgres:
+            postgres.stop()
+
+
+def _banner(settings: Settings, seconds: float, logs: Path) -> str:
+    lines = [f"Whistle is up in {seconds:.1f}s.", ""]
+    for service in SERVICES:
+        lines.append(f"  {service:<11} {settings.url_of(service)}   (docs: /docs)")
+    lines += ["", "Development tokens (12 h; send as 'Authorization: Bearer …'):"]
+    for token, value in dev_tokens(settings):
+        scope = f" [{', '.join(token.scopes)}]" if token.scopes else ""
+        lines.append(f"  {token.label}{scope}:\n    {value}")
+    lines += ["", f"Logs: {logs}/<service>.log   Stop: Ctrl-C", "whistle: ready"]
+    return "\n".join(lines)

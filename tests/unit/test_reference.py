@@ -1,0 +1,228 @@
+"""The shipped county reference data (deploy/config) and how broken copies of it are refused."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.dispatch.reference import (
+    SECONDED_DOMAINS,
+    Authority,
+    ReferenceData,
+    ReferenceDataError,
+    UnitKind,
+    load_reference,
+)
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
+
+
+@cache
+def _shipped() -> ReferenceData:
+    return load_reference(CONFIG)
+
+
+def _broken_copy(tmp_path: Path, name: str, edit: Callable[[dict], None]) -> Path:
+    """Copy the shipped config to tmp_path and apply ``edit`` to the parsed ``name`` file."""
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    path = target / name
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def _refusal(config_dir: Path) -> list[str]:
+    with pytest.raises(ReferenceDataError) as info:
+        load_reference(config_dir)
+    assert info.value.reasons, "a refusal must say why"
+    return info.value.reasons
+
+
+# ---------------------------------------------------------------- the shipped data
+
+
+def test_shipped_config_loads() -> None:
+    ref = _shipped()
+    assert ref.county.timezone == "Asia/Shanghai"
+    assert ref.departments and ref.units and ref.items
+
+
+def test_county_has_at_least_14_townships_each_with_villages_and_mapped_grids() -> None:
+    ref = _shipped()
+    assert len(ref.townships) >= 14
+    kinds = Counter(t.kind for t in ref.townships.values())
+    assert kinds["街道"] >= 1 and kinds["镇"] >= 1 and kinds["乡"] >= 1
+    for township in ref.townships.values():
+        assert 3 <= len(township.villages) <= 6, township.code
+        for village in township.villages:
+            assert 1 <= len(village.grids) <= 3, village.code
+            for grid in village.grids:
+                assert grid.polygon, f"grid {grid.id} has no polygon"
+                ring = grid.polygon[0]
+                assert ring[0] == ring[-1], f"grid {grid.id}: ring not closed"
+                for lon, lat in ring:
+                    assert 113.0 <= lon <= 113.7 and 38.5 <= lat <= 39.0, grid.id
+
+
+def test_every_township_has_the_7_9_n_shape() -> None:
+    ref = _shipped()
+    for code in ref.townships:
+        units = ref.units_of_township(code)
+        teams = [u for u in units if u.kind is UnitKind.TOWNSHIP_TEAM]
+        assert len(teams) == 1, code
+        assert len(teams[0].staff) >= 7, code
+        roles = Counter(s.role for s in teams[0].staff)
+        assert roles["captain"] == 1 and roles["deputy"] == 2, code
+
+        squads = [u for u in units if u.kind is UnitKind.SECONDED_SQUAD]
+        assert len(squads) == 9, code
+        assert {u.domain for u in squads} == SECONDED_DOMAINS, code
+
+        coordinated = [u for u in units if u.kind is UnitKind.COORDINATED_UNIT]
+        assert len(coordinated) >= 1, code
+
+
+def test_seconded_officers_answer_for_one_or_two_villages_of_their_own_township() -> None:
+    ref = _shipped()
+    for unit in ref.units.values():
+        if unit.kind is not UnitKind.SECONDED_SQUAD:
+            continue
+        assert unit.department is not None
+        assert ref.departments[unit.department].domain == unit.domain, unit.id
+        own = {v.code for v in ref.townships[unit.township or ""].villages}
+        for officer in unit.staff:
+            assert 1 <= len(officer.villages) <= 2, officer.id
+            assert set(officer.villages) <= own, officer.id
+
+
+def test_most_enforcement_staff_hold_a_valid_certificate() -> None:
+    ref = _shipped()
+    enforcers = [
+        s
+        for u in ref.units.values()
+        if u.kind in (UnitKind.TOWNSHIP_TEAM, UnitKind.SECONDED_SQUAD)
+        for s in u.staff
+    ]
+    valid = [s for s in enforcers if s.certificate and s.certificate.valid_on(date(2026, 11, 1))]
+    assert len(valid) >= 0.9 * len(enforcers)
+
+
+def test_catalogue_covers_every_team_domain_and_every_item_has_keywords() -> None:
+    ref = _shipped()
+    items = ref.catalogue.items
+    assert len(items) >= 40
+    per_domain = Counter(i.domain for i in items)
+    for domain in SECONDED_DOMAINS:
+        assert per_domain[domain] >= 4, domain
+    for item in items:
+        assert item.keywords, item.code
+        assert item.lead_department in ref.departments, item.code
+
+
+def test_deadline_policy_follows_the_default_urgency() -> None:
+    for item in _shipped().catalogue.items:
+        assert item.deadline_policy == f"P-{item.default_urgency.value.upper()}", item.code
+
+
+def test_townships_claim_every_core_item_and_nothing_beyond_their_powers() -> None:
+    ref = _shipped()
+    core = {i.code for i in ref.catalogue.items if i.tier == "core"}
+    not_theirs = {
+        i.code
+        for i in ref.catalogue.items
+        if i.authority in (Authority.COUNTY_ONLY, Authority.OUT_OF_LIST)
+    }
+    assert set(ref.claims) == set(ref.townships)
+    for township, claimed in ref.claims.items():
+        assert core <= claimed, township
+        assert not claimed & not_theirs, township
+
+
+def test_version_names_the_catalogue_version() -> None:
+    ref = _shipped()
+    assert ref.catalogue.version in ref.version
+    assert ref.version != ref.catalogue.version  # plus a digest of the files
+
+
+def test_version_changes_when_a_file_changes(tmp_path: Path) -> None:
+    def rename_county(doc: dict) -> None:
+        doc["name"] = doc["name"] + "（测试）"
+
+    changed = load_reference(_broken_copy(tmp_path, "county.yaml", rename_county))
+    assert changed.version != _shipped().version
+
+
+# ---------------------------------------------------------------- broken copies are refused
+
+
+def _unit_in_unknown_township(doc: dict) -> None:
+    doc["units"].append(
+        {
+            "id": "T99-GAJ",
+            "name": "不存在乡派出所",
+            "kind": "coordinated_unit",
+            "township": "T99",
+            "department": "GAJ",
+            "domain": "police",
+            "staff": [{"id": "S9999", "name": "测试员", "role": "liaison"}],
+        }
+    )
+
+
+def _duplicate_first_grid(doc: dict) -> None:
+    first = doc["townships"][0]["villages"][0]["grids"][0]
+    doc["townships"][1]["villages"][0]["grids"][0]["id"] = first["id"]
+
+
+def test_a_unit_in_an_unknown_township_is_refused(tmp_path: Path) -> None:
+    reasons = _refusal(_broken_copy(tmp_path, "units.yaml", _unit_in_unknown_township))
+    assert any("T99-GAJ" in r and "unknown township" in r and "T99" in r for r in reasons)
+
+
+def test_a_core_item_missing_from_a_townships_claims_is_refused(tmp_path: Path) -> None:
+    ref = _shipped()
+    core = sorted(i.code for i in ref.catalogue.items if i.tier == "core")
+    dropped = core[0]
+    township = sorted(ref.townships)[4]
+
+    def drop_core_item(doc: dict) -> None:
+        for claim in doc["claims"]:
+            if claim["township"] == township:
+                claim["items"].remove(dropped)
+
+    reasons = _refusal(_broken_copy(tmp_path, "claims.yaml", drop_core_item))
+    assert any(township in r and dropped in r and "core" in r for r in reasons), reasons
+
+
+def test_a_duplicate_grid_id_is_refused(tmp_path: Path) -> None:
+    reasons = _refusal(_broken_copy(tmp_path, "county.yaml", _duplicate_first_grid))
+    grid = _shipped().county.townships[0].villages[0].grids[0].id
+    assert any("duplicate grid id" in r and grid in r for r in reasons), reasons
+
+
+def test_a_malformed_yaml_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    (target / "units.yaml").write_text("units:\n  - id: T01-TEAM\n   name: [unclosed\n")
+    reasons = _refusal(target)
+    assert any(r.startswith("units.yaml") and "not valid YAML" in r for r in reasons), reasons
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    target = _broken_copy(tmp_path, "county.yaml", _duplicate_first_grid)
+    units = target / "units.yaml"
+    doc = yaml.safe_load(units.read_text(encoding="utf-8"))
+    _unit_in_unknown_township(doc)
+    units.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    reasons = _refusal(target)
+    assert any("duplicate grid id" in r for r in reasons), reasons
+    assert any("unknown township" in r for r in reasons), reasons
