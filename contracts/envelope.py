@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -46,8 +47,14 @@ class CloudEvent(BaseModel):
     def _rfc3339(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
+    def to_json(self) -> dict[str, Any]:
+        """The structured-mode JSON document: absent optional attributes are left out, while
+        ``null`` values inside ``data`` stay, since a payload field may be required yet empty."""
+        document = self.model_dump(mode="json")
+        return {k: v for k, v in document.items() if v is not None or k == "data"}
+
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
     def payload(self, model: type[D]) -> D:
         """The typed payload; raises pydantic.ValidationError if it does not match."""
@@ -61,5 +68,5 @@ def new_event(source: str, subject: str, data: EventData, now: datetime) -> Clou
         type=data.event_type,
         subject=subject,
         time=now,
-        data=data.model_dump(mode="json", exclude_none=True),
+        data=data.model_dump(mode="json"),
     )

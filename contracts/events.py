@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.envelope import EventData
 
@@ -46,7 +45,7 @@ class TipReceived(EventData):
     anonymous: bool = False
     attachments: list[str] = Field(default_factory=list, description="SHA-256 of each attachment")
     resolved_on_spot: bool = False
-    received_at: datetime
+    received_at: AwareDatetime
 
 
 class CaseOpened(EventData):
@@ -102,8 +101,8 @@ class CaseAssigned(EventData):
 class Deadline(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["first_response", "resolution"]
-    due_at: datetime
-    warn_at: datetime
+    due_at: AwareDatetime
+    warn_at: AwareDatetime
 
 
 class DeadlinesSet(EventData):

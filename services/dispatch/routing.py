@@ -68,7 +68,10 @@ def route(
         return _with_staff(
             unit, village, open_load, today, "statutory", "乡镇法定职权，由综合执法队办理"
         )
-    squad = next((u for u in own_units if u.domain is item.domain), None)
+    squad = next(
+        (u for u in own_units if u.kind is UnitKind.SECONDED_SQUAD and u.domain is item.domain),
+        None,
+    )
     if squad is not None:
         why = (
             f"{'赋权' if item.authority is Authority.DEVOLVED else '委托'}事项，由{squad.name}办理"

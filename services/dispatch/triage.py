@@ -6,6 +6,7 @@ reached, which travel into the case's events, the console and the ledger.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from services.dispatch.reference import MatterItem, ReferenceData
@@ -38,8 +39,9 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
                     item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
                 )
     scored: list[tuple[float, MatterItem, list[str]]] = []
+    folded = _fold(text)
     for item in reference.catalogue.items:
-        hits = [rule for rule in item.keywords if rule.word in text]
+        hits = [rule for rule in item.keywords if _fold(rule.word) in folded]
         if hits:
             score = sum(rule.weight for rule in hits)
             scored.append((score, item, [rule.word for rule in hits]))
@@ -57,6 +59,11 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
         second = scored[1][1]
         explanation.append(f"次选 {second.code} {second.name}（得分 {runner_up:g}）")
     return Classification(best, round(confidence, 3), tuple(explanation))
+
+
+def _fold(text: str) -> str:
+    """Full-width ＫＴＶ and lower-case ktv both match the keyword KTV."""
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def locate(grid_id: str | None, address: str | None, reference: ReferenceData) -> Location:

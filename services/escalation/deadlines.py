@@ -25,7 +25,6 @@ def add_duration(start: datetime, duration: Duration, zone: ZoneInfo) -> datetim
         return start + timedelta(hours=duration.amount)
     local = start.astimezone(zone)
     whole_days = int(duration.amount)
-    remainder = timedelta(days=duration.amount - whole_days)
     day = local
     while day.weekday() >= 5:  # a clock started at the weekend runs from Monday
         day = (day + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -34,7 +33,7 @@ def add_duration(start: datetime, duration: Duration, zone: ZoneInfo) -> datetim
         day += timedelta(days=1)
         if day.weekday() < 5:
             added += 1
-    return (day + remainder).astimezone(start.tzinfo)
+    return day.astimezone(start.tzinfo)
 
 
 def deadlines_for(

@@ -14,6 +14,13 @@ class Duration(BaseModel):
     amount: float = Field(gt=0)
     unit: Literal["hours", "working_days"]
 
+    @model_validator(mode="after")
+    def _whole_working_days(self) -> Duration:
+        # A fraction of a working day has no agreed meaning across a weekend; use hours.
+        if self.unit == "working_days" and not float(self.amount).is_integer():
+            raise ValueError("working_days must be a whole number; give shorter spans in hours")
+        return self
+
 
 class DeadlinePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

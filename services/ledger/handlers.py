@@ -19,7 +19,7 @@ class Recorder:
         self._clock = clock
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        canonical = canonical_bytes(event.model_dump(mode="json", exclude_none=True))
+        canonical = canonical_bytes(event.to_json())
         size = await session.scalar(
             update(LedgerState)
             .where(LedgerState.id == 1)  # type: ignore[arg-type]

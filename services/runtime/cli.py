@@ -14,7 +14,7 @@ from services.runtime.settings import SERVICES, Settings
 def _up(args: argparse.Namespace) -> int:
     from services.runtime.stack import up
 
-    return up(Settings())
+    return up(Settings(), say=lambda line: print(line, flush=True))
 
 
 def _serve(args: argparse.Namespace) -> int:

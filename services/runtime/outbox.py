@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Only one relay publishes at a time, so that rows leave in the order they were written even
 # when several replicas of a service run; the others wait for the lock.
 RELAY_LOCK_KEY = 0x5748_4F42  # "WHOB"
+PURGE_EVERY = timedelta(hours=1)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -58,7 +59,7 @@ def stage(session: AsyncSession, topic: str, event: CloudEvent) -> None:
             event_id=event.id,
             topic=topic,
             key=event.subject,
-            event=event.model_dump(mode="json", exclude_none=True),
+            event=event.to_json(),
             created_at=event.time,
         )
     )
@@ -104,7 +105,8 @@ class OutboxRelay:
         while True:
             try:
                 published = await self.publish_batch()
-                await self._purge_if_due()
+                if self._last_purge is None or self._clock() - self._last_purge > PURGE_EVERY:
+                    await self.purge()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -163,14 +165,14 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.labels(self._service, row.topic).inc()
         return len(rows)
 
-    async def _purge_if_due(self) -> None:
+    async def purge(self) -> int:
+        """Delete sent rows older than the retention period; returns how many."""
         now = self._clock()
-        if self._last_purge and now - self._last_purge < timedelta(hours=1):
-            return
         self._last_purge = now
         async with self._sessions() as session, session.begin():
-            await session.execute(
+            result = await session.execute(
                 delete(OutboxMessage).where(
                     OutboxMessage.sent_at < now - self._retention  # type: ignore[operator]
                 )
             )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from services.runtime.auth import TokenVerifier
 from services.runtime.clock import Clock, system_clock
 from services.runtime.db import Sessions, create_engine, session_factory
-from services.runtime.inbox import InboxConsumer, Subscription
+from services.runtime.inbox import GroupTiming, InboxConsumer, Subscription
 from services.runtime.kafka import create_producer
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.runtime.outbox import OutboxRelay
@@ -152,6 +152,11 @@ async def _running(
                 max_attempts=settings.consumer_max_attempts,
                 retry_backoff=settings.consumer_retry_backoff_seconds,
                 after_commit=relay.wake,
+                group_timing=GroupTiming(
+                    settings.kafka_session_timeout_ms,
+                    settings.kafka_heartbeat_interval_ms,
+                    settings.kafka_rebalance_timeout_ms,
+                ),
             )
             await consumer.start()
             tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-inbox-consumer"))

@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     # Real Kafka supports idempotent producers; the embedded Tansu broker refuses InitProducerId.
     kafka_enable_idempotence: bool = True
+    # Group membership timing. Kafka's defaults suit production; the embedded broker only
+    # reassigns a departed member's partitions after its session times out, so the launcher
+    # and the tests use short sessions to resume quickly after a restart.
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_rebalance_timeout_ms: int = 30_000
     kafka_topic_partitions: int = 3
     kafka_replication_factor: int = 1
 

@@ -30,9 +30,15 @@ from services.runtime.embedded import (
     die_with_parent,
     port_is_free,
 )
+from services.runtime.inbox import GroupTiming
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import SERVICES, Settings
+
+# Short group sessions for the single-machine broker, so a restarted service resumes in seconds.
+EMBEDDED_GROUP_TIMING = GroupTiming(
+    session_timeout_ms=2_000, heartbeat_interval_ms=300, rebalance_timeout_ms=1_000
+)
 
 
 class StackError(RuntimeError):
@@ -71,6 +77,9 @@ def service_environment(settings: Settings) -> dict[str, str]:
             "WHISTLE_DATABASE_URL": settings.database_url or "",
             "WHISTLE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
             "WHISTLE_KAFKA_ENABLE_IDEMPOTENCE": str(settings.kafka_enable_idempotence).lower(),
+            "WHISTLE_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+            "WHISTLE_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.kafka_heartbeat_interval_ms),
+            "WHISTLE_KAFKA_REBALANCE_TIMEOUT_MS": str(settings.kafka_rebalance_timeout_ms),
             "WHISTLE_JWT_PUBLIC_KEY_FILE": str(settings.public_key_path.resolve()),
         }
     )
@@ -211,6 +220,9 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
             say(f"starting embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
             settings.kafka_bootstrap = broker.start()
             settings.kafka_enable_idempotence = False
+            settings.kafka_session_timeout_ms = EMBEDDED_GROUP_TIMING.session_timeout_ms
+            settings.kafka_heartbeat_interval_ms = EMBEDDED_GROUP_TIMING.heartbeat_interval_ms
+            settings.kafka_rebalance_timeout_ms = EMBEDDED_GROUP_TIMING.rebalance_timeout_ms
         ensure_dev_keys(settings.private_key_path, settings.public_key_path)
         say("preparing databases, migrations and topics")
         asyncio.run(prepare(settings))

@@ -1,0 +1,56 @@
+"""Session-wide real infrastructure: an embedded PostgreSQL server and a Tansu broker.
+
+Both are started once per test session on free loopback ports, from the same code that
+``whistle up`` uses. Tests isolate themselves with their own databases and topic names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.auth import ensure_dev_keys
+from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.runtime.settings import Settings
+from tests.support.infra import Infra
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    root = tmp_path_factory.mktemp("infra")
+    postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
+    broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
+    postgres.start()
+    try:
+        broker.start()
+        try:
+            yield Infra(database_url=postgres.url, bootstrap=broker.bootstrap, root=root)
+        finally:
+            broker.stop()
+    finally:
+        postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for services under test, pointed at the session's PostgreSQL and broker."""
+    home = tmp_path_factory.mktemp("home")
+    configured = Settings(
+        home=home,
+        config_dir=REPO / "deploy" / "config",
+        database_url=infra.database_url,
+        kafka_bootstrap=infra.bootstrap,
+        kafka_enable_idempotence=False,
+        outbox_poll_seconds=0.05,
+        consumer_retry_backoff_seconds=0.01,
+        intake_port=free_port(),
+        dispatch_port=free_port(),
+        escalation_port=free_port(),
+        ledger_port=free_port(),
+    )
+    ensure_dev_keys(configured.private_key_path, configured.public_key_path)
+    return configured

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Column, Integer, String
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
+from services.runtime.inbox import InboxRecord
+from services.runtime.kafka import create_producer
+from services.runtime.outbox import OutboxMessage
+from tests.support.infra import Infra
+
+
+class Effect(SQLModel, table=True):
+    """What a test handler does to the database: one row per handled event, no uniqueness,
+    so a duplicate effect shows up as a second row."""
+
+    __tablename__ = "test_effect"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    event_id: str = Field(sa_column=Column(String, nullable=False))
+    note: str = ""
+
+
+class MovableClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def plumbing_engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+    """A fresh database holding the runtime tables (outbox, inbox) and a test effect table."""
+    url = infra.fresh_database_url("plumbing")
+    await ensure_database(url)
+    engine = create_engine(url, pool_size=5)
+    async with engine.begin() as conn:
+        for table in (OutboxMessage.__table__, InboxRecord.__table__, Effect.__table__):
+            await conn.run_sync(table.create)  # type: ignore[attr-defined]
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(plumbing_engine: AsyncEngine) -> Sessions:
+    return session_factory(plumbing_engine)
+
+
+@pytest.fixture
+async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
+    kafka = create_producer(infra.bootstrap, client_id="test", enable_idempotence=False)
+    await kafka.start()
+    yield kafka
+    await kafka.stop()

@@ -1,0 +1,222 @@
+"""The inbox consumer against the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent, new_event
+from contracts.events import DeadlinesSet
+from contracts.topics import dlq_topic
+from services.runtime.db import Sessions
+from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
+from services.runtime.kafka import ensure_topics
+from services.runtime.stack import EMBEDDED_GROUP_TIMING
+from tests.integration.conftest import Effect, MovableClock
+from tests.support.infra import Infra, eventually, read_topic
+
+
+def _event(clock: MovableClock, subject: str = "case-1") -> CloudEvent:
+    clock.advance(timedelta(milliseconds=1))
+    payload = DeadlinesSet.model_validate(
+        {
+            "case_id": str(uuid4()),
+            "policy_id": "P-GENERAL",
+            "urgency": "general",
+            "deadlines": [
+                {
+                    "kind": "resolution",
+                    "due_at": clock.now.isoformat(),
+                    "warn_at": clock.now.isoformat(),
+                }
+            ],
+        }
+    )
+    return new_event("whistle/test", subject, payload, clock.now)
+
+
+async def _topic(infra: Infra) -> str:
+    topic = f"test.inbox.{uuid4().hex[:8]}"
+    await ensure_topics(infra.bootstrap, [topic, dlq_topic(topic)], partitions=1)
+    return topic
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes = b"case-1"
+) -> None:
+    await producer.send_and_wait(topic, value=value, key=key)
+
+
+async def _effects(sessions: Sessions, event_id: str | None = None) -> int:
+    query = select(func.count()).select_from(Effect)
+    if event_id is not None:
+        query = query.where(Effect.event_id == event_id)
+    async with sessions() as session:
+        return int(await session.scalar(query) or 0)
+
+
+def _recording_handler() -> Handler:
+    async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        session.add(Effect(event_id=event.id, note=topic))
+
+    return handle
+
+
+@asynccontextmanager
+async def _consuming(
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    topic: str,
+    handler: Handler,
+    group: str,
+    max_attempts: int = 3,
+) -> AsyncIterator[InboxConsumer]:
+    consumer = InboxConsumer(
+        service="test",
+        subscription=Subscription(topics=(topic,), handlers={DeadlinesSet.event_type: handler}),
+        sessions=sessions,
+        bootstrap=infra.bootstrap,
+        dlq_producer=producer,
+        clock=clock,
+        max_attempts=max_attempts,
+        retry_backoff=0.01,
+        group_id=group,
+        group_timing=EMBEDDED_GROUP_TIMING,
+    )
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+
+async def test_a_redelivered_event_has_its_effect_once(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    first, second = _event(clock), _event(clock)
+    for event in (first, first, second, first):  # at-least-once: the broker may repeat itself
+        await _send(producer, topic, event.to_bytes())
+
+    async with _consuming(
+        infra, sessions, producer, clock, topic, _recording_handler(), "g-dedupe"
+    ):
+        await eventually(lambda: _effects_equal(sessions, 2), what="both events handled")
+        # The last copy of `first` is the fourth record; once it is past, nothing more may come.
+        await eventually(lambda: _committed(infra, "g-dedupe", topic, 4), what="offsets committed")
+    assert await _effects(sessions, first.id) == 1
+    assert await _effects(sessions, second.id) == 1
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxRecord)) == 2
+
+
+async def _effects_equal(sessions: Sessions, expected: int) -> bool:
+    return await _effects(sessions) == expected
+
+
+async def _committed(infra: Infra, group: str, topic: str, offset: int) -> bool:
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=infra.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await probe.start()
+    try:
+        return await probe.committed(TopicPartition(topic, 0)) == offset
+    finally:
+        await probe.stop()
+
+
+async def test_a_handler_that_fails_then_recovers_is_retried_and_applied_once(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    attempts: list[str] = []
+
+    async def flaky(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        attempts.append(event.id)
+        session.add(Effect(event_id=event.id, note=f"attempt {len(attempts)}"))
+        if len(attempts) < 3:
+            raise ConnectionError("the database went away")
+
+    event = _event(clock)
+    await _send(producer, topic, event.to_bytes())
+    async with _consuming(
+        infra, sessions, producer, clock, topic, flaky, "g-flaky", max_attempts=5
+    ):
+        await eventually(lambda: _effects_equal(sessions, 1), what="the third attempt to commit")
+    assert len(attempts) == 3
+    async with sessions() as session:
+        notes = (await session.scalars(select(Effect.note))).all()
+    assert notes == ["attempt 3"]  # the failed attempts left nothing half-saved
+
+
+async def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_next_one_is_handled(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    poison, healthy = _event(clock), _event(clock)
+
+    async def refuse_poison(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        session.add(Effect(event_id=event.id))
+        if event.id == poison.id:
+            raise ValueError("township T99 does not exist")
+
+    await _send(producer, topic, poison.to_bytes())
+    await _send(producer, topic, b"{not json at all")
+    await _send(producer, topic, healthy.to_bytes())
+    async with _consuming(infra, sessions, producer, clock, topic, refuse_poison, "g-poison"):
+        await eventually(lambda: _effects_equal(sessions, 1), what="the healthy event")
+        dead = await read_topic(infra.bootstrap, dlq_topic(topic), 2)
+
+    assert await _effects(sessions, poison.id) == 0
+    assert await _effects(sessions, healthy.id) == 1
+    first, second = sorted(dead, key=lambda r: r.offset)
+    first_headers = dict(first.headers)
+    assert CloudEvent.model_validate_json(first.value).id == poison.id
+    assert b"township T99 does not exist" in first_headers["dlq-reason"]
+    assert first_headers["dlq-attempts"] == b"3"
+    assert first_headers["dlq-topic"] == topic.encode()
+    assert first_headers["dlq-offset"] == b"0"
+    assert second.value == b"{not json at all"
+    assert b"not a CloudEvents 1.0 JSON event" in dict(second.headers)["dlq-reason"]
+
+
+async def test_a_restarted_consumer_resumes_after_the_last_committed_event(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    seen: list[str] = []
+
+    def counting() -> Callable[[AsyncSession, CloudEvent, str], object]:
+        async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+            seen.append(event.id)
+            session.add(Effect(event_id=event.id))
+
+        return handle
+
+    before = [_event(clock) for _ in range(3)]
+    for event in before:
+        await _send(producer, topic, event.to_bytes())
+    async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
+        await eventually(lambda: _effects_equal(sessions, 3), what="the first three events")
+        await eventually(lambda: _committed(infra, "g-resume", topic, 3), what="offsets committed")
+
+    after = _event(clock)
+    await _send(producer, topic, after.to_bytes())
+    async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
+        await eventually(lambda: _effects_equal(sessions, 4), what="the event sent while stopped")
+    # The handler never even saw the first three again: the offsets were committed.
+    assert seen == [e.id for e in before] + [after.id]

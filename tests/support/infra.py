@@ -1,0 +1,67 @@
+"""Helpers for tests that run against the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Infra:
+    database_url: str
+    bootstrap: str
+    root: Path
+
+    def fresh_database_url(self, prefix: str) -> str:
+        name = f"whistle_{prefix}_{uuid4().hex[:10]}"
+        url = make_url(self.database_url).set(drivername="postgresql+asyncpg", database=name)
+        return url.render_as_string(hide_password=False)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 20, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``.
+
+    Waiting for a condition, not for a time: the test goes on the moment the system is there.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, count: int, within: float = 20
+) -> list[ConsumerRecord]:
+    """Read ``count`` records from the start of ``topic`` (all partitions), without a group."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(records) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"read {len(records)} of {count} records from {topic}")
+            batches = await consumer.getmany(timeout_ms=200)
+            for partition_records in batches.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records

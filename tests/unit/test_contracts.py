@@ -1,0 +1,381 @@
+"""The event contracts: generated schemas are current, resolvable, and describe real events."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+
+from contracts import generate
+from contracts.envelope import CloudEvent, EventData, new_event
+from contracts.events import (
+    EVENT_MODELS,
+    CaseAssigned,
+    CaseOpened,
+    CaseTriageRequired,
+    ContactRef,
+    Deadline,
+    DeadlinesSet,
+    GeoPoint,
+    TipReceived,
+)
+from contracts.topics import TOPICS, all_topic_names, dlq_topic, topic_for
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+TIP_ID = UUID("01956f3a-0000-7000-8000-000000000001")
+CASE_ID = UUID("01956f3a-0000-7000-8000-000000000002")
+
+SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
+    TipReceived: lambda: TipReceived(
+        tip_id=TIP_ID,
+        tracking_no="WH20250301-0001",
+        channel="hotline",
+        text="小区门口垃圾堆放三天无人清运",
+        location=GeoPoint(lat=30.1, lon=120.2),
+        address="城关镇幸福路 8 号",
+        contact=ContactRef(masked_phone="138****1234", phone_hash="ab12"),
+        attachments=["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+        received_at=NOW,
+    ),
+    CaseOpened: lambda: CaseOpened(
+        case_id=CASE_ID,
+        tip_id=TIP_ID,
+        matter_code="HW-001",
+        matter_name="生活垃圾清运",
+        confidence=0.92,
+        township_code="330100001",
+        urgency="general",
+        catalogue_version="2025.1",
+        explanation=["关键词: 垃圾"],
+    ),
+    CaseTriageRequired: lambda: CaseTriageRequired(
+        case_id=CASE_ID,
+        tip_id=TIP_ID,
+        queue="county",
+        reason="no_location",
+        catalogue_version="2025.1",
+    ),
+    CaseAssigned: lambda: CaseAssigned(
+        case_id=CASE_ID,
+        tip_id=TIP_ID,
+        unit_id="cgj",
+        unit_kind="department",
+        township_code="330100001",
+        staff_id="s-17",
+        matter_code="HW-001",
+        authority="county",
+        urgency="general",
+        deadline_policy="standard",
+        catalogue_version="2025.1",
+        rule="matter_owner",
+        explanation=["事项归属城管局"],
+    ),
+    DeadlinesSet: lambda: DeadlinesSet(
+        case_id=CASE_ID,
+        policy_id="standard",
+        urgency="general",
+        deadlines=[
+            Deadline(
+                kind="first_response",
+                due_at=NOW + timedelta(hours=2),
+                warn_at=NOW + timedelta(hours=1),
+            )
+        ],
+    ),
+}
+
+
+def _event(model: type[EventData]) -> CloudEvent:
+    data = SAMPLES[model]()
+    return new_event(f"whistle/{model.__name__.lower()}", "subject-1", data, NOW)
+
+
+def _wire(event: CloudEvent) -> dict[str, Any]:
+    return json.loads(event.to_bytes())
+
+
+@cache
+def _validator(event_type: str) -> Draft202012Validator:
+    path = ROOT / generate.schema_path(event_type)
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@cache
+def _asyncapi() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / generate.ASYNCAPI_PATH).read_text(encoding="utf-8"))
+
+
+def _ids(models: tuple[type[EventData], ...]) -> list[str]:
+    return [m.event_type for m in models]
+
+
+# (a) the checked-in files are what the generator produces
+
+
+def test_samples_cover_every_event_model() -> None:
+    assert set(SAMPLES) == set(EVENT_MODELS), "add a sample payload for each new event model"
+
+
+def test_generated_contracts_are_up_to_date() -> None:
+    rendered = generate.render()
+    assert set(rendered) >= {generate.ASYNCAPI_PATH, generate.schema_path("cloudevent")}
+    assert {generate.schema_path(m.event_type) for m in EVENT_MODELS} <= set(rendered)
+    stale = generate.stale_files(ROOT)
+    if stale:
+        first = ROOT / stale[0]
+        current = first.read_text(encoding="utf-8") if first.is_file() else ""
+        diff = difflib.unified_diff(
+            current.splitlines(),
+            rendered.get(stale[0], "").splitlines(),
+            f"{stale[0]} (checked in)",
+            f"{stale[0]} (generated)",
+            lineterm="",
+        )
+        pytest.fail(
+            f"generated contracts are stale: {', '.join(stale)}.\n"
+            "Run `make contracts` and commit the result.\n" + "\n".join(list(diff)[:40]),
+            pytrace=False,
+        )
+
+
+def test_check_mode_reports_a_stale_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert generate.main([], root=tmp_path) == 0
+    assert generate.main(["--check"], root=tmp_path) == 0
+    (tmp_path / generate.ASYNCAPI_PATH).write_text("asyncapi: 2.6.0\n", encoding="utf-8")
+    (tmp_path / generate.schema_path("whistle.gone")).write_text("{}", encoding="utf-8")
+    capsys.readouterr()
+    assert generate.main(["--check"], root=tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "make contracts" in err
+    assert generate.ASYNCAPI_PATH in err
+    assert generate.schema_path("whistle.gone") in err
+
+
+def test_render_is_deterministic() -> None:
+    assert generate.render() == generate.render()
+
+
+# (b) the AsyncAPI document is self-contained and covers every topic
+
+
+def _refs(node: Any, at: str = "#") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield at, value
+            else:
+                yield from _refs(value, f"{at}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _refs(value, f"{at}/{i}")
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), f"{ref} points outside the document"
+    node: Any = doc
+    for token in ref[2:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    return node
+
+
+def test_every_ref_in_asyncapi_resolves() -> None:
+    doc = _asyncapi()
+    refs = list(_refs(doc))
+    assert refs
+    for where, ref in refs:
+        try:
+            _resolve(doc, ref)
+        except (KeyError, IndexError, ValueError) as exc:
+            pytest.fail(f"{where}: $ref {ref!r} does not resolve ({exc!r})")
+
+
+def test_asyncapi_shape() -> None:
+    doc = _asyncapi()
+    assert doc["asyncapi"] == "3.0.0"
+    assert doc["info"] == {
+        "title": "Whistle events",
+        "version": generate.API_VERSION,
+        "description": doc["info"]["description"],
+    }
+    assert doc["defaultContentType"] == "application/cloudevents+json"
+    addresses = [c["address"] for c in doc["channels"].values()]
+    assert addresses[: len(TOPICS)] == [t.name for t in TOPICS]
+    dept = next(c for c in doc["channels"].values() if c["address"] == "escalation.dept.{code}.v1")
+    assert set(dept["parameters"]) == {"code"}
+
+    operations = doc["operations"]
+    assert "intake.publishTipReceived" in operations
+    for topic in TOPICS:
+        for model in topic.messages:
+            op = operations[f"{topic.producer}.publish{model.__name__}"]
+            assert op["action"] == "send"
+            assert _resolve(doc, op["channel"]["$ref"])["address"] == topic.name
+    assert len(operations) == sum(len(t.messages) for t in TOPICS)
+
+    messages = doc["components"]["messages"]
+    assert {m["name"] for m in messages.values()} == {m.event_type for m in EVENT_MODELS}
+    assert "$defs" not in json.dumps(doc)
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
+def test_asyncapi_payload_schema_validates_real_events(model: type[EventData]) -> None:
+    doc = _asyncapi()
+    message = doc["components"]["messages"][model.__name__]
+    schema = {"$ref": message["payload"]["$ref"], "components": doc["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator.validate(_wire(_event(model)))
+    wrong = _wire(_event(model)) | {"type": "whistle.not.this"}
+    assert not validator.is_valid(wrong)
+
+
+# (c) real events validate against their generated schema; broken ones do not
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
+def test_real_event_validates(model: type[EventData]) -> None:
+    event = _event(model)
+    _validator(model.event_type).validate(_wire(event))
+    envelope = json.loads((ROOT / generate.schema_path("cloudevent")).read_text(encoding="utf-8"))
+    Draft202012Validator(envelope).validate(_wire(event))
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda wire: wire["data"].pop(key)
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(wire: dict[str, Any]) -> None:
+        node = wire
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return mutate
+
+
+MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "wrong type": _set(("type",), "whistle.something.else"),
+    "naive time": _set(("time",), "2025-03-01T09:30:00"),
+    "time not a date": _set(("time",), "yesterday"),
+    "specversion 0.3": _set(("specversion",), "0.3"),
+    "no specversion": lambda wire: wire.pop("specversion"),
+    "no id": lambda wire: wire.pop("id"),
+    "empty source": _set(("source",), ""),
+    "unknown data field": _set(("data", "surprise"), 1),
+    "data not an object": _set(("data",), "hello"),
+}
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None:
+    wire = _wire(_event(model))
+    MUTATIONS[mutation](wire)
+    assert not _validator(model.event_type).is_valid(wire)
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
+def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
+    key = "tip_id" if model is TipReceived else "case_id"
+    wire = _wire(_event(model))
+    del wire["data"][key]
+    errors = list(_validator(model.event_type).iter_errors(wire))
+    assert any(key in e.message for e in errors), errors
+
+
+def test_malformed_uuid_is_refused() -> None:
+    wire = _wire(_event(CaseOpened))
+    wire["data"]["case_id"] = "not-a-uuid"
+    assert not _validator(CaseOpened.event_type).is_valid(wire)
+
+
+def test_event_of_another_type_is_refused() -> None:
+    wire = _wire(_event(CaseAssigned))
+    assert not _validator(CaseOpened.event_type).is_valid(wire)
+
+
+def test_required_nullable_fields_survive_the_wire() -> None:
+    data = SAMPLES[CaseOpened]().model_copy(update={"matter_code": None, "township_code": None})
+    event = new_event("whistle/dispatch", str(CASE_ID), data, NOW)
+    _validator(CaseOpened.event_type).validate(_wire(event))
+    assert event.payload(CaseOpened) == data
+
+
+# (d) the envelope and the topic registry
+
+
+def _envelope(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": "e-1",
+        "source": "whistle/test",
+        "type": TipReceived.event_type,
+        "time": NOW,
+        "data": {},
+    }
+    return fields | overrides
+
+
+def test_naive_time_is_refused() -> None:
+    with pytest.raises(ValidationError, match="UTC offset"):
+        CloudEvent(**_envelope(time=datetime(2025, 3, 1, 9, 30)))
+    wire = json.dumps(_envelope(time="2025-03-01T09:30:00"))
+    with pytest.raises(ValidationError, match="UTC offset"):
+        CloudEvent.model_validate_json(wire)
+
+
+def test_time_serialises_in_utc_with_z() -> None:
+    beijing = timezone(timedelta(hours=8))
+    event = CloudEvent(**_envelope(time=datetime(2025, 3, 1, 17, 30, 15, tzinfo=beijing)))
+    assert event.time == NOW.replace(second=15)
+    assert _wire(event)["time"] == "2025-03-01T09:30:15Z"
+    assert json.loads(event.model_dump_json())["time"].endswith("Z")
+
+
+def test_bytes_round_trip_keeps_the_idempotency_key() -> None:
+    event = _event(TipReceived)
+    back = CloudEvent.model_validate_json(event.to_bytes())
+    assert (back.source, back.id) == (event.source, event.id)
+    assert back == event
+    assert back.payload(TipReceived) == SAMPLES[TipReceived]()
+
+
+def test_to_bytes_leaves_out_unset_attributes() -> None:
+    event = CloudEvent(**_envelope())
+    assert "subject" not in _wire(event)
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
+def test_topic_for_maps_each_event_to_the_topic_listing_it(model: type[EventData]) -> None:
+    listing = [t.name for t in TOPICS if model in t.messages]
+    assert listing == [topic_for(model.event_type)]
+
+
+def test_topic_for_unknown_type_raises() -> None:
+    with pytest.raises(KeyError):
+        topic_for("whistle.unknown.event")
+
+
+def test_all_topic_names_include_departments_and_dead_letters() -> None:
+    names = all_topic_names(["SCJGJ"])
+    assert "escalation.dept.scjgj.v1" in names
+    live = [n for n in names if not n.endswith(".dlq")]
+    assert set(live) >= {t.name for t in TOPICS}
+    for name in live:
+        assert dlq_topic(name) in names
+    assert len(names) == len(set(names)) == 2 * len(live)

@@ -1,0 +1,238 @@
+"""Deadline arithmetic in the county's time zone, and the shipped deadline policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from services.dispatch.reference import ReferenceData, load_reference
+from services.escalation.deadlines import add_duration, deadlines_for
+from services.escalation.policies import DeadlinePolicy, Duration, PolicyBook, load_policies
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Calendar used below (2026): Wed 18 Nov, Fri 20 Nov, Sat 21, Sun 22, Mon 23, Fri 27, Mon 30 Nov.
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=SHANGHAI)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def hours(n: float) -> Duration:
+    return Duration(amount=n, unit="hours")
+
+
+def working_days(n: float) -> Duration:
+    return Duration(amount=n, unit="working_days")
+
+
+@pytest.fixture(scope="module")
+def book() -> PolicyBook:
+    return load_policies(CONFIG / "policies.yaml")
+
+
+@pytest.fixture(scope="module")
+def ref() -> ReferenceData:
+    return load_reference(CONFIG)
+
+
+# ---------------------------------------------------------------- natural hours
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "due"),
+    [
+        (local(2026, 11, 18, 10, 0), 2, local(2026, 11, 18, 12, 0)),
+        (local(2026, 11, 18, 23, 0), 2, local(2026, 11, 19, 1, 0)),  # across midnight
+        (local(2026, 11, 20, 22, 0), 24, local(2026, 11, 21, 22, 0)),  # into the weekend
+        (local(2026, 11, 21, 9, 30), 24, local(2026, 11, 22, 9, 30)),  # Saturday start
+        (local(2026, 11, 20, 18, 0), 72, local(2026, 11, 23, 18, 0)),  # whole weekend
+        (utc(2026, 11, 20, 15, 0), 2, utc(2026, 11, 20, 17, 0)),  # UTC start, local midnight
+        (utc(2026, 11, 20, 10, 0), 1.5, utc(2026, 11, 20, 11, 30)),
+    ],
+)
+def test_hours_are_natural_time(start: datetime, amount: float, due: datetime) -> None:
+    result = add_duration(start, hours(amount), SHANGHAI)
+    assert result == due
+    assert result.timestamp() - start.timestamp() == amount * 3600
+
+
+# ---------------------------------------------------------------- working days
+
+
+def test_one_working_day_from_friday_morning_is_monday_morning() -> None:
+    start = local(2026, 11, 20, 10, 0)
+    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 23, 10, 0)
+
+
+def test_working_days_from_a_utc_clock_are_counted_in_local_time() -> None:
+    # The services' clock runs in UTC: Friday 10:00 in the county is 02:00Z.
+    start = utc(2026, 11, 20, 2, 0)
+    due = add_duration(start, working_days(1), SHANGHAI)
+    assert due == local(2026, 11, 23, 10, 0)
+    assert due.utcoffset() == timedelta(0)  # returned in the start's own zone
+
+
+@pytest.mark.parametrize(
+    "start", [local(2026, 11, 21, 15, 0), local(2026, 11, 22, 9, 0), local(2026, 11, 21, 0, 0)]
+)
+def test_clock_started_at_the_weekend_counts_from_monday(start: datetime) -> None:
+    monday = local(2026, 11, 23, 0, 0)
+    assert add_duration(start, working_days(1), SHANGHAI) == add_duration(
+        monday, working_days(1), SHANGHAI
+    )
+    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("start", "due"),
+    [
+        (local(2026, 11, 18, 10, 0), local(2026, 11, 27, 10, 0)),  # Wed → Fri next week
+        (local(2026, 11, 23, 9, 0), local(2026, 12, 2, 9, 0)),  # Mon → Wed after next weekend
+        (local(2026, 11, 20, 16, 0), local(2026, 12, 1, 16, 0)),  # Fri → Tue, two weekends
+        (local(2026, 11, 21, 11, 0), local(2026, 12, 2, 0, 0)),  # Sat → from Monday 00:00
+    ],
+)
+def test_seven_working_days_span_weekends(start: datetime, due: datetime) -> None:
+    assert add_duration(start, working_days(7), SHANGHAI) == due
+
+
+def test_due_dates_never_fall_on_a_weekend_for_whole_working_days() -> None:
+    start = local(2026, 11, 16, 8, 0)
+    for offset in range(0, 14 * 24, 5):  # every 5 hours over two weeks
+        begin = start + timedelta(hours=offset)
+        for amount in (1, 2, 5, 7, 15):
+            due = add_duration(begin, working_days(amount), SHANGHAI).astimezone(SHANGHAI)
+            assert due.weekday() < 5, (begin, amount, due)
+            assert due > begin
+
+
+@pytest.mark.parametrize("amount", [0.5, 1.5])
+def test_fractional_working_days_are_refused_at_load(amount: float) -> None:
+    # Half a working day from Friday evening has no agreed meaning; the policy must say hours.
+    with pytest.raises(ValidationError, match="whole number"):
+        Duration(amount=amount, unit="working_days")
+
+
+def test_friday_2359_local_is_friday_in_both_utc_and_local() -> None:
+    start = utc(2026, 11, 20, 15, 59)  # Fri 23:59 in the county
+    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 23, 23, 59)
+
+
+def test_just_after_local_midnight_saturday_while_utc_is_still_friday() -> None:
+    # 16:30Z Friday is already 00:30 Saturday in the county: the clock runs from Monday.
+    start = utc(2026, 11, 20, 16, 30)
+    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 0)
+
+
+def test_just_after_local_midnight_monday_while_utc_is_still_sunday() -> None:
+    # 16:30Z Sunday is 00:30 Monday in the county: a working day has already begun.
+    start = utc(2026, 11, 22, 16, 30)
+    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 30)
+
+
+# ---------------------------------------------------------------- deadlines_for
+
+
+def _policy(first: Duration, resolution: Duration, fraction: float = 0.75) -> DeadlinePolicy:
+    return DeadlinePolicy(
+        id="P-TEST",
+        name="测试",
+        urgency="general",
+        first_response=first,
+        resolution=resolution,
+        warn_at_fraction=fraction,
+    )
+
+
+def test_deadlines_for_general_policy(book: PolicyBook) -> None:
+    policy = book.get("P-GENERAL")
+    assert policy is not None
+    start = utc(2026, 11, 20, 2, 0)  # Friday 10:00 local
+    computed = {d.kind: d for d in deadlines_for(policy, start, SHANGHAI)}
+    assert set(computed) == {"first_response", "resolution"}
+    assert computed["first_response"].due_at == local(2026, 11, 23, 10, 0)
+    assert computed["resolution"].due_at == local(2026, 12, 1, 10, 0)
+    for deadline in computed.values():
+        span = deadline.due_at - start
+        assert deadline.warn_at == start + span * 0.75
+        assert start < deadline.warn_at < deadline.due_at
+
+
+def test_deadlines_for_emergency_policy(book: PolicyBook) -> None:
+    policy = book.get("P-EMERGENCY")
+    assert policy is not None
+    start = utc(2026, 11, 21, 3, 0)  # a Saturday: natural time ignores the weekend
+    computed = {d.kind: d for d in deadlines_for(policy, start, SHANGHAI)}
+    assert computed["first_response"].due_at == start + timedelta(hours=2)
+    assert computed["first_response"].warn_at == start + timedelta(minutes=90)
+    assert computed["resolution"].due_at == start + timedelta(hours=24)
+    assert computed["resolution"].warn_at == start + timedelta(hours=18)
+
+
+def test_warn_at_follows_the_policys_fraction() -> None:
+    start = local(2026, 11, 18, 8, 0)
+    policy = _policy(hours(10), working_days(2), fraction=0.5)
+    first, resolution = deadlines_for(policy, start, SHANGHAI)
+    assert first.warn_at == local(2026, 11, 18, 13, 0)
+    assert resolution.due_at == local(2026, 11, 20, 8, 0)
+    assert resolution.warn_at == local(2026, 11, 19, 8, 0)
+
+
+# ---------------------------------------------------------------- the shipped policies
+
+
+def test_shipped_policies_load(book: PolicyBook) -> None:
+    assert {p.id for p in book.policies} >= {"P-EMERGENCY", "P-UTILITIES", "P-GENERAL", "P-COMPLEX"}
+    for policy in book.policies:
+        assert 0 < policy.warn_at_fraction < 1
+        assert policy.placeholder  # the defaults are placeholders until the county confirms
+
+
+def test_each_policys_urgency_matches_its_id(book: PolicyBook) -> None:
+    for policy in book.policies:
+        assert policy.id == f"P-{policy.urgency.upper()}"
+
+
+def test_shipped_durations_match_the_published_defaults(book: PolicyBook) -> None:
+    def get(pid: str) -> DeadlinePolicy:
+        policy = book.get(pid)
+        assert policy is not None
+        return policy
+
+    assert get("P-EMERGENCY").first_response == hours(2)
+    assert get("P-EMERGENCY").resolution == hours(24)
+    assert get("P-UTILITIES").first_response == hours(2)
+    assert get("P-UTILITIES").resolution == hours(24)
+    assert get("P-GENERAL").first_response == working_days(1)
+    assert get("P-GENERAL").resolution == working_days(7)
+    assert get("P-COMPLEX").first_response == working_days(1)
+    assert get("P-COMPLEX").resolution == working_days(15)
+
+
+def test_every_catalogue_item_names_an_existing_policy(
+    book: PolicyBook, ref: ReferenceData
+) -> None:
+    missing = [i.code for i in ref.catalogue.items if book.get(i.deadline_policy) is None]
+    assert missing == []
+
+
+def test_every_items_policy_matches_its_default_urgency(
+    book: PolicyBook, ref: ReferenceData
+) -> None:
+    mismatched = [
+        (item.code, item.default_urgency.value, item.deadline_policy)
+        for item in ref.catalogue.items
+        if (policy := book.get(item.deadline_policy)) is not None
+        and policy.urgency != item.default_urgency.value
+    ]
+    assert mismatched == []

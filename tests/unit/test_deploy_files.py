@@ -1,0 +1,319 @@
+"""The deployment files a user runs: docker-compose.yml, Prometheus, Grafana and deploy/k8s."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from services.runtime import metrics
+from services.runtime.settings import SERVICES, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+K8S = REPO / "deploy" / "k8s"
+K8S_FILES = sorted(K8S.glob("*.yaml"))
+
+# The series names prometheus_client exposes for one metric family, by its type.
+SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+    "stateset": ("",),
+    "enum": ("",),
+}
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def default_port(service: str) -> int:
+    return int(Settings.model_fields[f"{service}_port"].default)
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def compose_service(name: str) -> dict[str, Any]:
+    services: dict[str, Any] = compose()["services"]
+    assert name in services, f"docker-compose.yml has no service {name!r}"
+    service: dict[str, Any] = services[name]
+    return service
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) pairs, from short ("8001:8001") or long syntax."""
+    pairs = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            pairs.add((int(port["published"]), int(port["target"])))
+        else:
+            *host, container = str(port).split(":")
+            pairs.add((int(host[-1]) if host else int(container), int(container.split("/")[0])))
+    return pairs
+
+
+def named_volume_mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Named volume → (mount path, read-only) for a compose service."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            source, target = volume.get("source", ""), volume["target"]
+            read_only = bool(volume.get("read_only", False))
+        else:
+            source, target, *options = str(volume).split(":")
+            read_only = "ro" in options
+        if source in (compose().get("volumes") or {}):
+            mounts[source] = (target, read_only)
+    return mounts
+
+
+# --- docker-compose.yml ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_runs_each_service_on_its_published_port(name: str) -> None:
+    service = compose_service(name)
+    assert command_of(service) == ["whistle", "serve", name]
+    port = default_port(name)
+    assert (port, port) in published_ports(service)
+    assert service["environment"]["WHISTLE_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_services_start_after_migrate_succeeded(name: str) -> None:
+    depends_on = compose_service(name)["depends_on"]
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_healthcheck_asks_readyz_of_the_service(name: str) -> None:
+    test = compose_service(name)["healthcheck"]["test"]
+    text = " ".join(test) if isinstance(test, list) else test
+    assert f"127.0.0.1:{default_port(name)}/readyz" in text
+
+
+def test_compose_migrate_prepares_against_healthy_postgres_and_kafka() -> None:
+    migrate = compose_service("migrate")
+    assert "whistle migrate" in " ".join(command_of(migrate))
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "healthcheck" in compose_service("postgres")
+    assert compose_service("kafka")["image"].startswith("apache/kafka:")
+    assert compose_service("kafka")["environment"]["KAFKA_ADVERTISED_LISTENERS"] == (
+        "PLAINTEXT://kafka:9092"
+    )
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_services_see_the_keys_migrate_generates(name: str) -> None:
+    migrate = compose_service("migrate")
+    service = compose_service(name)
+    env = service["environment"]
+    assert env["WHISTLE_DATABASE_URL"] == migrate["environment"]["WHISTLE_DATABASE_URL"]
+    assert env["WHISTLE_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    home = PurePosixPath(migrate["environment"]["WHISTLE_HOME"])
+    writable = {v: path for v, (path, ro) in named_volume_mounts(migrate).items() if not ro}
+    volume = next((v for v, path in writable.items() if PurePosixPath(path) == home), None)
+    assert volume, "migrate must write WHISTLE_HOME to a named volume"
+    mounted_at = PurePosixPath(named_volume_mounts(service)[volume][0])
+    for key in ("WHISTLE_JWT_PUBLIC_KEY_FILE", "WHISTLE_CONTACT_KEY_FILE"):
+        assert PurePosixPath(env[key]).is_relative_to(mounted_at), key
+        assert env[key] == migrate["environment"][key]
+
+
+# --- Prometheus -------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_service_metrics() -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    scraped = {
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    for name in SERVICES:
+        assert f"{name}:{default_port(name)}" in scraped
+    mounts = compose_service("prometheus")["volumes"]
+    assert any(
+        str(m).startswith("./deploy/prometheus/prometheus.yml:/etc/prometheus/") for m in mounts
+    )
+
+
+# --- Grafana ----------------------------------------------------------------------------------
+
+
+def exposed_series() -> dict[str, MetricWrapperBase]:
+    """Every series name services/runtime/metrics.py exposes → the metric object it comes from."""
+    series = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for family in value.describe():
+                for suffix in SERIES_SUFFIXES[family.type]:
+                    series[family.name + suffix] = value
+    return series
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("expr", "definition", "query") and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(dashboard)
+    return found
+
+
+def test_grafana_dashboards_use_only_metrics_the_services_export() -> None:
+    assert DASHBOARDS, "no dashboard under deploy/grafana/dashboards"
+    series = exposed_series()
+    assert series, "services/runtime/metrics.py defines no metrics"
+    used: set[str] = set()
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        exprs = queries(dashboard)
+        assert exprs, f"{path.name} has no queries"
+        for expr in exprs:
+            names = {n for n in METRIC_NAME.findall(expr) if n.startswith("whistle_")}
+            unknown = names - series.keys()
+            assert not unknown, f"{path.name}: unknown metric(s) {sorted(unknown)} in {expr!r}"
+            used |= names
+    shown = {series[name] for name in used}
+    for wanted in (
+        metrics.HTTP_REQUESTS,
+        metrics.HTTP_LATENCY,
+        metrics.EVENTS_CONSUMED,
+        metrics.OUTBOX_PUBLISHED,
+    ):
+        assert wanted in shown, f"no dashboard shows {wanted.describe()[0].name}"
+    assert any(
+        "dead_lettered" in expr
+        for path in DASHBOARDS
+        for expr in queries(json.loads(path.read_text()))
+    ), "no dashboard shows dead-lettered events"
+
+
+def test_grafana_is_provisioned_with_the_dashboards_and_prometheus() -> None:
+    grafana = compose_service("grafana")
+    env = grafana["environment"]
+    assert str(env["GF_AUTH_ANONYMOUS_ENABLED"]).lower() == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    mounts = dict(str(m).split(":")[:2] for m in grafana["volumes"] if str(m).startswith("./"))
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/whistle.yml").read_text())
+    paths = {p["options"]["path"] for p in providers["providers"]}
+    assert mounts["./deploy/grafana/dashboards"] in paths
+
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    uids = {s["uid"] for s in sources["datasources"] if s["type"] == "prometheus"}
+    assert any(s["url"] == "http://prometheus:9090" for s in sources["datasources"])
+    for path in DASHBOARDS:
+        text = path.read_text()
+        referenced = set(re.findall(r'"type":\s*"prometheus",\s*"uid":\s*"([^"]+)"', text))
+        assert referenced and referenced <= uids, path.name
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+
+@cache
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for path in K8S_FILES:
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                documents.append((path.name, document))
+    return documents
+
+
+def test_k8s_manifests_parse_and_name_their_kind() -> None:
+    assert K8S_FILES
+    for filename, document in k8s_documents():
+        assert isinstance(document, dict), filename
+        assert document.get("apiVersion") and document.get("kind"), filename
+        if document["kind"] != "Kustomization":
+            assert document["metadata"]["name"], filename
+
+
+def test_k8s_kustomization_lists_existing_files_and_no_secret() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).is_file(), resource
+    kinds = {
+        document["kind"]
+        for filename, document in k8s_documents()
+        if filename in kustomization["resources"]
+    }
+    assert "Secret" not in kinds, "real secrets are created with kubectl, not applied from git"
+    for _, document in k8s_documents():
+        if document["kind"] == "Secret":
+            assert not document.get("data"), "Secret manifests hold placeholders only"
+            assert all("REPLACE" in v for v in document["stringData"].values())
+
+
+def test_k8s_deployments_have_readiness_and_liveness_probes() -> None:
+    deployments = {
+        document["metadata"]["name"]: document
+        for _, document in k8s_documents()
+        if document["kind"] == "Deployment"
+    }
+    assert deployments
+    for name, deployment in deployments.items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_k8s_runs_each_service(name: str) -> None:
+    deployments = [
+        document
+        for _, document in k8s_documents()
+        if document["kind"] == "Deployment"
+        and any(
+            c.get("command", []) + c.get("args", []) == ["whistle", "serve", name]
+            for c in document["spec"]["template"]["spec"]["containers"]
+        )
+    ]
+    assert len(deployments) == 1, f"one Deployment must run `whistle serve {name}`"
+    (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
+    assert default_port(name) in {p["containerPort"] for p in container["ports"]}
+    assert deployments[0]["spec"]["replicas"] >= 2
+    services = [
+        document
+        for _, document in k8s_documents()
+        if document["kind"] == "Service"
+        and document["spec"]["selector"].items()
+        <= deployments[0]["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert services, f"no Service selects the {name} pods"
