@@ -6,14 +6,16 @@ Both are started once per test session on free loopback ports, from the same cod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from services.runtime.auth import ensure_dev_keys
+from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from services.runtime.settings import Settings
+from services.runtime.stack import EMBEDDED_GROUP_TIMING, prepare
 from tests.support.infra import Infra
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,9 @@ def settings(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Settings
         database_url=infra.database_url,
         kafka_bootstrap=infra.bootstrap,
         kafka_enable_idempotence=False,
+        kafka_session_timeout_ms=EMBEDDED_GROUP_TIMING.session_timeout_ms,
+        kafka_heartbeat_interval_ms=EMBEDDED_GROUP_TIMING.heartbeat_interval_ms,
+        kafka_rebalance_timeout_ms=EMBEDDED_GROUP_TIMING.rebalance_timeout_ms,
         outbox_poll_seconds=0.05,
         consumer_retry_backoff_seconds=0.01,
         intake_port=free_port(),
@@ -54,3 +59,31 @@ def settings(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Settings
     )
     ensure_dev_keys(configured.private_key_path, configured.public_key_path)
     return configured
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> Settings:
+    """The session's servers with every service's database, migrations and topics in place."""
+    await prepare(settings)
+    return settings
+
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def token(settings: Settings) -> TokenFactory:
+    """``token("dispatcher", "township:T01")``: a bearer token signed with the test keys."""
+
+    def make(role: str, *scopes: str) -> str:
+        return issue_token(
+            settings.private_key_path.read_bytes(),
+            subject=f"test-{role}",
+            roles=[role],
+            scopes=list(scopes),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            now=datetime.now(UTC),
+        )
+
+    return make

@@ -166,6 +166,7 @@ class InboxConsumer:
                         await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
                     continue
                 EVENTS_CONSUMED.labels(self._service, record.topic, outcome).inc()
+                log.info("%s %s from %s", outcome, event.type, record.topic)
                 if outcome == "processed":
                     self._after_commit()
                 return

@@ -1,0 +1,186 @@
+"""``whistle up`` as a user runs it: embedded servers, Ctrl-C, restart, ports taken."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.runtime.embedded import free_port, port_is_free
+from services.runtime.settings import SERVICES, Settings
+from tests.conftest import REPO
+from tests.support.infra import Infra
+from tests.support.journey import case_of, complete_trail, submit
+
+pytestmark = pytest.mark.e2e
+
+READY_WITHIN = 30  # seconds: what the README promises for a start on a fresh machine
+
+
+class Launcher:
+    """``whistle up`` in a child process, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "up"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, within: float) -> None:
+        deadline = time.monotonic() + within
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"whistle up exited {self.process.returncode}:\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {within}s:\n{self.output}")
+            time.sleep(0.05)
+
+    def interrupt(self) -> int:
+        """What Ctrl-C does."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(60)
+        self._reader.join(2)
+        return code
+
+
+def _environment(home: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
+    env.update(
+        {
+            "WHISTLE_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+            **{f"WHISTLE_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    names = [*SERVICES, "embedded_postgres", "embedded_broker"]
+    return {name: free_port() for name in names}
+
+
+def _settings_for(home: Path, ports: dict[str, int]) -> Settings:
+    return Settings(home=home, **{f"{name}_port": port for name, port in ports.items()})
+
+
+@pytest.fixture
+def launcher_factory(ports: dict[str, int]) -> Iterator[list[Launcher]]:
+    started: list[Launcher] = []
+    yield started
+    for launcher in started:
+        if launcher.process.poll() is None:
+            launcher.interrupt()
+
+
+def _all_ports_free(ports: dict[str, int]) -> bool:
+    return all(port_is_free("127.0.0.1", port) for port in ports.values())
+
+
+async def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
+) -> None:
+    home = tmp_path / "home"
+    env = _environment(home, ports)
+    settings = _settings_for(home, ports)
+
+    first = Launcher(env)
+    launcher_factory.append(first)
+    first.wait_for("whistle: ready", within=READY_WITHIN)
+    for service in SERVICES:
+        assert settings.url_of(service) in first.output
+    assert "auditor:" in first.output
+    auditor_token = first.lines[first.lines.index("  auditor:") + 1].strip()
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in SERVICES:
+            ready = await http.get(f"{settings.url_of(service)}/readyz")
+            assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+        tip = await submit(http, settings, {"text": "路边有人占道摆摊", "grid_id": "T05V01G01"})
+        case_id = await case_of(http, settings, tip)
+        trail_before = await complete_trail(http, settings, case_id, auditor_token)
+
+    assert first.interrupt() == 0
+    assert _all_ports_free(ports), "Ctrl-C left something listening"
+    assert not (home / "postgres" / "data" / "postmaster.pid").exists()
+
+    second = Launcher(env)
+    launcher_factory.append(second)
+    second.wait_for("whistle: ready", within=READY_WITHIN)
+    async with httpx.AsyncClient(timeout=10) as http:
+        status = await http.get(
+            f"{settings.url_of('intake')}/v1/tips/{tip.tracking_no}",
+            params={"code": tip.access_code},
+        )
+        assert status.status_code == 200
+        assert status.json()["case_id"] == case_id
+        assert status.json()["status"] == "assigned"
+        trail_after = await complete_trail(http, settings, case_id, auditor_token)
+        assert trail_after == trail_before
+        # and the restarted stack still routes new tips
+        fresh = await submit(http, settings, {"text": "有人乱倒垃圾", "grid_id": "T05V01G01"})
+        await complete_trail(http, settings, await case_of(http, settings, fresh), auditor_token)
+    assert second.interrupt() == 0
+    assert _all_ports_free(ports)
+
+
+def test_up_refuses_a_taken_port_and_starts_nothing(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
+) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports["dispatch"]))
+        squatter.listen()
+        launcher = Launcher(_environment(home, ports))
+        launcher_factory.append(launcher)
+        code = launcher.process.wait(30)
+        launcher._reader.join(2)
+    assert code != 0
+    assert f"{ports['dispatch']} (dispatch)" in launcher.output
+    assert _all_ports_free(ports)
+    assert not (home / "postgres").exists(), "no database was started"
+
+
+def test_up_uses_the_servers_it_is_given(
+    tmp_path: Path, ports: dict[str, int], infra: Infra, launcher_factory: list[Launcher]
+) -> None:
+    home = tmp_path / "home"
+    env = _environment(home, ports)
+    env["WHISTLE_DATABASE_URL"] = infra.database_url
+    env["WHISTLE_KAFKA_BOOTSTRAP"] = infra.bootstrap
+    env["WHISTLE_KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # Tansu stands in for the external Kafka
+    launcher = Launcher(env)
+    launcher_factory.append(launcher)
+    launcher.wait_for("whistle: ready", within=READY_WITHIN)
+    assert "embedded" not in launcher.output
+    assert not (home / "postgres").exists()
+    assert port_is_free("127.0.0.1", ports["embedded_postgres"])
+    assert port_is_free("127.0.0.1", ports["embedded_broker"])
+    assert launcher.interrupt() == 0
