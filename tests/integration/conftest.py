@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -9,6 +10,8 @@ from sqlalchemy import Column, Integer, String
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
+from contracts.envelope import CloudEvent, new_event
+from contracts.events import Deadline, DeadlinesSet
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.inbox import InboxRecord
 from services.runtime.kafka import create_producer
@@ -36,6 +39,18 @@ class MovableClock:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
+
+
+def sample_event(clock: MovableClock, subject: str = "case-1") -> CloudEvent:
+    """A valid event one millisecond after the previous one."""
+    clock.advance(timedelta(milliseconds=1))
+    payload = DeadlinesSet(
+        case_id=uuid4(),
+        policy_id="P-GENERAL",
+        urgency="general",
+        deadlines=[Deadline(kind="resolution", due_at=clock.now, warn_at=clock.now)],
+    )
+    return new_event("whistle/test", subject, payload, clock.now)
 
 
 @pytest.fixture

@@ -6,41 +6,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import CloudEvent, new_event
+from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
 from services.runtime.db import Sessions
 from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
 from services.runtime.kafka import ensure_topics
 from services.runtime.stack import EMBEDDED_GROUP_TIMING
-from tests.integration.conftest import Effect, MovableClock
+from tests.integration.conftest import Effect, MovableClock, sample_event
 from tests.support.infra import Infra, eventually, read_topic
-
-
-def _event(clock: MovableClock, subject: str = "case-1") -> CloudEvent:
-    clock.advance(timedelta(milliseconds=1))
-    payload = DeadlinesSet.model_validate(
-        {
-            "case_id": str(uuid4()),
-            "policy_id": "P-GENERAL",
-            "urgency": "general",
-            "deadlines": [
-                {
-                    "kind": "resolution",
-                    "due_at": clock.now.isoformat(),
-                    "warn_at": clock.now.isoformat(),
-                }
-            ],
-        }
-    )
-    return new_event("whistle/test", subject, payload, clock.now)
 
 
 async def _topic(infra: Infra) -> str:
@@ -108,7 +88,7 @@ async def test_a_redelivered_event_has_its_effect_once(
     infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
 ) -> None:
     topic = await _topic(infra)
-    first, second = _event(clock), _event(clock)
+    first, second = sample_event(clock), sample_event(clock)
     for event in (first, first, second, first):  # at-least-once: the broker may repeat itself
         await _send(producer, topic, event.to_bytes())
 
@@ -151,7 +131,7 @@ async def test_a_handler_that_fails_then_recovers_is_retried_and_applied_once(
         if len(attempts) < 3:
             raise ConnectionError("the database went away")
 
-    event = _event(clock)
+    event = sample_event(clock)
     await _send(producer, topic, event.to_bytes())
     async with _consuming(
         infra, sessions, producer, clock, topic, flaky, "g-flaky", max_attempts=5
@@ -167,7 +147,7 @@ async def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_next_one_i
     infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
 ) -> None:
     topic = await _topic(infra)
-    poison, healthy = _event(clock), _event(clock)
+    poison, healthy = sample_event(clock), sample_event(clock)
 
     async def refuse_poison(session: AsyncSession, event: CloudEvent, topic: str) -> None:
         session.add(Effect(event_id=event.id))
@@ -194,7 +174,7 @@ async def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_next_one_i
     assert b"not a CloudEvents 1.0 JSON event" in dict(second.headers)["dlq-reason"]
 
 
-async def test_a_restarted_consumer_resumes_after_the_last_committed_event(
+async def test_a_restarted_consumer_resumes_after_the_last_committedsample_event(
     infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
 ) -> None:
     topic = await _topic(infra)
@@ -207,14 +187,14 @@ async def test_a_restarted_consumer_resumes_after_the_last_committed_event(
 
         return handle
 
-    before = [_event(clock) for _ in range(3)]
+    before = [sample_event(clock) for _ in range(3)]
     for event in before:
         await _send(producer, topic, event.to_bytes())
     async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
         await eventually(lambda: _effects_equal(sessions, 3), what="the first three events")
         await eventually(lambda: _committed(infra, "g-resume", topic, 3), what="offsets committed")
 
-    after = _event(clock)
+    after = sample_event(clock)
     await _send(producer, topic, after.to_bytes())
     async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
         await eventually(lambda: _effects_equal(sessions, 4), what="the event sent while stopped")

@@ -9,32 +9,12 @@ from uuid import uuid4
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
-from contracts.envelope import CloudEvent, new_event
-from contracts.events import DeadlinesSet
+from contracts.envelope import CloudEvent
 from services.runtime.db import Sessions
 from services.runtime.kafka import ensure_topics
 from services.runtime.outbox import OutboxMessage, OutboxRelay, replay, stage
-from tests.integration.conftest import MovableClock
+from tests.integration.conftest import MovableClock, sample_event
 from tests.support.infra import Infra, read_topic
-
-
-def _event(subject: str, clock: MovableClock) -> CloudEvent:
-    clock.advance(timedelta(milliseconds=1))
-    payload = DeadlinesSet.model_validate(
-        {
-            "case_id": str(uuid4()),
-            "policy_id": "P-GENERAL",
-            "urgency": "general",
-            "deadlines": [
-                {
-                    "kind": "resolution",
-                    "due_at": clock.now.isoformat(),
-                    "warn_at": clock.now.isoformat(),
-                }
-            ],
-        }
-    )
-    return new_event("whistle/test", subject, payload, clock.now)
 
 
 async def _new_topic(infra: Infra) -> str:
@@ -62,7 +42,7 @@ async def test_relay_publishes_in_write_order_with_the_subject_as_key(
     for _ in range(10):
         async with sessions() as session, session.begin():
             for subject in subjects:
-                event = _event(subject, clock)
+                event = sample_event(clock, subject)
                 stage(session, topic, event)
                 written[subject].append(event.id)
 
@@ -92,11 +72,11 @@ async def test_an_event_staged_in_a_rolled_back_transaction_is_never_published(
     topic = await _new_topic(infra)
     try:
         async with sessions() as session, session.begin():
-            stage(session, topic, _event("case-rolled-back", clock))
+            stage(session, topic, sample_event(clock, "case-rolled-back"))
             raise RuntimeError("the state change failed")
     except RuntimeError:
         pass
-    kept = _event("case-kept", clock)
+    kept = sample_event(clock, "case-kept")
     async with sessions() as session, session.begin():
         stage(session, topic, kept)
 
@@ -113,7 +93,7 @@ async def test_two_relays_racing_publish_each_event_once_and_in_order(
     ids = []
     async with sessions() as session, session.begin():
         for _ in range(200):
-            event = _event("case-raced", clock)
+            event = sample_event(clock, "case-raced")
             stage(session, topic, event)
             ids.append(event.id)
 
@@ -141,14 +121,14 @@ async def test_replay_republishes_and_purge_keeps_only_the_retention_period(
     infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
 ) -> None:
     topic = await _new_topic(infra)
-    old = _event("case-old", clock)
+    old = sample_event(clock, "case-old")
     async with sessions() as session, session.begin():
         stage(session, topic, old)
     relay = OutboxRelay(sessions, producer, clock, service="test", retention=timedelta(days=30))
     assert await relay.publish_batch() == 1
 
     clock.advance(timedelta(days=10))
-    recent = _event("case-recent", clock)
+    recent = sample_event(clock, "case-recent")
     async with sessions() as session, session.begin():
         stage(session, topic, recent)
     assert await relay.publish_batch() == 1
