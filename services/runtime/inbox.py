@@ -46,6 +46,14 @@ class InboxRecord(SQLModel, table=True):
     processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+# Records taken from Kafka at a time; each partition's share commits in one transaction.
+BATCH_SIZE = 200
+# How long the broker may hold a fetch that has no data yet. Tansu holds it that long even
+# when data arrives meanwhile, so this bounds each hop's latency (bench: 478 ms → 88 ms p50
+# tip-to-ledger at 10 tips/s, against the default of 500 ms).
+FETCH_MAX_WAIT_MS = 100
+
+
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never succeed; it skips the retries."""
 
@@ -109,6 +117,7 @@ class InboxConsumer:
             client_id=f"whistle-{service}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **(group_timing or GroupTiming()).consumer_options(),
         )
 
@@ -124,11 +133,52 @@ class InboxConsumer:
 
     async def run(self) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=BATCH_SIZE)
             for partition, records in batches.items():
-                for record in records:
-                    await self.process(record)
+                await self.process_batch(records)
                 await self._commit(partition, records[-1].offset + 1)
+
+    async def process_batch(self, records: list[ConsumerRecord]) -> None:
+        """One partition's records in one transaction: one commit instead of one per event.
+
+        If anything in the batch fails, nothing of it is kept and the records are handled one
+        by one, each with its own retries and dead-lettering, exactly as if they had come alone.
+        """
+        if len(records) > 1:
+            try:
+                handled = await self._handle_together(records)
+            except Exception as exc:
+                log.info("a batch of %d failed (%s); handling one by one", len(records), exc)
+            else:
+                for topic, event, outcome in handled:
+                    self._handled(topic, event, outcome)
+                if any(outcome == "processed" for _, _, outcome in handled):
+                    self._after_commit()
+                return
+        for record in records:
+            await self.process(record)
+
+    async def _handle_together(
+        self, records: list[ConsumerRecord]
+    ) -> list[tuple[str, CloudEvent, str]]:
+        handled: list[tuple[str, CloudEvent, str]] = []
+        async with self._sessions() as session, session.begin():
+            for record in records:
+                event = CloudEvent.model_validate_json(record.value or b"")
+                handler = self._subscription.handler_for(event.type)
+                if handler is None:
+                    outcome = "ignored"
+                else:
+                    with log_context(case_id=event.subject, event_id=event.id):
+                        outcome = await self._apply(session, record.topic, event, handler)
+                handled.append((record.topic, event, outcome))
+        return handled
+
+    def _handled(self, topic: str, event: CloudEvent, outcome: str) -> None:
+        EVENTS_CONSUMED.labels(self._service, topic, outcome).inc()
+        if outcome != "ignored":
+            with log_context(case_id=event.subject, event_id=event.id):
+                log.info("%s %s from %s", outcome, event.type, topic)
 
     async def _commit(self, partition: TopicPartition, offset: int) -> None:
         try:
@@ -165,8 +215,7 @@ class InboxConsumer:
                     if attempt < self._max_attempts:
                         await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
                     continue
-                EVENTS_CONSUMED.labels(self._service, record.topic, outcome).inc()
-                log.info("%s %s from %s", outcome, event.type, record.topic)
+                self._handled(record.topic, event, outcome)
                 if outcome == "processed":
                     self._after_commit()
                 return
@@ -174,21 +223,27 @@ class InboxConsumer:
 
     async def _handle_once(self, topic: str, event: CloudEvent, handler: Handler) -> str:
         async with self._sessions() as session, session.begin():
-            claimed = await session.execute(
-                insert(InboxRecord)
-                .values(
-                    source=event.source,
-                    event_id=event.id,
-                    type=event.type,
-                    topic=topic,
-                    processed_at=self._clock(),
-                )
-                .on_conflict_do_nothing()
-                .returning(InboxRecord.event_id)
+            return await self._apply(session, topic, event, handler)
+
+    async def _apply(
+        self, session: AsyncSession, topic: str, event: CloudEvent, handler: Handler
+    ) -> str:
+        """Claim the event in the inbox and, if it is new, apply its effects."""
+        claimed = await session.execute(
+            insert(InboxRecord)
+            .values(
+                source=event.source,
+                event_id=event.id,
+                type=event.type,
+                topic=topic,
+                processed_at=self._clock(),
             )
-            if claimed.first() is None:
-                return "duplicate"
-            await handler(session, event, topic)
+            .on_conflict_do_nothing()
+            .returning(InboxRecord.event_id)
+        )
+        if claimed.first() is None:
+            return "duplicate"
+        await handler(session, event, topic)
         return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, attempts: int) -> None:

@@ -1,0 +1,1 @@
+"""Performance benchmarks: measured with `make bench`, recorded in docs/benchmarks.md."""
