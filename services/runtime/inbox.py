@@ -20,6 +20,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, String
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
@@ -28,7 +29,7 @@ from contracts.topics import dlq_topic
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.logs import log_context
-from services.runtime.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
+from services.runtime.metrics import DEPENDENCY_OUTAGES, EVENTS_CONSUMED, HANDLER_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ BATCH_SIZE = 200
 # when data arrives meanwhile, so this bounds each hop's latency (bench: 478 ms → 88 ms p50
 # tip-to-ledger at 10 tips/s, against the default of 500 ms).
 FETCH_MAX_WAIT_MS = 100
+
+
+# Failures that say a dependency is unreachable rather than that the event is bad.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+)
+MAX_OUTAGE_BACKOFF = 10.0
 
 
 class PoisonEvent(Exception):
@@ -199,27 +210,38 @@ class InboxConsumer:
             EVENTS_CONSUMED.labels(self._service, record.topic, "ignored").inc()
             return
         with log_context(case_id=event.subject, event_id=event.id):
-            error = ""
-            for attempt in range(1, self._max_attempts + 1):
+            attempt, outage = 0, 0
+            while True:
                 try:
                     outcome = await self._handle_once(record.topic, event, handler)
                 except (PoisonEvent, ValidationError) as exc:
-                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempt)
+                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempt + 1)
                     return
+                except UNAVAILABLE as exc:
+                    # The database (or the network) is down, not the event at fault: wait for
+                    # it as long as it takes; this partition pauses, nothing is dead-lettered.
+                    outage += 1
+                    DEPENDENCY_OUTAGES.labels(self._service).inc()
+                    delay = min(MAX_OUTAGE_BACKOFF, self._retry_backoff * 2 ** min(outage, 10))
+                    log.warning("dependency unavailable (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
                 except Exception as exc:
+                    attempt += 1
                     HANDLER_FAILURES.labels(self._service, record.topic).inc()
                     error = f"{type(exc).__name__}: {exc}"
                     log.warning(
                         "handler attempt %d/%d failed: %s", attempt, self._max_attempts, error
                     )
-                    if attempt < self._max_attempts:
-                        await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+                    if attempt >= self._max_attempts:
+                        await self._dead_letter(record, error, attempt)
+                        return
+                    await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
                     continue
                 self._handled(record.topic, event, outcome)
                 if outcome == "processed":
                     self._after_commit()
                 return
-            await self._dead_letter(record, error, self._max_attempts)
 
     async def _handle_once(self, topic: str, event: CloudEvent, handler: Handler) -> str:
         async with self._sessions() as session, session.begin():

@@ -24,6 +24,11 @@ HANDLER_FAILURES = Counter(
     "Event handler attempts that raised",
     ["service", "topic"],
 )
+DEPENDENCY_OUTAGES = Counter(
+    "whistle_consumer_dependency_outages_total",
+    "Event handling attempts that found the database or network unavailable (retried forever)",
+    ["service"],
+)
 OUTBOX_PUBLISHED = Counter(
     "whistle_outbox_published_total",
     "Events published by the outbox relay",

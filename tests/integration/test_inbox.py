@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
-from services.runtime.db import Sessions
+from services.runtime.db import Sessions, create_engine, session_factory
+from services.runtime.embedded import free_port
 from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
 from services.runtime.kafka import ensure_topics
+from services.runtime.metrics import DEPENDENCY_OUTAGES
 from services.runtime.stack import EMBEDDED_GROUP_TIMING
 from tests.integration.conftest import Effect, MovableClock, sample_event
 from tests.support.infra import Infra, eventually, read_topic
@@ -129,7 +131,7 @@ async def test_a_handler_that_fails_then_recovers_is_retried_and_applied_once(
         attempts.append(event.id)
         session.add(Effect(event_id=event.id, note=f"attempt {len(attempts)}"))
         if len(attempts) < 3:
-            raise ConnectionError("the database went away")
+            raise RuntimeError("the unit roster was being reloaded")
 
     event = sample_event(clock)
     await _send(producer, topic, event.to_bytes())
@@ -200,3 +202,53 @@ async def test_a_restarted_consumer_resumes_after_the_last_committedsample_event
         await eventually(lambda: _effects_equal(sessions, 4), what="the event sent while stopped")
     # The handler never even saw the first three again: the offsets were committed.
     assert seen == [e.id for e in before] + [after.id]
+
+
+class SwitchableSessions:
+    """Sessions from whichever database is current: lets a test end an outage."""
+
+    def __init__(self, current: Sessions) -> None:
+        self.current = current
+
+    def __call__(self) -> AsyncSession:
+        return self.current()
+
+
+async def test_a_database_outage_longer_than_the_retry_budget_dead_letters_nothing(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    unreachable = create_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere", pool_size=1
+    )
+    switchable = SwitchableSessions(session_factory(unreachable))
+    event = sample_event(clock)
+    await _send(producer, topic, event.to_bytes())
+    outages = DEPENDENCY_OUTAGES.labels("test")
+    before = outages._value.get()  # type: ignore[attr-defined]
+
+    async def outage_outlasted_the_budget() -> bool:
+        return outages._value.get() - before > 3  # type: ignore[attr-defined]
+
+    async with _consuming(
+        infra,
+        switchable,
+        producer,
+        clock,
+        topic,
+        _recording_handler(),
+        "g-outage",
+        max_attempts=2,  # type: ignore[arg-type]
+    ):
+        await eventually(outage_outlasted_the_budget, what="more failed attempts than the budget")
+        switchable.current = sessions  # the database is back
+        await eventually(lambda: _effects_equal(sessions, 1), what="the event applied")
+    await unreachable.dispose()
+
+    probe = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap)
+    await probe.start()
+    try:
+        dlq = TopicPartition(dlq_topic(topic), 0)
+        assert (await probe.end_offsets([dlq]))[dlq] == 0, "nothing was dead-lettered"
+    finally:
+        await probe.stop()
