@@ -184,3 +184,37 @@ def test_up_uses_the_servers_it_is_given(
     assert port_is_free("127.0.0.1", ports["embedded_postgres"])
     assert port_is_free("127.0.0.1", ports["embedded_broker"])
     assert launcher.interrupt() == 0
+
+
+def test_a_service_that_dies_takes_the_stack_down_and_says_which(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
+) -> None:
+    home = tmp_path / "home"
+    launcher = Launcher(_environment(home, ports))
+    launcher_factory.append(launcher)
+    launcher.wait_for("whistle: ready", within=READY_WITHIN)
+    escalation_pid = _listening_pid(ports["escalation"])
+    os.kill(escalation_pid, signal.SIGKILL)
+    code = launcher.process.wait(60)
+    launcher._reader.join(2)
+    assert code != 0
+    assert "escalation exited" in launcher.output
+    assert _all_ports_free(ports)
+
+
+def _listening_pid(port: int) -> int:
+    """The pid of the process listening on a local TCP port (from /proc, as ss would)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inode = fields[9]
+    assert inode is not None, f"nothing listens on {port}"
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return int(fd.parts[2])
+        except OSError:
+            continue
+    raise AssertionError(f"no process owns the socket on port {port}")

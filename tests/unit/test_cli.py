@@ -1,0 +1,36 @@
+"""The ``whistle`` command's offline parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.runtime.auth import TokenVerifier
+from services.runtime.cli import main
+
+
+def test_token_prints_a_token_the_services_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WHISTLE_HOME", str(tmp_path))
+    assert main(["token", "--role", "dispatcher", "--scope", "township:T03"]) == 0
+    token = capsys.readouterr().out.strip()
+    public_key = (tmp_path / "keys" / "jwt-ed25519.pub.pem").read_bytes()
+    principal = TokenVerifier(public_key, issuer="whistle", audience="whistle").verify(token)
+    assert principal.roles == {"dispatcher"}
+    assert principal.may_act_on("township", "T03")
+    assert not principal.may_act_on("township", "T04")
+
+
+def test_token_refuses_an_unknown_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WHISTLE_HOME", str(tmp_path))
+    assert main(["token", "--role", "mayor"]) == 2
+    assert "unknown role(s): mayor" in capsys.readouterr().err
+
+
+def test_migrate_refuses_an_unknown_service(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "billing"]) == 2
+    assert "unknown service(s): billing" in capsys.readouterr().err
