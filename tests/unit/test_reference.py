@@ -226,3 +226,34 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     reasons = _refusal(target)
     assert any("duplicate grid id" in r for r in reasons), reasons
     assert any("unknown township" in r for r in reasons), reasons
+
+
+def test_a_key_given_twice_in_one_entry_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    catalogue = target / "catalogue.yaml"
+    text = catalogue.read_text(encoding="utf-8")
+    # The second `code:` would silently win in plain YAML and rename the item.
+    catalogue.write_text(text.replace("code: SC-001\n", "code: SC-001\n  code: SC-999\n", 1))
+    reasons = _refusal(target)
+    assert any("catalogue.yaml" in r and "appears twice" in r for r in reasons), reasons
+
+
+def test_a_squad_seconded_by_an_n_unit_or_of_another_domain_is_refused(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        squad = next(u for u in doc["units"] if u["id"] == "T01-SCJGJ")
+        squad["department"] = "GAJ"  # the police is an N parent, not one of the 9 teams
+        other = next(u for u in doc["units"] if u["id"] == "T02-SCJGJ")
+        other["domain"] = "transport"
+
+    reasons = _refusal(_broken_copy(tmp_path, "units.yaml", edit))
+    assert any("T01-SCJGJ" in r and "coordinated department" in r for r in reasons), reasons
+    assert any("T02-SCJGJ" in r and "differs from its department" in r for r in reasons), reasons
+
+
+def test_an_unknown_township_is_one_reason_not_one_per_village(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        next(u for u in doc["units"] if u["id"] == "T01-SCJGJ")["township"] = "T99"
+
+    reasons = _refusal(_broken_copy(tmp_path, "units.yaml", edit))
+    assert [r for r in reasons if "T01-SCJGJ" in r] == ["unit T01-SCJGJ: unknown township 'T99'"]
