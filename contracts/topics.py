@@ -28,7 +28,6 @@ class Topic:
     producer: str
     description: str
     messages: tuple[type[EventData], ...] = field(default=())
-    partitions: int = 3
 
 
 TOPICS: tuple[Topic, ...] = (

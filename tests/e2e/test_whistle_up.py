@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,25 @@ def test_up_refuses_a_taken_port_and_starts_nothing(
     assert f"{ports['dispatch']} (dispatch)" in launcher.output
     assert _all_ports_free(ports)
     assert not (home / "postgres").exists(), "no database was started"
+
+
+def test_up_refuses_an_invalid_configuration_before_starting_anything(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "deploy" / "config", config)
+    units = config / "units.yaml"
+    units.write_text(units.read_text(encoding="utf-8").replace("township: T02", "township: T77", 1))
+    env = _environment(tmp_path / "home", ports)
+    env["WHISTLE_CONFIG_DIR"] = str(config)
+    launcher = Launcher(env)
+    launcher_factory.append(launcher)
+    code = launcher.process.wait(30)
+    launcher._reader.join(2)
+    assert code == 2
+    assert "unknown township 'T77'" in launcher.output
+    assert not (tmp_path / "home").exists()
+    assert _all_ports_free(ports)
 
 
 def test_up_uses_the_servers_it_is_given(
