@@ -45,6 +45,8 @@ class TipReceived(EventData):
     anonymous: bool = False
     attachments: list[str] = Field(default_factory=list, description="SHA-256 of each attachment")
     resolved_on_spot: bool = False
+    resolution_note: str | None = Field(default=None, description="what was done on the spot")
+    urgency_hint: Urgency | None = Field(default=None, description="the hotline operator's call")
     received_at: AwareDatetime
 
 

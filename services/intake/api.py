@@ -6,29 +6,20 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from uuid6 import uuid7
+from sqlalchemy.exc import IntegrityError
 
-from contracts.envelope import new_event
-from contracts.events import ContactRef, GeoPoint, TipReceived
-from contracts.topics import TIPS
-from services.intake.contact import PHONE, ContactVault, mask_phone
+from contracts.events import GeoPoint
+from services.intake.contact import PHONE, ContactVault
 from services.intake.models import Tip, TipTimelineEntry
-from services.intake.tracking import (
-    access_code_matches,
-    hash_access_code,
-    new_access_code,
-    new_tracking_no,
-)
-from services.runtime.outbox import stage
+from services.intake.tips import NewTip, NoTrackingNumber, accept, find_duplicate
+from services.intake.tracking import access_code_matches
 from services.runtime.problems import Problem
 from services.runtime.service import Runtime, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["tips"])
-SOURCE = "whistle/intake"
 
 STATUS_TEXT = {
     "received": "已受理",
@@ -43,23 +34,36 @@ class ContactIn(BaseModel):
     phone: str = Field(pattern=PHONE.pattern)
 
 
-class TipIn(BaseModel):
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be blank")
+    return text
+
+
+TipText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+GridId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Located(BaseModel):
+    """Where the problem is: at least one of coordinates, an address or a grid."""
+
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=4000)
     location: GeoPoint | None = None
     address: str | None = Field(default=None, min_length=1, max_length=200)
-    grid_id: str | None = Field(default=None, min_length=1, max_length=64)
+    grid_id: GridId | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Located:
+        if self.location is None and self.address is None and self.grid_id is None:
+            raise ValueError("give one of location, address or grid_id")
+        return self
+
+
+class TipIn(Located):
+    text: TipText
     contact: ContactIn | None = None
     category_hint: str | None = Field(default=None, max_length=64)
     anonymous: bool = False
-
-    @model_validator(mode="after")
-    def _somewhere(self) -> TipIn:
-        if self.location is None and self.address is None and self.grid_id is None:
-            raise ValueError("give one of location, address or grid_id")
-        if not self.text.strip():
-            raise ValueError("text must not be blank")
-        return self
 
 
 class TipAccepted(BaseModel):
@@ -88,66 +92,60 @@ class TipStatus(BaseModel):
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-@router.post("/tips", status_code=201, response_model=TipAccepted)
-async def submit_tip(body: TipIn, runtime: RuntimeDep) -> TipAccepted:
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=128, description="makes retries safe"),
+]
+
+
+async def receive(runtime: Runtime, new: NewTip, response: Response) -> TipAccepted:
+    """Accept a tip in its own transaction: 201 for a new tip, 200 with the original answer
+    for a retry of one already accepted."""
     vault: ContactVault = runtime.state["vault"]
-    now = runtime.clock()
-    tip_id = uuid7()
-    access_code = new_access_code()
-    contact = body.contact if not body.anonymous else None
-    async with runtime.transaction() as session:
-        tracking_no = await _unused_tracking_no(session, now, runtime.settings.timezone)
-        tip = Tip(
-            id=tip_id,
-            tracking_no=tracking_no,
-            access_code_hash=hash_access_code(tip_id, access_code),
-            channel="web",
-            text=body.text,
-            lat=body.location.lat if body.location else None,
-            lon=body.location.lon if body.location else None,
-            address=body.address,
-            grid_id=body.grid_id,
-            category_hint=body.category_hint,
-            contact_sealed=vault.seal(contact.name, contact.phone) if contact else None,
-            masked_phone=mask_phone(contact.phone) if contact else None,
-            phone_hash=vault.phone_hash(contact.phone) if contact else None,
-            anonymous=body.anonymous,
-            received_at=now,
-        )
-        session.add(tip)
-        session.add(TipTimelineEntry(tip_id=tip_id, status="received", at=now))
-        payload = TipReceived(
-            tip_id=tip_id,
-            tracking_no=tracking_no,
-            channel="web",
-            text=body.text,
-            location=body.location,
-            address=body.address,
-            grid_id=body.grid_id,
-            category_hint=body.category_hint,
-            contact=ContactRef(masked_phone=tip.masked_phone, phone_hash=tip.phone_hash)
-            if contact
-            else None,
-            anonymous=body.anonymous,
-            received_at=now,
-        )
-        stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))
+    try:
+        async with runtime.transaction() as session:
+            receipt = await accept(session, vault, new, runtime.clock(), runtime.settings.timezone)
+    except IntegrityError:
+        # A concurrent retry with the same dedupe key committed first: answer as it did.
+        async with runtime.sessions() as session:
+            found = await find_duplicate(session, vault, new.channel, new.dedupe_key)
+        if found is None:
+            raise
+        receipt = found
+    except NoTrackingNumber as exc:
+        raise Problem(503, "Service Unavailable", "No tracking number is free; try again.") from exc
+    response.status_code = 200 if receipt.duplicate else 201
     return TipAccepted(
-        tip_id=tip_id,
-        tracking_no=tracking_no,
-        access_code=access_code,
-        status="received",
-        status_text=STATUS_TEXT["received"],
+        tip_id=receipt.tip_id,
+        tracking_no=receipt.tracking_no,
+        access_code=receipt.access_code,
+        status=receipt.status,
+        status_text=STATUS_TEXT.get(receipt.status, receipt.status),
     )
 
 
-async def _unused_tracking_no(session: AsyncSession, now: datetime, timezone: str) -> str:
-    for _ in range(10):
-        candidate = new_tracking_no(now, timezone)
-        taken = await session.scalar(select(Tip.id).where(Tip.tracking_no == candidate))
-        if taken is None:
-            return candidate
-    raise Problem(503, "Service Unavailable", "No tracking number is free; try again.")
+@router.post(
+    "/tips",
+    status_code=201,
+    response_model=TipAccepted,
+    responses={200: {"description": "a retry: the original answer"}},
+)
+async def submit_tip(
+    body: TipIn, runtime: RuntimeDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> TipAccepted:
+    new = NewTip(
+        channel="web",
+        text=body.text,
+        location=body.location,
+        address=body.address,
+        grid_id=body.grid_id,
+        category_hint=body.category_hint,
+        contact_name=body.contact.name if body.contact else None,
+        contact_phone=body.contact.phone if body.contact else None,
+        anonymous=body.anonymous,
+        dedupe_key=idempotency_key,
+    )
+    return await receive(runtime, new, response)
 
 
 @router.get("/tips/{tracking_no}", response_model=TipStatus)

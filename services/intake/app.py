@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from contracts.topics import CASES
-from services.intake import api, handlers
+from services.intake import api, grid, handlers, hotline
 from services.intake.contact import ContactVault
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -18,7 +18,9 @@ async def setup(runtime: Runtime) -> Subscription:
     return Subscription(topics=(CASES,), handlers=handlers.HANDLERS)
 
 
-INTAKE = ServiceDefinition(name="intake", routers=[api.router], setup=setup)
+INTAKE = ServiceDefinition(
+    name="intake", routers=[api.router, hotline.router, grid.router], setup=setup
+)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:

@@ -46,15 +46,26 @@ class ContactVault:
         return cls(path.read_bytes())
 
     def seal(self, name: str | None, phone: str | None) -> bytes:
-        nonce = os.urandom(12)
         plaintext = json.dumps({"name": name, "phone": phone}, ensure_ascii=False).encode()
-        return nonce + self._aead.encrypt(nonce, plaintext, b"contact")
+        return self._seal(plaintext, b"contact")
 
     def open(self, sealed: bytes) -> dict[str, str | None]:
-        opened: dict[str, str | None] = json.loads(
-            self._aead.decrypt(sealed[:12], sealed[12:], b"contact")
-        )
+        opened: dict[str, str | None] = json.loads(self._open(sealed, b"contact"))
         return opened
+
+    def seal_access_code(self, code: str) -> bytes:
+        """Kept so that a retried submission gets its original answer back, code included."""
+        return self._seal(code.encode(), b"access-code")
+
+    def open_access_code(self, sealed: bytes) -> str:
+        return self._open(sealed, b"access-code").decode()
+
+    def _seal(self, plaintext: bytes, purpose: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plaintext, purpose)
+
+    def _open(self, sealed: bytes, purpose: bytes) -> bytes:
+        return self._aead.decrypt(sealed[:12], sealed[12:], purpose)
 
     def phone_hash(self, phone: str) -> str:
         return hmac.new(self._mac_key, normalise_phone(phone).encode(), hashlib.sha256).hexdigest()

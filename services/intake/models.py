@@ -5,29 +5,46 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, LargeBinary, String
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, LargeBinary, String, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
 class Tip(SQLModel, table=True):
     __tablename__ = "tip"
+    __table_args__ = (
+        # A retried submission is recognised by its channel's dedupe key.
+        Index(
+            "ux_tip_channel_dedupe_key",
+            "channel",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+        ),
+    )
 
     id: UUID = Field(primary_key=True)
     tracking_no: str = Field(sa_column=Column(String, nullable=False, unique=True))
     access_code_hash: str
+    access_code_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     channel: str
     external_ref: str | None = None
+    dedupe_key: str | None = None
     text: str
     lat: float | None = None
     lon: float | None = None
     address: str | None = None
     grid_id: str | None = None
     category_hint: str | None = None
+    urgency_hint: str | None = None
     # Name and phone, sealed with the contact key; events and logs only see the masked number.
     contact_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     masked_phone: str | None = None
     phone_hash: str | None = Field(default=None, index=True)
     anonymous: bool = False
+    attachments: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    resolved_on_spot: bool = False
+    resolution_note: str | None = None
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     case_id: UUID | None = Field(default=None, index=True)
     status: str = "received"

@@ -4,18 +4,24 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 from sqlalchemy import Column, Integer, String
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import Deadline, DeadlinesSet
+from services.dispatch.app import create_app as create_dispatch
+from services.intake.app import create_app as create_intake
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.inbox import InboxRecord
 from services.runtime.kafka import create_producer
 from services.runtime.outbox import OutboxMessage
+from services.runtime.service import Runtime
+from services.runtime.settings import Settings
 from tests.support.infra import Infra
 
 
@@ -82,3 +88,23 @@ async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     await kafka.start()
     yield kafka
     await kafka.stop()
+
+
+async def _in_process(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """A service app with its lifespan running, called in process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, app.state.runtime
+
+
+@pytest.fixture(scope="module")
+async def intake(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    async for pair in _in_process(create_intake(migrated)):
+        yield pair
+
+
+@pytest.fixture(scope="module")
+async def dispatch(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    async for pair in _in_process(create_dispatch(migrated)):
+        yield pair

@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case
-from services.intake.app import create_app as create_intake
 from services.intake.models import Tip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
-from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 
 PROBLEM = "application/problem+json"
-
-
-async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
-@pytest.fixture(scope="module")
-async def intake(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    app = create_intake(migrated)
-    async for client in _client(app):
-        yield client, app.state.runtime
-
-
-@pytest.fixture(scope="module")
-async def dispatch(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    app = create_dispatch(migrated)
-    async for client in _client(app):
-        yield client, app.state.runtime
 
 
 async def _count(runtime: Runtime, model: type, *where: object) -> int:
@@ -102,7 +76,7 @@ async def test_an_anonymous_tip_keeps_no_contact(intake: tuple[httpx.AsyncClient
     ("body", "location"),
     [
         ({"text": "", "grid_id": "T01V01G01"}, "body.text"),
-        ({"text": "   ", "grid_id": "T01V01G01"}, "body"),
+        ({"text": "   ", "grid_id": "T01V01G01"}, "body.text"),
         ({"text": "有人占道"}, "body"),
         ({"text": "x" * 4001, "grid_id": "T01V01G01"}, "body.text"),
         ({"text": "有人占道", "location": {"lat": 91, "lon": 113.2}}, "body.location.lat"),
