@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import date
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -96,8 +97,66 @@ class CaseAssigned(EventData):
     urgency: Urgency
     deadline_policy: str
     catalogue_version: str
-    rule: str = Field(description="the routing rule that decided")
+    rule: str = Field(description="the routing rule that decided, or 'manual' / 'arbitration'")
     explanation: list[str]
+    actor: str | None = Field(default=None, description="who assigned by hand, if anyone")
+    actor_role: str | None = None
+
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class CaseStep(EventData):
+    """What every lifecycle step records: the case, who acted in which role, and the case's
+    version after the step (full-process recording, 全过程记录)."""
+
+    case_id: UUID
+    tip_id: UUID
+    actor: str = Field(description="the acting principal's subject (staff or account id)")
+    actor_role: str
+    version: int = Field(ge=1)
+    township_code: str | None
+    unit_id: str | None
+
+
+class CaseAccepted(CaseStep):
+    event_type = "whistle.case.accepted"
+
+
+class CaseRejected(CaseStep):
+    """退单: the unit sent the case back; the second time it goes to county arbitration."""
+
+    event_type = "whistle.case.rejected"
+    reason: str
+    rejections: int = Field(ge=1)
+    queue: str = Field(description="'township:<code>' or 'arbitration'")
+
+
+class CaseStarted(CaseStep):
+    event_type = "whistle.case.started"
+
+
+class CaseProgressRecorded(CaseStep):
+    event_type = "whistle.case.progress_recorded"
+    note: str
+    evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
+
+
+class CaseResolved(CaseStep):
+    event_type = "whistle.case.resolved"
+    resolution: Literal["on_the_spot", "rectified", "penalised", "unsubstantiated"]
+    note: str
+    rectification_due: date | None = None
+    evidence: list[Sha256] = Field(default_factory=list)
+
+
+class CaseClosed(CaseStep):
+    event_type = "whistle.case.closed"
+
+
+class CaseReopened(CaseStep):
+    event_type = "whistle.case.reopened"
+    reason: str
 
 
 class Deadline(BaseModel):
@@ -123,6 +182,13 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,
+    CaseAccepted,
+    CaseRejected,
+    CaseStarted,
+    CaseProgressRecorded,
+    CaseResolved,
+    CaseClosed,
+    CaseReopened,
     DeadlinesSet,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 
 from contracts.envelope import EventData
 from contracts.events import (
+    CaseAccepted,
     CaseAssigned,
+    CaseClosed,
     CaseOpened,
+    CaseProgressRecorded,
+    CaseRejected,
+    CaseReopened,
+    CaseResolved,
+    CaseStarted,
     CaseTriageRequired,
     DeadlinesSet,
     TipReceived,
@@ -35,8 +42,19 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         CASES,
         "dispatch",
-        "The case lifecycle: opened, triage, assignment. Key: case id.",
-        (CaseOpened, CaseTriageRequired, CaseAssigned),
+        "The case lifecycle, from opening to closing. Key: case id.",
+        (
+            CaseOpened,
+            CaseTriageRequired,
+            CaseAssigned,
+            CaseAccepted,
+            CaseRejected,
+            CaseStarted,
+            CaseProgressRecorded,
+            CaseResolved,
+            CaseClosed,
+            CaseReopened,
+        ),
     ),
     Topic(
         DEADLINES,

@@ -12,7 +12,7 @@ from uuid6 import uuid7
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseAssigned, CaseOpened, CaseTriageRequired, TipReceived
 from contracts.topics import CASES
-from services.dispatch.models import OPEN_STATUSES, Case
+from services.dispatch.models import HELD_STATUSES, Case
 from services.dispatch.reference import ReferenceData, Urgency
 from services.dispatch.routing import Assignment, NeedsTriage, route
 from services.dispatch.triage import classify, locate
@@ -63,7 +63,7 @@ class TipIntake:
                 location.township,
                 location.village,
                 reference,
-                await _open_load(session),
+                await open_load(session),
                 now.astimezone(self._zone).date(),
             )
 
@@ -140,10 +140,11 @@ class TipIntake:
         stage(session, CASES, new_event(SOURCE, subject, data, now))
 
 
-async def _open_load(session: AsyncSession) -> dict[str, int]:
+async def open_load(session: AsyncSession) -> dict[str, int]:
+    """How many open cases each staff member holds."""
     rows = await session.execute(
         select(Case.staff_id, func.count())
-        .where(Case.status.in_(OPEN_STATUSES), Case.staff_id.is_not(None))  # type: ignore[attr-defined]
+        .where(Case.status.in_(HELD_STATUSES), Case.staff_id.is_not(None))  # type: ignore[attr-defined]
         .group_by(Case.staff_id)
     )
     return {staff_id: count for staff_id, count in rows.all()}

@@ -10,7 +10,8 @@ from sqlalchemy import Column, DateTime, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-OPEN_STATUSES = ("triage", "assigned")
+# Cases that keep a staff member busy, for picking the least loaded one.
+HELD_STATUSES = ("assigned", "accepted", "in_progress")
 
 
 class Case(SQLModel, table=True):
@@ -27,6 +28,7 @@ class Case(SQLModel, table=True):
     unit_id: str | None = Field(default=None, index=True)
     staff_id: str | None = Field(default=None, index=True)
     queue: str | None = None
+    rejections: int = 0
     catalogue_version: str
     routing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     version: int = 1

@@ -60,12 +60,12 @@ def route(
             rule, why = "assist", "协助事项，由县直部门牵头、乡镇协助"
         else:
             rule, why = "unclaimed", f"乡镇 {township} 未认领该事项，由县直部门办理"
-        return _with_staff(unit, village, open_load, today, rule, why)
+        return pick_staff(unit, village, open_load, today, rule, why)
 
     own_units = reference.units_of_township(township)
     if item.authority is Authority.STATUTORY:
         unit = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
-        return _with_staff(
+        return pick_staff(
             unit, village, open_load, today, "statutory", "乡镇法定职权，由综合执法队办理"
         )
     squad = next(
@@ -76,14 +76,14 @@ def route(
         why = (
             f"{'赋权' if item.authority is Authority.DEVOLVED else '委托'}事项，由{squad.name}办理"
         )
-        return _with_staff(squad, village, open_load, today, item.authority.value, why)
+        return pick_staff(squad, village, open_load, today, item.authority.value, why)
     team = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
-    return _with_staff(
+    return pick_staff(
         team, village, open_load, today, item.authority.value, "无对口派驻队伍，由综合执法队办理"
     )
 
 
-def _with_staff(
+def pick_staff(
     unit: Unit,
     village: str | None,
     open_load: Mapping[str, int],

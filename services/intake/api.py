@@ -24,7 +24,10 @@ router = APIRouter(prefix="/v1", tags=["tips"])
 STATUS_TEXT = {
     "received": "已受理",
     "triage": "待人工分拨",
-    "assigned": "已派单，承办单位处理中",
+    "assigned": "已派单，等待承办单位接单",
+    "in_progress": "承办单位处理中",
+    "resolved": "已办结，等待回访",
+    "closed": "已结案",
 }
 
 

@@ -7,7 +7,18 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
-from contracts.events import CaseAssigned, CaseOpened, CaseTriageRequired
+from contracts.events import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseClosed,
+    CaseOpened,
+    CaseRejected,
+    CaseReopened,
+    CaseResolved,
+    CaseStarted,
+    CaseStep,
+    CaseTriageRequired,
+)
 from services.intake.models import Tip, TipTimelineEntry
 from services.runtime.inbox import Handler
 
@@ -28,16 +39,24 @@ async def on_case_opened(session: AsyncSession, event: CloudEvent, topic: str) -
         tip.case_id = opened.case_id
 
 
-async def on_triage_required(session: AsyncSession, event: CloudEvent, topic: str) -> None:
-    await _move(session, event.payload(CaseTriageRequired).tip_id, event, "triage")
+def _moves_to(model: type[CaseStep | CaseTriageRequired | CaseAssigned], status: str) -> Handler:
+    """A handler moving the tip to the citizen-facing ``status`` named by a case event."""
+
+    async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await _move(session, event.payload(model).tip_id, event, status)
+
+    return handle
 
 
-async def on_case_assigned(session: AsyncSession, event: CloudEvent, topic: str) -> None:
-    await _move(session, event.payload(CaseAssigned).tip_id, event, "assigned")
-
-
+# What a citizen is told at each step of the case (texts in services/intake/api.py).
 HANDLERS: dict[str, Handler] = {
     CaseOpened.event_type: on_case_opened,
-    CaseTriageRequired.event_type: on_triage_required,
-    CaseAssigned.event_type: on_case_assigned,
+    CaseTriageRequired.event_type: _moves_to(CaseTriageRequired, "triage"),
+    CaseAssigned.event_type: _moves_to(CaseAssigned, "assigned"),
+    CaseRejected.event_type: _moves_to(CaseRejected, "triage"),
+    CaseAccepted.event_type: _moves_to(CaseAccepted, "in_progress"),
+    CaseStarted.event_type: _moves_to(CaseStarted, "in_progress"),
+    CaseReopened.event_type: _moves_to(CaseReopened, "in_progress"),
+    CaseResolved.event_type: _moves_to(CaseResolved, "resolved"),
+    CaseClosed.event_type: _moves_to(CaseClosed, "closed"),
 }

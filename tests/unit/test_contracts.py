@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,15 @@ from contracts import generate
 from contracts.envelope import CloudEvent, EventData, new_event
 from contracts.events import (
     EVENT_MODELS,
+    CaseAccepted,
     CaseAssigned,
+    CaseClosed,
     CaseOpened,
+    CaseProgressRecorded,
+    CaseRejected,
+    CaseReopened,
+    CaseResolved,
+    CaseStarted,
     CaseTriageRequired,
     ContactRef,
     Deadline,
@@ -35,6 +42,16 @@ ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 TIP_ID = UUID("01956f3a-0000-7000-8000-000000000001")
 CASE_ID = UUID("01956f3a-0000-7000-8000-000000000002")
+
+STEP: dict[str, Any] = {
+    "case_id": CASE_ID,
+    "tip_id": TIP_ID,
+    "actor": "S0025",
+    "actor_role": "unit_member",
+    "version": 3,
+    "township_code": "T03",
+    "unit_id": "T03-CGJ",
+}
 
 SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     TipReceived: lambda: TipReceived(
@@ -81,6 +98,23 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         rule="matter_owner",
         explanation=["事项归属城管局"],
     ),
+    CaseAccepted: lambda: CaseAccepted(**STEP),
+    CaseRejected: lambda: CaseRejected(
+        **STEP, reason="不属于本单位职责", rejections=1, queue="township:T03"
+    ),
+    CaseStarted: lambda: CaseStarted(**STEP),
+    CaseProgressRecorded: lambda: CaseProgressRecorded(
+        **STEP, note="已到现场核实", evidence=["ab" * 32]
+    ),
+    CaseResolved: lambda: CaseResolved(
+        **STEP,
+        resolution="rectified",
+        note="责令限期整改",
+        rectification_due=date(2025, 3, 15),
+        evidence=["cd" * 32],
+    ),
+    CaseClosed: lambda: CaseClosed(**STEP),
+    CaseReopened: lambda: CaseReopened(**STEP, reason="群众不满意"),
     DeadlinesSet: lambda: DeadlinesSet(
         case_id=CASE_ID,
         policy_id="standard",

@@ -1,0 +1,102 @@
+"""The case lifecycle: which action may follow which, and who may take it.
+
+    triage ──assign──▶ assigned ──accept──▶ accepted ──start──▶ in_progress ──resolve──▶ resolved
+       ▲                  │                    │                   │ progress            │
+       └────reject────────┘                    └──────resolve──────┘                     │
+     (退单; the second rejection goes to county arbitration, whose assignment is final)  │
+                                          closed ◀──close── resolved ──reopen──▶ in_progress
+
+Plain data and functions: the HTTP layer asks :func:`check` and applies the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    TRIAGE = "triage"  # waiting in a township's (or the county's) queue for a dispatcher
+    ARBITRATION = "arbitration"  # rejected twice: the county decides
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Action(StrEnum):
+    ASSIGN = "assign"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    START = "start"
+    PROGRESS = "progress"
+    RESOLVE = "resolve"
+    CLOSE = "close"
+    REOPEN = "reopen"
+
+
+OPEN_STATUSES: frozenset[Status] = frozenset(Status) - {Status.CLOSED}
+
+# Who acts: the township's command centre, the assigned unit, or the county.
+DISPATCHER, UNIT, COUNTY = "dispatcher", "unit", "county"
+
+_TRANSITIONS: dict[tuple[Status, Action], tuple[Status, frozenset[str]]] = {
+    (Status.TRIAGE, Action.ASSIGN): (Status.ASSIGNED, frozenset({DISPATCHER, COUNTY})),
+    (Status.ARBITRATION, Action.ASSIGN): (Status.ASSIGNED, frozenset({COUNTY})),
+    (Status.ASSIGNED, Action.ACCEPT): (Status.ACCEPTED, frozenset({UNIT})),
+    (Status.ASSIGNED, Action.REJECT): (Status.TRIAGE, frozenset({UNIT})),
+    (Status.ACCEPTED, Action.START): (Status.IN_PROGRESS, frozenset({UNIT})),
+    (Status.ACCEPTED, Action.RESOLVE): (Status.RESOLVED, frozenset({UNIT})),
+    (Status.IN_PROGRESS, Action.PROGRESS): (Status.IN_PROGRESS, frozenset({UNIT})),
+    (Status.IN_PROGRESS, Action.RESOLVE): (Status.RESOLVED, frozenset({UNIT})),
+    (Status.RESOLVED, Action.CLOSE): (Status.CLOSED, frozenset({DISPATCHER, COUNTY})),
+    (Status.RESOLVED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY})),
+    (Status.CLOSED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY})),
+}
+
+# A unit may send a case back once; the second rejection is a dispute for the county.
+REJECTIONS_BEFORE_ARBITRATION = 2
+
+
+@dataclass(frozen=True)
+class Allowed:
+    to: Status
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+    allowed: tuple[Action, ...]
+
+
+def acting_as(actors: frozenset[str], action: Action, status: Status) -> str:
+    """The role someone holding several takes for this step (for the record)."""
+    _, permitted = _TRANSITIONS[(status, action)]
+    return sorted(actors & permitted)[0]
+
+
+def allowed_actions(status: Status) -> tuple[Action, ...]:
+    return tuple(action for (s, action) in _TRANSITIONS if s is status)
+
+
+def check(
+    status: Status, action: Action, actors: frozenset[str], rejections: int = 0
+) -> Allowed | Refused:
+    """May someone acting as any of ``actors`` take ``action`` on a case in ``status``?
+    ``rejections`` counts earlier rejections, which decide where a rejected case goes."""
+    rule = _TRANSITIONS.get((status, action))
+    if rule is None:
+        return Refused(
+            f"a case that is {status.value} cannot be {action.value}ed",
+            allowed_actions(status),
+        )
+    to, permitted = rule
+    if not actors & permitted:
+        return Refused(
+            f"{action.value} on a {status.value} case is for: {', '.join(sorted(permitted))}",
+            allowed_actions(status),
+        )
+    if action is Action.REJECT and rejections + 1 >= REJECTIONS_BEFORE_ARBITRATION:
+        return Allowed(Status.ARBITRATION)
+    return Allowed(to)

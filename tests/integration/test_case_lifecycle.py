@@ -1,0 +1,240 @@
+"""Acting on a case through dispatch's HTTP API: versions, roles, rejections, the record."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import select
+from uuid6 import uuid7
+
+from services.dispatch.models import Case
+from services.runtime.outbox import OutboxMessage
+from services.runtime.service import Runtime
+from tests.conftest import TokenFactory
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def assigned_case(dispatch: tuple[httpx.AsyncClient, Runtime]) -> UUID:
+    """A fresh case of 城关镇 (T03), assigned to its urban-management squad."""
+    _, runtime = dispatch
+    now = datetime.now(UTC)
+    case = Case(
+        id=uuid7(),
+        tip_id=uuid7(),
+        status="assigned",
+        matter_code="CG-001",
+        township_code="T03",
+        village_code="T03V02",
+        urgency="general",
+        unit_id="T03-CGJ",
+        staff_id=None,
+        catalogue_version="test",
+        created_at=now,
+        updated_at=now,
+    )
+    async with runtime.transaction() as session:
+        session.add(case)
+    return case.id
+
+
+@pytest.fixture
+def as_unit(token: TokenFactory) -> dict[str, str]:
+    return {"authorization": f"Bearer {token('unit_member', 'unit:T03-CGJ')}"}
+
+
+@pytest.fixture
+def as_dispatcher(token: TokenFactory) -> dict[str, str]:
+    return {"authorization": f"Bearer {token('dispatcher', 'township:T03')}"}
+
+
+@pytest.fixture
+def as_county(token: TokenFactory) -> dict[str, str]:
+    return {"authorization": f"Bearer {token('county_supervisor', 'township:*')}"}
+
+
+async def _act(
+    client: httpx.AsyncClient,
+    case_id: UUID,
+    action: str,
+    headers: dict[str, str],
+    body: dict[str, object] | None = None,
+) -> httpx.Response:
+    current = await client.get(f"/v1/cases/{case_id}", headers=headers)
+    etag = current.headers.get("etag", '"0"')
+    return await client.post(
+        f"/v1/cases/{case_id}/{action}", json=body or {}, headers={**headers, "If-Match": etag}
+    )
+
+
+async def _events(runtime: Runtime, case_id: UUID) -> list[dict]:
+    async with runtime.sessions() as session:
+        rows = await session.scalars(
+            select(OutboxMessage.event)
+            .where(OutboxMessage.key == str(case_id))
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        )
+        return list(rows.all())
+
+
+async def test_a_case_is_accepted_worked_resolved_and_closed_and_every_step_is_recorded(
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+    assigned_case: UUID,
+    as_unit: dict[str, str],
+    as_dispatcher: dict[str, str],
+) -> None:
+    client, runtime = dispatch
+    steps = [
+        ("accept", as_unit, None, "accepted"),
+        ("start", as_unit, None, "in_progress"),
+        (
+            "progress",
+            as_unit,
+            {"note": "已到现场，摊主已收摊", "evidence": ["ab" * 32]},
+            "in_progress",
+        ),
+        (
+            "resolve",
+            as_unit,
+            {
+                "resolution": "rectified",
+                "note": "责令三日内整改",
+                "rectification_due": "2026-11-24",
+            },
+            "resolved",
+        ),
+        ("close", as_dispatcher, None, "closed"),
+    ]
+    for version, (action, who, body, status) in enumerate(steps, start=2):
+        answer = await _act(client, assigned_case, action, who, body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == status
+        assert answer.json()["version"] == version
+        assert answer.headers["etag"] == f'"{version}"'
+
+    events = await _events(runtime, assigned_case)
+    assert [e["type"] for e in events] == [
+        "whistle.case.accepted",
+        "whistle.case.started",
+        "whistle.case.progress_recorded",
+        "whistle.case.resolved",
+        "whistle.case.closed",
+    ]
+    assert [e["data"]["version"] for e in events] == [2, 3, 4, 5, 6]
+    assert events[0]["data"]["actor_role"] == "unit_member"
+    assert events[-1]["data"]["actor_role"] == "dispatcher"
+    assert events[3]["data"]["rectification_due"] == "2026-11-24"
+
+
+async def test_acting_needs_the_current_version(
+    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, as_unit: dict[str, str]
+) -> None:
+    client, _ = dispatch
+    url = f"/v1/cases/{assigned_case}/accept"
+    missing = await client.post(url, headers=as_unit)
+    assert missing.status_code == 428 and missing.headers["content-type"] == PROBLEM
+    stale = await client.post(url, headers={**as_unit, "If-Match": '"7"'})
+    assert stale.status_code == 412
+    assert stale.headers["etag"] == '"1"'
+
+
+async def test_two_people_acting_on_one_version_cannot_both_succeed(
+    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, as_unit: dict[str, str]
+) -> None:
+    client, runtime = dispatch
+    headers = {**as_unit, "If-Match": '"1"'}
+    answers = await asyncio.gather(
+        client.post(f"/v1/cases/{assigned_case}/accept", headers=headers),
+        client.post(
+            f"/v1/cases/{assigned_case}/reject", json={"reason": "非本单位职责"}, headers=headers
+        ),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 412]
+    assert len(await _events(runtime, assigned_case)) == 1
+
+
+async def test_an_impossible_step_is_a_conflict_naming_the_possible_ones(
+    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, as_dispatcher: dict[str, str]
+) -> None:
+    client, _ = dispatch
+    answer = await _act(client, assigned_case, "close", as_dispatcher)
+    assert answer.status_code == 409
+    assert set(answer.json()["allowed_actions"]) == {"accept", "reject"}
+
+
+async def test_another_units_member_cannot_act(
+    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, token: TokenFactory
+) -> None:
+    client, _ = dispatch
+    other = {"authorization": f"Bearer {token('unit_member', 'unit:T03-SCJGJ')}"}
+    answer = await client.post(
+        f"/v1/cases/{assigned_case}/accept", headers={**other, "If-Match": '"1"'}
+    )
+    assert answer.status_code == 404
+
+
+async def test_rejected_twice_the_case_goes_to_the_county_whose_assignment_is_final(
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+    assigned_case: UUID,
+    as_unit: dict[str, str],
+    as_dispatcher: dict[str, str],
+    as_county: dict[str, str],
+) -> None:
+    client, runtime = dispatch
+    first = await _act(client, assigned_case, "reject", as_unit, {"reason": "不属于城管职责"})
+    assert first.json()["status"] == "triage" and first.json()["queue"] == "township:T03"
+    assert first.json()["unit_id"] is None
+
+    again = await _act(client, assigned_case, "assign", as_dispatcher, {"unit_id": "T03-CGJ"})
+    assert again.status_code == 200 and again.json()["status"] == "assigned"
+    assert again.json()["staff_id"] is not None, "a certified officer is picked"
+
+    second = await _act(client, assigned_case, "reject", as_unit, {"reason": "仍不属于本单位"})
+    assert second.json()["status"] == "arbitration" and second.json()["queue"] == "arbitration"
+
+    by_dispatcher = await _act(
+        client, assigned_case, "assign", as_dispatcher, {"unit_id": "T03-CGJ"}
+    )
+    assert by_dispatcher.status_code == 409
+
+    decided = await _act(client, assigned_case, "assign", as_county, {"unit_id": "T03-SCJGJ"})
+    assert decided.status_code == 200 and decided.json()["unit_id"] == "T03-SCJGJ"
+    events = await _events(runtime, assigned_case)
+    assert [e["type"].rsplit(".", 1)[1] for e in events] == [
+        "rejected",
+        "assigned",
+        "rejected",
+        "assigned",
+    ]
+    assert events[-1]["data"]["rule"] == "arbitration"
+    assert events[-1]["data"]["actor_role"] == "county_supervisor"
+
+
+async def test_a_dispatcher_assigns_only_to_units_of_their_township(
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+    assigned_case: UUID,
+    as_unit: dict[str, str],
+    as_dispatcher: dict[str, str],
+) -> None:
+    client, _ = dispatch
+    await _act(client, assigned_case, "reject", as_unit, {"reason": "非本单位"})
+    elsewhere = await _act(client, assigned_case, "assign", as_dispatcher, {"unit_id": "T04-CGJ"})
+    assert elsewhere.status_code == 403
+    unknown = await _act(client, assigned_case, "assign", as_dispatcher, {"unit_id": "T03-NOPE"})
+    assert unknown.status_code == 422
+
+
+async def test_a_rectification_order_needs_its_due_date(
+    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, as_unit: dict[str, str]
+) -> None:
+    client, _ = dispatch
+    await _act(client, assigned_case, "accept", as_unit)
+    answer = await _act(
+        client, assigned_case, "resolve", as_unit, {"resolution": "rectified", "note": "限期整改"}
+    )
+    assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM
