@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from contracts.events import CaseAssigned
 from contracts.topics import CASES
 from services.escalation import api
+from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.handlers import AssignmentClocks
 from services.escalation.policies import PolicyBook, load_policies
 from services.runtime.clock import Clock, system_clock
@@ -16,13 +17,23 @@ from services.runtime.settings import Settings
 
 
 async def setup(runtime: Runtime) -> Subscription:
-    runtime.state["policies"] = load_policies(runtime.settings.config_dir / "policies.yaml")
+    settings = runtime.settings
+    runtime.state["policies"] = load_policies(settings.config_dir / "policies.yaml")
+    # An invalid calendar (or one in another time zone) stops the service here, before it
+    # consumes anything: a deadline counted on the wrong days is worse than none.
+    runtime.state["calendar"] = load_calendar(
+        settings.config_dir / "calendar.yaml", settings.timezone
+    )
 
     def policies() -> PolicyBook:
         current: PolicyBook = runtime.state["policies"]
         return current
 
-    on_assigned = AssignmentClocks(policies, runtime.clock, runtime.settings.timezone)
+    def calendar() -> BusinessCalendar:
+        current: BusinessCalendar = runtime.state["calendar"]
+        return current
+
+    on_assigned = AssignmentClocks(policies, calendar, runtime.clock)
     return Subscription(topics=(CASES,), handlers={CaseAssigned.event_type: on_assigned})
 
 

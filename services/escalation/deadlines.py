@@ -1,15 +1,19 @@
 """Deadline arithmetic: when a clock started at ``start`` under a policy falls due.
 
-Working days are Monday to Friday in the county's time zone; the State Council holiday
-calendar with its make-up working days (调休) is not applied yet.
+Durations in hours are natural time: an emergency does not wait for Monday. Durations in working
+days follow the county's business calendar (``services/escalation/calendar.py``): the State
+Council's holidays and make-up working days (调休), the county's working hours and time zone. A
+clock started outside working hours counts from the next working time, and N working days fall
+due at that local time on the N-th following working day. A deadline that needs a year the
+calendar does not cover raises ``UncoveredYearError`` instead of guessing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from services.escalation.calendar import BusinessCalendar
 from services.escalation.policies import DeadlinePolicy, Duration
 
 
@@ -20,31 +24,38 @@ class ComputedDeadline:
     warn_at: datetime
 
 
-def add_duration(start: datetime, duration: Duration, zone: ZoneInfo) -> datetime:
+def add_duration(start: datetime, duration: Duration, calendar: BusinessCalendar) -> datetime:
     if duration.unit == "hours":
         return start + timedelta(hours=duration.amount)
-    local = start.astimezone(zone)
-    whole_days = int(duration.amount)
-    day = local
-    while day.weekday() >= 5:  # a clock started at the weekend runs from Monday
-        day = (day + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    added = 0
-    while added < whole_days:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            added += 1
-    return day.astimezone(start.tzinfo)
+    return calendar.add_working_days(start, int(duration.amount))
+
+
+def warn_time(
+    start: datetime, duration: Duration, fraction: float, calendar: BusinessCalendar
+) -> datetime:
+    """When ``fraction`` of the duration has passed, measured the way the duration is.
+
+    For working days that is working time: 75 % of seven working days across the Spring
+    Festival must not fall on a holiday night before any work was possible.
+    """
+    if duration.unit == "hours":
+        return start + timedelta(hours=duration.amount) * fraction
+    return calendar.add_working_time(
+        start, calendar.working_day_length * int(duration.amount) * fraction
+    )
 
 
 def deadlines_for(
-    policy: DeadlinePolicy, start: datetime, zone: ZoneInfo
+    policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
 ) -> list[ComputedDeadline]:
-    computed = []
-    for kind, duration in (
-        ("first_response", policy.first_response),
-        ("resolution", policy.resolution),
-    ):
-        due = add_duration(start, duration, zone)
-        warn = start + (due - start) * policy.warn_at_fraction
-        computed.append(ComputedDeadline(kind, due, warn))
-    return computed
+    return [
+        ComputedDeadline(
+            kind,
+            add_duration(start, duration, calendar),
+            warn_time(start, duration, policy.warn_at_fraction, calendar),
+        )
+        for kind, duration in (
+            ("first_response", policy.first_response),
+            ("resolution", policy.resolution),
+        )
+    ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseAssigned, Deadline, DeadlinesSet
 from contracts.topics import DEADLINES
+from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import deadlines_for
 from services.escalation.models import CaseDeadline
 from services.escalation.policies import PolicyBook
@@ -23,10 +23,15 @@ SOURCE = "whistle/escalation"
 class AssignmentClocks:
     """Handles ``whistle.case.assigned``: freeze the policy onto the case, set its deadlines."""
 
-    def __init__(self, policies: Callable[[], PolicyBook], clock: Clock, timezone: str) -> None:
+    def __init__(
+        self,
+        policies: Callable[[], PolicyBook],
+        calendar: Callable[[], BusinessCalendar],
+        clock: Clock,
+    ) -> None:
         self._policies = policies
+        self._calendar = calendar
         self._clock = clock
-        self._zone = ZoneInfo(timezone)
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         assigned = event.payload(CaseAssigned)
@@ -35,8 +40,10 @@ class AssignmentClocks:
             raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
         # The clocks run from the assignment, not from when this service got round to it.
         start = event.time
-        computed = deadlines_for(policy, start, self._zone)
-        snapshot = policy.model_dump(mode="json")
+        calendar = self._calendar()
+        computed = deadlines_for(policy, start, calendar)
+        # Which holidays and working hours counted is part of the terms, like the policy.
+        snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
         for deadline in computed:
             session.add(
                 CaseDeadline(

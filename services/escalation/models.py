@@ -23,5 +23,6 @@ class CaseDeadline(SQLModel, table=True):
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
     warn_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     policy_id: str
-    # The policy as it was when the case was assigned: later edits change only new cases.
+    # The policy as it was when the case was assigned, and the `calendar_version` its working
+    # days were counted on: later edits of either change only new cases.
     policy_snapshot: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))

@@ -1,22 +1,35 @@
-"""Deadline arithmetic in the county's time zone, and the shipped deadline policies."""
+"""Deadline arithmetic on the county's business calendar, and the shipped deadline policies.
+
+The holiday periods themselves (Spring Festival, National Day, 调休) are tested in
+test_calendar.py; the dates here are ordinary weeks, where only weekends and working hours count.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
+from contracts.envelope import new_event
+from contracts.events import CaseAssigned, DeadlinesSet
 from services.dispatch.reference import ReferenceData, load_reference
+from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.deadlines import add_duration, deadlines_for
+from services.escalation.handlers import AssignmentClocks
+from services.escalation.models import CaseDeadline
 from services.escalation.policies import DeadlinePolicy, Duration, PolicyBook, load_policies
+from services.runtime.outbox import OutboxMessage
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-# Calendar used below (2026): Wed 18 Nov, Fri 20 Nov, Sat 21, Sun 22, Mon 23, Fri 27, Mon 30 Nov.
+# Calendar used below (2026): Wed 18 Nov, Fri 20 Nov, Sat 21, Sun 22, Mon 23, Fri 27, Mon 30 Nov;
+# no holidays. Working hours (calendar.yaml): 08:30-12:00 and 14:30-17:30, 6.5 hours a day.
 
 
 def local(*args: int) -> datetime:
@@ -45,6 +58,11 @@ def ref() -> ReferenceData:
     return load_reference(CONFIG)
 
 
+@pytest.fixture(scope="module")
+def cal() -> BusinessCalendar:
+    return load_calendar(CONFIG / "calendar.yaml", "Asia/Shanghai")
+
+
 # ---------------------------------------------------------------- natural hours
 
 
@@ -58,10 +76,13 @@ def ref() -> ReferenceData:
         (local(2026, 11, 20, 18, 0), 72, local(2026, 11, 23, 18, 0)),  # whole weekend
         (utc(2026, 11, 20, 15, 0), 2, utc(2026, 11, 20, 17, 0)),  # UTC start, local midnight
         (utc(2026, 11, 20, 10, 0), 1.5, utc(2026, 11, 20, 11, 30)),
+        (local(2026, 10, 1, 3, 0), 24, local(2026, 10, 2, 3, 0)),  # holidays do not count either
     ],
 )
-def test_hours_are_natural_time(start: datetime, amount: float, due: datetime) -> None:
-    result = add_duration(start, hours(amount), SHANGHAI)
+def test_hours_are_natural_time(
+    start: datetime, amount: float, due: datetime, cal: BusinessCalendar
+) -> None:
+    result = add_duration(start, hours(amount), cal)
     assert result == due
     assert result.timestamp() - start.timestamp() == amount * 3600
 
@@ -69,15 +90,15 @@ def test_hours_are_natural_time(start: datetime, amount: float, due: datetime) -
 # ---------------------------------------------------------------- working days
 
 
-def test_one_working_day_from_friday_morning_is_monday_morning() -> None:
+def test_one_working_day_from_friday_morning_is_monday_morning(cal: BusinessCalendar) -> None:
     start = local(2026, 11, 20, 10, 0)
-    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 23, 10, 0)
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 23, 10, 0)
 
 
-def test_working_days_from_a_utc_clock_are_counted_in_local_time() -> None:
+def test_working_days_from_a_utc_clock_are_counted_in_local_time(cal: BusinessCalendar) -> None:
     # The services' clock runs in UTC: Friday 10:00 in the county is 02:00Z.
     start = utc(2026, 11, 20, 2, 0)
-    due = add_duration(start, working_days(1), SHANGHAI)
+    due = add_duration(start, working_days(1), cal)
     assert due == local(2026, 11, 23, 10, 0)
     assert due.utcoffset() == timedelta(0)  # returned in the start's own zone
 
@@ -85,12 +106,13 @@ def test_working_days_from_a_utc_clock_are_counted_in_local_time() -> None:
 @pytest.mark.parametrize(
     "start", [local(2026, 11, 21, 15, 0), local(2026, 11, 22, 9, 0), local(2026, 11, 21, 0, 0)]
 )
-def test_clock_started_at_the_weekend_counts_from_monday(start: datetime) -> None:
-    monday = local(2026, 11, 23, 0, 0)
-    assert add_duration(start, working_days(1), SHANGHAI) == add_duration(
-        monday, working_days(1), SHANGHAI
-    )
-    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 0)
+def test_clock_started_at_the_weekend_counts_from_monday(
+    start: datetime, cal: BusinessCalendar
+) -> None:
+    # Monday's first working time is 08:30, so the clock runs from then.
+    monday = local(2026, 11, 23, 8, 30)
+    assert add_duration(start, working_days(1), cal) == add_duration(monday, working_days(1), cal)
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 24, 8, 30)
 
 
 @pytest.mark.parametrize(
@@ -99,20 +121,23 @@ def test_clock_started_at_the_weekend_counts_from_monday(start: datetime) -> Non
         (local(2026, 11, 18, 10, 0), local(2026, 11, 27, 10, 0)),  # Wed → Fri next week
         (local(2026, 11, 23, 9, 0), local(2026, 12, 2, 9, 0)),  # Mon → Wed after next weekend
         (local(2026, 11, 20, 16, 0), local(2026, 12, 1, 16, 0)),  # Fri → Tue, two weekends
-        (local(2026, 11, 21, 11, 0), local(2026, 12, 2, 0, 0)),  # Sat → from Monday 00:00
+        (local(2026, 11, 21, 11, 0), local(2026, 12, 2, 8, 30)),  # Sat → from Monday 08:30
     ],
 )
-def test_seven_working_days_span_weekends(start: datetime, due: datetime) -> None:
-    assert add_duration(start, working_days(7), SHANGHAI) == due
+def test_seven_working_days_span_weekends(
+    start: datetime, due: datetime, cal: BusinessCalendar
+) -> None:
+    assert add_duration(start, working_days(7), cal) == due
 
 
-def test_due_dates_never_fall_on_a_weekend_for_whole_working_days() -> None:
+def test_due_dates_fall_in_working_hours_of_working_days(cal: BusinessCalendar) -> None:
     start = local(2026, 11, 16, 8, 0)
     for offset in range(0, 14 * 24, 5):  # every 5 hours over two weeks
         begin = start + timedelta(hours=offset)
         for amount in (1, 2, 5, 7, 15):
-            due = add_duration(begin, working_days(amount), SHANGHAI).astimezone(SHANGHAI)
+            due = add_duration(begin, working_days(amount), cal).astimezone(SHANGHAI)
             assert due.weekday() < 5, (begin, amount, due)
+            assert "08:30" <= f"{due:%H:%M}" < "12:00" or "14:30" <= f"{due:%H:%M}" < "17:30"
             assert due > begin
 
 
@@ -123,21 +148,37 @@ def test_fractional_working_days_are_refused_at_load(amount: float) -> None:
         Duration(amount=amount, unit="working_days")
 
 
-def test_friday_2359_local_is_friday_in_both_utc_and_local() -> None:
-    start = utc(2026, 11, 20, 15, 59)  # Fri 23:59 in the county
-    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 23, 23, 59)
+def test_the_last_minute_of_friday_working_hours_counts_from_friday(cal: BusinessCalendar) -> None:
+    start = utc(2026, 11, 20, 9, 29)  # Fri 17:29 in the county
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 23, 17, 29)
 
 
-def test_just_after_local_midnight_saturday_while_utc_is_still_friday() -> None:
+def test_friday_2359_local_is_after_hours_and_counts_from_monday(cal: BusinessCalendar) -> None:
+    # Read as UTC (15:59Z) it would be Friday afternoon, inside working hours.
+    start = utc(2026, 11, 20, 15, 59)
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 24, 8, 30)
+
+
+def test_just_after_local_midnight_saturday_while_utc_is_still_friday(
+    cal: BusinessCalendar,
+) -> None:
     # 16:30Z Friday is already 00:30 Saturday in the county: the clock runs from Monday.
     start = utc(2026, 11, 20, 16, 30)
-    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 0)
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 24, 8, 30)
 
 
-def test_just_after_local_midnight_monday_while_utc_is_still_sunday() -> None:
-    # 16:30Z Sunday is 00:30 Monday in the county: a working day has already begun.
+def test_just_after_local_midnight_monday_while_utc_is_still_sunday(
+    cal: BusinessCalendar,
+) -> None:
+    # 16:30Z Sunday is 00:30 Monday in the county: the clock runs from Monday 08:30, that
+    # same day, not from Tuesday (or from 08:30Z, were the day taken in UTC).
     start = utc(2026, 11, 22, 16, 30)
-    assert add_duration(start, working_days(1), SHANGHAI) == local(2026, 11, 24, 0, 30)
+    assert add_duration(start, working_days(1), cal) == local(2026, 11, 24, 8, 30)
+
+
+def test_a_start_in_the_lunch_break_counts_from_the_afternoon(cal: BusinessCalendar) -> None:
+    start = local(2026, 11, 18, 12, 40)
+    assert add_duration(start, working_days(2), cal) == local(2026, 11, 20, 14, 30)
 
 
 # ---------------------------------------------------------------- deadlines_for
@@ -154,38 +195,87 @@ def _policy(first: Duration, resolution: Duration, fraction: float = 0.75) -> De
     )
 
 
-def test_deadlines_for_general_policy(book: PolicyBook) -> None:
+def test_deadlines_for_general_policy(book: PolicyBook, cal: BusinessCalendar) -> None:
     policy = book.get("P-GENERAL")
     assert policy is not None
     start = utc(2026, 11, 20, 2, 0)  # Friday 10:00 local
-    computed = {d.kind: d for d in deadlines_for(policy, start, SHANGHAI)}
+    computed = {d.kind: d for d in deadlines_for(policy, start, cal)}
     assert set(computed) == {"first_response", "resolution"}
     assert computed["first_response"].due_at == local(2026, 11, 23, 10, 0)
     assert computed["resolution"].due_at == local(2026, 12, 1, 10, 0)
-    for deadline in computed.values():
-        span = deadline.due_at - start
-        assert deadline.warn_at == start + span * 0.75
-        assert start < deadline.warn_at < deadline.due_at
+    # Warnings at 75 % of the working time. One day is 6.5 h; 75 % is 4 h 52.5 min: Friday
+    # 10:00-12:00 (2 h), then 2 h 52.5 min of the afternoon from 14:30.
+    assert computed["first_response"].warn_at == local(2026, 11, 20, 17, 22, 30)
+    # Seven days are 45.5 h; 75 % is 34 h 7.5 min = five days (to Fri 27 Nov 10:00) and
+    # 1 h 37.5 min, all before noon. In natural time it would have been Saturday 28th 16:00.
+    assert computed["resolution"].warn_at == local(2026, 11, 27, 11, 37, 30)
 
 
-def test_deadlines_for_emergency_policy(book: PolicyBook) -> None:
+def test_deadlines_for_emergency_policy(book: PolicyBook, cal: BusinessCalendar) -> None:
     policy = book.get("P-EMERGENCY")
     assert policy is not None
     start = utc(2026, 11, 21, 3, 0)  # a Saturday: natural time ignores the weekend
-    computed = {d.kind: d for d in deadlines_for(policy, start, SHANGHAI)}
+    computed = {d.kind: d for d in deadlines_for(policy, start, cal)}
     assert computed["first_response"].due_at == start + timedelta(hours=2)
     assert computed["first_response"].warn_at == start + timedelta(minutes=90)
     assert computed["resolution"].due_at == start + timedelta(hours=24)
     assert computed["resolution"].warn_at == start + timedelta(hours=18)
 
 
-def test_warn_at_follows_the_policys_fraction() -> None:
-    start = local(2026, 11, 18, 8, 0)
+def test_warn_at_follows_the_policys_fraction(cal: BusinessCalendar) -> None:
+    start = local(2026, 11, 18, 8, 0)  # Wednesday, half an hour before work begins
     policy = _policy(hours(10), working_days(2), fraction=0.5)
-    first, resolution = deadlines_for(policy, start, SHANGHAI)
+    first, resolution = deadlines_for(policy, start, cal)
     assert first.warn_at == local(2026, 11, 18, 13, 0)
-    assert resolution.due_at == local(2026, 11, 20, 8, 0)
-    assert resolution.warn_at == local(2026, 11, 19, 8, 0)
+    assert resolution.due_at == local(2026, 11, 20, 8, 30)
+    # Half of two days' working time is all of Wednesday's, used up at 17:30: the warning
+    # falls when work resumes, Thursday 08:30.
+    assert resolution.warn_at == local(2026, 11, 19, 8, 30)
+
+
+class _Session:
+    """Stands in for the handler's database session: keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.added: list[object] = []
+
+    def add(self, row: object) -> None:
+        self.added.append(row)
+
+
+async def test_assignment_freezes_the_policy_and_the_calendar_version(
+    book: PolicyBook, cal: BusinessCalendar
+) -> None:
+    assigned = CaseAssigned(
+        case_id=uuid4(),
+        tip_id=uuid4(),
+        unit_id="T03-TEAM",
+        unit_kind="township_team",
+        township_code="T03",
+        staff_id=None,
+        matter_code="SC-001",
+        authority="devolved",
+        urgency="general",
+        deadline_policy="P-GENERAL",
+        catalogue_version="test",
+        rule="test",
+        explanation=[],
+    )
+    # Friday 13 February 2026, 10:00 local: the eve of the Spring Festival make-up Saturday.
+    event = new_event("whistle/dispatch", str(assigned.case_id), assigned, utc(2026, 2, 13, 2))
+    session = _Session()
+    handler = AssignmentClocks(lambda: book, lambda: cal, lambda: utc(2026, 2, 13, 2, 1))
+    await handler(cast(Any, session), event, "dispatch.cases.v1")
+
+    rows = {r.kind: r for r in session.added if isinstance(r, CaseDeadline)}
+    assert rows["first_response"].due_at == local(2026, 2, 14, 10, 0)  # the make-up Saturday
+    assert rows["resolution"].due_at == local(2026, 3, 2, 10, 0)
+    for row in rows.values():
+        assert row.policy_snapshot["id"] == "P-GENERAL"
+        assert row.policy_snapshot["calendar_version"] == cal.version
+        assert cal.version.startswith("2026.11-1+")
+    (outbox,) = [r for r in session.added if isinstance(r, OutboxMessage)]
+    assert outbox.event["type"] == DeadlinesSet.event_type
 
 
 # ---------------------------------------------------------------- the shipped policies
