@@ -164,6 +164,9 @@ class Deadline(BaseModel):
     kind: Literal["first_response", "resolution"]
     due_at: AwareDatetime
     warn_at: AwareDatetime
+    provisional_reason: str | None = Field(
+        default=None, description="why the due time is provisional (a year without a calendar)"
+    )
 
 
 class DeadlinesSet(EventData):

@@ -108,7 +108,9 @@ class UncoveredYearError(LookupError):
 class BusinessCalendar:
     """One validated calendar. Pure: no clock, no I/O; every answer follows from its inputs."""
 
-    def __init__(self, spec: CalendarFile, version: str) -> None:
+    def __init__(self, spec: CalendarFile, version: str, *, assume_weekdays: bool = False) -> None:
+        self._spec = spec
+        self.assume_weekdays = assume_weekdays
         self.version = version
         self.zone = ZoneInfo(spec.timezone)
         self.years = sorted(y.year for y in spec.years)
@@ -119,8 +121,18 @@ class BusinessCalendar:
             (_length(start, end) for start, end in self._hours), timedelta()
         )
 
+    def provisional(self) -> BusinessCalendar:
+        """This calendar, but counting Monday to Friday in years it has no notice for.
+
+        For deadlines that reach past the covered years: computed, used and flagged as
+        provisional, rather than lost or blocking every case behind them.
+        """
+        return BusinessCalendar(self._spec, self.version, assume_weekdays=True)
+
     def is_working_day(self, day: date) -> bool:
         if day.year not in self.years:
+            if self.assume_weekdays:
+                return day.weekday() < 5
             raise UncoveredYearError(day.year, self.years)
         if day in self._make_up:
             return True

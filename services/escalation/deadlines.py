@@ -5,7 +5,10 @@ days follow the county's business calendar (``services/escalation/calendar.py``)
 Council's holidays and make-up working days (调休), the county's working hours and time zone. A
 clock started outside working hours counts from the next working time, and N working days fall
 due at that local time on the N-th following working day. A deadline that needs a year the
-calendar does not cover raises ``UncoveredYearError`` instead of guessing.
+calendar does not cover raises ``UncoveredYearError`` in the calendar; :func:`deadlines_for`
+then counts Monday to Friday for that year and marks the deadline provisional, with the reason,
+so that it is visible on the deadline, in its event and in a metric instead of being guessed
+silently or lost.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.escalation.calendar import BusinessCalendar
+from services.escalation.calendar import BusinessCalendar, UncoveredYearError
 from services.escalation.policies import DeadlinePolicy, Duration
 
 
@@ -22,6 +25,7 @@ class ComputedDeadline:
     kind: str
     due_at: datetime
     warn_at: datetime
+    provisional_reason: str | None = None
 
 
 def add_duration(start: datetime, duration: Duration, calendar: BusinessCalendar) -> datetime:
@@ -48,14 +52,19 @@ def warn_time(
 def deadlines_for(
     policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
 ) -> list[ComputedDeadline]:
-    return [
-        ComputedDeadline(
-            kind,
-            add_duration(start, duration, calendar),
-            warn_time(start, duration, policy.warn_at_fraction, calendar),
-        )
-        for kind, duration in (
-            ("first_response", policy.first_response),
-            ("resolution", policy.resolution),
-        )
-    ]
+    computed = []
+    for kind, duration in (
+        ("first_response", policy.first_response),
+        ("resolution", policy.resolution),
+    ):
+        try:
+            due = add_duration(start, duration, calendar)
+            warn = warn_time(start, duration, policy.warn_at_fraction, calendar)
+            reason = None
+        except UncoveredYearError as exc:
+            provisional = calendar.provisional()
+            due = add_duration(start, duration, provisional)
+            warn = warn_time(start, duration, policy.warn_at_fraction, provisional)
+            reason = str(exc)
+        computed.append(ComputedDeadline(kind, due, warn, reason))
+    return computed

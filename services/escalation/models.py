@@ -26,3 +26,5 @@ class CaseDeadline(SQLModel, table=True):
     # The policy as it was when the case was assigned, and the `calendar_version` its working
     # days were counted on: later edits of either change only new cases.
     policy_snapshot: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # Set when the calendar lacked a year the deadline reaches into (counted Monday to Friday).
+    provisional_reason: str | None = None

@@ -8,22 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
-from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
-from contracts.envelope import new_event
-from contracts.events import CaseAssigned, DeadlinesSet
 from services.dispatch.reference import ReferenceData, load_reference
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.deadlines import add_duration, deadlines_for
-from services.escalation.handlers import AssignmentClocks
-from services.escalation.models import CaseDeadline
 from services.escalation.policies import DeadlinePolicy, Duration, PolicyBook, load_policies
-from services.runtime.outbox import OutboxMessage
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -231,51 +224,6 @@ def test_warn_at_follows_the_policys_fraction(cal: BusinessCalendar) -> None:
     # Half of two days' working time is all of Wednesday's, used up at 17:30: the warning
     # falls when work resumes, Thursday 08:30.
     assert resolution.warn_at == local(2026, 11, 19, 8, 30)
-
-
-class _Session:
-    """Stands in for the handler's database session: keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.added: list[object] = []
-
-    def add(self, row: object) -> None:
-        self.added.append(row)
-
-
-async def test_assignment_freezes_the_policy_and_the_calendar_version(
-    book: PolicyBook, cal: BusinessCalendar
-) -> None:
-    assigned = CaseAssigned(
-        case_id=uuid4(),
-        tip_id=uuid4(),
-        unit_id="T03-TEAM",
-        unit_kind="township_team",
-        township_code="T03",
-        staff_id=None,
-        matter_code="SC-001",
-        authority="devolved",
-        urgency="general",
-        deadline_policy="P-GENERAL",
-        catalogue_version="test",
-        rule="test",
-        explanation=[],
-    )
-    # Friday 13 February 2026, 10:00 local: the eve of the Spring Festival make-up Saturday.
-    event = new_event("whistle/dispatch", str(assigned.case_id), assigned, utc(2026, 2, 13, 2))
-    session = _Session()
-    handler = AssignmentClocks(lambda: book, lambda: cal, lambda: utc(2026, 2, 13, 2, 1))
-    await handler(cast(Any, session), event, "dispatch.cases.v1")
-
-    rows = {r.kind: r for r in session.added if isinstance(r, CaseDeadline)}
-    assert rows["first_response"].due_at == local(2026, 2, 14, 10, 0)  # the make-up Saturday
-    assert rows["resolution"].due_at == local(2026, 3, 2, 10, 0)
-    for row in rows.values():
-        assert row.policy_snapshot["id"] == "P-GENERAL"
-        assert row.policy_snapshot["calendar_version"] == cal.version
-        assert cal.version.startswith("2026.11-1+")
-    (outbox,) = [r for r in session.added if isinstance(r, OutboxMessage)]
-    assert outbox.event["type"] == DeadlinesSet.event_type
 
 
 # ---------------------------------------------------------------- the shipped policies

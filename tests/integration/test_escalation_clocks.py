@@ -1,0 +1,137 @@
+"""Escalation starts a case's clocks on assignment: against a real, migrated database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from contracts.envelope import new_event
+from contracts.events import CaseAssigned
+from services.escalation.calendar import BusinessCalendar, load_calendar
+from services.escalation.handlers import AssignmentClocks
+from services.escalation.models import CaseDeadline
+from services.escalation.policies import load_policies
+from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
+from services.runtime.migrations import upgrade
+from services.runtime.outbox import OutboxMessage
+from tests.support.infra import Infra
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+async def sessions(infra: Infra) -> AsyncIterator[Sessions]:
+    url = infra.fresh_database_url("escalation")
+    await ensure_database(url)
+    await upgrade("escalation", url)
+    engine = create_engine(url, pool_size=2)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def calendar() -> BusinessCalendar:
+    return load_calendar(CONFIG / "calendar.yaml", "Asia/Shanghai")
+
+
+def _assigned(case_id: object, policy: str = "P-GENERAL") -> CaseAssigned:
+    return CaseAssigned.model_validate(
+        {
+            "case_id": str(case_id),
+            "tip_id": str(uuid4()),
+            "unit_id": "T03-TEAM",
+            "unit_kind": "township_team",
+            "township_code": "T03",
+            "staff_id": None,
+            "matter_code": "SC-001",
+            "authority": "devolved",
+            "urgency": "general",
+            "deadline_policy": policy,
+            "catalogue_version": "test",
+            "rule": "test",
+            "explanation": [],
+        }
+    )
+
+
+async def _handle(
+    sessions: Sessions, calendar: BusinessCalendar, at: datetime, case_id: object
+) -> None:
+    book = load_policies(CONFIG / "policies.yaml")
+    handler = AssignmentClocks(lambda: book, lambda: calendar, lambda: at)
+    event = new_event("whistle/dispatch", str(case_id), _assigned(case_id), at.astimezone(UTC))
+    async with sessions() as session, session.begin():
+        await handler(session, event, "dispatch.cases.v1")
+
+
+async def _state(sessions: Sessions, case_id: object) -> tuple[dict[str, CaseDeadline], list[dict]]:
+    async with sessions() as session:
+        rows = (
+            await session.scalars(select(CaseDeadline).where(CaseDeadline.case_id == case_id))
+        ).all()
+        events = (
+            await session.scalars(
+                select(OutboxMessage.event).where(OutboxMessage.key == str(case_id))
+            )
+        ).all()
+    return {r.kind: r for r in rows}, list(events)
+
+
+async def test_assignment_freezes_the_policy_and_the_calendar_version(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    case_id = uuid4()
+    # Friday 13 February 2026, 10:00 local: the eve of the Spring Festival make-up Saturday.
+    await _handle(sessions, calendar, local(2026, 2, 13, 10, 0), case_id)
+    rows, events = await _state(sessions, case_id)
+    assert rows["first_response"].due_at == local(2026, 2, 14, 10, 0)  # the make-up Saturday
+    assert rows["resolution"].due_at == local(2026, 3, 2, 10, 0)
+    for row in rows.values():
+        assert row.policy_snapshot["id"] == "P-GENERAL"
+        assert row.policy_snapshot["calendar_version"] == calendar.version
+        assert row.provisional_reason is None
+    (event,) = events
+    assert event["type"] == "whistle.deadlines.set"
+
+
+async def test_a_case_assigned_again_keeps_its_clocks(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    case_id = uuid4()
+    await _handle(sessions, calendar, local(2026, 11, 23, 9, 0), case_id)
+    before, _ = await _state(sessions, case_id)
+    # Rejected and assigned again three days later (退单 → re-dispatch).
+    await _handle(sessions, calendar, local(2026, 11, 26, 9, 0), case_id)
+    after, events = await _state(sessions, case_id)
+    assert {k: r.due_at for k, r in after.items()} == {k: r.due_at for k, r in before.items()}
+    assert len(events) == 1, "no second DeadlinesSet for the same clocks"
+
+
+async def test_a_deadline_reaching_a_year_without_a_calendar_is_set_and_flagged_provisional(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    assert 2027 not in calendar.years
+    case_id = uuid4()
+    # Thursday 24 December 2026, 10:00: 1 working day stays in 2026, 7 reach into 2027.
+    await _handle(sessions, calendar, local(2026, 12, 24, 10, 0), case_id)
+    rows, (event,) = await _state(sessions, case_id)
+    assert rows["first_response"].due_at == local(2026, 12, 25, 10, 0)
+    assert rows["first_response"].provisional_reason is None
+    # Counted Monday to Friday: 25, 28, 29, 30, 31 Dec, Fri 1 Jan, Mon 4 Jan.
+    assert rows["resolution"].due_at == local(2027, 1, 4, 10, 0)
+    assert "2027" in (rows["resolution"].provisional_reason or "")
+    announced = {d["kind"]: d for d in event["data"]["deadlines"]}
+    assert "2027" in announced["resolution"]["provisional_reason"]
+    assert announced["first_response"]["provisional_reason"] is None
+    assert rows["resolution"].due_at - rows["resolution"].started_at > timedelta(days=7)
