@@ -167,6 +167,7 @@ class Deadline(BaseModel):
     provisional_reason: str | None = Field(
         default=None, description="why the due time is provisional (a year without a calendar)"
     )
+    round: int = Field(default=1, ge=1, description="2 and up: a clock restarted by a reopening")
 
 
 class DeadlinesSet(EventData):
@@ -178,6 +179,21 @@ class DeadlinesSet(EventData):
     policy_id: str
     urgency: Urgency
     deadlines: list[Deadline] = Field(min_length=1)
+
+
+class DeadlineStopped(EventData):
+    """A clock stopped: the case was accepted (first response) or resolved (resolution)."""
+
+    event_type = "whistle.deadline.stopped"
+
+    case_id: UUID
+    kind: Literal["first_response", "resolution"]
+    round: int = Field(ge=1)
+    due_at: AwareDatetime
+    stopped_at: AwareDatetime
+    on_time: bool
+    late_by_seconds: int = Field(ge=0)
+    stopped_by: str = Field(description="the case event that stopped it")
 
 
 EVENT_MODELS: tuple[type[EventData], ...] = (
@@ -193,5 +209,6 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseClosed,
     CaseReopened,
     DeadlinesSet,
+    DeadlineStopped,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

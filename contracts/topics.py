@@ -17,6 +17,7 @@ from contracts.events import (
     CaseStarted,
     CaseTriageRequired,
     DeadlinesSet,
+    DeadlineStopped,
     TipReceived,
 )
 
@@ -59,8 +60,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         DEADLINES,
         "escalation",
-        "Deadlines set and escalation steps. Key: case id.",
-        (DeadlinesSet,),
+        "Deadlines set, stopped and escalated. Key: case id.",
+        (DeadlinesSet, DeadlineStopped),
     ),
     Topic(WHISTLES, "escalation", "The whistle protocol (吹哨报到): summons, receipts, replies."),
     Topic(LEADERSHIP, "escalation", "Supervised (督办) cases for county leadership."),

@@ -19,11 +19,15 @@ router = APIRouter(prefix="/v1", tags=["deadlines"])
 
 class DeadlineView(BaseModel):
     kind: str
+    round: int
     status: str
     started_at: datetime
     due_at: datetime
     warn_at: datetime
     policy_id: str
+    stopped_at: datetime | None
+    late_by_seconds: int | None
+    provisional_reason: str | None
 
 
 class CaseDeadlines(BaseModel):
@@ -45,7 +49,7 @@ async def case_deadlines(
             await session.scalars(
                 select(CaseDeadline)
                 .where(CaseDeadline.case_id == case_id)
-                .order_by(CaseDeadline.due_at)  # type: ignore[arg-type]
+                .order_by(CaseDeadline.started_at, CaseDeadline.due_at)  # type: ignore[arg-type]
             )
         ).all()
     return CaseDeadlines(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts.events import CaseAssigned
+from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
 from contracts.topics import CASES
 from services.escalation import api
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.handlers import AssignmentClocks
+from services.escalation.handlers import AssignmentClocks, ClockStops
 from services.escalation.policies import PolicyBook, load_policies
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -34,7 +34,16 @@ async def setup(runtime: Runtime) -> Subscription:
         return current
 
     on_assigned = AssignmentClocks(policies, calendar, runtime.clock)
-    return Subscription(topics=(CASES,), handlers={CaseAssigned.event_type: on_assigned})
+    stops = ClockStops(calendar, runtime.clock)
+    return Subscription(
+        topics=(CASES,),
+        handlers={
+            CaseAssigned.event_type: on_assigned,
+            CaseAccepted.event_type: stops.on_accepted,
+            CaseResolved.event_type: stops.on_resolved,
+            CaseReopened.event_type: stops.on_reopened,
+        },
+    )
 
 
 ESCALATION = ServiceDefinition(name="escalation", routers=[api.router], setup=setup)

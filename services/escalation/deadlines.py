@@ -68,3 +68,11 @@ def deadlines_for(
             reason = str(exc)
         computed.append(ComputedDeadline(kind, due, warn, reason))
     return computed
+
+
+def stop_outcome(due_at: datetime, stopped_at: datetime) -> tuple[str, int]:
+    """``("met", 0)`` when stopped by its due time, else ``("late", seconds late)``."""
+    late = stopped_at - due_at
+    if late <= timedelta(0):
+        return "met", 0
+    return "late", int(late.total_seconds())

@@ -1,21 +1,32 @@
-"""Escalation starts a case's clocks when it is assigned."""
+"""Escalation runs a case's clocks: started on assignment, stopped when the case is accepted
+(first response) or resolved (resolution), started again when it is reopened."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from prometheus_client import Counter
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent, new_event
-from contracts.events import CaseAssigned, Deadline, DeadlinesSet
+from contracts.events import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseReopened,
+    CaseResolved,
+    Deadline,
+    DeadlinesSet,
+    DeadlineStopped,
+)
 from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import deadlines_for
+from services.escalation.deadlines import deadlines_for, stop_outcome
 from services.escalation.models import CaseDeadline
-from services.escalation.policies import PolicyBook
+from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent
 from services.runtime.outbox import stage
@@ -69,7 +80,7 @@ class AssignmentClocks:
                     policy_snapshot=snapshot,
                     provisional_reason=deadline.provisional_reason,
                 )
-                .on_conflict_do_nothing(index_elements=["case_id", "kind"])
+                .on_conflict_do_nothing(index_elements=["case_id", "kind", "round"])
                 .returning(CaseDeadline.id)
             )
             if inserted is not None:
@@ -96,3 +107,95 @@ class AssignmentClocks:
             ],
         )
         stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, self._clock()))
+
+
+class ClockStops:
+    """Handles accepted, resolved and reopened cases.
+
+    A stop records when and whether the clock was met; the time is the case event's own, not
+    when this service got to it. A reopened case gets a new resolution clock, counted under the
+    policy frozen onto the case, not today's policy.
+    """
+
+    def __init__(self, calendar: Callable[[], BusinessCalendar], clock: Clock) -> None:
+        self._calendar = calendar
+        self._clock = clock
+
+    async def on_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await self._stop(session, event, event.payload(CaseAccepted).case_id, "first_response")
+
+    async def on_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await self._stop(session, event, event.payload(CaseResolved).case_id, "resolution")
+
+    async def on_reopened(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        case_id = event.payload(CaseReopened).case_id
+        latest = await _latest(session, case_id, "resolution")
+        if latest is None:
+            return  # assigned before escalation kept clocks for it: nothing to restart
+        frozen = {k: v for k, v in latest.policy_snapshot.items() if k != "calendar_version"}
+        policy = DeadlinePolicy.model_validate(frozen)
+        calendar = self._calendar()
+        (resolution,) = [
+            d for d in deadlines_for(policy, event.time, calendar) if d.kind == "resolution"
+        ]
+        round_ = latest.round + 1
+        session.add(
+            CaseDeadline(
+                case_id=case_id,
+                kind="resolution",
+                round=round_,
+                started_at=event.time,
+                due_at=resolution.due_at,
+                warn_at=resolution.warn_at,
+                policy_id=policy.id,
+                policy_snapshot={**frozen, "calendar_version": calendar.version},
+                provisional_reason=resolution.provisional_reason,
+            )
+        )
+        payload = DeadlinesSet(
+            case_id=case_id,
+            policy_id=policy.id,
+            urgency=policy.urgency,
+            deadlines=[
+                Deadline(
+                    kind="resolution",
+                    due_at=resolution.due_at,
+                    warn_at=resolution.warn_at,
+                    provisional_reason=resolution.provisional_reason,
+                    round=round_,
+                )
+            ],
+        )
+        stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, self._clock()))
+
+    async def _stop(
+        self, session: AsyncSession, event: CloudEvent, case_id: UUID, kind: str
+    ) -> None:
+        running = await _latest(session, case_id, kind)
+        if running is None or running.status != "running":
+            return
+        running.status, running.late_by_seconds = stop_outcome(running.due_at, event.time)
+        running.stopped_at = event.time
+        payload = DeadlineStopped(
+            case_id=case_id,
+            kind=kind,  # type: ignore[arg-type]
+            round=running.round,
+            due_at=running.due_at,
+            stopped_at=event.time,
+            on_time=running.status == "met",
+            late_by_seconds=running.late_by_seconds,
+            stopped_by=event.type,
+        )
+        stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, self._clock()))
+
+
+async def _latest(session: AsyncSession, case_id: UUID, kind: str) -> CaseDeadline | None:
+    """The case's newest clock of this kind, locked for the change."""
+    result: CaseDeadline | None = await session.scalar(
+        select(CaseDeadline)
+        .where(CaseDeadline.case_id == case_id, CaseDeadline.kind == kind)
+        .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
+        .limit(1)
+        .with_for_update()
+    )
+    return result

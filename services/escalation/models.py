@@ -13,12 +13,14 @@ from sqlmodel import Field, SQLModel
 
 class CaseDeadline(SQLModel, table=True):
     __tablename__ = "deadline"
-    __table_args__ = (UniqueConstraint("case_id", "kind"),)
+    # A reopened case gets a new resolution clock: round 2, 3, ...
+    __table_args__ = (UniqueConstraint("case_id", "kind", "round"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     case_id: UUID = Field(index=True)
     kind: str
-    status: str = "running"
+    round: int = 1
+    status: str = "running"  # running, then met or late when the case event stops it
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
     warn_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -28,3 +30,5 @@ class CaseDeadline(SQLModel, table=True):
     policy_snapshot: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     # Set when the calendar lacked a year the deadline reaches into (counted Monday to Friday).
     provisional_reason: str | None = None
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    late_by_seconds: int | None = None

@@ -143,19 +143,31 @@ async def test_acting_needs_the_current_version(
     assert stale.headers["etag"] == '"1"'
 
 
-async def test_two_people_acting_on_one_version_cannot_both_succeed(
-    dispatch: tuple[httpx.AsyncClient, Runtime], assigned_case: UUID, as_unit: dict[str, str]
+async def test_two_dispatchers_can_never_both_assign_a_case(
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+    assigned_case: UUID,
+    as_unit: dict[str, str],
+    token: TokenFactory,
 ) -> None:
     client, runtime = dispatch
-    headers = {**as_unit, "If-Match": '"1"'}
+    await _act(client, assigned_case, "reject", as_unit, {"reason": "非本单位职责"})
+    etag = (await client.get(f"/v1/cases/{assigned_case}", headers=as_unit)).headers.get("etag")
+    first, second = (
+        {"authorization": f"Bearer {token('dispatcher', 'township:T03')}", "If-Match": '"2"'}
+        for _ in range(2)
+    )
+    assert etag is None  # the unit no longer sees the case it sent back
     answers = await asyncio.gather(
-        client.post(f"/v1/cases/{assigned_case}/accept", headers=headers),
         client.post(
-            f"/v1/cases/{assigned_case}/reject", json={"reason": "非本单位职责"}, headers=headers
+            f"/v1/cases/{assigned_case}/assign", json={"unit_id": "T03-CGJ"}, headers=first
+        ),
+        client.post(
+            f"/v1/cases/{assigned_case}/assign", json={"unit_id": "T03-SCJGJ"}, headers=second
         ),
     )
     assert sorted(a.status_code for a in answers) == [200, 412]
-    assert len(await _events(runtime, assigned_case)) == 1
+    assigned = [e for e in await _events(runtime, assigned_case) if e["type"].endswith("assigned")]
+    assert len(assigned) == 1
 
 
 async def test_an_impossible_step_is_a_conflict_naming_the_possible_ones(

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from contracts.envelope import new_event
-from contracts.events import CaseAssigned
+from contracts.envelope import EventData, new_event
+from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.handlers import AssignmentClocks
+from services.escalation.handlers import AssignmentClocks, ClockStops
 from services.escalation.models import CaseDeadline
 from services.escalation.policies import load_policies
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
@@ -73,6 +73,34 @@ async def _handle(
     event = new_event("whistle/dispatch", str(case_id), _assigned(case_id), at.astimezone(UTC))
     async with sessions() as session, session.begin():
         await handler(session, event, "dispatch.cases.v1")
+
+
+async def _step(
+    sessions: Sessions, calendar: BusinessCalendar, at: datetime, case_id: object, step: str
+) -> None:
+    """Hand escalation the case event ``step`` (accepted, resolved, reopened) dated ``at``."""
+    stops = ClockStops(lambda: calendar, lambda: at)
+    common = {
+        "case_id": str(case_id),
+        "tip_id": str(uuid4()),
+        "actor": "S0025",
+        "actor_role": "unit_member",
+        "version": 2,
+        "township_code": "T03",
+        "unit_id": "T03-TEAM",
+    }
+    data: EventData
+    if step == "accepted":
+        data, handle = CaseAccepted.model_validate(common), stops.on_accepted
+    elif step == "resolved":
+        data = CaseResolved.model_validate({**common, "resolution": "rectified", "note": "已整改"})
+        handle = stops.on_resolved
+    else:
+        data = CaseReopened.model_validate({**common, "reason": "群众不满意"})
+        handle = stops.on_reopened
+    event = new_event("whistle/dispatch", str(case_id), data, at.astimezone(UTC))
+    async with sessions() as session, session.begin():
+        await handle(session, event, "dispatch.cases.v1")
 
 
 async def _state(sessions: Sessions, case_id: object) -> tuple[dict[str, CaseDeadline], list[dict]]:
@@ -135,3 +163,61 @@ async def test_a_deadline_reaching_a_year_without_a_calendar_is_set_and_flagged_
     assert "2027" in announced["resolution"]["provisional_reason"]
     assert announced["first_response"]["provisional_reason"] is None
     assert rows["resolution"].due_at - rows["resolution"].started_at > timedelta(days=7)
+
+
+async def test_accepting_in_time_meets_the_response_clock_and_resolving_late_is_late(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    case_id = uuid4()
+    # Monday 23 November 2026, 09:00: first response due Tue 24 09:00, resolution Wed 2 Dec 09:00.
+    await _handle(sessions, calendar, local(2026, 11, 23, 9, 0), case_id)
+    await _step(sessions, calendar, local(2026, 11, 23, 15, 0), case_id, "accepted")
+    await _step(sessions, calendar, local(2026, 12, 2, 11, 30), case_id, "resolved")
+    rows, events = await _state(sessions, case_id)
+    first, resolution = rows["first_response"], rows["resolution"]
+    assert (first.status, first.late_by_seconds) == ("met", 0)
+    assert first.stopped_at == local(2026, 11, 23, 15, 0)
+    assert resolution.due_at == local(2026, 12, 2, 9, 0)
+    assert (resolution.status, resolution.late_by_seconds) == ("late", 2 * 3600 + 30 * 60)
+    stopped = [e["data"] for e in events if e["type"] == "whistle.deadline.stopped"]
+    assert [(d["kind"], d["on_time"], d["late_by_seconds"]) for d in stopped] == [
+        ("first_response", True, 0),
+        ("resolution", False, 9000),
+    ]
+    assert stopped[0]["stopped_by"] == "whistle.case.accepted"
+
+
+async def test_a_reopened_case_gets_a_new_resolution_clock_under_its_frozen_policy(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    case_id = uuid4()
+    await _handle(sessions, calendar, local(2026, 11, 23, 9, 0), case_id)
+    await _step(sessions, calendar, local(2026, 11, 23, 10, 0), case_id, "accepted")
+    await _step(sessions, calendar, local(2026, 11, 25, 10, 0), case_id, "resolved")
+    # Counted under the policy frozen onto the case at assignment (7 working days).
+    await _step(sessions, calendar, local(2026, 11, 27, 14, 30), case_id, "reopened")
+    async with sessions() as session:
+        rounds = (
+            await session.scalars(
+                select(CaseDeadline)
+                .where(CaseDeadline.case_id == case_id, CaseDeadline.kind == "resolution")
+                .order_by(CaseDeadline.round)
+            )
+        ).all()
+    assert [(r.round, r.status) for r in rounds] == [(1, "met"), (2, "running")]
+    # Friday 27 Nov 14:30 + 7 working days → Tuesday 8 December 14:30.
+    assert rounds[1].due_at == local(2026, 12, 8, 14, 30)
+    assert rounds[1].policy_snapshot["resolution"] == {"amount": 7.0, "unit": "working_days"}
+    _, events = await _state(sessions, case_id)
+    restarted = events[-1]
+    assert restarted["type"] == "whistle.deadlines.set"
+    assert restarted["data"]["deadlines"][0]["round"] == 2
+
+
+async def test_a_stop_for_a_case_without_clocks_changes_nothing(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    case_id = uuid4()
+    await _step(sessions, calendar, local(2026, 11, 23, 10, 0), case_id, "accepted")
+    rows, events = await _state(sessions, case_id)
+    assert rows == {} and events == []

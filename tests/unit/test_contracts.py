@@ -33,6 +33,7 @@ from contracts.events import (
     ContactRef,
     Deadline,
     DeadlinesSet,
+    DeadlineStopped,
     GeoPoint,
     TipReceived,
 )
@@ -115,6 +116,16 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     ),
     CaseClosed: lambda: CaseClosed(**STEP),
     CaseReopened: lambda: CaseReopened(**STEP, reason="群众不满意"),
+    DeadlineStopped: lambda: DeadlineStopped(
+        case_id=CASE_ID,
+        kind="first_response",
+        round=1,
+        due_at=NOW + timedelta(hours=2),
+        stopped_at=NOW + timedelta(hours=3),
+        on_time=False,
+        late_by_seconds=3600,
+        stopped_by="whistle.case.accepted",
+    ),
     DeadlinesSet: lambda: DeadlinesSet(
         case_id=CASE_ID,
         policy_id="standard",
