@@ -6,37 +6,29 @@ runs the four services as processes (as ``whistle up`` does), posts tips with a 
 concurrency, then reads timings from the ledger's own records. Everything is on loopback and
 the run is bounded in count and time.
 
-    python -m bench [--tips 1000] [--concurrency 20]
+    python -m bench pipeline [--tips 1000] [--concurrency 20] [--rate 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from services.runtime.auth import ensure_dev_keys
-from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from services.runtime.settings import SERVICES, Settings
+from bench.stack import embedded_stack, print_table
+from services.runtime.settings import SERVICES
 from services.runtime.stack import (
-    EMBEDDED_GROUP_TIMING,
-    prepare,
     service_environment,
     spawn_service,
     stop_processes,
     wait_ready,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 TEXTS = [
     ("村口有人占道摆摊，车都过不去了", "T03V02G01"),
     ("楼下广场舞高音喇叭每天晚上十点还在放，太吵了", "T03V01G02"),
@@ -98,33 +90,16 @@ async def wait_for_ledger(ledger_db: str, count: int, limit: float) -> tuple[lis
         await conn.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench pipeline")
     parser.add_argument("--tips", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rate", type=float, default=0, help="tips per second; 0 = no cap")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="whistle-bench-") as tmp:
-        root = Path(tmp)
-        postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
-        broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
-        settings = Settings(
-            home=root / "home",
-            config_dir=REPO / "deploy" / "config",
-            kafka_enable_idempotence=False,
-            kafka_session_timeout_ms=EMBEDDED_GROUP_TIMING.session_timeout_ms,
-            kafka_heartbeat_interval_ms=EMBEDDED_GROUP_TIMING.heartbeat_interval_ms,
-            kafka_rebalance_timeout_ms=EMBEDDED_GROUP_TIMING.rebalance_timeout_ms,
-            log_level="WARNING",
-            **{f"{s}_port": free_port() for s in SERVICES},
-        )
+    with embedded_stack() as (settings, root):
         processes = {}
         try:
-            settings.database_url = postgres.start()
-            settings.kafka_bootstrap = broker.start()
-            ensure_dev_keys(settings.private_key_path, settings.public_key_path)
-            asyncio.run(prepare(settings))
             env = service_environment(settings)
             for service in SERVICES:
                 processes[service] = spawn_service(service, env, root / f"{service}.log")
@@ -133,14 +108,13 @@ def main() -> None:
             latencies, posting = asyncio.run(
                 post_tips(settings.url_of("intake"), args.tips, args.concurrency, args.rate)
             )
+            assert settings.database_url is not None
             ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
             pipeline, drained = asyncio.run(
                 wait_for_ledger(ledger_db.render_as_string(hide_password=False), args.tips, 300)
             )
         finally:
             stop_processes(processes)
-            broker.stop()
-            postgres.stop()
 
     report(args, latencies, posting, pipeline, drained)
 
@@ -174,11 +148,4 @@ def report(
         ("tip → ledger max", f"{max(pipeline) * ms:.0f} ms", ""),
         ("drain after last POST", f"{drained:.1f} s", ""),
     ]
-    print(
-        f"\nWhistle pipeline benchmark — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}\n"
-    )
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'measure':<{width}} | value | note |\n|{'-' * (width + 2)}|-------|------|")
-    for name, value, note in rows:
-        print(f"| {name:<{width}} | {value} | {note} |")
+    print_table("Whistle pipeline benchmark", rows)

@@ -13,28 +13,18 @@ from pathlib import Path
 import pytest
 
 from services.runtime.auth import ensure_dev_keys, issue_token
-from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import Settings
 from services.runtime.stack import EMBEDDED_GROUP_TIMING, prepare
-from tests.support.infra import Infra
+from tests.support.infra import Infra, embedded_servers
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    root = tmp_path_factory.mktemp("infra")
-    postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
-    broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
-    postgres.start()
-    try:
-        broker.start()
-        try:
-            yield Infra(database_url=postgres.url, bootstrap=broker.bootstrap, root=root)
-        finally:
-            broker.stop()
-    finally:
-        postgres.stop()
+    with embedded_servers(tmp_path_factory.mktemp("infra")) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from services.ledger import api
 from services.ledger.handlers import Recorder
+from services.ledger.heads import HeadSigner
+from services.ledger.issuer import issue, issue_periodically, signing_key
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -16,6 +18,18 @@ EVERY_EVENT_TOPIC = r"^(intake|dispatch|escalation)\.[a-z0-9_.\-]+\.v1$"
 
 
 async def setup(runtime: Runtime) -> Subscription:
+    signer = runtime.state["signer"] = HeadSigner(signing_key(runtime.settings))
+    # A head exists before the ledger is ready, so GET /v1/tree-head always has an answer.
+    await issue(runtime.sessions, signer, runtime.clock)
+    runtime.run_in_background(
+        "tree-heads",
+        issue_periodically(
+            runtime.sessions,
+            signer,
+            runtime.clock,
+            runtime.settings.ledger_tree_head_interval_seconds,
+        ),
+    )
     return Subscription(
         topics=(), handlers={}, any_type=Recorder(runtime.clock), pattern=EVERY_EVENT_TOPIC
     )

@@ -1,17 +1,53 @@
-"""The ledger appends every event it consumes, whatever its type."""
+"""The ledger appends every event it consumes, whatever its type, and grows its Merkle tree.
+
+The inbox applies a partition's batch in one transaction and calls the recorder once per event.
+Appending needs the log's size and the tree's frontier; they are read once per transaction,
+locking the size row so that appends serialise and sequence numbers never gap. The entries and
+tree nodes the transaction appends are collected and written by a few multi-row statements just
+before it commits, rather than by several statements per event.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import Connection, event, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from contracts.envelope import CloudEvent
-from services.ledger.merkle import canonical_bytes, leaf_hash
-from services.ledger.models import CaseTip, LedgerEntry, LedgerState
+from services.ledger import store
+from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
+from services.ledger.models import CaseTip, LedgerEntry, LedgerNode, LedgerState
 from services.runtime.clock import Clock
+
+# Where a session keeps the appends of its open transaction.
+PENDING = "ledger.pending_appends"
+
+
+@dataclass
+class PendingAppends:
+    frontier: Frontier
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    case_tips: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, connection: Connection) -> None:
+        connection.execute(insert(LedgerEntry.__table__), self.entries)  # type: ignore[attr-defined]
+        connection.execute(insert(LedgerNode.__table__), self.nodes)  # type: ignore[attr-defined]
+        if self.case_tips:
+            connection.execute(
+                insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                self.case_tips,
+            )
+        connection.execute(
+            update(LedgerState)
+            .where(LedgerState.id == 1)  # type: ignore[arg-type]
+            .values(size=self.frontier.size)
+        )
 
 
 class Recorder:
@@ -19,33 +55,55 @@ class Recorder:
         self._clock = clock
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        pending = await _pending(session)
         canonical = canonical_bytes(event.to_json())
-        size = await session.scalar(
-            update(LedgerState)
-            .where(LedgerState.id == 1)  # type: ignore[arg-type]
-            .values(size=LedgerState.size + 1)
-            .returning(LedgerState.size)
+        leaf = leaf_hash(canonical)
+        pending.entries.append(
+            {
+                "seq": pending.frontier.size,
+                "source": event.source,
+                "event_id": event.id,
+                "type": event.type,
+                "subject": event.subject,
+                "topic": topic,
+                "event_time": event.time,
+                "recorded_at": self._clock(),
+                "canonical": canonical,
+                "leaf_hash": leaf,
+            }
         )
-        if size is None:
-            raise RuntimeError("ledger_state is missing its row; run the ledger migrations")
-        session.add(
-            LedgerEntry(
-                seq=size - 1,
-                source=event.source,
-                event_id=event.id,
-                type=event.type,
-                subject=event.subject,
-                topic=topic,
-                event_time=event.time,
-                recorded_at=self._clock(),
-                canonical=canonical,
-                leaf_hash=leaf_hash(canonical),
-            )
+        pending.nodes.extend(
+            {"level": level, "index": index, "hash": hash_}
+            for (level, index), hash_ in pending.frontier.append(leaf)
         )
         case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")
         if case_id and tip_id:
-            await session.execute(
-                insert(CaseTip)
-                .values(tip_id=UUID(tip_id), case_id=UUID(case_id))
-                .on_conflict_do_nothing()
-            )
+            pending.case_tips.append({"tip_id": UUID(tip_id), "case_id": UUID(case_id)})
+
+
+async def _pending(session: AsyncSession) -> PendingAppends:
+    pending: PendingAppends | None = session.info.get(PENDING)
+    if pending is None:
+        size = await session.scalar(
+            select(LedgerState.size).where(LedgerState.id == 1).with_for_update()  # type: ignore[arg-type]
+        )
+        if size is None:
+            raise RuntimeError("ledger_state is missing its row; run the ledger migrations")
+        pending = PendingAppends(await store.frontier(session, size))
+        session.info[PENDING] = pending
+    return pending
+
+
+# Session events run inside the async session's greenlet, so they may emit SQL; these two make
+# the collected appends part of the commit and drop them with a rollback.
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending: PendingAppends | None = session.info.pop(PENDING, None)
+    if pending is not None:
+        pending.write(session.connection())
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(PENDING, None)

@@ -1,11 +1,20 @@
-"""The ledger's tables: append-only entries, the log's size, and which tips belong to a case."""
+"""The ledger's tables: append-only entries, the Merkle tree over them, signed tree heads, the
+log's size, and which tips belong to a case."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -24,6 +33,31 @@ class LedgerEntry(SQLModel, table=True):
     recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     canonical: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class LedgerNode(SQLModel, table=True):
+    """The hash of a perfect subtree (see services.ledger.merkle.NodeId), level 0 the leaves.
+
+    This is what the log commits to: roots and proofs are computed from these rows alone,
+    written in the transaction that appends the entry completing them, and never changed.
+    """
+
+    __tablename__ = "ledger_node"
+
+    level: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class StoredTreeHead(SQLModel, table=True):
+    """A signed tree head (services.ledger.heads.TreeHead); at most one per size."""
+
+    __tablename__ = "tree_head"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class LedgerState(SQLModel, table=True):

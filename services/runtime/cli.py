@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from services.runtime.settings import SERVICES, Settings
 
@@ -91,6 +93,31 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from services.ledger.heads import TreeHead, load_public_key
+    from services.ledger.verify import verify_export
+
+    key_path = args.public_key or Settings().ledger_public_key_path
+    try:
+        key = load_public_key(key_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"whistle ledger verify: 无法读取公钥 {key_path}：{exc}", file=sys.stderr)
+        return 2
+    try:
+        earlier = TreeHead.from_json(json.loads(args.head.read_bytes())) if args.head else None
+    except (OSError, ValueError) as exc:
+        print(f"whistle ledger verify: 无法读取树头 {args.head}：{exc}", file=sys.stderr)
+        return 2
+    try:
+        with args.export.open("rb") as export:
+            report = verify_export(export, key, earlier)
+    except OSError as exc:
+        print(f"whistle ledger verify: 无法读取导出文件 {args.export}：{exc}", file=sys.stderr)
+        return 2
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whistle", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("service", choices=SERVICES)
     replay.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-01T00:00Z")
     replay.set_defaults(func=_replay)
+
+    ledger = commands.add_parser("ledger", help="the ledger's offline tools")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = ledger_commands.add_parser(
+        "verify",
+        help="check an export (GET /v1/export) against its signed tree head, offline",
+        description="Exit status: 0 verified, 1 tampering or inconsistency found, "
+        "2 an input could not be read.",
+    )
+    verify.add_argument("export", type=Path, help="the JSON Lines file GET /v1/export returned")
+    verify.add_argument(
+        "--head",
+        type=Path,
+        help="an earlier signed tree head (JSON, as GET /v1/tree-head returns it) to check "
+        "that the log only grew since",
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="the ledger's Ed25519 public key, PEM (GET /v1/public-key); "
+        "default: $WHISTLE_HOME/keys/ledger-ed25519.pub.pem",
+    )
+    verify.set_defaults(func=_ledger_verify)
     return parser
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,6 +52,14 @@ class Runtime:
     relay: OutboxRelay
     verifier: TokenVerifier
     state: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def run_in_background(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        """Run a loop for as long as the service runs: it is cancelled at shutdown and, if it
+        dies, takes the process down, like the outbox relay and the inbox consumer."""
+        task = asyncio.create_task(loop, name=f"{self.service}-{name}")
+        task.add_done_callback(_exit_if_crashed)
+        self.tasks.append(task)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -68,8 +76,9 @@ Setup = Callable[[Runtime], Awaitable[Subscription | None]]
 class ServiceDefinition:
     name: str
     routers: Sequence[APIRouter] = ()
-    # Loads what the service needs (reference data, policies) into runtime.state and says
-    # what it consumes; None for a service that consumes nothing.
+    # Loads what the service needs (reference data, policies) into runtime.state, starts the
+    # service's own loops (runtime.run_in_background) and says what it consumes; None for a
+    # service that consumes nothing.
     setup: Setup | None = None
 
 
@@ -136,11 +145,10 @@ async def _running(
             public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         ),
     )
-    tasks: list[asyncio.Task[None]] = []
     consumer: InboxConsumer | None = None
     try:
         subscription = await definition.setup(runtime) if definition.setup else None
-        tasks.append(asyncio.create_task(relay.run(), name=f"{name}-outbox-relay"))
+        runtime.run_in_background("outbox-relay", relay.run())
         if subscription is not None:
             consumer = InboxConsumer(
                 service=name,
@@ -159,14 +167,12 @@ async def _running(
                 ),
             )
             await consumer.start()
-            tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-inbox-consumer"))
-        for task in tasks:
-            task.add_done_callback(_exit_if_crashed)
+            runtime.run_in_background("inbox-consumer", consumer.run())
         yield runtime
     finally:
-        for task in tasks:
+        for task in runtime.tasks:
             task.cancel()
-        for task in tasks:
+        for task in runtime.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if consumer is not None:

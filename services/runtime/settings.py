@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     contact_key_file: Path | None = None
     triage_confidence_threshold: float = 0.5
 
+    # The ledger's Ed25519 key for tree heads; unset: a development key under WHISTLE_HOME,
+    # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).
+    ledger_signing_key_file: Path | None = None
+    ledger_tree_head_interval_seconds: float = 10
+
     outbox_retention_days: int = 30
     outbox_poll_seconds: float = 0.2
     consumer_max_attempts: int = 5
@@ -86,3 +91,12 @@ class Settings(BaseSettings):
     @property
     def private_key_path(self) -> Path:
         return self.jwt_private_key_file or self.home / "keys" / "jwt-ed25519.pem"
+
+    @property
+    def ledger_signing_key_path(self) -> Path:
+        return self.ledger_signing_key_file or self.home / "keys" / "ledger-ed25519.pem"
+
+    @property
+    def ledger_public_key_path(self) -> Path:
+        key = self.ledger_signing_key_path
+        return key.with_name(f"{key.stem}.pub{key.suffix}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -12,6 +13,8 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.engine import make_url
+
+from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 
 T = TypeVar("T")
 
@@ -26,6 +29,22 @@ class Infra:
         name = f"whistle_{prefix}_{uuid4().hex[:10]}"
         url = make_url(self.database_url).set(drivername="postgresql+asyncpg", database=name)
         return url.render_as_string(hide_password=False)
+
+
+@contextmanager
+def embedded_servers(root: Path) -> Iterator[Infra]:
+    """A PostgreSQL server and a Tansu broker of their own, on free ports, under ``root``."""
+    postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
+    broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
+    postgres.start()
+    try:
+        broker.start()
+        try:
+            yield Infra(database_url=postgres.url, bootstrap=broker.bootstrap, root=root)
+        finally:
+            broker.stop()
+    finally:
+        postgres.stop()
 
 
 async def eventually(
