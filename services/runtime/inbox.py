@@ -172,18 +172,52 @@ class InboxConsumer:
     async def _handle_together(
         self, records: list[ConsumerRecord]
     ) -> list[tuple[str, CloudEvent, str]]:
+        received = []
+        for record in records:
+            event = CloudEvent.model_validate_json(record.value or b"")
+            received.append((record.topic, event, self._subscription.handler_for(event.type)))
         handled: list[tuple[str, CloudEvent, str]] = []
         async with self._sessions() as session, session.begin():
-            for record in records:
-                event = CloudEvent.model_validate_json(record.value or b"")
-                handler = self._subscription.handler_for(event.type)
+            # One statement claims the whole batch; a copy repeated inside it claims once.
+            new = await self._claim(session, [(t, e) for t, e, h in received if h is not None])
+            for topic, event, handler in received:
                 if handler is None:
                     outcome = "ignored"
-                else:
+                elif (event.source, event.id) in new:
+                    new.discard((event.source, event.id))
                     with log_context(case_id=event.subject, event_id=event.id):
-                        outcome = await self._apply(session, record.topic, event, handler)
-                handled.append((record.topic, event, outcome))
+                        await handler(session, event, topic)
+                    outcome = "processed"
+                else:
+                    outcome = "duplicate"
+                handled.append((topic, event, outcome))
         return handled
+
+    async def _claim(
+        self, session: AsyncSession, events: list[tuple[str, CloudEvent]]
+    ) -> set[tuple[str, str]]:
+        """Record events in the inbox; returns the ``(source, id)`` of those not seen before."""
+        if not events:
+            return set()
+        now = self._clock()
+        claimed = await session.execute(
+            insert(InboxRecord)
+            .values(
+                [
+                    {
+                        "source": event.source,
+                        "event_id": event.id,
+                        "type": event.type,
+                        "topic": topic,
+                        "processed_at": now,
+                    }
+                    for topic, event in events
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(InboxRecord.source, InboxRecord.event_id)
+        )
+        return {(source, event_id) for source, event_id in claimed.all()}
 
     def _handled(self, topic: str, event: CloudEvent, outcome: str) -> None:
         EVENTS_CONSUMED.labels(self._service, topic, outcome).inc()
@@ -251,19 +285,7 @@ class InboxConsumer:
         self, session: AsyncSession, topic: str, event: CloudEvent, handler: Handler
     ) -> str:
         """Claim the event in the inbox and, if it is new, apply its effects."""
-        claimed = await session.execute(
-            insert(InboxRecord)
-            .values(
-                source=event.source,
-                event_id=event.id,
-                type=event.type,
-                topic=topic,
-                processed_at=self._clock(),
-            )
-            .on_conflict_do_nothing()
-            .returning(InboxRecord.event_id)
-        )
-        if claimed.first() is None:
+        if not await self._claim(session, [(topic, event)]):
             return "duplicate"
         await handler(session, event, topic)
         return "processed"
