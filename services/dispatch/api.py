@@ -22,6 +22,7 @@ from contracts.events import (
     CaseReopened,
     CaseResolved,
     CaseStarted,
+    CaseStep,
 )
 from contracts.topics import CASES
 from services.dispatch.handlers import SOURCE, open_load
@@ -301,20 +302,6 @@ async def assign(
     return await _act(runtime, principal, case_id, if_match, Action.ASSIGN, build, response)
 
 
-@router.post("/cases/{case_id}/accept", response_model=CaseView)
-async def accept(
-    case_id: UUID,
-    principal: CaseActor,
-    runtime: RuntimeDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> CaseView:
-    async def build(_: AsyncSession, case: Case, step: dict[str, Any]) -> EventData:
-        return CaseAccepted(**step)
-
-    return await _act(runtime, principal, case_id, if_match, Action.ACCEPT, build, response)
-
-
 @router.post("/cases/{case_id}/reject", response_model=CaseView)
 async def reject(
     case_id: UUID,
@@ -336,20 +323,6 @@ async def reject(
         )
 
     return await _act(runtime, principal, case_id, if_match, Action.REJECT, build, response)
-
-
-@router.post("/cases/{case_id}/start", response_model=CaseView)
-async def start(
-    case_id: UUID,
-    principal: CaseActor,
-    runtime: RuntimeDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> CaseView:
-    async def build(_: AsyncSession, case: Case, step: dict[str, Any]) -> EventData:
-        return CaseStarted(**step)
-
-    return await _act(runtime, principal, case_id, if_match, Action.START, build, response)
 
 
 @router.post("/cases/{case_id}/progress", response_model=CaseView)
@@ -388,20 +361,6 @@ async def resolve(
     return await _act(runtime, principal, case_id, if_match, Action.RESOLVE, build, response)
 
 
-@router.post("/cases/{case_id}/close", response_model=CaseView)
-async def close(
-    case_id: UUID,
-    principal: CaseActor,
-    runtime: RuntimeDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> CaseView:
-    async def build(_: AsyncSession, case: Case, step: dict[str, Any]) -> EventData:
-        return CaseClosed(**step)
-
-    return await _act(runtime, principal, case_id, if_match, Action.CLOSE, build, response)
-
-
 @router.post("/cases/{case_id}/reopen", response_model=CaseView)
 async def reopen(
     case_id: UUID,
@@ -415,3 +374,36 @@ async def reopen(
         return CaseReopened(**step, reason=body.reason)
 
     return await _act(runtime, principal, case_id, if_match, Action.REOPEN, build, response)
+
+
+def _register_plain_step(action: Action, model: type[CaseStep]) -> None:
+    """A step that needs no body: the event records only who took it, and when."""
+
+    async def step(
+        case_id: UUID,
+        principal: CaseActor,
+        runtime: RuntimeDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> CaseView:
+        async def build(_: AsyncSession, case: Case, fields: dict[str, Any]) -> EventData:
+            return model(**fields)
+
+        return await _act(runtime, principal, case_id, if_match, action, build, response)
+
+    router.add_api_route(
+        f"/cases/{{case_id}}/{action.value}",
+        step,
+        methods=["POST"],
+        response_model=CaseView,
+        name=action.value,
+        summary=f"{action.value.capitalize()} a case",
+    )
+
+
+for _action, _model in (
+    (Action.ACCEPT, CaseAccepted),
+    (Action.START, CaseStarted),
+    (Action.CLOSE, CaseClosed),
+):
+    _register_plain_step(_action, _model)
