@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.events import GeoPoint
 from services.intake.contact import PHONE, ContactVault
 from services.intake.models import Tip, TipTimelineEntry
+from services.intake.ratelimit import Decision, Limit, exceeded, hit
 from services.intake.tips import NewTip, NoTrackingNumber, accept, find_duplicate
 from services.intake.tracking import access_code_matches
 from services.runtime.problems import Problem
@@ -95,6 +96,33 @@ class TipStatus(BaseModel):
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+def _address(request: Request) -> str:
+    # The peer address; deployments behind a proxy should have it set the real client address.
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many(decision: Decision) -> Problem:
+    return Problem(
+        429,
+        "Too Many Requests",
+        "请求过于频繁，请稍后再试。",
+        headers={"Retry-After": str(decision.retry_after_seconds)},
+    )
+
+
+async def _within_limits(runtime: Runtime, checks: list[tuple[Limit, str]]) -> None:
+    """Count this request against each limit; 429 with Retry-After if any is exceeded."""
+    now = runtime.clock()
+    async with runtime.transaction() as session:
+        decisions = [await hit(session, limit, key, now) for limit, key in checks]
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        raise _too_many(max(refused, key=lambda d: d.retry_after_seconds))
+
+
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=128, description="makes retries safe"),
@@ -134,8 +162,24 @@ async def receive(runtime: Runtime, new: NewTip, response: Response) -> TipAccep
     responses={200: {"description": "a retry: the original answer"}},
 )
 async def submit_tip(
-    body: TipIn, runtime: RuntimeDep, response: Response, idempotency_key: IdempotencyKey = None
+    body: TipIn,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> TipAccepted:
+    settings = runtime.settings
+    checks = [
+        (
+            Limit("tips/address", settings.rate_limit_tips_per_address_per_hour, HOUR),
+            _address(request),
+        )
+    ]
+    if body.contact and not body.anonymous:
+        vault: ContactVault = runtime.state["vault"]
+        per_phone = Limit("tips/phone", settings.rate_limit_tips_per_phone_per_day, DAY)
+        checks.append((per_phone, vault.phone_hash(body.contact.phone)))
+    await _within_limits(runtime, checks)
     new = NewTip(
         channel="web",
         text=body.text,
@@ -153,13 +197,34 @@ async def submit_tip(
 
 @router.get("/tips/{tracking_no}", response_model=TipStatus)
 async def tip_status(
-    tracking_no: str, runtime: RuntimeDep, code: Annotated[str, Query(max_length=16)]
+    tracking_no: str,
+    runtime: RuntimeDep,
+    request: Request,
+    code: Annotated[str, Query(max_length=16)],
 ) -> TipStatus:
-    async with runtime.sessions() as session:
+    settings = runtime.settings
+    lookups = Limit("lookups/address", settings.rate_limit_lookups_per_address_per_hour, HOUR)
+    await _within_limits(runtime, [(lookups, _address(request))])
+    # Six-digit codes must not be guessable: a tracking number that has seen too many wrong
+    # codes this hour answers nobody until the hour is over.
+    wrong = Limit(
+        "wrong-codes/tracking-no", settings.rate_limit_wrong_codes_per_tracking_no_per_hour, HOUR
+    )
+    async with runtime.transaction() as session:
+        locked = await exceeded(session, wrong, tracking_no, runtime.clock())
+        if not locked.allowed:
+            raise _too_many(locked)
         tip = await session.scalar(select(Tip).where(Tip.tracking_no == tracking_no))
-        # Same answer for an unknown number and a wrong code: a number reveals nothing alone.
         if tip is None or not access_code_matches(tip.id, code, tip.access_code_hash):
-            raise Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
+            await hit(session, wrong, tracking_no, runtime.clock())
+            found = None
+        else:
+            found = tip
+    # Same answer for an unknown number and a wrong code: a number reveals nothing alone.
+    if found is None:
+        raise Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
+    tip = found
+    async with runtime.sessions() as session:
         entries = (
             await session.scalars(
                 select(TipTimelineEntry)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from contracts.topics import CASES
-from services.intake import api, grid, handlers, hotline
+from services.intake import api, grid, handlers, hotline, ratelimit
 from services.intake.contact import ContactVault
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -15,7 +18,16 @@ from services.runtime.settings import Settings
 
 async def setup(runtime: Runtime) -> Subscription:
     runtime.state["vault"] = ContactVault.from_file(runtime.settings.contact_key_path)
+    runtime.run_in_background("rate-counter-purge", _purge_rate_counters(runtime))
     return Subscription(topics=(CASES,), handlers=handlers.HANDLERS)
+
+
+async def _purge_rate_counters(runtime: Runtime) -> None:
+    """Windows older than the longest limit (a day) are no longer read: drop them hourly."""
+    while True:
+        async with runtime.transaction() as session:
+            await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
+        await asyncio.sleep(3600)
 
 
 INTAKE = ServiceDefinition(

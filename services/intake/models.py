@@ -57,3 +57,16 @@ class TipTimelineEntry(SQLModel, table=True):
     tip_id: UUID = Field(foreign_key="tip.id", index=True)
     status: str
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RateCounter(SQLModel, table=True):
+    """Hits per limit, key and fixed window (see services/intake/ratelimit.py)."""
+
+    __tablename__ = "rate_counter"
+
+    name: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    window_start: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, index=True)
+    )
+    hits: int

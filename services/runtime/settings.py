@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_backoff_seconds: float = 0.2
 
+    # Intake's rate limits (429 with Retry-After beyond them).
+    rate_limit_tips_per_address_per_hour: int = 30
+    rate_limit_tips_per_phone_per_day: int = 10
+    rate_limit_lookups_per_address_per_hour: int = 300
+    rate_limit_wrong_codes_per_tracking_no_per_hour: int = 10
+
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
 
