@@ -196,6 +196,57 @@ class DeadlineStopped(EventData):
     stopped_by: str = Field(description="the case event that stopped it")
 
 
+class LadderStep(EventData):
+    """A step of a clock's escalation ladder, fired by escalation's scheduler."""
+
+    case_id: UUID
+    kind: Literal["first_response", "resolution"]
+    round: int = Field(ge=1)
+    due_at: AwareDatetime = Field(description="the clock's deadline")
+    scheduled_for: AwareDatetime = Field(description="when the policy put this step")
+    fired_at: AwareDatetime = Field(description="when the scheduler fired it")
+    late_by_seconds: int = Field(
+        ge=0, description="how much later than scheduled it fired (e.g. after downtime)"
+    )
+    policy_id: str
+
+
+class DeadlineWarning(LadderStep):
+    """A running clock reached its warning point (a fraction of its time, from the policy)."""
+
+    event_type = "whistle.deadline.warning"
+
+
+class DeadlineOverdue(LadderStep):
+    """A running clock reached its deadline without being stopped."""
+
+    event_type = "whistle.deadline.overdue"
+
+
+class CaseChased(LadderStep):
+    """催办: the clock is still running the policy's chase delay after its deadline."""
+
+    event_type = "whistle.case.chased"
+
+
+class CaseSupervised(LadderStep):
+    """督办: still running the policy's supervision delay after the chase; the county
+    supervises, and the case goes on the leadership stream."""
+
+    event_type = "whistle.case.supervised"
+
+
+class LeadershipNotified(LadderStep):
+    """A supervised (督办) case on the county leadership stream (``escalation.leadership.v1``).
+
+    Staged with the ``whistle.case.supervised`` event it follows, in the same transaction.
+    """
+
+    event_type = "whistle.leadership.notified"
+
+    supervision_event_id: str = Field(description="id of the whistle.case.supervised event")
+
+
 EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     CaseOpened,
@@ -210,5 +261,10 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseReopened,
     DeadlinesSet,
     DeadlineStopped,
+    DeadlineWarning,
+    DeadlineOverdue,
+    CaseChased,
+    CaseSupervised,
+    LeadershipNotified,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

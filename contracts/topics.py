@@ -8,6 +8,7 @@ from contracts.envelope import EventData
 from contracts.events import (
     CaseAccepted,
     CaseAssigned,
+    CaseChased,
     CaseClosed,
     CaseOpened,
     CaseProgressRecorded,
@@ -15,9 +16,13 @@ from contracts.events import (
     CaseReopened,
     CaseResolved,
     CaseStarted,
+    CaseSupervised,
     CaseTriageRequired,
+    DeadlineOverdue,
     DeadlinesSet,
     DeadlineStopped,
+    DeadlineWarning,
+    LeadershipNotified,
     TipReceived,
 )
 
@@ -60,11 +65,23 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         DEADLINES,
         "escalation",
-        "Deadlines set, stopped and escalated. Key: case id.",
-        (DeadlinesSet, DeadlineStopped),
+        "Deadlines set, stopped and escalated (warning, overdue, 催办, 督办). Key: case id.",
+        (
+            DeadlinesSet,
+            DeadlineStopped,
+            DeadlineWarning,
+            DeadlineOverdue,
+            CaseChased,
+            CaseSupervised,
+        ),
     ),
     Topic(WHISTLES, "escalation", "The whistle protocol (吹哨报到): summons, receipts, replies."),
-    Topic(LEADERSHIP, "escalation", "Supervised (督办) cases for county leadership."),
+    Topic(
+        LEADERSHIP,
+        "escalation",
+        "Supervised (督办) cases for county leadership. Key: case id.",
+        (LeadershipNotified,),
+    ),
 )
 
 

@@ -10,6 +10,7 @@ from services.escalation import api
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.handlers import AssignmentClocks, ClockStops
 from services.escalation.policies import PolicyBook, load_policies
+from services.escalation.scheduler import EscalationScheduler
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -33,6 +34,15 @@ async def setup(runtime: Runtime) -> Subscription:
         current: BusinessCalendar = runtime.state["calendar"]
         return current
 
+    scheduler = EscalationScheduler(
+        runtime.sessions,
+        calendar,
+        runtime.clock,
+        interval_seconds=settings.escalation_scheduler_interval_seconds,
+        batch_size=settings.escalation_scheduler_batch_size,
+        after_commit=runtime.relay.wake,
+    )
+    runtime.run_in_background("scheduler", scheduler.run())
     on_assigned = AssignmentClocks(policies, calendar, runtime.clock)
     stops = ClockStops(calendar, runtime.clock)
     return Subscription(

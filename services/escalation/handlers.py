@@ -1,14 +1,19 @@
 """Escalation runs a case's clocks: started on assignment, stopped when the case is accepted
-(first response) or resolved (resolution), started again when it is reopened."""
+(first response) or resolved (resolution), started again when it is reopened.
+
+Each clock's escalation ladder lives in ``escalation_step`` rows written in the same transaction
+as the clock: a started clock gets its warning step, a stopped one has its pending step
+cancelled. The scheduler (``services/escalation/scheduler.py``) fires the steps."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +30,8 @@ from contracts.events import (
 from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import deadlines_for, stop_outcome
-from services.escalation.models import CaseDeadline
+from services.escalation.ladder import first_step
+from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent
@@ -84,6 +90,7 @@ class AssignmentClocks:
                 .returning(CaseDeadline.id)
             )
             if inserted is not None:
+                session.add(_warning_step(inserted, deadline.warn_at))
                 created.append(deadline)
                 if deadline.provisional_reason:
                     PROVISIONAL_DEADLINES.inc()
@@ -139,19 +146,21 @@ class ClockStops:
             d for d in deadlines_for(policy, event.time, calendar) if d.kind == "resolution"
         ]
         round_ = latest.round + 1
-        session.add(
-            CaseDeadline(
-                case_id=case_id,
-                kind="resolution",
-                round=round_,
-                started_at=event.time,
-                due_at=resolution.due_at,
-                warn_at=resolution.warn_at,
-                policy_id=policy.id,
-                policy_snapshot={**frozen, "calendar_version": calendar.version},
-                provisional_reason=resolution.provisional_reason,
-            )
+        reopened = CaseDeadline(
+            case_id=case_id,
+            kind="resolution",
+            round=round_,
+            started_at=event.time,
+            due_at=resolution.due_at,
+            warn_at=resolution.warn_at,
+            policy_id=policy.id,
+            policy_snapshot={**frozen, "calendar_version": calendar.version},
+            provisional_reason=resolution.provisional_reason,
         )
+        session.add(reopened)
+        await session.flush()  # for its id
+        assert reopened.id is not None
+        session.add(_warning_step(reopened.id, resolution.warn_at))
         payload = DeadlinesSet(
             case_id=case_id,
             policy_id=policy.id,
@@ -176,6 +185,17 @@ class ClockStops:
             return
         running.status, running.late_by_seconds = stop_outcome(running.due_at, event.time)
         running.stopped_at = event.time
+        # The clock row is locked (``_latest``), so a scheduler firing this clock's step has
+        # either committed (its next step is visible here) or skips the clock until we commit.
+        await session.execute(
+            update(EscalationStep)
+            .where(
+                EscalationStep.deadline_id == running.id,  # type: ignore[arg-type]
+                EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
+                EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
+            )
+            .values(cancelled_at=self._clock())
+        )
         payload = DeadlineStopped(
             case_id=case_id,
             kind=kind,  # type: ignore[arg-type]
@@ -187,6 +207,11 @@ class ClockStops:
             stopped_by=event.type,
         )
         stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, self._clock()))
+
+
+def _warning_step(deadline_id: int, warn_at: datetime) -> EscalationStep:
+    planned = first_step(warn_at)
+    return EscalationStep(deadline_id=deadline_id, step=planned.step, due_at=planned.due_at)
 
 
 async def _latest(session: AsyncSession, case_id: UUID, kind: str) -> CaseDeadline | None:

@@ -1,4 +1,9 @@
-"""Deadline policies (接诉即办), loaded from ``deploy/config/policies.yaml``."""
+"""Deadline policies (接诉即办), loaded from ``deploy/config/policies.yaml``.
+
+A policy sets a case's clocks (first response, resolution) and its escalation ladder: a warning
+at ``warn_at_fraction`` of the time, overdue at the deadline, a chase (催办) ``chase_after``
+later, supervision (督办, and the leadership stream) ``supervise_after`` after the chase.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ class DeadlinePolicy(BaseModel):
     first_response: Duration
     resolution: Duration
     warn_at_fraction: float = Field(default=0.75, gt=0, lt=1)
+    # The escalation ladder after a missed deadline (services/escalation/ladder.py): chase
+    # (催办) this long after the deadline, supervise (督办) this long after the chase.
+    chase_after: Duration = Duration(amount=1, unit="working_days")
+    supervise_after: Duration = Duration(amount=3, unit="working_days")
 
 
 class PolicyBook(BaseModel):

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_backoff_seconds: float = 0.2
 
+    # Escalation's scheduler: how often it looks for due ladder steps, and how many it claims
+    # per transaction.
+    escalation_scheduler_interval_seconds: float = 1.0
+    escalation_scheduler_batch_size: int = 500
+
     # Intake's rate limits (429 with Retry-After beyond them).
     rate_limit_tips_per_address_per_hour: int = 30
     rate_limit_tips_per_phone_per_day: int = 10

@@ -22,6 +22,7 @@ from contracts.events import (
     EVENT_MODELS,
     CaseAccepted,
     CaseAssigned,
+    CaseChased,
     CaseClosed,
     CaseOpened,
     CaseProgressRecorded,
@@ -29,12 +30,16 @@ from contracts.events import (
     CaseReopened,
     CaseResolved,
     CaseStarted,
+    CaseSupervised,
     CaseTriageRequired,
     ContactRef,
     Deadline,
+    DeadlineOverdue,
     DeadlinesSet,
     DeadlineStopped,
+    DeadlineWarning,
     GeoPoint,
+    LeadershipNotified,
     TipReceived,
 )
 from contracts.topics import TOPICS, all_topic_names, dlq_topic, topic_for
@@ -53,6 +58,18 @@ STEP: dict[str, Any] = {
     "township_code": "T03",
     "unit_id": "T03-CGJ",
 }
+
+LADDER: dict[str, Any] = {
+    "case_id": CASE_ID,
+    "kind": "resolution",
+    "round": 1,
+    "due_at": NOW,
+    "scheduled_for": NOW + timedelta(days=1),
+    "fired_at": NOW + timedelta(days=1, seconds=3),
+    "late_by_seconds": 3,
+    "policy_id": "P-GENERAL",
+}
+
 
 SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     TipReceived: lambda: TipReceived(
@@ -137,6 +154,15 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
                 warn_at=NOW + timedelta(hours=1),
             )
         ],
+    ),
+    DeadlineWarning: lambda: DeadlineWarning.model_validate(
+        LADDER | {"scheduled_for": NOW, "fired_at": NOW, "late_by_seconds": 0}
+    ),
+    DeadlineOverdue: lambda: DeadlineOverdue.model_validate({**LADDER, "scheduled_for": NOW}),
+    CaseChased: lambda: CaseChased.model_validate(LADDER),
+    CaseSupervised: lambda: CaseSupervised.model_validate(LADDER),
+    LeadershipNotified: lambda: LeadershipNotified.model_validate(
+        {**LADDER, "supervision_event_id": "01956f3a-0000-7000-8000-000000000003"}
     ),
 }
 

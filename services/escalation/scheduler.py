@@ -1,0 +1,185 @@
+"""The escalation scheduler: fires due ladder steps from the database, never from memory.
+
+Every ``escalation_scheduler_interval_seconds`` it claims due steps in batches with
+``SELECT … FOR UPDATE SKIP LOCKED`` (on the step and its clock), so that several replicas can
+run: each due step is claimed by one of them, the others skip it. In the claiming transaction
+it marks the step fired, stages its event in the outbox (督办 also on the leadership stream) and
+inserts the clock's next step (``services/escalation/ladder.py``). A step already fired or
+cancelled, or whose clock stopped, is not fired again: the row lock and the ``fired_at`` /
+``cancelled_at`` check under it make each step fire at most once in effect, and the unique
+``(deadline_id, step)`` makes a second row for the same step impossible.
+
+After downtime, one pass fires everything that fell due, in due order (a clock's next step
+is claimed by the next batch of the same pass), each marked late with how late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import EventData, new_event
+from contracts.events import (
+    CaseChased,
+    CaseSupervised,
+    DeadlineOverdue,
+    DeadlineWarning,
+    LadderStep,
+    LeadershipNotified,
+)
+from contracts.topics import DEADLINES, LEADERSHIP
+from services.escalation.calendar import BusinessCalendar
+from services.escalation.ladder import lateness, next_step
+from services.escalation.models import CaseDeadline, EscalationStep
+from services.escalation.policies import DeadlinePolicy
+from services.runtime.clock import Clock
+from services.runtime.db import Sessions
+from services.runtime.outbox import stage
+
+SOURCE = "whistle/escalation"
+log = logging.getLogger(__name__)
+
+STEP_EVENTS: dict[str, type[LadderStep]] = {
+    "warning": DeadlineWarning,
+    "overdue": DeadlineOverdue,
+    "chase": CaseChased,
+    "supervise": CaseSupervised,
+}
+STEPS_FIRED = Counter(
+    "whistle_escalation_steps_fired_total", "Escalation ladder steps fired", ["step"]
+)
+STEP_LAG = Histogram(
+    "whistle_escalation_step_lag_seconds",
+    "How long after its scheduled time a ladder step fired",
+    buckets=(0.1, 0.5, 1, 2, 5, 15, 60, 300, 3600, 86400),
+)
+
+
+class EscalationScheduler:
+    def __init__(
+        self,
+        sessions: Sessions,
+        calendar: Callable[[], BusinessCalendar],
+        clock: Clock,
+        *,
+        interval_seconds: float = 1.0,
+        batch_size: int = 500,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._calendar = calendar
+        self._clock = clock
+        self._interval = interval_seconds
+        self._batch_size = batch_size
+        self._after_commit = after_commit
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalation scheduler pass failed; retrying")
+            await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> int:
+        """Fire every step due by now, in batches; returns how many this instance fired."""
+        now = self._clock()
+        fired = 0
+        while True:
+            claimed = await self.fire_batch(now)
+            fired += claimed
+            if claimed == 0:
+                return fired
+
+    async def fire_batch(self, now: datetime) -> int:
+        """Claim up to a batch of steps due by ``now`` and fire them in one transaction."""
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(EscalationStep, CaseDeadline)
+                    .join(CaseDeadline, CaseDeadline.id == EscalationStep.deadline_id)  # type: ignore[arg-type]
+                    .where(
+                        EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
+                        EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
+                        EscalationStep.due_at <= now,  # type: ignore[arg-type]
+                    )
+                    .order_by(EscalationStep.due_at, EscalationStep.id)  # type: ignore[arg-type]
+                    .limit(self._batch_size)
+                    # Locks the step and its clock; a clock being stopped right now is skipped
+                    # (and never waited for, so stops and firings cannot deadlock).
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            calendar = self._calendar()
+            handled = 0
+            for step, deadline in rows:
+                if step.fired_at is not None or step.cancelled_at is not None:
+                    continue
+                if deadline.status != "running":
+                    step.cancelled_at = now  # stopped before the stop reached this step
+                    continue
+                self._fire(session, step, deadline, now, calendar)
+                handled += 1
+        if handled:
+            self._after_commit()
+        return len(rows)
+
+    def _fire(
+        self,
+        session: AsyncSession,
+        step: EscalationStep,
+        deadline: CaseDeadline,
+        now: datetime,
+        calendar: BusinessCalendar,
+    ) -> None:
+        late = lateness(step.due_at, now)
+        payload = STEP_EVENTS[step.step](
+            case_id=deadline.case_id,
+            kind=deadline.kind,  # type: ignore[arg-type]
+            round=deadline.round,
+            due_at=deadline.due_at,
+            scheduled_for=step.due_at,
+            fired_at=now,
+            late_by_seconds=late,
+            policy_id=deadline.policy_id,
+        )
+        subject = str(deadline.case_id)
+        event = new_event(SOURCE, subject, payload, now)
+        stage(session, DEADLINES, event)
+        if step.step == "supervise":
+            # The leadership stream: at once, with the supervision it follows.
+            notice: EventData = LeadershipNotified(
+                **payload.model_dump(), supervision_event_id=event.id
+            )
+            stage(session, LEADERSHIP, new_event(SOURCE, subject, notice, now))
+        step.fired_at, step.late_by_seconds, step.event_id = now, late, event.id
+        STEPS_FIRED.labels(step.step).inc()
+        STEP_LAG.observe((now - step.due_at).total_seconds())
+
+        frozen = {k: v for k, v in deadline.policy_snapshot.items() if k != "calendar_version"}
+        policy = DeadlinePolicy.model_validate(frozen)
+        following = next_step(
+            step.step,  # type: ignore[arg-type]
+            step.due_at,
+            due_at=deadline.due_at,
+            policy=policy,
+            calendar=calendar,
+        )
+        if following is not None:
+            assert deadline.id is not None
+            session.add(
+                EscalationStep(
+                    deadline_id=deadline.id,
+                    step=following.step,
+                    due_at=following.due_at,
+                    provisional_reason=following.provisional_reason,
+                )
+            )
