@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.ledger import api
+from services.dispatch.reference import ReferenceData, load_reference
+from services.ledger import api, kpi_api
 from services.ledger.handlers import Recorder
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, signing_key
+from services.ledger.kpi_store import MetricScope, refresh_periodically
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -15,6 +17,23 @@ from services.runtime.settings import Settings
 
 # Every versioned topic, department topics included as they appear; never the dead letters.
 EVERY_EVENT_TOPIC = r"^(intake|dispatch|escalation)\.[a-z0-9_.\-]+\.v1$"
+# How often the KPI gauges on /metrics are recomputed.
+KPI_REFRESH_SECONDS = 60.0
+
+
+def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
+    """Which codes may appear as metric labels, and which department each unit belongs to
+    (a township team belongs to none)."""
+    return MetricScope(
+        timezone=timezone,
+        unit_departments={unit.id: unit.department for unit in reference.units.values()},
+        known={
+            "township": frozenset(reference.townships),
+            "unit": frozenset(reference.units),
+            "department": frozenset(reference.departments),
+            "matter": frozenset(reference.items),
+        },
+    )
 
 
 async def setup(runtime: Runtime) -> Subscription:
@@ -30,12 +49,19 @@ async def setup(runtime: Runtime) -> Subscription:
             runtime.settings.ledger_tree_head_interval_seconds,
         ),
     )
+    scope = runtime.state["kpi_scope"] = kpi_scope(
+        load_reference(runtime.settings.config_dir), runtime.settings.timezone
+    )
+    runtime.run_in_background(
+        "kpi-gauges",
+        refresh_periodically(runtime.sessions, scope, runtime.clock, KPI_REFRESH_SECONDS),
+    )
     return Subscription(
         topics=(), handlers={}, any_type=Recorder(runtime.clock), pattern=EVERY_EVENT_TOPIC
     )
 
 
-LEDGER = ServiceDefinition(name="ledger", routers=[api.router], setup=setup)
+LEDGER = ServiceDefinition(name="ledger", routers=[api.router, kpi_api.router], setup=setup)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:

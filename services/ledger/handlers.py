@@ -4,7 +4,8 @@ The inbox applies a partition's batch in one transaction and calls the recorder 
 Appending needs the log's size and the tree's frontier; they are read once per transaction,
 locking the size row so that appends serialise and sequence numbers never gap. The entries and
 tree nodes the transaction appends are collected and written by a few multi-row statements just
-before it commits, rather than by several statements per event.
+before it commits, rather than by several statements per event; so are the KPI facts the events
+carry (services.ledger.projection), in the same write.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from contracts.envelope import CloudEvent
 from services.ledger import store
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.models import CaseTip, LedgerEntry, LedgerNode, LedgerState
+from services.ledger.projection import KpiBatch
 from services.runtime.clock import Clock
 
 # Where a session keeps the appends of its open transaction.
@@ -34,6 +36,7 @@ class PendingAppends:
     entries: list[dict[str, Any]] = field(default_factory=list)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     case_tips: list[dict[str, Any]] = field(default_factory=list)
+    kpis: KpiBatch = field(default_factory=KpiBatch)
 
     def write(self, connection: Connection) -> None:
         connection.execute(insert(LedgerEntry.__table__), self.entries)  # type: ignore[attr-defined]
@@ -48,6 +51,7 @@ class PendingAppends:
             .where(LedgerState.id == 1)  # type: ignore[arg-type]
             .values(size=self.frontier.size)
         )
+        self.kpis.write(connection)
 
 
 class Recorder:
@@ -79,6 +83,7 @@ class Recorder:
         case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")
         if case_id and tip_id:
             pending.case_tips.append({"tip_id": UUID(tip_id), "case_id": UUID(case_id)})
+        pending.kpis.observe(event)
 
 
 async def _pending(session: AsyncSession) -> PendingAppends:

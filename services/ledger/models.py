@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Integer,
     LargeBinary,
     SmallInteger,
     String,
@@ -74,3 +75,76 @@ class CaseTip(SQLModel, table=True):
 
     tip_id: UUID = Field(primary_key=True)
     case_id: UUID = Field(index=True)
+
+
+# --- KPI facts: a projection of the recorded events, kept in the transaction that records them
+# (services.ledger.projection). Unlike the entries, these rows are updated as a case goes on.
+
+
+class KpiCase(SQLModel, table=True):
+    """What the county's rates need to know about one case, merged from its events in any order
+    (see services.ledger.projection.MERGE)."""
+
+    __tablename__ = "kpi_case"
+
+    case_id: UUID = Field(primary_key=True)
+    tip_id: UUID | None = Field(default=None, index=True)
+    township: str | None = None
+    unit: str | None = None
+    matter: str | None = None
+    channel: str | None = None  # from the tip, whichever arrives first
+    tip_on_spot: bool | None = None  # a grid worker's tip already resolved on the spot
+    opened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    first_response_due_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    first_response_stopped_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    first_response_met: bool | None = None
+    first_response_late_seconds: int | None = None
+    resolution_round: int | None = None
+    resolution_due_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    resolution_stop_round: int | None = None
+    resolution_stopped_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    resolution_met: bool | None = None
+    resolution_late_seconds: int | None = None
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    resolution: str | None = None
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reopened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reopened: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    rejections: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    last_rejected_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    last_rejection_reason: str | None = None
+
+
+class KpiTip(SQLModel, table=True):
+    """A tip's facts, kept until (and after) its case arrives: tips and cases travel on
+    different topics, so either may be recorded first."""
+
+    __tablename__ = "kpi_tip"
+
+    tip_id: UUID = Field(primary_key=True)
+    channel: str
+    resolved_on_spot: bool
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class KpiRejection(SQLModel, table=True):
+    """One 退单: the n-th rejection of a case, with its reason and who sent it back."""
+
+    __tablename__ = "kpi_rejection"
+
+    case_id: UUID = Field(primary_key=True)
+    ordinal: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    reason: str
+    township: str | None = None
+    unit: str | None = None
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

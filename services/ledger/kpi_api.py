@@ -1,0 +1,123 @@
+"""``GET /v1/kpis``: the county's rates and counts per group for a month, quarter or year."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from services.ledger.kpi_store import GroupBy, MetricScope, tally
+from services.ledger.kpis import (
+    COUNT_DEFINITIONS,
+    DEFINITIONS,
+    Definition,
+    PeriodKind,
+    local_day,
+    period_of,
+    rates,
+)
+from services.runtime.auth import Principal, require_roles
+from services.runtime.service import Runtime, get_runtime
+
+router = APIRouter(prefix="/v1", tags=["kpis"])
+
+
+class PeriodOut(BaseModel):
+    kind: PeriodKind
+    label: str
+    start: date
+    end: date  # exclusive
+    timezone: str
+
+
+class RateOut(BaseModel):
+    value: float | None
+    numerator: int
+    denominator: int
+    note: str | None = None
+
+
+class ReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class GroupOut(BaseModel):
+    key: str | None
+    counts: dict[str, int]
+    rates: dict[str, RateOut]
+    rejections_by_reason: list[ReasonCount]
+
+
+class DefinitionOut(BaseModel):
+    name: str
+    numerator: str
+    denominator: str
+    counted_when: str
+
+    @classmethod
+    def of(cls, d: Definition) -> DefinitionOut:
+        return cls(
+            name=d.name,
+            numerator=d.numerator,
+            denominator=d.denominator,
+            counted_when=d.counted_when,
+        )
+
+
+class KpiReport(BaseModel):
+    period: PeriodOut
+    group_by: GroupBy
+    groups: list[GroupOut]
+    definitions: dict[str, DefinitionOut]
+    count_definitions: dict[str, str]
+
+
+@router.get("/kpis", response_model=KpiReport)
+async def kpis(
+    _: Annotated[Principal, Depends(require_roles("auditor", "county_supervisor"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    period: PeriodKind = "month",
+    at: Annotated[
+        date | None, Query(description="a day in the period (YYYY-MM-DD); today if omitted")
+    ] = None,
+    group_by: GroupBy = "county",
+) -> KpiReport:
+    """三率 and the rest of issue #6 for the month, quarter or year holding ``at``, in the
+    county's time zone. A rate whose denominator is 0 is null, with a note."""
+    scope: MetricScope = runtime.state["kpi_scope"]
+    now = runtime.clock()
+    chosen = period_of(period, at or local_day(now, scope.timezone))
+    async with runtime.sessions() as session:
+        result = await tally(session, chosen, group_by, now, scope.timezone, scope.unit_departments)
+    groups = [
+        GroupOut(
+            key=key,
+            counts=counts.as_dict(),
+            rates={name: RateOut(**vars(rate)) for name, rate in rates(counts).items()},
+            rejections_by_reason=[
+                ReasonCount(reason=reason, count=n)
+                for reason, n in sorted(
+                    result.reasons.get(key, {}).items(), key=lambda item: (-item[1], item[0])
+                )
+            ],
+        )
+        for key, counts in sorted(
+            result.counts.items(), key=lambda kv: (kv[0] is None, kv[0] or "")
+        )
+    ]
+    return KpiReport(
+        period=PeriodOut(
+            kind=chosen.kind,
+            label=chosen.label,
+            start=chosen.start,
+            end=chosen.end,
+            timezone=scope.timezone,
+        ),
+        group_by=group_by,
+        groups=groups,
+        definitions={name: DefinitionOut.of(d) for name, d in DEFINITIONS.items()},
+        count_definitions=COUNT_DEFINITIONS,
+    )

@@ -1,0 +1,235 @@
+"""Counting the KPI facts in PostgreSQL, per group and period, and the Prometheus gauges.
+
+One aggregate over ``kpi_case`` and one over ``kpi_rejection`` per question, whatever the number
+of groups; the definitions they implement are in ``services.ledger.kpis``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from prometheus_client import Gauge
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ledger.kpis import (
+    PERIOD_KINDS,
+    RESOLVED_KINDS,
+    Counts,
+    Period,
+    local_day,
+    period_of,
+    rates,
+)
+from services.ledger.models import KpiCase, KpiRejection
+from services.runtime.clock import Clock
+from services.runtime.db import Sessions
+
+log = logging.getLogger(__name__)
+
+GroupBy = Literal["county", "township", "unit", "department", "matter"]
+GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter")
+COUNTY = "county"
+
+
+@dataclass
+class Tally:
+    """The counts of each group, and its rejections by reason."""
+
+    counts: dict[str | None, Counts] = field(default_factory=dict)
+    reasons: dict[str | None, dict[str, int]] = field(default_factory=dict)
+
+    def folded(self, key_of: Callable[[str | None], str | None]) -> Tally:
+        """The same counts under coarser keys (units into their departments)."""
+        out = Tally()
+        for key, counts in self.counts.items():
+            new = key_of(key)
+            out.counts[new] = out.counts.get(new, Counts()) + counts
+        for key, reasons in self.reasons.items():
+            into = out.reasons.setdefault(key_of(key), {})
+            for reason, n in reasons.items():
+                into[reason] = into.get(reason, 0) + n
+        return out
+
+
+def _within(column: Any, start: datetime, end: datetime) -> ColumnElement[bool]:
+    return and_(column >= start, column < end)
+
+
+def _count(condition: ColumnElement[bool]) -> Any:
+    return func.count().filter(condition)
+
+
+async def tally(
+    session: AsyncSession,
+    period: Period,
+    group_by: GroupBy,
+    now: datetime,
+    timezone: str,
+    unit_departments: Mapping[str, str | None],
+) -> Tally:
+    """Counts per group over the period (see services.ledger.kpis for what each means)."""
+    if group_by == "department":
+        by_unit = await tally(session, period, "unit", now, timezone, unit_departments)
+        return by_unit.folded(lambda unit: unit_departments.get(unit) if unit else None)
+    start, end = period.bounds(timezone)
+    c = KpiCase
+    key: Any = {
+        "county": literal(COUNTY),
+        "township": c.township,
+        "unit": c.unit,
+        "matter": c.matter,
+    }[group_by]
+    fr_decided = func.coalesce(c.first_response_stopped_at, c.first_response_due_at)
+    closed = and_(
+        _within(c.closed_at, start, end),
+        or_(c.reopened_at.is_(None), c.closed_at > c.reopened_at),  # type: ignore[union-attr, operator]
+    )
+    resolution_stopped = and_(
+        _within(c.resolution_stopped_at, start, end),
+        c.resolution_stop_round == c.resolution_round,
+    )
+    running_overdue = and_(
+        _within(c.resolution_due_at, start, end),
+        c.resolution_due_at <= now,  # type: ignore[operator]
+        or_(
+            c.resolution_stop_round.is_(None),  # type: ignore[union-attr]
+            c.resolution_stop_round < c.resolution_round,  # type: ignore[operator]
+        ),
+    )
+    opened = _within(c.opened_at, start, end)
+    columns = {
+        "opened": _count(opened),
+        "on_the_spot": _count(
+            and_(opened, or_(c.tip_on_spot.is_(True), c.resolution == "on_the_spot"))  # type: ignore[union-attr]
+        ),
+        "first_response_due": _count(
+            and_(
+                _within(fr_decided, start, end),
+                or_(
+                    c.first_response_stopped_at.isnot(None),  # type: ignore[union-attr]
+                    c.first_response_due_at <= now,  # type: ignore[operator]
+                ),
+            )
+        ),
+        "first_response_met": _count(
+            and_(_within(c.first_response_stopped_at, start, end), c.first_response_met.is_(True))  # type: ignore[union-attr]
+        ),
+        "closed": _count(closed),
+        "closed_resolved": _count(and_(closed, c.resolution.in_(RESOLVED_KINDS))),  # type: ignore[union-attr]
+        "resolution_stopped": _count(resolution_stopped),
+        "resolution_on_time": _count(and_(resolution_stopped, c.resolution_met.is_(True))),  # type: ignore[union-attr]
+        "resolution_overdue": _count(and_(resolution_stopped, c.resolution_met.is_(False))),  # type: ignore[union-attr]
+        "resolution_overdue_open": _count(running_overdue),
+    }
+    touches_period = or_(
+        opened,
+        _within(fr_decided, start, end),
+        _within(c.closed_at, start, end),
+        _within(c.resolution_stopped_at, start, end),
+        _within(c.resolution_due_at, start, end),
+    )
+    rows = await session.execute(
+        select(key.label("key"), *(v.label(k) for k, v in columns.items()))
+        .where(touches_period)
+        .group_by(key)
+    )
+    out = Tally()
+    for row in rows.mappings():
+        out.counts[row["key"]] = Counts(**{k: row[k] for k in columns})
+
+    r = KpiRejection
+    rejection_key: Any = {
+        "county": literal(COUNTY),
+        "township": r.township,
+        "unit": r.unit,
+        "matter": c.matter,
+    }[group_by]
+    query = select(rejection_key.label("key"), r.reason, func.count().label("n")).where(
+        _within(r.at, start, end)
+    )
+    if group_by == "matter":
+        query = query.select_from(r).outerjoin(c, c.case_id == r.case_id)  # type: ignore[arg-type]
+    for row in (await session.execute(query.group_by(rejection_key, r.reason))).mappings():
+        out.reasons.setdefault(row["key"], {})[row["reason"]] = row["n"]
+        out.counts.setdefault(row["key"], Counts()).rejections += row["n"]
+    return out
+
+
+# --- Prometheus: bounded labels only (reference-data codes, never case or tip ids) ----------
+
+KPI_RATE = Gauge(
+    "whistle_kpi_rate",
+    "KPI rates of the current period (0-1); absent when the denominator is 0. "
+    "Definitions: README, section KPIs",
+    ["period", "group_by", "code", "rate"],
+)
+KPI_COUNT = Gauge(
+    "whistle_kpi_count",
+    "KPI counts of the current period (see README, section KPIs)",
+    ["period", "group_by", "code", "count"],
+)
+# Units are left to the API: 255 of them times every rate and period is too many series.
+METRIC_GROUPS: tuple[GroupBy, ...] = ("county", "township", "department", "matter")
+METRIC_COUNTS = ("opened", "closed", "resolution_overdue", "resolution_overdue_open", "rejections")
+OTHER, NONE = "other", "none"
+
+
+def label_of(key: str | None, known: frozenset[str]) -> str:
+    """A code the reference data knows, else 'other' (or 'none'): the label set stays bounded."""
+    if key is None:
+        return NONE
+    return key if key in known else OTHER
+
+
+@dataclass(frozen=True)
+class MetricScope:
+    timezone: str
+    unit_departments: Mapping[str, str | None]
+    known: Mapping[GroupBy, frozenset[str]]
+
+
+async def refresh_gauges(session: AsyncSession, scope: MetricScope, now: datetime) -> None:
+    today = local_day(now, scope.timezone)
+    samples: list[tuple[tuple[str, ...], float, Gauge]] = []
+    for kind in PERIOD_KINDS:
+        period = period_of(kind, today)
+        for group_by in METRIC_GROUPS:
+            result = await tally(
+                session, period, group_by, now, scope.timezone, scope.unit_departments
+            )
+            known = scope.known.get(group_by, frozenset({COUNTY}))
+            merged: dict[str, Counts] = defaultdict(Counts)
+            for key, counts in result.counts.items():
+                code = label_of(key, known)
+                merged[code] = merged[code] + counts
+            for code, counts in merged.items():
+                for name, rate in rates(counts).items():
+                    if rate.value is not None:
+                        samples.append(((kind, group_by, code, name), rate.value, KPI_RATE))
+                for name in METRIC_COUNTS:
+                    value = float(getattr(counts, name))
+                    samples.append(((kind, group_by, code, name), value, KPI_COUNT))
+    # Replaced in one step (no await in between), so a scrape never sees half a refresh.
+    KPI_RATE.clear()
+    KPI_COUNT.clear()
+    for labels, value, gauge in samples:
+        gauge.labels(*labels).set(value)
+
+
+async def refresh_periodically(
+    sessions: Sessions, scope: MetricScope, clock: Clock, interval: float
+) -> None:
+    while True:
+        try:
+            async with sessions() as session:
+                await refresh_gauges(session, scope, clock())
+        except Exception:
+            log.exception("could not refresh the KPI gauges; trying again in %.0fs", interval)
+        await asyncio.sleep(interval)

@@ -1,0 +1,194 @@
+"""The county's KPIs (issue #6): what each rate means, which period a case counts in, and the
+rates computed from counts. Plain data and functions; ``kpi_store`` does the counting in SQL.
+
+Every rate is a numerator over a denominator of *counts*, and counts add up: a department's
+counts are the sum of its units', the county's the sum of its townships'. A rate whose
+denominator is zero has no value (``null``), never 0 % or 100 %.
+
+Each case counts in the period of the moment that decides the measure, in the county's time
+zone (``WHISTLE_TIMEZONE``, Asia/Shanghai): 2026-11-30T17:00Z is 1 December 01:00 there, so it
+counts in December, the fourth quarter and 2026.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime, time
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+PeriodKind = Literal["month", "quarter", "year"]
+PERIOD_KINDS: tuple[PeriodKind, ...] = ("month", "quarter", "year")
+
+# A resolution that solved the problem; "unsubstantiated" closes a case without solving one.
+RESOLVED_KINDS: tuple[str, ...] = ("on_the_spot", "rectified", "penalised")
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    numerator: str
+    denominator: str
+    counted_when: str
+
+
+# The one place the rates are defined; the API serves these texts and the README repeats them.
+DEFINITIONS: dict[str, Definition] = {
+    "response_rate": Definition(
+        "响应率 (response rate)",
+        "cases whose first-response clock stopped on time (accepted by the assigned unit by its "
+        "first-response deadline)",
+        "cases whose first-response clock stopped, or fell due without stopping",
+        "the moment the clock stopped, or else its due time",
+    ),
+    "resolution_rate": Definition(
+        "解决率 (resolution rate)",
+        "closed cases whose last resolution solved the problem (on the spot, rectified or "
+        "penalised)",
+        "closed cases (a case found unsubstantiated is closed but not resolved; a reopened case "
+        "counts only once closed again)",
+        "the moment the case was last closed",
+    ),
+    "satisfaction_rate": Definition(
+        "满意率 (satisfaction rate)",
+        "rated cases the citizen called satisfied or basically satisfied",
+        "cases the citizen rated in the follow-up call (回访)",
+        "no satisfaction events are published yet: always null, 'no ratings'",
+    ),
+    "on_time_resolution_rate": Definition(
+        "按期办结率 (on-time resolution rate)",
+        "resolution clocks that stopped on time",
+        "resolution clocks that stopped (a reopened case: its latest round)",
+        "the moment the clock stopped",
+    ),
+    "on_the_spot_rate": Definition(
+        "即时解决率 (on-the-spot resolution rate)",
+        "cases resolved on the spot: the grid worker's tip said so, or the resolution is "
+        "on_the_spot",
+        "cases opened",
+        "the moment the case was opened",
+    ),
+}
+
+COUNT_DEFINITIONS: dict[str, str] = {
+    "opened": "cases opened",
+    "resolution_overdue": "resolution clocks that stopped late (超期办结), by the stop",
+    "resolution_overdue_open": "resolution clocks past due and still running, by the due time",
+    "rejections": "退单: rejections by the assigned unit, by the rejection, with their reasons",
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    kind: PeriodKind
+    start: date  # first day, inclusive
+    end: date  # first day of the next period, exclusive
+
+    @property
+    def label(self) -> str:
+        if self.kind == "month":
+            return f"{self.start:%Y-%m}"
+        if self.kind == "quarter":
+            return f"{self.start.year}-Q{(self.start.month - 1) // 3 + 1}"
+        return str(self.start.year)
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """The period as instants: local midnight at either end."""
+        zone = ZoneInfo(timezone)
+        return (
+            datetime.combine(self.start, time(), zone),
+            datetime.combine(self.end, time(), zone),
+        )
+
+
+def period_of(kind: PeriodKind, day: date) -> Period:
+    """The month, quarter or year (月调度, 季分析, 年总结) holding ``day``."""
+    if kind == "month":
+        first_month, months = day.month, 1
+    elif kind == "quarter":
+        first_month, months = (day.month - 1) // 3 * 3 + 1, 3
+    elif kind == "year":
+        first_month, months = 1, 12
+    else:
+        raise ValueError(f"unknown period {kind!r}")
+    start = date(day.year, first_month, 1)
+    following = first_month - 1 + months
+    return Period(kind, start, date(day.year + following // 12, following % 12 + 1, 1))
+
+
+def local_day(instant: datetime, timezone: str) -> date:
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+@dataclass
+class Counts:
+    """What the rates are computed from, for one group in one period. Adds up."""
+
+    opened: int = 0
+    on_the_spot: int = 0
+    first_response_due: int = 0  # stopped, or fell due without stopping
+    first_response_met: int = 0
+    closed: int = 0
+    closed_resolved: int = 0
+    rated: int = 0  # no satisfaction events yet
+    satisfied: int = 0
+    resolution_stopped: int = 0
+    resolution_on_time: int = 0
+    resolution_overdue: int = 0
+    resolution_overdue_open: int = 0
+    rejections: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Rate:
+    value: float | None
+    numerator: int
+    denominator: int
+    note: str | None = None
+
+
+def _rate(numerator: int, denominator: int, empty: str = "no cases") -> Rate:
+    if denominator == 0:
+        return Rate(None, numerator, denominator, empty)
+    return Rate(numerator / denominator, numerator, denominator)
+
+
+def response_rate(c: Counts) -> Rate:
+    return _rate(c.first_response_met, c.first_response_due)
+
+
+def resolution_rate(c: Counts) -> Rate:
+    return _rate(c.closed_resolved, c.closed)
+
+
+def satisfaction_rate(c: Counts) -> Rate:
+    return _rate(c.satisfied, c.rated, "no ratings")
+
+
+def on_time_resolution_rate(c: Counts) -> Rate:
+    return _rate(c.resolution_on_time, c.resolution_stopped)
+
+
+def on_the_spot_rate(c: Counts) -> Rate:
+    return _rate(c.on_the_spot, c.opened)
+
+
+RATES = {
+    "response_rate": response_rate,
+    "resolution_rate": resolution_rate,
+    "satisfaction_rate": satisfaction_rate,
+    "on_time_resolution_rate": on_time_resolution_rate,
+    "on_the_spot_rate": on_the_spot_rate,
+}
+
+
+def rates(c: Counts) -> dict[str, Rate]:
+    return {name: rate(c) for name, rate in RATES.items()}

@@ -1,0 +1,240 @@
+"""The KPI facts (``kpi_case``, ``kpi_tip``, ``kpi_rejection``), projected from the events the
+ledger records, in the same transaction and the same batch write as the entries.
+
+Each event contributes a partial row of its case's facts. Partial rows merge by rules that do
+not depend on the order events arrive in (tips and deadlines travel on other topics than the
+case's own events): a fact keyed by a time or a round takes the later one, a count adds up, a
+plain fact takes the newer non-null value. The same rules merge a batch's rows in Python and a
+batch with the stored row in one ``INSERT … ON CONFLICT DO UPDATE``.
+
+A tip's channel and whether it was resolved on the spot arrive on ``whistle.tip.received``,
+which has no case id; ``kpi_tip`` keeps them, and one ``UPDATE … FROM kpi_tip`` per batch copies
+them onto the cases of the tips and cases that batch touched, whichever came first.
+
+The projection never stops an event from being recorded: an event it cannot read is recorded,
+logged and left out of the KPIs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, and_, case, func, or_, update
+from sqlalchemy.dialects.postgresql import insert
+
+from contracts.envelope import CloudEvent
+from services.ledger.models import KpiCase, KpiRejection, KpiTip
+
+log = logging.getLogger(__name__)
+
+# Facts that take the newer non-null value.
+LATEST = (
+    "tip_id",
+    "township",
+    "unit",
+    "matter",
+    "opened_at",
+    "first_response_due_at",
+    "first_response_stopped_at",
+    "first_response_met",
+    "first_response_late_seconds",
+)
+# Facts that go together with an ordering fact, and are taken when it is at least as late.
+ORDERED: dict[str, tuple[str, ...]] = {
+    "resolution_round": ("resolution_due_at",),
+    "resolution_stop_round": (
+        "resolution_stopped_at",
+        "resolution_met",
+        "resolution_late_seconds",
+    ),
+    "resolved_at": ("resolution",),
+    "last_rejected_at": ("rejections", "last_rejection_reason"),
+    "closed_at": (),
+    "reopened_at": (),
+}
+COUNTS = ("reopened",)
+COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *COUNTS)
+# Tip facts the batch's UPDATE copies onto cases.
+FROM_TIP = ("channel", "tip_on_spot")
+
+RESOLVED_KINDS = ("on_the_spot", "rectified", "penalised")
+
+
+def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Fold ``new`` into ``old`` by the rules above (the Python twin of :func:`_on_conflict`)."""
+    for name in LATEST:
+        if new.get(name) is not None:
+            old[name] = new[name]
+    for order, facts in ORDERED.items():
+        value = new.get(order)
+        if value is not None and (old.get(order) is None or value >= old[order]):
+            old[order] = value
+            for fact in facts:
+                old[fact] = new.get(fact)
+    for name in COUNTS:
+        old[name] = old.get(name, 0) + new.get(name, 0)
+
+
+def _on_conflict() -> dict[str, Any]:
+    table = KpiCase.__table__  # type: ignore[attr-defined]
+    excluded = insert(table).excluded
+    values: dict[str, Any] = {}
+    for name in LATEST:
+        values[name] = func.coalesce(excluded[name], table.c[name])
+    for order, facts in ORDERED.items():
+        newer = and_(
+            excluded[order].isnot(None),
+            or_(table.c[order].is_(None), excluded[order] >= table.c[order]),
+        )
+        for name in (order, *facts):
+            values[name] = case((newer, excluded[name]), else_=table.c[name])
+    for name in COUNTS:
+        values[name] = table.c[name] + excluded[name]
+    return values
+
+
+@dataclass
+class KpiBatch:
+    """The KPI facts of one transaction's events, written by :meth:`write` at its commit."""
+
+    cases: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    tips: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    tip_ids: set[UUID] = field(default_factory=set)
+
+    def observe(self, event: CloudEvent) -> None:
+        try:
+            self._observe(event)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("event %s (%s) left out of the KPIs: %r", event.id, event.type, exc)
+
+    def _case(self, case_id: UUID, **facts: Any) -> None:
+        merged = self.cases.setdefault(case_id, {})
+        _merge(merged, facts)
+
+    def _observe(self, event: CloudEvent) -> None:
+        kind = event.type.removeprefix("whistle.")
+        data = event.data
+        if kind == "tip.received":
+            tip_id = UUID(data["tip_id"])
+            self.tips[tip_id] = {
+                "tip_id": tip_id,
+                "channel": data["channel"],
+                "resolved_on_spot": bool(data.get("resolved_on_spot", False)),
+                "received_at": _time(data["received_at"]),
+            }
+            self.tip_ids.add(tip_id)
+            return
+        if "case_id" not in data:
+            return
+        case_id = UUID(data["case_id"])
+        if kind == "deadlines.set":
+            for deadline in data["deadlines"]:
+                round_ = int(deadline.get("round", 1))
+                due = _time(deadline["due_at"])
+                if deadline["kind"] == "first_response" and round_ == 1:
+                    self._case(case_id, first_response_due_at=due)
+                elif deadline["kind"] == "resolution":
+                    self._case(case_id, resolution_round=round_, resolution_due_at=due)
+            return
+        if kind == "deadline.stopped":
+            round_, stopped = int(data["round"]), _time(data["stopped_at"])
+            met, late = bool(data["on_time"]), int(data["late_by_seconds"])
+            if data["kind"] == "first_response" and round_ == 1:
+                self._case(
+                    case_id,
+                    first_response_stopped_at=stopped,
+                    first_response_met=met,
+                    first_response_late_seconds=late,
+                )
+            elif data["kind"] == "resolution":
+                self._case(
+                    case_id,
+                    resolution_stop_round=round_,
+                    resolution_stopped_at=stopped,
+                    resolution_met=met,
+                    resolution_late_seconds=late,
+                )
+            return
+        if not kind.startswith("case."):
+            return
+        tip_id = UUID(data["tip_id"]) if data.get("tip_id") else None
+        if tip_id is not None:
+            self.tip_ids.add(tip_id)
+        facts: dict[str, Any] = {
+            "tip_id": tip_id,
+            "township": data.get("township_code"),
+            "unit": data.get("unit_id"),
+            "matter": data.get("matter_code"),
+        }
+        at = event.time
+        if kind == "case.opened":
+            facts["opened_at"] = at
+        elif kind == "case.rejected":
+            ordinal = int(data["rejections"])
+            facts.update(
+                last_rejected_at=at, rejections=ordinal, last_rejection_reason=data["reason"]
+            )
+            self.rejections.append(
+                {
+                    "case_id": case_id,
+                    "ordinal": ordinal,
+                    "reason": data["reason"],
+                    "township": data.get("township_code"),
+                    "unit": data.get("unit_id"),
+                    "at": at,
+                }
+            )
+        elif kind == "case.resolved":
+            facts.update(resolved_at=at, resolution=data["resolution"])
+        elif kind == "case.closed":
+            facts["closed_at"] = at
+        elif kind == "case.reopened":
+            facts.update(reopened_at=at, reopened=1)
+        self._case(case_id, **facts)
+
+    def write(self, connection: Connection) -> None:
+        """A few multi-row statements, whatever the number of events."""
+        if self.tips:
+            connection.execute(
+                insert(KpiTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                list(self.tips.values()),
+            )
+        if self.cases:
+            rows = [
+                {"case_id": case_id, **{c: facts.get(c) for c in COLUMNS}}
+                for case_id, facts in self.cases.items()
+            ]
+            for row in rows:  # the counts are NOT NULL; a row that saw none has none
+                row["reopened"] = row["reopened"] or 0
+                row["rejections"] = row["rejections"] or 0
+            statement = insert(KpiCase.__table__)  # type: ignore[attr-defined]
+            connection.execute(
+                statement.on_conflict_do_update(index_elements=["case_id"], set_=_on_conflict()),
+                rows,
+            )
+        if self.rejections:
+            connection.execute(
+                insert(KpiRejection.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                self.rejections,
+            )
+        if self.tip_ids:
+            tip = KpiTip.__table__  # type: ignore[attr-defined]
+            kpi_case = KpiCase.__table__  # type: ignore[attr-defined]
+            connection.execute(
+                update(kpi_case)
+                .where(
+                    kpi_case.c.tip_id == tip.c.tip_id,
+                    kpi_case.c.channel.is_(None),
+                    tip.c.tip_id.in_(list(self.tip_ids)),
+                )
+                .values(channel=tip.c.channel, tip_on_spot=tip.c.resolved_on_spot)
+            )
+
+
+def _time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
