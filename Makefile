@@ -17,7 +17,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/whistle up
 
+# The auditor page's tests drive Debian's Chromium (tests/browser); CI runs as root.
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

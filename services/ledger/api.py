@@ -62,6 +62,10 @@ class TrailEntry(BaseModel):
         "after it (the next head covers it)"
     )
     event: dict[str, Any]
+    canonical: str = Field(
+        description="the entry as stored: a JSON string whose UTF-8 bytes are exactly the bytes "
+        "leaf_hash is computed over (RFC 8785), for a verifier to hash itself"
+    )
 
 
 class Trail(BaseModel):
@@ -224,6 +228,7 @@ async def case_trail(
                 leaf_hash=leaf_hash(row.canonical).hex(),
                 inclusion_path=[h.hex() for h in paths[row.seq]] if row.seq in paths else None,
                 event=json.loads(row.canonical),
+                canonical=row.canonical.decode(),
             )
             for row in rows
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.dispatch.reference import ReferenceData, load_reference
-from services.ledger import api, kpi_api
+from services.ledger import api, auditor, kpi_api
 from services.ledger.handlers import Recorder
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, signing_key
@@ -61,7 +61,9 @@ async def setup(runtime: Runtime) -> Subscription:
     )
 
 
-LEDGER = ServiceDefinition(name="ledger", routers=[api.router, kpi_api.router], setup=setup)
+LEDGER = ServiceDefinition(
+    name="ledger", routers=[api.router, kpi_api.router, auditor.router], setup=setup
+)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:
