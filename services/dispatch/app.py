@@ -16,7 +16,9 @@ from services.runtime.settings import Settings
 
 
 async def setup(runtime: Runtime) -> Subscription:
-    runtime.state["reference"] = load_reference(runtime.settings.config_dir)
+    loaded = load_reference(runtime.settings.config_dir)
+    loaded.prepare()  # jieba's dictionary and the grid index, before the first tip arrives
+    runtime.state["reference"] = loaded
 
     def reference() -> ReferenceData:
         current: ReferenceData = runtime.state["reference"]

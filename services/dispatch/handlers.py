@@ -43,7 +43,7 @@ class TipIntake:
         reference = self._reference()
         now = self._clock()
         classification = classify(tip.text, tip.category_hint, reference)
-        location = locate(tip.grid_id, tip.address, reference)
+        location = locate(tip.grid_id, tip.address, reference, tip.location)
         item = classification.item
         urgency = item.default_urgency if item else Urgency.GENERAL
 

@@ -11,11 +11,15 @@ import hashlib
 from collections import Counter
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.dispatch.geo import GridLocator, polygon_problem
+from services.dispatch.segment import KeywordSegmenter, fold
 
 
 class Domain(StrEnum):
@@ -214,6 +218,24 @@ class ReferenceData:
             g.id: (t, v, g) for t in county.townships for v in t.villages for g in v.grids
         }
 
+    @cached_property
+    def segmenter(self) -> KeywordSegmenter:
+        """jieba with this catalogue's keywords in its dictionary; built on first use."""
+        return KeywordSegmenter(
+            fold(rule.word) for item in self.catalogue.items for rule in item.keywords
+        )
+
+    @cached_property
+    def grid_locator(self) -> GridLocator:
+        """The grid polygons in a spatial index; built on first use."""
+        return GridLocator(
+            (grid.id, grid.polygon) for _, _, grid in self.grids.values() if grid.polygon
+        )
+
+    def prepare(self) -> None:
+        """Build the segmenter and the spatial index now rather than on the first tip."""
+        _ = self.segmenter, self.grid_locator
+
     def units_of_township(self, township: str) -> list[Unit]:
         return [u for u in self.units.values() if u.township == township]
 
@@ -359,6 +381,13 @@ def _cross_check(
     ):
         for dup in _duplicates(values):
             reasons.append(f"duplicate {what} {dup!r}")
+
+    for township in county.townships:
+        for village in township.villages:
+            for grid in village.grids:
+                problem = polygon_problem(grid.polygon) if grid.polygon is not None else None
+                if problem:
+                    reasons.append(f"grid {grid.id}: invalid polygon ({problem})")
 
     departments_by_code = {d.code: d for d in departments}
     for domain in sorted(SECONDED_DOMAINS - {d.domain for d in departments if d.kind == "team"}):

@@ -6,13 +6,18 @@ reached, which travel into the case's events, the console and the ledger.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.dispatch.reference import MatterItem, ReferenceData
+from services.dispatch.segment import Found, fold
 
 # Keyword weight at which a single item's match counts as fully confident on its own.
 CONFIDENT_SCORE = 2.0
+
+# A point outside every grid still belongs to the nearest grid up to this far away (GPS error,
+# a grid drawn a little short of the road); farther away it locates nothing.
+NEAREST_GRID_MAX_METRES = 500.0
 
 
 @dataclass(frozen=True)
@@ -30,23 +35,47 @@ class Location:
     explanation: tuple[str, ...]
 
 
+class LatLon(Protocol):
+    """A WGS 84 point, such as the ``GeoPoint`` of a ``TipReceived``."""
+
+    @property
+    def lat(self) -> float: ...
+
+    @property
+    def lon(self) -> float: ...
+
+
 def classify(text: str, category_hint: str | None, reference: ReferenceData) -> Classification:
-    """The channel's category hint wins when it names an item; otherwise weighted keywords."""
+    """The channel's category hint wins when it names an item; otherwise weighted keywords
+    found as words of the tip's segmentation (jieba, with the catalogue's keywords added)."""
     if category_hint:
         for item in reference.catalogue.items:
             if category_hint in (item.code, item.open311_service_code):
                 return Classification(
                     item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
                 )
+    segmenter = reference.segmenter
+    segmented = segmenter.segment(fold(text))
     scored: list[tuple[float, MatterItem, list[str]]] = []
-    folded = _fold(text)
+    passed_over: dict[str, str] = {}  # keyword → the words its characters were found inside
     for item in reference.catalogue.items:
-        hits = [rule for rule in item.keywords if _fold(rule.word) in folded]
+        hits = []
+        for rule in item.keywords:
+            word = fold(rule.word)
+            found, at = segmenter.find(segmented, word)
+            if found in (Found.WHOLE, Found.SPLIT):
+                hits.append(rule)
+            elif found is Found.INSIDE:
+                passed_over[rule.word] = segmented.words_around(at, at + len(word))
         if hits:
             score = sum(rule.weight for rule in hits)
             scored.append((score, item, [rule.word for rule in hits]))
+    not_counted = [f"{word}（分词为 {words}）" for word, words in sorted(passed_over.items())]
     if not scored:
-        return Classification(None, 0.0, ("未命中事项清单关键词",))
+        explanation = ["未命中事项清单关键词"]
+        if not_counted:
+            explanation.append(f"不计入：{'、'.join(not_counted)}")
+        return Classification(None, 0.0, tuple(explanation))
     scored.sort(key=lambda entry: (-entry[0], entry[1].code))
     best_score, best, words = scored[0]
     runner_up = scored[1][0] if len(scored) > 1 else 0.0
@@ -58,16 +87,21 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
     if runner_up:
         second = scored[1][1]
         explanation.append(f"次选 {second.code} {second.name}（得分 {runner_up:g}）")
+    if not_counted:
+        explanation.append(f"不计入：{'、'.join(not_counted)}")
     return Classification(best, round(confidence, 3), tuple(explanation))
 
 
-def _fold(text: str) -> str:
-    """Full-width ＫＴＶ and lower-case ktv both match the keyword KTV."""
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def locate(grid_id: str | None, address: str | None, reference: ReferenceData) -> Location:
-    """Grid id → village → township; else a township named in the address; else nowhere."""
+def locate(
+    grid_id: str | None,
+    address: str | None,
+    reference: ReferenceData,
+    point: LatLon | None = None,
+) -> Location:
+    """Grid id → village → township; else the grid polygon containing the point (or the
+    nearest within NEAREST_GRID_MAX_METRES); else a township named in the address; else
+    nowhere. The explanation also says why each earlier way did not decide."""
+    passed: list[str] = []
     if grid_id:
         found = reference.grids.get(grid_id)
         if found:
@@ -78,6 +112,35 @@ def locate(grid_id: str | None, address: str | None, reference: ReferenceData) -
                 grid.id,
                 (f"网格 {grid.id} 属于 {township.name}{village.name}",),
             )
+        passed.append(f"网格 {grid_id!r} 不存在")
+    if point is not None:
+        where = f"坐标 ({point.lat:.6f}, {point.lon:.6f})"
+        hit = reference.grid_locator.locate(point.lat, point.lon)
+        if hit is None:
+            passed.append(f"{where}：参考数据中没有网格边界")
+        elif hit.distance_m <= NEAREST_GRID_MAX_METRES:
+            township, village, grid = reference.grids[hit.grid_id]
+            if hit.distance_m == 0 and not hit.also:
+                how = f"{where} 位于网格 {grid.id}"
+            elif hit.distance_m == 0:
+                shared = "、".join((grid.id, *hit.also))
+                how = f"{where} 位于网格 {shared} 的交界上，按网格编号取 {grid.id}"
+            else:
+                how = (
+                    f"{where} 不在任何网格内，距最近的网格 {grid.id} 约 {hit.distance_m:.0f} 米"
+                    f"（{NEAREST_GRID_MAX_METRES:.0f} 米以内），按最近网格归属"
+                )
+            return Location(
+                township.code,
+                village.code,
+                grid.id,
+                (*passed, f"{how}，属于 {township.name}{village.name}"),
+            )
+        else:
+            passed.append(
+                f"{where} 不在任何网格内，距最近的网格 {hit.grid_id} 约 {hit.distance_m:.0f} 米，"
+                f"超过 {NEAREST_GRID_MAX_METRES:.0f} 米"
+            )
     if address:
         for township in reference.county.townships:
             if township.name in address:
@@ -86,7 +149,9 @@ def locate(grid_id: str | None, address: str | None, reference: ReferenceData) -
                     township.code,
                     village.code if village else None,
                     None,
-                    (f"地址中含 {township.name}{village.name if village else ''}",),
+                    (*passed, f"地址中含 {township.name}{village.name if village else ''}"),
                 )
-    reason = f"网格 {grid_id!r} 不存在" if grid_id else "无法从地址确定乡镇"
-    return Location(None, None, None, (reason,))
+        passed.append("无法从地址确定乡镇")
+    if not passed:
+        passed.append("未提供网格、坐标或地址，无法确定乡镇")
+    return Location(None, None, None, tuple(passed))

@@ -36,6 +36,13 @@ TIPS: list[tuple[dict[str, Any], str, str, str]] = [
         "T03-SCJGJ",
     ),
     (
+        # Coordinates only (as from WeChat or a phone's GPS): 城关镇五里铺村, grid T03V02G02.
+        {"text": "村口有人占道摆摊，车都过不去了", "location": {"lat": 38.76, "lon": 113.225}},
+        "T03",
+        "CG-001",
+        "T03-CGJ",
+    ),
+    (
         {"text": "小区楼道里有人飞线充电，消防通道也被堵了", "grid_id": "T03V01G01"},
         "T03",
         "YJ-006",

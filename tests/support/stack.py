@@ -22,6 +22,11 @@ class ServiceProcesses:
         self.logs = logs
         self.env = service_environment(self.settings)
         self.env["WHISTLE_OUTBOX_POLL_SECONDS"] = "0.05"
+        for name in (
+            "rate_limit_tips_per_address_per_hour",
+            "rate_limit_lookups_per_address_per_hour",
+        ):
+            self.env[f"WHISTLE_{name.upper()}"] = str(getattr(settings, name))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, *services: str) -> None:

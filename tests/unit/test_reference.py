@@ -209,6 +209,22 @@ def test_a_duplicate_grid_id_is_refused(tmp_path: Path) -> None:
     assert any("duplicate grid id" in r and grid in r for r in reasons), reasons
 
 
+def _break_grid_polygons(doc: dict) -> None:
+    grids = doc["townships"][0]["villages"][0]["grids"]
+    # A bow-tie: its edges cross.
+    grids[0]["polygon"] = [
+        [[113.3, 38.7], [113.32, 38.733], [113.32, 38.7], [113.3, 38.733], [113.3, 38.7]]
+    ]
+    # Not closed.
+    grids[1]["polygon"] = [[[113.3, 38.7], [113.32, 38.7], [113.32, 38.73], [113.3, 38.73]]]
+
+
+def test_an_invalid_grid_polygon_is_refused(tmp_path: Path) -> None:
+    reasons = _refusal(_broken_copy(tmp_path, "county.yaml", _break_grid_polygons))
+    assert any(r.startswith("grid T01V01G01: invalid polygon") for r in reasons), reasons
+    assert any(r.startswith("grid T01V01G02: invalid polygon") for r in reasons), reasons
+
+
 def test_a_malformed_yaml_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "config"
     shutil.copytree(CONFIG, target)

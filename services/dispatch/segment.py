@@ -1,0 +1,134 @@
+"""Chinese word segmentation for triage: jieba, with the matter catalogue's keywords added.
+
+A keyword counts in a tip when the tip's segmentation keeps it as a word (or a run of whole
+words), not when its characters merely occur inside other words: "加班" (overtime) must not
+be found in "增加班车" (add more buses), which segments as 增加/班车.
+
+jieba's own dictionary is read from the installed package (``jieba/dict.txt``) once per
+process; jieba's cache file (``jieba.cache`` in the temp directory, trusted without any check
+and shared with every other jieba user on the host) is never read or written, so segmentation
+works on a read-only file system. Building from the packaged file takes about as long as
+loading jieba's cache (~0.6 s), and each catalogue version then copies the prefix dictionary
+and adds its keywords (~10 ms), so versions never see each other's keywords.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.resources import files
+from math import log
+
+import jieba
+
+# jieba logs its progress to stderr through a handler of its own; the services' logs are JSON.
+logging.getLogger("jieba").setLevel(logging.WARNING)
+
+# A keyword whose characters occur across word boundaries still counts when keeping it whole
+# is nearly as likely, to jieba's model, as the segmentation jieba chose: "有人大货车" is cut
+# 有/人大/货车 but 有/人/大货车 is only 0.2 nats (x1.2) less likely. A keyword inside unrelated
+# words costs far more ("增加班车" → 加班: 8.4 nats; "儿童工作站" → 童工: 15).
+SPLIT_MARGIN = 2.0  # nats (a factor of e² ≈ 7.4)
+
+
+def fold(text: str) -> str:
+    """Full-width ＫＴＶ and lower-case ktv both match the keyword KTV."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+class Found(enum.Enum):
+    WHOLE = "whole"  # one word, or a run of whole words, of the segmentation
+    SPLIT = "split"  # cut by jieba, but keeping it whole is within SPLIT_MARGIN
+    INSIDE = "inside"  # its characters occur only inside or across other words
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class Segmented:
+    text: str
+    tokens: tuple[str, ...]
+    boundaries: frozenset[int]  # character offsets where a token starts or ends
+
+    def words_around(self, start: int, end: int) -> str:
+        """The tokens an occurrence at [start, end) overlaps, joined by '/'."""
+        out, offset = [], 0
+        for token in self.tokens:
+            if offset < end and offset + len(token) > start:
+                out.append(token)
+            offset += len(token)
+        return "/".join(out)
+
+
+_base_lock = threading.Lock()
+_base: tuple[dict[str, int], int] | None = None
+
+
+def _base_dictionary() -> tuple[dict[str, int], int]:
+    """jieba's prefix dictionary and total frequency, from the installed package's dict.txt."""
+    global _base
+    with _base_lock:
+        if _base is None:
+            with files("jieba").joinpath(jieba.DEFAULT_DICT_NAME).open("rb") as packaged:
+                _base = jieba.Tokenizer.gen_pfdict(packaged)
+        return _base
+
+
+class KeywordSegmenter:
+    """jieba's dictionary plus the catalogue's (already folded) keywords; one per version."""
+
+    def __init__(self, keywords: Iterable[str]) -> None:
+        freq, total = _base_dictionary()
+        tokenizer = jieba.Tokenizer()
+        # jieba 0.42's own state, set as Tokenizer.initialize() would from its cache file.
+        tokenizer.FREQ = dict(freq)
+        tokenizer.total = total
+        tokenizer.initialized = True
+        # Sorted: each word's suggested frequency depends on the words added before it.
+        for word in sorted({w for w in keywords if w.strip()}):
+            # Frequency just high enough that jieba keeps the word whole on its own, not so
+            # high that it wins over the ordinary words around it.
+            tokenizer.add_word(word)
+        self._tokenizer = tokenizer
+        self._log_total = log(tokenizer.total)
+
+    def segment(self, text: str) -> Segmented:
+        tokens = tuple(self._tokenizer.cut(text))
+        boundaries, offset = {0}, 0
+        for token in tokens:
+            offset += len(token)
+            boundaries.add(offset)
+        return Segmented(text, tokens, frozenset(boundaries))
+
+    def find(self, segmented: Segmented, word: str) -> tuple[Found, int]:
+        """How ``word`` occurs in the segmented text, and where (-1 when absent)."""
+        text = segmented.text
+        first = start = text.find(word) if word else -1
+        if first == -1:
+            return Found.ABSENT, -1
+        while start != -1:
+            if start in segmented.boundaries and start + len(word) in segmented.boundaries:
+                return Found.WHOLE, start
+            start = text.find(word, start + 1)
+        start = first
+        while start != -1:
+            if self._cost_of_keeping_whole(text, start, start + len(word)) <= SPLIT_MARGIN:
+                return Found.SPLIT, start
+            start = text.find(word, start + 1)
+        return Found.INSIDE, first
+
+    def _cost_of_keeping_whole(self, text: str, start: int, end: int) -> float:
+        """Log-likelihood lost, under jieba's unigram model, by keeping text[start:end] whole."""
+        word_score = log(self._tokenizer.FREQ.get(text[start:end]) or 1) - self._log_total
+        forced = self._best(text[:start]) + word_score + self._best(text[end:])
+        return self._best(text) - forced
+
+    def _best(self, text: str) -> float:
+        if not text:
+            return 0.0
+        route: dict[int, tuple[float, int]] = {}
+        self._tokenizer.calc(text, self._tokenizer.get_DAG(text), route)
+        return route[0][0]
