@@ -18,7 +18,6 @@ import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
-from sqlalchemy.engine import make_url
 
 from services.ledger.app import create_app
 from services.ledger.merkle import Frontier, NodeId, inclusion_plan, verify_inclusion
@@ -29,6 +28,7 @@ from services.runtime.stack import prepare
 from tests.conftest import TokenFactory
 from tests.integration.test_ledger import case_events, forged, record
 from tests.support.infra import Infra, embedded_servers
+from tests.support.tamper import superuser_connection
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -164,21 +164,8 @@ async def test_an_entry_recorded_after_the_latest_head_waits_for_the_next(
 
 @pytest.fixture
 async def superuser(served: Served) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser's connection to the ledger's database; the entries are restored afterwards."""
-    url = make_url(served.settings.database_url_for("ledger"))
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    await conn.execute("CREATE TABLE entry_backup AS SELECT * FROM ledger_entry")
-    try:
+    async with superuser_connection(served.settings.database_url_for("ledger")) as conn:
         yield conn
-    finally:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute("DELETE FROM ledger_entry")
-            await conn.execute("INSERT INTO ledger_entry SELECT * FROM entry_backup")
-        await conn.execute("DROP TABLE entry_backup")
-        await conn.close()
 
 
 async def test_a_row_changed_by_a_superuser_fails_verification_naming_the_entry(

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseTriageRequired, Deadline, DeadlinesSet
@@ -47,6 +46,7 @@ from services.runtime.stack import prepare
 from tests.conftest import TokenFactory
 from tests.integration.conftest import _in_process
 from tests.support.infra import Infra, embedded_servers, eventually
+from tests.support.tamper import superuser_connection
 
 PROBLEM = "application/problem+json"
 CASES_SEEDED = 20  # three entries each: the log starts with entries 0–59
@@ -377,21 +377,8 @@ async def test_who_may_call_what(
 
 @pytest.fixture
 async def superuser(ledger: Ledger, ledger_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser's connection to the ledger's database; the entries are restored afterwards."""
-    url = make_url(ledger_settings.database_url_for("ledger"))
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    await conn.execute("CREATE TABLE entry_backup AS SELECT * FROM ledger_entry")
-    try:
+    async with superuser_connection(ledger_settings.database_url_for("ledger")) as conn:
         yield conn
-    finally:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute("DELETE FROM ledger_entry")
-            await conn.execute("INSERT INTO ledger_entry SELECT * FROM entry_backup")
-        await conn.execute("DROP TABLE entry_backup")
-        await conn.close()
 
 
 def forged(canonical: bytes) -> bytes:
