@@ -48,7 +48,7 @@ from contracts.events import (
     TipReceived,
 )
 from contracts.topics import CASES, DEADLINES, TIPS
-from services.ledger.handlers import Recorder
+from services.ledger.handlers import recording
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
     Frontier,
@@ -59,7 +59,7 @@ from services.ledger.merkle import (
 from services.runtime.auth import issue_token
 from services.runtime.clock import system_clock
 from services.runtime.db import create_engine, ensure_database, session_factory
-from services.runtime.inbox import BATCH_SIZE, Handler, InboxConsumer, Subscription
+from services.runtime.inbox import BATCH_SIZE, InboxConsumer, Subscription
 from services.runtime.kafka import create_producer
 from services.runtime.migrations import upgrade
 from services.runtime.settings import Settings
@@ -160,7 +160,9 @@ def partition_batches(count: int) -> list[list[ConsumerRecord]]:
     return batches
 
 
-async def ingest(settings: Settings, database: str, handler: Handler, events: int) -> float:
+async def ingest(
+    settings: Settings, database: str, subscription: Subscription, events: int
+) -> float:
     """Events per second through process_batch into a fresh ledger database."""
     assert settings.database_url is not None
     url = make_url(settings.database_url_for("ledger")).set(database=database)
@@ -173,7 +175,7 @@ async def ingest(settings: Settings, database: str, handler: Handler, events: in
     )
     consumer = InboxConsumer(
         service="ledger",
-        subscription=Subscription(topics=(), handlers={}, any_type=handler),
+        subscription=subscription,
         sessions=session_factory(engine),
         bootstrap=settings.require_kafka(),
         dlq_producer=producer,
@@ -346,9 +348,11 @@ def main(argv: list[str]) -> None:
 
     with embedded_stack() as (settings, root):
         recorded = asyncio.run(
-            ingest(settings, "whistle_bench_ingest", Recorder(system_clock), args.events)
+            ingest(settings, "whistle_bench_ingest", recording(system_clock), args.events)
         )
-        inbox_only = asyncio.run(ingest(settings, "whistle_bench_inbox", nothing, args.events))
+        inbox_only = asyncio.run(
+            ingest(settings, "whistle_bench_inbox", Subscription((), {}, nothing), args.events)
+        )
         built = asyncio.run(write_large_log(settings, args.entries))
         processes = {}
         try:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.dispatch.reference import ReferenceData, load_reference
 from services.ledger import api, auditor, kpi_api
-from services.ledger.handlers import Recorder
+from services.ledger.handlers import recording
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, signing_key
 from services.ledger.kpi_store import MetricScope, refresh_periodically
@@ -56,9 +56,7 @@ async def setup(runtime: Runtime) -> Subscription:
         "kpi-gauges",
         refresh_periodically(runtime.sessions, scope, runtime.clock, KPI_REFRESH_SECONDS),
     )
-    return Subscription(
-        topics=(), handlers={}, any_type=Recorder(runtime.clock), pattern=EVERY_EVENT_TOPIC
-    )
+    return recording(runtime.clock, EVERY_EVENT_TOPIC)
 
 
 LEDGER = ServiceDefinition(

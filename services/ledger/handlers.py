@@ -3,9 +3,10 @@
 The inbox applies a partition's batch in one transaction and calls the recorder once per event.
 Appending needs the log's size and the tree's frontier; they are read once per transaction,
 locking the size row so that appends serialise and sequence numbers never gap. The entries and
-tree nodes the transaction appends are collected and written by a few multi-row statements just
-before it commits, rather than by several statements per event; so are the KPI facts the events
-carry (services.ledger.projection), in the same write.
+tree nodes the transaction appends, and the KPI facts the events carry
+(services.ledger.projection), are collected and written by a few multi-row statements just
+before it commits (``Recorder.flush``, the ledger subscription's ``before_commit``) rather than
+by several statements per event.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, event, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
 from contracts.envelope import CloudEvent
 from services.ledger import store
@@ -25,6 +25,7 @@ from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.models import CaseTip, LedgerEntry, LedgerNode, LedgerState
 from services.ledger.projection import KpiBatch
 from services.runtime.clock import Clock
+from services.runtime.inbox import Subscription
 
 # Where a session keeps the appends of its open transaction.
 PENDING = "ledger.pending_appends"
@@ -55,8 +56,16 @@ class PendingAppends:
 
 
 class Recorder:
+    """Collects a transaction's appends; :meth:`flush` writes them before it commits."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Write what this transaction appended (the inbox calls it just before committing)."""
+        pending: PendingAppends | None = session.info.pop(PENDING, None)
+        if pending is not None:
+            await session.run_sync(lambda sync: pending.write(sync.connection()))
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         pending = await _pending(session)
@@ -99,16 +108,9 @@ async def _pending(session: AsyncSession) -> PendingAppends:
     return pending
 
 
-# Session events run inside the async session's greenlet, so they may emit SQL; these two make
-# the collected appends part of the commit and drop them with a rollback.
-@event.listens_for(Session, "before_commit")
-def _write_pending(session: Session) -> None:
-    pending: PendingAppends | None = session.info.pop(PENDING, None)
-    if pending is not None:
-        pending.write(session.connection())
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(PENDING, None)
+def recording(clock: Clock, pattern: str | None = None) -> Subscription:
+    """What the ledger consumes: every event, recorded, written once per transaction."""
+    recorder = Recorder(clock)
+    return Subscription(
+        topics=(), handlers={}, any_type=recorder, before_commit=recorder.flush, pattern=pattern
+    )

@@ -78,6 +78,9 @@ class Subscription:
     any_type: Handler | None = None
     # A regex over topic names instead of a fixed list, for consumers of every topic.
     pattern: str | None = None
+    # Runs inside the transaction, after the handlers of every new event in it and before the
+    # commit: for a service that writes what a batch of events adds all at once.
+    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self.handlers.get(event_type, self.any_type)
@@ -191,6 +194,8 @@ class InboxConsumer:
                 else:
                     outcome = "duplicate"
                 handled.append((topic, event, outcome))
+            if self._subscription.before_commit and any(o == "processed" for *_, o in handled):
+                await self._subscription.before_commit(session)
         return handled
 
     async def _claim(
@@ -288,6 +293,8 @@ class InboxConsumer:
         if not await self._claim(session, [(topic, event)]):
             return "duplicate"
         await handler(session, event, topic)
+        if self._subscription.before_commit:
+            await self._subscription.before_commit(session)
         return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, attempts: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from uuid import uuid4
 
@@ -62,10 +62,15 @@ async def _consuming(
     handler: Handler,
     group: str,
     max_attempts: int = 3,
+    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> AsyncIterator[InboxConsumer]:
     consumer = InboxConsumer(
         service="test",
-        subscription=Subscription(topics=(topic,), handlers={DeadlinesSet.event_type: handler}),
+        subscription=Subscription(
+            topics=(topic,),
+            handlers={DeadlinesSet.event_type: handler},
+            before_commit=before_commit,
+        ),
         sessions=sessions,
         bootstrap=infra.bootstrap,
         dlq_producer=producer,
@@ -252,3 +257,46 @@ async def test_a_database_outage_longer_than_the_retry_budget_dead_letters_nothi
         assert (await probe.end_offsets([dlq]))[dlq] == 0, "nothing was dead-lettered"
     finally:
         await probe.stop()
+
+
+async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    topic = await _topic(infra)
+    events = [sample_event(clock) for _ in range(3)]
+    for event in events:
+        await _send(producer, topic, event.to_bytes())
+
+    async def summarise(session: AsyncSession) -> None:
+        # Sees the handlers' rows of this transaction, and commits or rolls back with them.
+        handled = await session.scalar(
+            select(func.count()).select_from(Effect).where(Effect.note != "flush")
+        )
+        session.add(Effect(event_id=f"after {handled}", note="flush"))
+
+    async with _consuming(
+        infra,
+        sessions,
+        producer,
+        clock,
+        topic,
+        _recording_handler(),
+        "g-flush",
+        before_commit=summarise,
+    ):
+        await eventually(lambda: _flushes(sessions), what="a flush that saw all three events")
+    # One flush per transaction (one, unless the broker split the records), each counting the
+    # handled rows committed with it and before it.
+    flushes = await _flushes(sessions)
+    assert flushes[-1] == "after 3"
+    assert flushes == sorted(flushes) and len(set(flushes)) == len(flushes)
+
+
+async def _flushes(sessions: Sessions) -> list[str]:
+    async with sessions() as session:
+        rows = (
+            await session.scalars(
+                select(Effect.event_id).where(Effect.note == "flush").order_by(Effect.id)
+            )
+        ).all()
+    return list(rows) if rows and rows[-1] == "after 3" else []

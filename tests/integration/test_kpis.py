@@ -68,6 +68,7 @@ async def record(sessions: Sessions, events: list[CloudEvent]) -> None:
     async with sessions() as session, session.begin():
         for event in events:
             await recorder(session, event, "test.topic.v1")
+        await recorder.flush(session)
 
 
 @dataclass

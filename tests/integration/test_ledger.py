@@ -88,6 +88,7 @@ async def record(runtime: Runtime, events: list[tuple[str, CloudEvent]]) -> None
     async with runtime.transaction() as session:
         for topic, event in events:
             await recorder(session, event, topic)
+        await recorder.flush(session)
 
 
 def case_events(case_id: UUID, n: int) -> list[tuple[str, CloudEvent]]:

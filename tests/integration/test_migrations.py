@@ -75,6 +75,7 @@ async def test_ledger_entries_nodes_and_heads_cannot_be_changed_or_removed(infra
                 await record(
                     session, new_event("whistle/test", "s", payload, now), "dispatch.cases.v1"
                 )
+            await record.flush(session)
             await session.execute(
                 text("INSERT INTO tree_head VALUES (2, :h, now(), :h)"), {"h": b"\x00" * 32}
             )
