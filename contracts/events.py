@@ -51,6 +51,38 @@ class TipReceived(EventData):
     received_at: AwareDatetime
 
 
+class TipSupplemented(EventData):
+    """The citizen added to a tip already accepted (e.g. a WeChat photo or location sent after
+    the text). Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.tip.supplemented"
+
+    tip_id: UUID
+    channel: Channel
+    external_ref: str | None = Field(default=None, description="the channel's message id")
+    attachments: list[str] = Field(
+        default_factory=list, description="SHA-256 of each stored file, or the channel's media id"
+    )
+    location: GeoPoint | None = None
+    address: str | None = None
+    text: str | None = Field(default=None, max_length=4000)
+    supplemented_at: AwareDatetime
+
+
+class TipRated(EventData):
+    """回访: the citizen rated how their resolved case was handled. A dissatisfied rating
+    reopens the case. Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.tip.rated"
+
+    tip_id: UUID
+    case_id: UUID
+    rating: Rating
+    comment: str | None = Field(default=None, max_length=1000)
+    channel: Channel
+    rated_at: AwareDatetime
+
+
 class CaseOpened(EventData):
     """Dispatch opened a case for a tip and recorded how it triaged it."""
 
@@ -101,6 +133,10 @@ class CaseAssigned(EventData):
     explanation: list[str]
     actor: str | None = Field(default=None, description="who assigned by hand, if anyone")
     actor_role: str | None = None
+    supporting_units: list[str] = Field(
+        default_factory=list,
+        description="联合执法: units of the supporting departments acting with the lead unit",
+    )
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -159,9 +195,57 @@ class CaseReopened(CaseStep):
     reason: str
 
 
+class CaseMerged(EventData):
+    """A near-duplicate tip joined an open case of the same matter (same grid, or within the
+    merge distance, inside the merge window) instead of opening a case of its own."""
+
+    event_type = "whistle.case.merged"
+
+    case_id: UUID = Field(description="the open case the tip joined")
+    tip_id: UUID = Field(description="the tip that joined it")
+    matter_code: str
+    rule: Literal["same_grid", "within_distance"]
+    distance_m: float | None = Field(default=None, ge=0)
+    window_hours: float = Field(gt=0)
+    catalogue_version: str
+    explanation: list[str]
+
+
+class CaseSplit(CaseStep):
+    """A dispatcher split a merged tip back out of a case; it is triaged as a new case
+    (``split_case_id``), which follows with its own ``whistle.case.opened``."""
+
+    event_type = "whistle.case.split"
+    split_tip_id: UUID
+    split_case_id: UUID
+    reason: str
+
+
+class WhistleBlown(CaseStep):
+    """吹哨: the township summons one or more county departments for a case, with a reason
+    code checked against the county's eligibility rules (两吹两不吹), or automatically when the
+    matter is county-only or not claimed by the township."""
+
+    event_type = "whistle.case.whistle_blown"
+    whistle_id: UUID
+    departments: list[str] = Field(min_length=1, description="codes of the summoned departments")
+    reason_code: str
+    reason: str
+    automatic: bool = False
+    rule: str = Field(description="the eligibility rule that allowed it")
+    matter_code: str | None = None
+    urgency: Urgency
+
+
+ClockKind = Literal["first_response", "resolution", "whistle_receipt", "whistle_reply"]
+"""A case's own clocks, and a summoned department's clocks under the whistle protocol."""
+
+Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
+
+
 class Deadline(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["first_response", "resolution"]
+    kind: ClockKind
     due_at: AwareDatetime
     warn_at: AwareDatetime
     provisional_reason: str | None = Field(
@@ -187,20 +271,22 @@ class DeadlineStopped(EventData):
     event_type = "whistle.deadline.stopped"
 
     case_id: UUID
-    kind: Literal["first_response", "resolution"]
+    kind: ClockKind
     round: int = Field(ge=1)
     due_at: AwareDatetime
     stopped_at: AwareDatetime
     on_time: bool
     late_by_seconds: int = Field(ge=0)
     stopped_by: str = Field(description="the case event that stopped it")
+    whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
+    department_code: str | None = Field(default=None, description="for a whistle clock")
 
 
 class LadderStep(EventData):
     """A step of a clock's escalation ladder, fired by escalation's scheduler."""
 
     case_id: UUID
-    kind: Literal["first_response", "resolution"]
+    kind: ClockKind
     round: int = Field(ge=1)
     due_at: AwareDatetime = Field(description="the clock's deadline")
     scheduled_for: AwareDatetime = Field(description="when the policy put this step")
@@ -209,6 +295,10 @@ class LadderStep(EventData):
         ge=0, description="how much later than scheduled it fired (e.g. after downtime)"
     )
     policy_id: str
+    whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
+    department_code: str | None = Field(
+        default=None, description="the summoned department, for a whistle clock"
+    )
 
 
 class DeadlineWarning(LadderStep):
@@ -247,8 +337,122 @@ class LeadershipNotified(LadderStep):
     supervision_event_id: str = Field(description="id of the whistle.case.supervised event")
 
 
+class ExtensionRequested(EventData):
+    """延期: the acting unit asked for more time on a running clock."""
+
+    event_type = "whistle.deadline.extension_requested"
+
+    case_id: UUID
+    request_id: UUID
+    kind: ClockKind
+    round: int = Field(ge=1)
+    due_at: AwareDatetime = Field(description="the deadline in force")
+    requested_due_at: AwareDatetime
+    reason: str
+    requested_by: str
+    requested_by_role: str
+
+
+class ExtensionDecided(EventData):
+    """An extension request was approved (the clock moves to ``new_due_at`` and its ladder is
+    rescheduled) or refused."""
+
+    event_type = "whistle.deadline.extension_decided"
+
+    case_id: UUID
+    request_id: UUID
+    kind: ClockKind
+    round: int = Field(ge=1)
+    approved: bool
+    old_due_at: AwareDatetime
+    new_due_at: AwareDatetime | None = None
+    note: str | None = None
+    decided_by: str
+    decided_by_role: str
+
+
+class WhistleNotified(EventData):
+    """A summoned department's notice on its own topic ``escalation.dept.<code>.v1``, with the
+    deadlines for its receipt (报到) and its reply."""
+
+    event_type = "whistle.whistle.notified"
+
+    case_id: UUID
+    whistle_id: UUID
+    department_code: str
+    township_code: str | None
+    matter_code: str | None
+    reason_code: str
+    reason: str
+    urgency: Urgency
+    receipt_due_at: AwareDatetime
+    reply_due_at: AwareDatetime
+    policy_id: str
+
+
+class WhistleReceiptSubmitted(EventData):
+    """报到 from a department's own system, produced onto ``escalation.whistles.v1``."""
+
+    event_type = "whistle.whistle.receipt_submitted"
+
+    case_id: UUID
+    whistle_id: UUID
+    department_code: str
+    receipt_no: str = Field(min_length=1, max_length=64)
+    officer: str | None = None
+
+
+class WhistleReplySubmitted(EventData):
+    """A department's reply with the result, from its own system (``escalation.whistles.v1``)."""
+
+    event_type = "whistle.whistle.reply_submitted"
+
+    case_id: UUID
+    whistle_id: UUID
+    department_code: str
+    result: str = Field(min_length=1, max_length=4000)
+    evidence: list[Sha256] = Field(default_factory=list)
+    officer: str | None = None
+
+
+class WhistleReported(EventData):
+    """报到 recorded: the department registered the case and issued its receipt (回执)."""
+
+    event_type = "whistle.whistle.reported"
+
+    case_id: UUID
+    whistle_id: UUID
+    department_code: str
+    receipt_no: str
+    reported_at: AwareDatetime
+    due_at: AwareDatetime
+    on_time: bool
+    latency_seconds: int = Field(ge=0, description="from the notice to the receipt")
+    via: Literal["http", "kafka"]
+    actor: str | None = None
+
+
+class WhistleReplied(EventData):
+    """The department's reply with the result, recorded against its reply deadline."""
+
+    event_type = "whistle.whistle.replied"
+
+    case_id: UUID
+    whistle_id: UUID
+    department_code: str
+    result: str
+    evidence: list[Sha256] = Field(default_factory=list)
+    replied_at: AwareDatetime
+    due_at: AwareDatetime
+    on_time: bool
+    via: Literal["http", "kafka"]
+    actor: str | None = None
+
+
 EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
+    TipSupplemented,
+    TipRated,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,
@@ -259,6 +463,9 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseResolved,
     CaseClosed,
     CaseReopened,
+    CaseMerged,
+    CaseSplit,
+    WhistleBlown,
     DeadlinesSet,
     DeadlineStopped,
     DeadlineWarning,
@@ -266,5 +473,12 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseChased,
     CaseSupervised,
     LeadershipNotified,
+    ExtensionRequested,
+    ExtensionDecided,
+    WhistleNotified,
+    WhistleReceiptSubmitted,
+    WhistleReplySubmitted,
+    WhistleReported,
+    WhistleReplied,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

@@ -31,7 +31,12 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import CONTENT_TYPE, CloudEvent, EventData
 from contracts.events import EVENT_MODELS
-from contracts.topics import DEPARTMENT_TOPIC_TEMPLATE, TOPICS, department_topic
+from contracts.topics import (
+    DEPARTMENT_MESSAGES,
+    DEPARTMENT_TOPIC_TEMPLATE,
+    TOPICS,
+    department_topic,
+)
 
 ASYNCAPI_VERSION = "3.0.0"
 API_TITLE = "Whistle events"
@@ -166,14 +171,22 @@ def asyncapi_document() -> dict[str, Any]:
                 "summary": f"{topic.producer} publishes {m.event_type} to {topic.name}.",
                 "messages": [{"$ref": f"#/channels/{cid}/messages/{m.__name__}"}],
             }
-    dept = _channel(DEPARTMENT_TOPIC_TEMPLATE, _summary(department_topic), ())
+    dept_id = _channel_id(DEPARTMENT_TOPIC_TEMPLATE)
+    dept = _channel(DEPARTMENT_TOPIC_TEMPLATE, _summary(department_topic), DEPARTMENT_MESSAGES)
     dept["parameters"] = {
         "code": {
             "description": "The county department's code, lower-cased (see department_topic()).",
             "examples": ["scjgj"],
         }
     }
-    channels[_channel_id(DEPARTMENT_TOPIC_TEMPLATE)] = dept
+    channels[dept_id] = dept
+    for m in DEPARTMENT_MESSAGES:
+        operations[f"escalation.publishDepartment{m.__name__}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{dept_id}"},
+            "summary": f"escalation publishes {m.event_type} to a department's own topic.",
+            "messages": [{"$ref": f"#/channels/{dept_id}/messages/{m.__name__}"}],
+        }
 
     messages = {
         m.__name__: {

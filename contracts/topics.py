@@ -10,11 +10,13 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
     CaseRejected,
     CaseReopened,
     CaseResolved,
+    CaseSplit,
     CaseStarted,
     CaseSupervised,
     CaseTriageRequired,
@@ -22,8 +24,18 @@ from contracts.events import (
     DeadlinesSet,
     DeadlineStopped,
     DeadlineWarning,
+    ExtensionDecided,
+    ExtensionRequested,
     LeadershipNotified,
+    TipRated,
     TipReceived,
+    TipSupplemented,
+    WhistleBlown,
+    WhistleNotified,
+    WhistleReceiptSubmitted,
+    WhistleReplied,
+    WhistleReplySubmitted,
+    WhistleReported,
 )
 
 TIPS = "intake.tips.v1"
@@ -44,7 +56,13 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic(TIPS, "intake", "Tips accepted from every channel, one event per tip.", (TipReceived,)),
+    Topic(
+        TIPS,
+        "intake",
+        "Tips accepted from every channel, what citizens added to them, and their ratings. "
+        "Key: tip id.",
+        (TipReceived, TipSupplemented, TipRated),
+    ),
     Topic(
         CASES,
         "dispatch",
@@ -60,6 +78,9 @@ TOPICS: tuple[Topic, ...] = (
             CaseResolved,
             CaseClosed,
             CaseReopened,
+            CaseMerged,
+            CaseSplit,
+            WhistleBlown,
         ),
     ),
     Topic(
@@ -73,9 +94,17 @@ TOPICS: tuple[Topic, ...] = (
             DeadlineOverdue,
             CaseChased,
             CaseSupervised,
+            ExtensionRequested,
+            ExtensionDecided,
         ),
     ),
-    Topic(WHISTLES, "escalation", "The whistle protocol (吹哨报到): summons, receipts, replies."),
+    Topic(
+        WHISTLES,
+        "escalation",
+        "The whistle protocol (吹哨报到): receipts (报到) and replies, as departments submit them "
+        "from their own systems and as escalation records them. Key: case id.",
+        (WhistleReceiptSubmitted, WhistleReplySubmitted, WhistleReported, WhistleReplied),
+    ),
     Topic(
         LEADERSHIP,
         "escalation",
@@ -83,6 +112,11 @@ TOPICS: tuple[Topic, ...] = (
         (LeadershipNotified,),
     ),
 )
+
+
+DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (WhistleNotified, CaseChased, CaseSupervised)
+"""What a county department's own topic carries: its summons, and copies of the chases and
+supervisions of its whistle clocks (the originals are on ``escalation.deadlines.v1``)."""
 
 
 def department_topic(code: str) -> str:
@@ -95,6 +129,8 @@ def dlq_topic(topic: str) -> str:
 
 
 def topic_for(event_type: str) -> str:
+    """The one registered topic that carries an event type. Events only addressed to a
+    department (``whistle.whistle.notified``) have none: use :func:`department_topic`."""
     for topic in TOPICS:
         if any(m.event_type == event_type for m in topic.messages):
             return topic.name

@@ -24,11 +24,13 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
     CaseRejected,
     CaseReopened,
     CaseResolved,
+    CaseSplit,
     CaseStarted,
     CaseSupervised,
     CaseTriageRequired,
@@ -38,16 +40,28 @@ from contracts.events import (
     DeadlinesSet,
     DeadlineStopped,
     DeadlineWarning,
+    ExtensionDecided,
+    ExtensionRequested,
     GeoPoint,
     LeadershipNotified,
+    TipRated,
     TipReceived,
+    TipSupplemented,
+    WhistleBlown,
+    WhistleNotified,
+    WhistleReceiptSubmitted,
+    WhistleReplied,
+    WhistleReplySubmitted,
+    WhistleReported,
 )
-from contracts.topics import TOPICS, all_topic_names, dlq_topic, topic_for
+from contracts.topics import DEPARTMENT_MESSAGES, TOPICS, all_topic_names, dlq_topic, topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 TIP_ID = UUID("01956f3a-0000-7000-8000-000000000001")
 CASE_ID = UUID("01956f3a-0000-7000-8000-000000000002")
+WHISTLE_ID = UUID("01956f3a-0000-7000-8000-000000000006")
+REQUEST_ID = UUID("01956f3a-0000-7000-8000-000000000007")
 
 STEP: dict[str, Any] = {
     "case_id": CASE_ID,
@@ -163,6 +177,110 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     CaseSupervised: lambda: CaseSupervised.model_validate(LADDER),
     LeadershipNotified: lambda: LeadershipNotified.model_validate(
         {**LADDER, "supervision_event_id": "01956f3a-0000-7000-8000-000000000003"}
+    ),
+    TipSupplemented: lambda: TipSupplemented(
+        tip_id=TIP_ID,
+        channel="wechat",
+        external_ref="23456789012345",
+        location=GeoPoint(lat=30.1, lon=120.2),
+        supplemented_at=NOW,
+    ),
+    TipRated: lambda: TipRated(
+        tip_id=TIP_ID,
+        case_id=CASE_ID,
+        rating="dissatisfied",
+        comment="垃圾又堆起来了",
+        channel="web",
+        rated_at=NOW,
+    ),
+    CaseMerged: lambda: CaseMerged(
+        case_id=CASE_ID,
+        tip_id=TIP_ID,
+        matter_code="HW-001",
+        rule="within_distance",
+        distance_m=120.5,
+        window_hours=72,
+        catalogue_version="2025.1",
+        explanation=["同一事项, 相距 121 米, 72 小时内"],
+    ),
+    CaseSplit: lambda: CaseSplit(
+        **STEP,
+        split_tip_id=UUID("01956f3a-0000-7000-8000-000000000004"),
+        split_case_id=UUID("01956f3a-0000-7000-8000-000000000005"),
+        reason="不是同一处垃圾",
+    ),
+    WhistleBlown: lambda: WhistleBlown(
+        **STEP,
+        whistle_id=WHISTLE_ID,
+        departments=["SCJGJ", "ZJJ"],
+        reason_code="beyond_powers",
+        reason="超出乡镇执法权限",
+        rule="county_only_item",
+        matter_code="HW-001",
+        urgency="general",
+    ),
+    ExtensionRequested: lambda: ExtensionRequested(
+        case_id=CASE_ID,
+        request_id=REQUEST_ID,
+        kind="resolution",
+        round=1,
+        due_at=NOW,
+        requested_due_at=NOW + timedelta(days=5),
+        reason="需等待检测报告",
+        requested_by="S0025",
+        requested_by_role="unit_member",
+    ),
+    ExtensionDecided: lambda: ExtensionDecided(
+        case_id=CASE_ID,
+        request_id=REQUEST_ID,
+        kind="resolution",
+        round=1,
+        approved=True,
+        old_due_at=NOW,
+        new_due_at=NOW + timedelta(days=5),
+        decided_by="S0001",
+        decided_by_role="county_supervisor",
+    ),
+    WhistleNotified: lambda: WhistleNotified(
+        case_id=CASE_ID,
+        whistle_id=WHISTLE_ID,
+        department_code="SCJGJ",
+        township_code="T03",
+        matter_code="HW-001",
+        reason_code="beyond_powers",
+        reason="超出乡镇执法权限",
+        urgency="general",
+        receipt_due_at=NOW + timedelta(days=1),
+        reply_due_at=NOW + timedelta(days=15),
+        policy_id="P-GENERAL",
+    ),
+    WhistleReceiptSubmitted: lambda: WhistleReceiptSubmitted(
+        case_id=CASE_ID, whistle_id=WHISTLE_ID, department_code="SCJGJ", receipt_no="SC-2025-17"
+    ),
+    WhistleReplySubmitted: lambda: WhistleReplySubmitted(
+        case_id=CASE_ID, whistle_id=WHISTLE_ID, department_code="SCJGJ", result="已联合查处"
+    ),
+    WhistleReported: lambda: WhistleReported(
+        case_id=CASE_ID,
+        whistle_id=WHISTLE_ID,
+        department_code="SCJGJ",
+        receipt_no="SC-2025-17",
+        reported_at=NOW + timedelta(hours=3),
+        due_at=NOW + timedelta(days=1),
+        on_time=True,
+        latency_seconds=10800,
+        via="http",
+        actor="D-SCJGJ-01",
+    ),
+    WhistleReplied: lambda: WhistleReplied(
+        case_id=CASE_ID,
+        whistle_id=WHISTLE_ID,
+        department_code="SCJGJ",
+        result="已联合查处",
+        replied_at=NOW + timedelta(days=2),
+        due_at=NOW + timedelta(days=15),
+        on_time=True,
+        via="kafka",
     ),
 }
 
@@ -297,7 +415,10 @@ def test_asyncapi_shape() -> None:
             op = operations[f"{topic.producer}.publish{model.__name__}"]
             assert op["action"] == "send"
             assert _resolve(doc, op["channel"]["$ref"])["address"] == topic.name
-    assert len(operations) == sum(len(t.messages) for t in TOPICS)
+    for model in DEPARTMENT_MESSAGES:
+        op = operations[f"escalation.publishDepartment{model.__name__}"]
+        assert _resolve(doc, op["channel"]["$ref"])["address"] == "escalation.dept.{code}.v1"
+    assert len(operations) == sum(len(t.messages) for t in TOPICS) + len(DEPARTMENT_MESSAGES)
 
     messages = doc["components"]["messages"]
     assert {m["name"] for m in messages.values()} == {m.event_type for m in EVENT_MODELS}
@@ -363,7 +484,7 @@ def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None
 
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
-    key = "tip_id" if model is TipReceived else "case_id"
+    key = "tip_id" if model in (TipReceived, TipSupplemented) else "case_id"
     wire = _wire(_event(model))
     del wire["data"][key]
     errors = list(_validator(model.event_type).iter_errors(wire))
@@ -434,6 +555,11 @@ def test_to_bytes_leaves_out_unset_attributes() -> None:
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_topic_for_maps_each_event_to_the_topic_listing_it(model: type[EventData]) -> None:
     listing = [t.name for t in TOPICS if model in t.messages]
+    if not listing:
+        assert model in DEPARTMENT_MESSAGES, "list each event model on a topic"
+        with pytest.raises(KeyError):
+            topic_for(model.event_type)
+        return
     assert listing == [topic_for(model.event_type)]
 
 
