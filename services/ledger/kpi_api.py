@@ -17,6 +17,7 @@ from services.ledger.kpis import (
     local_day,
     period_of,
     rates,
+    report_latency_avg_seconds,
 )
 from services.runtime.auth import Principal, require_roles
 from services.runtime.service import Runtime, get_runtime
@@ -48,6 +49,7 @@ class GroupOut(BaseModel):
     key: str | None
     counts: dict[str, int]
     rates: dict[str, RateOut]
+    whistle_report_latency_avg_seconds: float | None
     rejections_by_reason: list[ReasonCount]
 
 
@@ -97,6 +99,7 @@ async def kpis(
             key=key,
             counts=counts.as_dict(),
             rates={name: RateOut(**vars(rate)) for name, rate in rates(counts).items()},
+            whistle_report_latency_avg_seconds=report_latency_avg_seconds(counts),
             rejections_by_reason=[
                 ReasonCount(reason=reason, count=n)
                 for reason, n in sorted(

@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ledger.kpis import (
     PERIOD_KINDS,
     RESOLVED_KINDS,
+    SATISFIED,
     Counts,
     Period,
     local_day,
     period_of,
     rates,
 )
-from services.ledger.models import KpiCase, KpiRejection
+from services.ledger.models import KpiCase, KpiLadder, KpiRating, KpiRejection, KpiWhistle
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 
@@ -75,10 +76,14 @@ async def tally(
     unit_departments: Mapping[str, str | None],
 ) -> Tally:
     """Counts per group over the period (see services.ledger.kpis for what each means)."""
-    if group_by == "department":
-        by_unit = await tally(session, period, "unit", now, timezone, unit_departments)
-        return by_unit.folded(lambda unit: unit_departments.get(unit) if unit else None)
     start, end = period.bounds(timezone)
+    if group_by == "department":
+        # A unit's case counts are its department's; whistles and their chases name the
+        # summoned department themselves.
+        by_unit = await tally(session, period, "unit", now, timezone, unit_departments)
+        out = by_unit.folded(lambda unit: unit_departments.get(unit) if unit else None)
+        await _add_whistle_counts(session, out, start, end, group_by)
+        return out
     c = KpiCase
     key: Any = {
         "county": literal(COUNTY),
@@ -159,7 +164,96 @@ async def tally(
     for row in (await session.execute(query.group_by(rejection_key, r.reason))).mappings():
         out.reasons.setdefault(row["key"], {})[row["reason"]] = row["n"]
         out.counts.setdefault(row["key"], Counts()).rejections += row["n"]
+
+    rating = KpiRating
+    satisfied = rating.rating.in_(SATISFIED)  # type: ignore[attr-defined]
+    query = (
+        select(key.label("key"), func.count().label("rated"), _count(satisfied).label("satisfied"))
+        .select_from(rating)
+        .outerjoin(c, c.case_id == rating.case_id)  # type: ignore[arg-type]
+        .where(_within(rating.rated_at, start, end))
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        counts.rated += row["rated"]
+        counts.satisfied += row["satisfied"]
+    if group_by != "unit":  # whistles are the township's and the departments', not a unit's
+        await _add_whistle_counts(session, out, start, end, group_by)
+    else:
+        await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
     return out
+
+
+async def _add_whistle_counts(
+    session: AsyncSession, out: Tally, start: datetime, end: datetime, group_by: GroupBy
+) -> None:
+    """Whistles, 报到 and replies, and the chases and supervisions, into ``out``."""
+    w, c = KpiWhistle, KpiCase
+    key: Any = {
+        "county": literal(COUNTY),
+        "township": w.township,
+        "department": w.department,
+        "matter": c.matter,
+    }[group_by]
+    reported = _within(w.reported_at, start, end)
+    replied = _within(w.replied_at, start, end)
+    columns = {
+        "whistles": _count(_within(w.blown_at, start, end)),
+        "whistle_reports": _count(reported),
+        "whistle_reports_on_time": _count(and_(reported, w.report_on_time.is_(True))),  # type: ignore[union-attr]
+        "whistle_report_latency_seconds": func.coalesce(
+            func.sum(w.report_latency_seconds).filter(reported), 0
+        ),
+        "whistle_replies": _count(replied),
+        "whistle_replies_on_time": _count(and_(replied, w.reply_on_time.is_(True))),  # type: ignore[union-attr]
+    }
+    query = select(key.label("key"), *(v.label(k) for k, v in columns.items())).select_from(w)
+    if group_by == "matter":
+        query = query.outerjoin(c, c.case_id == w.case_id)  # type: ignore[arg-type]
+    touches = or_(_within(w.blown_at, start, end), reported, replied)
+    for row in (await session.execute(query.where(touches).group_by(key))).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        for name in columns:
+            setattr(counts, name, getattr(counts, name) + int(row[name]))
+    if group_by == "department":
+        await _add_ladder_counts(
+            session,
+            out,
+            start,
+            end,
+            KpiLadder.department,
+            KpiLadder.department.isnot(None),  # type: ignore[union-attr]
+        )
+    else:
+        ladder_key: Any = {"county": literal(COUNTY), "township": c.township, "matter": c.matter}
+        await _add_ladder_counts(session, out, start, end, ladder_key[group_by], literal(True))
+
+
+async def _add_ladder_counts(
+    session: AsyncSession,
+    out: Tally,
+    start: datetime,
+    end: datetime,
+    key: Any,
+    which: ColumnElement[bool],
+) -> None:
+    step, c = KpiLadder, KpiCase
+    query = (
+        select(
+            key.label("key"),
+            _count(step.step == "chase").label("chases"),
+            _count(step.step == "supervise").label("supervisions"),
+        )
+        .select_from(step)
+        .outerjoin(c, c.case_id == step.case_id)  # type: ignore[arg-type]
+        .where(_within(step.at, start, end), which)
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        counts.chases += row["chases"]
+        counts.supervisions += row["supervisions"]
 
 
 # --- Prometheus: bounded labels only (reference-data codes, never case or tip ids) ----------
@@ -177,7 +271,17 @@ KPI_COUNT = Gauge(
 )
 # Units are left to the API: 255 of them times every rate and period is too many series.
 METRIC_GROUPS: tuple[GroupBy, ...] = ("county", "township", "department", "matter")
-METRIC_COUNTS = ("opened", "closed", "resolution_overdue", "resolution_overdue_open", "rejections")
+METRIC_COUNTS = (
+    "opened",
+    "closed",
+    "resolution_overdue",
+    "resolution_overdue_open",
+    "rejections",
+    "whistles",
+    "whistle_reports",
+    "chases",
+    "supervisions",
+)
 OTHER, NONE = "other", "none"
 
 

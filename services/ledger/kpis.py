@@ -22,6 +22,8 @@ PERIOD_KINDS: tuple[PeriodKind, ...] = ("month", "quarter", "year")
 
 # A resolution that solved the problem; "unsubstantiated" closes a case without solving one.
 RESOLVED_KINDS: tuple[str, ...] = ("on_the_spot", "rectified", "penalised")
+# The ratings 满意率 counts as satisfied.
+SATISFIED: tuple[str, ...] = ("satisfied", "basically_satisfied")
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,11 @@ DEFINITIONS: dict[str, Definition] = {
     ),
     "satisfaction_rate": Definition(
         "满意率 (satisfaction rate)",
-        "rated cases the citizen called satisfied or basically satisfied",
-        "cases the citizen rated in the follow-up call (回访)",
-        "no satisfaction events are published yet: always null, 'no ratings'",
+        "ratings of satisfied or basically satisfied",
+        "ratings citizens gave (回访): each tip's latest rating of its case's resolution (a tip "
+        "rated again after a reopening counts once, with its new rating; every citizen whose tip "
+        "joined a merged case rates it)",
+        "the moment of the rating",
     ),
     "on_time_resolution_rate": Definition(
         "按期办结率 (on-time resolution rate)",
@@ -68,6 +72,19 @@ DEFINITIONS: dict[str, Definition] = {
         "cases opened",
         "the moment the case was opened",
     ),
+    "whistle_report_on_time_rate": Definition(
+        "报到及时率 (on-time report-in rate)",
+        "summoned departments that reported in (报到) by their receipt deadline",
+        "summoned departments that reported in; grouped by township, or by the summoned "
+        "department (a whistle on two departments counts for each)",
+        "the moment of the 报到",
+    ),
+    "whistle_reply_on_time_rate": Definition(
+        "答复及时率 (on-time reply rate)",
+        "summoned departments that replied with the result by their reply deadline",
+        "summoned departments that replied",
+        "the moment of the reply",
+    ),
 }
 
 COUNT_DEFINITIONS: dict[str, str] = {
@@ -75,6 +92,14 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "resolution_overdue": "resolution clocks that stopped late (超期办结), by the stop",
     "resolution_overdue_open": "resolution clocks past due and still running, by the due time",
     "rejections": "退单: rejections by the assigned unit, by the rejection, with their reasons",
+    "whistles": "吹哨: departments summoned, one per department per whistle, by when it was blown",
+    "whistle_reports": "报到: summoned departments that reported in, by the 报到",
+    "whistle_report_latency_seconds": "the summed time from the summons to each 报到 (see the "
+    "average whistle_report_latency_avg_seconds)",
+    "whistle_replies": "summoned departments that replied with the result, by the reply",
+    "chases": "催办 fired, by when it fired: of a case's clocks (the case's township, unit and its "
+    "department) and of whistle clocks (the summoned department; not a unit)",
+    "supervisions": "督办 fired, by when it fired, counted like chases",
 }
 
 
@@ -130,13 +155,21 @@ class Counts:
     first_response_met: int = 0
     closed: int = 0
     closed_resolved: int = 0
-    rated: int = 0  # no satisfaction events yet
+    rated: int = 0
     satisfied: int = 0
     resolution_stopped: int = 0
     resolution_on_time: int = 0
     resolution_overdue: int = 0
     resolution_overdue_open: int = 0
     rejections: int = 0
+    whistles: int = 0
+    whistle_reports: int = 0
+    whistle_reports_on_time: int = 0
+    whistle_report_latency_seconds: int = 0
+    whistle_replies: int = 0
+    whistle_replies_on_time: int = 0
+    chases: int = 0
+    supervisions: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -181,12 +214,27 @@ def on_the_spot_rate(c: Counts) -> Rate:
     return _rate(c.on_the_spot, c.opened)
 
 
+def whistle_report_on_time_rate(c: Counts) -> Rate:
+    return _rate(c.whistle_reports_on_time, c.whistle_reports, "no 报到")
+
+
+def whistle_reply_on_time_rate(c: Counts) -> Rate:
+    return _rate(c.whistle_replies_on_time, c.whistle_replies, "no replies")
+
+
+def report_latency_avg_seconds(c: Counts) -> float | None:
+    """The mean time from a department's summons to its 报到; None without any 报到."""
+    return c.whistle_report_latency_seconds / c.whistle_reports if c.whistle_reports else None
+
+
 RATES = {
     "response_rate": response_rate,
     "resolution_rate": resolution_rate,
     "satisfaction_rate": satisfaction_rate,
     "on_time_resolution_rate": on_time_resolution_rate,
     "on_the_spot_rate": on_the_spot_rate,
+    "whistle_report_on_time_rate": whistle_report_on_time_rate,
+    "whistle_reply_on_time_rate": whistle_reply_on_time_rate,
 }
 
 

@@ -71,10 +71,13 @@ class LedgerState(SQLModel, table=True):
 
 
 class CaseTip(SQLModel, table=True):
+    """The tips of a case: the one it was opened for, and those merged into it. A tip split out
+    of a case belongs to both: the first case's trail still shows what it was part of."""
+
     __tablename__ = "ledger_case_tip"
 
     tip_id: UUID = Field(primary_key=True)
-    case_id: UUID = Field(index=True)
+    case_id: UUID = Field(primary_key=True, index=True)
 
 
 # --- KPI facts: a projection of the recorded events, kept in the transaction that records them
@@ -147,4 +150,49 @@ class KpiRejection(SQLModel, table=True):
     reason: str
     township: str | None = None
     unit: str | None = None
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class KpiRating(SQLModel, table=True):
+    """A citizen's rating (回访) of a resolution; a tip rated again after a reopening keeps its
+    latest rating."""
+
+    __tablename__ = "kpi_rating"
+
+    tip_id: UUID = Field(primary_key=True)
+    rated_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    case_id: UUID = Field(index=True)
+    rating: str
+
+
+class KpiWhistle(SQLModel, table=True):
+    """One summoned department of one whistle (吹哨): when it was blown, its 报到 and reply."""
+
+    __tablename__ = "kpi_whistle"
+
+    whistle_id: UUID = Field(primary_key=True)
+    department: str = Field(primary_key=True)
+    case_id: UUID | None = Field(default=None, index=True)
+    township: str | None = None
+    blown_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    report_on_time: bool | None = None
+    report_latency_seconds: int | None = None
+    replied_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reply_on_time: bool | None = None
+
+
+class KpiLadder(SQLModel, table=True):
+    """A chase (催办) or supervision (督办): of a case's own clock, or of a summoned
+    department's whistle clock (``department`` set)."""
+
+    __tablename__ = "kpi_ladder"
+
+    event_id: str = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    step: str  # chase, supervise
+    clock: str  # the clock kind
+    department: str | None = None
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

@@ -1,5 +1,6 @@
-"""The KPI facts (``kpi_case``, ``kpi_tip``, ``kpi_rejection``), projected from the events the
-ledger records, in the same transaction and the same batch write as the entries.
+"""The KPI facts (``kpi_case``, ``kpi_tip``, ``kpi_rejection``, ``kpi_rating``, ``kpi_whistle``,
+``kpi_ladder``), projected from the events the ledger records, in the same transaction and the
+same batch write as the entries.
 
 Each event contributes a partial row of its case's facts. Partial rows merge by rules that do
 not depend on the order events arrive in (tips and deadlines travel on other topics than the
@@ -10,6 +11,10 @@ batch with the stored row in one ``INSERT … ON CONFLICT DO UPDATE``.
 A tip's channel and whether it was resolved on the spot arrive on ``whistle.tip.received``,
 which has no case id; ``kpi_tip`` keeps them, and one ``UPDATE … FROM kpi_tip`` per batch copies
 them onto the cases of the tips and cases that batch touched, whichever came first.
+
+Ratings, whistles and ladder steps are facts of their own, each set by one kind of event, so
+their order does not matter either: a whistle's row merges its blowing, its 报到 and its reply
+whichever is recorded first.
 
 The projection never stops an event from being recorded: an event it cannot read is recorded,
 logged and left out of the KPIs.
@@ -27,7 +32,7 @@ from sqlalchemy import Connection, and_, case, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts.envelope import CloudEvent
-from services.ledger.models import KpiCase, KpiRejection, KpiTip
+from services.ledger.models import KpiCase, KpiLadder, KpiRating, KpiRejection, KpiTip, KpiWhistle
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,17 @@ COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *COUN
 FROM_TIP = ("channel", "tip_on_spot")
 
 RESOLVED_KINDS = ("on_the_spot", "rectified", "penalised")
+WHISTLE_FACTS = (
+    "case_id",
+    "township",
+    "blown_at",
+    "reported_at",
+    "report_on_time",
+    "report_latency_seconds",
+    "replied_at",
+    "reply_on_time",
+)
+LADDER_STEPS = {"case.chased": "chase", "case.supervised": "supervise"}
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -105,6 +121,9 @@ class KpiBatch:
     tips: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     rejections: list[dict[str, Any]] = field(default_factory=list)
     tip_ids: set[UUID] = field(default_factory=set)
+    ratings: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
+    ladder: list[dict[str, Any]] = field(default_factory=list)
 
     def observe(self, event: CloudEvent) -> None:
         try:
@@ -116,9 +135,71 @@ class KpiBatch:
         merged = self.cases.setdefault(case_id, {})
         _merge(merged, facts)
 
+    def _whistle(self, whistle_id: UUID, department: str, **facts: Any) -> None:
+        row = self.whistles.setdefault(
+            (whistle_id, department), {"whistle_id": whistle_id, "department": department}
+        )
+        row.update({k: v for k, v in facts.items() if v is not None})
+
+    def _observe_whistle(self, kind: str, event: CloudEvent) -> bool:
+        """Ratings, whistles and ladder steps; False if the event is none of them."""
+        data = event.data
+        if kind == "tip.rated":
+            tip_id = UUID(data["tip_id"])
+            rated_at = _time(data["rated_at"])
+            if tip_id not in self.ratings or self.ratings[tip_id]["rated_at"] <= rated_at:
+                self.ratings[tip_id] = {
+                    "tip_id": tip_id,
+                    "rated_at": rated_at,
+                    "case_id": UUID(data["case_id"]),
+                    "rating": data["rating"],
+                }
+        elif kind == "case.whistle_blown":
+            for department in data["departments"]:
+                self._whistle(
+                    UUID(data["whistle_id"]),
+                    department,
+                    case_id=UUID(data["case_id"]),
+                    township=data.get("township_code"),
+                    blown_at=event.time,
+                )
+        elif kind == "whistle.reported":
+            self._whistle(
+                UUID(data["whistle_id"]),
+                data["department_code"],
+                case_id=UUID(data["case_id"]),
+                reported_at=_time(data["reported_at"]),
+                report_on_time=bool(data["on_time"]),
+                report_latency_seconds=int(data["latency_seconds"]),
+            )
+        elif kind == "whistle.replied":
+            self._whistle(
+                UUID(data["whistle_id"]),
+                data["department_code"],
+                case_id=UUID(data["case_id"]),
+                replied_at=_time(data["replied_at"]),
+                reply_on_time=bool(data["on_time"]),
+            )
+        elif kind in LADDER_STEPS:
+            self.ladder.append(
+                {
+                    "event_id": event.id,
+                    "case_id": UUID(data["case_id"]),
+                    "step": LADDER_STEPS[kind],
+                    "clock": data["kind"],
+                    "department": data.get("department_code"),
+                    "at": _time(data["fired_at"]),
+                }
+            )
+        else:
+            return False
+        return True
+
     def _observe(self, event: CloudEvent) -> None:
         kind = event.type.removeprefix("whistle.")
         data = event.data
+        if self._observe_whistle(kind, event) and kind != "case.whistle_blown":
+            return
         if kind == "tip.received":
             tip_id = UUID(data["tip_id"])
             self.tips[tip_id] = {
@@ -162,7 +243,8 @@ class KpiBatch:
             return
         if not kind.startswith("case."):
             return
-        tip_id = UUID(data["tip_id"]) if data.get("tip_id") else None
+        # A merged tip joins the case; the case's own tip stays the one it was opened for.
+        tip_id = UUID(data["tip_id"]) if data.get("tip_id") and kind != "case.merged" else None
         if tip_id is not None:
             self.tip_ids.add(tip_id)
         facts: dict[str, Any] = {
@@ -221,6 +303,37 @@ class KpiBatch:
             connection.execute(
                 insert(KpiRejection.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
                 self.rejections,
+            )
+        if self.ratings:
+            rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]
+            connection.execute(
+                rating.on_conflict_do_update(
+                    index_elements=["tip_id"],
+                    set_={c: rating.excluded[c] for c in ("rated_at", "case_id", "rating")},
+                    where=rating.excluded.rated_at >= KpiRating.__table__.c.rated_at,  # type: ignore[attr-defined]
+                ),
+                list(self.ratings.values()),
+            )
+        if self.whistles:
+            table = KpiWhistle.__table__  # type: ignore[attr-defined]
+            statement = insert(table)
+            rows = [
+                {c: row.get(c) for c in ("whistle_id", "department", *WHISTLE_FACTS)}
+                for row in self.whistles.values()
+            ]
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["whistle_id", "department"],
+                    set_={
+                        c: func.coalesce(statement.excluded[c], table.c[c]) for c in WHISTLE_FACTS
+                    },
+                ),
+                rows,
+            )
+        if self.ladder:
+            connection.execute(
+                insert(KpiLadder.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                self.ladder,
             )
         if self.tip_ids:
             tip = KpiTip.__table__  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ def alembic_config(service: str) -> Config:
     return config
 
 
-async def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+async def upgrade(service: str, database_url: str, revision: str = "heads") -> None:
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
         async with engine.begin() as conn:

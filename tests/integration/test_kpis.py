@@ -21,15 +21,22 @@ from contracts.envelope import CloudEvent, new_event
 from contracts.events import (
     CaseAccepted,
     CaseAssigned,
+    CaseChased,
     CaseClosed,
+    CaseMerged,
     CaseOpened,
     CaseRejected,
     CaseReopened,
     CaseResolved,
+    CaseSupervised,
     Deadline,
     DeadlinesSet,
     DeadlineStopped,
+    TipRated,
     TipReceived,
+    WhistleBlown,
+    WhistleReplied,
+    WhistleReported,
 )
 from services.dispatch.reference import load_reference
 from services.ledger import kpi_api
@@ -37,7 +44,7 @@ from services.ledger.app import kpi_scope
 from services.ledger.handlers import Recorder
 from services.ledger.kpi_store import refresh_gauges
 from services.ledger.kpis import period_of
-from services.ledger.models import KpiCase
+from services.ledger.models import CaseTip, KpiCase
 from services.runtime.auth import TokenVerifier
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.migrations import upgrade
@@ -349,6 +356,8 @@ async def test_the_rates_of_a_scripted_month(
         "satisfaction_rate",
         "on_time_resolution_rate",
         "on_the_spot_rate",
+        "whistle_report_on_time_rate",
+        "whistle_reply_on_time_rate",
     }
 
     township = groups(
@@ -480,3 +489,165 @@ async def test_bad_requests_and_roles_get_problems(
     assert response.status_code == status, response.text
     if status != 200:
         assert response.headers["content-type"] == PROBLEM
+
+
+def rated(s: Script, tip_id: UUID, rating: str, when: datetime) -> CloudEvent:
+    data = TipRated(
+        tip_id=tip_id,
+        case_id=s.case_id,
+        rating=rating,  # type: ignore[arg-type]
+        channel="web",
+        rated_at=when,
+    )
+    return new_event("whistle/intake", str(tip_id), data, when)
+
+
+def ladder(
+    s: Script, model: Any, fired: datetime, clock: str, department: str | None = None
+) -> CloudEvent:
+    data = model(
+        case_id=s.case_id,
+        kind=clock,
+        round=1,
+        due_at=fired - timedelta(hours=1),
+        scheduled_for=fired,
+        fired_at=fired,
+        late_by_seconds=0,
+        policy_id="P-GENERAL",
+        whistle_id=WHISTLE if department else None,
+        department_code=department,
+    )
+    return new_event("whistle/escalation", str(s.case_id), data, fired)
+
+
+WHISTLE = UUID("01956f3a-0000-7000-8000-00000000beef")
+
+
+async def test_ratings_whistles_and_chases_of_a_scripted_month(
+    sessions: Sessions, kpis: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """December 2026 in Asia/Shanghai, worked out by hand:
+
+    G  T03, SQUAD (department CGJ). Whistle W on SCJGJ and ZJJ at 6 Dec 03:00Z. SCJGJ reports
+       in at 05:00Z on time (7,200 s) and replies on time on the 10th; ZJJ reports in late on
+       the 8th at 02:00Z (169,200 s) and never replies. ZJJ's receipt clock was chased on the
+       7th and supervised later that day; G's own resolution clock was chased on the 9th.
+       Tip Y merged into G. G's tip rated basically satisfied, Y dissatisfied.
+    H  T03, TEAM (no department): its tip rated satisfied on the 13th, then (after a
+       reopening) dissatisfied on the 20th: the latest rating counts. A rating on 30 November
+       (of another tip of G) is November's.
+
+    满意率 December: rated G-tip, Y, H-tip = 3; satisfied G-tip = 1 → 1/3
+    报到及时率: 1/2; average 报到 latency (7,200 + 169,200) / 2 = 88,200 s; 答复及时率 1/1
+    chases: 2 (ZJJ's whistle clock; G's case clock → SQUAD → CGJ); supervisions 1 (ZJJ)
+    """
+    g, h = script(), script()
+    merged_tip = uuid4()
+    blown = at(6, 3)
+    whistle = WhistleBlown(
+        case_id=g.case_id,
+        tip_id=g.tip_id,
+        actor="S0001",
+        actor_role="township_dispatcher",
+        version=3,
+        township_code="T03",
+        unit_id=SQUAD,
+        whistle_id=WHISTLE,
+        departments=["SCJGJ", "ZJJ"],
+        reason_code="beyond_powers",
+        reason="超出乡镇职权",
+        rule="test",
+        urgency="general",
+    )
+
+    def reported(department: str, when: datetime, on_time: bool) -> CloudEvent:
+        data = WhistleReported(
+            case_id=g.case_id,
+            whistle_id=WHISTLE,
+            department_code=department,
+            receipt_no=f"{department}-1",
+            reported_at=when,
+            due_at=blown + timedelta(days=1),
+            on_time=on_time,
+            latency_seconds=int((when - blown).total_seconds()),
+            via="http",
+        )
+        return new_event("whistle/escalation", str(g.case_id), data, when)
+
+    replied = WhistleReplied(
+        case_id=g.case_id,
+        whistle_id=WHISTLE,
+        department_code="SCJGJ",
+        result="已联合查处",
+        replied_at=at(10),
+        due_at=at(20),
+        on_time=True,
+        via="kafka",
+    )
+    merge = CaseMerged(
+        case_id=g.case_id,
+        tip_id=merged_tip,
+        matter_code=g.matter,
+        rule="same_grid",
+        window_hours=72,
+        catalogue_version="v",
+        explanation=[],
+    )
+    # The department's report is recorded before the whistle that summoned it.
+    await record(sessions, [reported("ZJJ", at(8), on_time=False)])
+    await record(
+        sessions,
+        [
+            g.opened(at(6)),
+            g.assigned(at(6), SQUAD),
+            g._case(merge, at(6, 2)),
+            g._case(whistle, blown),
+            reported("SCJGJ", at(6, 5), on_time=True),
+            new_event("whistle/escalation", str(g.case_id), replied, at(10)),
+            ladder(g, CaseChased, at(7, 3), "whistle_receipt", "ZJJ"),
+            ladder(g, CaseSupervised, at(7, 20), "whistle_receipt", "ZJJ"),
+            ladder(g, CaseChased, at(9), "resolution"),
+            rated(g, g.tip_id, "basically_satisfied", at(12)),
+            rated(g, merged_tip, "dissatisfied", at(12, 5)),
+        ],
+    )
+    await record(sessions, [h.opened(at(6)), h.assigned(at(6), TEAM)])
+    await record(sessions, [rated(h, h.tip_id, "satisfied", at(13))])
+    await record(sessions, [rated(h, h.tip_id, "dissatisfied", at(20))])
+    earlier_tip = uuid4()
+    await record(sessions, [rated(g, earlier_tip, "satisfied", at(30, 2, month=11))])
+    client, _ = kpis
+
+    [county] = (await report(client, token, period="month", at="2026-12-01"))["groups"]
+    assert value(county, "satisfaction_rate") == (pytest.approx(1 / 3), 1, 3)
+    assert value(county, "whistle_report_on_time_rate") == (0.5, 1, 2)
+    assert value(county, "whistle_reply_on_time_rate") == (1.0, 1, 1)
+    assert county["whistle_report_latency_avg_seconds"] == 88_200
+    counts = county["counts"]
+    assert (counts["whistles"], counts["chases"], counts["supervisions"]) == (2, 2, 1)
+
+    department = groups(await report(client, token, period="month", group_by="department"))
+    assert department["SCJGJ"]["counts"]["whistle_reports_on_time"] == 1
+    assert department["SCJGJ"]["counts"]["whistle_replies"] == 1
+    assert department["SCJGJ"]["whistle_report_latency_avg_seconds"] == 7_200
+    zjj = department["ZJJ"]["counts"]
+    assert (zjj["whistles"], zjj["whistle_reports_on_time"], zjj["chases"]) == (1, 0, 1)
+    assert zjj["supervisions"] == 1
+    assert value(department["CGJ"], "satisfaction_rate") == (0.5, 1, 2)  # G's two tips
+    assert department["CGJ"]["counts"]["chases"] == 1  # G's own clock, through SQUAD
+    assert department["CGJ"]["counts"]["whistles"] == 0
+    assert value(department[None], "satisfaction_rate") == (0.0, 0, 1)  # H, latest rating
+
+    unit = groups(await report(client, token, period="month", group_by="unit"))
+    assert unit[SQUAD]["counts"]["chases"] == 1 and unit[SQUAD]["counts"]["whistles"] == 0
+    township = groups(await report(client, token, period="month", group_by="township"))
+    assert township["T03"]["counts"]["whistles"] == 2
+    assert township["T03"]["counts"]["supervisions"] == 1
+    november = groups(await report(client, token, period="month", at="2026-11-01"))
+    assert november["county"]["counts"]["rated"] == 1
+
+    async with sessions() as session:
+        row = await session.get(KpiCase, g.case_id)
+        links = (await session.scalars(select(CaseTip).where(CaseTip.case_id == g.case_id))).all()
+    assert row is not None and row.tip_id == g.tip_id  # the merged tip did not replace it
+    assert {link.tip_id for link in links} == {g.tip_id, merged_tip, earlier_tip}
