@@ -60,7 +60,11 @@ async def setup(runtime: Runtime) -> Subscription:
 
 
 LEDGER = ServiceDefinition(
-    name="ledger", routers=[api.router, kpi_api.router, auditor.router], setup=setup
+    name="ledger",
+    routers=[api.router, kpi_api.router, auditor.router],
+    setup=setup,
+    # Not the tables' owner, so it cannot disable the append-only triggers (ledger_0005).
+    database_role="whistle_ledger_writer",
 )
 
 

@@ -14,8 +14,17 @@ from sqlalchemy.ext.asyncio import (
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> AsyncEngine:
+    """``role``: work as this role (``SET ROLE`` at connection start) rather than as the login
+    user, so that the service has only that role's privileges."""
+    connect_args = {"server_settings": {"role": role}} if role else {}
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
 
 
 def session_factory(engine: AsyncEngine) -> Sessions:

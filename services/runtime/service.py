@@ -80,6 +80,8 @@ class ServiceDefinition:
     # service's own loops (runtime.run_in_background) and says what it consumes; None for a
     # service that consumes nothing.
     setup: Setup | None = None
+    # The database role the service works as (created by its migrations), if not the login's.
+    database_role: str | None = None
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -116,7 +118,7 @@ async def _running(
 ) -> AsyncIterator[Runtime]:
     name = definition.name
     public_key = settings.public_key_path.read_bytes()
-    engine = create_engine(settings.database_url_for(name))
+    engine = create_engine(settings.database_url_for(name), role=definition.database_role)
     sessions = session_factory(engine)
     bootstrap = settings.require_kafka()
     producer = create_producer(

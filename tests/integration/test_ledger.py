@@ -21,7 +21,8 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseTriageRequired, Deadline, DeadlinesSet
@@ -438,6 +439,26 @@ async def _swap(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE ledger_entry SET seq = -1 WHERE seq = $1", TARGET)
     await conn.execute("UPDATE ledger_entry SET seq = $1 WHERE seq = $2", TARGET, TARGET + 1)
     await conn.execute("UPDATE ledger_entry SET seq = $1 WHERE seq = -1", TARGET + 1)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_entry SET type = 'x' WHERE seq = 0",
+        "DELETE FROM ledger_entry WHERE seq = 0",
+        "UPDATE ledger_node SET hash = '\\x00' WHERE level = 0 AND index = 0",
+        "DELETE FROM tree_head",
+        "TRUNCATE ledger_entry",
+        "ALTER TABLE ledger_entry DISABLE TRIGGER USER",
+        "DROP TRIGGER ledger_entry_append_only ON ledger_entry",
+    ],
+)
+async def test_the_service_itself_may_not_change_the_record(ledger: Ledger, statement: str) -> None:
+    """Privileges, before the triggers: the service works as a role that owns nothing."""
+    async with ledger.runtime.sessions() as session:
+        assert await session.scalar(text("SELECT current_user")) == "whistle_ledger_writer"
+        with pytest.raises(DBAPIError, match=r"permission denied|must be owner"):
+            await session.execute(text(statement))
 
 
 @pytest.mark.parametrize(
