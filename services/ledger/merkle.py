@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,8 +31,45 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 def canonical_bytes(document: dict[str, Any]) -> bytes:
-    """RFC 8785 JSON canonicalisation: the same event always hashes the same."""
+    """RFC 8785 JSON canonicalisation: the same event always hashes the same.
+
+    Most events are written exactly alike by the standard library's C encoder, at a tenth of
+    the cost (the ledger canonicalises every event it records); the others by ``rfc8785``.
+    """
+    if _written_alike(document):
+        return json.dumps(
+            document, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+        ).encode()
     return rfc8785.dumps(document)
+
+
+# Integers RFC 8785 (an IEEE double) holds exactly; beyond them rfc8785 decides.
+_EXACT_INTEGER = 2**53 - 1
+
+
+def _written_alike(value: Any) -> bool:
+    """Whether ``json.dumps`` writes ``value`` byte for byte as RFC 8785 does.
+
+    Strings are escaped alike (only ``"``, ``\\`` and control characters, short forms, else
+    lowercase ``\\u00xx``). Keys must be ASCII: RFC 8785 orders them by UTF-16 code units,
+    Python by code points, which differ only beyond the Basic Multilingual Plane. A float must
+    be one that ECMAScript and Python's ``repr`` both write in plain decimal digits — the same
+    shortest round-trip digits: not integral (ECMAScript writes ``2``, Python ``2.0``) and
+    between 1e-4 and 1e16, where Python's ``repr`` turns to exponents.
+    """
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and k.isascii() and _written_alike(v) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return all(_written_alike(v) for v in value)
+    if isinstance(value, int):
+        return abs(value) <= _EXACT_INTEGER
+    if isinstance(value, float):
+        return math.isfinite(value) and value != math.floor(value) and 1e-4 <= abs(value) < 1e16
+    return False
 
 
 def leaf_hash(entry: bytes) -> bytes:

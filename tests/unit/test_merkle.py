@@ -4,9 +4,12 @@ Certificate Transparency reference vectors, and against proofs that must not ver
 from __future__ import annotations
 
 import hashlib
+import random
 from functools import cache
+from typing import Any
 
 import pytest
+import rfc8785
 from pymerkle import InmemoryTree
 from pymerkle import verify_inclusion as pymerkle_verify_inclusion
 
@@ -15,6 +18,7 @@ from services.ledger.merkle import (
     Frontier,
     NodeHashes,
     NodeId,
+    canonical_bytes,
     consistency_plan,
     inclusion_plan,
     leaf_hash,
@@ -176,3 +180,42 @@ def test_only_subtrees_of_the_rfc_tree_are_composed_from_stored_nodes() -> None:
         consistency_plan(0, 5)
     with pytest.raises(LookupError, match="no node"):
         root_plan(LARGEST + 2).hashes(stored_nodes())
+
+
+def _random_document(rng: random.Random, depth: int = 0) -> Any:
+    """JSON values with the awkward cases: floats of every magnitude, integral floats, -0.0,
+    big integers, control characters, non-ASCII and astral keys and strings."""
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, -1, 7, 2**53 - 1, -(2**53) + 1, rng.randrange(-(10**6), 10**6)])
+    if kind == 2:
+        exponent = rng.uniform(-8, 22)
+        value = rng.choice([1, -1]) * 10**exponent
+        return rng.choice([value, float(round(value)), -0.0, 0.5, 30.123456, 1e-4, 1e16])
+    if kind in (3, 4):
+        alphabet = 'ab"\\\n\t\x00\x1f\x7f中文\u2028\U0001f600é/'
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+    if kind in (5, 6):
+        keys = ["a", "b", "data", "z", "中", "\U0001f600", "é", "\ufb01", "A"]
+        return {rng.choice(keys): _random_document(rng, depth + 1) for _ in range(rng.randrange(5))}
+    return [_random_document(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_canonical_bytes_are_rfc8785_whichever_encoder_writes_them() -> None:
+    rng = random.Random(8785)
+    for _ in range(20_000):
+        document = {"data": _random_document(rng), "id": "x"}
+        assert canonical_bytes(document) == rfc8785.dumps(document), document
+
+
+def test_an_event_with_coordinates_and_chinese_text_is_canonical() -> None:
+    document = {
+        "data": {"location": {"lat": 30.274084, "lon": 120.15507}, "text": "占道经营\n第2次"},
+        "id": "1",
+        "time": "2026-11-21T12:00:00Z",
+        "confidence": 1.0,
+    }
+    assert canonical_bytes(document) == rfc8785.dumps(document)
+    assert b'"confidence":1,' in canonical_bytes(document)
