@@ -4,9 +4,9 @@ The inbox applies a partition's batch in one transaction and calls the recorder 
 Appending needs the log's size and the tree's frontier; they are read once per transaction,
 locking the size row so that appends serialise and sequence numbers never gap. The entries and
 tree nodes the transaction appends, and the KPI facts the events carry
-(services.ledger.projection), are collected and written by a few multi-row statements just
-before it commits (``Recorder.flush``, the ledger subscription's ``before_commit``) rather than
-by several statements per event.
+(services.ledger.projection), are collected and written just before it commits
+(``Recorder.flush``, the ledger subscription's ``before_commit``): entries and nodes by COPY, the
+rest by a few multi-row statements, rather than by several statements per event.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from services.ledger import store
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
-from services.ledger.models import CaseTip, LedgerEntry, LedgerNode, LedgerState
+from services.ledger.models import CaseTip, LedgerState
 from services.ledger.projection import KpiBatch
 from services.runtime.clock import Clock
 from services.runtime.inbox import Subscription
@@ -31,17 +31,42 @@ from services.runtime.inbox import Subscription
 PENDING = "ledger.pending_appends"
 
 
+ENTRY_COLUMNS = (
+    "seq",
+    "source",
+    "event_id",
+    "type",
+    "subject",
+    "topic",
+    "event_time",
+    "recorded_at",
+    "canonical",
+    "leaf_hash",
+)
+NODE_COLUMNS = ("level", "index", "hash")
+
+
 @dataclass
 class PendingAppends:
     frontier: Frontier
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    nodes: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)  # in ENTRY_COLUMNS order
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
     case_tips: list[dict[str, Any]] = field(default_factory=list)
     kpis: KpiBatch = field(default_factory=KpiBatch)
 
+    async def copy(self, session: AsyncSession) -> None:
+        """The entries and nodes, by COPY on the transaction's own connection: a tenth of the
+        cost of an INSERT of as many rows (bench: ``python -m bench ledger``)."""
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            "ledger_entry", records=self.entries, columns=ENTRY_COLUMNS
+        )
+        await driver.copy_records_to_table("ledger_node", records=self.nodes, columns=NODE_COLUMNS)
+
     def write(self, connection: Connection) -> None:
-        connection.execute(insert(LedgerEntry.__table__), self.entries)  # type: ignore[attr-defined]
-        connection.execute(insert(LedgerNode.__table__), self.nodes)  # type: ignore[attr-defined]
+        """Everything else, once the entries are in."""
         if self.case_tips:
             connection.execute(
                 insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
@@ -65,6 +90,7 @@ class Recorder:
         """Write what this transaction appended (the inbox calls it just before committing)."""
         pending: PendingAppends | None = session.info.pop(PENDING, None)
         if pending is not None:
+            await pending.copy(session)
             await session.run_sync(lambda sync: pending.write(sync.connection()))
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
@@ -72,22 +98,21 @@ class Recorder:
         canonical = canonical_bytes(event.to_json())
         leaf = leaf_hash(canonical)
         pending.entries.append(
-            {
-                "seq": pending.frontier.size,
-                "source": event.source,
-                "event_id": event.id,
-                "type": event.type,
-                "subject": event.subject,
-                "topic": topic,
-                "event_time": event.time,
-                "recorded_at": self._clock(),
-                "canonical": canonical,
-                "leaf_hash": leaf,
-            }
+            (
+                pending.frontier.size,
+                event.source,
+                event.id,
+                event.type,
+                event.subject,
+                topic,
+                event.time,
+                self._clock(),
+                canonical,
+                leaf,
+            )
         )
         pending.nodes.extend(
-            {"level": level, "index": index, "hash": hash_}
-            for (level, index), hash_ in pending.frontier.append(leaf)
+            (level, index, hash_) for (level, index), hash_ in pending.frontier.append(leaf)
         )
         case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")
         if case_id and tip_id:
