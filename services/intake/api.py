@@ -11,9 +11,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from contracts.events import GeoPoint
+from contracts.events import GeoPoint, Sha256
+from services.intake import attachments
 from services.intake.contact import PHONE, ContactVault
-from services.intake.models import Tip, TipTimelineEntry
+from services.intake.feedback import RATING_TEXT, RatingState, refusal
+from services.intake.models import Tip, TipFeedback, TipTimelineEntry
 from services.intake.ratelimit import Decision, Limit, exceeded, hit
 from services.intake.tips import NewTip, NoTrackingNumber, accept, find_duplicate
 from services.intake.tracking import access_code_matches
@@ -29,7 +31,14 @@ STATUS_TEXT = {
     "in_progress": "承办单位处理中",
     "resolved": "已办结，等待回访",
     "closed": "已结案",
+    # Timeline marks, not statuses.
+    "merged": "已与其他群众反映的同一问题合并办理",
+    "split": "已从合并办理中分出，单独立案办理",
+    "reopened": "已重新办理",
+    "rated": "已评价",
 }
+JOINED_CASE_NOTE = "您反映的问题已与其他群众反映的同一问题合并办理"
+RATED_TEXT = "已办结，您已评价"
 
 
 class ContactIn(BaseModel):
@@ -68,6 +77,9 @@ class TipIn(Located):
     contact: ContactIn | None = None
     category_hint: str | None = Field(default=None, max_length=64)
     anonymous: bool = False
+    attachments: list[Sha256] = Field(
+        default_factory=list, max_length=10, description="ids from POST /v1/attachments"
+    )
 
 
 class TipAccepted(BaseModel):
@@ -84,12 +96,23 @@ class TimelineEntry(BaseModel):
     at: datetime
 
 
+class FeedbackOut(BaseModel):
+    rating: str
+    rating_text: str
+    comment: str | None
+    rated_at: datetime
+
+
 class TipStatus(BaseModel):
     tracking_no: str
     status: str
     status_text: str
     received_at: datetime
     case_id: UUID | None
+    joined_case: bool = Field(description="the tip joined a case opened for the same problem")
+    joined_case_note: str | None
+    may_rate: bool = Field(description="POST /v1/tips/{tracking_no}/feedback is open")
+    feedback: FeedbackOut | None = Field(description="the rating of the latest resolution")
     timeline: list[TimelineEntry]
 
 
@@ -180,6 +203,17 @@ async def submit_tip(
         per_phone = Limit("tips/phone", settings.rate_limit_tips_per_phone_per_day, DAY)
         checks.append((per_phone, vault.phone_hash(body.contact.phone)))
     await _within_limits(runtime, checks)
+    if body.attachments:
+        async with runtime.sessions() as session:
+            missing = await attachments.unknown(session, body.attachments)
+        if missing:
+            raise Problem(
+                422,
+                "Unknown attachment",
+                "附件不存在，请重新上传后再提交。",
+                type_="https://whistle.example/problems/unknown-attachment",
+                unknown=missing,
+            )
     new = NewTip(
         channel="web",
         text=body.text,
@@ -190,18 +224,15 @@ async def submit_tip(
         contact_name=body.contact.name if body.contact else None,
         contact_phone=body.contact.phone if body.contact else None,
         anonymous=body.anonymous,
+        attachments=tuple(body.attachments),
         dedupe_key=idempotency_key,
     )
     return await receive(runtime, new, response)
 
 
-@router.get("/tips/{tracking_no}", response_model=TipStatus)
-async def tip_status(
-    tracking_no: str,
-    runtime: RuntimeDep,
-    request: Request,
-    code: Annotated[str, Query(max_length=16)],
-) -> TipStatus:
+async def verified_tip(runtime: Runtime, request: Request, tracking_no: str, code: str) -> Tip:
+    """The tip the citizen proved with its access code; 404 alike for a wrong code and an
+    unknown number, and wrong codes counted against the number."""
     settings = runtime.settings
     lookups = Limit("lookups/address", settings.rate_limit_lookups_per_address_per_hour, HOUR)
     await _within_limits(runtime, [(lookups, _address(request))])
@@ -223,8 +254,19 @@ async def tip_status(
     # Same answer for an unknown number and a wrong code: a number reveals nothing alone.
     if found is None:
         raise Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
-    tip = found
+    return found
+
+
+@router.get("/tips/{tracking_no}", response_model=TipStatus)
+async def tip_status(
+    tracking_no: str,
+    runtime: RuntimeDep,
+    request: Request,
+    code: Annotated[str, Query(max_length=16)],
+) -> TipStatus:
+    tip = await verified_tip(runtime, request, tracking_no, code)
     async with runtime.sessions() as session:
+        rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
         entries = (
             await session.scalars(
                 select(TipTimelineEntry)
@@ -235,9 +277,22 @@ async def tip_status(
     return TipStatus(
         tracking_no=tip.tracking_no,
         status=tip.status,
-        status_text=STATUS_TEXT.get(tip.status, tip.status),
+        status_text=RATED_TEXT
+        if tip.status == "resolved" and rated
+        else STATUS_TEXT.get(tip.status, tip.status),
         received_at=tip.received_at,
         case_id=tip.case_id,
+        joined_case=tip.joined_case,
+        joined_case_note=JOINED_CASE_NOTE if tip.joined_case else None,
+        may_rate=refusal(RatingState(tip.status, tip.resolution_round, rated is not None)) is None,
+        feedback=FeedbackOut(
+            rating=rated.rating,
+            rating_text=RATING_TEXT.get(rated.rating, rated.rating),
+            comment=rated.comment,
+            rated_at=rated.rated_at,
+        )
+        if rated
+        else None,
         timeline=[
             TimelineEntry(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
             for e in entries

@@ -8,8 +8,20 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from contracts.topics import CASES
-from services.intake import api, grid, handlers, hotline, ratelimit
+from services.intake import (
+    api,
+    attachments_api,
+    citizen,
+    feedback_api,
+    grid,
+    handlers,
+    hotline,
+    open311,
+    ratelimit,
+    wechat,
+)
 from services.intake.contact import ContactVault
+from services.intake.wechat_crypto import aes_key
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -18,6 +30,9 @@ from services.runtime.settings import Settings
 
 async def setup(runtime: Runtime) -> Subscription:
     runtime.state["vault"] = ContactVault.from_file(runtime.settings.contact_key_path)
+    # A malformed EncodingAESKey stops the start, not the first safe-mode message.
+    runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
+    open311.load_services(runtime)
     runtime.run_in_background("rate-counter-purge", _purge_rate_counters(runtime))
     return Subscription(topics=(CASES,), handlers=handlers.HANDLERS)
 
@@ -31,7 +46,18 @@ async def _purge_rate_counters(runtime: Runtime) -> None:
 
 
 INTAKE = ServiceDefinition(
-    name="intake", routers=[api.router, hotline.router, grid.router], setup=setup
+    name="intake",
+    routers=[
+        api.router,
+        feedback_api.router,
+        attachments_api.router,
+        citizen.router,
+        hotline.router,
+        grid.router,
+        wechat.router,
+        open311.router,
+    ],
+    setup=setup,
 )
 
 

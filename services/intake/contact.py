@@ -69,3 +69,8 @@ class ContactVault:
 
     def phone_hash(self, phone: str) -> str:
         return hmac.new(self._mac_key, normalise_phone(phone).encode(), hashlib.sha256).hexdigest()
+
+    def wechat_user_hash(self, openid: str) -> str:
+        """A WeChat follower's OpenID, keyed like a phone number but never equal to one."""
+        tagged = b"wechat-openid:" + openid.encode()
+        return hmac.new(self._mac_key, tagged, hashlib.sha256).hexdigest()

@@ -48,6 +48,10 @@ class Tip(SQLModel, table=True):
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     case_id: UUID | None = Field(default=None, index=True)
     status: str = "received"
+    # The tip joined another tip's open case (near-duplicate, merged by dispatch).
+    joined_case: bool = False
+    # How many times its case was resolved: the citizen may rate once per resolution.
+    resolution_round: int = 0
 
 
 class TipTimelineEntry(SQLModel, table=True):
@@ -57,6 +61,30 @@ class TipTimelineEntry(SQLModel, table=True):
     tip_id: UUID = Field(foreign_key="tip.id", index=True)
     status: str
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Attachment(SQLModel, table=True):
+    """A stored upload, addressed by the SHA-256 of its bytes (services/intake/attachments.py)."""
+
+    __tablename__ = "attachment"
+
+    sha256: str = Field(primary_key=True)
+    content_type: str
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stored_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class TipFeedback(SQLModel, table=True):
+    """回访: the citizen's rating of one resolution of their tip's case."""
+
+    __tablename__ = "tip_feedback"
+
+    tip_id: UUID = Field(foreign_key="tip.id", primary_key=True)
+    resolution_round: int = Field(primary_key=True)
+    case_id: UUID
+    rating: str
+    comment: str | None = None
+    rated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class RateCounter(SQLModel, table=True):
@@ -70,3 +98,25 @@ class RateCounter(SQLModel, table=True):
         sa_column=Column(DateTime(timezone=True), primary_key=True, index=True)
     )
     hits: int
+
+
+class WeChatMessage(SQLModel, table=True):
+    """Each WeChat message taken (see services/intake/wechat_messages.py): its MsgId makes
+    WeChat's retries no-ops, and the sender's keyed hash finds their latest tip."""
+
+    __tablename__ = "wechat_message"
+    __table_args__ = (Index("ix_wechat_message_sender", "openid_hash", "received_at"),)
+
+    msg_id: str = Field(primary_key=True)
+    # A keyed hash of the sender's OpenID: the OpenID itself is never stored.
+    openid_hash: str
+    kind: str
+    outcome: str
+    tip_id: UUID | None = Field(default=None, foreign_key="tip.id", index=True)
+    # Media stay with WeChat: their references are kept, the bytes are not downloaded.
+    media_id: str | None = None
+    pic_url: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    label: str | None = None
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

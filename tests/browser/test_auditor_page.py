@@ -7,7 +7,6 @@ Set ``AUDITOR_SCREENSHOT=/tmp/auditor.png`` to keep a picture of the verified tr
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,18 +15,17 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
 from services.ledger.app import create_app
 from services.ledger.merkle import Frontier, NodeId, inclusion_plan, verify_inclusion
-from services.runtime.embedded import free_port
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from services.runtime.stack import prepare
 from tests.conftest import TokenFactory
 from tests.integration.test_ledger import case_events, forged, record
 from tests.support.infra import Infra, embedded_servers
+from tests.support.serving import serving
 from tests.support.tamper import superuser_connection
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,24 +67,12 @@ async def served(settings: Settings, page_servers: Infra) -> AsyncIterator[Serve
     )
     await prepare(own, ("ledger",))
     app = create_app(own)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.05)
-    try:
+    async with serving(app) as url:
         runtime: Runtime = app.state.runtime
         cases = [uuid4() for _ in range(CASES)]
         for n, case_id in enumerate(cases):
             await record(runtime, case_events(case_id, n))
-        yield Served(f"http://127.0.0.1:{port}", runtime, cases, own)
-    finally:
-        server.should_exit = True
-        await serving
+        yield Served(url, runtime, cases, own)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,270 @@
+"""WeChat messages: read safely, taken once per MsgId, answered in the citizen's language.
+
+A text (or a voice message WeChat has transcribed) opens a tip through intake's one
+acceptance path. A photo or location the same follower sends within the supplement window
+of that tip attaches to it (``TipSupplemented``); sent without a recent tip, it is answered
+with a request to describe the problem first. WeChat retries a message it got no answer to
+(up to three times, with the same MsgId): the stored message makes every retry a no-op that
+gets the same reply. Followers are known only by a keyed hash of their OpenID.
+
+A WeChat text carries no place. The tip is accepted anyway — dispatch puts a tip it cannot
+place in the county's triage queue — and the reply invites a location within the window.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import new_event
+from contracts.events import GeoPoint, TipSupplemented
+from contracts.topics import TIPS
+from services.intake.contact import ContactVault
+from services.intake.models import Tip, WeChatMessage
+from services.intake.tips import SOURCE, NewTip, accept
+from services.runtime.outbox import stage
+
+MAX_TEXT = 4000
+
+WELCOME = (
+    "感谢关注！请直接发送文字（或语音）描述您遇到的问题，我们会立即受理并回复受理编号和查询码；"
+    "随后可发送现场照片和位置作为补充。"
+)
+UNSUPPORTED = "暂不支持此类消息。请用文字（或语音）描述您遇到的问题，随后可补充现场照片和位置。"
+UNRECOGNISED_VOICE = "抱歉，未能识别您的语音，请改用文字描述您遇到的问题。"
+BLANK = "请用文字描述您遇到的问题。"
+TOO_LONG = f"内容过长，请精简到 {MAX_TEXT} 字以内后重新发送。"
+DESCRIBE_FIRST = "请先用文字描述您遇到的问题，受理后再发送现场照片或位置，我们会附加到您的诉求中。"
+
+
+class MalformedMessage(ValueError):
+    """Not a WeChat message: unparseable, forbidden XML constructs, or missing fields."""
+
+
+class Outcome(StrEnum):
+    TIP_OPENED = "tip_opened"
+    SUPPLEMENTED = "supplemented"
+    NO_RECENT_TIP = "no_recent_tip"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The fields of one callback message that Whistle uses."""
+
+    account: str  # ToUserName: the official account's original id
+    openid: str  # FromUserName: the follower
+    msg_type: str
+    msg_id: str | None = None
+    content: str | None = None
+    recognition: str | None = None
+    pic_url: str | None = None
+    media_id: str | None = None
+    location: GeoPoint | None = None
+    label: str | None = None
+    event: str | None = None
+
+
+def read_fields(document: bytes) -> dict[str, str]:
+    """The child elements of a callback's ``<xml>`` root. A DTD is refused outright: WeChat
+    never sends one, and refusing it refuses entity expansion and external entities too."""
+    try:
+        root = fromstring(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ET.ParseError) as exc:
+        raise MalformedMessage(f"refused XML: {type(exc).__name__}") from exc
+    if root.tag != "xml":
+        raise MalformedMessage("the root element must be <xml>")
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+def inbound(fields: dict[str, str]) -> Inbound:
+    missing = [name for name in ("ToUserName", "FromUserName", "MsgType") if not fields.get(name)]
+    if missing:
+        raise MalformedMessage(f"missing {', '.join(missing)}")
+    msg_type = fields["MsgType"]
+    location = None
+    if msg_type == "location":
+        try:
+            location = GeoPoint(lat=fields["Location_X"], lon=fields["Location_Y"])  # type: ignore[arg-type]
+        except (KeyError, ValidationError) as exc:
+            raise MalformedMessage("a location needs numeric Location_X and Location_Y") from exc
+    message = Inbound(
+        account=fields["ToUserName"],
+        openid=fields["FromUserName"],
+        msg_type=msg_type,
+        msg_id=fields.get("MsgId") or None,
+        content=fields.get("Content"),
+        recognition=fields.get("Recognition"),
+        pic_url=fields.get("PicUrl") or None,
+        media_id=fields.get("MediaId") or None,
+        location=location,
+        label=fields.get("Label") or None,
+        event=fields.get("Event") or None,
+    )
+    if message.msg_type in TAKEN and message.msg_id is None:
+        raise MalformedMessage(f"a {msg_type} message needs a MsgId")
+    return message
+
+
+TAKEN = ("text", "voice", "image", "location")
+
+
+def tip_text(message: Inbound) -> str | None:
+    """What a text or voice message says, once it is known to be acceptable as a tip."""
+    return message.content if message.msg_type == "text" else message.recognition
+
+
+def answer_without_storing(message: Inbound) -> str | None:
+    """The reply to a message that stores nothing; None for one that must be taken.
+    ``"success"`` is WeChat's "nothing to say" (an empty passive reply)."""
+    if message.msg_type == "event":
+        return WELCOME if message.event == "subscribe" else "success"
+    if message.msg_type not in TAKEN:
+        return UNSUPPORTED
+    if message.msg_type in ("text", "voice"):
+        said = (tip_text(message) or "").strip()
+        if not said:
+            return UNRECOGNISED_VOICE if message.msg_type == "voice" else BLANK
+        if len(said) > MAX_TEXT:
+            return TOO_LONG
+    return None
+
+
+def _cdata(text: str) -> str:
+    # "]]>" cannot appear inside a CDATA section: close it and open another around the ">".
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def text_reply(message: Inbound, content: str, now: datetime) -> str:
+    """A passive text reply: to the follower, from the account the message was sent to."""
+    return (
+        f"<xml><ToUserName>{_cdata(message.openid)}</ToUserName>"
+        f"<FromUserName>{_cdata(message.account)}</FromUserName>"
+        f"<CreateTime>{int(now.timestamp())}</CreateTime>"
+        f"<MsgType>{_cdata('text')}</MsgType><Content>{_cdata(content)}</Content></xml>"
+    )
+
+
+def encrypted_reply(encrypted: str, msg_signature: str, timestamp: str, nonce: str) -> str:
+    """The safe mode's envelope around an encrypted passive reply."""
+    return (
+        f"<xml><Encrypt>{_cdata(encrypted)}</Encrypt>"
+        f"<MsgSignature>{_cdata(msg_signature)}</MsgSignature>"
+        f"<TimeStamp>{timestamp}</TimeStamp><Nonce>{_cdata(nonce)}</Nonce></xml>"
+    )
+
+
+def accepted_reply(tracking_no: str, access_code: str, window: timedelta) -> str:
+    minutes = int(window.total_seconds() // 60)
+    return (
+        f"您的诉求已受理，受理编号 {tracking_no}，查询码 {access_code}，请妥善保存。"
+        f"如需补充现场照片或位置，请在 {minutes} 分钟内直接发送。"
+    )
+
+
+def supplemented_reply(kind: str, tracking_no: str) -> str:
+    what = "位置" if kind == "location" else "照片"
+    return f"已收到您补充的{what}，已附加到受理编号 {tracking_no} 的诉求中。"
+
+
+async def take(
+    session: AsyncSession,
+    vault: ContactVault,
+    message: Inbound,
+    now: datetime,
+    *,
+    window: timedelta,
+    timezone: str,
+) -> str:
+    """Store what ``message`` adds and stage its event in the caller's transaction; return
+    the reply text. A MsgId already taken gets the reply it got the first time."""
+    assert message.msg_id is not None  # inbound() requires one for every message taken
+    taken = await session.get(WeChatMessage, message.msg_id)
+    if taken is not None:
+        return await _reply_again(session, vault, taken, window)
+    sender = vault.wechat_user_hash(message.openid)
+    record = WeChatMessage(
+        msg_id=message.msg_id,
+        openid_hash=sender,
+        kind=message.msg_type,
+        outcome=Outcome.NO_RECENT_TIP,
+        media_id=message.media_id,
+        pic_url=message.pic_url,
+        lat=message.location.lat if message.location else None,
+        lon=message.location.lon if message.location else None,
+        label=message.label,
+        received_at=now,
+    )
+    text = tip_text(message)
+    if text is not None:
+        receipt = await accept(
+            session,
+            vault,
+            NewTip(
+                channel="wechat",
+                text=text.strip(),
+                dedupe_key=message.msg_id,
+                external_ref=message.msg_id,
+            ),
+            now,
+            timezone,
+        )
+        record.outcome, record.tip_id = Outcome.TIP_OPENED, receipt.tip_id
+        session.add(record)
+        await session.flush()
+        return accepted_reply(receipt.tracking_no, receipt.access_code, window)
+    tip = await latest_tip(session, sender, now - window)
+    if tip is None:
+        session.add(record)
+        await session.flush()
+        return DESCRIBE_FIRST
+    record.outcome, record.tip_id = Outcome.SUPPLEMENTED, tip.id
+    session.add(record)
+    await session.flush()
+    payload = TipSupplemented(
+        tip_id=tip.id,
+        channel="wechat",
+        external_ref=message.msg_id,
+        attachments=[message.media_id] if message.media_id else [],
+        location=message.location,
+        address=message.label,
+        supplemented_at=now,
+    )
+    stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+    return supplemented_reply(message.msg_type, tip.tracking_no)
+
+
+async def latest_tip(session: AsyncSession, sender: str, since: datetime) -> Tip | None:
+    """The sender's most recent WeChat tip, if it was received at or after ``since``."""
+    found: Tip | None = await session.scalar(
+        select(Tip)
+        .join(WeChatMessage, WeChatMessage.tip_id == Tip.id)  # type: ignore[arg-type]
+        .where(
+            WeChatMessage.openid_hash == sender,
+            WeChatMessage.outcome == Outcome.TIP_OPENED,
+            Tip.received_at >= since,  # type: ignore[operator]
+        )
+        .order_by(Tip.received_at.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    return found
+
+
+async def _reply_again(
+    session: AsyncSession, vault: ContactVault, taken: WeChatMessage, window: timedelta
+) -> str:
+    if taken.outcome == Outcome.NO_RECENT_TIP:
+        return DESCRIBE_FIRST
+    tip = await session.get(Tip, taken.tip_id)
+    assert tip is not None  # a foreign key
+    if taken.outcome == Outcome.SUPPLEMENTED:
+        return supplemented_reply(taken.kind, tip.tracking_no)
+    assert tip.access_code_sealed is not None  # every tip since intake_0002 has one
+    return accepted_reply(tip.tracking_no, vault.open_access_code(tip.access_code_sealed), window)
