@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from contracts.events import TipReceived
+from contracts.events import TipRated, TipReceived
 from contracts.topics import TIPS
-from services.dispatch import api
-from services.dispatch.handlers import TipIntake
+from services.dispatch import api, console, console_api, coordination_api
+from services.dispatch.console_feed import FEED_HANDLERS, FEED_TOPICS, keeping_tip_text
+from services.dispatch.handlers import RatingReopen, TipIntake
+from services.dispatch.merging import MergePolicy
 from services.dispatch.reference import ReferenceData, load_reference
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -19,6 +23,7 @@ async def setup(runtime: Runtime) -> Subscription:
     loaded = load_reference(runtime.settings.config_dir)
     loaded.prepare()  # jieba's dictionary and the grid index, before the first tip arrives
     runtime.state["reference"] = loaded
+    runtime.run_in_background("reference-reload", coordination_api.reload_on_sighup(runtime))
 
     def reference() -> ReferenceData:
         current: ReferenceData = runtime.state["reference"]
@@ -29,11 +34,26 @@ async def setup(runtime: Runtime) -> Subscription:
         runtime.clock,
         confidence_threshold=runtime.settings.triage_confidence_threshold,
         timezone=runtime.settings.timezone,
+        merge=MergePolicy(
+            distance_m=runtime.settings.merge_distance_m,
+            window=timedelta(hours=runtime.settings.merge_window_hours),
+        ),
     )
-    return Subscription(topics=(TIPS,), handlers={TipReceived.event_type: on_tip})
+    return Subscription(
+        topics=(TIPS, *FEED_TOPICS),
+        handlers={
+            TipReceived.event_type: keeping_tip_text(on_tip),
+            TipRated.event_type: RatingReopen(runtime.clock),
+            **FEED_HANDLERS,
+        },
+    )
 
 
-DISPATCH = ServiceDefinition(name="dispatch", routers=[api.router], setup=setup)
+DISPATCH = ServiceDefinition(
+    name="dispatch",
+    routers=[api.router, coordination_api.router, console_api.router, console.router],
+    setup=setup,
+)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:

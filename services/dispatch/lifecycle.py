@@ -40,6 +40,8 @@ OPEN_STATUSES: frozenset[Status] = frozenset(Status) - {Status.CLOSED}
 
 # Who acts: the township's command centre, the assigned unit, or the county.
 DISPATCHER, UNIT, COUNTY = "dispatcher", "unit", "county"
+# A citizen acts only through a dissatisfied rating (回访不满意), which reopens the case.
+CITIZEN = "citizen"
 
 _TRANSITIONS: dict[tuple[Status, Action], tuple[Status, frozenset[str]]] = {
     (Status.TRIAGE, Action.ASSIGN): (Status.ASSIGNED, frozenset({DISPATCHER, COUNTY})),
@@ -51,8 +53,11 @@ _TRANSITIONS: dict[tuple[Status, Action], tuple[Status, frozenset[str]]] = {
     (Status.IN_PROGRESS, Action.PROGRESS): (Status.IN_PROGRESS, frozenset({UNIT})),
     (Status.IN_PROGRESS, Action.RESOLVE): (Status.RESOLVED, frozenset({UNIT})),
     (Status.RESOLVED, Action.CLOSE): (Status.CLOSED, frozenset({DISPATCHER, COUNTY})),
-    (Status.RESOLVED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY})),
-    (Status.CLOSED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY})),
+    (Status.RESOLVED, Action.REOPEN): (
+        Status.IN_PROGRESS,
+        frozenset({DISPATCHER, COUNTY, CITIZEN}),
+    ),
+    (Status.CLOSED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY, CITIZEN})),
 }
 
 # A unit may send a case back once; the second rejection is a dispute for the county.

@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.dispatch.geo import GridLocator, polygon_problem
-from services.dispatch.segment import KeywordSegmenter, fold
+from services.dispatch.lifecycle import Status
+from services.dispatch.segment import KeywordIndex, KeywordSegmenter
 
 
 class Domain(StrEnum):
@@ -185,6 +186,43 @@ class TownshipClaims(_Strict):
     items: list[str]
 
 
+class WhistleReason(_Strict):
+    """A reason code a township may give for a whistle (吹), and when it allows one."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    description: str = ""
+    authorities: list[Authority] = []
+    # Also allowed for a matter the township has not claimed, whatever its authority type.
+    or_unclaimed: bool = False
+    urgencies: list[Urgency] = []
+    statuses: list[Status] = []
+    requires_supporting_departments: bool = False
+    min_reopens: int = Field(default=0, ge=0)
+
+
+class NoWhistleRule(_Strict):
+    """A "不吹" rule: a check the software knows by name, and the reasons that override it."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    when: Literal["claimed_and_alone", "department_not_responsible", "already_summoned"]
+    unless_reasons: list[str] = []
+
+
+class WhistleRules(_Strict):
+    """The county's 两吹两不吹, as eligibility rules (deploy/config/whistle_rules.yaml)."""
+
+    version: str
+    placeholder: bool = False
+    automatic_reason: str
+    reasons: list[WhistleReason] = Field(min_length=1)
+    no_whistle: list[NoWhistleRule] = []
+
+    def reason(self, code: str) -> WhistleReason | None:
+        return next((r for r in self.reasons if r.code == code), None)
+
+
 class ReferenceDataError(Exception):
     """The reference data is invalid; ``reasons`` lists every problem found."""
 
@@ -204,8 +242,11 @@ class ReferenceData:
         catalogue: Catalogue,
         claims: list[TownshipClaims],
         version: str,
+        whistle_rules: WhistleRules | None = None,
     ) -> None:
         self.county = county
+        # None for a county built by hand without rules: then no manual whistle is eligible.
+        self.whistle_rules = whistle_rules
         self.departments = {d.code: d for d in departments}
         self.units = {u.id: u for u in units}
         self.catalogue = catalogue
@@ -219,11 +260,14 @@ class ReferenceData:
         }
 
     @cached_property
+    def keyword_index(self) -> KeywordIndex:
+        """The catalogue's keywords, folded once, and the items listing each; built on first use."""
+        return KeywordIndex([rule.word for rule in item.keywords] for item in self.catalogue.items)
+
+    @cached_property
     def segmenter(self) -> KeywordSegmenter:
         """jieba with this catalogue's keywords in its dictionary; built on first use."""
-        return KeywordSegmenter(
-            fold(rule.word) for item in self.catalogue.items for rule in item.keywords
-        )
+        return KeywordSegmenter(self.keyword_index.uses)
 
     @cached_property
     def grid_locator(self) -> GridLocator:
@@ -233,8 +277,9 @@ class ReferenceData:
         )
 
     def prepare(self) -> None:
-        """Build the segmenter and the spatial index now rather than on the first tip."""
-        _ = self.segmenter, self.grid_locator
+        """Build the keyword index, the segmenter and the spatial index now rather than on the
+        first tip."""
+        _ = self.keyword_index, self.segmenter, self.grid_locator
 
     def units_of_township(self, township: str) -> list[Unit]:
         return [u for u in self.units.values() if u.township == township]
@@ -263,7 +308,14 @@ _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
 )
 
-CONFIG_FILES = ("county.yaml", "departments.yaml", "units.yaml", "catalogue.yaml", "claims.yaml")
+CONFIG_FILES = (
+    "county.yaml",
+    "departments.yaml",
+    "units.yaml",
+    "catalogue.yaml",
+    "claims.yaml",
+    "whistle_rules.yaml",
+)
 
 
 def load_reference(config_dir: Path) -> ReferenceData:
@@ -291,14 +343,16 @@ def load_reference(config_dir: Path) -> ReferenceData:
     units = _parse_list(raw["units.yaml"], Unit, "units.yaml", reasons)
     catalogue = _parse_one(raw["catalogue.yaml"], Catalogue, "catalogue.yaml", reasons)
     claims = _parse_list(raw["claims.yaml"], TownshipClaims, "claims.yaml", reasons)
-    if county is None or catalogue is None or reasons:
+    rules = _parse_one(raw["whistle_rules.yaml"], WhistleRules, "whistle_rules.yaml", reasons)
+    if county is None or catalogue is None or rules is None or reasons:
         raise ReferenceDataError(reasons)
 
     reasons.extend(_cross_check(county, departments, units, catalogue, claims))
+    reasons.extend(_check_whistle_rules(rules))
     if reasons:
         raise ReferenceDataError(reasons)
     version = f"{catalogue.version}+{digest.hexdigest()[:12]}"
-    return ReferenceData(county, departments, units, catalogue, claims, version)
+    return ReferenceData(county, departments, units, catalogue, claims, version, rules)
 
 
 def _report(exc: ValidationError, name: str, reasons: list[str], prefix: str = "") -> None:
@@ -450,4 +504,24 @@ def _cross_check(
             reasons.append(f"claims {claim.township}: core matter {code!r} must be claimed")
     for code in sorted(set(townships) - set(claimed_townships)):
         reasons.append(f"claims: township {code!r} has no claims")
+    return reasons
+
+
+def _check_whistle_rules(rules: WhistleRules) -> list[str]:
+    name = "whistle_rules.yaml"
+    codes = [r.code for r in rules.reasons]
+    reasons = [f"{name}: duplicate reason code {dup!r}" for dup in _duplicates(codes)]
+    reasons += [
+        f"{name}: duplicate rule name {dup!r}"
+        for dup in _duplicates([r.name for r in rules.no_whistle])
+    ]
+    if rules.automatic_reason not in codes:
+        reasons.append(f"{name}: automatic_reason {rules.automatic_reason!r} is not a reason code")
+    for rule in rules.no_whistle:
+        for code in rule.unless_reasons:
+            if code not in codes:
+                reasons.append(f"{name}: rule {rule.name}: unknown reason code {code!r}")
+    for reason in rules.reasons:
+        if Status.CLOSED in reason.statuses:
+            reasons.append(f"{name}: reason {reason.code}: a closed case cannot be whistled on")
     return reasons

@@ -1,12 +1,14 @@
 """Routing: who must act on a case, decided from the item's authority and the township's claims.
 
-Deterministic, and explained: every decision names the rule that made it.
+Deterministic, and explained: every decision names the rule that made it. An item with
+supporting departments is a joint operation (联合执法): the lead unit acts with the supporting
+departments' units of the same township (their county teams when the lead is a county one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from services.dispatch.reference import (
@@ -18,6 +20,9 @@ from services.dispatch.reference import (
     UnitKind,
 )
 
+# Out-of-list tips wait here for the county's admission decision (准入).
+ADMISSION_QUEUE = "admission"
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -25,6 +30,7 @@ class Assignment:
     staff: Staff | None
     rule: str
     explanation: tuple[str, ...]
+    supporting: tuple[Unit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,51 @@ def route(
     open_load: Mapping[str, int],
     today: date,
 ) -> Assignment | NeedsTriage:
-    """Pick the unit, then its certified staff member with the least open load."""
+    """Pick the unit, then its certified staff member with the least open load; for a joint
+    operation, also the supporting units."""
+    assignment = _lead(item, township, village, reference, open_load, today)
+    if isinstance(assignment, NeedsTriage) or not item.supporting_departments:
+        return assignment
+    supporting = supporting_units(item, assignment.unit, township, reference)
+    if not supporting:
+        return assignment
+    names = "、".join(u.name for u in supporting)
+    return replace(
+        assignment,
+        supporting=supporting,
+        explanation=(
+            *assignment.explanation,
+            f"联合执法：{assignment.unit.name} 牵头，{names} 配合",
+        ),
+    )
+
+
+def supporting_units(
+    item: MatterItem, lead: Unit, township: str, reference: ReferenceData
+) -> tuple[Unit, ...]:
+    """Each supporting department's unit in the township (a seconded squad or an N unit), or
+    its county team when the lead is at county level or the township has none of it."""
+    own = [] if lead.kind is UnitKind.COUNTY_DEPARTMENT else reference.units_of_township(township)
+    found: list[Unit] = []
+    for department in item.supporting_departments:
+        unit = next((u for u in own if u.department == department), None)
+        unit = unit or reference.units.get(f"{department}-COUNTY")
+        if unit is not None and unit.id != lead.id and unit not in found:
+            found.append(unit)
+    return tuple(found)
+
+
+def _lead(
+    item: MatterItem,
+    township: str,
+    village: str | None,
+    reference: ReferenceData,
+    open_load: Mapping[str, int],
+    today: date,
+) -> Assignment | NeedsTriage:
     if item.authority is Authority.OUT_OF_LIST:
         return NeedsTriage(
-            f"township:{township}", "out_of_list", f"{item.name} 不在乡镇事项清单内，须走准入程序"
+            ADMISSION_QUEUE, "out_of_list", f"{item.name} 不在乡镇事项清单内，须走准入程序"
         )
     claimed = item.code in reference.claims.get(township, frozenset())
     if item.authority in (Authority.COUNTY_ONLY, Authority.ASSIST) or not claimed:

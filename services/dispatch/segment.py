@@ -10,6 +10,10 @@ and shared with every other jieba user on the host) is never read or written, so
 works on a read-only file system. Building from the packaged file takes about as long as
 loading jieba's cache (~0.6 s), and each catalogue version then copies the prefix dictionary
 and adds its keywords (~10 ms), so versions never see each other's keywords.
+
+A tip is not checked against every keyword of the catalogue: ``KeywordIndex`` folds the
+keywords once per catalogue version and finds which of them occur in the tip from the tip's
+own substrings, so each distinct keyword is judged once per tip however many items share it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import enum
 import logging
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from math import log
@@ -77,6 +81,33 @@ def _base_dictionary() -> tuple[dict[str, int], int]:
         return _base
 
 
+class KeywordIndex:
+    """Each distinct folded keyword of a list of keyword lists (one per catalogue item), with
+    where it is used: (list position, position in that list), in list order."""
+
+    def __init__(self, keyword_lists: Iterable[Iterable[str]]) -> None:
+        uses: dict[str, list[tuple[int, int]]] = {}
+        for n, words in enumerate(keyword_lists):
+            for k, word in enumerate(words):
+                folded = fold(word)
+                if folded:  # an empty keyword occurs nowhere
+                    uses.setdefault(folded, []).append((n, k))
+        self.uses: Mapping[str, tuple[tuple[int, int], ...]] = {
+            word: tuple(at) for word, at in uses.items()
+        }
+        self._lengths = sorted({len(word) for word in uses})
+
+    def occurring(self, text: str) -> set[str]:
+        """The keywords whose characters occur in ``text`` (folded), as words or not."""
+        uses, end = self.uses, len(text)
+        return {
+            text[i : i + n]
+            for n in self._lengths
+            for i in range(end - n + 1)
+            if text[i : i + n] in uses
+        }
+
+
 class KeywordSegmenter:
     """jieba's dictionary plus the catalogue's (already folded) keywords; one per version."""
 
@@ -113,18 +144,19 @@ class KeywordSegmenter:
             if start in segmented.boundaries and start + len(word) in segmented.boundaries:
                 return Found.WHOLE, start
             start = text.find(word, start + 1)
-        start = first
+        start, best = first, self._best(text)
         while start != -1:
-            if self._cost_of_keeping_whole(text, start, start + len(word)) <= SPLIT_MARGIN:
+            if self._cost_of_keeping_whole(text, best, start, start + len(word)) <= SPLIT_MARGIN:
                 return Found.SPLIT, start
             start = text.find(word, start + 1)
         return Found.INSIDE, first
 
-    def _cost_of_keeping_whole(self, text: str, start: int, end: int) -> float:
-        """Log-likelihood lost, under jieba's unigram model, by keeping text[start:end] whole."""
+    def _cost_of_keeping_whole(self, text: str, best: float, start: int, end: int) -> float:
+        """Log-likelihood lost, under jieba's unigram model, by keeping text[start:end] whole
+        rather than segmenting as ``best`` (the text's best log-likelihood) says."""
         word_score = log(self._tokenizer.FREQ.get(text[start:end]) or 1) - self._log_total
         forced = self._best(text[:start]) + word_score + self._best(text[end:])
-        return self._best(text) - forced
+        return best - forced
 
     def _best(self, text: str) -> float:
         if not text:

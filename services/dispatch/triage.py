@@ -54,29 +54,13 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
                 return Classification(
                     item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
                 )
-    segmenter = reference.segmenter
-    segmented = segmenter.segment(fold(text))
-    scored: list[tuple[float, MatterItem, list[str]]] = []
-    passed_over: dict[str, str] = {}  # keyword → the words its characters were found inside
-    for item in reference.catalogue.items:
-        hits = []
-        for rule in item.keywords:
-            word = fold(rule.word)
-            found, at = segmenter.find(segmented, word)
-            if found in (Found.WHOLE, Found.SPLIT):
-                hits.append(rule)
-            elif found is Found.INSIDE:
-                passed_over[rule.word] = segmented.words_around(at, at + len(word))
-        if hits:
-            score = sum(rule.weight for rule in hits)
-            scored.append((score, item, [rule.word for rule in hits]))
+    scored, passed_over = rank(text, reference)
     not_counted = [f"{word}（分词为 {words}）" for word, words in sorted(passed_over.items())]
     if not scored:
         explanation = ["未命中事项清单关键词"]
         if not_counted:
             explanation.append(f"不计入：{'、'.join(not_counted)}")
         return Classification(None, 0.0, tuple(explanation))
-    scored.sort(key=lambda entry: (-entry[0], entry[1].code))
     best_score, best, words = scored[0]
     runner_up = scored[1][0] if len(scored) > 1 else 0.0
     # Confident when the match is strong on its own and clearly ahead of the next item.
@@ -90,6 +74,37 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
     if not_counted:
         explanation.append(f"不计入：{'、'.join(not_counted)}")
     return Classification(best, round(confidence, 3), tuple(explanation))
+
+
+def rank(
+    text: str, reference: ReferenceData
+) -> tuple[list[tuple[float, MatterItem, list[str]]], dict[str, str]]:
+    """Every item whose keywords are words of the text, best first, as (score, item, the
+    words found); and the keywords passed over because their characters were found only
+    inside other words (keyword → those words). The console shows the first few."""
+    segmenter, index = reference.segmenter, reference.keyword_index
+    items = reference.catalogue.items
+    segmented = segmenter.segment(fold(text))
+    counted: dict[int, list[int]] = {}  # item position → positions of its keywords counted
+    inside: list[tuple[int, int, str]] = []  # item and keyword position, the words around it
+    # Each keyword occurring in the text is judged once, for every item that lists it.
+    for word in index.occurring(segmented.text):
+        found, at = segmenter.find(segmented, word)
+        if found in (Found.WHOLE, Found.SPLIT):
+            for n, k in index.uses[word]:
+                counted.setdefault(n, []).append(k)
+        elif found is Found.INSIDE:
+            around = segmented.words_around(at, at + len(word))
+            inside.extend((n, k, around) for n, k in index.uses[word])
+    scored: list[tuple[float, MatterItem, list[str]]] = []
+    # In catalogue order, and each item's keywords in its own order, as a scan of the whole
+    # catalogue lists them: the same words, the same float sums, ties broken the same way.
+    for n in sorted(counted):
+        hits = [items[n].keywords[k] for k in sorted(counted[n])]
+        scored.append((sum(rule.weight for rule in hits), items[n], [rule.word for rule in hits]))
+    scored.sort(key=lambda entry: (-entry[0], entry[1].code))
+    passed_over = {items[n].keywords[k].word: around for n, k, around in sorted(inside)}
+    return scored, passed_over
 
 
 def locate(

@@ -60,7 +60,13 @@ def _staff(sid: str, certificate: Certificate | None = VALID, villages=()) -> St
     )
 
 
-def _item(code: str, authority: str, domain: str = "market", lead: str = "SCJGJ") -> MatterItem:
+def _item(
+    code: str,
+    authority: str,
+    domain: str = "market",
+    lead: str = "SCJGJ",
+    supporting: tuple[str, ...] = (),
+) -> MatterItem:
     return MatterItem(
         code=code,
         name=f"事项{code}",
@@ -72,6 +78,7 @@ def _item(code: str, authority: str, domain: str = "market", lead: str = "SCJGJ"
         authority=authority,
         tier="optional",
         lead_department=lead,
+        supporting_departments=list(supporting),
         deadline_policy="P-GENERAL",
         keywords=[KeywordRule(word=f"关键词{code}")],
     )
@@ -87,6 +94,10 @@ ITEMS = {
     "UNC": _item("UNC", "devolved"),  # not claimed by T01
     "URB": _item("URB", "devolved", domain="urban", lead="CGJ"),
     "NOC": _item("NOC", "county_only", domain="health", lead="WSJKJ"),  # no county unit
+    # 联合执法: supported by the other seconded squad, or a department with no unit in T01.
+    "JNT": _item("JNT", "devolved", supporting=("CGJ",)),
+    "JNC": _item("JNC", "county_only", supporting=("CGJ",)),
+    "JNW": _item("JNW", "devolved", supporting=("WSJKJ", "SCJGJ")),
 }
 
 
@@ -160,7 +171,7 @@ def _build(
         ],
         units=[team, squad, urban, *county_units],
         catalogue=Catalogue(version="test", items=list(ITEMS.values())),
-        claims=[TownshipClaims(township="T01", items=["DEV", "ENT", "STA", "URB"])],
+        claims=[TownshipClaims(township="T01", items=["DEV", "ENT", "STA", "URB", "JNT", "JNW"])],
         version="test",
     )
 
@@ -181,7 +192,7 @@ def test_out_of_list_needs_admission_and_is_never_assigned() -> None:
     outcome = _route(_build(), "OUT")
     assert isinstance(outcome, NeedsTriage)
     assert outcome.rule == "out_of_list"
-    assert outcome.queue == "township:T01"
+    assert outcome.queue == "admission"
     assert "准入" in outcome.reason
 
 
@@ -402,3 +413,79 @@ def test_sample_every_route_follows_the_rules(sample: ReferenceData) -> None:
                 assert result.unit.kind is UnitKind.SECONDED_SQUAD, (township, item.code)
                 assert result.unit.township == township
                 assert result.unit.domain is item.domain
+
+
+# ---------------------------------------------------------------- every authority type
+
+
+@pytest.mark.parametrize(
+    ("code", "unit", "rule"),
+    [
+        ("STA", "T01-TEAM", "statutory"),
+        ("DEV", "T01-SCJGJ", "devolved"),
+        ("ENT", "T01-SCJGJ", "entrusted"),
+        ("ASS", "SCJGJ-COUNTY", "assist"),
+        ("CTY", "SCJGJ-COUNTY", "county_only"),
+        ("UNC", "SCJGJ-COUNTY", "unclaimed"),
+        ("OUT", None, "out_of_list"),
+        ("NOC", None, "no_county_unit"),
+    ],
+)
+def test_every_authority_type_has_its_unit_and_rule(code: str, unit: str | None, rule: str) -> None:
+    outcome = _route(_build(), code)
+    assert outcome.rule == rule
+    if unit is None:
+        assert isinstance(outcome, NeedsTriage)
+    else:
+        assert _assigned(outcome).unit.id == unit
+        assert _assigned(outcome).supporting == ()
+
+
+# ---------------------------------------------------------------- joint operations (联合执法)
+
+
+@pytest.mark.parametrize(
+    ("code", "lead", "supporting"),
+    [
+        ("JNT", "T01-SCJGJ", ("T01-CGJ",)),  # the township's own squad of the supporting dept
+        ("JNC", "SCJGJ-COUNTY", ("CGJ-COUNTY",)),  # a county lead works with county teams
+        ("JNW", "T01-SCJGJ", ()),  # no WSJKJ unit anywhere; the lead's own dept is not listed
+    ],
+)
+def test_joint_operation_lists_the_supporting_units(
+    code: str, lead: str, supporting: tuple[str, ...]
+) -> None:
+    result = _assigned(_route(_build(), code))
+    assert result.unit.id == lead
+    assert tuple(u.id for u in result.supporting) == supporting
+    assert any("联合执法" in line for line in result.explanation) == bool(supporting)
+
+
+def test_joint_operation_staff_is_picked_in_the_lead_unit() -> None:
+    result = _assigned(_route(_build(), "JNT", load={"SQ1": 3}))
+    assert result.staff is not None and result.staff.id == "SQ1"
+
+
+def test_sample_joint_operation_uses_the_townships_squads_and_police_station(
+    sample: ReferenceData,
+) -> None:
+    # CG-001 占道经营: urban management leads, market regulation and the police support.
+    result = _assigned(route(sample.items["CG-001"], "T03", "T03V02", sample, {}, TODAY))
+    assert result.unit.id == "T03-CGJ"
+    assert [u.id for u in result.supporting] == ["T03-SCJGJ", "T03-GAJ"]
+    # YJ-005 危化品 is county-only: the county team leads, the county police and ecology support.
+    chem = _assigned(route(sample.items["YJ-005"], "T03", None, sample, {}, TODAY))
+    assert chem.unit.id == "YJGLJ-COUNTY"
+    assert [u.id for u in chem.supporting] == ["GAJ-COUNTY", "SHJJ-COUNTY"]
+
+
+def test_sample_item_without_supporting_departments_is_not_joint(sample: ReferenceData) -> None:
+    result = _assigned(route(sample.items["SC-001"], "T01", "T01V02", sample, {}, TODAY))
+    assert result.supporting == ()
+
+
+def test_sample_out_of_list_goes_to_the_admission_queue(sample: ReferenceData) -> None:
+    for code in ("LD-005", "GA-003"):
+        outcome = route(sample.items[code], "T05", None, sample, {}, TODAY)
+        assert isinstance(outcome, NeedsTriage)
+        assert (outcome.queue, outcome.rule) == ("admission", "out_of_list")

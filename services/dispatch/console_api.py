@@ -1,0 +1,353 @@
+"""The JSON the dispatcher console reads: its caller's scope, queues, case lists and a case's
+page. Which cases a caller sees, and the classifier's suggestions, come from queries.py — the
+same as the JSON API's; this module adds what a person reads (names, deadline colours, the
+timeline, what they may do now). The console acts through the endpoints of api.py and
+coordination_api.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.dispatch.api import (
+    CaseView,
+    RuntimeDep,
+    _actors,
+    _readable,
+    _view,
+    current_reference,
+    local_today,
+)
+from services.dispatch.coordination_api import County, SuggestionOut, suggestions_out
+from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
+from services.dispatch.handlers import open_load
+from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, Status, check
+from services.dispatch.models import Case, CaseClock, TimelineEntry
+from services.dispatch.queries import (
+    Waiting,
+    admission_queue,
+    case_clocks,
+    open_cases,
+    queues_of,
+    scoped_codes,
+    suggestions,
+    tip_texts,
+    triage_queue,
+)
+from services.dispatch.reference import ReferenceData
+from services.runtime.auth import Principal, require_roles
+
+router = APIRouter(prefix="/v1/console", tags=["console"])
+
+ConsoleUser = Annotated[
+    Principal, Depends(require_roles("dispatcher", "unit_member", "county_supervisor"))
+]
+
+# Without a state filter the case list shows what is being worked: triage has its own view.
+WORKED = [s.value for s in Status if s not in (Status.TRIAGE, Status.CLOSED)]
+
+# Console actions beyond the lifecycle's, offered to the township's dispatcher.
+WHISTLE, SPLIT = "whistle", "split"
+
+
+class Named(BaseModel):
+    code: str
+    name: str
+
+
+class UnitRef(BaseModel):
+    id: str
+    name: str
+    township: str | None
+
+
+class WhistleReasonRef(BaseModel):
+    code: str
+    label: str
+    description: str
+
+
+class Me(BaseModel):
+    subject: str
+    roles: list[str]
+    townships: list[Named]
+    units: list[UnitRef]
+    matters: list[Named]
+    departments: list[Named]
+    whistle_reasons: list[WhistleReasonRef]
+
+
+class ClockView(BaseModel):
+    kind: str
+    round: int
+    warn_at: datetime
+    due_at: datetime
+    stopped_at: datetime | None
+    on_time: bool | None
+    colour: Colour | None
+
+
+class CaseRow(BaseModel):
+    id: UUID
+    status: str
+    queue: str | None
+    matter_code: str | None
+    matter_name: str | None
+    township_code: str | None
+    township_name: str | None
+    unit_id: str | None
+    unit_name: str | None
+    urgency: str
+    rejections: int
+    version: int
+    text: str | None
+    colour: Colour | None
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriageRow(CaseRow):
+    reason: str | None
+    suggestions: list[SuggestionOut]
+
+
+class TimelineItem(BaseModel):
+    type: str
+    time: datetime
+    data: dict[str, Any]
+
+
+class CasePage(BaseModel):
+    case: CaseView
+    text: str | None
+    address: str | None
+    channel: str | None
+    matter_name: str | None
+    unit_name: str | None
+    colour: Colour | None
+    clocks: list[ClockView]
+    suggestions: list[SuggestionOut]
+    assignable_units: list[UnitRef]
+    responsible_departments: list[str]
+    actions: list[str]
+    timeline: list[TimelineItem]
+
+
+@router.get("/me", response_model=Me)
+async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
+    """Who the caller is, and what the console's filters and forms offer them."""
+    reference = current_reference(runtime)
+    everywhere = "county_supervisor" in principal.roles
+    townships = scoped_codes(principal, "township") if "dispatcher" in principal.roles else set()
+    unit_codes = scoped_codes(principal, "unit") if "unit_member" in principal.roles else set()
+    units = [
+        UnitRef(id=u.id, name=u.name, township=u.township)
+        for u in reference.units.values()
+        if everywhere
+        or "*" in townships
+        or u.township in townships
+        or "*" in unit_codes
+        or u.id in unit_codes
+    ]
+    rules = reference.whistle_rules
+    return Me(
+        subject=principal.subject,
+        roles=sorted(principal.roles),
+        townships=[
+            Named(code=t.code, name=t.name)
+            for t in reference.county.townships
+            if everywhere or "*" in townships or t.code in townships
+        ],
+        units=units,
+        matters=[Named(code=i.code, name=i.name) for i in reference.catalogue.items],
+        departments=[Named(code=d.code, name=d.name) for d in reference.departments.values()],
+        whistle_reasons=[
+            WhistleReasonRef(code=r.code, label=r.label, description=r.description)
+            for r in (rules.reasons if rules else [])
+        ],
+    )
+
+
+def _row(
+    reference: ReferenceData,
+    case: Case,
+    text: str | None,
+    clocks: list[CaseClock],
+    now: datetime,
+) -> dict[str, Any]:
+    item = reference.items.get(case.matter_code or "")
+    unit = reference.units.get(case.unit_id or "")
+    township = reference.townships.get(case.township_code or "")
+    running = [c.due_at for c in clocks if c.stopped_at is None]
+    return {
+        "id": case.id,
+        "status": case.status,
+        "queue": case.queue,
+        "matter_code": case.matter_code,
+        "matter_name": item.name if item else None,
+        "township_code": case.township_code,
+        "township_name": township.name if township else None,
+        "unit_id": case.unit_id,
+        "unit_name": unit.name if unit else None,
+        "urgency": case.urgency,
+        "rejections": case.rejections,
+        "version": case.version,
+        "text": text,
+        "colour": case_colour(clocks, now),
+        "due_at": min(running) if running else None,
+        "created_at": case.created_at,
+        "updated_at": case.updated_at,
+    }
+
+
+def _triage_rows(reference: ReferenceData, rows: list[Waiting], now: datetime) -> list[TriageRow]:
+    return [
+        TriageRow(
+            **_row(reference, w.case, w.text, [], now),
+            reason=w.reason,
+            suggestions=suggestions_out(w.suggestions),
+        )
+        for w in rows
+    ]
+
+
+@router.get("/triage", response_model=list[TriageRow])
+async def triage(principal: ConsoleUser, runtime: RuntimeDep) -> list[TriageRow]:
+    """The triage queues the caller works (a dispatcher: their townships'; the county: its own,
+    with the cases waiting for arbitration), oldest first."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        rows = await triage_queue(
+            session,
+            reference,
+            principal,
+            queues_of(principal, reference),
+            now,
+            local_today(runtime),
+        )
+    return _triage_rows(reference, rows, now)
+
+
+@router.get("/admission", response_model=list[TriageRow])
+async def admission(principal: County, runtime: RuntimeDep) -> list[TriageRow]:
+    """Out-of-list cases waiting for the county's admission decision (准入), oldest first."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        rows = await admission_queue(session, reference, principal, now, local_today(runtime))
+    return _triage_rows(reference, rows, now)
+
+
+@router.get("/cases", response_model=list[CaseRow])
+async def case_list(
+    principal: ConsoleUser,
+    runtime: RuntimeDep,
+    status: Annotated[Status | None, Query(description="only this state")] = None,
+    unit_id: Annotated[str | None, Query(description="only this lead or supporting unit's")] = None,
+    matter_code: Annotated[str | None, Query(description="only this matter")] = None,
+) -> list[CaseRow]:
+    """Open cases in the caller's scope, most recently changed first, with their deadline
+    colour: without a state, those past triage (triage has its own view)."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        cases = await open_cases(
+            session,
+            principal,
+            statuses=[status.value] if status else WORKED,
+            unit=unit_id,
+            matters=[matter_code] if matter_code else (),
+        )
+        texts = await tip_texts(session, cases)
+        clocks = await case_clocks(session, [c.id for c in cases])
+    return [
+        CaseRow(
+            **_row(
+                reference,
+                c,
+                texts[c.tip_id].text if c.tip_id in texts else None,
+                clocks.get(c.id, []),
+                now,
+            )
+        )
+        for c in cases
+    ]
+
+
+def _actions(principal: Principal, case: Case) -> list[str]:
+    """What the caller may do now: the lifecycle's steps, then whistle and split for the
+    township's dispatcher while the case is open."""
+    actors = _actors(principal, case)
+    status = Status(case.status)
+    actions = [
+        a.value for a in Action if isinstance(check(status, a, actors, case.rejections), Allowed)
+    ]
+    if DISPATCHER in actors and status is not Status.CLOSED:
+        actions += [WHISTLE, SPLIT]
+    return actions
+
+
+@router.get("/cases/{case_id}", response_model=CasePage)
+async def case_page(
+    case_id: UUID, principal: ConsoleUser, runtime: RuntimeDep, response: Response
+) -> CasePage:
+    """One case: the tip, where it stands, its clocks and timeline, what the caller may do."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        case = await _readable(session, principal, case_id)
+        text = (await tip_texts(session, [case])).get(case.tip_id)
+        clocks = (await case_clocks(session, [case.id])).get(case.id, [])
+        timeline = list(
+            await session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.case_id == case.id)  # type: ignore[arg-type]
+                .order_by(TimelineEntry.time)  # type: ignore[arg-type]
+            )
+        )
+        waiting = case.status in (Status.TRIAGE, Status.ARBITRATION)
+        load = await open_load(session) if waiting else {}
+    row = _row(reference, case, text.text if text else None, clocks, now)
+    if "county_supervisor" in principal.roles:
+        assignable = list(reference.units.values())
+    else:
+        assignable = reference.units_of_township(case.township_code or "")
+    item = reference.items.get(case.matter_code or "")
+    proposed = (
+        suggestions(row["text"], reference, case, load, local_today(runtime)) if waiting else ()
+    )
+    return CasePage(
+        case=_view(case, response),
+        text=row["text"],
+        address=text.address if text else None,
+        channel=text.channel if text else None,
+        matter_name=row["matter_name"],
+        unit_name=row["unit_name"],
+        colour=row["colour"],
+        clocks=[
+            ClockView(
+                kind=c.kind,
+                round=c.round,
+                warn_at=c.warn_at,
+                due_at=c.due_at,
+                stopped_at=c.stopped_at,
+                on_time=c.on_time,
+                colour=clock_colour(c, now),
+            )
+            for c in clocks
+        ],
+        suggestions=suggestions_out(proposed),
+        assignable_units=[UnitRef(id=u.id, name=u.name, township=u.township) for u in assignable],
+        responsible_departments=(
+            [item.lead_department, *item.supporting_departments] if item else []
+        ),
+        actions=_actions(principal, case),
+        timeline=[TimelineItem(type=e.type, time=e.time, data=e.data) for e in timeline],
+    )

@@ -1,0 +1,127 @@
+"""What dispatch keeps for its console from the events it consumes.
+
+- The tip's text, in the same transaction as the case it opens: the case itself keeps only
+  the classification, and a dispatcher triaging a tip must read what the citizen said.
+- Each case's clocks from ``escalation.deadlines.v1``, so that the console colours open cases
+  from dispatch's own database, in the caller's scope, without a cross-origin call to
+  escalation (whose deadlines endpoint knows neither townships nor units).
+- Each case's timeline: every event of ``dispatch.cases.v1`` and ``escalation.deadlines.v1``
+  keyed by the case (the CloudEvents subject), as published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent
+from contracts.events import DeadlinesSet, DeadlineStopped, ExtensionDecided, TipReceived
+from contracts.topics import CASES, DEADLINES, TOPICS
+from services.dispatch.models import CaseClock, TimelineEntry, TipText
+from services.runtime.inbox import Handler, PoisonEvent
+
+# The case's own clocks; a summoned department's whistle clocks are not the case's colour.
+CASE_CLOCKS = ("first_response", "resolution")
+
+FEED_TOPICS = (CASES, DEADLINES)
+
+
+def keeping_tip_text(open_case: Handler) -> Handler:
+    """``open_case`` (dispatch's tip handler), then the tip's text beside it."""
+
+    async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await open_case(session, event, topic)
+        tip = event.payload(TipReceived)
+        await session.execute(
+            insert(TipText)
+            .values(
+                tip_id=tip.tip_id,
+                text=tip.text,
+                address=tip.address,
+                channel=tip.channel,
+                received_at=tip.received_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    return handle
+
+
+async def record_on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    try:
+        case_id = UUID(event.subject or "")
+    except ValueError as exc:
+        raise PoisonEvent(f"{event.type} has no case id as its subject") from exc
+    await session.execute(
+        insert(TimelineEntry)
+        .values(
+            source=event.source,
+            event_id=event.id,
+            case_id=case_id,
+            type=event.type,
+            time=event.time,
+            data=event.data,
+        )
+        .on_conflict_do_nothing()
+    )
+    if event.type == DeadlinesSet.event_type:
+        await _clocks_set(session, event.payload(DeadlinesSet))
+    elif event.type == DeadlineStopped.event_type:
+        await _clock_stopped(session, event.payload(DeadlineStopped))
+    elif event.type == ExtensionDecided.event_type:
+        await _clock_extended(session, event.payload(ExtensionDecided))
+
+
+async def _clocks_set(session: AsyncSession, data: DeadlinesSet) -> None:
+    for deadline in data.deadlines:
+        if deadline.kind not in CASE_CLOCKS:
+            continue
+        values = {"warn_at": deadline.warn_at, "due_at": deadline.due_at}
+        await session.execute(
+            insert(CaseClock)
+            .values(case_id=data.case_id, kind=deadline.kind, round=deadline.round, **values)
+            .on_conflict_do_update(index_elements=["case_id", "kind", "round"], set_=values)
+        )
+
+
+async def _update_clock(
+    session: AsyncSession, case_id: UUID, kind: str, round_: int, **values: Any
+) -> None:
+    if kind in CASE_CLOCKS:
+        await session.execute(
+            update(CaseClock)
+            .where(
+                CaseClock.case_id == case_id,  # type: ignore[arg-type]
+                CaseClock.kind == kind,  # type: ignore[arg-type]
+                CaseClock.round == round_,  # type: ignore[arg-type]
+            )
+            .values(**values)
+        )
+
+
+async def _clock_stopped(session: AsyncSession, data: DeadlineStopped) -> None:
+    await _update_clock(
+        session,
+        data.case_id,
+        data.kind,
+        data.round,
+        stopped_at=data.stopped_at,
+        on_time=data.on_time,
+    )
+
+
+async def _clock_extended(session: AsyncSession, data: ExtensionDecided) -> None:
+    if data.approved and data.new_due_at is not None:
+        await _update_clock(session, data.case_id, data.kind, data.round, due_at=data.new_due_at)
+
+
+FEED_HANDLERS: dict[str, Handler] = {
+    message.event_type: record_on_timeline
+    for topic in TOPICS
+    if topic.name in FEED_TOPICS
+    for message in topic.messages
+}

@@ -1,0 +1,270 @@
+"""Read queries over dispatch's cases, scoped to the caller: the triage and admission queues,
+the open-case list and a single case. Shared by the JSON API (api.py, coordination_api.py) and
+the console (console_api.py), so a case is visible in a list exactly when its page may be read
+and acted on: one scoping rule, :func:`visible_to`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatch.handlers import open_load
+from services.dispatch.lifecycle import Status
+from services.dispatch.models import Case, CaseClock, TipText, Whistle
+from services.dispatch.reference import ReferenceData
+from services.dispatch.routing import ADMISSION_QUEUE, Assignment, route
+from services.dispatch.triage import rank
+from services.runtime.auth import Principal
+
+SUGGESTIONS = 3
+LIST_LIMIT = 500
+COUNTY_QUEUE = "county"
+ARBITRATION_QUEUE = "arbitration"
+
+
+def scoped_codes(principal: Principal, kind: str) -> set[str]:
+    """The codes a principal's scopes name for ``kind`` ("*" for all of them)."""
+    return {s.split(":", 1)[1] for s in principal.scopes if s.startswith(f"{kind}:")}
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The cases the principal may read, as a condition: the county, auditors and admins all;
+    a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
+    their units support."""
+    if principal.roles & {"county_supervisor", "auditor", "admin"}:
+        return true()
+    conditions: list[ColumnElement[bool]] = []
+    if "dispatcher" in principal.roles:
+        townships = scoped_codes(principal, "township")
+        if "*" in townships:
+            return true()
+        conditions.append(Case.township_code.in_(townships))  # type: ignore[union-attr]
+    if "unit_member" in principal.roles:
+        units = scoped_codes(principal, "unit")
+        if "*" in units:
+            return true()
+        conditions.append(Case.unit_id.in_(units))  # type: ignore[union-attr]
+        conditions.append(Case.supporting_units.overlap(sorted(units)))  # type: ignore[attr-defined]
+    return or_(*conditions) if conditions else false()
+
+
+async def readable_case(
+    session: AsyncSession, principal: Principal, case_id: UUID, *, for_update: bool = False
+) -> Case | None:
+    """The case, if the principal may read it (locked for the transaction with ``for_update``)."""
+    query = select(Case).where(Case.id == case_id, visible_to(principal))  # type: ignore[arg-type]
+    if for_update:
+        query = query.with_for_update()
+    case: Case | None = await session.scalar(query)
+    return case
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A catalogue item the classifier proposes, and the unit routing would pick for it."""
+
+    matter_code: str
+    name: str
+    score: float
+    keywords: tuple[str, ...]
+    unit_id: str | None
+    unit_name: str | None
+
+
+def suggestions(
+    text: str | None,
+    reference: ReferenceData,
+    case: Case,
+    load: dict[str, int],
+    today: date,
+) -> tuple[Suggestion, ...]:
+    """The classifier's best items for the tip's words (by the catalogue in force), each with
+    the unit routing would assign in the case's township (none where it would not assign)."""
+    if not text:
+        return ()
+    scored, _ = rank(text, reference)
+    proposed = []
+    for score, item, words in scored[:SUGGESTIONS]:
+        unit = None
+        if case.township_code:
+            outcome = route(item, case.township_code, case.village_code, reference, load, today)
+            unit = outcome.unit if isinstance(outcome, Assignment) else None
+        proposed.append(
+            Suggestion(
+                item.code,
+                item.name,
+                score,
+                tuple(words),
+                unit.id if unit else None,
+                unit.name if unit else None,
+            )
+        )
+    return tuple(proposed)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A case waiting in a queue, with what a dispatcher needs to decide."""
+
+    case: Case
+    text: str | None
+    reason: str | None
+    age_seconds: int
+    suggestions: tuple[Suggestion, ...]
+
+
+async def _waiting(
+    session: AsyncSession,
+    reference: ReferenceData,
+    principal: Principal,
+    now: datetime,
+    today: date,
+    *conditions: ColumnElement[bool],
+) -> list[Waiting]:
+    rows = (
+        await session.execute(
+            select(Case, TipText.text)
+            .outerjoin(TipText, TipText.tip_id == Case.tip_id)  # type: ignore[arg-type]
+            .where(visible_to(principal), *conditions)
+            .order_by(Case.created_at)  # type: ignore[arg-type]
+            .limit(LIST_LIMIT)
+        )
+    ).all()
+    load = await open_load(session) if rows else {}
+    waiting = []
+    for case, text in rows:
+        explanation = case.routing.get("explanation") or [None]
+        waiting.append(
+            Waiting(
+                case=case,
+                text=text,
+                reason=explanation[-1],
+                age_seconds=max(0, int((now - case.created_at).total_seconds())),
+                suggestions=suggestions(text, reference, case, load, today),
+            )
+        )
+    return waiting
+
+
+def township_queue(township: str) -> str:
+    return f"township:{township}"
+
+
+def queues_of(principal: Principal, reference: ReferenceData) -> list[str]:
+    """The triage queues the principal works: a dispatcher their townships', the county its own
+    (where the cases rejected twice also wait, for arbitration)."""
+    if "county_supervisor" in principal.roles:
+        return [COUNTY_QUEUE]
+    townships = scoped_codes(principal, "township") if "dispatcher" in principal.roles else set()
+    if "*" in townships:
+        townships = set(reference.townships)
+    return [township_queue(t) for t in sorted(townships)]
+
+
+async def triage_queue(
+    session: AsyncSession,
+    reference: ReferenceData,
+    principal: Principal,
+    queues: Collection[str],
+    now: datetime,
+    today: date,
+) -> list[Waiting]:
+    """Cases waiting in ``queues`` ("township:<code>" or "county") that the principal may read,
+    oldest first. The county's queue also holds the cases waiting for arbitration."""
+    statuses, names = [Status.TRIAGE.value], list(queues)
+    if COUNTY_QUEUE in names:
+        statuses.append(Status.ARBITRATION.value)
+        names.append(ARBITRATION_QUEUE)
+    return await _waiting(
+        session,
+        reference,
+        principal,
+        now,
+        today,
+        Case.status.in_(statuses),  # type: ignore[attr-defined]
+        Case.queue.in_(names),  # type: ignore[union-attr]
+    )
+
+
+async def admission_queue(
+    session: AsyncSession,
+    reference: ReferenceData,
+    principal: Principal,
+    now: datetime,
+    today: date,
+) -> list[Waiting]:
+    """Out-of-list cases waiting for the county's admission decision (准入), oldest first."""
+    return await _waiting(
+        session,
+        reference,
+        principal,
+        now,
+        today,
+        Case.status == Status.TRIAGE.value,  # type: ignore[arg-type]
+        Case.queue == ADMISSION_QUEUE,  # type: ignore[arg-type]
+    )
+
+
+async def open_cases(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    townships: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    unit: str | None = None,
+    matters: Sequence[str] = (),
+) -> list[Case]:
+    """Open cases the principal may read, most recently changed first, filtered by township,
+    state, unit (lead or supporting) and matter."""
+    query = select(Case).where(
+        visible_to(principal),
+        Case.status != Status.CLOSED.value,  # type: ignore[arg-type]
+    )
+    if townships:
+        query = query.where(Case.township_code.in_(townships))  # type: ignore[union-attr]
+    if statuses:
+        query = query.where(Case.status.in_(statuses))  # type: ignore[attr-defined]
+    if unit:
+        query = query.where(
+            or_(Case.unit_id == unit, Case.supporting_units.contains([unit]))  # type: ignore[attr-defined]
+        )
+    if matters:
+        query = query.where(Case.matter_code.in_(matters))  # type: ignore[union-attr]
+    query = query.order_by(Case.updated_at.desc(), Case.id).limit(LIST_LIMIT)  # type: ignore[attr-defined]
+    return list(await session.scalars(query))
+
+
+async def tip_texts(session: AsyncSession, cases: Collection[Case]) -> dict[UUID, TipText]:
+    """The citizen's words of each case's own tip, by tip id."""
+    rows = await session.scalars(
+        select(TipText).where(TipText.tip_id.in_([c.tip_id for c in cases]))  # type: ignore[attr-defined]
+    )
+    return {row.tip_id: row for row in rows}
+
+
+async def case_clocks(
+    session: AsyncSession, case_ids: Collection[UUID]
+) -> dict[UUID, list[CaseClock]]:
+    """Each case's clocks as escalation announced them, by round and kind."""
+    rows = await session.scalars(
+        select(CaseClock)
+        .where(CaseClock.case_id.in_(case_ids))  # type: ignore[attr-defined]
+        .order_by(CaseClock.round, CaseClock.kind)  # type: ignore[arg-type]
+    )
+    clocks: dict[UUID, list[CaseClock]] = {}
+    for row in rows:
+        clocks.setdefault(row.case_id, []).append(row)
+    return clocks
+
+
+async def summoned(session: AsyncSession, case_id: UUID) -> frozenset[str]:
+    """The departments already whistled for a case."""
+    rows = await session.scalars(
+        select(Whistle.departments).where(Whistle.case_id == case_id)  # type: ignore[call-overload]
+    )
+    return frozenset(code for departments in rows for code in departments)

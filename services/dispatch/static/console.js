@@ -1,0 +1,955 @@
+// The dispatcher console: the triage queue, open cases with their deadline colour, a case's
+// page with its timeline, routing explanation and tips (merged ones can be split off), the
+// whistle (吹哨), a unit member's own cases and the county's admission queue (准入). It reads
+// /v1/console/* and /v1/cases/{id}/tips, and acts through the JSON API with If-Match
+// (/v1/cases/{id}/{action}, …/whistle, …/split, …/admission), as anyone could.
+"use strict";
+
+const TOKEN_KEY = "whistle.console.token";
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const STATUS = {
+  triage: "待分拨",
+  arbitration: "待县级裁定",
+  assigned: "已派单",
+  accepted: "已接单",
+  in_progress: "处理中",
+  resolved: "已办结",
+  closed: "已结案",
+};
+const ACTION = {
+  assign: "派单",
+  accept: "接单",
+  reject: "退单",
+  start: "开始办理",
+  progress: "记录进展",
+  resolve: "办结",
+  close: "结案",
+  reopen: "重新办理",
+  whistle: "吹哨",
+  split: "拆分",
+};
+const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
+const CLOCK = { first_response: "首次响应", resolution: "办结" };
+const URGENCY = { emergency: "紧急", utilities: "水电气热", general: "一般", complex: "复杂" };
+const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
+const RESOLUTION = {
+  on_the_spot: "现场处置",
+  rectified: "责令整改",
+  penalised: "立案处罚",
+  unsubstantiated: "查无实据",
+};
+const EVENT = {
+  "whistle.case.opened": "立案",
+  "whistle.case.triage_required": "转人工分拨",
+  "whistle.case.assigned": "派单",
+  "whistle.case.accepted": "接单",
+  "whistle.case.rejected": "退单",
+  "whistle.case.started": "开始办理",
+  "whistle.case.progress_recorded": "办理进展",
+  "whistle.case.resolved": "办结",
+  "whistle.case.closed": "结案",
+  "whistle.case.reopened": "重新办理",
+  "whistle.case.merged": "合并重复诉求",
+  "whistle.case.split": "拆分",
+  "whistle.case.whistle_blown": "吹哨",
+  "whistle.deadlines.set": "设定时限",
+  "whistle.deadline.stopped": "时限停止",
+  "whistle.deadline.warning": "时限预警",
+  "whistle.deadline.overdue": "超期",
+  "whistle.case.chased": "催办",
+  "whistle.case.supervised": "督办",
+  "whistle.deadline.extension_requested": "申请延期",
+  "whistle.deadline.extension_decided": "延期审批",
+};
+
+// --- small DOM helpers: text goes in as text, never as markup -----------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const $ = (selector) => document.querySelector(selector);
+const label = (table, key) => (key in table ? table[key] : key);
+
+function when(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
+}
+
+function colourBadge(colour) {
+  return el(
+    "span",
+    { class: `badge colour-${colour || "none"}`, "data-colour": colour || "none" },
+    colour ? COLOUR[colour] : "无时限",
+  );
+}
+
+function statusBadge(status) {
+  return el("span", { class: `badge status-${status}` }, label(STATUS, status));
+}
+
+// --- the server's answers, and its problems in Chinese ------------------------------------
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problemMessage(status, problem));
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+// An RFC 9457 problem document, said to a dispatcher in Chinese.
+function problemMessage(status, problem) {
+  const p = problem || {};
+  const detail = p.detail ? `（服务器说明：${p.detail}）` : "";
+  switch (status) {
+    case 401:
+      return "未通过身份验证：令牌无效或已过期，请重新粘贴访问令牌。";
+    case 403:
+      return `无权执行此操作：您的角色或管辖范围不包括这件案件或这个单位。${detail}`;
+    case 404:
+      return "案件不存在，或不在您的管辖范围内。";
+    case 409: {
+      const allowed = (p.allowed_actions || []).map((a) => label(ACTION, a));
+      return allowed.length
+        ? `案件当前状态不允许此操作。现在可以：${allowed.join("、")}。`
+        : "案件当前状态不允许此操作，现在没有可执行的操作。";
+    }
+    case 412:
+      return "案件已被他人修改，请刷新。";
+    case 428:
+      return "缺少案件版本信息，请刷新后重试。";
+    case 422: {
+      if (p.refusals && p.refusals.length) {
+        return `不符合吹哨条件：${p.refusals.map((r) => r.reason).join("；")}`;
+      }
+      const errors = (p.errors || []).map((e) => e.msg || "").filter(Boolean);
+      const why = p.title && p.title !== "Unprocessable Entity" ? `${p.title}：` : "";
+      return `提交的内容不完整或有误：${why}${p.detail || errors.join("；") || "请检查后重试"}`;
+    }
+    default:
+      return `服务暂时不可用（状态码 ${status}），请稍后再试。${detail}`;
+  }
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+async function api(path, { method = "GET", body, version } = {}) {
+  const headers = { authorization: `Bearer ${token()}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (version !== undefined) headers["if-match"] = `"${version}"`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, { detail: "无法连接调度服务" });
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+// --- page state ----------------------------------------------------------------------------
+
+let me = null;
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function showNotice(message) {
+  const box = $("#notice");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+async function run(task) {
+  setState("loading");
+  showError("");
+  try {
+    await task();
+  } catch (error) {
+    showError(error instanceof ApiError ? error.message : `页面出错：${error.message}`);
+  } finally {
+    setState("done");
+  }
+}
+
+function roleLine(data) {
+  const roles = {
+    dispatcher: "调度员",
+    unit_member: "承办单位人员",
+    county_supervisor: "县级督办",
+  };
+  const where = [
+    ...data.townships.map((t) => t.name),
+    ...(data.roles.includes("unit_member") ? data.units.map((u) => u.name) : []),
+  ];
+  return `当前身份：${data.subject}（${data.roles.map((r) => label(roles, r)).join("、")}${
+    where.length ? ` · ${where.slice(0, 4).join("、")}${where.length > 4 ? " 等" : ""}` : ""
+  }）`;
+}
+
+async function signIn() {
+  me = await api("/v1/console/me");
+  $("#who").textContent = roleLine(me);
+  $("#tabs").hidden = false;
+  const dispatching = me.roles.includes("dispatcher") || me.roles.includes("county_supervisor");
+  $("#tab-triage").hidden = !dispatching;
+  $("#tab-open").hidden = !dispatching;
+  $("#tab-mine").hidden = !me.roles.includes("unit_member");
+  $("#tab-admission").hidden = !me.roles.includes("county_supervisor");
+}
+
+// --- views -------------------------------------------------------------------------------
+
+function unitsOf(township) {
+  return me.units.filter((u) => u.township === township);
+}
+
+// The matter choice: the classifier's suggestions first, then the whole catalogue.
+function matterSelect(id, suggestions, chosen) {
+  const select = el("select", { id, class: "matter", required: true });
+  if (suggestions.length) {
+    select.append(
+      el(
+        "optgroup",
+        { label: "系统建议" },
+        suggestions.map((s) =>
+          el(
+            "option",
+            { value: s.matter_code, "data-unit": s.unit_id || "" },
+            `${s.matter_code} ${s.name}（得分 ${s.score}）`,
+          ),
+        ),
+      ),
+    );
+  } else {
+    select.append(el("option", { value: "" }, "请选择事项"));
+  }
+  select.append(
+    el(
+      "optgroup",
+      { label: "事项清单" },
+      me.matters.map((m) => el("option", { value: m.code }, `${m.code} ${m.name}`)),
+    ),
+  );
+  if (chosen) select.value = chosen;
+  return select;
+}
+
+function unitSelect(id, units, chosen) {
+  const select = el(
+    "select",
+    { id, class: "unit", required: true },
+    el("option", { value: "" }, "请选择承办单位"),
+    units.map((u) => el("option", { value: u.id }, u.name)),
+  );
+  if (chosen) select.value = chosen;
+  return select;
+}
+
+// Choosing a suggested matter proposes the unit routing would pick for it.
+function linkMatterToUnit(matter, unit) {
+  matter.addEventListener("change", () => {
+    const suggested = matter.selectedOptions[0] && matter.selectedOptions[0].dataset.unit;
+    if (suggested) unit.value = suggested;
+  });
+}
+
+async function act(caseId, action, version, body) {
+  const answer = await api(`/v1/cases/${caseId}/${action}`, {
+    method: "POST",
+    body: body || {},
+    version,
+  });
+  showNotice(`已${label(ACTION, action)}：案件现为「${label(STATUS, answer.status)}」。`);
+  return answer;
+}
+
+function assignForm(row, suggestions, units, prefix) {
+  const first = suggestions[0];
+  const matter = matterSelect(`${prefix}-matter`, suggestions, row.matter_code || (first && first.matter_code));
+  const unit = unitSelect(`${prefix}-unit`, units, first && first.unit_id);
+  linkMatterToUnit(matter, unit);
+  return el(
+    "form",
+    {
+      class: "assign",
+      "data-action": "assign",
+      onsubmit: (event) => {
+        event.preventDefault();
+        run(async () => {
+          if (!matter.value || !unit.value) throw new Error("请选择事项和承办单位");
+          await act(row.id, "assign", row.version, { matter_code: matter.value, unit_id: unit.value });
+          await route();
+        });
+      },
+    },
+    el("label", { for: matter.id }, "事项"),
+    matter,
+    el("label", { for: unit.id }, "承办单位"),
+    unit,
+    el("button", { type: "submit" }, "派单"),
+  );
+}
+
+// A case waiting for a decision: the citizen's words, why it waits, the suggestions, a form.
+function waitingCard(row, form) {
+  return el(
+    "li",
+    { class: "card", "data-case-id": row.id },
+    el(
+      "div",
+      { class: "card-head" },
+      statusBadge(row.status),
+      el("span", {}, `${row.township_name || "未定位"} · 受理于 ${when(row.created_at)}`),
+      el("a", { href: `#/case/${row.id}` }, "查看详情"),
+    ),
+    el("p", { class: "tip-text" }, row.text || "（无诉求原文）"),
+    row.reason && el("p", { class: "detail" }, row.reason),
+    el(
+      "div",
+      { class: "suggestions" },
+      el("span", { class: "detail" }, "系统建议事项："),
+      row.suggestions.length
+        ? el(
+            "ol",
+            {},
+            row.suggestions.map((s) =>
+              el(
+                "li",
+                { class: "suggestion" },
+                el("code", {}, s.matter_code),
+                ` ${s.name}`,
+                el("span", { class: "score" }, `得分 ${s.score}`),
+                s.unit_name && el("span", { class: "detail" }, ` → ${s.unit_name}`),
+              ),
+            ),
+          )
+        : el("span", {}, "未命中关键词，请人工选择事项"),
+    ),
+    form,
+  );
+}
+
+async function queueView(path, title, id, empty, form) {
+  const rows = await api(path);
+  const view = $("#view");
+  view.replaceChildren(el("h2", {}, `${title}（${rows.length}）`));
+  view.append(
+    rows.length
+      ? el("ul", { id, class: "cards" }, rows.map((row, n) => waitingCard(row, form(row, n))))
+      : el("p", { class: "empty" }, empty),
+  );
+}
+
+function triageView() {
+  return queueView("/v1/console/triage", "待分拨", "triage-list", "待分拨队列为空。", (row, n) =>
+    assignForm(row, row.suggestions, unitsOf(row.township_code), `t${n}`),
+  );
+}
+
+// 准入: the county admits an out-of-list case to a unit, or declines it with a reason.
+function admissionForms(row, n) {
+  const first = row.suggestions[0];
+  const matter = matterSelect(`a${n}-matter`, row.suggestions, first && first.matter_code);
+  const unit = unitSelect(`a${n}-unit`, me.units, first && first.unit_id);
+  linkMatterToUnit(matter, unit);
+  const reason = el("input", { id: `a${n}-reason`, type: "text", maxlength: 500 });
+  const decide = (body) =>
+    run(async () => {
+      const answer = await api(`/v1/cases/${row.id}/admission`, {
+        method: "POST",
+        body,
+        version: row.version,
+      });
+      showNotice(`已${body.decision === "admit" ? "准入" : "不予准入"}：案件现为「${label(STATUS, answer.status)}」。`);
+      await route();
+    });
+  return el(
+    "div",
+    { class: "admission" },
+    el(
+      "form",
+      {
+        class: "assign",
+        "data-action": "admit",
+        onsubmit: (event) => {
+          event.preventDefault();
+          if (!matter.value || !unit.value) return showError("请选择事项和承办单位");
+          decide({ decision: "admit", matter_code: matter.value, unit_id: unit.value });
+        },
+      },
+      el("label", { for: matter.id }, "事项"),
+      matter,
+      el("label", { for: unit.id }, "承办单位"),
+      unit,
+      el("button", { type: "submit" }, "准入并派单"),
+    ),
+    el(
+      "form",
+      {
+        class: "assign",
+        "data-action": "decline",
+        onsubmit: (event) => {
+          event.preventDefault();
+          if (!reason.value.trim()) return showError("不予准入须说明理由（将告知群众）");
+          decide({ decision: "decline", reason: reason.value.trim() });
+        },
+      },
+      el("label", { for: reason.id }, "不予准入理由"),
+      reason,
+      el("button", { type: "submit", class: "secondary" }, "不予准入"),
+    ),
+  );
+}
+
+function admissionView() {
+  return queueView(
+    "/v1/console/admission",
+    "待准入",
+    "admission-list",
+    "没有等待准入的清单外事项。",
+    admissionForms,
+  );
+}
+
+function filterBar(params) {
+  const status = el(
+    "select",
+    { id: "filter-status" },
+    el("option", { value: "" }, "全部未结案"),
+    Object.entries(STATUS)
+      .filter(([k]) => k !== "closed")
+      .map(([k, v]) => el("option", { value: k }, v)),
+  );
+  const unit = el(
+    "select",
+    { id: "filter-unit" },
+    el("option", { value: "" }, "全部单位"),
+    me.units.map((u) => el("option", { value: u.id }, u.name)),
+  );
+  const matter = el(
+    "select",
+    { id: "filter-matter" },
+    el("option", { value: "" }, "全部事项"),
+    me.matters.map((m) => el("option", { value: m.code }, `${m.code} ${m.name}`)),
+  );
+  status.value = params.get("status") || "";
+  unit.value = params.get("unit_id") || "";
+  matter.value = params.get("matter_code") || "";
+  const apply = () => {
+    const next = new URLSearchParams();
+    if (status.value) next.set("status", status.value);
+    if (unit.value) next.set("unit_id", unit.value);
+    if (matter.value) next.set("matter_code", matter.value);
+    location.hash = `#/open?${next}`;
+  };
+  for (const select of [status, unit, matter]) select.addEventListener("change", apply);
+  return el(
+    "div",
+    { class: "filters", role: "group", "aria-label": "筛选" },
+    el("label", { for: "filter-status" }, "状态"),
+    status,
+    el("label", { for: "filter-unit" }, "承办单位"),
+    unit,
+    el("label", { for: "filter-matter" }, "事项"),
+    matter,
+  );
+}
+
+function caseTable(id, rows, extra) {
+  return el(
+    "table",
+    { id },
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ["时限", "状态", "事项", "承办单位", "群众反映", "最近期限", "操作"].map((h) =>
+          el("th", { scope: "col" }, h),
+        ),
+      ),
+    ),
+    el(
+      "tbody",
+      {},
+      rows.map((row) =>
+        el(
+          "tr",
+          { "data-case-id": row.id, "data-status": row.status, "data-colour": row.colour || "none" },
+          el("td", { "data-label": "时限" }, colourBadge(row.colour)),
+          el("td", { "data-label": "状态", class: "status" }, statusBadge(row.status)),
+          el("td", { "data-label": "事项" }, row.matter_name || row.matter_code || "—"),
+          el("td", { "data-label": "承办单位" }, row.unit_name || "—"),
+          el("td", { "data-label": "群众反映", class: "tip-text" }, row.text || "—"),
+          el("td", { "data-label": "最近期限" }, when(row.due_at)),
+          el(
+            "td",
+            { "data-label": "操作", class: "row-actions" },
+            el("a", { href: `#/case/${row.id}` }, "查看"),
+            extra ? extra(row) : null,
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+async function openView(params) {
+  const query = new URLSearchParams();
+  for (const key of ["status", "unit_id", "matter_code"]) {
+    if (params.get(key)) query.set(key, params.get(key));
+  }
+  const rows = await api(`/v1/console/cases?${query}`);
+  $("#view").replaceChildren(
+    el("h2", {}, `办理中（${rows.length}）`),
+    filterBar(params),
+    rows.length ? caseTable("open-table", rows) : el("p", { class: "empty" }, "没有符合条件的案件。"),
+  );
+}
+
+async function mineView() {
+  const rows = await api("/v1/console/cases");
+  const quick = (row) =>
+    row.status === "assigned"
+      ? el(
+          "button",
+          {
+            type: "button",
+            class: "accept",
+            onclick: () =>
+              run(async () => {
+                await act(row.id, "accept", row.version);
+                await route();
+              }),
+          },
+          "接单",
+        )
+      : null;
+  $("#view").replaceChildren(
+    el("h2", {}, `我的案件（${rows.length}）`),
+    el("p", { class: "detail" }, "退单、办结请进入案件详情填写原因或办理结果。"),
+    rows.length ? caseTable("mine-table", rows, quick) : el("p", { class: "empty" }, "暂无指派给本单位的案件。"),
+  );
+}
+
+function textField(id, text, multiline) {
+  return [
+    el("label", { for: id }, text),
+    multiline
+      ? el("textarea", { id, rows: 2, required: true, maxlength: multiline })
+      : el("input", { id, type: "text", required: true }),
+  ];
+}
+
+const departmentName = (code) => (me.departments.find((d) => d.code === code) || { name: code }).name;
+const whistleReason = (code) => (me.whistle_reasons.find((r) => r.code === code) || { label: code }).label;
+
+// 吹哨: summon county departments (the matter's own listed first, its lead ticked), for a
+// reason the county's rules name; the server judges it and says every rule that refuses it.
+function whistleForm(page) {
+  const c = page.case;
+  if (!me.whistle_reasons.length) return el("p", { class: "detail" }, "本县未配置吹哨规则，暂不能吹哨。");
+  const responsible = page.responsible_departments;
+  const ordered = [
+    ...responsible.map((code) => me.departments.find((d) => d.code === code)).filter(Boolean),
+    ...me.departments.filter((d) => !responsible.includes(d.code)),
+  ];
+  const boxes = ordered.map((d) =>
+    el(
+      "label",
+      { class: "check" },
+      el("input", {
+        type: "checkbox",
+        name: "whistle-department",
+        value: d.code,
+        checked: d.code === responsible[0],
+      }),
+      ` ${d.name}`,
+      responsible.includes(d.code) ? el("span", { class: "detail" }, "（本事项责任部门）") : null,
+    ),
+  );
+  const code = el(
+    "select",
+    { id: "whistle-reason-code", required: true },
+    me.whistle_reasons.map((r) => el("option", { value: r.code, title: r.description }, r.label)),
+  );
+  const hint = el("p", { class: "detail", id: "whistle-reason-hint" });
+  const describeReason = () => {
+    const chosen = me.whistle_reasons.find((r) => r.code === code.value);
+    hint.textContent = chosen ? chosen.description : "";
+  };
+  code.addEventListener("change", describeReason);
+  describeReason();
+  const reason = el("textarea", { id: "whistle-reason", rows: 2, required: true, maxlength: 500 });
+  return el(
+    "form",
+    {
+      class: "action",
+      "data-action": "whistle",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const departments = [...document.querySelectorAll('input[name="whistle-department"]:checked')].map(
+          (box) => box.value,
+        );
+        run(async () => {
+          if (!departments.length) throw new Error("请至少选择一个县直部门");
+          await api(`/v1/cases/${c.id}/whistle`, {
+            method: "POST",
+            body: { departments, reason_code: code.value, reason: reason.value.trim() },
+            version: c.version,
+          });
+          showNotice(`已吹哨：召集 ${departments.map(departmentName).join("、")}。`);
+          await route();
+        });
+      },
+    },
+    el("fieldset", { id: "whistle-departments" }, el("legend", {}, "召集县直部门"), boxes),
+    el("label", { for: code.id }, "吹哨理由"),
+    code,
+    hint,
+    el("label", { for: reason.id }, "情况说明"),
+    reason,
+    el("button", { type: "submit", id: "do-whistle" }, "吹哨"),
+  );
+}
+
+// The case's tips: its own, then those merged into it; a merged one may be split off.
+function tipsSection(page, tips) {
+  const c = page.case;
+  const mayHaveSplit = page.actions.includes("split");
+  const how = (t) => {
+    if (t.joined_by === "opening") return "原始诉求";
+    const where = t.rule === "same_grid" ? "同一网格" : `相距 ${t.distance_m} 米`;
+    return `合并的重复诉求（${where}，${when(t.joined_at)}）`;
+  };
+  const splitForm = (t, n) => {
+    const reason = el("input", { id: `split-reason-${n}`, type: "text", required: true, maxlength: 500 });
+    return el(
+      "form",
+      {
+        class: "split",
+        "data-action": "split",
+        onsubmit: (event) => {
+          event.preventDefault();
+          run(async () => {
+            const answer = await api(`/v1/cases/${c.id}/split`, {
+              method: "POST",
+              body: { tip_id: t.tip_id, reason: reason.value.trim() },
+              version: c.version,
+            });
+            showNotice(`已拆分：该诉求另立为案件 ${answer.split_case_id}。`);
+            await route();
+          });
+        },
+      },
+      el("label", { for: reason.id }, "拆分原因"),
+      reason,
+      el("button", { type: "submit" }, "拆分为新案件"),
+    );
+  };
+  return el(
+    "section",
+    { id: "tips", "aria-labelledby": "tips-title" },
+    el("h3", { id: "tips-title" }, `诉求（${tips.length} 条）`),
+    el(
+      "ol",
+      {},
+      tips.map((t, n) =>
+        el(
+          "li",
+          { "data-tip-id": t.tip_id, "data-joined-by": t.joined_by },
+          el("strong", {}, how(t)),
+          el("p", { class: "tip-text" }, t.text || "（无诉求原文）"),
+          t.split_case_id
+            ? el("p", { class: "detail" }, `已于 ${when(t.left_at)} 拆分为 `, el("a", { href: `#/case/${t.split_case_id}` }, "新案件"))
+            : null,
+          t.joined_by === "merge" && !t.left_at && mayHaveSplit ? splitForm(t, n) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+// One form per action the caller may take now; each posts with the version shown.
+function actionForms(page) {
+  const c = page.case;
+  const forms = [];
+  const submit = (action, body) =>
+    run(async () => {
+      await act(c.id, action, c.version, body && body());
+      await route();
+    });
+  const form = (action, fields, body, note) =>
+    el(
+      "form",
+      {
+        class: "action",
+        "data-action": action,
+        onsubmit: (event) => {
+          event.preventDefault();
+          submit(action, body);
+        },
+      },
+      note && el("p", { class: "detail" }, note),
+      fields,
+      el("button", { type: "submit", id: `do-${action}` }, label(ACTION, action)),
+    );
+  for (const action of page.actions) {
+    if (action === "assign") {
+      const matter = matterSelect("assign-matter", page.suggestions, c.matter_code);
+      const first = page.suggestions[0];
+      const unit = unitSelect("assign-unit", page.assignable_units, first && first.unit_id);
+      linkMatterToUnit(matter, unit);
+      forms.push(
+        form(
+          "assign",
+          [el("label", { for: "assign-matter" }, "事项"), matter, el("label", { for: "assign-unit" }, "承办单位"), unit],
+          () => ({ matter_code: matter.value, unit_id: unit.value }),
+        ),
+      );
+    } else if (action === "reject" || action === "reopen") {
+      const id = `${action}-reason`;
+      forms.push(
+        form(action, textField(id, action === "reject" ? "退单原因" : "重新办理原因", 500), () => ({
+          reason: document.getElementById(id).value,
+        })),
+      );
+    } else if (action === "whistle") {
+      forms.push(whistleForm(page));
+    } else if (action === "split") {
+      continue; // beside each merged tip, in the tips section
+    } else if (action === "progress") {
+      forms.push(
+        form("progress", textField("progress-note", "进展说明", 2000), () => ({
+          note: document.getElementById("progress-note").value,
+        })),
+      );
+    } else if (action === "resolve") {
+      const kind = el(
+        "select",
+        { id: "resolve-kind", required: true },
+        Object.entries(RESOLUTION).map(([k, v]) => el("option", { value: k }, v)),
+      );
+      const due = el("input", { id: "resolve-due", type: "date" });
+      forms.push(
+        form(
+          "resolve",
+          [
+            el("label", { for: "resolve-kind" }, "办理结果"),
+            kind,
+            ...textField("resolve-note", "办理情况", 2000),
+            el("label", { for: "resolve-due" }, "整改期限（责令整改时必填）"),
+            due,
+          ],
+          () => ({
+            resolution: kind.value,
+            note: document.getElementById("resolve-note").value,
+            ...(due.value ? { rectification_due: due.value } : {}),
+          }),
+        ),
+      );
+    } else {
+      forms.push(form(action, [], null));
+    }
+  }
+  return forms.length ? forms : [el("p", { class: "empty" }, "您对这件案件暂无可执行的操作。")];
+}
+
+function describe(item) {
+  const d = item.data || {};
+  const parts = [];
+  if (d.actor) parts.push(`${d.actor_role === "unit_member" ? "承办人" : "操作人"} ${d.actor}`);
+  if (d.unit_id && item.type === "whistle.case.assigned") parts.push(`承办单位 ${d.unit_id}`);
+  if (d.matter_name) parts.push(`事项 ${d.matter_code} ${d.matter_name}`);
+  if (d.departments) parts.push(`召集 ${d.departments.map(departmentName).join("、")}`);
+  if (d.reason_code) parts.push(`理由：${whistleReason(d.reason_code)}`);
+  if (d.reason) parts.push(`${d.reason_code ? "说明" : "原因"}：${d.reason}`);
+  if (d.note) parts.push(d.note);
+  if (d.resolution) parts.push(label(RESOLUTION, d.resolution));
+  if (d.kind) parts.push(`${label(CLOCK, d.kind)}时限 ${when(d.due_at)}`);
+  if (d.deadlines) {
+    parts.push(d.deadlines.map((x) => `${label(CLOCK, x.kind)}期限 ${when(x.due_at)}`).join("，"));
+  }
+  if (Array.isArray(d.explanation) && d.explanation.length) parts.push(d.explanation.join("；"));
+  return parts.join(" · ");
+}
+
+async function caseView(id) {
+  if (!UUID_RE.test(id)) throw new Error("案件编号格式不正确");
+  const [page, tips] = await Promise.all([api(`/v1/console/cases/${id}`), api(`/v1/cases/${id}/tips`)]);
+  const c = page.case;
+  const facts = [
+    ["状态", statusBadge(c.status)],
+    ["时限", colourBadge(page.colour)],
+    ["群众反映", page.text || "—"],
+    ["地址", page.address || "—"],
+    ["渠道", label(CHANNEL, page.channel || "") || "—"],
+    ["乡镇 / 村 / 网格", [c.township_code, c.village_code, c.grid_id].filter(Boolean).join(" / ") || "未定位"],
+    ["事项", page.matter_name ? `${c.matter_code} ${page.matter_name}` : "未确定"],
+    ["承办单位", page.unit_name || "—"],
+    ["紧急程度", label(URGENCY, c.urgency)],
+    ["退单次数", String(c.rejections)],
+    ["版本", String(c.version)],
+  ];
+  $("#view").replaceChildren(
+    ...[
+    el("p", {}, el("button", { type: "button", class: "secondary", onclick: () => history.back() }, "← 返回")),
+    el("h2", { id: "case-title", "data-version": c.version, "data-status": c.status }, `案件 ${c.id}`),
+    el("dl", { id: "facts", class: "facts" }, facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    el(
+      "section",
+      { id: "routing", "aria-labelledby": "routing-title" },
+      el("h3", { id: "routing-title" }, "分拨依据"),
+      el("p", { class: "detail" }, `规则：${c.routing.rule || "—"} · 事项清单版本 ${c.catalogue_version}`),
+      el("ol", {}, (c.routing.explanation || []).map((line) => el("li", {}, line))),
+    ),
+    tipsSection(page, tips),
+    page.suggestions.length
+      ? el(
+          "section",
+          { id: "suggestions", "aria-labelledby": "suggestions-title" },
+          el("h3", { id: "suggestions-title" }, "系统建议事项"),
+          el(
+            "ol",
+            {},
+            page.suggestions.map((s) =>
+              el("li", { class: "suggestion" }, `${s.matter_code} ${s.name}（得分 ${s.score}，关键词 ${s.keywords.join("、")}）`, s.unit_name ? ` → ${s.unit_name}` : ""),
+            ),
+          ),
+        )
+      : null,
+    el(
+      "section",
+      { id: "actions", "aria-labelledby": "actions-title" },
+      el("h3", { id: "actions-title" }, "操作"),
+      actionForms(page),
+    ),
+    el(
+      "section",
+      { id: "clocks", "aria-labelledby": "clocks-title" },
+      el("h3", { id: "clocks-title" }, "办理时限"),
+      page.clocks.length
+        ? el(
+            "ul",
+            {},
+            page.clocks.map((k) =>
+              el(
+                "li",
+                {},
+                colourBadge(k.colour),
+                ` ${label(CLOCK, k.kind)}（第 ${k.round} 轮）：预警 ${when(k.warn_at)}，期限 ${when(k.due_at)}`,
+                k.stopped_at ? `，已于 ${when(k.stopped_at)} 停止（${k.on_time ? "按期" : "超期"}）` : "",
+              ),
+            ),
+          )
+        : el("p", { class: "empty" }, "尚未设定时限（派单后由督办服务设定）。"),
+    ),
+    el(
+      "section",
+      { id: "timeline", "aria-labelledby": "timeline-title" },
+      el("h3", { id: "timeline-title" }, "办理记录"),
+      page.timeline.length
+        ? el(
+            "ol",
+            { class: "timeline" },
+            page.timeline.map((item) =>
+              el(
+                "li",
+                { "data-type": item.type },
+                el("time", { datetime: item.time }, when(item.time)),
+                el("strong", {}, label(EVENT, item.type)),
+                el("span", { class: "detail" }, describe(item)),
+              ),
+            ),
+          )
+        : el("p", { class: "empty" }, "暂无记录。"),
+    ),
+    ].filter(Boolean),
+  );
+}
+
+// --- routing between views -----------------------------------------------------------------
+
+async function route() {
+  if (!me) return;
+  const [path, query] = (location.hash.slice(1) || "").split("?");
+  const params = new URLSearchParams(query || "");
+  for (const tab of document.querySelectorAll("#tabs a")) {
+    tab.setAttribute("aria-current", path === tab.getAttribute("href").slice(1) ? "page" : "false");
+  }
+  if (path.startsWith("/case/")) return caseView(path.slice("/case/".length));
+  if (path === "/open") return openView(params);
+  if (path === "/mine") return mineView();
+  if (path === "/triage") return triageView();
+  if (path === "/admission") return admissionView();
+  location.hash = me.roles.includes("unit_member") && !me.roles.includes("dispatcher") ? "#/mine" : "#/triage";
+}
+
+function start() {
+  $("#login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    showNotice("");
+    run(async () => {
+      await signIn();
+      await route();
+    });
+  });
+  $("#forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("#token").value = "";
+    me = null;
+    $("#tabs").hidden = true;
+    $("#view").replaceChildren();
+    $("#who").textContent = "请先粘贴访问令牌。";
+  });
+  window.addEventListener("hashchange", () => {
+    showNotice("");
+    run(route);
+  });
+  if (token()) {
+    $("#token").value = token();
+    run(async () => {
+      await signIn();
+      await route();
+    });
+  }
+}
+
+window.whistleConsole = { problemMessage };
+document.addEventListener("DOMContentLoaded", start);

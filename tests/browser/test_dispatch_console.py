@@ -1,0 +1,478 @@
+"""The dispatcher console (GET /console) in headless Chromium (Debian's /usr/bin/chromium,
+driven by Playwright). Dispatch runs on servers of its own, served by uvicorn on a loopback
+port; tips and deadlines reach it over the broker as intake and escalation publish them.
+
+Set ``CONSOLE_SCREENSHOT=/tmp/console`` to keep pictures of the views (…-triage.png, …).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from playwright.async_api import Browser, Page, async_playwright
+from sqlalchemy import select
+from uuid6 import uuid7
+
+from contracts.envelope import new_event
+from contracts.events import Deadline, DeadlinesSet, TipReceived
+from contracts.topics import DEADLINES, TIPS
+from services.dispatch.app import create_app
+from services.dispatch.models import Case
+from services.runtime.kafka import create_producer
+from services.runtime.service import Runtime
+from services.runtime.settings import Settings
+from services.runtime.stack import prepare
+from tests.browser.test_auditor_page import CHROMIUM, FLAGS
+from tests.conftest import TokenFactory
+from tests.support.infra import Infra, embedded_servers, eventually
+from tests.support.serving import serving
+
+# Two keywords of weight 1 for two items (占道经营 CG-001, 非法营运 JT-001): confidence 0.25,
+# so the tip waits in 城关镇's (T03) triage queue.
+UNSURE_TIP = "路口堵路了，有人拉客"
+GRID = "T03V02G01"  # 城关镇五里铺村
+LAPTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    runtime: Runtime
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def console_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    with embedded_servers(tmp_path_factory.mktemp("console-servers")) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="module")
+async def served(settings: Settings, console_servers: Infra) -> AsyncIterator[Served]:
+    own = settings.model_copy(
+        update={
+            "database_url": console_servers.database_url,
+            "kafka_bootstrap": console_servers.bootstrap,
+        }
+    )
+    await prepare(own, ("dispatch",))
+    app = create_app(own)
+    async with serving(app) as url:
+        yield Served(url, app.state.runtime, own)
+
+
+@pytest.fixture(scope="module")
+async def producer(served: Served) -> AsyncIterator[AIOKafkaProducer]:
+    kafka = create_producer(
+        served.settings.require_kafka(), client_id="console-test", enable_idempotence=False
+    )
+    await kafka.start()
+    yield kafka
+    await kafka.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("Debian's chromium is not installed: `make test` installs it")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(locale="zh-CN", viewport=LAPTOP)  # type: ignore[arg-type]
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+async def unsure_tip(served: Served, producer: AIOKafkaProducer) -> UUID:
+    """A low-confidence tip, as intake publishes it; the id of the case dispatch opens."""
+    tip_id, now = uuid7(), datetime.now(UTC)
+    tip = TipReceived(
+        tip_id=tip_id,
+        tracking_no=f"QX{now:%Y%m%d}-{tip_id.int % 1_000_000:06d}",
+        channel="web",
+        text=UNSURE_TIP,
+        grid_id=GRID,
+        received_at=now,
+    )
+    event = new_event("whistle/intake", str(tip_id), tip, now)
+    await producer.send_and_wait(TIPS, event.to_bytes(), key=str(tip_id).encode())
+
+    async def opened() -> UUID | None:
+        async with served.runtime.sessions() as session:
+            case = await session.scalar(select(Case).where(Case.tip_id == tip_id))
+        if case is None:
+            return None
+        assert case.status == "triage", case.routing
+        return case.id
+
+    return await eventually(opened, within=20, what=f"a case for tip {tip_id}")
+
+
+async def call(
+    served: Served,
+    token: str,
+    method: str,
+    path: str,
+    json: object = None,
+    if_match: str | None = None,
+) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"}
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    async with httpx.AsyncClient(base_url=served.url) as client:
+        return await client.request(method, path, headers=headers, json=json)
+
+
+async def act(served: Served, token: str, case_id: UUID, action: str, body: object) -> None:
+    """A step taken by someone else, through the HTTP API."""
+    current = await call(served, token, "GET", f"/v1/cases/{case_id}")
+    answer = await call(
+        served,
+        token,
+        "POST",
+        f"/v1/cases/{case_id}/{action}",
+        json=body,
+        if_match=current.headers["etag"],
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def sign_in(page: Page, served: Served, token: str, view: str = "") -> None:
+    await page.goto(f"{served.url}/console{view}")
+    await page.fill("#token", token)
+    await page.click("#use-token")
+    await page.wait_for_selector('body[data-state="done"]')
+
+
+async def show(page: Page, served: Served, view: str) -> None:
+    await page.goto(f"{served.url}/console#{view}")
+    await page.reload()
+    await page.wait_for_selector('body[data-state="done"]')
+
+
+async def screenshot(page: Page, name: str) -> None:
+    if prefix := os.environ.get("CONSOLE_SCREENSHOT"):
+        await page.screenshot(path=f"{prefix}-{name}.png", full_page=True)
+
+
+async def test_a_dispatcher_triages_an_unsure_tip_and_sees_it_move_to_the_open_cases(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    await sign_in(page, served, token("dispatcher", "township:T03"))
+    assert "调度员" in await page.inner_text("#who")
+    card = page.locator(f'#triage-list li[data-case-id="{case_id}"]')
+    assert UNSURE_TIP in await card.locator(".tip-text").inner_text()
+    suggestions = await card.locator(".suggestion").all_inner_texts()
+    assert [s.split()[0] for s in suggestions] == ["CG-001", "JT-001"]
+    assert "占道经营" in suggestions[0] and "得分 1" in suggestions[0]
+    await screenshot(page, "triage")
+
+    await card.locator("select.matter").select_option("CG-001")
+    unit = await card.locator("select.unit").input_value()
+    assert unit.startswith("T03-"), "the unit routing would pick for CG-001 is proposed"
+    await card.get_by_role("button", name="派单").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已派单" in await page.inner_text("#notice")
+    assert await page.locator(f'#triage-list li[data-case-id="{case_id}"]').count() == 0
+
+    await page.click("#tab-open")
+    await page.wait_for_selector('body[data-state="done"]')
+    row = page.locator(f'#open-table tr[data-case-id="{case_id}"]')
+    assert await row.get_attribute("data-status") == "assigned"
+    assert "已派单" in await row.locator("td.status").inner_text()
+    assert "占道经营" in await row.inner_text()
+    assert await row.get_attribute("data-colour") == "none"  # no deadlines announced yet
+
+    # Escalation announces the clocks: the warning time has passed, the deadline has not.
+    now = datetime.now(UTC)
+    clocks = DeadlinesSet(
+        case_id=case_id,
+        policy_id="P-GENERAL",
+        urgency="general",
+        deadlines=[
+            Deadline(kind="first_response", due_at=now + timedelta(hours=1), warn_at=now),
+            Deadline(
+                kind="resolution", due_at=now + timedelta(days=5), warn_at=now + timedelta(days=4)
+            ),
+        ],
+    )
+    event = new_event("whistle/escalation", str(case_id), clocks, now)
+    await producer.send_and_wait(DEADLINES, event.to_bytes(), key=str(case_id).encode())
+
+    async def yellow() -> bool:
+        await show(page, served, "/open")
+        return await row.get_attribute("data-colour") == "yellow"
+
+    await eventually(yellow, within=20, what="the case coloured yellow")
+    assert "临近期限" in await row.inner_text()
+
+    # Filters: by unit it is there; by another matter it is not.
+    await page.select_option("#filter-unit", unit)
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await row.count() == 1
+    await page.select_option("#filter-matter", "JT-001")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await row.count() == 0
+    await screenshot(page, "open")
+
+
+async def test_a_unit_member_accepts_an_assigned_case_on_a_tablet(
+    browser: Browser, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
+    )
+    context = await browser.new_context(locale="zh-CN", viewport=TABLET)  # type: ignore[arg-type]
+    page = await context.new_page()
+    try:
+        await sign_in(page, served, token("unit_member", "unit:T03-CGJ"))
+        assert await page.locator("#tab-mine").is_visible()
+        assert await page.locator("#tab-triage").is_hidden()
+        row = page.locator(f'#mine-table tr[data-case-id="{case_id}"]')
+        assert await row.get_attribute("data-status") == "assigned"
+        await row.get_by_role("button", name="接单").click()
+        await page.wait_for_selector('body[data-state="done"]')
+        assert "已接单" in await page.inner_text("#notice")
+        assert await row.get_attribute("data-status") == "accepted"
+        # At tablet width the list is one card per case, nothing wider than the screen.
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        await screenshot(page, "mine-tablet")
+
+        await row.get_by_role("link", name="查看").click()
+        await page.wait_for_selector('body[data-state="done"]')
+        assert await page.locator("#do-resolve").is_visible()
+        assert await page.locator("#do-reject").count() == 0  # accepted: no longer rejectable
+
+        async def accepted_on_the_timeline() -> bool:
+            await show(page, served, f"/case/{case_id}")
+            types = await page.locator("ol.timeline li").evaluate_all(
+                "items => items.map(i => i.dataset.type)"
+            )
+            return "whistle.case.accepted" in types
+
+        await eventually(accepted_on_the_timeline, within=20, what="the acceptance recorded")
+        timeline = await page.inner_text("#timeline")
+        assert "派单" in timeline and "接单" in timeline and "转人工分拨" in timeline
+        assert "事项识别置信度 0.25" in await page.inner_text("#routing")
+        facts = await page.inner_text("#facts")
+        assert "已接单" in facts and "城关镇城市管理派驻组" in facts and UNSURE_TIP in facts
+        assert "null" not in await page.inner_text("#view")
+        await screenshot(page, "case-tablet")
+    finally:
+        await context.close()
+
+
+async def test_a_unit_member_rejects_with_a_reason_and_the_case_returns_to_triage(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "JT-001", "unit_id": "T03-CGJ"},
+    )
+    await sign_in(page, served, token("unit_member", "unit:T03-CGJ"), f"#/case/{case_id}")
+    await page.get_by_label("退单原因").fill("非法营运不属本组职责")
+    await page.click("#do-reject")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "案件现为「待分拨」" in await page.inner_text("#notice")
+    # No longer the unit's: its page answers like a missing case.
+    assert "案件不存在，或不在您的管辖范围内" in await page.inner_text("#error")
+
+    dispatcher = await page.context.new_page()  # a tab of its own: its own session storage
+    await sign_in(dispatcher, served, token("dispatcher", "township:T03"))
+    assert await dispatcher.locator(f'#triage-list li[data-case-id="{case_id}"]').count() == 1
+
+
+async def test_a_stale_edit_shows_the_conflict_message(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    unit_token = token("unit_member", "unit:T03-CGJ")
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
+    )
+    await act(served, unit_token, case_id, "accept", {})
+    await sign_in(page, served, unit_token, f"#/case/{case_id}")
+    assert await page.get_attribute("#case-title", "data-version") == "3"
+
+    await act(served, unit_token, case_id, "start", {})  # a colleague, meanwhile
+    await page.click("#do-start")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await page.inner_text("#error") == "案件已被他人修改，请刷新。"
+
+    # A step the case's state does not allow names the steps it does, in Chinese.
+    answer = await call(
+        served,
+        unit_token,
+        "POST",
+        f"/v1/cases/{case_id}/accept",
+        if_match='"4"',
+    )
+    assert answer.status_code == 409
+    message = await page.evaluate(
+        "([status, body]) => window.whistleConsole.problemMessage(status, body)",
+        [answer.status_code, answer.json()],
+    )
+    assert message == "案件当前状态不允许此操作。现在可以：记录进展、办结。"
+
+
+async def test_a_dispatcher_of_another_township_does_not_see_the_case(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    other = token("dispatcher", "township:T01")
+    await sign_in(page, served, other)
+    assert "城关镇" not in await page.inner_text("#who")
+    assert await page.locator(f'[data-case-id="{case_id}"]').count() == 0
+    assert UNSURE_TIP not in await page.inner_text("#view")
+    await show(page, served, "/open")
+    assert await page.locator(f'[data-case-id="{case_id}"]').count() == 0
+    await show(page, served, f"/case/{case_id}")
+    assert "案件不存在，或不在您的管辖范围内" in await page.inner_text("#error")
+    # Nor through the console's API, nor may it assign the case.
+    listed = await call(served, other, "GET", "/v1/console/triage")
+    assert listed.status_code == 200
+    assert str(case_id) not in {row["id"] for row in listed.json()}
+
+
+async def test_without_a_valid_token_the_console_says_so_in_chinese(
+    page: Page, served: Served
+) -> None:
+    await sign_in(page, served, "not-a-token")
+    assert "未通过身份验证" in await page.inner_text("#error")
+    assert await page.locator("#tabs").is_hidden()
+
+
+async def assigned_case(served: Served, producer: AIOKafkaProducer, token: TokenFactory) -> UUID:
+    """An unsure tip the dispatcher assigned as 占道经营 (CGJ leads; SCJGJ and GAJ support)."""
+    case_id = await unsure_tip(served, producer)
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
+    )
+    return case_id
+
+
+async def test_a_dispatcher_blows_the_whistle_and_sees_it_on_the_timeline(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await assigned_case(served, producer, token)
+    await sign_in(page, served, token("dispatcher", "township:T03"), f"#/case/{case_id}")
+    form = page.locator('form[data-action="whistle"]')
+    # The matter's responsible departments come first, its lead ticked.
+    boxes = form.locator('input[name="whistle-department"]')
+    assert await boxes.evaluate_all("bs => bs.slice(0, 3).map(b => b.value)") == [
+        "CGJ",
+        "SCJGJ",
+        "GAJ",
+    ]
+    assert await boxes.evaluate_all("bs => bs.filter(b => b.checked).map(b => b.value)") == ["CGJ"]
+    await form.get_by_label("公安局").check()
+    await form.get_by_label("吹哨理由").select_option(label="需多部门联合")
+    assert "联合执法" in await page.inner_text("#whistle-reason-hint")
+    await form.get_by_label("情况说明").fill("摊贩暴力抗法，需公安联合处置")
+    await page.click("#do-whistle")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await page.inner_text("#error") == ""
+    assert "已吹哨：召集" in await page.inner_text("#notice")
+    assert await page.get_attribute("#case-title", "data-version") == "3"
+
+    async def whistled_on_the_timeline() -> bool:
+        await show(page, served, f"/case/{case_id}")
+        return (
+            await page.locator('ol.timeline li[data-type="whistle.case.whistle_blown"]').count()
+            == 1
+        )
+
+    await eventually(whistled_on_the_timeline, within=20, what="the whistle on the timeline")
+    entry = await page.inner_text('ol.timeline li[data-type="whistle.case.whistle_blown"]')
+    assert "吹哨" in entry and "公安局" in entry and "需多部门联合" in entry
+    assert "摊贩暴力抗法" in entry
+    await screenshot(page, "whistle")
+
+
+async def test_an_ineligible_whistle_shows_the_refusal_reasons_in_chinese(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await assigned_case(served, producer, token)
+    await sign_in(page, served, token("dispatcher", "township:T03"), f"#/case/{case_id}")
+    form = page.locator('form[data-action="whistle"]')
+    await form.get_by_label("吹哨理由").select_option(label="重大突发")
+    await form.get_by_label("情况说明").fill("想请县里来看看")
+    await page.click("#do-whistle")
+    await page.wait_for_selector('body[data-state="done"]')
+    error = await page.inner_text("#error")
+    # A general case is no emergency, and the township claimed 占道经营 — but that rule is
+    # waived for emergencies, so the one refusal is the urgency.
+    assert error.startswith("不符合吹哨条件：重大突发：案件紧急程度"), error
+    # Nothing was recorded: the case keeps its version.
+    current = await call(served, token("dispatcher", "township:T03"), "GET", f"/v1/cases/{case_id}")
+    assert current.json()["version"] == 2
+
+
+async def test_the_county_admits_an_out_of_list_tip_from_the_admission_queue(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    tip_id, now = uuid7(), datetime.now(UTC)
+    words = "公司拖欠工资不发，要求劳动仲裁"
+    tip = TipReceived(
+        tip_id=tip_id,
+        tracking_no=f"QX{now:%Y%m%d}-{tip_id.int % 1_000_000:06d}",
+        channel="web",
+        text=words,
+        grid_id=GRID,
+        received_at=now,
+        category_hint="LD-005",
+    )
+    event = new_event("whistle/intake", str(tip_id), tip, now)
+    await producer.send_and_wait(TIPS, event.to_bytes(), key=str(tip_id).encode())
+
+    async def waiting() -> UUID | None:
+        async with served.runtime.sessions() as session:
+            case = await session.scalar(select(Case).where(Case.tip_id == tip_id))
+        return case.id if case is not None else None
+
+    case_id = await eventually(waiting, within=20, what="the out-of-list case")
+    await sign_in(page, served, token("county_supervisor"), "#/admission")
+    assert await page.locator("#tab-admission").is_visible()
+    card = page.locator(f'#admission-list li[data-case-id="{case_id}"]')
+    assert words in await card.locator(".tip-text").inner_text()
+    await card.locator('form[data-action="admit"] select.matter').select_option("LD-001")
+    await card.locator('form[data-action="admit"] select.unit').select_option("T03-RSJ")
+    await card.get_by_role("button", name="准入并派单").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已准入：案件现为「已派单」" in await page.inner_text("#notice")
+    assert await card.count() == 0

@@ -1,0 +1,158 @@
+"""Queues and lists: the township triage queues, the county's admission queue (准入) and the
+open-case list, each scoped to the caller."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpx
+from uuid6 import uuid7
+
+from services.dispatch.models import Case, TipText
+from services.runtime.service import Runtime
+from tests.conftest import TokenFactory
+from tests.support.tips import case_events, case_of, send_tip
+
+
+def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(role, *scopes)}"}
+
+
+async def _waiting_case(runtime: Runtime, township: str, text: str) -> UUID:
+    now = datetime.now(UTC)
+    case = Case(
+        id=uuid7(),
+        tip_id=uuid7(),
+        status="triage",
+        township_code=township,
+        urgency="general",
+        queue=f"township:{township}",
+        catalogue_version="test",
+        routing={"rule": "low_confidence", "explanation": ["待调度员人工分拨"]},
+        created_at=now - timedelta(minutes=30),
+        updated_at=now,
+    )
+    async with runtime.transaction() as session:
+        session.add(case)
+        session.add(TipText(tip_id=case.tip_id, text=text, channel="web", received_at=now))
+    return case.id
+
+
+async def test_a_dispatcher_sees_their_own_townships_triage_queue_with_suggestions(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch
+    own = await _waiting_case(runtime, "T03", "路边有人占道经营，还在店外摆摊，噪音也大")
+    other = await _waiting_case(runtime, "T01", "有人占道经营")
+    as_t03 = _bearer(token, "dispatcher", "township:T03")
+
+    answer = await client.get("/v1/queues/triage", headers=as_t03)
+    assert answer.status_code == 200, answer.text
+    rows = {UUID(r["case_id"]): r for r in answer.json()}
+    assert own in rows and other not in rows
+    row = rows[own]
+    assert row["queue"] == "township:T03" and row["age_seconds"] >= 30 * 60
+    assert row["reason"] == "待调度员人工分拨"
+    suggestions = row["suggestions"]
+    assert 1 <= len(suggestions) <= 3
+    assert suggestions[0]["matter_code"] == "CG-001" and suggestions[0]["name"]
+    assert [s["score"] for s in suggestions] == sorted(
+        (s["score"] for s in suggestions), reverse=True
+    )
+
+    foreign = await client.get("/v1/queues/triage", params={"township": "T01"}, headers=as_t03)
+    assert foreign.status_code == 403
+    county = _bearer(token, "county_supervisor", "township:*")
+    t01 = await client.get("/v1/queues/triage", params={"township": "T01"}, headers=county)
+    assert other in {UUID(r["case_id"]) for r in t01.json()}
+    assert own not in {UUID(r["case_id"]) for r in t01.json()}
+
+
+async def test_the_open_case_list_is_scoped_and_filtered(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch
+    t03 = await _waiting_case(runtime, "T03", "垃圾乱倒")
+    t01 = await _waiting_case(runtime, "T01", "垃圾乱倒")
+    as_t03 = _bearer(token, "dispatcher", "township:T03")
+    mine = {UUID(c["id"]) for c in (await client.get("/v1/cases", headers=as_t03)).json()}
+    assert t03 in mine and t01 not in mine
+    asked = await client.get("/v1/cases", params={"township": "T01"}, headers=as_t03)
+    assert asked.status_code == 200 and asked.json() == []
+    assigned = await client.get("/v1/cases", params={"state": "assigned"}, headers=as_t03)
+    assert t03 not in {UUID(c["id"]) for c in assigned.json()}
+    county = _bearer(token, "county_supervisor", "township:*")
+    both = await client.get(
+        "/v1/cases", params={"township": ["T01", "T03"], "state": "triage"}, headers=county
+    )
+    assert {t01, t03} <= {UUID(c["id"]) for c in both.json()}
+
+
+async def test_out_of_list_tips_wait_for_admission_and_are_admitted_or_declined(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch
+    admitted_tip = await send_tip(runtime, "公司拖欠工伤待遇，劳动争议", "T05V01G01", hint="LD-005")
+    declined_tip = await send_tip(runtime, "有人高息揽储", "T05V01G01", hint="GA-003")
+    admitted, declined = await case_of(runtime, admitted_tip), await case_of(runtime, declined_tip)
+    assert (admitted.status, admitted.queue) == ("triage", "admission")
+    triage = (await case_events(runtime, admitted.id))[1]
+    assert triage["type"] == "whistle.case.triage_required"
+    assert triage["data"]["queue"] == "admission"
+
+    county = _bearer(token, "county_supervisor", "township:*")
+    dispatcher = _bearer(token, "dispatcher", "township:T05")
+    queue = await client.get("/v1/queues/admission", headers=county)
+    assert {admitted.id, declined.id} <= {UUID(r["case_id"]) for r in queue.json()}
+    assert (await client.get("/v1/queues/admission", headers=dispatcher)).status_code == 403
+    township_queue = await client.get("/v1/queues/triage", headers=dispatcher)
+    assert admitted.id not in {UUID(r["case_id"]) for r in township_queue.json()}
+
+    # Never silently assigned: the township cannot assign it around the county's decision.
+    bypass = await client.post(
+        f"/v1/cases/{admitted.id}/assign",
+        json={"unit_id": "T05-RSJ", "matter_code": "LD-001"},
+        headers={**dispatcher, "If-Match": '"1"'},
+    )
+    assert bypass.status_code == 409
+
+    incomplete = await client.post(
+        f"/v1/cases/{admitted.id}/admission",
+        json={"decision": "admit", "unit_id": "T05-SFJ"},
+        headers={**county, "If-Match": '"1"'},
+    )
+    assert incomplete.status_code == 422
+    admit = await client.post(
+        f"/v1/cases/{admitted.id}/admission",
+        json={"decision": "admit", "unit_id": "T05-SFJ", "matter_code": "LD-005"},
+        headers={**county, "If-Match": '"1"'},
+    )
+    assert admit.status_code == 200, admit.text
+    assert (admit.json()["status"], admit.json()["unit_id"]) == ("assigned", "T05-SFJ")
+    assigned = (await case_events(runtime, admitted.id))[-1]
+    assert assigned["type"] == "whistle.case.assigned"
+    assert (assigned["data"]["rule"], assigned["data"]["actor_role"]) == (
+        "admission",
+        "county_supervisor",
+    )
+
+    decline = await client.post(
+        f"/v1/cases/{declined.id}/admission",
+        json={"decision": "decline", "reason": "属金融监管部门职责，请拨打金融监管热线"},
+        headers={**county, "If-Match": '"1"'},
+    )
+    assert decline.status_code == 200, decline.text
+    assert decline.json()["status"] == "closed"
+    closed = (await case_events(runtime, declined.id))[-1]
+    assert closed["type"] == "whistle.case.closed"
+    assert closed["data"]["reason"] == "属金融监管部门职责，请拨打金融监管热线"
+
+    again = await client.post(
+        f"/v1/cases/{declined.id}/admission",
+        json={"decision": "decline", "reason": "再次"},
+        headers={**county, "If-Match": '"2"'},
+    )
+    assert again.status_code == 409
+    queue = await client.get("/v1/queues/admission", headers=county)
+    assert not {admitted.id, declined.id} & {UUID(r["case_id"]) for r in queue.json()}

@@ -1,0 +1,80 @@
+"""Feeding dispatch a tip the way intake does (through the outbox and the broker), and reading
+back what dispatch decided."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import select
+from uuid6 import uuid7
+
+from contracts.envelope import new_event
+from contracts.events import TipReceived
+from contracts.topics import TIPS
+from services.dispatch.models import Case
+from services.runtime.outbox import OutboxMessage, stage
+from services.runtime.service import Runtime
+from tests.support.infra import eventually
+
+
+async def send_tip(runtime: Runtime, text: str, grid_id: str, hint: str | None = None) -> UUID:
+    """Publish a ``TipReceived`` on intake's topic; dispatch (in the same test) consumes it."""
+    tip_id = uuid7()
+    now = datetime.now(UTC)
+    tip = TipReceived(
+        tip_id=tip_id,
+        tracking_no=f"T{tip_id.hex[:10]}",
+        channel="grid",
+        text=text,
+        grid_id=grid_id,
+        category_hint=hint,
+        received_at=now,
+    )
+    async with runtime.transaction() as session:
+        stage(session, TIPS, new_event("whistle/intake", str(tip_id), tip, now))
+    return tip_id
+
+
+async def case_of(runtime: Runtime, tip_id: UUID) -> Case:
+    async def probe() -> Case | None:
+        async with runtime.sessions() as session:
+            return await session.scalar(select(Case).where(Case.tip_id == tip_id))  # type: ignore[arg-type]
+
+    return await eventually(probe, what=f"a case for tip {tip_id}")
+
+
+async def case_events(runtime: Runtime, case_id: UUID) -> list[dict[str, Any]]:
+    """The events dispatch staged for a case, in order."""
+    async with runtime.sessions() as session:
+        rows = await session.scalars(
+            select(OutboxMessage.event)
+            .where(OutboxMessage.key == str(case_id))  # type: ignore[arg-type]
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        )
+        return list(rows.all())
+
+
+async def published(bootstrap: str, topic: str, key: str, event_type: str) -> dict[str, Any]:
+    """The first record on ``topic`` with ``key`` and ``event_type``, as the broker has it."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+
+        async def probe() -> dict[str, Any] | None:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    event = json.loads(record.value)
+                    if record.key == key.encode() and event["type"] == event_type:
+                        return event
+            return None
+
+        return await eventually(probe, what=f"{event_type} for {key} on {topic}")
+    finally:
+        await consumer.stop()
