@@ -188,6 +188,9 @@ class CaseResolved(CaseStep):
 
 class CaseClosed(CaseStep):
     event_type = "whistle.case.closed"
+    reason: str | None = Field(
+        default=None, description="why, when closed without being resolved (准入 declined)"
+    )
 
 
 class CaseReopened(CaseStep):
@@ -371,6 +374,23 @@ class ExtensionDecided(EventData):
     decided_by_role: str
 
 
+class DeadlineRecomputed(EventData):
+    """A provisional deadline (counted Monday to Friday in a year the business calendar lacked)
+    was counted again, under the policy frozen onto the case, once the calendar gained that
+    year; its pending ladder step was rescheduled with it."""
+
+    event_type = "whistle.deadline.recomputed"
+
+    case_id: UUID
+    kind: ClockKind
+    round: int = Field(ge=1)
+    old_due_at: AwareDatetime
+    due_at: AwareDatetime
+    warn_at: AwareDatetime
+    calendar_version: str = Field(description="the calendar it was counted on this time")
+    provisional_reason: str = Field(description="why the old due time was provisional")
+
+
 class WhistleNotified(EventData):
     """A summoned department's notice on its own topic ``escalation.dept.<code>.v1``, with the
     deadlines for its receipt (报到) and its reply."""
@@ -475,6 +495,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadershipNotified,
     ExtensionRequested,
     ExtensionDecided,
+    DeadlineRecomputed,
     WhistleNotified,
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,

@@ -21,6 +21,7 @@ from contracts.events import (
     CaseSupervised,
     CaseTriageRequired,
     DeadlineOverdue,
+    DeadlineRecomputed,
     DeadlinesSet,
     DeadlineStopped,
     DeadlineWarning,
@@ -96,6 +97,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseSupervised,
             ExtensionRequested,
             ExtensionDecided,
+            DeadlineRecomputed,
         ),
     ),
     Topic(

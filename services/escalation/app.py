@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
-from contracts.topics import CASES
-from services.escalation import api
+from contracts.events import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseReopened,
+    CaseResolved,
+    WhistleBlown,
+    WhistleReceiptSubmitted,
+    WhistleReplySubmitted,
+)
+from contracts.topics import CASES, WHISTLES
+from services.escalation import api, extension_api, whistle_api
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.handlers import AssignmentClocks, ClockStops
-from services.escalation.policies import PolicyBook, load_policies
+from services.escalation.policies import PolicyBook, load_policies, policies_file
+from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
+from services.escalation.whistles import WhistleEvents
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -19,12 +29,16 @@ from services.runtime.settings import Settings
 
 async def setup(runtime: Runtime) -> Subscription:
     settings = runtime.settings
-    runtime.state["policies"] = load_policies(settings.config_dir / "policies.yaml")
+    runtime.state["policies"] = load_policies(
+        policies_file(settings.config_dir, settings.policy_profile)
+    )
     # An invalid calendar (or one in another time zone) stops the service here, before it
     # consumes anything: a deadline counted on the wrong days is worse than none.
     runtime.state["calendar"] = load_calendar(
         settings.config_dir / "calendar.yaml", settings.timezone
     )
+    # Deadlines counted Monday to Friday on a year this calendar now covers are counted again.
+    await recompute_provisional(runtime.sessions, runtime.state["calendar"], runtime.clock)
 
     def policies() -> PolicyBook:
         current: PolicyBook = runtime.state["policies"]
@@ -45,18 +59,27 @@ async def setup(runtime: Runtime) -> Subscription:
     runtime.run_in_background("scheduler", scheduler.run())
     on_assigned = AssignmentClocks(policies, calendar, runtime.clock)
     stops = ClockStops(calendar, runtime.clock)
+    whistles = WhistleEvents(policies, calendar, runtime.clock)
     return Subscription(
-        topics=(CASES,),
+        # escalation.whistles.v1: the departments' submissions (its own records are ignored).
+        topics=(CASES, WHISTLES),
         handlers={
             CaseAssigned.event_type: on_assigned,
             CaseAccepted.event_type: stops.on_accepted,
             CaseResolved.event_type: stops.on_resolved,
             CaseReopened.event_type: stops.on_reopened,
+            WhistleBlown.event_type: whistles.on_blown,
+            WhistleReceiptSubmitted.event_type: whistles.on_receipt,
+            WhistleReplySubmitted.event_type: whistles.on_reply,
         },
     )
 
 
-ESCALATION = ServiceDefinition(name="escalation", routers=[api.router], setup=setup)
+ESCALATION = ServiceDefinition(
+    name="escalation",
+    routers=[api.router, extension_api.router, whistle_api.router, whistle_api.page_router],
+    setup=setup,
+)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:

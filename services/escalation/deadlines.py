@@ -52,22 +52,29 @@ def warn_time(
 def deadlines_for(
     policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
 ) -> list[ComputedDeadline]:
-    computed = []
-    for kind, duration in (
-        ("first_response", policy.first_response),
-        ("resolution", policy.resolution),
-    ):
-        try:
-            due = add_duration(start, duration, calendar)
-            warn = warn_time(start, duration, policy.warn_at_fraction, calendar)
-            reason = None
-        except UncoveredYearError as exc:
-            provisional = calendar.provisional()
-            due = add_duration(start, duration, provisional)
-            warn = warn_time(start, duration, policy.warn_at_fraction, provisional)
-            reason = str(exc)
-        computed.append(ComputedDeadline(kind, due, warn, reason))
-    return computed
+    return [
+        deadline_for(kind, start, duration, policy.warn_at_fraction, calendar)
+        for kind, duration in (
+            ("first_response", policy.first_response),
+            ("resolution", policy.resolution),
+        )
+    ]
+
+
+def deadline_for(
+    kind: str, start: datetime, duration: Duration, fraction: float, calendar: BusinessCalendar
+) -> ComputedDeadline:
+    """One clock of ``duration`` from ``start``, warned at ``fraction`` of it."""
+    try:
+        due = add_duration(start, duration, calendar)
+        warn = warn_time(start, duration, fraction, calendar)
+        reason = None
+    except UncoveredYearError as exc:
+        provisional = calendar.provisional()
+        due = add_duration(start, duration, provisional)
+        warn = warn_time(start, duration, fraction, provisional)
+        reason = str(exc)
+    return ComputedDeadline(kind, due, warn, reason)
 
 
 def stop_outcome(due_at: datetime, stopped_at: datetime) -> tuple[str, int]:

@@ -31,7 +31,7 @@ from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import deadlines_for, stop_outcome
 from services.escalation.ladder import first_step
-from services.escalation.models import CaseDeadline, EscalationStep
+from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent
@@ -86,7 +86,10 @@ class AssignmentClocks:
                     policy_snapshot=snapshot,
                     provisional_reason=deadline.provisional_reason,
                 )
-                .on_conflict_do_nothing(index_elements=["case_id", "kind", "round"])
+                .on_conflict_do_nothing(
+                    index_elements=["case_id", "kind", "round"],
+                    index_where=CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+                )
                 .returning(CaseDeadline.id)
             )
             if inserted is not None:
@@ -97,6 +100,7 @@ class AssignmentClocks:
                     log.warning(
                         "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
                     )
+        await _hold(session, assigned, start)
         if not created:
             return
         payload = DeadlinesSet(
@@ -183,30 +187,67 @@ class ClockStops:
         running = await _latest(session, case_id, kind)
         if running is None or running.status != "running":
             return
-        running.status, running.late_by_seconds = stop_outcome(running.due_at, event.time)
-        running.stopped_at = event.time
-        # The clock row is locked (``_latest``), so a scheduler firing this clock's step has
-        # either committed (its next step is visible here) or skips the clock until we commit.
-        await session.execute(
-            update(EscalationStep)
-            .where(
-                EscalationStep.deadline_id == running.id,  # type: ignore[arg-type]
-                EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
-                EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
-            )
-            .values(cancelled_at=self._clock())
+        await stop_clock(session, running, event.time, event.type, self._clock())
+
+
+async def stop_clock(
+    session: AsyncSession,
+    running: CaseDeadline,
+    stopped_at: datetime,
+    stopped_by: str,
+    now: datetime,
+) -> DeadlineStopped:
+    """Stop a running clock, locked by the caller: met or late, its pending step cancelled, and
+    ``DeadlineStopped`` staged (with the whistle and department of a whistle clock)."""
+    running.status, running.late_by_seconds = stop_outcome(running.due_at, stopped_at)
+    running.stopped_at = stopped_at
+    # The clock row is locked, so a scheduler firing this clock's step has either committed
+    # (its next step is visible here) or skips the clock until we commit.
+    await session.execute(
+        update(EscalationStep)
+        .where(
+            EscalationStep.deadline_id == running.id,  # type: ignore[arg-type]
+            EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
+            EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
         )
-        payload = DeadlineStopped(
-            case_id=case_id,
-            kind=kind,  # type: ignore[arg-type]
-            round=running.round,
-            due_at=running.due_at,
-            stopped_at=event.time,
-            on_time=running.status == "met",
-            late_by_seconds=running.late_by_seconds,
-            stopped_by=event.type,
+        .values(cancelled_at=now)
+    )
+    payload = DeadlineStopped(
+        case_id=running.case_id,
+        kind=running.kind,  # type: ignore[arg-type]
+        round=running.round,
+        due_at=running.due_at,
+        stopped_at=stopped_at,
+        on_time=running.status == "met",
+        late_by_seconds=running.late_by_seconds,
+        stopped_by=stopped_by,
+        whistle_id=running.whistle_id,
+        department_code=running.department_code,
+    )
+    stage(session, DEADLINES, new_event(SOURCE, str(running.case_id), payload, now))
+    return payload
+
+
+async def _hold(session: AsyncSession, assigned: CaseAssigned, at: datetime) -> None:
+    """Record who holds the case now (for extensions); an older assignment arriving late does
+    not overwrite a newer one."""
+    row = insert(CaseAssignment).values(
+        case_id=assigned.case_id,
+        unit_id=assigned.unit_id,
+        township_code=assigned.township_code,
+        assigned_at=at,
+    )
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=["case_id"],
+            set_={
+                "unit_id": row.excluded.unit_id,
+                "township_code": row.excluded.township_code,
+                "assigned_at": row.excluded.assigned_at,
+            },
+            where=CaseAssignment.assigned_at <= row.excluded.assigned_at,  # type: ignore[arg-type]
         )
-        stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, self._clock()))
+    )
 
 
 def _warning_step(deadline_id: int, warn_at: datetime) -> EscalationStep:

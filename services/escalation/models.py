@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     UniqueConstraint,
     text,
 )
@@ -22,8 +23,27 @@ from sqlmodel import Field, SQLModel
 
 class CaseDeadline(SQLModel, table=True):
     __tablename__ = "deadline"
-    # A reopened case gets a new resolution clock: round 2, 3, ...
-    __table_args__ = (UniqueConstraint("case_id", "kind", "round"),)
+    # A reopened case gets a new resolution clock: round 2, 3, ... A whistle (吹哨) gives each
+    # summoned department clocks of its own (whistle_receipt, whistle_reply) on the same case.
+    __table_args__ = (
+        Index(
+            "ux_deadline_case_clock",
+            "case_id",
+            "kind",
+            "round",
+            unique=True,
+            postgresql_where=text("whistle_id IS NULL"),
+        ),
+        Index(
+            "ux_deadline_whistle_clock",
+            "whistle_id",
+            "department_code",
+            "kind",
+            "round",
+            unique=True,
+            postgresql_where=text("whistle_id IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     case_id: UUID = Field(index=True)
@@ -41,6 +61,9 @@ class CaseDeadline(SQLModel, table=True):
     provisional_reason: str | None = None
     stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     late_by_seconds: int | None = None
+    # Set on a summoned department's clocks (services/escalation/whistles.py).
+    whistle_id: UUID | None = None
+    department_code: str | None = None
 
 
 class EscalationStep(SQLModel, table=True):
@@ -50,8 +73,8 @@ class EscalationStep(SQLModel, table=True):
 
     __tablename__ = "escalation_step"
     __table_args__ = (
-        # Each step of each clock exists once: a second firing has no row to fire.
-        UniqueConstraint("deadline_id", "step"),
+        # Each step of each clock's due time exists once: a second firing has no row to fire.
+        UniqueConstraint("deadline_id", "generation", "step"),
         # What the scheduler scans: only pending steps, in due order.
         Index(
             "ix_escalation_step_pending",
@@ -66,9 +89,92 @@ class EscalationStep(SQLModel, table=True):
         sa_column=Column(BigInteger, ForeignKey("deadline.id"), nullable=False)
     )
     step: str  # warning, overdue, chase, supervise
+    # 1, then one more for each approved extension (延期): a moved deadline climbs a new ladder.
+    generation: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     provisional_reason: str | None = None
     fired_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     late_by_seconds: int | None = None
     event_id: str | None = None  # the event it fired
     cancelled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class CaseAssignment(SQLModel, table=True):
+    """Who holds a case now (from its latest ``CaseAssigned``): the unit that may ask for an
+    extension, and the township whose command centre may grant it."""
+
+    __tablename__ = "case_assignment"
+
+    case_id: UUID = Field(primary_key=True)
+    unit_id: str
+    township_code: str | None = None
+    assigned_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DeadlineExtension(SQLModel, table=True):
+    """An extension request (延期) on a running clock and its decision
+    (services/escalation/extensions.py). At most one is pending per clock."""
+
+    __tablename__ = "deadline_extension"
+    __table_args__ = (
+        Index(
+            "ux_deadline_extension_pending",
+            "deadline_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: UUID = Field(primary_key=True)
+    deadline_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("deadline.id"), nullable=False)
+    )
+    case_id: UUID = Field(index=True)
+    kind: str
+    round: int
+    status: str = "pending"  # pending, then approved or refused
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    requested_due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    extra_working_days: int | None = None
+    reason: str
+    requested_by: str
+    requested_by_role: str
+    requested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    decided_by: str | None = None
+    decided_by_role: str | None = None
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    note: str | None = None
+
+
+class WhistleSummons(SQLModel, table=True):
+    """A department summoned by a whistle (吹哨): why, and what it answered. Its deadlines are
+    the ``deadline`` rows with the same whistle id and department code."""
+
+    __tablename__ = "whistle_summons"
+    __table_args__ = (
+        Index(
+            "ix_whistle_summons_open",
+            "department_code",
+            "notified_at",
+            postgresql_where=text("replied_at IS NULL"),
+        ),
+    )
+
+    whistle_id: UUID = Field(primary_key=True)
+    department_code: str = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    township_code: str | None = None
+    matter_code: str | None = None
+    reason_code: str
+    reason: str
+    urgency: str
+    notified_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    receipt_no: str | None = None
+    reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reported_by: str | None = None
+    result: str | None = None
+    evidence: list[str] | None = Field(default=None, sa_column=Column(JSONB))
+    replied_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    replied_by: str | None = None

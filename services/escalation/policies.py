@@ -8,7 +8,7 @@ later, supervision (督办, and the leadership stream) ``supervise_after`` after
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,6 +18,17 @@ class Duration(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     amount: float = Field(gt=0)
     unit: Literal["hours", "working_days"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seconds_are_hours(cls, data: Any) -> Any:
+        # The demo profile's second-scale durations are natural time: kept as hours, so that
+        # deadline arithmetic knows only natural time and working days.
+        if isinstance(data, dict) and data.get("unit") == "seconds":
+            amount = data.get("amount")
+            if isinstance(amount, int | float) and amount > 0:
+                return {**data, "amount": amount / 3600, "unit": "hours"}
+        return data
 
     @model_validator(mode="after")
     def _whole_working_days(self) -> Duration:
@@ -40,6 +51,9 @@ class DeadlinePolicy(BaseModel):
     # (催办) this long after the deadline, supervise (督办) this long after the chase.
     chase_after: Duration = Duration(amount=1, unit="working_days")
     supervise_after: Duration = Duration(amount=3, unit="working_days")
+    # The whistle protocol (吹哨报到): a summoned department reports in (报到) within this; its
+    # reply is due with the case's resolution (services/escalation/whistles.py).
+    whistle_receipt: Duration = Duration(amount=1, unit="working_days")
 
 
 class PolicyBook(BaseModel):
@@ -57,9 +71,19 @@ class PolicyBook(BaseModel):
     def get(self, policy_id: str) -> DeadlinePolicy | None:
         return next((p for p in self.policies if p.id == policy_id), None)
 
+    def for_urgency(self, urgency: str) -> DeadlinePolicy | None:
+        """The first policy for an urgency: what a whistle of that urgency runs under."""
+        return next((p for p in self.policies if p.urgency == urgency), None)
+
 
 class PolicyError(Exception):
     pass
+
+
+def policies_file(config_dir: Path, profile: str = "default") -> Path:
+    """The policy book of a profile: ``policies.yaml``, or ``policies.<profile>.yaml`` (the
+    ``demo`` profile's second-scale durations let a running stack show its whole ladder)."""
+    return config_dir / ("policies.yaml" if profile == "default" else f"policies.{profile}.yaml")
 
 
 def load_policies(path: Path) -> PolicyBook:

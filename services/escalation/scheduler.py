@@ -7,7 +7,11 @@ it marks the step fired, stages its event in the outbox (督办 also on the lead
 inserts the clock's next step (``services/escalation/ladder.py``). A step already fired or
 cancelled, or whose clock stopped, is not fired again: the row lock and the ``fired_at`` /
 ``cancelled_at`` check under it make each step fire at most once in effect, and the unique
-``(deadline_id, step)`` makes a second row for the same step impossible.
+``(deadline_id, generation, step)`` makes a second row for the same step impossible (a clock
+moved by an extension or recounted on a completed calendar climbs a new generation).
+
+A summoned department's clocks (吹哨报到: receipt and reply) climb the same ladder; their chase
+and supervision are also copied onto the department's own topic ``escalation.dept.<code>.v1``.
 
 After downtime, one pass fires everything that fell due, in due order (a clock's next step
 is claimed by the next batch of the same pass), each marked late with how late.
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventData, new_event
@@ -33,11 +37,12 @@ from contracts.events import (
     LadderStep,
     LeadershipNotified,
 )
-from contracts.topics import DEADLINES, LEADERSHIP
+from contracts.topics import DEADLINES, LEADERSHIP, department_topic
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.ladder import lateness, next_step
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
+from services.escalation.whistles import department_copy
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.outbox import stage
@@ -80,14 +85,18 @@ class EscalationScheduler:
         self._after_commit = after_commit
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("escalation scheduler pass failed; retrying")
-            await asyncio.sleep(self._interval)
+            # Passes start every interval: a long pass is not followed by a whole interval more,
+            # which would add its length to every step's lag.
+            await asyncio.sleep(max(0.0, self._interval - (loop.time() - started)))
 
     async def run_once(self) -> int:
         """Fire every step due by now, in batches; returns how many this instance fired."""
@@ -120,14 +129,21 @@ class EscalationScheduler:
             ).all()
             calendar = self._calendar()
             handled = 0
+            following: list[dict[str, object]] = []
             for step, deadline in rows:
                 if step.fired_at is not None or step.cancelled_at is not None:
                     continue
                 if deadline.status != "running":
                     step.cancelled_at = now  # stopped before the stop reached this step
                     continue
-                self._fire(session, step, deadline, now, calendar)
+                planned = self._fire(session, step, deadline, now, calendar)
+                if planned is not None:
+                    following.append(planned)
                 handled += 1
+            if following:
+                # One statement for the batch's next steps: building an ORM object per step
+                # costs about as much as the rest of firing it.
+                await session.execute(insert(EscalationStep), following)
         if handled:
             self._after_commit()
         return len(rows)
@@ -139,7 +155,8 @@ class EscalationScheduler:
         deadline: CaseDeadline,
         now: datetime,
         calendar: BusinessCalendar,
-    ) -> None:
+    ) -> dict[str, object] | None:
+        """Fire ``step``; returns the clock's next step, to be inserted with the batch."""
         late = lateness(step.due_at, now)
         payload = STEP_EVENTS[step.step](
             case_id=deadline.case_id,
@@ -150,10 +167,15 @@ class EscalationScheduler:
             fired_at=now,
             late_by_seconds=late,
             policy_id=deadline.policy_id,
+            whistle_id=deadline.whistle_id,
+            department_code=deadline.department_code,
         )
         subject = str(deadline.case_id)
         event = new_event(SOURCE, subject, payload, now)
         stage(session, DEADLINES, event)
+        if deadline.department_code is not None and step.step in ("chase", "supervise"):
+            # A summoned department hears of its own chases and supervisions on its topic.
+            stage(session, department_topic(deadline.department_code), department_copy(event))
         if step.step == "supervise":
             # The leadership stream: at once, with the supervision it follows.
             notice: EventData = LeadershipNotified(
@@ -173,13 +195,12 @@ class EscalationScheduler:
             policy=policy,
             calendar=calendar,
         )
-        if following is not None:
-            assert deadline.id is not None
-            session.add(
-                EscalationStep(
-                    deadline_id=deadline.id,
-                    step=following.step,
-                    due_at=following.due_at,
-                    provisional_reason=following.provisional_reason,
-                )
-            )
+        if following is None:
+            return None
+        return {
+            "deadline_id": deadline.id,
+            "step": following.step,
+            "generation": step.generation,
+            "due_at": following.due_at,
+            "provisional_reason": following.provisional_reason,
+        }

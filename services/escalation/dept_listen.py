@@ -1,0 +1,166 @@
+"""``whistle dept-listen --dept CODE``: a county department's reference consumer.
+
+The example a department's own IT team copies: it reads the department's topic
+``escalation.dept.<code>.v1`` with a consumer group of its own, prints each summons (吹哨),
+chase (催办) and supervision (督办) on one line, and reports in (报到) by producing
+``WhistleReceiptSubmitted`` onto ``escalation.whistles.v1`` — escalation records it and answers
+with ``WhistleReported`` on the same topic. Only the contracts package is needed.
+
+- ``--ack-with PREFIX``: report in to every summons at once with the receipt number
+  ``PREFIX-<first 8 hex digits of the whistle id>`` (the same number if a summons comes twice);
+- otherwise, on a terminal, it asks ``报到? [y/N]`` and then for the receipt number;
+- ``--max-messages N`` stops after N messages.
+
+The offset is committed after a message is printed and answered, so a restarted listener
+goes on where it stopped (at least once: a summons may be shown again after a crash, and a
+second receipt for it is ignored by escalation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts.envelope import CONTENT_TYPE, CloudEvent, new_event
+from contracts.events import (
+    CaseChased,
+    CaseSupervised,
+    WhistleNotified,
+    WhistleReceiptSubmitted,
+)
+from contracts.topics import WHISTLES, department_topic
+
+URGENCY = {"emergency": "紧急", "utilities": "水电气热", "general": "一般", "complex": "疑难"}
+CLOCK = {"whistle_receipt": "报到", "whistle_reply": "回复"}
+
+Ask = Callable[[str], str]
+
+
+def describe(event: CloudEvent, zone: ZoneInfo) -> str:
+    """One readable line for a message on a department's topic."""
+
+    def at(value: datetime) -> str:
+        return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    if event.type == WhistleNotified.event_type:
+        n = event.payload(WhistleNotified)
+        return (
+            f"[吹哨] 案件 {n.case_id} 吹哨 {n.whistle_id} 乡镇 {n.township_code or '-'} "
+            f"事项 {n.matter_code or '-'} 紧急程度 {URGENCY.get(n.urgency, n.urgency)} "
+            f"事由 {n.reason}（{n.reason_code}） "
+            f"报到时限 {at(n.receipt_due_at)} 回复时限 {at(n.reply_due_at)}"
+        )
+    if event.type in (CaseChased.event_type, CaseSupervised.event_type):
+        step = event.payload(CaseChased if event.type == CaseChased.event_type else CaseSupervised)
+        label = "催办" if event.type == CaseChased.event_type else "督办"
+        return (
+            f"[{label}] 案件 {step.case_id} 吹哨 {step.whistle_id} "
+            f"{CLOCK.get(step.kind, step.kind)}已超期，时限 {at(step.due_at)}"
+        )
+    return f"[其他] {event.type} 案件 {event.subject}"
+
+
+def receipt_for(notice: WhistleNotified, source: str, receipt_no: str, now: datetime) -> CloudEvent:
+    """The 报到 a department produces onto ``escalation.whistles.v1``."""
+    submitted = WhistleReceiptSubmitted(
+        case_id=notice.case_id,
+        whistle_id=notice.whistle_id,
+        department_code=notice.department_code,
+        receipt_no=receipt_no,
+    )
+    return new_event(source, str(notice.case_id), submitted, now)
+
+
+def receipt_number(notice: WhistleNotified, ack_with: str | None, ask: Ask | None) -> str | None:
+    """The receipt number to report in with, or None to leave the summons for now."""
+    if ack_with:
+        return f"{ack_with}-{notice.whistle_id.hex[:8]}"
+    if ask is None or ask("报到? [y/N] ").strip().lower() not in ("y", "yes", "是"):
+        return None
+    return ask("回执号: ").strip() or None
+
+
+async def listen(
+    *,
+    bootstrap: str,
+    department: str,
+    group: str | None,
+    ack_with: str | None,
+    ask: Ask | None,
+    max_messages: int | None,
+    zone: ZoneInfo,
+    say: Callable[[str], None],
+) -> int:
+    """Print the department's messages (and report in) until ``max_messages``; returns how
+    many were printed."""
+    source = f"whistle/dept/{department.lower()}"
+    consumer = AIOKafkaConsumer(
+        department_topic(department),
+        bootstrap_servers=bootstrap,
+        group_id=group or f"dept-{department.lower()}-listener",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    try:
+        while max_messages is None or seen < max_messages:
+            record = await consumer.getone()
+            try:
+                event = CloudEvent.model_validate_json(record.value or b"")
+            except ValueError as exc:
+                say(f"[无法解析] 偏移量 {record.offset}：{exc}")
+            else:
+                say(describe(event, zone))
+                if event.type == WhistleNotified.event_type:
+                    notice = event.payload(WhistleNotified)
+                    number = await asyncio.to_thread(receipt_number, notice, ack_with, ask)
+                    if number:
+                        receipt = receipt_for(notice, source, number, datetime.now(zone))
+                        await producer.send_and_wait(
+                            WHISTLES,
+                            value=receipt.to_bytes(),
+                            key=str(notice.case_id).encode(),
+                            headers=[("content-type", CONTENT_TYPE.encode())],
+                        )
+                        say(f"  → 已提交报到，回执号 {number}")
+            await consumer.commit()
+            seen += 1
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return seen
+
+
+def main(
+    *,
+    bootstrap: str,
+    department: str,
+    group: str | None,
+    ack_with: str | None,
+    max_messages: int | None,
+    timezone: str,
+) -> int:
+    ask: Ask | None = input if sys.stdin.isatty() and not ack_with else None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            listen(
+                bootstrap=bootstrap,
+                department=department,
+                group=group,
+                ack_with=ack_with,
+                ask=ask,
+                max_messages=max_messages,
+                zone=ZoneInfo(timezone),
+                say=lambda line: print(line, flush=True),
+            )
+        )
+    return 0

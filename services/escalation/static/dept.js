@@ -1,0 +1,181 @@
+// The department page (吹哨报到): a county department's open whistles, reporting in and replying.
+//
+// Everything goes through escalation's HTTP API with the department's own token:
+// GET /v1/whistles, POST /v1/whistles/{id}/receipt and /reply. The token stays in this tab's
+// session storage. Times are shown in the county's time zone.
+"use strict";
+
+const TOKEN_KEY = "whistle.dept.token";
+const ZONE = "Asia/Shanghai";
+const STATUS = {
+  awaiting_receipt: "待报到",
+  receipt_overdue: "报到已超期",
+  awaiting_reply: "已报到，待回复",
+  reply_overdue: "回复已超期",
+  replied: "已回复",
+};
+const URGENCY = { emergency: "紧急", utilities: "水电气热", general: "一般", complex: "疑难" };
+
+const $ = (selector) => document.querySelector(selector);
+const timeFormat = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", hour12: false,
+});
+const when = (iso) => timeFormat.format(new Date(iso));
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function say(text, kind) {
+  const status = $("#status");
+  status.textContent = text;
+  status.className = kind || "";
+  status.hidden = false;
+}
+
+// The department a token acts for, if it names exactly one (its `dept:` scope): a convenience
+// for the form; the server decides what the token may do.
+function departmentOf(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "=")));
+    const depts = (claims.scopes || []).filter((s) => s.startsWith("dept:") && s !== "dept:*");
+    return depts.length === 1 ? depts[0].slice(5) : "";
+  } catch {
+    return "";
+  }
+}
+
+function explain(status, body) {
+  const detail = body && body.detail ? `（服务器说明：${body.detail}）` : "";
+  if (status === 401) return `未通过身份验证：需要有效的县级部门访问令牌${detail}`;
+  if (status === 403) return `无权操作：该令牌不属于被召集的部门${detail}`;
+  if (status === 404) return `没有找到该吹哨${detail}`;
+  if (status === 409 && body && body.type && body.type.endsWith("receipt-required")) {
+    return `请先报到，再回复办理结果${detail}`;
+  }
+  if (status === 409) return `已经提交过，不能重复提交${detail}`;
+  if (status === 422) return `填写的内容不符合要求${detail}`;
+  return `请求失败（${status}）${detail}`;
+}
+
+async function call(method, path, body) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const headers = { authorization: `Bearer ${token}` };
+  if (body) headers["content-type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(explain(response.status, data));
+  return data;
+}
+
+function actions(whistle) {
+  const box = element("div", { class: "act" });
+  if (whistle.status === "awaiting_receipt" || whistle.status === "receipt_overdue") {
+    const number = element("input", { class: "receipt-no", placeholder: "回执号", maxlength: "64" });
+    const button = element("button", { type: "button", class: "report" }, "报到");
+    button.addEventListener("click", () => submit(whistle, "receipt", { receipt_no: number.value.trim() },
+      `已报到，回执号 ${number.value.trim()}`));
+    box.append(number, button);
+  } else {
+    const result = element("textarea", { class: "result", placeholder: "办理结果" });
+    const button = element("button", { type: "button", class: "reply" }, "回复");
+    button.addEventListener("click", () => submit(whistle, "reply", { result: result.value.trim() },
+      "已回复办理结果"));
+    box.append(element("span", {}, `回执号 ${whistle.receipt_no}`), result, button);
+  }
+  return box;
+}
+
+async function submit(whistle, what, body, done) {
+  document.body.dataset.state = "loading";
+  try {
+    const department = whistle.department_code;
+    await call("POST", `/v1/whistles/${whistle.whistle_id}/${what}`, { ...body, department_code: department });
+    await load();
+    say(`${done}（案件 ${whistle.case_id}）`, "ok");
+  } catch (error) {
+    say(error.message, "bad");
+  } finally {
+    document.body.dataset.state = "done";
+  }
+}
+
+function render(whistles) {
+  const open = $("#open tbody");
+  const overdue = $("#overdue tbody");
+  open.replaceChildren();
+  overdue.replaceChildren();
+  for (const w of whistles) {
+    const late = w.status.endsWith("_overdue");
+    const subject = element("td", {}, `${w.reason}（${w.reason_code}）`,
+      element("span", { class: "ids" }, `案件 ${w.case_id}`),
+      element("span", { class: "ids" }, `乡镇 ${w.township_code || "-"} · 事项 ${w.matter_code || "-"}`));
+    open.append(element("tr", { "data-whistle-id": w.whistle_id, class: late ? "overdue" : "" },
+      element("td", { class: "time" }, when(w.notified_at)),
+      subject,
+      element("td", {}, URGENCY[w.urgency] || w.urgency),
+      element("td", { class: "time" }, when(w.receipt.due_at)),
+      element("td", { class: "time" }, when(w.reply.due_at)),
+      element("td", {}, element("span", { class: `state ${w.status}` }, STATUS[w.status] || w.status)),
+      element("td", {}, actions(w))));
+    if (late) {
+      const receipt = w.status === "receipt_overdue";
+      overdue.append(element("tr", { "data-whistle-id": w.whistle_id },
+        element("td", {}, element("span", { class: "ids" }, w.case_id)),
+        element("td", {}, w.reason),
+        element("td", {}, element("span", { class: `state ${w.status}` }, receipt ? "报到" : "回复")),
+        element("td", { class: "time" }, when(receipt ? w.receipt.due_at : w.reply.due_at))));
+    }
+  }
+  const lateCount = whistles.filter((w) => w.status.endsWith("_overdue")).length;
+  $("#open-count").textContent = `共 ${whistles.length} 件`;
+  $("#overdue-count").textContent = `共 ${lateCount} 件`;
+  if (!whistles.length) {
+    open.append(element("tr", {}, element("td", { colspan: "7", class: "empty" }, "暂无待办吹哨")));
+  }
+  $("#open-section").hidden = false;
+  $("#overdue-section").hidden = lateCount === 0;
+}
+
+async function load() {
+  const department = $("#department").value.trim();
+  const query = new URLSearchParams({ state: "open" });
+  if (department) query.set("department", department);
+  const data = await call("GET", `/v1/whistles?${query}`);
+  render(data.whistles);
+  return data.whistles.length;
+}
+
+async function lookUp(event) {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  if (!$("#department").value.trim()) $("#department").value = departmentOf(token);
+  document.body.dataset.state = "loading";
+  try {
+    const count = await load();
+    say(count ? `共有 ${count} 件待办吹哨` : "暂无待办吹哨", "ok");
+  } catch (error) {
+    $("#open-section").hidden = true;
+    $("#overdue-section").hidden = true;
+    say(error.message, "bad");
+  } finally {
+    document.body.dataset.state = "done";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("#lookup").addEventListener("submit", lookUp);
+  $("#forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("#token").value = "";
+    say("令牌已清除", "ok");
+  });
+});

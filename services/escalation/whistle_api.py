@@ -1,0 +1,264 @@
+"""The whistle protocol's HTTP API (吹哨报到) and the department page that uses it.
+
+A county department (role ``county_department``, scope ``dept:<code>``) reports in and replies
+for its own department only; a county supervisor sees every department's whistles. The rules
+and the recording are in ``services/escalation/whistles.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.events import Sha256, WhistleReplied, WhistleReported
+from services.escalation.models import CaseDeadline, WhistleSummons
+from services.escalation.whistles import (
+    AlreadyRecorded,
+    NotSummoned,
+    ReceiptRequired,
+    SubmissionRefused,
+    UnknownWhistle,
+    WhistleStatus,
+    record_receipt,
+    record_reply,
+    summoned_departments,
+    whistle_status,
+)
+from services.runtime import pages
+from services.runtime.auth import Principal, require_roles
+from services.runtime.problems import Problem
+from services.runtime.service import Runtime, get_runtime
+
+router = APIRouter(prefix="/v1", tags=["whistles"])
+DepartmentCaller = Annotated[Principal, Depends(require_roles("county_department"))]
+Reader = Annotated[Principal, Depends(require_roles("county_department", "county_supervisor"))]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+PROBLEM = "https://whistle.example/problems/"
+
+
+class ReceiptIn(BaseModel):
+    receipt_no: str = Field(min_length=1, max_length=64, description="the department's 回执号")
+    officer: str | None = Field(default=None, max_length=200)
+    department_code: str | None = Field(
+        default=None, description="only for a caller acting for several summoned departments"
+    )
+
+
+class ReplyIn(BaseModel):
+    result: str = Field(min_length=1, max_length=4000)
+    evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
+    officer: str | None = Field(default=None, max_length=200)
+    department_code: str | None = None
+
+
+class ClockView(BaseModel):
+    due_at: datetime
+    status: str  # running, met, late
+    stopped_at: datetime | None
+
+
+class WhistleView(BaseModel):
+    whistle_id: UUID
+    case_id: UUID
+    department_code: str
+    township_code: str | None
+    matter_code: str | None
+    reason_code: str
+    reason: str
+    urgency: str
+    notified_at: datetime
+    status: WhistleStatus
+    receipt: ClockView
+    reply: ClockView
+    receipt_no: str | None
+    reported_at: datetime | None
+    result: str | None
+    replied_at: datetime | None
+
+
+class WhistleList(BaseModel):
+    whistles: list[WhistleView]
+
+
+@router.post("/whistles/{whistle_id}/receipt", status_code=201, response_model=WhistleReported)
+async def report_in(
+    whistle_id: UUID, body: ReceiptIn, caller: DepartmentCaller, runtime: RuntimeDep
+) -> WhistleReported:
+    async with runtime.transaction() as session:
+        department = _acting_for(caller, await summoned_departments(session, whistle_id), body)
+        try:
+            return await record_receipt(
+                session,
+                whistle_id=whistle_id,
+                department_code=department,
+                receipt_no=body.receipt_no,
+                actor=body.officer or caller.subject,
+                via="http",
+                now=runtime.clock(),
+            )
+        except SubmissionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.post("/whistles/{whistle_id}/reply", status_code=201, response_model=WhistleReplied)
+async def reply(
+    whistle_id: UUID, body: ReplyIn, caller: DepartmentCaller, runtime: RuntimeDep
+) -> WhistleReplied:
+    async with runtime.transaction() as session:
+        department = _acting_for(caller, await summoned_departments(session, whistle_id), body)
+        try:
+            return await record_reply(
+                session,
+                whistle_id=whistle_id,
+                department_code=department,
+                result=body.result,
+                evidence=list(body.evidence),
+                actor=body.officer or caller.subject,
+                via="http",
+                now=runtime.clock(),
+            )
+        except SubmissionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.get("/whistles", response_model=WhistleList)
+async def list_whistles(
+    caller: Reader,
+    runtime: RuntimeDep,
+    department: Annotated[str | None, Query(description="a department code")] = None,
+    state: Annotated[Literal["open", "overdue"], Query()] = "open",
+) -> WhistleList:
+    """A department's open whistles (not yet replied to), or only the overdue ones."""
+    if department is not None and not _may_see(caller, department):
+        raise Problem(
+            403,
+            "Forbidden",
+            f"This token does not act for department {department}.",
+            type_=PROBLEM + "other-department",
+        )
+    query = select(WhistleSummons).where(WhistleSummons.replied_at.is_(None))  # type: ignore[union-attr]
+    if department is not None:
+        query = query.where(WhistleSummons.department_code == department)
+    elif "county_supervisor" not in caller.roles:
+        own = _own_departments(caller)
+        if own is not None:
+            query = query.where(WhistleSummons.department_code.in_(own))  # type: ignore[attr-defined]
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        summonses = (await session.scalars(query.order_by(WhistleSummons.notified_at))).all()
+        clocks = await _clocks(session, [s.whistle_id for s in summonses])
+    views = [_view(s, clocks, now) for s in summonses]
+    if state == "overdue":
+        views = [v for v in views if v.status.endswith("_overdue")]
+    return WhistleList(whistles=views)
+
+
+def _acting_for(caller: Principal, summoned: list[str], body: ReceiptIn | ReplyIn) -> str:
+    """The summoned department the caller answers for."""
+    if not summoned:
+        raise Problem(404, "Not Found", "There is no such whistle.", type_=PROBLEM + "no-whistle")
+    mine = [d for d in summoned if caller.may_act_on("dept", d)]
+    if body.department_code is not None:
+        mine = [d for d in mine if d == body.department_code]
+    if not mine:
+        raise Problem(
+            403,
+            "Forbidden",
+            "This whistle did not summon a department this token acts for.",
+            type_=PROBLEM + "other-department",
+        )
+    if len(mine) > 1:
+        raise Problem(
+            422,
+            "Department required",
+            f"This token acts for several summoned departments ({', '.join(mine)}): "
+            "name one in department_code.",
+            type_=PROBLEM + "department-required",
+        )
+    return mine[0]
+
+
+def _refused(exc: SubmissionRefused) -> Problem:
+    if isinstance(exc, UnknownWhistle):
+        return Problem(404, "Not Found", str(exc), type_=PROBLEM + "no-whistle")
+    if isinstance(exc, NotSummoned):
+        return Problem(403, "Forbidden", str(exc), type_=PROBLEM + "other-department")
+    if isinstance(exc, AlreadyRecorded):
+        return Problem(409, "Already recorded", str(exc), type_=PROBLEM + "already-recorded")
+    assert isinstance(exc, ReceiptRequired)
+    return Problem(409, "Receipt required", str(exc), type_=PROBLEM + "receipt-required")
+
+
+def _may_see(caller: Principal, department: str) -> bool:
+    return "county_supervisor" in caller.roles or caller.may_act_on("dept", department)
+
+
+def _own_departments(caller: Principal) -> list[str] | None:
+    """The departments a department token acts for; None for ``dept:*``."""
+    if "dept:*" in caller.scopes:
+        return None
+    return [s.removeprefix("dept:") for s in caller.scopes if s.startswith("dept:")]
+
+
+async def _clocks(
+    session: AsyncSession, whistle_ids: list[UUID]
+) -> dict[tuple[UUID, str, str], CaseDeadline]:
+    """Each summoned department's latest clock of each kind."""
+    if not whistle_ids:
+        return {}
+    rows = (
+        await session.scalars(
+            select(CaseDeadline)
+            .where(CaseDeadline.whistle_id.in_(whistle_ids))  # type: ignore[union-attr]
+            .order_by(CaseDeadline.round)  # type: ignore[arg-type]
+        )
+    ).all()
+    return {(r.whistle_id, r.department_code, r.kind): r for r in rows}  # type: ignore[misc]
+
+
+def _view(
+    summons: WhistleSummons, clocks: dict[tuple[UUID, str, str], CaseDeadline], now: datetime
+) -> WhistleView:
+    key = (summons.whistle_id, summons.department_code)
+    receipt, reply_clock = clocks[(*key, "whistle_receipt")], clocks[(*key, "whistle_reply")]
+    return WhistleView(
+        whistle_id=summons.whistle_id,
+        case_id=summons.case_id,
+        department_code=summons.department_code,
+        township_code=summons.township_code,
+        matter_code=summons.matter_code,
+        reason_code=summons.reason_code,
+        reason=summons.reason,
+        urgency=summons.urgency,
+        notified_at=summons.notified_at,
+        status=whistle_status(
+            reported=summons.reported_at is not None,
+            replied=summons.replied_at is not None,
+            receipt_due_at=receipt.due_at,
+            reply_due_at=reply_clock.due_at,
+            now=now,
+        ),
+        receipt=ClockView(
+            due_at=receipt.due_at, status=receipt.status, stopped_at=receipt.stopped_at
+        ),
+        reply=ClockView(
+            due_at=reply_clock.due_at, status=reply_clock.status, stopped_at=reply_clock.stopped_at
+        ),
+        receipt_no=summons.receipt_no,
+        reported_at=summons.reported_at,
+        result=summons.result,
+        replied_at=summons.replied_at,
+    )
+
+
+# --- the department page (部门吹哨报到) ------------------------------------------------------
+
+page_router = pages.page_router("dept", "/dept", Path(__file__).with_name("static"))

@@ -1,0 +1,420 @@
+"""The whistle protocol (吹哨报到): a township summons county departments; each must report in.
+
+On ``WhistleBlown`` every summoned department gets two clocks, frozen from the deadline policy
+for the whistle's urgency (``deploy/config/policies.yaml``):
+
+- ``whistle_receipt`` (报到): the policy's ``whistle_receipt`` from the whistle (2 hours for an
+  emergency, 1 working day otherwise; placeholders);
+- ``whistle_reply``: due with the case's running resolution clock — "reply within the case's
+  resolution deadline". A case without one, or whose deadline comes no later than the receipt
+  deadline (the township whistled late), gives the department the policy's resolution time
+  from the whistle instead: a department is accountable from when it was summoned.
+
+They are ``deadline`` rows like a case's clocks and climb the same ladder (warning, overdue,
+chase 催办, supervise 督办 + leadership), fired by the same scheduler; the department's notice
+``WhistleNotified``, and copies of its chases and supervisions, go on its own topic.
+
+A department answers through the HTTP API or by producing ``WhistleReceiptSubmitted`` /
+``WhistleReplySubmitted`` onto ``escalation.whistles.v1``; both paths record through
+:func:`record_receipt` / :func:`record_reply`, which stop the clock (``DeadlineStopped``) and
+record ``WhistleReported`` / ``WhistleReplied``. Both count at escalation's own time of
+recording, not a time the department's system puts on its message: the liability timeline
+must not rest on the clock of the party it judges.
+
+A second receipt or reply for the same whistle and department is refused (409 over HTTP,
+ignored on Kafka). A reply before the receipt is refused too: the receipt number (回执) is the
+department's registration of the case, and a reply carries none, so counting it as a receipt
+would invent one. The department reports in, then replies; both may come in the same minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from sqlalchemy import exists, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid6 import uuid7
+
+from contracts.envelope import CloudEvent, new_event
+from contracts.events import (
+    WhistleBlown,
+    WhistleNotified,
+    WhistleReceiptSubmitted,
+    WhistleReplied,
+    WhistleReplySubmitted,
+    WhistleReported,
+)
+from contracts.topics import WHISTLES, department_topic
+from services.escalation.calendar import BusinessCalendar
+from services.escalation.deadlines import ComputedDeadline, deadline_for
+from services.escalation.handlers import SOURCE, stop_clock
+from services.escalation.ladder import first_step
+from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
+from services.escalation.policies import DeadlinePolicy, PolicyBook
+from services.runtime.clock import Clock
+from services.runtime.inbox import PoisonEvent
+from services.runtime.outbox import stage
+
+log = logging.getLogger(__name__)
+
+Via = Literal["http", "kafka"]
+WhistleStatus = Literal[
+    "awaiting_receipt", "receipt_overdue", "awaiting_reply", "reply_overdue", "replied"
+]
+
+
+# --- the rules ---------------------------------------------------------------------------
+
+
+def whistle_deadlines(
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    case_resolution: ComputedDeadline | None,
+) -> tuple[ComputedDeadline, ComputedDeadline]:
+    """A summoned department's receipt and reply deadlines for a whistle blown at ``start``."""
+    fraction = policy.warn_at_fraction
+    receipt = deadline_for("whistle_receipt", start, policy.whistle_receipt, fraction, calendar)
+    if case_resolution is None or case_resolution.due_at <= receipt.due_at:
+        reply = deadline_for("whistle_reply", start, policy.resolution, fraction, calendar)
+        return receipt, reply
+    due = case_resolution.due_at
+    # The case's warning, unless it has passed: then at the same fraction of what is left.
+    warn = case_resolution.warn_at
+    if warn <= start:
+        warn = start + (due - start) * fraction
+    return receipt, ComputedDeadline("whistle_reply", due, warn, case_resolution.provisional_reason)
+
+
+def whistle_status(
+    *,
+    reported: bool,
+    replied: bool,
+    receipt_due_at: datetime,
+    reply_due_at: datetime,
+    now: datetime,
+) -> WhistleStatus:
+    if replied:
+        return "replied"
+    if not reported:
+        return "receipt_overdue" if now > receipt_due_at else "awaiting_receipt"
+    return "reply_overdue" if now > reply_due_at else "awaiting_reply"
+
+
+def latency_seconds(since: datetime, at: datetime) -> int:
+    return max(0, int((at - since) // timedelta(seconds=1)))
+
+
+def department_copy(event: CloudEvent) -> CloudEvent:
+    """The copy of a ladder event for a department's own topic: an event of its own (the
+    outbox and every inbox key on the id), naming the original in the ``copyof`` extension
+    attribute so that a consumer of every topic can count the original once."""
+    return CloudEvent.model_validate({**event.to_json(), "id": str(uuid7()), "copyof": event.id})
+
+
+class SubmissionRefused(Exception):
+    """A receipt or reply that cannot be recorded; the subclass says why."""
+
+
+class UnknownWhistle(SubmissionRefused):
+    pass
+
+
+class NotSummoned(SubmissionRefused):
+    """The whistle exists but did not summon this department (or belongs to another case)."""
+
+
+class AlreadyRecorded(SubmissionRefused):
+    pass
+
+
+class ReceiptRequired(SubmissionRefused):
+    pass
+
+
+# --- recording -----------------------------------------------------------------------------
+
+
+async def open_whistle(
+    session: AsyncSession,
+    blown: WhistleBlown,
+    start: datetime,
+    policy: DeadlinePolicy,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> list[str]:
+    """Summon each department of ``blown``: its clocks, their first ladder steps and its
+    notice, in the caller's transaction. Returns the departments newly summoned."""
+    receipt, reply = whistle_deadlines(
+        policy, start, calendar, await _case_resolution(session, blown.case_id)
+    )
+    snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
+    summoned = []
+    for department in dict.fromkeys(blown.departments):
+        new = await session.scalar(
+            insert(WhistleSummons)
+            .values(
+                whistle_id=blown.whistle_id,
+                department_code=department,
+                case_id=blown.case_id,
+                township_code=blown.township_code,
+                matter_code=blown.matter_code,
+                reason_code=blown.reason_code,
+                reason=blown.reason,
+                urgency=blown.urgency,
+                notified_at=start,
+            )
+            .on_conflict_do_nothing()
+            .returning(WhistleSummons.department_code)
+        )
+        if new is None:
+            continue
+        for deadline in (receipt, reply):
+            clock = CaseDeadline(
+                case_id=blown.case_id,
+                kind=deadline.kind,
+                started_at=start,
+                due_at=deadline.due_at,
+                warn_at=deadline.warn_at,
+                policy_id=policy.id,
+                policy_snapshot=snapshot,
+                provisional_reason=deadline.provisional_reason,
+                whistle_id=blown.whistle_id,
+                department_code=department,
+            )
+            session.add(clock)
+            await session.flush()  # for its id
+            assert clock.id is not None
+            planned = first_step(deadline.warn_at)
+            session.add(
+                EscalationStep(deadline_id=clock.id, step=planned.step, due_at=planned.due_at)
+            )
+        notice = WhistleNotified(
+            case_id=blown.case_id,
+            whistle_id=blown.whistle_id,
+            department_code=department,
+            township_code=blown.township_code,
+            matter_code=blown.matter_code,
+            reason_code=blown.reason_code,
+            reason=blown.reason,
+            urgency=blown.urgency,
+            receipt_due_at=receipt.due_at,
+            reply_due_at=reply.due_at,
+            policy_id=policy.id,
+        )
+        stage(
+            session,
+            department_topic(department),
+            new_event(SOURCE, str(blown.case_id), notice, now),
+        )
+        summoned.append(department)
+    return summoned
+
+
+async def record_receipt(
+    session: AsyncSession,
+    *,
+    whistle_id: UUID,
+    department_code: str,
+    receipt_no: str,
+    actor: str | None,
+    via: Via,
+    now: datetime,
+    case_id: UUID | None = None,
+) -> WhistleReported:
+    """报到: stop the department's receipt clock and record its receipt number."""
+    summons = await _summons(session, whistle_id, department_code, case_id)
+    if summons.reported_at is not None:
+        raise AlreadyRecorded(f"{department_code} already reported in ({summons.receipt_no})")
+    clock = await _stop(session, summons, "whistle_receipt", WhistleReported.event_type, now)
+    summons.receipt_no, summons.reported_at, summons.reported_by = receipt_no, now, actor
+    reported = WhistleReported(
+        case_id=summons.case_id,
+        whistle_id=whistle_id,
+        department_code=department_code,
+        receipt_no=receipt_no,
+        reported_at=now,
+        due_at=clock.due_at,
+        on_time=now <= clock.due_at,
+        latency_seconds=latency_seconds(summons.notified_at, now),
+        via=via,
+        actor=actor,
+    )
+    stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), reported, now))
+    return reported
+
+
+async def record_reply(
+    session: AsyncSession,
+    *,
+    whistle_id: UUID,
+    department_code: str,
+    result: str,
+    evidence: list[str],
+    actor: str | None,
+    via: Via,
+    now: datetime,
+    case_id: UUID | None = None,
+) -> WhistleReplied:
+    """The department's result: stop its reply clock and record what it did."""
+    summons = await _summons(session, whistle_id, department_code, case_id)
+    if summons.replied_at is not None:
+        raise AlreadyRecorded(f"{department_code} already replied to this whistle")
+    if summons.reported_at is None:
+        raise ReceiptRequired(f"{department_code} has not reported in (报到) for this whistle")
+    clock = await _stop(session, summons, "whistle_reply", WhistleReplied.event_type, now)
+    summons.result, summons.evidence = result, list(evidence)
+    summons.replied_at, summons.replied_by = now, actor
+    replied = WhistleReplied(
+        case_id=summons.case_id,
+        whistle_id=whistle_id,
+        department_code=department_code,
+        result=result,
+        evidence=list(evidence),
+        replied_at=now,
+        due_at=clock.due_at,
+        on_time=now <= clock.due_at,
+        via=via,
+        actor=actor,
+    )
+    stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), replied, now))
+    return replied
+
+
+async def summoned_departments(session: AsyncSession, whistle_id: UUID) -> list[str]:
+    """The departments a whistle summoned; empty for an unknown whistle."""
+    return list(
+        (
+            await session.scalars(
+                select(WhistleSummons.department_code)
+                .where(WhistleSummons.whistle_id == whistle_id)
+                .order_by(WhistleSummons.department_code)
+            )
+        ).all()
+    )
+
+
+async def _summons(
+    session: AsyncSession, whistle_id: UUID, department_code: str, case_id: UUID | None
+) -> WhistleSummons:
+    """The department's summons, locked: concurrent receipts for it are recorded one by one."""
+    summons = await session.get(WhistleSummons, (whistle_id, department_code), with_for_update=True)
+    if summons is None:
+        known = await session.scalar(
+            select(exists().where(WhistleSummons.whistle_id == whistle_id))
+        )
+        if not known:
+            raise UnknownWhistle(f"no whistle {whistle_id}")
+        raise NotSummoned(f"whistle {whistle_id} did not summon department {department_code}")
+    if case_id is not None and summons.case_id != case_id:
+        raise NotSummoned(f"whistle {whistle_id} belongs to another case than {case_id}")
+    return summons
+
+
+async def _stop(
+    session: AsyncSession, summons: WhistleSummons, kind: str, stopped_by: str, now: datetime
+) -> CaseDeadline:
+    clock = await session.scalar(
+        select(CaseDeadline)
+        .where(
+            CaseDeadline.whistle_id == summons.whistle_id,
+            CaseDeadline.department_code == summons.department_code,
+            CaseDeadline.kind == kind,
+        )
+        .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
+        .limit(1)
+        .with_for_update()
+    )
+    assert clock is not None, "a summons always has its clocks"
+    if clock.status == "running":
+        await stop_clock(session, clock, now, stopped_by, now)
+    return clock
+
+
+async def _case_resolution(session: AsyncSession, case_id: UUID) -> ComputedDeadline | None:
+    """The case's own running resolution clock, if it has one."""
+    running = await session.scalar(
+        select(CaseDeadline)
+        .where(
+            CaseDeadline.case_id == case_id,
+            CaseDeadline.kind == "resolution",
+            CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+            CaseDeadline.status == "running",
+        )
+        .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    if running is None:
+        return None
+    return ComputedDeadline(
+        "resolution", running.due_at, running.warn_at, running.provisional_reason
+    )
+
+
+# --- the events ---------------------------------------------------------------------------
+
+
+class WhistleEvents:
+    """Handles ``WhistleBlown`` from dispatch and the departments' own submissions on
+    ``escalation.whistles.v1`` (escalation's own ``WhistleReported`` / ``WhistleReplied`` on
+    that topic have no handler, so the inbox ignores them)."""
+
+    def __init__(
+        self,
+        policies: Callable[[], PolicyBook],
+        calendar: Callable[[], BusinessCalendar],
+        clock: Clock,
+    ) -> None:
+        self._policies = policies
+        self._calendar = calendar
+        self._clock = clock
+
+    async def on_blown(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        blown = event.payload(WhistleBlown)
+        policy = self._policies().for_urgency(blown.urgency)
+        if policy is None:
+            raise PoisonEvent(f"no deadline policy for urgency {blown.urgency!r}")
+        # The clocks run from the whistle, not from when this service got round to it.
+        await open_whistle(session, blown, event.time, policy, self._calendar(), self._clock())
+
+    async def on_receipt(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        submitted = event.payload(WhistleReceiptSubmitted)
+        try:
+            await record_receipt(
+                session,
+                whistle_id=submitted.whistle_id,
+                department_code=submitted.department_code,
+                receipt_no=submitted.receipt_no,
+                actor=submitted.officer or event.source,
+                via="kafka",
+                now=self._clock(),
+                case_id=submitted.case_id,
+            )
+        except AlreadyRecorded as exc:
+            log.info("receipt ignored: %s", exc)
+        except SubmissionRefused as exc:
+            raise PoisonEvent(f"receipt refused: {exc}") from exc
+
+    async def on_reply(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        submitted = event.payload(WhistleReplySubmitted)
+        try:
+            await record_reply(
+                session,
+                whistle_id=submitted.whistle_id,
+                department_code=submitted.department_code,
+                result=submitted.result,
+                evidence=list(submitted.evidence),
+                actor=submitted.officer or event.source,
+                via="kafka",
+                now=self._clock(),
+                case_id=submitted.case_id,
+            )
+        except AlreadyRecorded as exc:
+            log.info("reply ignored: %s", exc)
+        except SubmissionRefused as exc:
+            raise PoisonEvent(f"reply refused: {exc}") from exc

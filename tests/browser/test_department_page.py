@@ -1,0 +1,113 @@
+"""The department page (GET /dept, 吹哨报到 · 部门工作台) in headless Chromium: escalation served by
+uvicorn on a loopback port with a clock moved by hand, whistles blown by producing
+``WhistleBlown`` onto ``dispatch.cases.v1`` as dispatch does.
+
+Department ZRZYJ (县自然资源局) is summoned only here. Set ``DEPT_SCREENSHOT=/tmp/dept.png`` to
+keep a picture of the page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from playwright.async_api import Page
+
+from services.escalation.app import create_app
+from services.runtime.settings import Settings
+
+# Chromium and a fresh zh-CN page per test, as for the auditor page.
+from tests.browser.test_auditor_page import browser as browser
+from tests.browser.test_auditor_page import page as page
+from tests.conftest import TokenFactory
+from tests.integration.conftest import MovableClock
+from tests.integration.conftest import producer as producer
+from tests.integration.test_escalation_clocks import local
+from tests.integration.test_whistle_protocol import blow, whistle
+from tests.support.infra import eventually
+from tests.support.serving import serving
+
+DEPARTMENT = "ZRZYJ"
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    clock: MovableClock
+
+
+@pytest.fixture(scope="module")
+async def served(migrated: Settings) -> AsyncIterator[Served]:
+    clock = MovableClock(local(2026, 12, 15, 10, 0))  # Tuesday
+    app = create_app(migrated, clock)
+    async with serving(app) as url:
+        yield Served(url, clock)
+
+
+async def look_up(page: Page, token: str, department: str = "") -> None:
+    await page.fill("#token", token)
+    await page.fill("#department", department)
+    await page.click("#submit")
+    await page.wait_for_selector('body[data-state="done"]')
+
+
+async def test_a_department_sees_its_whistles_and_reports_in(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    fresh = whistle(uuid4(), [DEPARTMENT])
+    late = whistle(uuid4(), [DEPARTMENT, "GAJ"])
+    await blow(producer, late, local(2026, 12, 10, 9, 0))  # receipt was due Friday 11th 09:00
+    await blow(producer, fresh, local(2026, 12, 15, 9, 0))
+    await page.goto(f"{served.url}/dept")
+    assert await page.title() == "吹哨报到 · 部门工作台"
+    dept = token("county_department", f"dept:{DEPARTMENT}")
+    row = f'#open tbody tr[data-whistle-id="{fresh.whistle_id}"]'
+
+    async def listed() -> bool:
+        # The department field is filled from the token's own dept: scope.
+        await look_up(page, dept)
+        return await page.locator(row).count() == 1
+
+    await eventually(listed, what="the fresh whistle on the page")
+    assert await page.input_value("#department") == DEPARTMENT
+    assert "待报到" in await page.inner_text(row)
+    assert "2026/12/16 09:00" in await page.inner_text(row)  # 报到时限: a working day
+    overdue = page.locator(f'#overdue tbody tr[data-whistle-id="{late.whistle_id}"]')
+    await overdue.wait_for()
+    assert "报到" in await overdue.inner_text() and "2026/12/11 09:00" in await overdue.inner_text()
+    assert "报到已超期" in await page.inner_text(
+        f'#open tbody tr[data-whistle-id="{late.whistle_id}"]'
+    )
+    assert await page.inner_text("#overdue-count") == "共 1 件"
+
+    served.clock.now = local(2026, 12, 15, 10, 30)
+    await page.fill(f"{row} input.receipt-no", "ZR-2026-0042")
+    await page.click(f"{row} button.report")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已报到，回执号 ZR-2026-0042" in await page.inner_text("#status")
+    assert "已报到，待回复" in await page.inner_text(row)
+    assert "回执号 ZR-2026-0042" in await page.inner_text(row)
+    assert await page.locator(f"{row} button.reply").count() == 1
+
+    await page.fill(f"{row} textarea.result", "已现场核查，责令恢复原状")
+    await page.click(f"{row} button.reply")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已回复办理结果" in await page.inner_text("#status")
+    assert await page.locator(row).count() == 0, "a replied whistle is no longer open"
+    if shot := os.environ.get("DEPT_SCREENSHOT"):
+        await page.screenshot(path=shot, full_page=True)
+
+
+async def test_another_departments_token_is_refused_in_chinese(
+    page: Page, served: Served, token: TokenFactory
+) -> None:
+    await page.goto(f"{served.url}/dept")
+    await look_up(page, token("county_department", "dept:GAJ"), DEPARTMENT)
+    assert "无权操作" in await page.inner_text("#status")
+    assert await page.locator("#open-section").is_hidden()
+    await look_up(page, "", DEPARTMENT)
+    assert "未通过身份验证" in await page.inner_text("#status")
