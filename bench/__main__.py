@@ -1,10 +1,16 @@
-"""``python -m bench [pipeline|ledger] [options]``; with no arguments, both with their defaults."""
+"""``python -m bench [pipeline|ledger|scheduler|routing] [options]``; with no arguments, all of
+them with their defaults."""
 
 import sys
 
-from bench import ledger, pipeline
+from bench import ledger, pipeline, routing, scheduler
 
-BENCHMARKS = {"pipeline": pipeline.main, "ledger": ledger.main}
+BENCHMARKS = {
+    "pipeline": pipeline.main,
+    "ledger": ledger.main,
+    "scheduler": scheduler.main,
+    "routing": routing.main,
+}
 
 args = sys.argv[1:]
 if not args:
