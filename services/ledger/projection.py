@@ -126,6 +126,8 @@ class KpiBatch:
     ladder: list[dict[str, Any]] = field(default_factory=list)
 
     def observe(self, event: CloudEvent) -> None:
+        if (event.model_extra or {}).get("copyof"):
+            return  # a department's copy of an event counted under its own id
         try:
             self._observe(event)
         except (KeyError, TypeError, ValueError) as exc:

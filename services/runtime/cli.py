@@ -93,6 +93,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recompute_deadlines(args: argparse.Namespace) -> int:
+    from services.escalation.calendar import load_calendar
+    from services.escalation.recompute import recompute_provisional
+    from services.runtime.clock import system_clock
+    from services.runtime.db import create_engine, session_factory
+
+    settings = Settings()
+    calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url_for("escalation"), pool_size=1)
+        try:
+            return await recompute_provisional(session_factory(engine), calendar, system_clock)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    print(f"{count} provisional deadlines counted again on calendar {calendar.version}")
+    return 0
+
+
 def _ledger_verify(args: argparse.Namespace) -> int:
     from services.ledger.heads import TreeHead, load_public_key
     from services.ledger.verify import verify_export
@@ -116,6 +137,20 @@ def _ledger_verify(args: argparse.Namespace) -> int:
         return 2
     print(report.render())
     return 0 if report.ok else 1
+
+
+def _dept_listen(args: argparse.Namespace) -> int:
+    from services.escalation.dept_listen import main
+
+    settings = Settings()
+    return main(
+        bootstrap=settings.require_kafka(),
+        department=args.dept,
+        group=args.group,
+        ack_with=args.ack_with,
+        max_messages=args.max_messages,
+        timezone=settings.timezone,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-01T00:00Z")
     replay.set_defaults(func=_replay)
 
+    commands.add_parser(
+        "recompute-deadlines",
+        help="count provisional deadlines again once the business calendar covers their year",
+    ).set_defaults(func=_recompute_deadlines)
+
     ledger = commands.add_parser("ledger", help="the ledger's offline tools")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     verify = ledger_commands.add_parser(
@@ -169,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
         "default: $WHISTLE_HOME/keys/ledger-ed25519.pub.pem",
     )
     verify.set_defaults(func=_ledger_verify)
+
+    listen = commands.add_parser(
+        "dept-listen",
+        help="a county department's stream (吹哨, 催办, 督办), reporting in (报到) from here",
+    )
+    listen.add_argument("--dept", required=True, help="the department code, e.g. SCJGJ")
+    listen.add_argument("--group", help="consumer group; default dept-<code>-listener")
+    listen.add_argument(
+        "--ack-with",
+        metavar="RECEIPT_PREFIX",
+        help="report in to every summons at once, receipt number PREFIX-<whistle id prefix>; "
+        "without it a terminal asks 报到? [y/N]",
+    )
+    listen.add_argument("--max-messages", type=int, help="stop after this many messages")
+    listen.set_defaults(func=_dept_listen)
     return parser
 
 

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
 
     contact_key_file: Path | None = None
     triage_confidence_threshold: float = 0.5
+    # A routed tip joins an open case of the same matter opened within the window, within this
+    # distance or in the same grid (services/dispatch/merging.py); a window of 0 merges nothing.
+    merge_distance_m: float = 200.0
+    merge_window_hours: float = 72.0
 
     # The ledger's Ed25519 key for tree heads; unset: a development key under WHISTLE_HOME,
     # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).
@@ -57,14 +61,35 @@ class Settings(BaseSettings):
 
     # Escalation's scheduler: how often it looks for due ladder steps, and how many it claims
     # per transaction.
-    escalation_scheduler_interval_seconds: float = 1.0
+    escalation_scheduler_interval_seconds: float = 0.25
     escalation_scheduler_batch_size: int = 500
+    # Which deadline policies escalation runs: "default" (deploy/config/policies.yaml) or e.g.
+    # "demo" (policies.demo.yaml: second-scale durations, to watch the ladder live).
+    policy_profile: str = "default"
 
     # Intake's rate limits (429 with Retry-After beyond them).
     rate_limit_tips_per_address_per_hour: int = 30
     rate_limit_tips_per_phone_per_day: int = 10
     rate_limit_lookups_per_address_per_hour: int = 300
     rate_limit_wrong_codes_per_tracking_no_per_hour: int = 10
+    rate_limit_attachments_per_address_per_hour: int = 60
+
+    # Citizens' uploads (POST /v1/attachments), stored by SHA-256; every intake replica must
+    # see the same directory. Unset: ``$WHISTLE_HOME/attachments``.
+    attachments_dir: Path | None = None
+    attachment_max_bytes: int = 20 * 1024 * 1024
+
+    # The WeChat official account's callback (开发者中心 → 服务器配置). The defaults are for
+    # development only; production sets all three from the account's console.
+    wechat_token: str = "whistle-dev-wechat-token"
+    wechat_app_id: str = "wx0123456789abcdef"
+    wechat_encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    # A photo or location sent this long after the citizen's text attaches to that tip.
+    wechat_supplement_window_minutes: int = 30
+
+    # Keys Open311 clients must send to POST requests (a JSON list in the environment). The
+    # default is for development only: replace it in production.
+    open311_api_keys: list[str] = ["whistle-open311-dev-key"]
 
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
@@ -98,6 +123,10 @@ class Settings(BaseSettings):
     @property
     def contact_key_path(self) -> Path:
         return self.contact_key_file or self.home / "keys" / "contact.key"
+
+    @property
+    def attachments_path(self) -> Path:
+        return self.attachments_dir or self.home / "attachments"
 
     @property
     def private_key_path(self) -> Path:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import uuid4
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.engine import make_url
 
 from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
@@ -48,9 +49,14 @@ def embedded_servers(root: Path) -> Iterator[Infra]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float = 20, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = 20,
+    what: str = "condition",
+    every: float = 0.05,
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``.
+    """Poll ``probe`` every ``every`` seconds until it returns something truthy; fail with
+    ``what`` after ``within``.
 
     Waiting for a condition, not for a time: the test goes on the moment the system is there.
     """
@@ -61,7 +67,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every)
 
 
 async def read_topic(
@@ -84,3 +90,52 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def read_everything(bootstrap: str, topics: list[str]) -> list[ConsumerRecord]:
+    """Every record the topics hold now: read from the start up to each partition's end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, partitions included
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or set())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        for partition in partitions:
+            while await consumer.position(partition) < ends[partition]:
+                batch = await consumer.getmany(partition, timeout_ms=1000)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def find_on_topic(
+    bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], within: float = 20
+) -> dict[str, Any]:
+    """The first CloudEvent on ``topic`` (read from its start, all partitions, without a group)
+    for which ``match`` is true: a topic shared by many tests holds many other records."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for partition_records in batches.values():
+                for record in partition_records:
+                    event: dict[str, Any] = json.loads(record.value or b"{}")
+                    if match(event):
+                        return event
+        raise AssertionError(f"no matching event on {topic} within {within:.0f}s")
+    finally:
+        await consumer.stop()

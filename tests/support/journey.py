@@ -43,7 +43,11 @@ async def case_of(
         assert response.status_code == 200, response.text
         return response.json()["case_id"]
 
-    return await eventually(probe, within=within, what=f"a case for tip {tip.tracking_no}")
+    # As a citizen's app would poll: the lookup is rate-limited per address (300 an hour by
+    # default, which `whistle up` runs with).
+    return await eventually(
+        probe, within=within, what=f"a case for tip {tip.tracking_no}", every=0.5
+    )
 
 
 async def complete_trail(

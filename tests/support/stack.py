@@ -25,6 +25,7 @@ class ServiceProcesses:
         for name in (
             "rate_limit_tips_per_address_per_hour",
             "rate_limit_lookups_per_address_per_hour",
+            "merge_window_hours",
         ):
             self.env[f"WHISTLE_{name.upper()}"] = str(getattr(settings, name))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
