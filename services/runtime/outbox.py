@@ -114,8 +114,11 @@ class OutboxRelay:
                 published = 0
                 await asyncio.sleep(1)
             if published < self._batch_size:
+                # asyncio.timeout, not wait_for: on Python 3.11 a cancellation that meets
+                # wait_for's own timeout can be lost, and the relay then never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
+                    async with asyncio.timeout(self._poll_seconds):
+                        await self._wakeup.wait()
                 self._wakeup.clear()
 
     async def publish_batch(self) -> int:

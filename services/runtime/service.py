@@ -157,6 +157,7 @@ async def _running(
                 subscription=subscription,
                 sessions=sessions,
                 bootstrap=bootstrap,
+                group_id=f"{settings.kafka_group_prefix}-{name}",
                 dlq_producer=producer,
                 clock=clock,
                 max_attempts=settings.consumer_max_attempts,

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int = 30_000
+    # Replicas of a service share the consumer group ``<prefix>-<service>``; a second,
+    # differently configured copy beside them (a test's, a debugging one) takes its own prefix.
+    kafka_group_prefix: str = "whistle"
     kafka_topic_partitions: int = 3
     kafka_replication_factor: int = 1
 

@@ -524,7 +524,12 @@ async def test_a_tips_id_is_a_token_for_its_service_request_id(intake: Intake) -
 @pytest.fixture(scope="module")
 async def strict(migrated: Settings) -> AsyncIterator[FastAPI]:
     settings = migrated.model_copy(
-        update={"rate_limit_tips_per_address_per_hour": 2, "rate_limit_tips_per_phone_per_day": 1}
+        update={
+            "rate_limit_tips_per_address_per_hour": 2,
+            "rate_limit_tips_per_phone_per_day": 1,
+            # Beside the module's other intake: a consumer group of its own.
+            "kafka_group_prefix": "test-open311-strict",
+        }
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
