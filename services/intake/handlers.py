@@ -114,6 +114,16 @@ def _moves_to(
     return handle
 
 
+async def on_case_closed(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    """Closed; one closed without being resolved (the county declined an out-of-list tip, 准入)
+    says so on the timeline. The county's own words stay in the case: they are not written
+    for the citizen."""
+    closed = event.payload(CaseClosed)
+    mark = "declined" if closed.reason else None
+    for tip in await _tips_of(session, closed.case_id, closed.tip_id):
+        _advance(session, tip, "closed", event.time, mark)
+
+
 # What a citizen is told at each step of the case (texts in services/intake/api.py).
 HANDLERS: dict[str, Handler] = {
     CaseOpened.event_type: on_case_opened,
@@ -126,5 +136,5 @@ HANDLERS: dict[str, Handler] = {
     CaseStarted.event_type: _moves_to(CaseStarted, "in_progress"),
     CaseReopened.event_type: _moves_to(CaseReopened, "in_progress", mark="reopened"),
     CaseResolved.event_type: _moves_to(CaseResolved, "resolved"),
-    CaseClosed.event_type: _moves_to(CaseClosed, "closed"),
+    CaseClosed.event_type: on_case_closed,
 }

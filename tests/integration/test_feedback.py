@@ -20,6 +20,7 @@ from uuid6 import uuid7
 from contracts.envelope import CloudEvent, EventData, new_event
 from contracts.events import (
     CaseAssigned,
+    CaseClosed,
     CaseMerged,
     CaseOpened,
     CaseReopened,
@@ -112,6 +113,9 @@ class Dispatch:
         await self.publish(
             case_id, CaseReopened(**self._step(case_id, tip_id), reason="群众不满意")
         )
+
+    async def close(self, case_id: UUID, tip_id: UUID, reason: str | None = None) -> None:
+        await self.publish(case_id, CaseClosed(**self._step(case_id, tip_id), reason=reason))
 
     async def merge(self, case_id: UUID, tip_id: UUID) -> None:
         await self.publish(
@@ -372,3 +376,23 @@ async def test_a_merged_tip_shows_the_case_it_joined_and_follows_it(
     async with runtime.sessions() as session:
         tip = await session.get(Tip, joined_id)
     assert tip is not None and tip.case_id == split_case
+
+
+async def test_a_declined_tip_says_so_without_the_countys_own_words(
+    intake: tuple[httpx.AsyncClient, Runtime], dispatch_events: Dispatch
+) -> None:
+    client, _ = intake
+    tip = await submit(client, "公司拖欠工资三个月了")
+    tip_id = UUID(tip["tip_id"])
+    case_id = await dispatch_events.open(tip_id)
+    await reaches(client, tip, "assigned")
+    await dispatch_events.close(case_id, tip_id, reason="劳动争议，转劳动监察大队 S0001 处理")
+
+    closed = await reaches(client, tip, "closed")
+    marks = [(e["status"], e["status_text"]) for e in closed["timeline"]][-2:]
+    assert marks == [
+        ("declined", "经县级准入审核，不属于乡镇事项清单，不予立案办理；如有疑问请拨打12345"),
+        ("closed", "已结案"),
+    ]
+    assert "S0001" not in str(closed) and "劳动监察" not in str(closed)
+    assert (await rate(client, tip, "satisfied")).status_code == 409  # nothing was resolved
