@@ -269,7 +269,8 @@ class DeadlinesSet(EventData):
 
 
 class DeadlineStopped(EventData):
-    """A clock stopped: the case was accepted (first response) or resolved (resolution)."""
+    """A clock stopped: the case was accepted (first response) or resolved (resolution); a
+    summoned department's clock by its receipt (报到) or reply, or lapsed by the case's closing."""
 
     event_type = "whistle.deadline.stopped"
 
@@ -283,6 +284,21 @@ class DeadlineStopped(EventData):
     stopped_by: str = Field(description="the case event that stopped it")
     whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
     department_code: str | None = Field(default=None, description="for a whistle clock")
+    lapsed: bool = Field(
+        default=False,
+        description=(
+            "the clock ended without the answer it waited for: a whistle clock whose case was "
+            "closed before the department reported in or replied; on_time is then false and "
+            "late_by_seconds how long past due the case closed (0 if before)"
+        ),
+    )
+    premature_steps: list[str] = Field(
+        default_factory=list,
+        description=(
+            "ids of the clock's ladder events that fired although the clock had stopped before "
+            "they fell due (the stopping event reached escalation late): to be discounted"
+        ),
+    )
 
 
 class LadderStep(EventData):
@@ -372,6 +388,14 @@ class ExtensionDecided(EventData):
     note: str | None = None
     decided_by: str
     decided_by_role: str
+    whistle_id: UUID | None = Field(
+        default=None,
+        description=(
+            "for a summoned department's reply clock moved with the case's resolution clock "
+            "(same request_id): it replies within the case's resolution deadline"
+        ),
+    )
+    department_code: str | None = Field(default=None, description="with whistle_id")
 
 
 class DeadlineRecomputed(EventData):

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from contracts.events import (
     CaseAccepted,
     CaseAssigned,
+    CaseClosed,
     CaseReopened,
     CaseResolved,
     WhistleBlown,
@@ -68,6 +69,7 @@ async def setup(runtime: Runtime) -> Subscription:
             CaseAccepted.event_type: stops.on_accepted,
             CaseResolved.event_type: stops.on_resolved,
             CaseReopened.event_type: stops.on_reopened,
+            CaseClosed.event_type: whistles.on_case_closed,
             WhistleBlown.event_type: whistles.on_blown,
             WhistleReceiptSubmitted.event_type: whistles.on_receipt,
             WhistleReplySubmitted.event_type: whistles.on_reply,

@@ -2,9 +2,10 @@
 
 The example a department's own IT team copies: it reads the department's topic
 ``escalation.dept.<code>.v1`` with a consumer group of its own, prints each summons (吹哨),
-chase (催办) and supervision (督办) on one line, and reports in (报到) by producing
-``WhistleReceiptSubmitted`` onto ``escalation.whistles.v1`` — escalation records it and answers
-with ``WhistleReported`` on the same topic. Only the contracts package is needed.
+chase (催办), supervision (督办) and moved reply deadline (延期) on one line, and reports in
+(报到) by producing ``WhistleReceiptSubmitted`` onto ``escalation.whistles.v1`` — escalation
+records it and answers with ``WhistleReported`` on the same topic. Only the contracts package
+is needed.
 
 - ``--ack-with PREFIX``: report in to every summons at once with the receipt number
   ``PREFIX-<first 8 hex digits of the whistle id>`` (the same number if a summons comes twice);
@@ -31,6 +32,7 @@ from contracts.envelope import CONTENT_TYPE, CloudEvent, new_event
 from contracts.events import (
     CaseChased,
     CaseSupervised,
+    ExtensionDecided,
     WhistleNotified,
     WhistleReceiptSubmitted,
 )
@@ -63,6 +65,13 @@ def describe(event: CloudEvent, zone: ZoneInfo) -> str:
             f"[{label}] 案件 {step.case_id} 吹哨 {step.whistle_id} "
             f"{CLOCK.get(step.kind, step.kind)}已超期，时限 {at(step.due_at)}"
         )
+    if event.type == ExtensionDecided.event_type:
+        moved = event.payload(ExtensionDecided)
+        if moved.new_due_at is not None:
+            return (
+                f"[延期] 案件 {moved.case_id} 吹哨 {moved.whistle_id} "
+                f"案件办理时限已延期，回复时限由 {at(moved.old_due_at)} 延至 {at(moved.new_due_at)}"
+            )
     return f"[其他] {event.type} 案件 {event.subject}"
 
 

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import new_event
@@ -28,16 +28,15 @@ from services.escalation.extensions import (
     check_decision,
     check_request,
     moved_warning,
-    replanned_step,
     requested_deadline,
 )
-from services.escalation.handlers import SOURCE, _latest
+from services.escalation.handlers import SOURCE, _latest, move_clock
 from services.escalation.models import (
     CaseAssignment,
     CaseDeadline,
     DeadlineExtension,
-    EscalationStep,
 )
+from services.escalation.whistles import follow_extension
 from services.runtime.auth import Principal, require_roles
 from services.runtime.outbox import stage
 from services.runtime.problems import Problem
@@ -253,6 +252,14 @@ async def decide_extension(
             decided_by_role=role,
         )
         stage(session, DEADLINES, new_event(SOURCE, str(request.case_id), payload, now))
+        if body.approved and clock.kind == "resolution":
+            await follow_extension(
+                session,
+                payload,
+                extra_working_days=request.extra_working_days,
+                calendar=calendar,
+                now=now,
+            )
     return _view(request)
 
 
@@ -271,7 +278,6 @@ async def _move(
         extra_working_days=request.extra_working_days,
         calendar=calendar,
     )
-    clock.due_at, clock.warn_at = request.requested_due_at, new_warn
     if request.extra_working_days is not None:
         _, provisional = requested_deadline(
             request.due_at,
@@ -280,30 +286,7 @@ async def _move(
             calendar=calendar,
         )
         clock.provisional_reason = provisional or clock.provisional_reason
-    await session.execute(
-        update(EscalationStep)
-        .where(
-            EscalationStep.deadline_id == clock.id,  # type: ignore[arg-type]
-            EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
-            EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
-        )
-        .values(cancelled_at=now)
-    )
-    generation = await session.scalar(
-        select(func.coalesce(func.max(EscalationStep.generation), 0)).where(
-            EscalationStep.deadline_id == clock.id  # type: ignore[arg-type]
-        )
-    )
-    planned = replanned_step(warn_at=new_warn, due_at=clock.due_at, now=now)
-    assert clock.id is not None
-    session.add(
-        EscalationStep(
-            deadline_id=clock.id,
-            step=planned.step,
-            generation=int(generation or 0) + 1,
-            due_at=planned.due_at,
-        )
-    )
+    await move_clock(session, clock, due_at=request.requested_due_at, warn_at=new_warn, now=now)
 
 
 @router.get("/cases/{case_id}/extensions", response_model=CaseExtensions)

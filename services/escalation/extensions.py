@@ -11,6 +11,9 @@ climbs its ladder again from the step the new times call for.
 - A clock has at most one pending request; a decided request is never decided again.
 - The warning keeps its lead before the deadline: moved by the same working days when the
   extension is given in working days, by the same natural time when it is given as a date.
+- A summoned department replies within the case's resolution deadline: the running reply
+  clocks due with an extended resolution clock move with it, their warnings by the same rule
+  (``services/escalation/whistles.py``).
 
 Plain functions: no database, no clock (``now`` is an argument).
 """

@@ -3,7 +3,13 @@
 
 Each clock's escalation ladder lives in ``escalation_step`` rows written in the same transaction
 as the clock: a started clock gets its warning step, a stopped one has its pending step
-cancelled. The scheduler (``services/escalation/scheduler.py``) fires the steps."""
+cancelled. The scheduler (``services/escalation/scheduler.py``) fires the steps.
+
+A case event reaches escalation a little after it happened, and the scheduler may fire a step in
+between (an overdue at 10:00:05 for a case accepted at 09:59:58 whose event arrived at 10:00:07).
+The stop then names, in ``DeadlineStopped.premature_steps``, the fired steps that were due at or
+after the stop's time: the ledger keeps them, and whoever counts chases and supervisions can
+discount them. No further step fires: the pending one is cancelled with the stop."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from datetime import datetime
 from uuid import UUID
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +36,7 @@ from contracts.events import (
 from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import deadlines_for, stop_outcome
+from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy, PolicyBook
@@ -196,22 +203,18 @@ async def stop_clock(
     stopped_at: datetime,
     stopped_by: str,
     now: datetime,
+    *,
+    lapsed: bool = False,
 ) -> DeadlineStopped:
-    """Stop a running clock, locked by the caller: met or late, its pending step cancelled, and
-    ``DeadlineStopped`` staged (with the whistle and department of a whistle clock)."""
-    running.status, running.late_by_seconds = stop_outcome(running.due_at, stopped_at)
+    """Stop a running clock, locked by the caller: met or late (or ``lapsed``: ended without
+    the answer it waited for), its pending step cancelled, and ``DeadlineStopped`` staged (with
+    the whistle and department of a whistle clock, and the steps that fired prematurely)."""
+    outcome, running.late_by_seconds = stop_outcome(running.due_at, stopped_at)
+    running.status = "lapsed" if lapsed else outcome
     running.stopped_at = stopped_at
     # The clock row is locked, so a scheduler firing this clock's step has either committed
     # (its next step is visible here) or skips the clock until we commit.
-    await session.execute(
-        update(EscalationStep)
-        .where(
-            EscalationStep.deadline_id == running.id,  # type: ignore[arg-type]
-            EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
-            EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
-        )
-        .values(cancelled_at=now)
-    )
+    await _cancel_pending(session, running, now)
     payload = DeadlineStopped(
         case_id=running.case_id,
         kind=running.kind,  # type: ignore[arg-type]
@@ -223,9 +226,74 @@ async def stop_clock(
         stopped_by=stopped_by,
         whistle_id=running.whistle_id,
         department_code=running.department_code,
+        lapsed=lapsed,
+        premature_steps=await _premature_steps(session, running, stopped_at),
     )
     stage(session, DEADLINES, new_event(SOURCE, str(running.case_id), payload, now))
     return payload
+
+
+async def move_clock(
+    session: AsyncSession,
+    clock: CaseDeadline,
+    *,
+    due_at: datetime,
+    warn_at: datetime,
+    now: datetime,
+) -> None:
+    """Move a running clock, locked by the caller, to new due and warning times: its pending
+    step is cancelled and it climbs a new ladder generation from the step the new times call
+    for (the warning if still ahead, else overdue)."""
+    clock.due_at, clock.warn_at = due_at, warn_at
+    await _cancel_pending(session, clock, now)
+    generation = await session.scalar(
+        select(func.coalesce(func.max(EscalationStep.generation), 0)).where(
+            EscalationStep.deadline_id == clock.id  # type: ignore[arg-type]
+        )
+    )
+    planned = replanned_step(warn_at=warn_at, due_at=due_at, now=now)
+    assert clock.id is not None
+    session.add(
+        EscalationStep(
+            deadline_id=clock.id,
+            step=planned.step,
+            generation=int(generation or 0) + 1,
+            due_at=planned.due_at,
+        )
+    )
+
+
+async def _cancel_pending(session: AsyncSession, clock: CaseDeadline, now: datetime) -> None:
+    await session.execute(
+        update(EscalationStep)
+        .where(
+            EscalationStep.deadline_id == clock.id,  # type: ignore[arg-type]
+            EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
+            EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(cancelled_at=now)
+    )
+
+
+async def _premature_steps(
+    session: AsyncSession, clock: CaseDeadline, stopped_at: datetime
+) -> list[str]:
+    """The events of steps that fired although the clock had stopped before they fell due: the
+    case event stopping it reached escalation after the scheduler fired them. A step due before
+    the stop and fired late is not premature: the clock had reached it."""
+    return list(
+        (
+            await session.scalars(
+                select(EscalationStep.event_id)
+                .where(
+                    EscalationStep.deadline_id == clock.id,  # type: ignore[arg-type]
+                    EscalationStep.fired_at.is_not(None),  # type: ignore[union-attr]
+                    EscalationStep.due_at >= stopped_at,  # type: ignore[arg-type]
+                )
+                .order_by(EscalationStep.due_at, EscalationStep.id)  # type: ignore[arg-type]
+            )
+        ).all()
+    )
 
 
 async def _hold(session: AsyncSession, assigned: CaseAssigned, at: datetime) -> None:

@@ -10,7 +10,8 @@ A running clock climbs, one step at a time:
 
 Each step is scheduled from the time its predecessor was *scheduled for*, never from when it
 fired: a scheduler that was down does not push the ladder back, it fires the missed steps late
-and says how late. Stopping the clock (accepted, resolved) cancels whatever step is pending.
+and says how late. Stopping the clock (accepted, resolved; for a whistle clock the receipt, the
+reply or the case's closing) cancels whatever step is pending.
 
 Plain functions: no database, no clock. ``BusinessCalendar`` is itself pure.
 """

@@ -61,7 +61,7 @@ class ReplyIn(BaseModel):
 
 class ClockView(BaseModel):
     due_at: datetime
-    status: str  # running, met, late
+    status: str  # running, met, late, lapsed (the case closed first)
     stopped_at: datetime | None
 
 
@@ -136,7 +136,8 @@ async def list_whistles(
     department: Annotated[str | None, Query(description="a department code")] = None,
     state: Annotated[Literal["open", "overdue"], Query()] = "open",
 ) -> WhistleList:
-    """A department's open whistles (not yet replied to), or only the overdue ones."""
+    """A department's open whistles (not yet replied to, case not closed), or only the overdue
+    ones."""
     if department is not None and not _may_see(caller, department):
         raise Problem(
             403,
@@ -155,7 +156,12 @@ async def list_whistles(
     async with runtime.sessions() as session:
         summonses = (await session.scalars(query.order_by(WhistleSummons.notified_at))).all()
         clocks = await _clocks(session, [s.whistle_id for s in summonses])
-    views = [_view(s, clocks, now) for s in summonses]
+    # A whistle whose case closed before the department replied has lapsed: it is not open.
+    views = [
+        _view(s, clocks, now)
+        for s in summonses
+        if clocks[(s.whistle_id, s.department_code, "whistle_reply")].status == "running"
+    ]
     if state == "overdue":
         views = [v for v in views if v.status.endswith("_overdue")]
     return WhistleList(whistles=views)

@@ -21,6 +21,22 @@ record ``WhistleReported`` / ``WhistleReplied``. Both count at escalation's own 
 recording, not a time the department's system puts on its message: the liability timeline
 must not rest on the clock of the party it judges.
 
+The whistle's clocks end with the case, not with its resolution:
+
+- **Closed** (``whistle.case.closed``): every running clock of the case's whistles lapses — its
+  pending ladder step is cancelled and ``DeadlineStopped`` records it with ``lapsed`` and
+  ``stopped_by`` the closing, at the closing's own time. ``on_time`` is false (a department that
+  never answered did not meet its clock, however early the case closed) and ``late_by_seconds``
+  says how long past due the case closed. Chasing (催办) or supervising (督办, which pages county
+  leadership) a department about a case the county has closed would be for nothing.
+- **Resolved** alone stops nothing here: the reply is the department's own record of what it did
+  (liability follows it), and a dissatisfied rating can still reopen the case.
+- **Reopened**: lapsed whistle clocks stay lapsed; whistling again is the township's call.
+- **Extended** (延期): an approved extension of the case's resolution clock moves the running
+  reply clocks due with it (:func:`follow_extension`).
+
+A department may still report in or reply after the closing; it is recorded, but no clock runs.
+
 A second receipt or reply for the same whistle and department is refused (409 over HTTP,
 ignored on Kafka). A reply before the receipt is refused too: the receipt number (回执) is the
 department's registration of the case, and a reply carries none, so counting it as a receipt
@@ -42,6 +58,9 @@ from uuid6 import uuid7
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import (
+    CaseClosed,
+    DeadlineStopped,
+    ExtensionDecided,
     WhistleBlown,
     WhistleNotified,
     WhistleReceiptSubmitted,
@@ -49,10 +68,11 @@ from contracts.events import (
     WhistleReplySubmitted,
     WhistleReported,
 )
-from contracts.topics import WHISTLES, department_topic
+from contracts.topics import DEADLINES, WHISTLES, department_topic
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ComputedDeadline, deadline_for
-from services.escalation.handlers import SOURCE, stop_clock
+from services.escalation.extensions import moved_warning
+from services.escalation.handlers import SOURCE, move_clock, stop_clock
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
 from services.escalation.policies import DeadlinePolicy, PolicyBook
@@ -286,6 +306,83 @@ async def record_reply(
     return replied
 
 
+async def follow_extension(
+    session: AsyncSession,
+    decided: ExtensionDecided,
+    *,
+    extra_working_days: int | None,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> list[CaseDeadline]:
+    """Move with an approved extension of the case's resolution clock the running reply clocks
+    due with it (a department replies within the case's resolution deadline), in the caller's
+    transaction; each move is recorded as ``decided`` for that department's clock, and a copy
+    goes on the department's topic. A reply clock due at another time (counted from the whistle
+    because the case's deadline came too early, or there was none) was not derived from it and
+    stays."""
+    assert decided.approved and decided.new_due_at is not None
+    replies = (
+        await session.scalars(
+            select(CaseDeadline)
+            .where(
+                CaseDeadline.case_id == decided.case_id,
+                CaseDeadline.kind == "whistle_reply",
+                CaseDeadline.status == "running",
+                CaseDeadline.due_at == decided.old_due_at,
+            )
+            .order_by(CaseDeadline.id)  # type: ignore[arg-type]
+            .with_for_update()
+        )
+    ).all()
+    for reply in replies:
+        warn = moved_warning(
+            due_at=reply.due_at,
+            warn_at=reply.warn_at,
+            new_due_at=decided.new_due_at,
+            extra_working_days=extra_working_days,
+            calendar=calendar,
+        )
+        await move_clock(session, reply, due_at=decided.new_due_at, warn_at=warn, now=now)
+        moved = decided.model_copy(
+            update={
+                "kind": "whistle_reply",
+                "round": reply.round,
+                "whistle_id": reply.whistle_id,
+                "department_code": reply.department_code,
+            }
+        )
+        event = new_event(SOURCE, str(decided.case_id), moved, now)
+        stage(session, DEADLINES, event)
+        assert reply.department_code is not None
+        stage(session, department_topic(reply.department_code), department_copy(event))
+    return list(replies)
+
+
+async def close_whistles(
+    session: AsyncSession, case_id: UUID, closed_at: datetime, closed_by: str, now: datetime
+) -> list[DeadlineStopped]:
+    """The case closed: every running clock of its whistles lapses (``DeadlineStopped`` with
+    ``lapsed``), its pending ladder step cancelled, so no department is chased or supervised
+    about a closed case. Reopening the case does not restart them: whistling again is the
+    township's call."""
+    running = (
+        await session.scalars(
+            select(CaseDeadline)
+            .where(
+                CaseDeadline.case_id == case_id,
+                CaseDeadline.whistle_id.is_not(None),  # type: ignore[union-attr]
+                CaseDeadline.status == "running",
+            )
+            .order_by(CaseDeadline.id)  # type: ignore[arg-type]
+            .with_for_update()
+        )
+    ).all()
+    return [
+        await stop_clock(session, clock, closed_at, closed_by, now, lapsed=True)
+        for clock in running
+    ]
+
+
 async def summoned_departments(session: AsyncSession, whistle_id: UUID) -> list[str]:
     """The departments a whistle summoned; empty for an unknown whistle."""
     return list(
@@ -381,6 +478,11 @@ class WhistleEvents:
             raise PoisonEvent(f"no deadline policy for urgency {blown.urgency!r}")
         # The clocks run from the whistle, not from when this service got round to it.
         await open_whistle(session, blown, event.time, policy, self._calendar(), self._clock())
+
+    async def on_case_closed(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        # Stopped at the closing itself, not when this service got round to it.
+        case_id = event.payload(CaseClosed).case_id
+        await close_whistles(session, case_id, event.time, event.type, self._clock())
 
     async def on_receipt(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         submitted = event.payload(WhistleReceiptSubmitted)

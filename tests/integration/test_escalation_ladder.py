@@ -25,7 +25,7 @@ from services.runtime.db import Sessions, create_engine, ensure_database, sessio
 from services.runtime.migrations import upgrade
 from services.runtime.outbox import OutboxMessage
 from tests.integration.conftest import MovableClock
-from tests.integration.test_escalation_clocks import CONFIG, _handle, _step, local
+from tests.integration.test_escalation_clocks import CONFIG, _handle, _state, _step, local
 from tests.support.infra import Infra
 
 LADDER_TYPES = {
@@ -288,3 +288,44 @@ async def test_two_schedulers_claiming_the_same_single_step_fire_it_once(
     assert _ladder(await _fired(sessions, case_id), "first_response") == [
         ("warning", FIRST_RESPONSE["warning"], 0)
     ]
+
+
+async def test_a_step_fired_before_the_stop_reached_escalation_is_marked_premature(
+    sessions: Sessions, calendar: BusinessCalendar, clock: MovableClock
+) -> None:
+    early, late = uuid4(), uuid4()
+    await _handle(sessions, calendar, ASSIGNED, early)
+    await _handle(sessions, calendar, ASSIGNED, late)
+    scheduler = _scheduler(sessions, calendar, clock)
+    # Friday 10:00:05: both first-response clocks have warned and gone overdue.
+    clock.now = FIRST_RESPONSE["overdue"] + timedelta(seconds=5)
+    assert await scheduler.run_once() == 4
+    # One unit had accepted at 09:59:58 — before its deadline — but dispatch's event reached
+    # escalation only now; the other accepted at 10:00:03, after its deadline.
+    await _step(
+        sessions, calendar, FIRST_RESPONSE["overdue"] - timedelta(seconds=2), early, "accepted"
+    )
+    await _step(
+        sessions, calendar, FIRST_RESPONSE["overdue"] + timedelta(seconds=3), late, "accepted"
+    )
+
+    for case_id, on_time, premature in ((early, True, True), (late, False, False)):
+        _, events = await _state(sessions, case_id)
+        (overdue,) = [e for e in events if e["type"] == "whistle.deadline.overdue"]
+        (stopped,) = [e["data"] for e in events if e["type"] == "whistle.deadline.stopped"]
+        assert stopped["on_time"] is on_time
+        # The warning was due before the stop: it stands. The overdue counts only if the
+        # clock had really reached its deadline.
+        assert stopped["premature_steps"] == ([overdue["id"]] if premature else [])
+        steps = await _steps(sessions, case_id)
+        assert steps[("first_response", 1, "chase")].cancelled_at is not None
+
+    # Nothing more of either first-response clock, ever (Thursday 26th, before the resolution
+    # clocks warn).
+    clock.now = FIRST_RESPONSE["supervise"] + timedelta(hours=1)
+    assert await scheduler.run_once() == 0
+    for case_id in (early, late):
+        assert [s for s, _, _ in _ladder(await _fired(sessions, case_id), "first_response")] == [
+            "warning",
+            "overdue",
+        ]

@@ -23,17 +23,19 @@ from sqlalchemy import select
 
 from contracts.envelope import new_event
 from contracts.events import CaseAccepted
-from contracts.topics import DEADLINES
+from contracts.topics import CASES, DEADLINES, department_topic
 from services.escalation.app import create_app
 from services.escalation.handlers import AssignmentClocks, ClockStops
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.scheduler import EscalationScheduler
+from services.escalation.whistles import WhistleEvents
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
 from tests.integration.test_escalation_clocks import _assigned, local
+from tests.integration.test_whistle_protocol import whistle
 
 ASSIGNED = local(2026, 11, 19, 10, 0)
 DUE = local(2026, 11, 20, 10, 0)
@@ -365,3 +367,71 @@ async def test_approval_after_the_clock_stopped_is_refused(
         headers=_auth(token, TOWNSHIP),
     )
     assert closed.status_code == 200
+
+
+async def test_an_extended_resolution_clock_moves_the_reply_clocks_due_with_it(
+    escalation: Escalation, token: TokenFactory
+) -> None:
+    http, runtime, clock = escalation
+    case_id = await _assign(runtime)
+    # CGJ is summoned an hour after the assignment: its reply is due with the case's resolution
+    # clock (Monday 30 Nov 10:00, warned Thursday 26th 11:37:30).
+    clock.advance(timedelta(hours=1))
+    blown = whistle(case_id, ["CGJ"])
+    handler = WhistleEvents(
+        lambda: runtime.state["policies"], lambda: runtime.state["calendar"], runtime.clock
+    )
+    async with runtime.transaction() as session:
+        await handler.on_blown(
+            session, new_event("whistle/dispatch", str(case_id), blown, clock.now), CASES
+        )
+    resolution = await _clock(runtime, case_id, "resolution")
+    reply = await _clock(runtime, case_id, "whistle_reply")
+    receipt = await _clock(runtime, case_id, "whistle_receipt")
+    assert (reply.due_at, reply.warn_at) == (resolution.due_at, resolution.warn_at)
+
+    asked = await http.post(
+        f"/v1/cases/{case_id}/extensions",
+        json={"kind": "resolution", "extra_working_days": 3, "reason": "需等待检测报告"},
+        headers=_auth(token, UNIT),
+    )
+    assert asked.status_code == 201, asked.text
+    decided = await http.post(
+        f"/v1/extensions/{asked.json()['request_id']}/decision",
+        json={"approved": True},
+        headers=_auth(token, TOWNSHIP),
+    )
+    assert decided.status_code == 200, decided.text
+
+    new_due, new_warn = local(2026, 12, 3, 10, 0), local(2026, 12, 1, 11, 37, 30)
+    assert (await _clock(runtime, case_id, "resolution")).due_at == new_due
+    moved = await _clock(runtime, case_id, "whistle_reply")
+    assert (moved.due_at, moved.warn_at, moved.status) == (new_due, new_warn, "running")
+    assert moved.id is not None and receipt.id is not None
+    assert await _steps(runtime, moved.id) == [
+        (1, "warning", reply.warn_at, "cancelled"),
+        (2, "warning", new_warn, "pending"),
+    ]
+    # The receipt clock is not the case's deadline: it stays.
+    assert (await _clock(runtime, case_id, "whistle_receipt")).due_at == receipt.due_at
+    assert await _steps(runtime, receipt.id) == [(1, "warning", receipt.warn_at, "pending")]
+
+    records = await _staged(runtime, case_id, "whistle.deadline.extension_decided")
+    assert [(r["data"]["kind"], r["data"]["whistle_id"]) for r in records] == [
+        ("resolution", None),
+        ("whistle_reply", str(blown.whistle_id)),
+    ]
+    for_reply = records[1]["data"]
+    assert for_reply["request_id"] == asked.json()["request_id"]
+    assert for_reply["department_code"] == "CGJ"
+    assert datetime.fromisoformat(for_reply["new_due_at"]) == new_due
+    async with runtime.sessions() as session:
+        copies = (
+            await session.scalars(
+                select(OutboxMessage.event).where(
+                    OutboxMessage.key == str(case_id),
+                    OutboxMessage.topic == department_topic("CGJ"),
+                )
+            )
+        ).all()
+    assert [c["copyof"] for c in copies if "copyof" in c] == [records[1]["id"]]

@@ -19,17 +19,20 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contracts.envelope import CONTENT_TYPE, EventData, new_event
 from contracts.events import (
     CaseAssigned,
+    CaseClosed,
     WhistleBlown,
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,
 )
 from contracts.topics import CASES, DEADLINES, LEADERSHIP, WHISTLES, department_topic, dlq_topic
 from services.escalation.app import create_app
+from services.escalation.models import CaseDeadline, EscalationStep
+from services.escalation.scheduler import EscalationScheduler
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -433,3 +436,88 @@ async def test_kafka_submissions_are_recorded_and_the_wrong_department_is_dead_l
     reasons = {json.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead}
     assert "did not summon department GAJ" in reasons[wrong]
     assert "no whistle" in reasons[stray]
+
+
+async def test_closing_the_case_lapses_its_whistle_clocks_and_nothing_climbs_after(
+    escalation: Escalation, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    blown = whistle(uuid4(), ["CGJ"])
+    start = local(2026, 11, 19, 10, 0)  # Thursday; receipt due Friday 10:00, reply 30 Nov
+    escalation.clock.now = start
+    await blow(producer, blown, start)
+    cgj = token("county_department", "dept:CGJ")
+    await summoned(escalation, cgj, "CGJ", blown.whistle_id)
+
+    async def ladder() -> list[tuple[str, str]]:
+        return [
+            (LADDER[e["type"]], e["data"]["kind"])
+            for e in await escalation.events(blown.whistle_id)
+            if e["type"] in LADDER and e["topic"] == DEADLINES
+        ]
+
+    escalation.clock.now = local(2026, 11, 20, 10, 30)
+
+    async def overdue() -> bool:
+        return await ladder() == [("warning", "whistle_receipt"), ("overdue", "whistle_receipt")]
+
+    await eventually(overdue, what="the receipt clock overdue")
+
+    # The township closes the case on Friday at 15:00; CGJ never reported in.
+    closed_at = local(2026, 11, 20, 15, 0)
+    closed = CaseClosed(
+        case_id=blown.case_id,
+        tip_id=blown.tip_id,
+        actor="S0003",
+        actor_role="dispatcher",
+        version=7,
+        township_code="T03",
+        unit_id="T03-TEAM",
+    )
+    escalation.clock.now = closed_at
+    await produce(producer, CASES, closed, closed_at, "whistle/dispatch")
+
+    async def stops() -> list[dict[str, Any]]:
+        found = [
+            e["data"]
+            for e in await escalation.events(blown.whistle_id)
+            if e["type"] == "whistle.deadline.stopped"
+        ]
+        return found if len(found) == 2 else []
+
+    stopped = {s["kind"]: s for s in await eventually(stops, what="both clocks stopped")}
+    for kind, late_by in (("whistle_receipt", 5 * 3600), ("whistle_reply", 0)):
+        data = stopped[kind]
+        assert data["stopped_by"] == "whistle.case.closed"
+        assert datetime.fromisoformat(data["stopped_at"]) == closed_at
+        assert (data["lapsed"], data["on_time"], data["late_by_seconds"]) == (True, False, late_by)
+        assert (data["department_code"], data["premature_steps"]) == ("CGJ", [])
+
+    async with escalation.runtime.sessions() as session:
+        clocks = (
+            await session.scalars(
+                select(CaseDeadline).where(CaseDeadline.whistle_id == blown.whistle_id)
+            )
+        ).all()
+        pending = await session.scalar(
+            select(func.count())
+            .select_from(EscalationStep)
+            .where(
+                EscalationStep.deadline_id.in_([c.id for c in clocks]),  # type: ignore[attr-defined]
+                EscalationStep.fired_at.is_(None),  # type: ignore[union-attr]
+                EscalationStep.cancelled_at.is_(None),  # type: ignore[union-attr]
+            )
+        )
+    assert {c.status for c in clocks} == {"lapsed"} and pending == 0
+    listed = await escalation.http.get(
+        "/v1/whistles", params={"department": "CGJ"}, headers=auth(cgj)
+    )
+    assert str(blown.whistle_id) not in listed.text
+
+    # Past the chase, the supervision and the reply deadline: a pass fires nothing of it.
+    escalation.clock.now = local(2026, 12, 10, 10, 0)
+    scheduler = EscalationScheduler(
+        escalation.runtime.sessions, lambda: escalation.runtime.state["calendar"], escalation.clock
+    )
+    await scheduler.run_once()
+    assert await ladder() == [("warning", "whistle_receipt"), ("overdue", "whistle_receipt")]
+    assert not [e for e in await escalation.events(blown.whistle_id) if e["topic"] == LEADERSHIP]

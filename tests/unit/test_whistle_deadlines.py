@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts.envelope import CloudEvent, new_event
-from contracts.events import CaseChased, WhistleNotified
+from contracts.events import CaseChased, ExtensionDecided, WhistleNotified
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.deadlines import ComputedDeadline
 from services.escalation.dept_listen import describe, receipt_for, receipt_number
@@ -195,3 +195,23 @@ def test_the_listener_prints_one_chinese_line_and_reports_in_with_the_prefix() -
     assert receipt.subject == str(notice.case_id)
     assert receipt.data["receipt_no"] == number
     assert receipt.data["department_code"] == "CGJ"
+
+
+def test_the_listener_prints_a_reply_deadline_moved_by_an_extension() -> None:
+    moved = ExtensionDecided(
+        case_id=uuid4(),
+        request_id=uuid4(),
+        kind="whistle_reply",
+        round=1,
+        approved=True,
+        old_due_at=local(2026, 11, 30, 10, 0),
+        new_due_at=local(2026, 12, 3, 10, 0),
+        decided_by="S0003",
+        decided_by_role="dispatcher",
+        whistle_id=uuid4(),
+        department_code="CGJ",
+    )
+    event = new_event("whistle/escalation", str(moved.case_id), moved, local(2026, 11, 20, 9))
+    line = describe(department_copy(event), SHANGHAI)
+    assert line.startswith("[延期] ")
+    assert "回复时限由 2026-11-30 10:00 延至 2026-12-03 10:00" in line
