@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, case, func, or_, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts.envelope import CloudEvent
@@ -124,6 +124,9 @@ class KpiBatch:
     ratings: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
     ladder: list[dict[str, Any]] = field(default_factory=list)
+    # Ladder events that fired although their clock had stopped first (the stop reached
+    # escalation late): not chases or supervisions to count.
+    premature: set[str] = field(default_factory=set)
 
     def observe(self, event: CloudEvent) -> None:
         if (event.model_extra or {}).get("copyof"):
@@ -225,6 +228,7 @@ class KpiBatch:
                     self._case(case_id, resolution_round=round_, resolution_due_at=due)
             return
         if kind == "deadline.stopped":
+            self.premature.update(data.get("premature_steps") or ())
             round_, stopped = int(data["round"]), _time(data["stopped_at"])
             met, late = bool(data["on_time"]), int(data["late_by_seconds"])
             if data["kind"] == "first_response" and round_ == 1:
@@ -332,10 +336,15 @@ class KpiBatch:
                 ),
                 rows,
             )
-        if self.ladder:
+        ladder = [row for row in self.ladder if row["event_id"] not in self.premature]
+        if ladder:
             connection.execute(
                 insert(KpiLadder.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                self.ladder,
+                ladder,
+            )
+        if self.premature:
+            connection.execute(
+                delete(KpiLadder).where(KpiLadder.event_id.in_(self.premature))  # type: ignore[attr-defined]
             )
         if self.tip_ids:
             tip = KpiTip.__table__  # type: ignore[attr-defined]

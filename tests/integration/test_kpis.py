@@ -651,3 +651,31 @@ async def test_ratings_whistles_and_chases_of_a_scripted_month(
         links = (await session.scalars(select(CaseTip).where(CaseTip.case_id == g.case_id))).all()
     assert row is not None and row.tip_id == g.tip_id  # the merged tip did not replace it
     assert {link.tip_id for link in links} == {g.tip_id, merged_tip, earlier_tip}
+
+
+async def test_a_chase_fired_before_a_late_arriving_stop_is_not_counted(
+    sessions: Sessions, kpis: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """Escalation marks a step premature when the case event that stopped its clock came in
+    after it fired; the county does not count that chase against the unit."""
+    s = script()
+    premature = ladder(s, CaseChased, at(9, 3), "resolution")
+    kept = ladder(s, CaseChased, at(9, 1), "first_response")
+    due = at(9, 2)
+    stop = DeadlineStopped(
+        case_id=s.case_id,
+        kind="resolution",
+        round=1,
+        due_at=due,
+        stopped_at=at(9, 2),
+        on_time=True,
+        late_by_seconds=0,
+        stopped_by="whistle.case.resolved",
+        premature_steps=[premature.id],
+    )
+    await record(sessions, [s.opened(at(9)), s.assigned(at(9), TEAM), kept])
+    await record(sessions, [premature])  # recorded first, in another transaction
+    await record(sessions, [new_event("whistle/escalation", str(s.case_id), stop, at(9, 4))])
+    client, _ = kpis
+    [county] = (await report(client, token, period="month", at="2026-12-09"))["groups"]
+    assert county["counts"]["chases"] == 1
