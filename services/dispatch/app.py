@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from contracts.events import TipRated, TipReceived
+from contracts.events import TipRated, TipReceived, TipSupplemented
 from contracts.topics import TIPS
 from services.dispatch import api, console, console_api, coordination_api
 from services.dispatch.console_feed import FEED_HANDLERS, FEED_TOPICS, keeping_tip_text
-from services.dispatch.handlers import RatingReopen, TipIntake
+from services.dispatch.handlers import RatingReopen, TipIntake, TipSupplement
 from services.dispatch.merging import MergePolicy
 from services.dispatch.reference import ReferenceData, load_reference
 from services.runtime.clock import Clock, system_clock
@@ -44,6 +44,12 @@ async def setup(runtime: Runtime) -> Subscription:
         handlers={
             TipReceived.event_type: keeping_tip_text(on_tip),
             TipRated.event_type: RatingReopen(runtime.clock),
+            TipSupplemented.event_type: TipSupplement(
+                reference,
+                runtime.clock,
+                confidence_threshold=runtime.settings.triage_confidence_threshold,
+                timezone=runtime.settings.timezone,
+            ),
             **FEED_HANDLERS,
         },
     )

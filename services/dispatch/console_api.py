@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from services.dispatch.api import (
@@ -26,6 +26,7 @@ from services.dispatch.api import (
 from services.dispatch.coordination_api import County, SuggestionOut, suggestions_out
 from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
 from services.dispatch.handlers import open_load
+from services.dispatch.labels import for_console
 from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, Status, check
 from services.dispatch.models import Case, CaseClock, TimelineEntry
 from services.dispatch.queries import (
@@ -80,6 +81,9 @@ class Me(BaseModel):
     matters: list[Named]
     departments: list[Named]
     whistle_reasons: list[WhistleReasonRef]
+    labels: dict[str, dict[str, str]] = Field(
+        description="the Chinese words for codes: urgency, status, authority (code → word)"
+    )
 
 
 class ClockView(BaseModel):
@@ -171,6 +175,7 @@ async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
             WhistleReasonRef(code=r.code, label=r.label, description=r.description)
             for r in (rules.reasons if rules else [])
         ],
+        labels=for_console(),
     )
 
 

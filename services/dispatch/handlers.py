@@ -24,6 +24,7 @@ from contracts.events import (
     CaseTriageRequired,
     TipRated,
     TipReceived,
+    TipSupplemented,
 )
 from contracts.topics import CASES
 from services.dispatch.lifecycle import CITIZEN, Action, Refused, Status, check
@@ -36,7 +37,7 @@ from services.dispatch.merging import (
     Point,
     find_merge,
 )
-from services.dispatch.models import HELD_STATUSES, Case, CaseTip
+from services.dispatch.models import HELD_STATUSES, Case, CaseTip, TipText
 from services.dispatch.reference import MatterItem, ReferenceData, Urgency
 from services.dispatch.routing import Assignment, NeedsTriage, route
 from services.dispatch.triage import Classification, Location, classify, locate
@@ -112,6 +113,87 @@ class TipIntake:
         )
 
 
+# The routing rule of a case that waits in the county's queue because no place was given.
+UNLOCATED = "no_location"
+RELOCATED = "群众补充位置后重新定位"
+
+
+def waiting_for_a_place(case: Case) -> bool:
+    """The case waits for a dispatcher only because its tip could not be located (nobody
+    has assigned it by hand since, which would have changed its rule)."""
+    return case.status == Status.TRIAGE and case.routing.get("rule") == UNLOCATED
+
+
+class TipSupplement:
+    """Handles ``whistle.tip.supplemented``: a place sent after the text (a WeChat location)
+    locates a case that could not be located, which then goes on as a new tip would: routed
+    and assigned, or queued in its township. A case already placed keeps its place (intake
+    and the ledger keep the supplement); attachments alone change nothing here."""
+
+    def __init__(
+        self,
+        reference: Callable[[], ReferenceData],
+        clock: Clock,
+        *,
+        confidence_threshold: float,
+        timezone: str,
+    ) -> None:
+        self._reference = reference
+        self._clock = clock
+        self._threshold = confidence_threshold
+        self._zone = ZoneInfo(timezone)
+
+    async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        supplement = event.payload(TipSupplemented)
+        if supplement.location is None and not supplement.address:
+            return
+        case = await session.scalar(
+            select(Case).where(Case.tip_id == supplement.tip_id).with_for_update()  # type: ignore[arg-type]
+        )
+        if case is None or not waiting_for_a_place(case):
+            log.info(
+                "tip %s: a place was supplied for %s; dispatch keeps the case as it is",
+                supplement.tip_id,
+                f"case {case.id} ({case.status})" if case else "a tip with no case of its own",
+            )
+            return
+        said = await session.get(TipText, case.tip_id)
+        if said is None:
+            log.warning("tip %s: its text is not kept, so case %s stays", case.tip_id, case.id)
+            return
+        reference = self._reference()
+        triaged = Triaged(
+            classify(said.text, None, reference),
+            locate(None, supplement.address or said.address, reference, supplement.location),
+        )
+        location = triaged.location
+        if location.township is None:
+            log.info("tip %s: the supplied place locates nothing: %s", case.tip_id, location)
+            return
+        now = self._clock()
+        item = triaged.classification.item
+        case.matter_code = item.code if item else None
+        case.urgency = (item.default_urgency if item else Urgency.GENERAL).value
+        case.township_code, case.village_code = location.township, location.village
+        case.grid_id = location.grid
+        if supplement.location is not None:
+            case.lat, case.lon = supplement.location.lat, supplement.location.lon
+        case.catalogue_version = reference.version
+        case.version += 1
+        case.updated_at = now
+        cause = (RELOCATED, *location.explanation)
+        # The case's story so far stays; its matter is said again only if it reads differently.
+        before: list[str] = case.routing.get("explanation", [])
+        explanation = [
+            *before,
+            *cause,
+            *(line for line in triaged.classification.explanation if line not in before),
+        ]
+        await _dispatch(
+            session, case, triaged, explanation, reference, now, self._threshold, self._zone, cause
+        )
+
+
 async def open_case(
     session: AsyncSession,
     tip: TipReceived,
@@ -129,10 +211,72 @@ async def open_case(
     classification, location = triaged.classification, triaged.location
     item = classification.item
     urgency = item.default_urgency if item else Urgency.GENERAL
+    case_id = case_id or uuid7()
+    case = Case(
+        id=case_id,
+        tip_id=tip.tip_id,
+        status=Status.TRIAGE.value,
+        matter_code=item.code if item else None,
+        township_code=location.township,
+        village_code=location.village,
+        grid_id=location.grid,
+        lat=tip.location.lat if tip.location else None,
+        lon=tip.location.lon if tip.location else None,
+        urgency=urgency.value,
+        catalogue_version=reference.version,
+        routing={},
+        created_at=now,
+        updated_at=now,
+    )
+    explanation = [*location.explanation, *classification.explanation]
+    stage(
+        session,
+        CASES,
+        new_event(
+            SOURCE,
+            str(case_id),
+            CaseOpened(
+                case_id=case_id,
+                tip_id=tip.tip_id,
+                matter_code=case.matter_code,
+                matter_name=item.name if item else None,
+                confidence=classification.confidence,
+                township_code=location.township,
+                village_code=location.village,
+                grid_id=location.grid,
+                urgency=urgency.value,
+                catalogue_version=reference.version,
+                explanation=explanation,
+            ),
+            now,
+        ),
+    )
+    await _dispatch(session, case, triaged, explanation, reference, now, confidence_threshold, zone)
+    # Added once routed, so that the open-load query does not flush it first: one insert.
+    session.add(case)
+    return case
 
+
+async def _dispatch(
+    session: AsyncSession,
+    case: Case,
+    triaged: Triaged,
+    explanation: list[str],
+    reference: ReferenceData,
+    now: datetime,
+    confidence_threshold: float,
+    zone: ZoneInfo,
+    cause: tuple[str, ...] = (),
+) -> None:
+    """Route the triaged case, or queue it for a dispatcher: set the case so and stage the
+    assignment (and the automatic whistle) or the triage queue. ``explanation`` is how the
+    case was triaged; the routing's reasons follow it. ``cause`` says why a case already
+    opened is dispatched again, at the head of the event's explanation."""
+    classification, location = triaged.classification, triaged.location
+    item = classification.item
     outcome: Assignment | NeedsTriage
     if location.township is None:
-        outcome = NeedsTriage("county", "no_location", "无法确定所属乡镇，转县级分拨")
+        outcome = NeedsTriage("county", UNLOCATED, "无法确定所属乡镇，转县级分拨")
     elif item is None or classification.confidence < confidence_threshold:
         outcome = NeedsTriage(
             f"township:{location.township}",
@@ -150,84 +294,44 @@ async def open_case(
             now.astimezone(zone).date(),
         )
 
-    case_id = case_id or uuid7()
-    explanation = [*location.explanation, *classification.explanation]
-    case = Case(
-        id=case_id,
-        tip_id=tip.tip_id,
-        status="assigned" if isinstance(outcome, Assignment) else "triage",
-        matter_code=item.code if item else None,
-        township_code=location.township,
-        village_code=location.village,
-        grid_id=location.grid,
-        lat=tip.location.lat if tip.location else None,
-        lon=tip.location.lon if tip.location else None,
-        urgency=urgency.value,
-        catalogue_version=reference.version,
-        routing={"rule": outcome.rule, "explanation": explanation},
-        created_at=now,
-        updated_at=now,
-    )
-    subject = str(case_id)
-    stage(
-        session,
-        CASES,
-        new_event(
-            SOURCE,
-            subject,
-            CaseOpened(
-                case_id=case_id,
-                tip_id=tip.tip_id,
-                matter_code=case.matter_code,
-                matter_name=item.name if item else None,
-                confidence=classification.confidence,
-                township_code=location.township,
-                village_code=location.village,
-                grid_id=location.grid,
-                urgency=urgency.value,
-                catalogue_version=reference.version,
-                explanation=explanation,
-            ),
-            now,
-        ),
-    )
+    case.routing = {"rule": outcome.rule, "explanation": list(explanation)}
+    data: CaseAssigned | CaseTriageRequired
     if isinstance(outcome, NeedsTriage):
-        case.queue = outcome.queue
+        case.status, case.queue = Status.TRIAGE.value, outcome.queue
         case.routing["explanation"].append(outcome.reason)
-        data: CaseAssigned | CaseTriageRequired = CaseTriageRequired(
-            case_id=case_id,
-            tip_id=tip.tip_id,
+        data = CaseTriageRequired(
+            case_id=case.id,
+            tip_id=case.tip_id,
             queue=outcome.queue,
-            reason=outcome.reason,
+            reason="；".join((*cause, outcome.reason)),
             catalogue_version=reference.version,
         )
     else:
         assert item is not None
+        case.status, case.queue = Status.ASSIGNED.value, None
         case.unit_id = outcome.unit.id
         case.staff_id = outcome.staff.id if outcome.staff else None
         case.supporting_units = [u.id for u in outcome.supporting]
         case.routing["explanation"].extend(outcome.explanation)
         data = CaseAssigned(
-            case_id=case_id,
-            tip_id=tip.tip_id,
+            case_id=case.id,
+            tip_id=case.tip_id,
             unit_id=outcome.unit.id,
             unit_kind=outcome.unit.kind.value,
             township_code=location.township,
             staff_id=case.staff_id,
             matter_code=item.code,
             authority=item.authority.value,
-            urgency=urgency.value,
+            urgency=case.urgency,  # type: ignore[arg-type]
             deadline_policy=item.deadline_policy,
             catalogue_version=reference.version,
             rule=outcome.rule,
-            explanation=list(outcome.explanation),
+            explanation=[*cause, *outcome.explanation],
             supporting_units=case.supporting_units,
         )
-    session.add(case)
-    stage(session, CASES, new_event(SOURCE, subject, data, now))
+    stage(session, CASES, new_event(SOURCE, str(case.id), data, now))
     if isinstance(outcome, Assignment):
         _whistle_if_beyond_the_township(session, case, outcome, reference, now)
-    return case
 
 
 def _whistle_if_beyond_the_township(

@@ -16,6 +16,7 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts.events import WhistleBlown
+from services.dispatch.labels import AUTHORITY, STATUS, URGENCY, joined
 from services.dispatch.lifecycle import Status
 from services.dispatch.models import Case, Whistle
 from services.dispatch.reference import (
@@ -104,20 +105,20 @@ def judge(
 def _unmet_conditions(reason: WhistleReason, facts: WhistleFacts) -> list[Refusal]:
     unmet: list[str] = []
     if reason.statuses and facts.status not in reason.statuses:
-        allowed = "、".join(s.value for s in reason.statuses)
-        unmet.append(f"案件状态为 {facts.status.value}，须为 {allowed}")
+        allowed = joined(STATUS, reason.statuses)
+        unmet.append(f"案件状态为{STATUS[facts.status]}，须为{allowed}")
     matter = facts.matter
     if reason.authorities:
         unclaimed_ok = reason.or_unclaimed and matter is not None and not facts.claimed
         if matter is None:
             unmet.append("案件尚未确定事项")
         elif matter.authority not in reason.authorities and not unclaimed_ok:
-            allowed = "、".join(a.value for a in reason.authorities)
+            allowed = joined(AUTHORITY, reason.authorities)
             extra = "，或乡镇未认领的事项" if reason.or_unclaimed else ""
-            unmet.append(f"事项职权类型为 {matter.authority.value}，须为 {allowed}{extra}")
+            unmet.append(f"事项职权类型为{AUTHORITY[matter.authority]}，须为{allowed}{extra}")
     if reason.urgencies and facts.urgency not in reason.urgencies:
-        allowed = "、".join(u.value for u in reason.urgencies)
-        unmet.append(f"案件紧急程度为 {facts.urgency.value}，须为 {allowed}")
+        allowed = joined(URGENCY, reason.urgencies)
+        unmet.append(f"案件紧急程度为{URGENCY[facts.urgency]}，须为{allowed}")
     if reason.requires_supporting_departments and not (matter and matter.supporting_departments):
         unmet.append("事项没有配合部门")
     if facts.reopens < reason.min_reopens:

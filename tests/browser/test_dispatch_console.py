@@ -24,7 +24,7 @@ from contracts.envelope import new_event
 from contracts.events import Deadline, DeadlinesSet, TipReceived
 from contracts.topics import DEADLINES, TIPS
 from services.dispatch.app import create_app
-from services.dispatch.models import Case
+from services.dispatch.models import Case, CaseTip
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -61,6 +61,8 @@ async def served(settings: Settings, console_servers: Infra) -> AsyncIterator[Se
         update={
             "database_url": console_servers.database_url,
             "kafka_bootstrap": console_servers.bootstrap,
+            # The session's dispatch merges nothing; the console's split needs merged tips.
+            "merge_window_hours": 72.0,
         }
     )
     await prepare(own, ("dispatch",))
@@ -476,3 +478,91 @@ async def test_the_county_admits_an_out_of_list_tip_from_the_admission_queue(
     await page.wait_for_selector('body[data-state="done"]')
     assert "已准入：案件现为「已派单」" in await page.inner_text("#notice")
     assert await card.count() == 0
+
+
+async def flyposting_tip(served: Served, producer: AIOKafkaProducer, text: str) -> UUID:
+    """A tip of 张贴小广告 (CG-008, named by the channel) in 五里铺村's grid T03V02G02, which
+    no other test here reports: routed at once, and merged with any other such tip."""
+    tip_id, now = uuid7(), datetime.now(UTC)
+    tip = TipReceived(
+        tip_id=tip_id,
+        tracking_no=f"QX{now:%Y%m%d}-{tip_id.int % 1_000_000:06d}",
+        channel="grid",
+        text=text,
+        grid_id="T03V02G02",
+        category_hint="CG-008",
+        received_at=now,
+    )
+    event = new_event("whistle/intake", str(tip_id), tip, now)
+    await producer.send_and_wait(TIPS, event.to_bytes(), key=str(tip_id).encode())
+    return tip_id
+
+
+async def test_a_dispatcher_splits_a_merged_tip_into_a_case_of_its_own(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    first = "五里铺村口电线杆上贴满了小广告"
+    second = "五里铺村口有人在墙上刷办证电话，和电线杆的广告不是一回事"
+    opening_tip = await flyposting_tip(served, producer, first)
+
+    async def opened() -> UUID | None:
+        async with served.runtime.sessions() as session:
+            case = await session.scalar(select(Case).where(Case.tip_id == opening_tip))
+        return case.id if case is not None else None
+
+    case_id = await eventually(opened, within=20, what="the first tip's case")
+    merged_tip = await flyposting_tip(served, producer, second)
+
+    async def merged() -> UUID | None:
+        async with served.runtime.sessions() as session:
+            link = await session.get(CaseTip, merged_tip)
+        return link.case_id if link is not None else None
+
+    assert await eventually(merged, within=20, what="the second tip merged") == case_id
+
+    await sign_in(page, served, token("dispatcher", "township:T03"), f"#/case/{case_id}")
+    assert "诉求（2 条）" in await page.inner_text("#tips-title")
+    own = page.locator(f'#tips li[data-tip-id="{opening_tip}"]')
+    joined = page.locator(f'#tips li[data-tip-id="{merged_tip}"]')
+    assert await own.get_attribute("data-joined-by") == "opening"
+    assert first in await own.locator(".tip-text").inner_text()
+    assert await own.locator("form.split").count() == 0  # the case's own tip stays
+    assert await joined.get_attribute("data-joined-by") == "merge"
+    assert second in await joined.locator(".tip-text").inner_text()
+    assert "同一网格" in await joined.inner_text()
+    await screenshot(page, "tips")
+
+    await joined.get_by_label("拆分原因").fill("刷写办证电话与张贴广告不是同一处问题")
+    await joined.get_by_role("button", name="拆分为新案件").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await page.inner_text("#error") == ""
+    notice = await page.inner_text("#notice")
+    assert notice.startswith("已拆分：该诉求另立为案件 "), notice
+    split_case_id = UUID(notice.removeprefix("已拆分：该诉求另立为案件 ").rstrip("。"))
+    assert await page.get_attribute("#case-title", "data-version") == "2"
+    assert "拆分为" in await joined.inner_text()
+    assert await joined.locator("form.split").count() == 0
+
+    async def split_on_the_timeline() -> bool:
+        await show(page, served, f"/case/{case_id}")
+        return await page.locator('ol.timeline li[data-type="whistle.case.split"]').count() == 1
+
+    await eventually(split_on_the_timeline, within=20, what="the split on the timeline")
+    entry = await page.inner_text('ol.timeline li[data-type="whistle.case.split"]')
+    assert "拆分" in entry and "刷写办证电话与张贴广告不是同一处问题" in entry
+
+    # The new case: the split tip is its own, routed as a new tip would be (never re-merged).
+    await joined.get_by_role("link", name="新案件").click()
+    await page.wait_for_selector(f'#case-title:has-text("{split_case_id}")')
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "诉求（1 条）" in await page.inner_text("#tips-title")
+    facts = await page.inner_text("#facts")
+    assert second in facts and "已派单" in facts
+    # State and urgency in the words dispatch itself writes (labels.py), never the codes.
+    assert "一般" in facts and "general" not in facts and "assigned" not in facts
+
+    open_list = page.locator(f'#open-table tr[data-case-id="{split_case_id}"]')
+    await page.click("#tab-open")
+    await open_list.wait_for(timeout=10_000)  # the list replaces the case page when loaded
+    assert second in await open_list.inner_text()
+    await screenshot(page, "split")

@@ -140,8 +140,23 @@ def test_an_overridden_rule_is_recorded_as_waived(sample: ReferenceData) -> None
 def test_a_refusal_names_the_condition_in_chinese(sample: ReferenceData) -> None:
     verdict = _judge(sample, _facts(sample, "SC-001"), ["SCJGJ"], "beyond_powers")
     reasons = {r.rule: r.reason for r in verdict.refusals}
-    assert "超出乡镇职权" in reasons["beyond_powers"] and "devolved" in reasons["beyond_powers"]
+    assert reasons["beyond_powers"] == (
+        "超出乡镇职权：事项职权类型为赋权，须为县级专属、协助、清单之外，或乡镇未认领的事项"
+    )
     assert "SC-001" in reasons["own_claimed_matter"]
+
+
+def test_urgency_and_state_are_named_in_chinese_not_by_code(sample: ReferenceData) -> None:
+    facts = _facts(sample, "SC-001", status=Status.RESOLVED)
+    verdict = _judge(sample, facts, ["SCJGJ"], "major_emergency")
+    reasons = [r.reason for r in verdict.refusals if r.rule == "major_emergency"]
+    assert reasons == [
+        "重大突发：案件状态为已办结，须为待分拨、已派单、已接单、处理中",
+        "重大突发：案件紧急程度为一般，须为突发",
+    ]
+    assert not any(
+        code in r.reason for r in verdict.refusals for code in ("general", "resolved", "emergency")
+    )
 
 
 def test_without_rules_nothing_is_eligible(sample: ReferenceData) -> None:

@@ -8,15 +8,10 @@
 const TOKEN_KEY = "whistle.console.token";
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-const STATUS = {
-  triage: "待分拨",
-  arbitration: "待县级裁定",
-  assigned: "已派单",
-  accepted: "已接单",
-  in_progress: "处理中",
-  resolved: "已办结",
-  closed: "已结案",
-};
+// Filled on sign-in from /v1/console/me: dispatch keeps these words in one place
+// (services/dispatch/labels.py), shared with the texts it writes itself.
+const STATUS = {};
+const URGENCY = {};
 const ACTION = {
   assign: "派单",
   accept: "接单",
@@ -31,7 +26,6 @@ const ACTION = {
 };
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
 const CLOCK = { first_response: "首次响应", resolution: "办结" };
-const URGENCY = { emergency: "紧急", utilities: "水电气热", general: "一般", complex: "复杂" };
 const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
 const RESOLUTION = {
   on_the_spot: "现场处置",
@@ -222,6 +216,8 @@ function roleLine(data) {
 
 async function signIn() {
   me = await api("/v1/console/me");
+  Object.assign(STATUS, me.labels.status);
+  Object.assign(URGENCY, me.labels.urgency);
   $("#who").textContent = roleLine(me);
   $("#tabs").hidden = false;
   const dispatching = me.roles.includes("dispatcher") || me.roles.includes("county_supervisor");

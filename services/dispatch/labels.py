@@ -1,0 +1,58 @@
+"""The Chinese words a person reads for dispatch's codes (urgency, case state, authority type).
+
+One vocabulary for every text dispatch writes (the whistle's refusal reasons) and for the
+console, which receives it with its caller's scope (``/v1/console/me``) rather than keeping
+a copy of its own. The words follow the domain's: 突发 and 疑难 as in the deadline table,
+赋权/委托/协助/清单之外 as in the authority table, 县级专属 as routing says it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import TypeVar
+
+from services.dispatch.lifecycle import Status
+from services.dispatch.reference import Authority, Urgency
+
+URGENCY: Mapping[Urgency, str] = {
+    Urgency.EMERGENCY: "突发",
+    Urgency.UTILITIES: "水电气热",
+    Urgency.GENERAL: "一般",
+    Urgency.COMPLEX: "疑难",
+}
+
+STATUS: Mapping[Status, str] = {
+    Status.TRIAGE: "待分拨",
+    Status.ARBITRATION: "待县级裁定",
+    Status.ASSIGNED: "已派单",
+    Status.ACCEPTED: "已接单",
+    Status.IN_PROGRESS: "处理中",
+    Status.RESOLVED: "已办结",
+    Status.CLOSED: "已结案",
+}
+
+AUTHORITY: Mapping[Authority, str] = {
+    Authority.STATUTORY: "法定",
+    Authority.DEVOLVED: "赋权",
+    Authority.ENTRUSTED: "委托",
+    Authority.ASSIST: "协助",
+    Authority.COUNTY_ONLY: "县级专属",
+    Authority.OUT_OF_LIST: "清单之外",
+}
+
+Code = TypeVar("Code", bound=StrEnum)
+
+
+def joined(labels: Mapping[Code, str], codes: Iterable[Code]) -> str:
+    """The codes' labels, as a Chinese list (甲、乙)."""
+    return "、".join(labels[code] for code in codes)
+
+
+def for_console() -> dict[str, dict[str, str]]:
+    """Every vocabulary by its code's value, as the console's script looks words up."""
+    return {
+        "urgency": {code.value: word for code, word in URGENCY.items()},
+        "status": {code.value: word for code, word in STATUS.items()},
+        "authority": {code.value: word for code, word in AUTHORITY.items()},
+    }
