@@ -16,7 +16,7 @@ from contracts.events import (
 )
 from contracts.topics import CASES, WHISTLES
 from services.escalation import api, extension_api, whistle_api
-from services.escalation.calendar import BusinessCalendar, load_calendar
+from services.escalation.calendar import BusinessCalendar, load_calendar, require_year_of
 from services.escalation.handlers import AssignmentClocks, ClockStops
 from services.escalation.policies import PolicyBook, load_policies, policies_file
 from services.escalation.recompute import recompute_provisional
@@ -38,6 +38,7 @@ async def setup(runtime: Runtime) -> Subscription:
     runtime.state["calendar"] = load_calendar(
         settings.config_dir / "calendar.yaml", settings.timezone
     )
+    require_year_of(runtime.state["calendar"], runtime.clock())
     # Deadlines counted Monday to Friday on a year this calendar now covers are counted again.
     await recompute_provisional(runtime.sessions, runtime.state["calendar"], runtime.clock)
 

@@ -221,6 +221,25 @@ def load_calendar(path: Path, timezone: str) -> BusinessCalendar:
     return BusinessCalendar(spec, f"{spec.version}+{hashlib.sha256(text).hexdigest()[:12]}")
 
 
+def require_year_of(calendar: BusinessCalendar, now: datetime) -> None:
+    """Refuse a calendar without the notice for the year the county is in (CalendarError).
+
+    Checked when escalation and ``whistle up`` start: the current year must be known. A
+    deadline reaching into a *later* year whose notice is not out yet (the State Council
+    publishes it in November or December) is counted Monday to Friday and flagged provisional
+    instead, and counted again once the notice is added (services/escalation/recompute.py).
+    """
+    year = now.astimezone(calendar.zone).year
+    if year not in calendar.years:
+        covered = ", ".join(map(str, calendar.years))
+        raise CalendarError(
+            [
+                f"calendar.yaml has no State Council holiday notice for {year}, the current "
+                f"year (it covers {covered}): add it before starting"
+            ]
+        )
+
+
 def _check(spec: CalendarFile, timezone: str) -> list[str]:
     """What the file's shape alone cannot say: consistency within and across notices."""
     reasons = []

@@ -22,7 +22,7 @@ import httpx
 
 from contracts.topics import all_topic_names
 from services.dispatch.reference import ReferenceDataError, load_reference
-from services.escalation.calendar import CalendarError, load_calendar
+from services.escalation.calendar import CalendarError, load_calendar, require_year_of
 from services.escalation.policies import PolicyError, load_policies
 from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.db import ensure_database
@@ -178,7 +178,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
     try:
         load_reference(settings.config_dir)
         load_policies(settings.config_dir / "policies.yaml")
-        load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
+        calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
+        require_year_of(calendar, datetime.now(UTC))
     except (ReferenceDataError, PolicyError, CalendarError) as exc:
         say(f"whistle: the configuration in {settings.config_dir} is invalid; nothing started")
         for reason in getattr(exc, "reasons", [str(exc)]):

@@ -22,6 +22,7 @@ from services.escalation.calendar import (
     CalendarFile,
     UncoveredYearError,
     load_calendar,
+    require_year_of,
 )
 
 CALENDAR = Path(__file__).resolve().parents[2] / "deploy" / "config" / "calendar.yaml"
@@ -501,3 +502,10 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     assert "cannot read" in refusal(tmp_path / "calendar.yaml")
+
+
+def test_the_year_the_county_is_in_must_be_covered(cal: BusinessCalendar) -> None:
+    """Shanghai is already in 2027 at 16:00 UTC on New Year's Eve: that year's notice is due."""
+    require_year_of(cal, datetime(2026, 12, 31, 15, 59, tzinfo=UTC))
+    with pytest.raises(CalendarError, match="no State Council holiday notice for 2027"):
+        require_year_of(cal, datetime(2026, 12, 31, 16, 0, tzinfo=UTC))
