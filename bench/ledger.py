@@ -48,7 +48,7 @@ from contracts.events import (
     TipReceived,
 )
 from contracts.topics import CASES, DEADLINES, TIPS
-from services.ledger.handlers import recording
+from services.ledger.handlers import ENTRY_COLUMNS, recording
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
     Frontier,
@@ -66,18 +66,6 @@ from services.runtime.settings import Settings
 from services.runtime.stack import service_environment, spawn_service, stop_processes, wait_ready
 
 COPY_CHUNK = 50_000
-ENTRY_COLUMNS = (
-    "seq",
-    "source",
-    "event_id",
-    "type",
-    "subject",
-    "topic",
-    "event_time",
-    "recorded_at",
-    "canonical",
-    "leaf_hash",
-)
 
 
 # --- 1. ingest -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +17,8 @@ from contracts.topics import all_topic_names
 from services.dispatch.reference import load_reference
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
-from tests.support.infra import eventually, read_everything
-from tests.support.journey import SubmittedTip, case_of
+from tests.support.infra import read_everything
+from tests.support.journey import SubmittedTip, case_of, complete_trail
 from tests.support.stack import ServiceProcesses
 
 pytestmark = pytest.mark.e2e
@@ -120,32 +119,16 @@ async def wechat(http: httpx.AsyncClient, settings: Settings, _: TokenFactory) -
     return SubmittedTip(tip_id="", tracking_no=tracking_no, access_code=code)  # not shown
 
 
+OPENED = frozenset({"whistle.tip.received", "whistle.case.opened"})
 # A WeChat text says nothing of where: its case waits in the county's triage queue.
-CHANNELS: dict[str, tuple[Channel, set[str]]] = {
-    "web": (web, {"whistle.case.assigned", "whistle.deadlines.set"}),
-    "hotline": (hotline, {"whistle.case.assigned", "whistle.deadlines.set"}),
-    "grid": (grid, {"whistle.case.assigned", "whistle.deadlines.set"}),
-    "open311": (open311, {"whistle.case.assigned", "whistle.deadlines.set"}),
-    "wechat": (wechat, {"whistle.case.triage_required"}),
+ROUTED = frozenset({"whistle.case.assigned", "whistle.deadlines.set"})
+CHANNELS: dict[str, tuple[Channel, frozenset[str]]] = {
+    "web": (web, ROUTED),
+    "hotline": (hotline, ROUTED),
+    "grid": (grid, ROUTED),
+    "open311": (open311, ROUTED),
+    "wechat": (wechat, frozenset({"whistle.case.triage_required"})),
 }
-
-
-async def recorded(
-    http: httpx.AsyncClient, settings: Settings, case_id: str, token: str, expected: set[str]
-) -> list[dict[str, Any]]:
-    async def probe() -> list[dict[str, Any]] | None:
-        response = await http.get(
-            f"{settings.url_of('ledger')}/v1/cases/{case_id}/trail",
-            headers={"authorization": f"Bearer {token}"},
-        )
-        assert response.status_code == 200, response.text
-        entries: list[dict[str, Any]] = response.json()["entries"]
-        types = {e["type"] for e in entries}
-        return (
-            entries if types >= {"whistle.tip.received", "whistle.case.opened"} | expected else None
-        )
-
-    return await eventually(probe, within=45, what=f"the ledger trail of case {case_id}")
 
 
 async def test_a_tip_from_every_channel_is_recorded_and_no_event_or_log_holds_a_number(
@@ -156,7 +139,9 @@ async def test_a_tip_from_every_channel_is_recorded_and_no_event_or_log_holds_a_
     for name, (submit, expected) in CHANNELS.items():
         tip = await submit(http, settings, token)
         case_id = await case_of(http, settings, tip, within=45)
-        trail = await recorded(http, settings, case_id, auditor_token, expected)
+        trail = await complete_trail(
+            http, settings, case_id, auditor_token, within=45, expected=OPENED | expected
+        )
         received = next(e for e in trail if e["type"] == "whistle.tip.received")
         assert received["event"]["data"]["tracking_no"] == tip.tracking_no
         assert received["event"]["data"]["channel"] == name

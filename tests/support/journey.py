@@ -51,9 +51,15 @@ async def case_of(
 
 
 async def complete_trail(
-    http: httpx.AsyncClient, settings: Settings, case_id: str, token: str, within: float = 30
+    http: httpx.AsyncClient,
+    settings: Settings,
+    case_id: str,
+    token: str,
+    within: float = 30,
+    expected: frozenset[str] = frozenset(EXPECTED_TRAIL),
 ) -> list[dict[str, Any]]:
-    """The case's ledger trail once it holds at least the four events of a routed tip."""
+    """The case's ledger trail once it holds at least the ``expected`` event types (by
+    default the four events of a routed tip)."""
 
     async def probe() -> list[dict[str, Any]] | None:
         response = await http.get(
@@ -63,6 +69,6 @@ async def complete_trail(
         assert response.status_code == 200, response.text
         entries: list[dict[str, Any]] = response.json()["entries"]
         types = {e["type"] for e in entries}
-        return entries if types >= set(EXPECTED_TRAIL) else None
+        return entries if types >= expected else None
 
     return await eventually(probe, within=within, what=f"the ledger trail of case {case_id}")
