@@ -269,10 +269,22 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
             postgres.stop()
 
 
+# The page each service serves (Simplified Chinese), at the path given.
+PAGES = {
+    "intake": ("/", "群众反映 citizen page"),
+    "dispatch": ("/console", "调度台 dispatcher console"),
+    "escalation": ("/dept", "部门吹哨报到 department page"),
+    "ledger": ("/auditor", "审计核验 auditor page"),
+}
+
+
 def _banner(settings: Settings, seconds: float, logs: Path) -> str:
     lines = [f"Whistle is up in {seconds:.1f}s.", ""]
     for service in SERVICES:
         lines.append(f"  {service:<11} {settings.url_of(service)}   (docs: /docs)")
+    lines += ["", "Pages:"]
+    for service, (path, name) in PAGES.items():
+        lines.append(f"  {settings.url_of(service)}{path}   {name}")
     lines += ["", "Development tokens (12 h; send as 'Authorization: Bearer …'):"]
     for token, value in dev_tokens(settings):
         scope = f" [{', '.join(token.scopes)}]" if token.scopes else ""

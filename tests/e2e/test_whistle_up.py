@@ -125,6 +125,7 @@ async def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(
     for service in SERVICES:
         assert settings.url_of(service) in first.output
     assert "auditor:" in first.output
+    assert f"{settings.url_of('dispatch')}/console" in first.output  # the pages are listed
     auditor_token = first.lines[first.lines.index("  auditor:") + 1].strip()
 
     async with httpx.AsyncClient(timeout=10) as http:
