@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
@@ -153,6 +154,22 @@ IdempotencyKey = Annotated[
 ]
 
 
+async def require_stored(runtime: Runtime, ids: Sequence[str]) -> None:
+    """A tip may only name attachments uploaded through ``POST /v1/attachments`` (422)."""
+    if not ids:
+        return
+    async with runtime.sessions() as session:
+        missing = await attachments.unknown(session, ids)
+    if missing:
+        raise Problem(
+            422,
+            "Unknown attachment",
+            "附件不存在，请重新上传后再提交。",
+            type_="https://whistle.example/problems/unknown-attachment",
+            unknown=missing,
+        )
+
+
 async def receive(runtime: Runtime, new: NewTip, response: Response) -> TipAccepted:
     """Accept a tip in its own transaction: 201 for a new tip, 200 with the original answer
     for a retry of one already accepted."""
@@ -204,17 +221,7 @@ async def submit_tip(
         per_phone = Limit("tips/phone", settings.rate_limit_tips_per_phone_per_day, DAY)
         checks.append((per_phone, vault.phone_hash(body.contact.phone)))
     await _within_limits(runtime, checks)
-    if body.attachments:
-        async with runtime.sessions() as session:
-            missing = await attachments.unknown(session, body.attachments)
-        if missing:
-            raise Problem(
-                422,
-                "Unknown attachment",
-                "附件不存在，请重新上传后再提交。",
-                type_="https://whistle.example/problems/unknown-attachment",
-                unknown=missing,
-            )
+    await require_stored(runtime, body.attachments)
     new = NewTip(
         channel="web",
         text=body.text,

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.events import GeoPoint
-from services.intake.api import GridId, IdempotencyKey, RuntimeDep, TipAccepted, TipText, receive
+from services.intake.api import (
+    GridId,
+    IdempotencyKey,
+    RuntimeDep,
+    TipAccepted,
+    TipText,
+    receive,
+    require_stored,
+)
 from services.intake.tips import NewTip
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
@@ -50,6 +58,7 @@ async def report(
 ) -> TipAccepted:
     if not principal.may_act_on("grid", body.grid_id):
         raise Problem(403, "Forbidden", f"You do not report for grid {body.grid_id}.")
+    await require_stored(runtime, body.attachments)
     new = NewTip(
         channel="grid",
         text=body.text,

@@ -13,6 +13,7 @@ from services.intake.models import Tip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
+from tests.integration.test_attachments import png
 
 PROBLEM = "application/problem+json"
 
@@ -140,7 +141,17 @@ async def test_a_report_resolved_on_the_spot_still_becomes_a_recorded_tip(
 ) -> None:
     client, runtime = intake
     worker = {"authorization": f"Bearer {token('grid_worker', 'grid:T02V01G01')}"}
-    photo = "ab" * 32
+    uploaded = await client.post(
+        "/v1/attachments", files={"file": ("corn.png", png(7), "image/png")}
+    )
+    assert uploaded.status_code in (200, 201), uploaded.text
+    photo = uploaded.json()["id"]
+    unknown = await client.post(
+        "/v1/grid/reports",
+        json={"grid_id": "T02V01G01", "text": "占道", "attachments": ["cd" * 32]},
+        headers=worker,
+    )
+    assert unknown.status_code == 422 and unknown.json()["unknown"] == ["cd" * 32]
     body = {
         "grid_id": "T02V01G01",
         "location": {"lat": 38.75, "lon": 113.25},
