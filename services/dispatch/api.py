@@ -317,23 +317,14 @@ async def assign_case(
         "rule": rule,
         "explanation": [*case.routing.get("explanation", []), *explanation],
     }
-    return CaseAssigned(
-        case_id=case.id,
-        tip_id=case.tip_id,
-        unit_id=unit.id,
-        unit_kind=unit.kind.value,
-        township_code=case.township_code,
-        staff_id=case.staff_id,
-        matter_code=item.code,
-        authority=item.authority.value,
-        urgency=case.urgency,  # type: ignore[arg-type]
-        deadline_policy=item.deadline_policy,
-        catalogue_version=reference.version,
-        rule=rule,
-        explanation=explanation,
+    return case.assignment(
+        unit.kind.value,
+        item,
+        reference.version,
+        rule,
+        explanation,
         actor=principal.subject,
         actor_role=step["actor_role"],
-        supporting_units=case.supporting_units,
     )
 
 

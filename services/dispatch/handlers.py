@@ -313,21 +313,12 @@ async def _dispatch(
         case.staff_id = outcome.staff.id if outcome.staff else None
         case.supporting_units = [u.id for u in outcome.supporting]
         case.routing["explanation"].extend(outcome.explanation)
-        data = CaseAssigned(
-            case_id=case.id,
-            tip_id=case.tip_id,
-            unit_id=outcome.unit.id,
-            unit_kind=outcome.unit.kind.value,
-            township_code=location.township,
-            staff_id=case.staff_id,
-            matter_code=item.code,
-            authority=item.authority.value,
-            urgency=case.urgency,  # type: ignore[arg-type]
-            deadline_policy=item.deadline_policy,
-            catalogue_version=reference.version,
-            rule=outcome.rule,
-            explanation=[*cause, *outcome.explanation],
-            supporting_units=case.supporting_units,
+        data = case.assignment(
+            outcome.unit.kind.value,
+            item,
+            reference.version,
+            outcome.rule,
+            [*cause, *outcome.explanation],
         )
     stage(session, CASES, new_event(SOURCE, str(case.id), data, now))
     if isinstance(outcome, Assignment):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, Index, String, Text, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
+
+from contracts.events import CaseAssigned
+
+if TYPE_CHECKING:
+    from services.dispatch.reference import MatterItem
 
 # Cases that keep a staff member busy, for picking the least loaded one.
 HELD_STATUSES = ("assigned", "accepted", "in_progress")
@@ -61,6 +66,39 @@ class Case(SQLModel, table=True):
             "township_code": self.township_code,
             "unit_id": self.unit_id,
         }
+
+    def assignment(
+        self,
+        unit_kind: str,
+        item: MatterItem,
+        catalogue_version: str,
+        rule: str,
+        explanation: list[str],
+        *,
+        actor: str | None = None,
+        actor_role: str | None = None,
+    ) -> CaseAssigned:
+        """The ``CaseAssigned`` event of the case as now assigned (its unit, staff and
+        supporting units set), by routing or by hand (``actor``)."""
+        assert self.unit_id is not None
+        return CaseAssigned(
+            case_id=self.id,
+            tip_id=self.tip_id,
+            unit_id=self.unit_id,
+            unit_kind=unit_kind,
+            township_code=self.township_code,
+            staff_id=self.staff_id,
+            matter_code=item.code,
+            authority=item.authority.value,
+            urgency=self.urgency,  # type: ignore[arg-type]
+            deadline_policy=item.deadline_policy,
+            catalogue_version=catalogue_version,
+            rule=rule,
+            explanation=explanation,
+            actor=actor,
+            actor_role=actor_role,
+            supporting_units=self.supporting_units,
+        )
 
 
 # ---------------------------------------------------------------- what the console shows
