@@ -21,10 +21,9 @@ from services.ledger.app import create_app
 from services.ledger.merkle import Frontier, NodeId, inclusion_plan, verify_inclusion
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
-from services.runtime.stack import prepare
 from tests.conftest import TokenFactory
 from tests.integration.test_ledger import case_events, forged, record
-from tests.support.infra import Infra, embedded_servers
+from tests.support.infra import Infra, embedded_servers, prepared_on
 from tests.support.serving import serving
 from tests.support.tamper import superuser_connection
 
@@ -58,14 +57,9 @@ def page_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
 @pytest.fixture(scope="module")
 async def served(settings: Settings, page_servers: Infra) -> AsyncIterator[Served]:
-    own = settings.model_copy(
-        update={
-            "database_url": page_servers.database_url,
-            "kafka_bootstrap": page_servers.bootstrap,
-            "ledger_tree_head_interval_seconds": 3600,
-        }
+    own = await prepared_on(
+        page_servers, settings, ("ledger",), ledger_tree_head_interval_seconds=3600
     )
-    await prepare(own, ("ledger",))
     app = create_app(own)
     async with serving(app) as url:
         runtime: Runtime = app.state.runtime

@@ -28,10 +28,9 @@ from services.dispatch.models import Case, CaseTip
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
-from services.runtime.stack import prepare
 from tests.browser.test_auditor_page import CHROMIUM, FLAGS
 from tests.conftest import TokenFactory
-from tests.support.infra import Infra, embedded_servers, eventually
+from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
 from tests.support.serving import serving
 
 # Two keywords of weight 1 for two items (占道经营 CG-001, 非法营运 JT-001): confidence 0.25,
@@ -57,15 +56,13 @@ def console_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]
 
 @pytest.fixture(scope="module")
 async def served(settings: Settings, console_servers: Infra) -> AsyncIterator[Served]:
-    own = settings.model_copy(
-        update={
-            "database_url": console_servers.database_url,
-            "kafka_bootstrap": console_servers.bootstrap,
-            # The session's dispatch merges nothing; the console's split needs merged tips.
-            "merge_window_hours": 72.0,
-        }
+    own = await prepared_on(
+        console_servers,
+        settings,
+        ("dispatch",),
+        # The session's dispatch merges nothing; the console's split needs merged tips.
+        merge_window_hours=72.0,
     )
-    await prepare(own, ("dispatch",))
     app = create_app(own)
     async with serving(app) as url:
         yield Served(url, app.state.runtime, own)

@@ -43,10 +43,9 @@ from services.runtime.cli import main
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
-from services.runtime.stack import prepare
 from tests.conftest import TokenFactory
 from tests.integration.conftest import _in_process
-from tests.support.infra import Infra, embedded_servers, eventually
+from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
 from tests.support.tamper import superuser_connection
 
 PROBLEM = "application/problem+json"
@@ -64,15 +63,9 @@ def ledger_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 async def ledger_settings(settings: Settings, ledger_servers: Infra) -> Settings:
     """The session's settings (home, keys) pointed at the ledger's own servers; heads are
     signed at start and on demand only (the periodic issuer has a test of its own)."""
-    own = settings.model_copy(
-        update={
-            "database_url": ledger_servers.database_url,
-            "kafka_bootstrap": ledger_servers.bootstrap,
-            "ledger_tree_head_interval_seconds": 3600,
-        }
+    return await prepared_on(
+        ledger_servers, settings, ("ledger",), ledger_tree_head_interval_seconds=3600
     )
-    await prepare(own, ("ledger",))
-    return own
 
 
 @dataclass(frozen=True)

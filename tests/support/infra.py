@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.engine import make_url
 
 from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.runtime.settings import Settings
+from services.runtime.stack import prepare
 
 T = TypeVar("T")
 
@@ -46,6 +48,22 @@ def embedded_servers(root: Path) -> Iterator[Infra]:
             broker.stop()
     finally:
         postgres.stop()
+
+
+async def prepared_on(
+    servers: Infra, settings: Settings, services: tuple[str, ...], **updates: Any
+) -> Settings:
+    """The session's settings (home, keys) pointed at servers of a module's own, with
+    ``services``' databases, migrations and topics prepared there."""
+    own = settings.model_copy(
+        update={
+            "database_url": servers.database_url,
+            "kafka_bootstrap": servers.bootstrap,
+            **updates,
+        }
+    )
+    await prepare(own, services)
+    return own
 
 
 async def eventually(
