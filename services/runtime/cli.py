@@ -9,8 +9,12 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.runtime.settings import SERVICES, Settings
+
+if TYPE_CHECKING:
+    from services.runtime.dlq import ParkedEvent
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -153,6 +157,88 @@ def _dept_listen(args: argparse.Namespace) -> int:
     )
 
 
+def _dlq_bootstrap() -> str | None:
+    try:
+        return Settings().require_kafka()
+    except RuntimeError as exc:
+        print(f"whistle dlq: {exc}", file=sys.stderr)
+        return None
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from services.runtime.dlq import dlq_name, dlq_topics, parked
+
+    bootstrap = _dlq_bootstrap()
+    if bootstrap is None:
+        return 2
+
+    async def run() -> list[ParkedEvent]:
+        topics = [args.topic] if args.topic else await dlq_topics(bootstrap)
+        return await parked(bootstrap, topics)
+
+    try:
+        events = asyncio.run(run())
+    except (KafkaError, OSError) as exc:
+        print(f"whistle dlq list: cannot reach the broker at {bootstrap}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for event in events:
+            print(json.dumps(event.to_json(), ensure_ascii=False))
+        return 0
+    if not events:
+        where = dlq_name(args.topic) if args.topic else "any dead-letter topic"
+        print(f"nothing is parked in {where}")
+        return 0
+    for event in events:
+        what = f"{event.event_type} {event.event_id}" if event.event_id else "not a CloudEvent"
+        replayed = f"replayed at {_utc(event.replayed_at)}" if event.replayed_at else "not replayed"
+        reason = event.reason.replace("\n", "\n      ")
+        print(
+            f"{event.dlq_topic}[{event.partition}]@{event.offset}  {what}\n"
+            f"    from {event.topic}[{event.original_partition}]@{event.original_offset}"
+            f"  consumer {event.consumer}  attempts {event.attempts}"
+            f"  parked {_utc(event.parked_at)}  {replayed}\n"
+            f"    reason: {reason}"
+        )
+    waiting = sum(1 for event in events if event.replayed_at is None)
+    print(f"{len(events)} parked, {waiting} not replayed")
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from services.runtime.dlq import UnknownEvents, UnknownTopic, dlq_name, replay
+
+    bootstrap = _dlq_bootstrap()
+    if bootstrap is None:
+        return 2
+    name = dlq_name(args.topic)
+    try:
+        result = asyncio.run(replay(bootstrap, name, args.ids or (), args.again))
+    except UnknownTopic:
+        print(f"whistle dlq replay: the broker has no topic {name}", file=sys.stderr)
+        return 2
+    except UnknownEvents as exc:
+        missing = ", ".join(exc.args[0])
+        print(f"whistle dlq replay: not parked in {name}: {missing}", file=sys.stderr)
+        return 2
+    except (KafkaError, OSError) as exc:
+        print(f"whistle dlq replay: cannot reach the broker at {bootstrap}: {exc}", file=sys.stderr)
+        return 1
+    line = f"{result.sent} event{'' if result.sent == 1 else 's'} sent back from {name}"
+    if result.skipped:
+        line += f"; {result.skipped} replayed before, left alone (--again sends them again)"
+    print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whistle", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +310,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--max-messages", type=int, help="stop after this many messages")
     listen.set_defaults(func=_dept_listen)
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="dead letters: what consumers parked in <topic>.dlq, and sending it back",
+        description="Needs WHISTLE_KAFKA_BOOTSTRAP (the embedded broker of `whistle up`: "
+        "127.0.0.1:9092). Exit status: 0 done, 1 the broker is unreachable, "
+        "2 bad usage or an unknown topic or event id.",
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser(
+        "list", help="what is parked, why, and whether it was replayed; changes nothing"
+    )
+    dlq_list.add_argument(
+        "topic", nargs="?", help="e.g. intake.tips.v1 or intake.tips.v1.dlq; default every *.dlq"
+    )
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(func=_dlq_list)
+    dlq_replay = dlq_commands.add_parser(
+        "replay", help="send parked events back to their original topic and partition"
+    )
+    dlq_replay.add_argument("topic", help="e.g. intake.tips.v1 or intake.tips.v1.dlq")
+    dlq_replay.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        metavar="EVENT_ID",
+        help="only the event with this CloudEvent id (repeatable); default all",
+    )
+    dlq_replay.add_argument(
+        "--again", action="store_true", help="also send what an earlier replay sent"
+    )
+    dlq_replay.set_defaults(func=_dlq_replay)
     return parser
 
 
