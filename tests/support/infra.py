@@ -36,18 +36,24 @@ class Infra:
 
 @contextmanager
 def embedded_servers(root: Path) -> Iterator[Infra]:
-    """A PostgreSQL server and a Tansu broker of their own, on free ports, under ``root``."""
+    """A PostgreSQL server and a Tansu broker of their own, on free ports, under ``root``.
+
+    The cluster is deleted afterwards: as root its data lives under the state directory
+    (/var/lib/whistle), which the removal of ``root`` would not reach."""
     postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
     broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
-    postgres.start()
     try:
-        broker.start()
+        postgres.start()
         try:
-            yield Infra(database_url=postgres.url, bootstrap=broker.bootstrap, root=root)
+            broker.start()
+            try:
+                yield Infra(database_url=postgres.url, bootstrap=broker.bootstrap, root=root)
+            finally:
+                broker.stop()
         finally:
-            broker.stop()
+            postgres.stop()
     finally:
-        postgres.stop()
+        postgres.remove_data()
 
 
 async def prepared_on(
