@@ -5,12 +5,22 @@ Kafka delivers at least once. The inbox row decides whether an event is new
 effects happen exactly once. Offsets are committed only after the database commit. A handler that
 keeps failing is retried a bounded number of times, then the event goes to ``<topic>.dlq`` with
 the error attached, and the consumer moves on.
+
+The broker can lose what it held (an embedded broker restarted empty, an unclean leader
+election): the producers' outboxes send it again, possibly at offsets this consumer believes it
+has passed. So every few seconds the consumer checks that the last record it consumed on each
+partition at the previous check is still there, byte for byte; if not, it reads that partition
+again from the beginning, and the inbox drops what it already had. A watchdog compares the
+partitions' log ends with what was processed: lag that grows while nothing is processed makes
+the consumer ``stuck`` (``/healthz`` then fails, and the supervisor restarts the process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +37,15 @@ from contracts.envelope import CloudEvent
 from contracts.topics import dlq_topic
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
+from services.runtime.kafka import BrokerLogs
 from services.runtime.logs import log_context
-from services.runtime.metrics import DEPENDENCY_OUTAGES, EVENTS_CONSUMED, HANDLER_FAILURES
+from services.runtime.metrics import (
+    CONSUMER_LAG,
+    CONSUMER_REWOUND,
+    DEPENDENCY_OUTAGES,
+    EVENTS_CONSUMED,
+    HANDLER_FAILURES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +147,23 @@ class InboxConsumer:
         after_commit: Callable[[], None] = lambda: None,
         group_id: str | None = None,
         group_timing: GroupTiming | None = None,
+        logs: BrokerLogs | None = None,
+        verify_seconds: float = 5.0,
+        stuck_after_seconds: float = 120.0,
     ) -> None:
         self._service = service
+        self._logs = logs
+        self._verify_seconds = verify_seconds
+        self._stuck_after = stuck_after_seconds
+        # Per partition: (offset, digest) of the last record consumed, and of the one consumed
+        # last at the previous check, which must still be on the broker.
+        self._consumed: dict[TopicPartition, tuple[int, bytes]] = {}
+        self._checkpoints: dict[TopicPartition, tuple[int, bytes]] = {}
+        self._last_verify = time.monotonic()
+        self._processed = 0
+        self._progress = (0, time.monotonic())
+        self._waiting_for_dependency = False
+        self.lag: int | None = None
         self._subscription = subscription
         self._sessions = sessions
         self._dlq = dlq_producer
@@ -166,6 +198,86 @@ class InboxConsumer:
             for partition, records in batches.items():
                 await self.process_batch(records)
                 await self._commit(partition, records[-1].offset + 1)
+                last = records[-1]
+                self._consumed[partition] = (last.offset, _digest(last.value))
+                self._processed += len(records)
+            if self._logs and time.monotonic() - self._last_verify >= self._verify_seconds:
+                await self._verify(self._logs)
+
+    async def _verify(self, logs: BrokerLogs) -> None:
+        """Read again from the beginning every partition whose checkpoint record the broker no
+        longer holds: whatever replaced it may have landed at offsets already passed."""
+        self._last_verify = time.monotonic()
+        assigned = self._consumer.assignment()
+        for tp, (offset, digest) in self._checkpoints.items():
+            if tp not in assigned:
+                continue
+            try:
+                record = await logs.record_at(tp, offset)
+            except (TimeoutError, KafkaError) as exc:
+                log.info("could not check %s at %d: %s", tp, offset, exc)
+                continue
+            if record is None or _digest(record.value) != digest:
+                log.warning(
+                    "the broker no longer holds %s[%d]@%d: reading the partition again",
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                )
+                CONSUMER_REWOUND.labels(self._service, tp.topic).inc()
+                await self._consumer.seek_to_beginning(tp)
+                self._consumed.pop(tp, None)
+        self._checkpoints = dict(self._consumed)
+
+    @property
+    def stuck(self) -> bool:
+        """Lag and nothing processed for ``stuck_after_seconds``: a consumer that will not
+        recover by itself (its process should be restarted)."""
+        return bool(self.lag) and time.monotonic() - self._progress[1] > self._stuck_after
+
+    async def watch(self, every: float = 5.0) -> None:
+        """Keep ``lag`` current and note progress; runs beside ``run``, so that a consumer
+        whose fetching hangs is noticed."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    self.lag = await self.measure_lag()
+            except (TimeoutError, KafkaError) as exc:
+                log.info("could not measure the consumer's lag: %s", exc)
+                continue
+            CONSUMER_LAG.labels(self._service).set(self.lag)
+            if (
+                self.lag == 0
+                or self._waiting_for_dependency
+                or (self._processed != self._progress[0])
+            ):
+                self._progress = (self._processed, time.monotonic())
+            elif self.stuck:
+                log.error(
+                    "consumer stuck: %d events behind and none processed for %.0fs",
+                    self.lag,
+                    time.monotonic() - self._progress[1],
+                )
+
+    async def measure_lag(self) -> int:
+        """Events on the assigned partitions not yet processed, by the broker's log ends."""
+        assigned = self._consumer.assignment()
+        if not assigned or self._logs is None:
+            return 0
+        ends = await self._logs.ends(set(assigned))
+        lag = 0
+        for tp in assigned:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            done = self._consumed.get(tp)
+            if done is not None:
+                lag += max(0, end - done[0] - 1)
+            else:
+                committed = await self._consumer.committed(tp)
+                lag += max(0, end - (committed or 0))
+        return lag
 
     async def process_batch(self, records: list[ConsumerRecord]) -> None:
         """One partition's records in one transaction: one commit instead of one per event.
@@ -269,7 +381,11 @@ class InboxConsumer:
                     DEPENDENCY_OUTAGES.labels(self._service).inc()
                     delay = min(MAX_OUTAGE_BACKOFF, self._retry_backoff * 2 ** min(outage, 10))
                     log.warning("dependency unavailable (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
+                    self._waiting_for_dependency = True
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        self._waiting_for_dependency = False
                     continue
                 except Exception as exc:
                     attempt += 1
@@ -320,3 +436,7 @@ class InboxConsumer:
             dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
         EVENTS_CONSUMED.labels(self._service, record.topic, "dead_lettered").inc()
+
+
+def _digest(value: bytes | None) -> bytes:
+    return hashlib.blake2b(value or b"", digest_size=16).digest()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
 TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
@@ -48,3 +50,62 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+class BrokerLogs:
+    """Reads what the broker holds now, without joining a consumer group: the end of each
+    partition's log and single records. The outbox relay and the inbox consumer use it to
+    notice that the broker lost events it had acknowledged."""
+
+    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def ends(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Each partition's log-end offset; None for a partition the broker no longer has."""
+        await self._consumer._client.force_metadata_update()
+        cluster = self._consumer._client.cluster
+        present = {
+            tp
+            for tp in partitions
+            if tp.partition in (cluster.partitions_for_topic(tp.topic) or ())
+        }
+        ends: dict[TopicPartition, int | None] = dict.fromkeys(partitions - present)
+        if present:
+            ends.update(await self._consumer.end_offsets(sorted(present)))
+        return ends
+
+    async def record_at(
+        self, partition: TopicPartition, offset: int, wait: float = 2.0
+    ) -> ConsumerRecord | None:
+        """The record at ``offset``, or None if the log no longer holds it; TimeoutError if the
+        broker does not answer (which says nothing about the record).
+
+        Fetched rather than judged by the log end: a broker may report an end that lags its
+        last batch (Tansu reports that batch's first offset + 1)."""
+        self._consumer.assign([partition])
+        self._consumer.seek(partition, offset)
+        try:
+            async with asyncio.timeout(wait):
+                while True:
+                    batch = await self._consumer.getmany(partition, timeout_ms=500, max_records=1)
+                    for record in batch.get(partition, []):
+                        return record if record.offset == offset else None
+        except OffsetOutOfRangeError:
+            return None
+        except TimeoutError:
+            # Nothing came: at the log's end nothing will, elsewhere the broker is not answering.
+            end = (await self.ends({partition}))[partition]
+            if end is None or end <= offset:
+                return None
+            raise

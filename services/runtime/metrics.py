@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "whistle_http_requests_total",
@@ -33,4 +33,21 @@ OUTBOX_PUBLISHED = Counter(
     "whistle_outbox_published_total",
     "Events published by the outbox relay",
     ["service", "topic"],
+)
+OUTBOX_REPUBLISHED = Counter(
+    "whistle_outbox_republished_total",
+    "Events the relay sent again because the broker no longer held them, by reason "
+    "(log_truncated, partition_missing, offsets_went_back)",
+    ["service", "topic", "reason"],
+)
+CONSUMER_REWOUND = Counter(
+    "whistle_consumer_rewound_total",
+    "Partitions read again from the beginning because the broker no longer held a record "
+    "this consumer had read",
+    ["service", "topic"],
+)
+CONSUMER_LAG = Gauge(
+    "whistle_consumer_lag_events",
+    "Events on the assigned partitions not yet processed, by the broker's log ends",
+    ["service"],
 )

@@ -70,3 +70,30 @@ def create_runtime_tables() -> None:
         sa.Column("topic", sa.String, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def add_outbox_positions() -> None:
+    """Where the broker put each published event, and how far each partition had got: what the
+    relay compares with the broker's logs to notice that the broker lost events
+    (services/runtime/outbox.py)."""
+    op.add_column("outbox", sa.Column("kafka_partition", sa.Integer))
+    op.add_column("outbox", sa.Column("kafka_offset", sa.BigInteger))
+    op.create_index(
+        "ix_outbox_position",
+        "outbox",
+        ["topic", "kafka_partition", "kafka_offset"],
+        postgresql_where=sa.text("sent_at IS NOT NULL"),
+    )
+    op.create_table(
+        "outbox_partition",
+        sa.Column("topic", sa.String, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+    )
+
+
+def drop_outbox_positions() -> None:
+    op.drop_table("outbox_partition")
+    op.drop_index("ix_outbox_position", "outbox")
+    op.drop_column("outbox", "kafka_offset")
+    op.drop_column("outbox", "kafka_partition")

@@ -3,20 +3,43 @@
 A service never produces to Kafka from a request or a handler. It stages the event in the same
 database transaction as the change it describes; the relay publishes staged rows in insertion
 order (Kafka key = the event's subject, so one case's events stay on one partition, in order)
-and marks them sent only after the broker acknowledged them. Sent rows are kept for a retention
-period so that they can be replayed after broker data loss.
+and marks them sent only after the broker acknowledged them.
+
+The outbox, not the broker, is the source of truth. Each sent row keeps the partition and offset
+the broker acknowledged, and ``outbox_partition`` how far each partition's log had got. Before
+every batch (and every few seconds when idle) the relay compares that with the broker's logs: a
+log that ends before an offset the broker acknowledged, or a partition that is gone, means the
+broker lost events (an embedded broker restarted empty, a topic recreated, an unclean leader
+election, a broker restored from an old disk). The retained rows from the first lost offset on
+are marked unsent and leave again in their original order; consumers' inboxes drop what they
+already had. Sent rows are kept for ``retention``: what is older cannot be healed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, String, delete, text, update
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    delete,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, select
@@ -24,7 +47,8 @@ from sqlmodel import Field, SQLModel, select
 from contracts.envelope import CONTENT_TYPE, CloudEvent
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
-from services.runtime.metrics import OUTBOX_PUBLISHED
+from services.runtime.kafka import BrokerLogs
+from services.runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +63,13 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
         Index("ix_outbox_created_at", "created_at"),
+        Index(
+            "ix_outbox_position",
+            "topic",
+            "kafka_partition",
+            "kafka_offset",
+            postgresql_where=text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
@@ -48,6 +79,46 @@ class OutboxMessage(SQLModel, table=True):
     event: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    kafka_partition: int | None = Field(default=None, sa_column=Column(Integer))
+    kafka_offset: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class OutboxPartition(SQLModel, table=True):
+    """How far the broker had acknowledged a partition's log: the offset after the last event
+    the relay published there."""
+
+    __tablename__ = "outbox_partition"
+
+    topic: str = Field(sa_column=Column(String, primary_key=True))
+    partition: int = Field(sa_column=Column(Integer, primary_key=True))
+    next_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# Marks a published batch sent, each row with the partition and offset the broker gave it.
+MARK_SENT = text(
+    """
+    UPDATE outbox SET sent_at = :now, kafka_partition = sent.p, kafka_offset = sent.o
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[]))
+        AS sent(id, p, o)
+    WHERE outbox.id = sent.id
+    """
+)
+ADVANCE = text(
+    """
+    INSERT INTO outbox_partition (topic, partition, next_offset)
+    VALUES (:topic, :partition, :next_offset)
+    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+    """
+)
+# Every retained event the broker no longer holds is sent again; ``lost_from`` is the first
+# offset the log lost.
+UNSEND = text(
+    """
+    UPDATE outbox SET sent_at = NULL, kafka_partition = NULL, kafka_offset = NULL
+    WHERE sent_at IS NOT NULL AND topic = :topic AND kafka_partition = :partition
+      AND kafka_offset >= :lost_from AND NOT (id = ANY(CAST(:keep AS bigint[])))
+    """
+)
 
 
 def stage(session: AsyncSession, topic: str, event: CloudEvent) -> None:
@@ -83,12 +154,17 @@ class OutboxRelay:
         clock: Clock,
         *,
         service: str,
+        logs: BrokerLogs,
         batch_size: int = 500,
         poll_seconds: float = 0.2,
+        check_seconds: float = 2.0,
         retention: timedelta = timedelta(days=30),
     ) -> None:
         self._sessions = sessions
         self._producer = producer
+        self._logs = logs
+        self._check_seconds = check_seconds
+        self._last_check = -check_seconds
         self._clock = clock
         self._service = service
         self._batch_size = batch_size
@@ -122,26 +198,20 @@ class OutboxRelay:
                 self._wakeup.clear()
 
     async def publish_batch(self) -> int:
-        """Publish the oldest unsent rows; returns how many were published."""
+        """Publish the oldest unsent rows, first healing what the broker lost; returns how many
+        were published."""
         async with self._sessions() as session, session.begin():
             locked = await session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
             )
             if not locked:
                 return 0
-            rows = (
-                await session.execute(
-                    select(
-                        OutboxMessage.id,
-                        OutboxMessage.topic,
-                        OutboxMessage.key,
-                        OutboxMessage.event,
-                    )
-                    .where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
-                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = await self._unsent(session)
+            # What was lost goes before anything new, to keep each key's order. Between checks,
+            # a loss shows when the broker places this batch below what it had acknowledged.
+            due = time.monotonic() - self._last_check >= self._check_seconds
+            if due and await self.heal(session):
+                rows = await self._unsent(session)
             if not rows:
                 return 0
             acks = []
@@ -157,16 +227,152 @@ class OutboxRelay:
                 )
             # If any send fails, nothing is marked: the batch is sent again and consumers'
             # inboxes drop what they already had.
-            for ack in acks:
-                await ack
+            placed: list[RecordMetadata] = [await ack for ack in acks]
             await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
-                .values(sent_at=self._clock())
+                MARK_SENT,
+                {
+                    "now": self._clock(),
+                    "ids": [row.id for row in rows],
+                    "partitions": [meta.partition for meta in placed],
+                    "offsets": [meta.offset for meta in placed],
+                },
             )
+            await self._advance(session, [row.id for row in rows], placed)
         for row in rows:
             OUTBOX_PUBLISHED.labels(self._service, row.topic).inc()
         return len(rows)
+
+    async def _unsent(self, session: AsyncSession) -> list[Any]:
+        return list(
+            (
+                await session.execute(
+                    select(
+                        OutboxMessage.id,
+                        OutboxMessage.topic,
+                        OutboxMessage.key,
+                        OutboxMessage.event,
+                    )
+                    .where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+                    .limit(self._batch_size)
+                )
+            ).all()
+        )
+
+    async def _advance(
+        self, session: AsyncSession, ids: list[int], placed: list[RecordMetadata]
+    ) -> None:
+        """Record how far each partition got; an offset below one acknowledged before means the
+        log went back (the broker lost it while this batch was on its way)."""
+        first: dict[TopicPartition, int] = {}
+        after: dict[TopicPartition, int] = {}
+        for meta in placed:
+            tp = TopicPartition(meta.topic, meta.partition)
+            first[tp] = min(first.get(tp, meta.offset), meta.offset)
+            after[tp] = max(after.get(tp, 0), meta.offset + 1)
+        known = await self._positions(session)
+        went_back = {tp: offset for tp, offset in first.items() if offset < known.get(tp, 0)}
+        for tp, offset in went_back.items():
+            await self._unsend(session, tp, offset, "offsets_went_back", keep=ids)
+        # A partition never seen before in a known topic: the topic may have been recreated.
+        known_topics = {tp.topic for tp in known}
+        moved = any(tp not in known and tp.topic in known_topics for tp in first)
+        if went_back or moved:
+            await self.heal(session, keep=ids)
+        for tp in first:
+            await session.execute(
+                ADVANCE, {"topic": tp.topic, "partition": tp.partition, "next_offset": after[tp]}
+            )
+
+    async def heal(self, session: AsyncSession, keep: list[int] | None = None) -> int:
+        """Mark unsent every retained event that the broker no longer holds (but those of
+        ``keep``, just placed); returns how many."""
+        self._last_check = time.monotonic()
+        known = await self._positions(session)
+        if not known:
+            return 0
+        ends = await self._logs.ends(set(known))
+        healed = 0
+        for tp, next_offset in known.items():
+            end = ends[tp]
+            if end is None:
+                healed += await self._unsend(session, tp, 0, "partition_missing", keep)
+                await session.execute(
+                    delete(OutboxPartition).where(
+                        OutboxPartition.topic == tp.topic,  # type: ignore[arg-type]
+                        OutboxPartition.partition == tp.partition,  # type: ignore[arg-type]
+                    )
+                )
+            elif end < next_offset and not await self._still_held(session, tp, next_offset - 1):
+                healed += await self._unsend(session, tp, end, "log_truncated", keep)
+                await session.execute(
+                    update(OutboxPartition)
+                    .where(
+                        OutboxPartition.topic == tp.topic,  # type: ignore[arg-type]
+                        OutboxPartition.partition == tp.partition,  # type: ignore[arg-type]
+                    )
+                    .values(next_offset=end)
+                )
+        return healed
+
+    async def _still_held(self, session: AsyncSession, tp: TopicPartition, offset: int) -> bool:
+        """Whether the broker still holds the event acknowledged at ``offset``. Asked when the
+        log seems to end before it: a broker may report a log end that lags its last batch
+        (Tansu reports the last batch's first offset + 1)."""
+        try:
+            record = await self._logs.record_at(tp, offset)
+        except (TimeoutError, KafkaError):
+            return True  # no answer is no evidence of loss: the next check asks again
+        if record is None:
+            return False
+        published = await session.scalar(
+            select(OutboxMessage.event_id).where(
+                OutboxMessage.topic == tp.topic,  # type: ignore[arg-type]
+                OutboxMessage.kafka_partition == tp.partition,  # type: ignore[arg-type]
+                OutboxMessage.kafka_offset == offset,  # type: ignore[arg-type]
+            )
+        )
+        if published is None:
+            return True  # purged since: nothing of ours to compare with
+        try:
+            held = json.loads(record.value or b"{}").get("id")
+        except ValueError:
+            return False
+        return bool(held == published)
+
+    async def _positions(self, session: AsyncSession) -> dict[TopicPartition, int]:
+        rows = (await session.execute(select(OutboxPartition))).scalars()
+        return {TopicPartition(row.topic, row.partition): row.next_offset for row in rows}
+
+    async def _unsend(
+        self,
+        session: AsyncSession,
+        tp: TopicPartition,
+        lost_from: int,
+        reason: str,
+        keep: list[int] | None = None,
+    ) -> int:
+        result = await session.execute(
+            UNSEND,
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "lost_from": lost_from,
+                "keep": keep or [],
+            },
+        )
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if count:
+            OUTBOX_REPUBLISHED.labels(self._service, tp.topic, reason).inc(count)
+            log.warning(
+                "the broker lost %s[%d] from offset %d (%s): %d retained events sent again",
+                tp.topic,
+                tp.partition,
+                lost_from,
+                reason,
+                count,
+            )
+        return count
 
     async def purge(self) -> int:
         """Delete sent rows older than the retention period; returns how many."""

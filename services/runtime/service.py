@@ -3,7 +3,10 @@
 ``create_service_app`` gives a FastAPI app whose lifespan opens the database, the Kafka
 producer, the outbox relay and the inbox consumer, and closes them in reverse order on shutdown
 (uvicorn turns SIGTERM and Ctrl-C into that shutdown). Every app answers ``/healthz`` (the
-process is up), ``/readyz`` (database and broker reachable) and ``/metrics``.
+process is up and its consumer is not stuck), ``/readyz`` (database and broker reachable),
+``/backlog`` (what is still to publish and to consume: the launcher drains on it) and
+``/metrics``. SIGUSR1 starts draining: requests that would change anything get 503 with
+``Retry-After`` while what is in flight finishes.
 """
 
 from __future__ import annotations
@@ -23,17 +26,17 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.runtime.auth import TokenVerifier
 from services.runtime.clock import Clock, system_clock
 from services.runtime.db import Sessions, create_engine, session_factory
 from services.runtime.inbox import GroupTiming, InboxConsumer, Subscription
-from services.runtime.kafka import create_producer
+from services.runtime.kafka import BrokerLogs, create_producer
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from services.runtime.outbox import OutboxRelay
-from services.runtime.problems import Problem, install_problem_handlers
+from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.problems import Problem, install_problem_handlers, problem_response
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class Runtime:
     producer: AIOKafkaProducer
     relay: OutboxRelay
     verifier: TokenVerifier
+    consumer: InboxConsumer | None = None
+    draining: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -60,6 +65,10 @@ class Runtime:
         task = asyncio.create_task(loop, name=f"{self.service}-{name}")
         task.add_done_callback(_exit_if_crashed)
         self.tasks.append(task)
+
+    def start_draining(self) -> None:
+        log.info("draining: refusing new requests that change anything")
+        self.draining = True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -105,6 +114,7 @@ def create_service_app(
 
     app = FastAPI(title=f"Whistle {name}", lifespan=lifespan)
     install_problem_handlers(app)
+    _install_draining(app)
     _install_http_metrics(app, name)
     app.include_router(_operations_router())
     for router in definition.routers:
@@ -127,12 +137,16 @@ async def _running(
         enable_idempotence=settings.kafka_enable_idempotence,
     )
     await producer.start()
+    logs = BrokerLogs(bootstrap, client_id=f"whistle-{name}-logs")
+    await logs.start()
     relay = OutboxRelay(
         sessions,
         producer,
         clock,
         service=name,
+        logs=logs,
         poll_seconds=settings.outbox_poll_seconds,
+        check_seconds=settings.outbox_check_seconds,
         retention=timedelta(days=settings.outbox_retention_days),
     )
     runtime = Runtime(
@@ -148,6 +162,9 @@ async def _running(
         ),
     )
     consumer: InboxConsumer | None = None
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        # The launcher's signal to drain (whistle up, first Ctrl-C); not available off Unix.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, runtime.start_draining)
     try:
         subscription = await definition.setup(runtime) if definition.setup else None
         runtime.run_in_background("outbox-relay", relay.run())
@@ -168,9 +185,16 @@ async def _running(
                     settings.kafka_heartbeat_interval_ms,
                     settings.kafka_rebalance_timeout_ms,
                 ),
+                logs=logs,
+                verify_seconds=settings.consumer_verify_seconds,
+                stuck_after_seconds=settings.consumer_stuck_after_seconds,
             )
             await consumer.start()
+            runtime.consumer = consumer
             runtime.run_in_background("inbox-consumer", consumer.run())
+            runtime.run_in_background(
+                "consumer-watch", consumer.watch(settings.consumer_watch_seconds)
+            )
         yield runtime
     finally:
         for task in runtime.tasks:
@@ -178,8 +202,11 @@ async def _running(
         for task in runtime.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         if consumer is not None:
             await consumer.stop()
+        await logs.stop()
         await producer.stop()
         await engine.dispose()
 
@@ -198,8 +225,29 @@ def _operations_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    async def healthz(request: Request) -> dict[str, str]:
+        consumer = get_runtime(request).consumer
+        if consumer is not None and consumer.stuck:
+            raise Problem(
+                503,
+                "Consumer stuck",
+                f"{consumer.lag} events behind and none processed lately; restart the process.",
+            )
         return {"status": "ok"}
+
+    @router.get("/backlog")
+    async def backlog(request: Request) -> dict[str, Any]:
+        """What this service has still to do: unsent outbox events, unprocessed events."""
+        runtime = get_runtime(request)
+        async with runtime.sessions() as session:
+            unsent = await session.scalar(
+                select(func.count()).where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+            )
+        lag = None
+        if runtime.consumer is not None:
+            async with asyncio.timeout(5):
+                lag = await runtime.consumer.measure_lag()
+        return {"outbox_unsent": int(unsent or 0), "consumer_lag": lag}
 
     @router.get("/readyz")
     async def readyz(request: Request) -> dict[str, Any]:
@@ -227,6 +275,29 @@ def _operations_router() -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+# Methods that change nothing: still answered while draining.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DRAIN_RETRY_AFTER_SECONDS = 30
+
+
+def _install_draining(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def refuse_while_draining(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if runtime is not None and runtime.draining and request.method not in SAFE_METHODS:
+            problem = Problem(
+                503,
+                "服务正在停止",
+                "系统正在停止维护，您的请求尚未受理，请稍后重试。",
+                type_="https://whistle.example/problems/draining",
+                headers={"Retry-After": str(DRAIN_RETRY_AFTER_SECONDS)},
+            )
+            return problem_response(problem, request.url.path)
+        return await call_next(request)
 
 
 def _install_http_metrics(app: FastAPI, service: str) -> None:

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
 
     outbox_retention_days: int = 30
     outbox_poll_seconds: float = 0.2
+    # How often the relay compares the broker's logs with what it published, to send again
+    # what the broker lost (services/runtime/outbox.py).
+    outbox_check_seconds: float = 2.0
+    # How often a consumer checks that the broker still holds what it read (and rewinds if not).
+    consumer_verify_seconds: float = 5.0
+    # A consumer with lag that processes nothing this long is stuck: /healthz fails.
+    consumer_watch_seconds: float = 5.0
+    consumer_stuck_after_seconds: float = 120.0
     consumer_max_attempts: int = 5
     consumer_retry_backoff_seconds: float = 0.2
 
@@ -76,6 +84,17 @@ class Settings(BaseSettings):
     rate_limit_lookups_per_address_per_hour: int = 300
     rate_limit_wrong_codes_per_tracking_no_per_hour: int = 10
     rate_limit_attachments_per_address_per_hour: int = 60
+
+    # A request that finds the database (or the network to it) unavailable answers 503 with
+    # this Retry-After.
+    dependency_retry_after_seconds: int = 5
+    # Intake answers within seconds even when PostgreSQL hangs (frozen, cut off): a request's
+    # every unit of database work gives up after the deadline — WeChat waits 5 s for its reply,
+    # and the driver may take 2 s more to drop the connection given up on. Intake's connections
+    # also time out connecting and per statement, so its relay and consumer notice too.
+    intake_database_deadline_seconds: float = 2.5
+    intake_database_connect_timeout_seconds: float = 5
+    intake_database_statement_timeout_seconds: float = 10
 
     # Citizens' uploads (POST /v1/attachments), stored by SHA-256; every intake replica must
     # see the same directory. Unset: ``$WHISTLE_HOME/attachments``.

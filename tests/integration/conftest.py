@@ -18,8 +18,8 @@ from services.dispatch.app import create_app as create_dispatch
 from services.intake.app import create_app as create_intake
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.inbox import InboxRecord
-from services.runtime.kafka import create_producer
-from services.runtime.outbox import OutboxMessage
+from services.runtime.kafka import BrokerLogs, create_producer
+from services.runtime.outbox import OutboxMessage, OutboxPartition
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.support.infra import Infra
@@ -71,7 +71,12 @@ async def plumbing_engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
     await ensure_database(url)
     engine = create_engine(url, pool_size=5)
     async with engine.begin() as conn:
-        for table in (OutboxMessage.__table__, InboxRecord.__table__, Effect.__table__):
+        for table in (
+            OutboxMessage.__table__,
+            OutboxPartition.__table__,
+            InboxRecord.__table__,
+            Effect.__table__,
+        ):
             await conn.run_sync(table.create)  # type: ignore[attr-defined]
     yield engine
     await engine.dispose()
@@ -88,6 +93,14 @@ async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     await kafka.start()
     yield kafka
     await kafka.stop()
+
+
+@pytest.fixture
+async def logs(infra: Infra) -> AsyncIterator[BrokerLogs]:
+    reader = BrokerLogs(infra.bootstrap, client_id="test-logs")
+    await reader.start()
+    yield reader
+    await reader.stop()
 
 
 async def _in_process(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from contracts.envelope import CloudEvent
 from services.runtime.db import Sessions
-from services.runtime.kafka import ensure_topics
+from services.runtime.kafka import BrokerLogs, ensure_topics
 from services.runtime.outbox import OutboxMessage, OutboxRelay, replay, stage
 from tests.integration.conftest import MovableClock, sample_event
 from tests.support.infra import Infra, read_topic
@@ -34,7 +34,11 @@ async def _unsent(sessions: Sessions) -> int:
 
 
 async def test_relay_publishes_in_write_order_with_the_subject_as_key(
-    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    logs: BrokerLogs,
 ) -> None:
     topic = await _new_topic(infra)
     subjects = [f"case-{n}" for n in range(3)]
@@ -46,7 +50,7 @@ async def test_relay_publishes_in_write_order_with_the_subject_as_key(
                 stage(session, topic, event)
                 written[subject].append(event.id)
 
-    relay = OutboxRelay(sessions, producer, clock, service="test", batch_size=7)
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, batch_size=7)
     published = 0
     while batch := await relay.publish_batch():
         published += batch
@@ -67,7 +71,11 @@ async def test_relay_publishes_in_write_order_with_the_subject_as_key(
 
 
 async def test_an_event_staged_in_a_rolled_back_transaction_is_never_published(
-    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    logs: BrokerLogs,
 ) -> None:
     topic = await _new_topic(infra)
     try:
@@ -80,14 +88,18 @@ async def test_an_event_staged_in_a_rolled_back_transaction_is_never_published(
     async with sessions() as session, session.begin():
         stage(session, topic, kept)
 
-    relay = OutboxRelay(sessions, producer, clock, service="test")
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs)
     assert await relay.publish_batch() == 1
     (record,) = await read_topic(infra.bootstrap, topic, 1)
     assert CloudEvent.model_validate_json(record.value).id == kept.id
 
 
 async def test_two_relays_racing_publish_each_event_once_and_in_order(
-    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    logs: BrokerLogs,
 ) -> None:
     topic = await _new_topic(infra)
     ids = []
@@ -98,7 +110,8 @@ async def test_two_relays_racing_publish_each_event_once_and_in_order(
             ids.append(event.id)
 
     relays = [
-        OutboxRelay(sessions, producer, clock, service="test", batch_size=25) for _ in range(2)
+        OutboxRelay(sessions, producer, clock, service="test", logs=logs, batch_size=25)
+        for _ in range(2)
     ]
 
     async def drain(relay: OutboxRelay) -> int:
@@ -118,13 +131,19 @@ async def test_two_relays_racing_publish_each_event_once_and_in_order(
 
 
 async def test_replay_republishes_and_purge_keeps_only_the_retention_period(
-    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    logs: BrokerLogs,
 ) -> None:
     topic = await _new_topic(infra)
     old = sample_event(clock, "case-old")
     async with sessions() as session, session.begin():
         stage(session, topic, old)
-    relay = OutboxRelay(sessions, producer, clock, service="test", retention=timedelta(days=30))
+    relay = OutboxRelay(
+        sessions, producer, clock, service="test", logs=logs, retention=timedelta(days=30)
+    )
     assert await relay.publish_batch() == 1
 
     clock.advance(timedelta(days=10))
