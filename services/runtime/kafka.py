@@ -92,7 +92,9 @@ class BrokerLogs:
         broker does not answer (which says nothing about the record).
 
         Fetched rather than judged by the log end: a broker may report an end that lags its
-        last batch (Tansu reports that batch's first offset + 1)."""
+        last batch (Tansu reports that batch's first offset + 1), but an empty log is empty."""
+        if not (await self.ends({partition}))[partition]:
+            return None
         self._consumer.assign([partition])
         self._consumer.seek(partition, offset)
         try:

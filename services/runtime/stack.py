@@ -2,7 +2,9 @@
 
 Starts what is not configured (embedded PostgreSQL, the Tansu broker), prepares it (databases,
 migrations, topics, development keys), then runs the four services as separate uvicorn
-processes. Ctrl-C stops services first, then the broker, then the database.
+processes, and keeps them all running (services/runtime/supervisor.py). Ctrl-C drains first —
+intake refuses new tips while what is in flight finishes — then stops services, the broker and
+the database; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,7 @@ from services.runtime.inbox import GroupTiming
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import SERVICES, Settings
+from services.runtime.supervisor import Child, CrashLoop, Supervisor
 
 # Short group sessions for the single-machine broker, so a restarted service resumes in seconds.
 EMBEDDED_GROUP_TIMING = GroupTiming(
@@ -212,15 +216,15 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
         say(f"whistle: port already in use on {settings.host}: {', '.join(taken)}; nothing started")
         return 2
 
-    stopping = False
+    stops = 0
 
     def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal stops
+        stops += 1
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    processes: dict[str, subprocess.Popen[bytes]] = {}
+    supervisor: Supervisor | None = None
     started = time.monotonic()
     try:
         if postgres:
@@ -241,32 +245,169 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
         asyncio.run(prepare(settings))
         env = service_environment(settings)
         logs = settings.home / "logs"
-        for service in SERVICES:
-            processes[service] = spawn_service(service, env, logs / f"{service}.log")
-        wait_ready({s: settings.url_of(s) for s in SERVICES}, processes, timeout=60)
+        supervisor = Supervisor(_children(settings, env, logs, postgres, broker), say)
+        for child in supervisor.children:
+            if child.process is None:
+                child.process = child.start()
+        services = {c.name: c.process for c in supervisor.children if c.name in SERVICES}
+        wait_ready(
+            {s: settings.url_of(s) for s in SERVICES},
+            {name: p for name, p in services.items() if p is not None},
+            timeout=60,
+        )
         say(_banner(settings, time.monotonic() - started, logs))
-        while not stopping:
-            for service, process in processes.items():
-                if process.poll() is not None:
-                    raise StackError(
-                        f"{service} exited (code {process.returncode}); "
-                        f"see {logs / (service + '.log')}"
-                    )
+        last_health = time.monotonic()
+        while not stops:
+            supervisor.tend()
+            if time.monotonic() - last_health >= HEALTH_CHECK_SECONDS:
+                supervisor.check_health()
+                last_health = time.monotonic()
             time.sleep(0.2)
+        drain(settings, supervisor, say, stop_now=lambda: stops > 1)
         say("stopping…")
         return 0
-    except (StackError, EmbeddedError, ReferenceDataError) as exc:
+    except (StackError, EmbeddedError, ReferenceDataError, CrashLoop) as exc:
         say(f"whistle: {exc}")
         return 1
     except OSError as exc:
         say(f"whistle: cannot reach a server: {exc}")
         return 1
     finally:
-        stop_processes(processes)
+        if supervisor is not None:
+            stop_processes(
+                {
+                    c.name: c.process
+                    for c in supervisor.children
+                    if c.name in SERVICES and c.process is not None
+                }
+            )
         if broker:
             broker.stop()
         if postgres:
             postgres.stop()
+
+
+HEALTH_CHECK_SECONDS = 5.0
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+def _children(
+    settings: Settings,
+    env: Mapping[str, str],
+    logs: Path,
+    postgres: EmbeddedPostgres | None,
+    broker: EmbeddedBroker | None,
+) -> list[Child]:
+    """What ``whistle up`` keeps running: the embedded servers (already started) and the four
+    services (started by the supervisor)."""
+    children: list[Child] = []
+    if postgres is not None:
+
+        def start_postgres() -> subprocess.Popen[bytes]:
+            postgres.start()
+            assert postgres.process is not None
+            return postgres.process
+
+        children.append(
+            Child(
+                "embedded PostgreSQL", postgres.log_path, start_postgres, process=postgres.process
+            )
+        )
+    if broker is not None:
+
+        def start_broker() -> subprocess.Popen[bytes]:
+            # Restarted empty: the topics first, before services' requests create them with
+            # the broker's defaults. The services' outboxes send again what the broker lost.
+            broker.start()
+            asyncio.run(prepare(settings, services=()))
+            assert broker.process is not None
+            return broker.process
+
+        children.append(
+            Child(
+                "embedded Kafka broker",
+                broker.log_path or logs / "broker.log",
+                start_broker,
+                process=broker.process,
+            )
+        )
+    for service in SERVICES:
+        log_path = logs / f"{service}.log"
+        children.append(
+            Child(
+                service,
+                log_path,
+                partial(spawn_service, service, env, log_path),
+                healthy=partial(_healthy, settings.url_of(service)),
+            )
+        )
+    return children
+
+
+def _healthy(url: str) -> bool:
+    """False when the service says it is unhealthy or does not answer in time; a service that
+    is not listening (starting, or exited: the supervisor sees that) is not judged."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    except httpx.ConnectError:
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def drain(
+    settings: Settings,
+    supervisor: Supervisor,
+    say: Callable[[str], None],
+    *,
+    stop_now: Callable[[], bool],
+    timeout: float = DRAIN_TIMEOUT_SECONDS,
+) -> bool:
+    """Intake stops accepting (503 with Retry-After); wait until every outbox is sent and every
+    consumer has processed what its topics hold, or the timeout, or a second Ctrl-C. Returns
+    whether everything was drained."""
+    intake = next((c.process for c in supervisor.children if c.name == "intake"), None)
+    if intake is None or intake.poll() is not None:
+        return False
+    intake.send_signal(signal.SIGUSR1)
+    say("draining: intake refuses new tips; finishing what is in flight (Ctrl-C again: stop now)")
+    deadline = time.monotonic() + timeout
+    quiet, last_said = 0, 0.0
+    with httpx.Client(timeout=5) as client:
+        while not stop_now():
+            left = _backlog(client, settings)
+            if left is not None and sum(left.values()) == 0:
+                quiet += 1
+                if quiet >= 2:  # twice: an event in flight between two services shows once
+                    say("drained: every event published and consumed")
+                    return True
+            else:
+                quiet = 0
+            now = time.monotonic()
+            if now > deadline:
+                say(f"whistle: still not drained after {timeout:.0f}s; stopping anyway")
+                return False
+            if left is not None and now - last_said >= 2:
+                say("draining: " + ", ".join(f"{s} {n}" for s, n in left.items()) + " left")
+                last_said = now
+            time.sleep(0.25)
+    say("stopping without draining")
+    return False
+
+
+def _backlog(client: httpx.Client, settings: Settings) -> dict[str, int] | None:
+    """Events each service has still to publish or to consume; None if one cannot say."""
+    left: dict[str, int] = {}
+    for service in SERVICES:
+        try:
+            answer = client.get(f"{settings.url_of(service)}/backlog")
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        body = answer.json()
+        left[service] = int(body["outbox_unsent"]) + int(body["consumer_lag"] or 0)
+    return left
 
 
 # The page each service serves (Simplified Chinese), at the path given.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -14,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from services.runtime.embedded import free_port, port_is_free
+from services.runtime.embedded import EmbeddedPostgres, free_port, port_is_free
 from services.runtime.settings import SERVICES, Settings
 from tests.conftest import REPO
-from tests.support.infra import Infra
+from tests.support.infra import Infra, eventually
 from tests.support.journey import case_of, complete_trail, submit
 
 pytestmark = pytest.mark.e2e
@@ -94,12 +96,16 @@ def _settings_for(home: Path, ports: dict[str, int]) -> Settings:
 
 
 @pytest.fixture
-def launcher_factory(ports: dict[str, int]) -> Iterator[list[Launcher]]:
+def launcher_factory(ports: dict[str, int], tmp_path: Path) -> Iterator[list[Launcher]]:
     started: list[Launcher] = []
     yield started
     for launcher in started:
         if launcher.process.poll() is None:
             launcher.interrupt()
+    # As root the data lives outside the test's directory (services/runtime/embedded.py).
+    EmbeddedPostgres(
+        tmp_path / "home" / "postgres" / "data", ports["embedded_postgres"]
+    ).remove_data()
 
 
 def _as_recorded(trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,20 +220,108 @@ def test_up_uses_the_servers_it_is_given(
     assert launcher.interrupt() == 0
 
 
-def test_a_service_that_dies_takes_the_stack_down_and_says_which(
+async def test_a_service_that_dies_is_started_again_and_the_stack_carries_on(
     tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
 ) -> None:
     home = tmp_path / "home"
+    settings = _settings_for(home, ports)
     launcher = Launcher(_environment(home, ports))
     launcher_factory.append(launcher)
     launcher.wait_for("whistle: ready", within=READY_WITHIN)
-    escalation_pid = _listening_pid(ports["escalation"])
-    os.kill(escalation_pid, signal.SIGKILL)
-    code = launcher.process.wait(60)
-    launcher._reader.join(2)
-    assert code != 0
-    assert "escalation exited" in launcher.output
+    dispatch_pid = _listening_pid(ports["dispatch"])
+    os.kill(dispatch_pid, signal.SIGKILL)
+    launcher.wait_for("whistle: dispatch exited (code -9)", within=10)
+    launcher.wait_for("whistle: dispatch started again (restart 1)", within=15)
+    async with httpx.AsyncClient(timeout=10) as http:
+        tip = await submit(http, settings, {"text": "路边有人占道摆摊", "grid_id": "T05V01G01"})
+        assert await case_of(http, settings, tip, within=60)
+    assert _listening_pid(ports["dispatch"]) != dispatch_pid
+    assert launcher.interrupt() == 0
     assert _all_ports_free(ports)
+
+
+@pytest.mark.parametrize("presses", [1, 2], ids=["drained", "stopped-at-once"])
+async def test_ctrl_c_mid_burst_and_a_restart_leave_every_accepted_tip_with_a_case(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher], presses: int
+) -> None:
+    """The operator's worst moment: Ctrl-C while citizens are sending tips, then ``make run``
+    again. Once, the stack drains first; twice, it stops at once with events in flight, which
+    the embedded broker then forgets: the outboxes must send them again. Either way every tip
+    that was answered 201 reaches a case, and nobody gets a 500."""
+    home = tmp_path / "home"
+    env = {**_environment(home, ports), **BURST_LIMITS}
+    settings = _settings_for(home, ports)
+    first = Launcher(env)
+    launcher_factory.append(first)
+    first.wait_for("whistle: ready", within=READY_WITHIN)
+
+    accepted: list[str] = []
+    refused: list[httpx.Response] = []
+
+    async def citizen(client_no: int) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for n in range(BURST // CLIENTS):
+                try:
+                    answer = await http.post(
+                        f"{settings.url_of('intake')}/v1/tips",
+                        json={"text": f"路边有人占道摆摊 {client_no}-{n}", "grid_id": "T05V01G01"},
+                    )
+                except httpx.TransportError:
+                    return  # the stack has stopped
+                if answer.status_code == 201:
+                    accepted.append(answer.json()["tracking_no"])
+                    if len(accepted) >= BURST // 3:
+                        a_third_accepted.set()
+                else:
+                    refused.append(answer)
+
+    a_third_accepted = asyncio.Event()
+
+    async def interrupt_mid_burst() -> None:
+        await a_third_accepted.wait()
+        first.process.send_signal(signal.SIGINT)
+        if presses == 2:
+            await asyncio.to_thread(first.wait_for, "draining: intake refuses", 10)
+            first.process.send_signal(signal.SIGINT)
+
+    await asyncio.gather(interrupt_mid_burst(), *(citizen(c) for c in range(CLIENTS)))
+    assert await asyncio.to_thread(first.process.wait, 90) == 0
+    first._reader.join(2)
+    assert "draining: intake refuses new tips" in first.output
+    if presses == 2:
+        assert "stopping without draining" in first.output
+    for answer in refused:  # while draining: 503 with Retry-After, never a 500
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert int(answer.headers["retry-after"]) > 0
+
+    second = Launcher(env)
+    launcher_factory.append(second)
+    second.wait_for("whistle: ready", within=READY_WITHIN)
+    intake_db = f"postgresql://postgres@127.0.0.1:{ports['embedded_postgres']}/whistle_intake"
+
+    async def every_tip_has_a_case() -> bool:
+        conn = await asyncpg.connect(intake_db)
+        try:
+            rows = await conn.fetch(
+                "SELECT tracking_no FROM tip WHERE tracking_no = ANY($1) AND case_id IS NULL",
+                accepted,
+            )
+        finally:
+            await conn.close()
+        return not rows
+
+    await eventually(every_tip_has_a_case, within=90, what="a case for every accepted tip", every=1)
+    assert len(accepted) >= BURST // 3
+    assert second.interrupt() == 0
+
+
+BURST = 120
+CLIENTS = 4
+BURST_LIMITS = {
+    "WHISTLE_RATE_LIMIT_TIPS_PER_ADDRESS_PER_HOUR": "100000",
+    "WHISTLE_RATE_LIMIT_TIPS_PER_PHONE_PER_DAY": "100000",
+}
 
 
 def _listening_pid(port: int) -> int:
