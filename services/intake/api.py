@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from contracts.events import GeoPoint, Sha256
-from services.intake import attachments
+from services.intake import attachments, database
 from services.intake.contact import PHONE, ContactVault
 from services.intake.feedback import RATING_TEXT, RatingState, refusal
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
@@ -141,7 +141,7 @@ def _too_many(decision: Decision) -> Problem:
 async def _within_limits(runtime: Runtime, checks: list[tuple[Limit, str]]) -> None:
     """Count this request against each limit; 429 with Retry-After if any is exceeded."""
     now = runtime.clock()
-    async with runtime.transaction() as session:
+    async with database.transaction(runtime) as session:
         decisions = [await hit(session, limit, key, now) for limit, key in checks]
     refused = [d for d in decisions if not d.allowed]
     if refused:
@@ -158,7 +158,7 @@ async def require_stored(runtime: Runtime, ids: Sequence[str]) -> None:
     """A tip may only name attachments uploaded through ``POST /v1/attachments`` (422)."""
     if not ids:
         return
-    async with runtime.sessions() as session:
+    async with database.reading(runtime) as session:
         missing = await attachments.unknown(session, ids)
     if missing:
         raise Problem(
@@ -175,11 +175,11 @@ async def receive(runtime: Runtime, new: NewTip, response: Response) -> TipAccep
     for a retry of one already accepted."""
     vault: ContactVault = runtime.state["vault"]
     try:
-        async with runtime.transaction() as session:
+        async with database.transaction(runtime) as session:
             receipt = await accept(session, vault, new, runtime.clock(), runtime.settings.timezone)
     except IntegrityError:
         # A concurrent retry with the same dedupe key committed first: answer as it did.
-        async with runtime.sessions() as session:
+        async with database.reading(runtime) as session:
             found = await find_duplicate(session, vault, new.channel, new.dedupe_key)
         if found is None:
             raise
@@ -249,7 +249,7 @@ async def verified_tip(runtime: Runtime, request: Request, tracking_no: str, cod
     wrong = Limit(
         "wrong-codes/tracking-no", settings.rate_limit_wrong_codes_per_tracking_no_per_hour, HOUR
     )
-    async with runtime.transaction() as session:
+    async with database.transaction(runtime) as session:
         locked = await exceeded(session, wrong, tracking_no, runtime.clock())
         if not locked.allowed:
             raise _too_many(locked)
@@ -273,7 +273,7 @@ async def tip_status(
     code: Annotated[str, Query(max_length=16)],
 ) -> TipStatus:
     tip = await verified_tip(runtime, request, tracking_no, code)
-    async with runtime.sessions() as session:
+    async with database.reading(runtime) as session:
         rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
         entries = (
             await session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -23,12 +24,23 @@ from services.intake import (
 from services.intake.contact import ContactVault
 from services.intake.wechat_crypto import aes_key
 from services.runtime.clock import Clock, system_clock
+from services.runtime.db import bound_waits
 from services.runtime.inbox import Subscription
+from services.runtime.problems import is_unavailable
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
 from services.runtime.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 async def setup(runtime: Runtime) -> Subscription:
+    settings = runtime.settings
+    # Before anything connects: every connection of intake's pool gets the bounds.
+    bound_waits(
+        runtime.engine,
+        connect_seconds=settings.intake_database_connect_timeout_seconds,
+        statement_seconds=settings.intake_database_statement_timeout_seconds,
+    )
     runtime.state["vault"] = ContactVault.from_file(runtime.settings.contact_key_path)
     # A malformed EncodingAESKey stops the start, not the first safe-mode message.
     runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
@@ -38,10 +50,17 @@ async def setup(runtime: Runtime) -> Subscription:
 
 
 async def _purge_rate_counters(runtime: Runtime) -> None:
-    """Windows older than the longest limit (a day) are no longer read: drop them hourly."""
+    """Windows older than the longest limit (a day) are no longer read: drop them hourly.
+    A purge that finds the database unavailable waits for the next hour; it must not take
+    intake down with it."""
     while True:
-        async with runtime.transaction() as session:
-            await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
+        try:
+            async with runtime.transaction() as session:
+                await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("rate counter purge skipped, the database is unavailable: %r", exc)
         await asyncio.sleep(3600)
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from services.intake import database
 from services.intake.api import HOUR, RuntimeDep, _address, _within_limits
 from services.intake.attachments import StoredFile, TooLarge, Unsupported, Upload, record
 from services.intake.ratelimit import Limit
@@ -174,7 +175,7 @@ async def upload_attachment(
         raise UNSUPPORTED from exc
     finally:
         await asyncio.to_thread(upload.discard)
-    async with runtime.transaction() as session:
+    async with database.transaction(runtime) as session:
         row, created = await record(session, stored, runtime.clock())
     response.status_code = 201 if created else 200
     return AttachmentStored(id=row.sha256, content_type=row.content_type, size=row.size)

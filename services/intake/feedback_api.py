@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.envelope import new_event
 from contracts.events import Rating, TipRated
 from contracts.topics import TIPS
+from services.intake import database
 from services.intake.api import RuntimeDep, verified_tip
 from services.intake.feedback import (
     RATING_TEXT,
@@ -76,7 +77,7 @@ async def rate(
     proven = await verified_tip(runtime, request, tracking_no, body.code)
     now = runtime.clock()
     try:
-        async with runtime.transaction() as session:
+        async with database.transaction(runtime) as session:
             # Locked: a case event or a concurrent rating waits until this one is decided.
             tip = await session.get(Tip, proven.id, with_for_update=True, populate_existing=True)
             assert tip is not None

@@ -29,6 +29,7 @@ from sqlalchemy import Select, func, select
 
 from contracts.events import GeoPoint
 from services.dispatch.reference import load_reference
+from services.intake import database
 from services.intake.api import (
     DAY,
     HOUR,
@@ -62,7 +63,7 @@ from services.intake.open311_rules import (
 )
 from services.intake.ratelimit import Limit
 from services.intake.tips import NewTip
-from services.runtime.problems import Problem
+from services.runtime.problems import BUSY, Problem, is_unavailable, retry_after, unavailable
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -101,7 +102,8 @@ def _errors(
 
 class Open311Route(APIRoute):
     """Answers every failure of an Open311 endpoint in the spec's error format, in the format
-    the client asked for: its own errors, bad input, and intake's problems (429, 503)."""
+    the client asked for: its own errors, bad input, intake's problems (429, 503), and an
+    unavailable database (503 with Retry-After)."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handle = super().get_route_handler()
@@ -118,6 +120,11 @@ class Open311Route(APIRoute):
                 return _errors(request, 400, f"invalid {where}")
             except Problem as exc:
                 return _errors(request, exc.status, exc.detail or exc.title, exc.headers)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                busy = unavailable(retry_after(request))
+                return _errors(request, busy.status, BUSY, busy.headers)
 
         return answer
 
@@ -357,7 +364,7 @@ async def _requests(
     runtime: Runtime, query: Select[tuple[Tip, datetime | None]]
 ) -> list[dict[str, object]]:
     services = _services(runtime)
-    async with runtime.sessions() as session:
+    async with database.reading(runtime) as session:
         rows = (await session.execute(query)).all()
     return [
         request_document(
@@ -407,7 +414,7 @@ async def from_token(token: str, fmt: str, request: Request, runtime: RuntimeDep
     except ValueError:
         tip_id = None
     if tip_id is not None:
-        async with runtime.sessions() as session:
+        async with database.reading(runtime) as session:
             tracking_no = await session.scalar(
                 select(Tip.tracking_no).where(Tip.id == tip_id, Tip.channel == CHANNEL)
             )

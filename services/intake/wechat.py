@@ -1,7 +1,8 @@
 """The WeChat official account's callback URL: server verification and passive replies.
 
 WeChat waits five seconds for a passive reply, so a message is taken in one database
-transaction and answered at once; the tip's event leaves through the outbox afterwards.
+transaction, bounded in time (services/intake/database.py), and answered at once; the tip's
+event leaves through the outbox afterwards.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 
+from services.intake import database
 from services.intake.api import RuntimeDep
 from services.intake.contact import ContactVault
 from services.intake.tips import NoTrackingNumber
 from services.intake.wechat_crypto import WeChatCryptoError, decrypt, encrypt, signature_matches
 from services.intake.wechat_crypto import signature as sign
 from services.intake.wechat_messages import (
+    BUSY,
     Inbound,
     MalformedMessage,
     answer_without_storing,
@@ -29,7 +32,7 @@ from services.intake.wechat_messages import (
     take,
     text_reply,
 )
-from services.runtime.problems import Problem
+from services.runtime.problems import Problem, is_unavailable
 from services.runtime.service import Runtime
 
 router = APIRouter(prefix="/wechat", tags=["wechat"])
@@ -115,21 +118,30 @@ async def receive_message(
 
 
 async def _take(runtime: Runtime, message: Inbound) -> str:
+    """The reply to a message to store. Anything but a reply would not reach the follower
+    (WeChat shows its own "service unavailable" for a failed callback), so a message that
+    cannot be stored now — the database unavailable, no tracking number free — is answered
+    with a request to send it again: nothing of it was kept, so that message is taken once."""
     try:
-        return await _take_once(runtime, message)
-    except IntegrityError:
-        # WeChat's retry raced the first delivery and lost: taken again, it finds the stored
-        # message and answers as the first delivery did.
-        return await _take_once(runtime, message)
-    except NoTrackingNumber as exc:
-        raise Problem(503, "Service Unavailable", "No tracking number is free.") from exc
+        try:
+            return await _take_once(runtime, message)
+        except IntegrityError:
+            # WeChat's retry raced the first delivery and lost: taken again, it finds the
+            # stored message and answers as the first delivery did.
+            return await _take_once(runtime, message)
+    except NoTrackingNumber:
+        return BUSY
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return BUSY
 
 
 async def _take_once(runtime: Runtime, message: Inbound) -> str:
     vault: ContactVault = runtime.state["vault"]
     settings = runtime.settings
     window = timedelta(minutes=settings.wechat_supplement_window_minutes)
-    async with runtime.transaction() as session:
+    async with database.transaction(runtime) as session:
         return await take(
             session, vault, message, runtime.clock(), window=window, timezone=settings.timezone
         )

@@ -43,6 +43,7 @@ UNRECOGNISED_VOICE = "抱歉，未能识别您的语音，请改用文字描述�
 BLANK = "请用文字描述您遇到的问题。"
 TOO_LONG = f"内容过长，请精简到 {MAX_TEXT} 字以内后重新发送。"
 DESCRIBE_FIRST = "请先用文字描述您遇到的问题，受理后再发送现场照片或位置，我们会附加到您的诉求中。"
+BUSY = "系统繁忙，您的消息尚未受理，请稍后重新发送。"
 
 
 class MalformedMessage(ValueError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +28,18 @@ def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> 
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+
+
+def bound_waits(engine: AsyncEngine, *, connect_seconds: float, statement_seconds: float) -> None:
+    """Make the engine's new connections give up connecting after ``connect_seconds`` and any
+    statement after ``statement_seconds``, with ``TimeoutError``. Client-side, unlike
+    PostgreSQL's ``statement_timeout``: a server that stopped answering (frozen, cut off by the
+    network) cannot enforce anything. Install before the engine's first connection."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _bounded(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["timeout"] = connect_seconds
+        cparams["command_timeout"] = statement_seconds
 
 
 def session_factory(engine: AsyncEngine) -> Sessions:

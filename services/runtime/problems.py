@@ -1,15 +1,44 @@
-"""RFC 9457 problem details for every HTTP error a service returns."""
+"""RFC 9457 problem details for every HTTP error a service returns.
+
+A dependency that cannot serve now — PostgreSQL down, frozen past a timeout, out of disk or
+connections — is not the client's fault nor a bug: it answers 503 with ``Retry-After``
+(``WHISTLE_DEPENDENCY_RETRY_AFTER_SECONDS``), never 500.
+"""
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+DEPENDENCY_UNAVAILABLE = "https://whistle.example/problems/dependency-unavailable"
+# Nothing was done: the client may send the same request again.
+BUSY = "系统繁忙，本次请求未能处理，请稍后重试。"
+
+# SQLSTATEs that mean the server cannot serve now: connection exceptions (08), insufficient
+# resources (53: disk full, out of memory, too many connections), shutting down or starting
+# up (57P01–57P03), and an I/O error (58030).
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "58030")
+# A disk or quota that is full, a network that cannot reach the server.
+UNAVAILABLE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+    }
+)
 
 
 class Problem(Exception):
@@ -46,6 +75,51 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says a dependency cannot serve now
+    (rather than that the request or the code is wrong)."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, TimeoutError | ConnectionError | socket.gaierror | PoolTimeout):
+            return True
+        if isinstance(current, OSError) and current.errno in UNAVAILABLE_ERRNOS:
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+            return True
+        # Only what the exception was raised from: an error met while handling another is
+        # its own failure, not that other one's.
+        current = current.__cause__
+    return False
+
+
+def unavailable(retry_after_seconds: int) -> Problem:
+    return Problem(
+        503,
+        "Service Unavailable",
+        BUSY,
+        type_=DEPENDENCY_UNAVAILABLE,
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
+def retry_after(request: Request) -> int:
+    # Only a running service meets a dependency, and its lifespan put its runtime on the app.
+    return int(request.app.state.runtime.settings.dependency_retry_after_seconds)
+
+
+# What a database or network failure surfaces as: the driver's own errors (at connect),
+# SQLAlchemy's wrapping of them (and its pool's timeout), and the socket's.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -73,6 +147,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_dependency(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            # A bug, not an outage: on to the server error handler, as without this handler.
+            raise exc
+        return problem_response(unavailable(retry_after(request)), request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_invalid)
+    # Keyed on these classes, not on Exception: Starlette gives an Exception handler to its
+    # server error middleware, which re-raises the exception even after the handler answered.
+    for error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, on_dependency)
