@@ -72,15 +72,20 @@ class BrokerLogs:
         await self._consumer.stop()
 
     async def ends(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
-        """Each partition's log-end offset; None for a partition the broker no longer has."""
-        await self._consumer._client.force_metadata_update()
-        cluster = self._consumer._client.cluster
-        present = {
-            tp
-            for tp in partitions
-            if tp.partition in (cluster.partitions_for_topic(tp.topic) or ())
-        }
-        ends: dict[TopicPartition, int | None] = dict.fromkeys(partitions - present)
+        """Each partition's log-end offset; None for a partition its topic no longer has. A
+        topic missing from the broker's metadata is left out: a broker that is restarting or
+        a topic not yet recreated is no evidence of what its log holds."""
+        cluster = await self._consumer._client.fetch_all_metadata()
+        ends: dict[TopicPartition, int | None] = {}
+        present = []
+        for tp in partitions:
+            has = cluster.partitions_for_topic(tp.topic)
+            if not has:
+                continue
+            if tp.partition in has:
+                present.append(tp)
+            else:
+                ends[tp] = None
         if present:
             ends.update(await self._consumer.end_offsets(sorted(present)))
         return ends
@@ -93,7 +98,10 @@ class BrokerLogs:
 
         Fetched rather than judged by the log end: a broker may report an end that lags its
         last batch (Tansu reports that batch's first offset + 1), but an empty log is empty."""
-        if not (await self.ends({partition}))[partition]:
+        ends = await self.ends({partition})
+        if partition not in ends:
+            raise TimeoutError(f"{partition.topic} is not in the broker's metadata")
+        if not ends[partition]:
             return None
         self._consumer.assign([partition])
         self._consumer.seek(partition, offset)
@@ -106,8 +114,8 @@ class BrokerLogs:
         except OffsetOutOfRangeError:
             return None
         except TimeoutError:
-            # Nothing came: at the log's end nothing will, elsewhere the broker is not answering.
-            end = (await self.ends({partition}))[partition]
-            if end is None or end <= offset:
+            # Nothing came: the log may end there, or the broker is slow. Only an empty or
+            # missing log is certain (a log end may lag, above); else the caller asks again.
+            if not (await self.ends({partition})).get(partition, 1):
                 return None
             raise

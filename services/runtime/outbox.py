@@ -294,6 +294,8 @@ class OutboxRelay:
         ends = await self._logs.ends(set(known))
         healed = 0
         for tp, next_offset in known.items():
+            if tp not in ends:
+                continue  # its topic is not in the broker's metadata now: ask again later
             end = ends[tp]
             if end is None:
                 healed += await self._unsend(session, tp, 0, "partition_missing", keep)

