@@ -13,6 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /tmp/src/
 COPY services /tmp/src/services
 COPY contracts /tmp/src/contracts
+COPY reference /tmp/src/reference
 RUN pip install /tmp/src && rm -rf /tmp/src
 
 # County reference data (deploy/config); Kubernetes mounts its own copy over WHISTLE_CONFIG_DIR.

@@ -42,7 +42,7 @@ import yaml
 
 from bench.stack import REPO, print_table
 from contracts.events import GeoPoint
-from services.dispatch.reference import (
+from reference.county import (
     SECONDED_DOMAINS,
     Authority,
     Domain,

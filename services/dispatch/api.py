@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
+from contracts.cases import CaseStatus
 from contracts.envelope import EventData, new_event
 from contracts.events import (
     CaseAccepted,
@@ -29,6 +30,7 @@ from contracts.events import (
     TipReceived,
 )
 from contracts.topics import CASES
+from reference.county import ReferenceData
 from services.dispatch.handlers import SOURCE, open_case, open_load
 from services.dispatch.lifecycle import (
     COUNTY,
@@ -36,14 +38,12 @@ from services.dispatch.lifecycle import (
     UNIT,
     Action,
     Refused,
-    Status,
     acting_as,
     check,
 )
 from services.dispatch.merging import SplitRefusal, check_split
 from services.dispatch.models import Case, CaseTip, TipText
 from services.dispatch.queries import readable_case
-from services.dispatch.reference import ReferenceData
 from services.dispatch.routing import ADMISSION_QUEUE, pick_staff, supporting_units
 from services.runtime.auth import Principal, require_roles
 from services.runtime.outbox import stage
@@ -253,7 +253,7 @@ async def _act(
             if action is not Action.PROGRESS:
                 raise Problem(403, "Forbidden", "A supporting unit may only record progress.")
             actors = frozenset({UNIT})
-        status = Status(case.status)
+        status = CaseStatus(case.status)
         verdict = check(status, action, actors, case.rejections)
         if isinstance(verdict, Refused):
             raise Problem(
@@ -364,7 +364,7 @@ async def reject(
 ) -> CaseView:
     async def build(_: AsyncSession, case: Case, step: dict[str, Any]) -> EventData:
         case.rejections += 1
-        if case.status == Status.ARBITRATION:
+        if case.status == CaseStatus.ARBITRATION:
             case.queue = "arbitration"
         else:
             case.queue = f"township:{case.township_code}" if case.township_code else "county"

@@ -8,11 +8,11 @@ from fastapi import FastAPI
 
 from contracts.events import TipRated, TipReceived, TipSupplemented
 from contracts.topics import TIPS
+from reference.county import ReferenceData, load_reference
 from services.dispatch import api, console, console_api, coordination_api
 from services.dispatch.console_feed import FEED_HANDLERS, FEED_TOPICS, keeping_tip_text
 from services.dispatch.handlers import RatingReopen, TipIntake, TipSupplement
 from services.dispatch.merging import MergePolicy
-from services.dispatch.reference import ReferenceData, load_reference
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app

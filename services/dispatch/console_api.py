@@ -14,6 +14,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from contracts.cases import CaseStatus
+from reference.county import ReferenceData
 from services.dispatch.api import (
     CaseView,
     RuntimeDep,
@@ -27,7 +29,7 @@ from services.dispatch.coordination_api import County, SuggestionOut, suggestion
 from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
 from services.dispatch.handlers import open_load
 from services.dispatch.labels import for_console
-from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, Status, check
+from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, check
 from services.dispatch.models import Case, CaseClock, TimelineEntry
 from services.dispatch.queries import (
     Waiting,
@@ -40,7 +42,6 @@ from services.dispatch.queries import (
     tip_texts,
     triage_queue,
 )
-from services.dispatch.reference import ReferenceData
 from services.runtime.auth import Principal, require_roles
 
 router = APIRouter(prefix="/v1/console", tags=["console"])
@@ -50,7 +51,7 @@ ConsoleUser = Annotated[
 ]
 
 # Without a state filter the case list shows what is being worked: triage has its own view.
-WORKED = [s.value for s in Status if s not in (Status.TRIAGE, Status.CLOSED)]
+WORKED = [s.value for s in CaseStatus if s not in (CaseStatus.TRIAGE, CaseStatus.CLOSED)]
 
 # Console actions beyond the lifecycle's, offered to the township's dispatcher.
 WHISTLE, SPLIT = "whistle", "split"
@@ -254,7 +255,7 @@ async def admission(principal: County, runtime: RuntimeDep) -> list[TriageRow]:
 async def case_list(
     principal: ConsoleUser,
     runtime: RuntimeDep,
-    status: Annotated[Status | None, Query(description="only this state")] = None,
+    status: Annotated[CaseStatus | None, Query(description="only this state")] = None,
     unit_id: Annotated[str | None, Query(description="only this lead or supporting unit's")] = None,
     matter_code: Annotated[str | None, Query(description="only this matter")] = None,
 ) -> list[CaseRow]:
@@ -290,11 +291,11 @@ def _actions(principal: Principal, case: Case) -> list[str]:
     """What the caller may do now: the lifecycle's steps, then whistle and split for the
     township's dispatcher while the case is open."""
     actors = _actors(principal, case)
-    status = Status(case.status)
+    status = CaseStatus(case.status)
     actions = [
         a.value for a in Action if isinstance(check(status, a, actors, case.rejections), Allowed)
     ]
-    if DISPATCHER in actors and status is not Status.CLOSED:
+    if DISPATCHER in actors and status is not CaseStatus.CLOSED:
         actions += [WHISTLE, SPLIT]
     return actions
 
@@ -317,7 +318,7 @@ async def case_page(
                 .order_by(TimelineEntry.time)  # type: ignore[arg-type]
             )
         )
-        waiting = case.status in (Status.TRIAGE, Status.ARBITRATION)
+        waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
     row = _row(reference, case, text.text if text else None, clocks, now)
     if "county_supervisor" in principal.roles:

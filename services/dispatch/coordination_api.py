@@ -15,9 +15,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from uuid6 import uuid7
 
+from contracts.cases import CaseStatus
 from contracts.envelope import EventData, new_event
 from contracts.events import CaseClosed
 from contracts.topics import CASES
+from reference.county import (
+    ReferenceData,
+    ReferenceDataError,
+    Urgency,
+    load_reference,
+)
 from services.dispatch.api import (
     ROLE_OF_ACTOR,
     AssignIn,
@@ -35,7 +42,7 @@ from services.dispatch.api import (
     local_today,
 )
 from services.dispatch.handlers import SOURCE
-from services.dispatch.lifecycle import COUNTY, Status
+from services.dispatch.lifecycle import COUNTY
 from services.dispatch.queries import (
     COUNTY_QUEUE,
     Suggestion,
@@ -46,12 +53,6 @@ from services.dispatch.queries import (
     summoned,
     township_queue,
     triage_queue,
-)
-from services.dispatch.reference import (
-    ReferenceData,
-    ReferenceDataError,
-    Urgency,
-    load_reference,
 )
 from services.dispatch.routing import ADMISSION_QUEUE
 from services.dispatch.whistles import WhistleFacts, judge, new_whistle
@@ -96,7 +97,7 @@ async def whistle(
         case = await _dispatchers_case(session, principal, case_id, expected, "Blowing the whistle")
         item = reference.items.get(case.matter_code or "")
         facts = WhistleFacts(
-            status=Status(case.status),
+            status=CaseStatus(case.status),
             urgency=Urgency(case.urgency),
             matter=item,
             claimed=item is not None
@@ -246,7 +247,7 @@ async def case_list(
     principal: CaseReader,
     runtime: RuntimeDep,
     township: Annotated[list[str] | None, Query(description="township code(s)")] = None,
-    state: Annotated[list[Status] | None, Query(description="case state(s)")] = None,
+    state: Annotated[list[CaseStatus] | None, Query(description="case state(s)")] = None,
     unit: Annotated[str | None, Query(description="lead or supporting unit")] = None,
     matter: Annotated[list[str] | None, Query(description="matter code(s)")] = None,
 ) -> list[CaseView]:
@@ -301,7 +302,11 @@ async def decide_admission(
     now = runtime.clock()
     async with runtime.transaction() as session:
         case, actors = await _case_to_act_on(session, principal, case_id, expected)
-        if COUNTY not in actors or case.status != Status.TRIAGE or case.queue != ADMISSION_QUEUE:
+        if (
+            COUNTY not in actors
+            or case.status != CaseStatus.TRIAGE
+            or case.queue != ADMISSION_QUEUE
+        ):
             raise Problem(409, "Conflict", "The case is not waiting for an admission decision.")
         case.version += 1
         case.updated_at = now
@@ -309,7 +314,7 @@ async def decide_admission(
         data: EventData
         if body.decision == "admit":
             assert body.unit_id is not None
-            case.status = Status.ASSIGNED.value
+            case.status = CaseStatus.ASSIGNED.value
             assignment = AssignIn(
                 unit_id=body.unit_id, staff_id=body.staff_id, matter_code=body.matter_code
             )
@@ -317,7 +322,7 @@ async def decide_admission(
                 runtime, reference, session, case, step, principal, assignment, "admission"
             )
         else:
-            case.status, case.queue = Status.CLOSED.value, None
+            case.status, case.queue = CaseStatus.CLOSED.value, None
             case.routing = {
                 **case.routing,
                 "rule": "admission_declined",

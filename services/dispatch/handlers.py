@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
+from contracts.cases import CaseStatus
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import (
     CaseAssigned,
@@ -27,7 +28,8 @@ from contracts.events import (
     TipSupplemented,
 )
 from contracts.topics import CASES
-from services.dispatch.lifecycle import CITIZEN, Action, Refused, Status, check
+from reference.county import MatterItem, ReferenceData, Urgency
+from services.dispatch.lifecycle import CITIZEN, Action, Refused, check
 from services.dispatch.merging import (
     MERGEABLE_STATUSES,
     Candidate,
@@ -38,7 +40,6 @@ from services.dispatch.merging import (
     find_merge,
 )
 from services.dispatch.models import HELD_STATUSES, Case, CaseTip, TipText
-from services.dispatch.reference import MatterItem, ReferenceData, Urgency
 from services.dispatch.routing import Assignment, NeedsTriage, route
 from services.dispatch.triage import Classification, Location, classify, locate
 from services.dispatch.whistles import automatic_whistle, new_whistle
@@ -121,7 +122,7 @@ RELOCATED = "群众补充位置后重新定位"
 def waiting_for_a_place(case: Case) -> bool:
     """The case waits for a dispatcher only because its tip could not be located (nobody
     has assigned it by hand since, which would have changed its rule)."""
-    return case.status == Status.TRIAGE and case.routing.get("rule") == UNLOCATED
+    return case.status == CaseStatus.TRIAGE and case.routing.get("rule") == UNLOCATED
 
 
 class TipSupplement:
@@ -215,7 +216,7 @@ async def open_case(
     case = Case(
         id=case_id,
         tip_id=tip.tip_id,
-        status=Status.TRIAGE.value,
+        status=CaseStatus.TRIAGE.value,
         matter_code=item.code if item else None,
         township_code=location.township,
         village_code=location.village,
@@ -297,7 +298,7 @@ async def _dispatch(
     case.routing = {"rule": outcome.rule, "explanation": list(explanation)}
     data: CaseAssigned | CaseTriageRequired
     if isinstance(outcome, NeedsTriage):
-        case.status, case.queue = Status.TRIAGE.value, outcome.queue
+        case.status, case.queue = CaseStatus.TRIAGE.value, outcome.queue
         case.routing["explanation"].append(outcome.reason)
         data = CaseTriageRequired(
             case_id=case.id,
@@ -308,7 +309,7 @@ async def _dispatch(
         )
     else:
         assert item is not None
-        case.status, case.queue = Status.ASSIGNED.value, None
+        case.status, case.queue = CaseStatus.ASSIGNED.value, None
         case.unit_id = outcome.unit.id
         case.staff_id = outcome.staff.id if outcome.staff else None
         case.supporting_units = [u.id for u in outcome.supporting]
@@ -459,7 +460,7 @@ class RatingReopen:
             raise PoisonEvent(f"a rating for case {rating.case_id}, which dispatch does not have")
         if rating.tip_id != case.tip_id and await session.get(CaseTip, rating.tip_id) is None:
             raise PoisonEvent(f"tip {rating.tip_id} is not a tip of case {case.id}")
-        verdict = check(Status(case.status), Action.REOPEN, frozenset({CITIZEN}))
+        verdict = check(CaseStatus(case.status), Action.REOPEN, frozenset({CITIZEN}))
         if isinstance(verdict, Refused):
             # Intake only lets a resolved case be rated, but the topic is not proof of that.
             log.warning(

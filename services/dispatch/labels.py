@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TypeVar
 
-from services.dispatch.lifecycle import Status
-from services.dispatch.reference import Authority, Urgency
+from contracts.cases import CaseStatus
+from reference.county import Authority, Urgency
 
 URGENCY: Mapping[Urgency, str] = {
     Urgency.EMERGENCY: "突发",
@@ -22,14 +22,14 @@ URGENCY: Mapping[Urgency, str] = {
     Urgency.COMPLEX: "疑难",
 }
 
-STATUS: Mapping[Status, str] = {
-    Status.TRIAGE: "待分拨",
-    Status.ARBITRATION: "待县级裁定",
-    Status.ASSIGNED: "已派单",
-    Status.ACCEPTED: "已接单",
-    Status.IN_PROGRESS: "处理中",
-    Status.RESOLVED: "已办结",
-    Status.CLOSED: "已结案",
+STATUS: Mapping[CaseStatus, str] = {
+    CaseStatus.TRIAGE: "待分拨",
+    CaseStatus.ARBITRATION: "待县级裁定",
+    CaseStatus.ASSIGNED: "已派单",
+    CaseStatus.ACCEPTED: "已接单",
+    CaseStatus.IN_PROGRESS: "处理中",
+    CaseStatus.RESOLVED: "已办结",
+    CaseStatus.CLOSED: "已结案",
 }
 
 AUTHORITY: Mapping[Authority, str] = {

@@ -14,15 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class Status(StrEnum):
-    TRIAGE = "triage"  # waiting in a township's (or the county's) queue for a dispatcher
-    ARBITRATION = "arbitration"  # rejected twice: the county decides
-    ASSIGNED = "assigned"
-    ACCEPTED = "accepted"
-    IN_PROGRESS = "in_progress"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
+from contracts.cases import CaseStatus
 
 
 class Action(StrEnum):
@@ -36,28 +28,31 @@ class Action(StrEnum):
     REOPEN = "reopen"
 
 
-OPEN_STATUSES: frozenset[Status] = frozenset(Status) - {Status.CLOSED}
+OPEN_STATUSES: frozenset[CaseStatus] = frozenset(CaseStatus) - {CaseStatus.CLOSED}
 
 # Who acts: the township's command centre, the assigned unit, or the county.
 DISPATCHER, UNIT, COUNTY = "dispatcher", "unit", "county"
 # A citizen acts only through a dissatisfied rating (回访不满意), which reopens the case.
 CITIZEN = "citizen"
 
-_TRANSITIONS: dict[tuple[Status, Action], tuple[Status, frozenset[str]]] = {
-    (Status.TRIAGE, Action.ASSIGN): (Status.ASSIGNED, frozenset({DISPATCHER, COUNTY})),
-    (Status.ARBITRATION, Action.ASSIGN): (Status.ASSIGNED, frozenset({COUNTY})),
-    (Status.ASSIGNED, Action.ACCEPT): (Status.ACCEPTED, frozenset({UNIT})),
-    (Status.ASSIGNED, Action.REJECT): (Status.TRIAGE, frozenset({UNIT})),
-    (Status.ACCEPTED, Action.START): (Status.IN_PROGRESS, frozenset({UNIT})),
-    (Status.ACCEPTED, Action.RESOLVE): (Status.RESOLVED, frozenset({UNIT})),
-    (Status.IN_PROGRESS, Action.PROGRESS): (Status.IN_PROGRESS, frozenset({UNIT})),
-    (Status.IN_PROGRESS, Action.RESOLVE): (Status.RESOLVED, frozenset({UNIT})),
-    (Status.RESOLVED, Action.CLOSE): (Status.CLOSED, frozenset({DISPATCHER, COUNTY})),
-    (Status.RESOLVED, Action.REOPEN): (
-        Status.IN_PROGRESS,
+_TRANSITIONS: dict[tuple[CaseStatus, Action], tuple[CaseStatus, frozenset[str]]] = {
+    (CaseStatus.TRIAGE, Action.ASSIGN): (CaseStatus.ASSIGNED, frozenset({DISPATCHER, COUNTY})),
+    (CaseStatus.ARBITRATION, Action.ASSIGN): (CaseStatus.ASSIGNED, frozenset({COUNTY})),
+    (CaseStatus.ASSIGNED, Action.ACCEPT): (CaseStatus.ACCEPTED, frozenset({UNIT})),
+    (CaseStatus.ASSIGNED, Action.REJECT): (CaseStatus.TRIAGE, frozenset({UNIT})),
+    (CaseStatus.ACCEPTED, Action.START): (CaseStatus.IN_PROGRESS, frozenset({UNIT})),
+    (CaseStatus.ACCEPTED, Action.RESOLVE): (CaseStatus.RESOLVED, frozenset({UNIT})),
+    (CaseStatus.IN_PROGRESS, Action.PROGRESS): (CaseStatus.IN_PROGRESS, frozenset({UNIT})),
+    (CaseStatus.IN_PROGRESS, Action.RESOLVE): (CaseStatus.RESOLVED, frozenset({UNIT})),
+    (CaseStatus.RESOLVED, Action.CLOSE): (CaseStatus.CLOSED, frozenset({DISPATCHER, COUNTY})),
+    (CaseStatus.RESOLVED, Action.REOPEN): (
+        CaseStatus.IN_PROGRESS,
         frozenset({DISPATCHER, COUNTY, CITIZEN}),
     ),
-    (Status.CLOSED, Action.REOPEN): (Status.IN_PROGRESS, frozenset({DISPATCHER, COUNTY, CITIZEN})),
+    (CaseStatus.CLOSED, Action.REOPEN): (
+        CaseStatus.IN_PROGRESS,
+        frozenset({DISPATCHER, COUNTY, CITIZEN}),
+    ),
 }
 
 # A unit may send a case back once; the second rejection is a dispute for the county.
@@ -66,7 +61,7 @@ REJECTIONS_BEFORE_ARBITRATION = 2
 
 @dataclass(frozen=True)
 class Allowed:
-    to: Status
+    to: CaseStatus
 
 
 @dataclass(frozen=True)
@@ -75,18 +70,18 @@ class Refused:
     allowed: tuple[Action, ...]
 
 
-def acting_as(actors: frozenset[str], action: Action, status: Status) -> str:
+def acting_as(actors: frozenset[str], action: Action, status: CaseStatus) -> str:
     """The role someone holding several takes for this step (for the record)."""
     _, permitted = _TRANSITIONS[(status, action)]
     return sorted(actors & permitted)[0]
 
 
-def allowed_actions(status: Status) -> tuple[Action, ...]:
+def allowed_actions(status: CaseStatus) -> tuple[Action, ...]:
     return tuple(action for (s, action) in _TRANSITIONS if s is status)
 
 
 def check(
-    status: Status, action: Action, actors: frozenset[str], rejections: int = 0
+    status: CaseStatus, action: Action, actors: frozenset[str], rejections: int = 0
 ) -> Allowed | Refused:
     """May someone acting as any of ``actors`` take ``action`` on a case in ``status``?
     ``rejections`` counts earlier rejections, which decide where a rejected case goes."""
@@ -103,5 +98,5 @@ def check(
             allowed_actions(status),
         )
     if action is Action.REJECT and rejections + 1 >= REJECTIONS_BEFORE_ARBITRATION:
-        return Allowed(Status.ARBITRATION)
+        return Allowed(CaseStatus.ARBITRATION)
     return Allowed(to)

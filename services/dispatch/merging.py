@@ -29,12 +29,15 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from services.dispatch.geo import EARTH_RADIUS_M
-from services.dispatch.lifecycle import Status
+from contracts.cases import CaseStatus
+from reference.geometry import EARTH_RADIUS_M
 
 # Resolved and closed cases are done: a new report of the same problem is a new case (or, for
 # a citizen unhappy with the result, a rating that reopens it).
-MERGEABLE_STATUSES: frozenset[Status] = frozenset(Status) - {Status.RESOLVED, Status.CLOSED}
+MERGEABLE_STATUSES: frozenset[CaseStatus] = frozenset(CaseStatus) - {
+    CaseStatus.RESOLVED,
+    CaseStatus.CLOSED,
+}
 
 
 # Distances are compared and recorded to the decimetre: finer is below any GPS fix, and a
@@ -158,6 +161,6 @@ def check_split(
         return SplitRefusal.ORIGINAL_TIP
     if tip_id not in merged_tips:
         return SplitRefusal.NOT_MERGED
-    if status == Status.CLOSED:
+    if status == CaseStatus.CLOSED:
         return SplitRefusal.CLOSED
     return None

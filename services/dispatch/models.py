@@ -13,7 +13,7 @@ from sqlmodel import Field, SQLModel
 from contracts.events import CaseAssigned
 
 if TYPE_CHECKING:
-    from services.dispatch.reference import MatterItem
+    from reference.county import MatterItem
 
 # Cases that keep a staff member busy, for picking the least loaded one.
 HELD_STATUSES = ("assigned", "accepted", "in_progress")

@@ -13,10 +13,10 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.cases import CaseStatus
+from reference.county import ReferenceData
 from services.dispatch.handlers import open_load
-from services.dispatch.lifecycle import Status
 from services.dispatch.models import Case, CaseClock, TipText, Whistle
-from services.dispatch.reference import ReferenceData
 from services.dispatch.routing import ADMISSION_QUEUE, Assignment, route
 from services.dispatch.triage import rank
 from services.runtime.auth import Principal
@@ -176,9 +176,9 @@ async def triage_queue(
 ) -> list[Waiting]:
     """Cases waiting in ``queues`` ("township:<code>" or "county") that the principal may read,
     oldest first. The county's queue also holds the cases waiting for arbitration."""
-    statuses, names = [Status.TRIAGE.value], list(queues)
+    statuses, names = [CaseStatus.TRIAGE.value], list(queues)
     if COUNTY_QUEUE in names:
-        statuses.append(Status.ARBITRATION.value)
+        statuses.append(CaseStatus.ARBITRATION.value)
         names.append(ARBITRATION_QUEUE)
     return await _waiting(
         session,
@@ -205,7 +205,7 @@ async def admission_queue(
         principal,
         now,
         today,
-        Case.status == Status.TRIAGE.value,  # type: ignore[arg-type]
+        Case.status == CaseStatus.TRIAGE.value,  # type: ignore[arg-type]
         Case.queue == ADMISSION_QUEUE,  # type: ignore[arg-type]
     )
 
@@ -223,7 +223,7 @@ async def open_cases(
     state, unit (lead or supporting) and matter."""
     query = select(Case).where(
         visible_to(principal),
-        Case.status != Status.CLOSED.value,  # type: ignore[arg-type]
+        Case.status != CaseStatus.CLOSED.value,  # type: ignore[arg-type]
     )
     if townships:
         query = query.where(Case.township_code.in_(townships))  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
-from services.dispatch.reference import (
+from reference.county import (
     Authority,
     MatterItem,
     ReferenceData,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.dispatch.reference import MatterItem, ReferenceData
-from services.dispatch.segment import Found, fold
+from reference.county import MatterItem, ReferenceData
+from reference.segmentation import Found, fold
 
 # Keyword weight at which a single item's match counts as fully confident on its own.
 CONFIDENT_SCORE = 2.0

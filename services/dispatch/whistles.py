@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from contracts.cases import CaseStatus
 from contracts.events import WhistleBlown
-from services.dispatch.labels import AUTHORITY, STATUS, URGENCY, joined
-from services.dispatch.lifecycle import Status
-from services.dispatch.models import Case, Whistle
-from services.dispatch.reference import (
+from reference.county import (
     Authority,
     MatterItem,
     NoWhistleRule,
@@ -28,6 +26,8 @@ from services.dispatch.reference import (
     WhistleReason,
     WhistleRules,
 )
+from services.dispatch.labels import AUTHORITY, STATUS, URGENCY, joined
+from services.dispatch.models import Case, Whistle
 
 # Authority types under which a township acts on its own once it has claimed the item.
 _TOWNSHIP_ACTS = frozenset({Authority.STATUTORY, Authority.DEVOLVED, Authority.ENTRUSTED})
@@ -43,7 +43,7 @@ AUTOMATIC_RULES = {
 class WhistleFacts:
     """What the rules look at: the case as it stands."""
 
-    status: Status
+    status: CaseStatus
     urgency: Urgency
     matter: MatterItem | None
     claimed: bool  # the case's township has claimed the matter

@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Select, func, select
 
 from contracts.events import GeoPoint
-from services.dispatch.reference import load_reference
+from reference.county import load_reference
 from services.intake import database
 from services.intake.api import (
     DAY,

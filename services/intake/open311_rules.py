@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from services.dispatch.reference import MatterItem
+from reference.county import MatterItem
 from services.intake.contact import mask_phone
 from services.intake.models import Tip
 from services.intake.open311_format import w3c

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch.reference import ReferenceData, load_reference
+from reference.county import ReferenceData, load_reference
 from services.ledger import api, auditor, kpi_api
 from services.ledger.handlers import recording
 from services.ledger.heads import HeadSigner

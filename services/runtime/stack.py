@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from services.dispatch.reference import ReferenceDataError, load_reference
+from reference.county import ReferenceDataError, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, require_year_of
 from services.escalation.policies import PolicyError, load_policies
 from services.runtime.auth import ensure_dev_keys, issue_token

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from contracts.topics import all_topic_names
-from services.dispatch.reference import load_reference
+from reference.county import load_reference
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.support.infra import read_everything

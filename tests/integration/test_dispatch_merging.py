@@ -23,8 +23,8 @@ from uuid6 import uuid7
 from contracts.envelope import new_event
 from contracts.events import GeoPoint, TipReceived
 from contracts.topics import CASES, TIPS
+from reference.geometry import EARTH_RADIUS_M
 from services.dispatch.app import create_app as create_dispatch
-from services.dispatch.geo import EARTH_RADIUS_M
 from services.dispatch.models import Case, CaseTip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime

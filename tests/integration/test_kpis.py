@@ -38,7 +38,7 @@ from contracts.events import (
     WhistleReplied,
     WhistleReported,
 )
-from services.dispatch.reference import load_reference
+from reference.county import load_reference
 from services.ledger import kpi_api
 from services.ledger.app import kpi_scope
 from services.ledger.handlers import Recorder

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from contracts.envelope import new_event
 from contracts.events import CaseResolved
 from contracts.topics import CASES, TIPS
-from services.dispatch.reference import load_reference
+from reference.county import load_reference
 from services.intake.app import create_app
 from services.intake.models import Tip
 from services.runtime.service import Runtime

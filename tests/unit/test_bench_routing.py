@@ -9,7 +9,7 @@ from pathlib import Path
 import shapely
 
 from bench.routing import _decide, generate, tips
-from services.dispatch.reference import Authority, UnitKind, load_reference
+from reference.county import Authority, UnitKind, load_reference
 from services.dispatch.routing import Assignment
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.dispatch.reference import ReferenceData, load_reference
+from reference.county import ReferenceData, load_reference
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.deadlines import add_duration, deadlines_for
 from services.escalation.policies import DeadlinePolicy, Duration, PolicyBook, load_policies

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.routing import CLOSERS, MISSES, OPENERS, PLACES, generate, tips
-from services.dispatch.reference import MatterItem, ReferenceData, load_reference
-from services.dispatch.segment import Found, KeywordIndex, fold
+from reference.county import MatterItem, ReferenceData, load_reference
+from reference.segmentation import Found, KeywordIndex, fold
 from services.dispatch.triage import classify, rank
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.cases import CaseStatus
 from services.dispatch.lifecycle import (
     COUNTY,
     DISPATCHER,
@@ -11,7 +12,6 @@ from services.dispatch.lifecycle import (
     Action,
     Allowed,
     Refused,
-    Status,
     check,
 )
 
@@ -21,36 +21,41 @@ ANYONE = frozenset({DISPATCHER, UNIT, COUNTY})
 @pytest.mark.parametrize(
     ("status", "action", "actor", "to"),
     [
-        (Status.TRIAGE, Action.ASSIGN, DISPATCHER, Status.ASSIGNED),
-        (Status.ASSIGNED, Action.ACCEPT, UNIT, Status.ACCEPTED),
-        (Status.ACCEPTED, Action.START, UNIT, Status.IN_PROGRESS),
-        (Status.ACCEPTED, Action.RESOLVE, UNIT, Status.RESOLVED),  # 即时解决 after accepting
-        (Status.IN_PROGRESS, Action.PROGRESS, UNIT, Status.IN_PROGRESS),
-        (Status.IN_PROGRESS, Action.RESOLVE, UNIT, Status.RESOLVED),
-        (Status.RESOLVED, Action.CLOSE, DISPATCHER, Status.CLOSED),
-        (Status.RESOLVED, Action.REOPEN, DISPATCHER, Status.IN_PROGRESS),
-        (Status.CLOSED, Action.REOPEN, COUNTY, Status.IN_PROGRESS),
-        (Status.ARBITRATION, Action.ASSIGN, COUNTY, Status.ASSIGNED),
+        (CaseStatus.TRIAGE, Action.ASSIGN, DISPATCHER, CaseStatus.ASSIGNED),
+        (CaseStatus.ASSIGNED, Action.ACCEPT, UNIT, CaseStatus.ACCEPTED),
+        (CaseStatus.ACCEPTED, Action.START, UNIT, CaseStatus.IN_PROGRESS),
+        (
+            CaseStatus.ACCEPTED,
+            Action.RESOLVE,
+            UNIT,
+            CaseStatus.RESOLVED,
+        ),  # 即时解决 after accepting
+        (CaseStatus.IN_PROGRESS, Action.PROGRESS, UNIT, CaseStatus.IN_PROGRESS),
+        (CaseStatus.IN_PROGRESS, Action.RESOLVE, UNIT, CaseStatus.RESOLVED),
+        (CaseStatus.RESOLVED, Action.CLOSE, DISPATCHER, CaseStatus.CLOSED),
+        (CaseStatus.RESOLVED, Action.REOPEN, DISPATCHER, CaseStatus.IN_PROGRESS),
+        (CaseStatus.CLOSED, Action.REOPEN, COUNTY, CaseStatus.IN_PROGRESS),
+        (CaseStatus.ARBITRATION, Action.ASSIGN, COUNTY, CaseStatus.ASSIGNED),
     ],
 )
-def test_the_allowed_steps(status: Status, action: Action, actor: str, to: Status) -> None:
+def test_the_allowed_steps(status: CaseStatus, action: Action, actor: str, to: CaseStatus) -> None:
     assert check(status, action, frozenset({actor})) == Allowed(to)
 
 
 def test_a_first_rejection_returns_the_case_to_the_township_queue() -> None:
-    assert check(Status.ASSIGNED, Action.REJECT, frozenset({UNIT}), rejections=0) == Allowed(
-        Status.TRIAGE
+    assert check(CaseStatus.ASSIGNED, Action.REJECT, frozenset({UNIT}), rejections=0) == Allowed(
+        CaseStatus.TRIAGE
     )
 
 
 def test_a_second_rejection_goes_to_county_arbitration() -> None:
-    assert check(Status.ASSIGNED, Action.REJECT, frozenset({UNIT}), rejections=1) == Allowed(
-        Status.ARBITRATION
+    assert check(CaseStatus.ASSIGNED, Action.REJECT, frozenset({UNIT}), rejections=1) == Allowed(
+        CaseStatus.ARBITRATION
     )
 
 
 def test_only_the_county_assigns_a_case_in_arbitration() -> None:
-    refused = check(Status.ARBITRATION, Action.ASSIGN, frozenset({DISPATCHER}))
+    refused = check(CaseStatus.ARBITRATION, Action.ASSIGN, frozenset({DISPATCHER}))
     assert isinstance(refused, Refused)
     assert "county" in refused.reason
     assert refused.allowed == (Action.ASSIGN,)
@@ -59,23 +64,23 @@ def test_only_the_county_assigns_a_case_in_arbitration() -> None:
 @pytest.mark.parametrize(
     ("status", "action", "actor"),
     [
-        (Status.ASSIGNED, Action.ACCEPT, DISPATCHER),  # the unit accepts, not the dispatcher
-        (Status.IN_PROGRESS, Action.RESOLVE, DISPATCHER),
-        (Status.RESOLVED, Action.CLOSE, UNIT),  # a unit does not close its own case
-        (Status.TRIAGE, Action.ASSIGN, UNIT),
+        (CaseStatus.ASSIGNED, Action.ACCEPT, DISPATCHER),  # the unit accepts, not the dispatcher
+        (CaseStatus.IN_PROGRESS, Action.RESOLVE, DISPATCHER),
+        (CaseStatus.RESOLVED, Action.CLOSE, UNIT),  # a unit does not close its own case
+        (CaseStatus.TRIAGE, Action.ASSIGN, UNIT),
     ],
 )
-def test_the_wrong_actor_is_refused(status: Status, action: Action, actor: str) -> None:
+def test_the_wrong_actor_is_refused(status: CaseStatus, action: Action, actor: str) -> None:
     assert isinstance(check(status, action, frozenset({actor})), Refused)
 
 
 def test_an_impossible_step_names_the_possible_ones() -> None:
-    refused = check(Status.ACCEPTED, Action.CLOSE, ANYONE)
+    refused = check(CaseStatus.ACCEPTED, Action.CLOSE, ANYONE)
     assert isinstance(refused, Refused)
     assert set(refused.allowed) == {Action.START, Action.RESOLVE}
 
 
 def test_a_closed_case_can_only_be_reopened() -> None:
     for action in Action:
-        verdict = check(Status.CLOSED, action, ANYONE)
+        verdict = check(CaseStatus.CLOSED, action, ANYONE)
         assert isinstance(verdict, Allowed) == (action is Action.REOPEN)

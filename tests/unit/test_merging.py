@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from services.dispatch.geo import EARTH_RADIUS_M
+from reference.geometry import EARTH_RADIUS_M
 from services.dispatch.merging import (
     Candidate,
     MergePolicy,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from defusedxml import ElementTree
 
-from services.dispatch.reference import MatterItem, load_reference
+from reference.county import MatterItem, load_reference
 from services.intake.models import Tip
 from services.intake.open311_format import render, w3c
 from services.intake.open311_rules import (

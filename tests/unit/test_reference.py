@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.dispatch.reference import (
+from reference.county import (
     SECONDED_DOMAINS,
     Authority,
     ReferenceData,

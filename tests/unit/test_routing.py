@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.dispatch.reference import (
+from reference.county import (
     SECONDED_DOMAINS,
     Authority,
     Catalogue,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from contracts.events import GeoPoint
-from services.dispatch import segment
-from services.dispatch.reference import ReferenceData, load_reference
+from reference import segmentation
+from reference.county import ReferenceData, load_reference
 from services.dispatch.triage import CONFIDENT_SCORE, classify, locate
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
@@ -392,6 +392,6 @@ def test_segmentation_needs_no_writable_temp_directory(
         raise FileNotFoundError("no usable temporary directory")
 
     monkeypatch.setattr(tempfile, "gettempdir", no_temp_dir)
-    monkeypatch.setattr(segment, "_base", None)
-    segmenter = segment.KeywordSegmenter(["飞线充电"])
+    monkeypatch.setattr(segmentation, "_base", None)
+    segmenter = segmentation.KeywordSegmenter(["飞线充电"])
     assert "飞线充电" in segmenter.segment("有人飞线充电").tokens

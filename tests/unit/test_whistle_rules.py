@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.dispatch.lifecycle import Status
-from services.dispatch.reference import (
+from contracts.cases import CaseStatus
+from reference.county import (
     ReferenceData,
     ReferenceDataError,
     Urgency,
@@ -30,7 +30,7 @@ def _facts(
     code: str | None,
     *,
     township: str = "T03",
-    status: Status = Status.IN_PROGRESS,
+    status: CaseStatus = CaseStatus.IN_PROGRESS,
     urgency: Urgency | None = None,
     reopens: int = 0,
     summoned: frozenset[str] = frozenset(),
@@ -81,14 +81,20 @@ CASES = [
     # no matter yet: neither the authority nor the responsible departments can be known
     (
         None,
-        {"status": Status.TRIAGE},
+        {"status": CaseStatus.TRIAGE},
         ["SCJGJ"],
         "beyond_powers",
         ["beyond_powers", "unrelated_department"],
     ),
     # 吹: joint action, to the lead or a supporting department
     ("CG-001", {}, ["GAJ", "SCJGJ"], "needs_joint_action", []),
-    ("CG-001", {"status": Status.TRIAGE}, ["GAJ"], "needs_joint_action", ["needs_joint_action"]),
+    (
+        "CG-001",
+        {"status": CaseStatus.TRIAGE},
+        ["GAJ"],
+        "needs_joint_action",
+        ["needs_joint_action"],
+    ),
     # 不吹: a claimed matter the township handles alone
     ("SC-001", {}, ["SCJGJ"], "needs_joint_action", ["needs_joint_action", "own_claimed_matter"]),
     ("SC-001", {}, ["SCJGJ"], "beyond_powers", ["beyond_powers", "own_claimed_matter"]),
@@ -147,7 +153,7 @@ def test_a_refusal_names_the_condition_in_chinese(sample: ReferenceData) -> None
 
 
 def test_urgency_and_state_are_named_in_chinese_not_by_code(sample: ReferenceData) -> None:
-    facts = _facts(sample, "SC-001", status=Status.RESOLVED)
+    facts = _facts(sample, "SC-001", status=CaseStatus.RESOLVED)
     verdict = _judge(sample, facts, ["SCJGJ"], "major_emergency")
     reasons = [r.reason for r in verdict.refusals if r.rule == "major_emergency"]
     assert reasons == [

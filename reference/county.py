@@ -18,9 +18,9 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.dispatch.geo import GridLocator, polygon_problem
-from services.dispatch.lifecycle import Status
-from services.dispatch.segment import KeywordIndex, KeywordSegmenter
+from contracts.cases import CaseStatus
+from reference.geometry import GridLocator, polygon_problem
+from reference.segmentation import KeywordIndex, KeywordSegmenter
 
 
 class Domain(StrEnum):
@@ -196,7 +196,7 @@ class WhistleReason(_Strict):
     # Also allowed for a matter the township has not claimed, whatever its authority type.
     or_unclaimed: bool = False
     urgencies: list[Urgency] = []
-    statuses: list[Status] = []
+    statuses: list[CaseStatus] = []
     requires_supporting_departments: bool = False
     min_reopens: int = Field(default=0, ge=0)
 
@@ -522,6 +522,6 @@ def _check_whistle_rules(rules: WhistleRules) -> list[str]:
             if code not in codes:
                 reasons.append(f"{name}: rule {rule.name}: unknown reason code {code!r}")
     for reason in rules.reasons:
-        if Status.CLOSED in reason.statuses:
+        if CaseStatus.CLOSED in reason.statuses:
             reasons.append(f"{name}: reason {reason.code}: a closed case cannot be whistled on")
     return reasons
