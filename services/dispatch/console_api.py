@@ -30,7 +30,7 @@ from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
 from services.dispatch.handlers import open_load
 from services.dispatch.labels import for_console
 from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, check
-from services.dispatch.models import Case, CaseClock, TimelineEntry
+from services.dispatch.models import Case, CaseClock, CaseTimelineEntry
 from services.dispatch.queries import (
     Waiting,
     admission_queue,
@@ -313,9 +313,9 @@ async def case_page(
         clocks = (await case_clocks(session, [case.id])).get(case.id, [])
         timeline = list(
             await session.scalars(
-                select(TimelineEntry)
-                .where(TimelineEntry.case_id == case.id)  # type: ignore[arg-type]
-                .order_by(TimelineEntry.time)  # type: ignore[arg-type]
+                select(CaseTimelineEntry)
+                .where(CaseTimelineEntry.case_id == case.id)  # type: ignore[arg-type]
+                .order_by(CaseTimelineEntry.time)  # type: ignore[arg-type]
             )
         )
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet, DeadlineStopped, ExtensionDecided, TipReceived
 from contracts.topics import CASES, DEADLINES, TOPICS
-from services.dispatch.models import CaseClock, TimelineEntry, TipText
+from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
 from services.runtime.inbox import Handler, PoisonEvent
 
 # The case's own clocks; a summoned department's whistle clocks are not the case's colour.
@@ -57,7 +57,7 @@ async def record_on_timeline(session: AsyncSession, event: CloudEvent, topic: st
     except ValueError as exc:
         raise PoisonEvent(f"{event.type} has no case id as its subject") from exc
     await session.execute(
-        insert(TimelineEntry)
+        insert(CaseTimelineEntry)
         .values(
             source=event.source,
             event_id=event.id,

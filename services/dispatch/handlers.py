@@ -32,10 +32,10 @@ from reference.county import MatterItem, ReferenceData, Urgency
 from services.dispatch.lifecycle import CITIZEN, Action, Refused, check
 from services.dispatch.merging import (
     MERGEABLE_STATUSES,
+    ArrivingTip,
     Candidate,
     Merge,
     MergePolicy,
-    NewTip,
     Point,
     find_merge,
 )
@@ -397,7 +397,7 @@ async def _find_open_duplicate(
         for case in cases
     ]
     point = Point(tip.location.lat, tip.location.lon) if tip.location else None
-    return find_merge(NewTip(item.code, triaged.location.grid, point), candidates, now, policy)
+    return find_merge(ArrivingTip(item.code, triaged.location.grid, point), candidates, now, policy)
 
 
 def _merge_lock_key(matter_code: str) -> int:

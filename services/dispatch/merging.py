@@ -64,7 +64,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class NewTip:
+class ArrivingTip:
     """A routed tip: its matter and where it is."""
 
     matter_code: str
@@ -100,7 +100,7 @@ def distance_m(a: Point, b: Point) -> float:
 
 
 def find_merge(
-    tip: NewTip, candidates: Iterable[Candidate], now: datetime, policy: MergePolicy
+    tip: ArrivingTip, candidates: Iterable[Candidate], now: datetime, policy: MergePolicy
 ) -> Merge | None:
     """The open case this tip joins, or None when it opens a case of its own.
 

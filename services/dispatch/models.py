@@ -130,7 +130,7 @@ class CaseClock(SQLModel, table=True):
     on_time: bool | None = None
 
 
-class TimelineEntry(SQLModel, table=True):
+class CaseTimelineEntry(SQLModel, table=True):
     """One event of a case (dispatch's own and escalation's), as consumed from its topic."""
 
     __tablename__ = "case_timeline"

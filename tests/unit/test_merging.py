@@ -11,9 +11,9 @@ import pytest
 
 from reference.geometry import EARTH_RADIUS_M
 from services.dispatch.merging import (
+    ArrivingTip,
     Candidate,
     MergePolicy,
-    NewTip,
     Point,
     SplitRefusal,
     check_split,
@@ -24,7 +24,7 @@ from services.dispatch.merging import (
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 POLICY = MergePolicy(distance_m=200, window=timedelta(hours=72))
 HERE = Point(38.76, 113.225)  # 城关镇五里铺村, grid T03V02G02
-TIP = NewTip("CG-001", "T03V02G02", HERE)
+TIP = ArrivingTip("CG-001", "T03V02G02", HERE)
 
 
 def north(point: Point, metres: float) -> Point:
@@ -52,7 +52,7 @@ def case(
 
 
 # (what, candidates, the tip, the case it joins or None, rule)
-CASES: list[tuple[str, list[Candidate], NewTip, int | None, str | None]] = [
+CASES: list[tuple[str, list[Candidate], ArrivingTip, int | None, str | None]] = [
     ("199 m away, another grid", [case(1, 199)], TIP, 1, "within_distance"),
     ("201 m away, another grid", [case(1, 201)], TIP, None, None),
     ("exactly the merge distance", [case(1, 200)], TIP, 1, "within_distance"),
@@ -72,7 +72,13 @@ CASES: list[tuple[str, list[Candidate], NewTip, int | None, str | None]] = [
         "same_grid",
     ),
     ("neither near nor in the grid", [case(1, None)], TIP, None, None),
-    ("a tip with neither point nor grid", [case(1, 10)], NewTip("CG-001", None, None), None, None),
+    (
+        "a tip with neither point nor grid",
+        [case(1, 10)],
+        ArrivingTip("CG-001", None, None),
+        None,
+        None,
+    ),
     ("opened exactly 72 h ago", [case(1, age=timedelta(hours=72))], TIP, 1, "within_distance"),
     ("opened 72 h and 1 s ago", [case(1, age=timedelta(hours=72, seconds=1))], TIP, None, None),
     ("another matter, 10 m away", [case(1, 10, matter="CG-007")], TIP, None, None),
@@ -117,7 +123,7 @@ CASES: list[tuple[str, list[Candidate], NewTip, int | None, str | None]] = [
     [pytest.param(c, t, j, r, id=what) for what, c, t, j, r in CASES],
 )
 def test_which_open_case_a_tip_joins(
-    candidates: list[Candidate], tip: NewTip, joins: int | None, rule: str | None
+    candidates: list[Candidate], tip: ArrivingTip, joins: int | None, rule: str | None
 ) -> None:
     merge = find_merge(tip, candidates, NOW, POLICY)
     if joins is None:
