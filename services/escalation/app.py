@@ -17,11 +17,11 @@ from contracts.events import (
 from contracts.topics import CASES, WHISTLES
 from services.escalation import api, extension_api, whistle_api
 from services.escalation.calendar import BusinessCalendar, load_calendar, require_year_of
-from services.escalation.handlers import AssignmentClocks, ClockStops
+from services.escalation.clocks import AssignmentClocks, ClockStops
 from services.escalation.policies import PolicyBook, load_policies, policies_file
 from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
-from services.escalation.whistles import WhistleEvents
+from services.escalation.whistle_protocol import WhistleEvents
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app

@@ -22,6 +22,7 @@ from contracts.envelope import new_event
 from contracts.events import ExtensionDecided, ExtensionRequested
 from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.clocks import SOURCE, _latest, move_clock
 from services.escalation.extensions import (
     ExtensionConflict,
     InvalidExtension,
@@ -30,13 +31,12 @@ from services.escalation.extensions import (
     moved_warning,
     requested_deadline,
 )
-from services.escalation.handlers import SOURCE, _latest, move_clock
 from services.escalation.models import (
     CaseAssignment,
     CaseDeadline,
     DeadlineExtension,
 )
-from services.escalation.whistles import follow_extension
+from services.escalation.whistle_protocol import follow_extension
 from services.runtime.auth import Principal, require_roles
 from services.runtime.outbox import stage
 from services.runtime.problems import Problem

@@ -13,7 +13,7 @@ climbs its ladder again from the step the new times call for.
   extension is given in working days, by the same natural time when it is given as a date.
 - A summoned department replies within the case's resolution deadline: the running reply
   clocks due with an extended resolution clock move with it, their warnings by the same rule
-  (``services/escalation/whistles.py``).
+  (``services/escalation/whistle_protocol.py``).
 
 Plain functions: no database, no clock (``now`` is an argument).
 """

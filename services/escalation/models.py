@@ -61,7 +61,7 @@ class CaseDeadline(SQLModel, table=True):
     provisional_reason: str | None = None
     stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     late_by_seconds: int | None = None
-    # Set on a summoned department's clocks (services/escalation/whistles.py).
+    # Set on a summoned department's clocks (services/escalation/whistle_protocol.py).
     whistle_id: UUID | None = None
     department_code: str | None = None
 

@@ -52,7 +52,7 @@ class DeadlinePolicy(BaseModel):
     chase_after: Duration = Duration(amount=1, unit="working_days")
     supervise_after: Duration = Duration(amount=3, unit="working_days")
     # The whistle protocol (吹哨报到): a summoned department reports in (报到) within this; its
-    # reply is due with the case's resolution (services/escalation/whistles.py).
+    # reply is due with the case's resolution (services/escalation/whistle_protocol.py).
     whistle_receipt: Duration = Duration(amount=1, unit="working_days")
 
 

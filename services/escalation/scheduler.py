@@ -42,7 +42,7 @@ from services.escalation.calendar import BusinessCalendar
 from services.escalation.ladder import lateness, next_step
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
-from services.escalation.whistles import department_copy
+from services.escalation.whistle_protocol import department_copy
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.outbox import stage

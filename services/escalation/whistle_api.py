@@ -2,7 +2,7 @@
 
 A county department (role ``county_department``, scope ``dept:<code>``) reports in and replies
 for its own department only; a county supervisor sees every department's whistles. The rules
-and the recording are in ``services/escalation/whistles.py``.
+and the recording are in ``services/escalation/whistle_protocol.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Sha256, WhistleReplied, WhistleReported
 from services.escalation.models import CaseDeadline, WhistleSummons
-from services.escalation.whistles import (
+from services.escalation.whistle_protocol import (
     AlreadyRecorded,
     NotSummoned,
     ReceiptRequired,

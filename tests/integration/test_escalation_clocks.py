@@ -14,7 +14,7 @@ from sqlalchemy import select
 from contracts.envelope import EventData, new_event
 from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.handlers import AssignmentClocks, ClockStops
+from services.escalation.clocks import AssignmentClocks, ClockStops
 from services.escalation.models import CaseDeadline
 from services.escalation.policies import load_policies
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory

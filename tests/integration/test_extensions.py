@@ -25,10 +25,10 @@ from contracts.envelope import new_event
 from contracts.events import CaseAccepted
 from contracts.topics import CASES, DEADLINES, department_topic
 from services.escalation.app import create_app
-from services.escalation.handlers import AssignmentClocks, ClockStops
+from services.escalation.clocks import AssignmentClocks, ClockStops
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.scheduler import EscalationScheduler
-from services.escalation.whistles import WhistleEvents
+from services.escalation.whistle_protocol import WhistleEvents
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from contracts.envelope import new_event
 from services.escalation.calendar import BusinessCalendar, load_calendar
+from services.escalation.clocks import AssignmentClocks
 from services.escalation.deadlines import deadlines_for
-from services.escalation.handlers import AssignmentClocks
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import load_policies
 from services.escalation.recompute import recompute_provisional

@@ -17,7 +17,7 @@ from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.deadlines import ComputedDeadline
 from services.escalation.dept_listen import describe, receipt_for, receipt_number
 from services.escalation.policies import DeadlinePolicy, PolicyBook, load_policies
-from services.escalation.whistles import department_copy, whistle_deadlines, whistle_status
+from services.escalation.whistle_protocol import department_copy, whistle_deadlines, whistle_status
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -70,9 +70,9 @@ from contracts.events import (
 )
 from contracts.topics import DEADLINES, WHISTLES, department_topic
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.clocks import SOURCE, move_clock, stop_clock
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
-from services.escalation.handlers import SOURCE, move_clock, stop_clock
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
 from services.escalation.policies import DeadlinePolicy, PolicyBook
