@@ -34,6 +34,7 @@ from contracts.events import (
     DeadlineStopped,
 )
 from contracts.topics import DEADLINES
+from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import deadlines_for, stop_outcome
 from services.escalation.extensions import replanned_step
@@ -44,7 +45,6 @@ from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent
 from services.runtime.outbox import stage
 
-SOURCE = "whistle/escalation"
 log = logging.getLogger(__name__)
 PROVISIONAL_DEADLINES = Counter(
     "whistle_deadlines_provisional_total",

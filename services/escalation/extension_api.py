@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import ExtensionDecided, ExtensionRequested
 from contracts.topics import DEADLINES
+from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.clocks import SOURCE, _latest, move_clock
+from services.escalation.clocks import _latest, move_clock
 from services.escalation.extensions import (
     ExtensionConflict,
     InvalidExtension,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import DeadlineRecomputed
 from contracts.topics import DEADLINES
+from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ComputedDeadline, deadlines_for
 from services.escalation.ladder import PlannedStep, Step, first_step, next_step
@@ -33,7 +34,6 @@ from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.outbox import stage
 
-SOURCE = "whistle/escalation"
 RECOUNTED_KINDS = ("first_response", "resolution")
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from contracts.events import (
     LeadershipNotified,
 )
 from contracts.topics import DEADLINES, LEADERSHIP, department_topic
+from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.ladder import lateness, next_step
 from services.escalation.models import CaseDeadline, EscalationStep
@@ -47,7 +48,6 @@ from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.outbox import stage
 
-SOURCE = "whistle/escalation"
 log = logging.getLogger(__name__)
 
 STEP_EVENTS: dict[str, type[LadderStep]] = {

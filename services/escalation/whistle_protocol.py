@@ -69,8 +69,9 @@ from contracts.events import (
     WhistleReported,
 )
 from contracts.topics import DEADLINES, WHISTLES, department_topic
+from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.clocks import SOURCE, move_clock, stop_clock
+from services.escalation.clocks import move_clock, stop_clock
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
