@@ -92,7 +92,9 @@ class TipAccepted(BaseModel):
     status_text: str
 
 
-class TimelineEntry(BaseModel):
+class TimelineStep(BaseModel):
+    """One step on the timeline a citizen is shown: a status or a mark, in their words."""
+
     status: str
     status_text: str
     at: datetime
@@ -115,7 +117,7 @@ class TipStatus(BaseModel):
     joined_case_note: str | None
     may_rate: bool = Field(description="POST /v1/tips/{tracking_no}/feedback is open")
     feedback: FeedbackOut | None = Field(description="the rating of the latest resolution")
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineStep]
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -302,7 +304,7 @@ async def tip_status(
         if rated
         else None,
         timeline=[
-            TimelineEntry(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
+            TimelineStep(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
             for e in entries
         ],
     )
