@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts.events import (
-    CaseAccepted,
-    CaseAssigned,
-    CaseClosed,
-    CaseReopened,
-    CaseResolved,
-    WhistleBlown,
-    WhistleReceiptSubmitted,
-    WhistleReplySubmitted,
-)
-from contracts.topics import CASES, WHISTLES
-from services.escalation import api, extension_api, whistle_api
+from services.escalation import api, consumers, extension_api, whistle_api
 from services.escalation.calendar import BusinessCalendar, load_calendar, require_year_of
-from services.escalation.clocks import AssignmentClocks, ClockStops
 from services.escalation.policies import PolicyBook, load_policies, policies_file
 from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
-from services.escalation.whistle_protocol import WhistleEvents
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -59,23 +46,8 @@ async def setup(runtime: Runtime) -> Subscription:
         after_commit=runtime.relay.wake,
     )
     runtime.run_in_background("scheduler", scheduler.run())
-    on_assigned = AssignmentClocks(policies, calendar, runtime.clock)
-    stops = ClockStops(calendar, runtime.clock)
-    whistles = WhistleEvents(policies, calendar, runtime.clock)
-    return Subscription(
-        # escalation.whistles.v1: the departments' submissions (its own records are ignored).
-        topics=(CASES, WHISTLES),
-        handlers={
-            CaseAssigned.event_type: on_assigned,
-            CaseAccepted.event_type: stops.on_accepted,
-            CaseResolved.event_type: stops.on_resolved,
-            CaseReopened.event_type: stops.on_reopened,
-            CaseClosed.event_type: whistles.on_case_closed,
-            WhistleBlown.event_type: whistles.on_blown,
-            WhistleReceiptSubmitted.event_type: whistles.on_receipt,
-            WhistleReplySubmitted.event_type: whistles.on_reply,
-        },
-    )
+    # What it consumes, and the handler of each event type: services/escalation/consumers.py.
+    return consumers.subscription(runtime, policies=policies, calendar=calendar)
 
 
 ESCALATION = ServiceDefinition(

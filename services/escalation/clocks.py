@@ -1,5 +1,8 @@
-"""Escalation runs a case's clocks: started on assignment, stopped when the case is accepted
-(first response) or resolved (resolution), started again when it is reopened.
+"""The clock service: a case's clocks set on assignment, stopped when the case is accepted
+(first response) or resolved (resolution), a new round of the resolution clock when it is
+reopened; and stopping or moving any clock, a summoned department's too (the whistle protocol,
+``services/escalation/whistle_protocol.py``, and extensions, ``extension_api.py``, use them).
+The consumer (``services/escalation/consumers.py``) calls it with each case event's own time.
 
 Each clock's escalation ladder lives in ``escalation_step`` rows written in the same transaction
 as the clock: a started clock gets its warning step, a stopped one has its pending step
@@ -14,7 +17,6 @@ discount them. No further step fires: the pending one is cancelled with the stop
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -23,12 +25,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import CloudEvent, new_event
+from contracts.envelope import new_event
 from contracts.events import (
-    CaseAccepted,
     CaseAssigned,
-    CaseReopened,
-    CaseResolved,
     Deadline,
     DeadlinesSet,
     DeadlineStopped,
@@ -40,9 +39,7 @@ from services.escalation.deadlines import deadlines_for, stop_outcome
 from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
-from services.escalation.policies import DeadlinePolicy, PolicyBook
-from services.runtime.clock import Clock
-from services.runtime.inbox import PoisonEvent
+from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
 
 log = logging.getLogger(__name__)
@@ -52,149 +49,134 @@ PROVISIONAL_DEADLINES = Counter(
 )
 
 
-class AssignmentClocks:
-    """Handles ``whistle.case.assigned``: freeze the policy onto the case, set its deadlines."""
-
-    def __init__(
-        self,
-        policies: Callable[[], PolicyBook],
-        calendar: Callable[[], BusinessCalendar],
-        clock: Clock,
-    ) -> None:
-        self._policies = policies
-        self._calendar = calendar
-        self._clock = clock
-
-    async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        assigned = event.payload(CaseAssigned)
-        policy = self._policies().get(assigned.deadline_policy)
-        if policy is None:
-            raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
-        # The clocks run from the assignment, not from when this service got round to it.
-        start = event.time
-        calendar = self._calendar()
-        computed = deadlines_for(policy, start, calendar)
-        # Which holidays and working hours counted is part of the terms, like the policy.
-        snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
-        created = []
-        for deadline in computed:
-            # A case assigned again (after a rejection, or by arbitration) keeps the clocks it
-            # has: the citizen's deadline does not restart because a unit sent the case back.
-            inserted = await session.scalar(
-                insert(CaseDeadline)
-                .values(
-                    case_id=assigned.case_id,
-                    kind=deadline.kind,
-                    status="running",
-                    started_at=start,
-                    due_at=deadline.due_at,
-                    warn_at=deadline.warn_at,
-                    policy_id=policy.id,
-                    policy_snapshot=snapshot,
-                    provisional_reason=deadline.provisional_reason,
-                )
-                .on_conflict_do_nothing(
-                    index_elements=["case_id", "kind", "round"],
-                    index_where=CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
-                )
-                .returning(CaseDeadline.id)
+async def start_clocks(
+    session: AsyncSession,
+    assigned: CaseAssigned,
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """Set the assigned case's first-response and resolution clocks, counted from ``start`` under
+    ``policy`` (frozen onto each clock with the calendar's version), each with its warning step;
+    record who holds the case; stage ``DeadlinesSet`` for the clocks newly set."""
+    computed = deadlines_for(policy, start, calendar)
+    # Which holidays and working hours counted is part of the terms, like the policy.
+    snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
+    created = []
+    for deadline in computed:
+        # A case assigned again (after a rejection, or by arbitration) keeps the clocks it
+        # has: the citizen's deadline does not restart because a unit sent the case back.
+        inserted = await session.scalar(
+            insert(CaseDeadline)
+            .values(
+                case_id=assigned.case_id,
+                kind=deadline.kind,
+                status="running",
+                started_at=start,
+                due_at=deadline.due_at,
+                warn_at=deadline.warn_at,
+                policy_id=policy.id,
+                policy_snapshot=snapshot,
+                provisional_reason=deadline.provisional_reason,
             )
-            if inserted is not None:
-                session.add(_warning_step(inserted, deadline.warn_at))
-                created.append(deadline)
-                if deadline.provisional_reason:
-                    PROVISIONAL_DEADLINES.inc()
-                    log.warning(
-                        "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
-                    )
-        await _hold(session, assigned, start)
-        if not created:
-            return
-        payload = DeadlinesSet(
-            case_id=assigned.case_id,
-            policy_id=policy.id,
-            urgency=assigned.urgency,
-            deadlines=[
-                Deadline(
-                    kind=d.kind,  # type: ignore[arg-type]
-                    due_at=d.due_at,
-                    warn_at=d.warn_at,
-                    provisional_reason=d.provisional_reason,
+            .on_conflict_do_nothing(
+                index_elements=["case_id", "kind", "round"],
+                index_where=CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+            )
+            .returning(CaseDeadline.id)
+        )
+        if inserted is not None:
+            session.add(_warning_step(inserted, deadline.warn_at))
+            created.append(deadline)
+            if deadline.provisional_reason:
+                PROVISIONAL_DEADLINES.inc()
+                log.warning(
+                    "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
                 )
-                for d in created
-            ],
-        )
-        stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, self._clock()))
+    await _hold(session, assigned, start)
+    if not created:
+        return
+    payload = DeadlinesSet(
+        case_id=assigned.case_id,
+        policy_id=policy.id,
+        urgency=assigned.urgency,
+        deadlines=[
+            Deadline(
+                kind=d.kind,  # type: ignore[arg-type]
+                due_at=d.due_at,
+                warn_at=d.warn_at,
+                provisional_reason=d.provisional_reason,
+            )
+            for d in created
+        ],
+    )
+    stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, now))
 
 
-class ClockStops:
-    """Handles accepted, resolved and reopened cases.
+async def stop_case_clock(
+    session: AsyncSession,
+    case_id: UUID,
+    kind: str,
+    *,
+    stopped_at: datetime,
+    stopped_by: str,
+    now: datetime,
+) -> None:
+    """Stop the case's newest clock of ``kind`` if it is running (see :func:`stop_clock`); a
+    clock already stopped, or none (assigned before escalation kept clocks), is left alone."""
+    running = await latest_clock(session, case_id, kind)
+    if running is None or running.status != "running":
+        return
+    await stop_clock(session, running, stopped_at, stopped_by, now)
 
-    A stop records when and whether the clock was met; the time is the case event's own, not
-    when this service got to it. A reopened case gets a new resolution clock, counted under the
-    policy frozen onto the case, not today's policy.
-    """
 
-    def __init__(self, calendar: Callable[[], BusinessCalendar], clock: Clock) -> None:
-        self._calendar = calendar
-        self._clock = clock
-
-    async def on_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        await self._stop(session, event, event.payload(CaseAccepted).case_id, "first_response")
-
-    async def on_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        await self._stop(session, event, event.payload(CaseResolved).case_id, "resolution")
-
-    async def on_reopened(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        case_id = event.payload(CaseReopened).case_id
-        latest = await _latest(session, case_id, "resolution")
-        if latest is None:
-            return  # assigned before escalation kept clocks for it: nothing to restart
-        frozen = {k: v for k, v in latest.policy_snapshot.items() if k != "calendar_version"}
-        policy = DeadlinePolicy.model_validate(frozen)
-        calendar = self._calendar()
-        (resolution,) = [
-            d for d in deadlines_for(policy, event.time, calendar) if d.kind == "resolution"
-        ]
-        round_ = latest.round + 1
-        reopened = CaseDeadline(
-            case_id=case_id,
-            kind="resolution",
-            round=round_,
-            started_at=event.time,
-            due_at=resolution.due_at,
-            warn_at=resolution.warn_at,
-            policy_id=policy.id,
-            policy_snapshot={**frozen, "calendar_version": calendar.version},
-            provisional_reason=resolution.provisional_reason,
-        )
-        session.add(reopened)
-        await session.flush()  # for its id
-        assert reopened.id is not None
-        session.add(_warning_step(reopened.id, resolution.warn_at))
-        payload = DeadlinesSet(
-            case_id=case_id,
-            policy_id=policy.id,
-            urgency=policy.urgency,
-            deadlines=[
-                Deadline(
-                    kind="resolution",
-                    due_at=resolution.due_at,
-                    warn_at=resolution.warn_at,
-                    provisional_reason=resolution.provisional_reason,
-                    round=round_,
-                )
-            ],
-        )
-        stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, self._clock()))
-
-    async def _stop(
-        self, session: AsyncSession, event: CloudEvent, case_id: UUID, kind: str
-    ) -> None:
-        running = await _latest(session, case_id, kind)
-        if running is None or running.status != "running":
-            return
-        await stop_clock(session, running, event.time, event.type, self._clock())
+async def restart_resolution(
+    session: AsyncSession,
+    case_id: UUID,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """A reopened case's new round of the resolution clock, counted from ``start`` under the
+    policy frozen onto the case, not today's policy; ``DeadlinesSet`` names the round."""
+    latest = await latest_clock(session, case_id, "resolution")
+    if latest is None:
+        return  # assigned before escalation kept clocks for it: nothing to restart
+    frozen = {k: v for k, v in latest.policy_snapshot.items() if k != "calendar_version"}
+    policy = DeadlinePolicy.model_validate(frozen)
+    (resolution,) = [d for d in deadlines_for(policy, start, calendar) if d.kind == "resolution"]
+    round_ = latest.round + 1
+    reopened = CaseDeadline(
+        case_id=case_id,
+        kind="resolution",
+        round=round_,
+        started_at=start,
+        due_at=resolution.due_at,
+        warn_at=resolution.warn_at,
+        policy_id=policy.id,
+        policy_snapshot={**frozen, "calendar_version": calendar.version},
+        provisional_reason=resolution.provisional_reason,
+    )
+    session.add(reopened)
+    await session.flush()  # for its id
+    assert reopened.id is not None
+    session.add(_warning_step(reopened.id, resolution.warn_at))
+    payload = DeadlinesSet(
+        case_id=case_id,
+        policy_id=policy.id,
+        urgency=policy.urgency,
+        deadlines=[
+            Deadline(
+                kind="resolution",
+                due_at=resolution.due_at,
+                warn_at=resolution.warn_at,
+                provisional_reason=resolution.provisional_reason,
+                round=round_,
+            )
+        ],
+    )
+    stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
 
 
 async def stop_clock(
@@ -323,7 +305,7 @@ def _warning_step(deadline_id: int, warn_at: datetime) -> EscalationStep:
     return EscalationStep(deadline_id=deadline_id, step=planned.step, due_at=planned.due_at)
 
 
-async def _latest(session: AsyncSession, case_id: UUID, kind: str) -> CaseDeadline | None:
+async def latest_clock(session: AsyncSession, case_id: UUID, kind: str) -> CaseDeadline | None:
     """The case's newest clock of this kind, locked for the change."""
     result: CaseDeadline | None = await session.scalar(
         select(CaseDeadline)

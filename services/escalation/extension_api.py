@@ -23,7 +23,7 @@ from contracts.events import ExtensionDecided, ExtensionRequested
 from contracts.topics import DEADLINES
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.clocks import _latest, move_clock
+from services.escalation.clocks import latest_clock, move_clock
 from services.escalation.extensions import (
     ExtensionConflict,
     InvalidExtension,
@@ -139,7 +139,7 @@ async def request_extension(
         held = await _holder(session, case_id)
         if not principal.may_act_on("unit", held.unit_id):
             raise Problem(403, "Forbidden", "Only the unit holding the case may ask for more time.")
-        clock = await _latest(session, case_id, body.kind)
+        clock = await latest_clock(session, case_id, body.kind)
         if clock is None:
             raise Problem(404, "Not Found", f"The case has no {body.kind} clock.")
         assert clock.id is not None

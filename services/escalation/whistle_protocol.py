@@ -14,8 +14,9 @@ They are ``deadline`` rows like a case's clocks and climb the same ladder (warni
 chase 催办, supervise 督办 + leadership), fired by the same scheduler; the department's notice
 ``WhistleNotified``, and copies of its chases and supervisions, go on its own topic.
 
-A department answers through the HTTP API or by producing ``WhistleReceiptSubmitted`` /
-``WhistleReplySubmitted`` onto ``escalation.whistles.v1``; both paths record through
+A department answers through the HTTP API (``whistle_api.py``) or by producing
+``WhistleReceiptSubmitted`` / ``WhistleReplySubmitted`` onto ``escalation.whistles.v1``
+(``consumers.py``); both paths record through
 :func:`record_receipt` / :func:`record_reply`, which stop the clock (``DeadlineStopped``) and
 record ``WhistleReported`` / ``WhistleReplied``. Both count at escalation's own time of
 recording, not a time the department's system puts on its message: the liability timeline
@@ -45,8 +46,6 @@ would invent one. The department reports in, then replies; both may come in the 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
@@ -58,14 +57,11 @@ from uuid6 import uuid7
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import (
-    CaseClosed,
     DeadlineStopped,
     ExtensionDecided,
     WhistleBlown,
     WhistleNotified,
-    WhistleReceiptSubmitted,
     WhistleReplied,
-    WhistleReplySubmitted,
     WhistleReported,
 )
 from contracts.topics import DEADLINES, WHISTLES, department_topic
@@ -76,12 +72,8 @@ from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
-from services.escalation.policies import DeadlinePolicy, PolicyBook
-from services.runtime.clock import Clock
-from services.runtime.inbox import PoisonEvent
+from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
-
-log = logging.getLogger(__name__)
 
 Via = Literal["http", "kafka"]
 WhistleStatus = Literal[
@@ -452,72 +444,3 @@ async def _case_resolution(session: AsyncSession, case_id: UUID) -> ComputedDead
     return ComputedDeadline(
         "resolution", running.due_at, running.warn_at, running.provisional_reason
     )
-
-
-# --- the events ---------------------------------------------------------------------------
-
-
-class WhistleEvents:
-    """Handles ``WhistleBlown`` from dispatch and the departments' own submissions on
-    ``escalation.whistles.v1`` (escalation's own ``WhistleReported`` / ``WhistleReplied`` on
-    that topic have no handler, so the inbox ignores them)."""
-
-    def __init__(
-        self,
-        policies: Callable[[], PolicyBook],
-        calendar: Callable[[], BusinessCalendar],
-        clock: Clock,
-    ) -> None:
-        self._policies = policies
-        self._calendar = calendar
-        self._clock = clock
-
-    async def on_blown(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        blown = event.payload(WhistleBlown)
-        policy = self._policies().for_urgency(blown.urgency)
-        if policy is None:
-            raise PoisonEvent(f"no deadline policy for urgency {blown.urgency!r}")
-        # The clocks run from the whistle, not from when this service got round to it.
-        await open_whistle(session, blown, event.time, policy, self._calendar(), self._clock())
-
-    async def on_case_closed(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        # Stopped at the closing itself, not when this service got round to it.
-        case_id = event.payload(CaseClosed).case_id
-        await close_whistles(session, case_id, event.time, event.type, self._clock())
-
-    async def on_receipt(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        submitted = event.payload(WhistleReceiptSubmitted)
-        try:
-            await record_receipt(
-                session,
-                whistle_id=submitted.whistle_id,
-                department_code=submitted.department_code,
-                receipt_no=submitted.receipt_no,
-                actor=submitted.officer or event.source,
-                via="kafka",
-                now=self._clock(),
-                case_id=submitted.case_id,
-            )
-        except AlreadyRecorded as exc:
-            log.info("receipt ignored: %s", exc)
-        except SubmissionRefused as exc:
-            raise PoisonEvent(f"receipt refused: {exc}") from exc
-
-    async def on_reply(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        submitted = event.payload(WhistleReplySubmitted)
-        try:
-            await record_reply(
-                session,
-                whistle_id=submitted.whistle_id,
-                department_code=submitted.department_code,
-                result=submitted.result,
-                evidence=list(submitted.evidence),
-                actor=submitted.officer or event.source,
-                via="kafka",
-                now=self._clock(),
-                case_id=submitted.case_id,
-            )
-        except AlreadyRecorded as exc:
-            log.info("reply ignored: %s", exc)
-        except SubmissionRefused as exc:
-            raise PoisonEvent(f"reply refused: {exc}") from exc

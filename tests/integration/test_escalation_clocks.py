@@ -14,7 +14,7 @@ from sqlalchemy import select
 from contracts.envelope import EventData, new_event
 from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.clocks import AssignmentClocks, ClockStops
+from services.escalation.consumers import Handlers
 from services.escalation.models import CaseDeadline
 from services.escalation.policies import load_policies
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
@@ -65,21 +65,25 @@ def _assigned(case_id: object, policy: str = "P-GENERAL") -> CaseAssigned:
     )
 
 
+def _handlers(calendar: BusinessCalendar, at: datetime) -> Handlers:
+    """Escalation's consumer handlers on the sample policies and ``calendar``, the time ``at``."""
+    book = load_policies(CONFIG / "policies.yaml")
+    return Handlers(lambda: book, lambda: calendar, lambda: at)
+
+
 async def _handle(
     sessions: Sessions, calendar: BusinessCalendar, at: datetime, case_id: object
 ) -> None:
-    book = load_policies(CONFIG / "policies.yaml")
-    handler = AssignmentClocks(lambda: book, lambda: calendar, lambda: at)
     event = new_event("whistle/dispatch", str(case_id), _assigned(case_id), at.astimezone(UTC))
     async with sessions() as session, session.begin():
-        await handler(session, event, "dispatch.cases.v1")
+        await _handlers(calendar, at).case_assigned(session, event, "dispatch.cases.v1")
 
 
 async def _step(
     sessions: Sessions, calendar: BusinessCalendar, at: datetime, case_id: object, step: str
 ) -> None:
     """Hand escalation the case event ``step`` (accepted, resolved, reopened) dated ``at``."""
-    stops = ClockStops(lambda: calendar, lambda: at)
+    on = _handlers(calendar, at)
     common = {
         "case_id": str(case_id),
         "tip_id": str(uuid4()),
@@ -91,13 +95,13 @@ async def _step(
     }
     data: EventData
     if step == "accepted":
-        data, handle = CaseAccepted.model_validate(common), stops.on_accepted
+        data, handle = CaseAccepted.model_validate(common), on.case_accepted
     elif step == "resolved":
         data = CaseResolved.model_validate({**common, "resolution": "rectified", "note": "已整改"})
-        handle = stops.on_resolved
+        handle = on.case_resolved
     else:
         data = CaseReopened.model_validate({**common, "reason": "群众不满意"})
-        handle = stops.on_reopened
+        handle = on.case_reopened
     event = new_event("whistle/dispatch", str(case_id), data, at.astimezone(UTC))
     async with sessions() as session, session.begin():
         await handle(session, event, "dispatch.cases.v1")

@@ -25,10 +25,9 @@ from contracts.envelope import new_event
 from contracts.events import CaseAccepted
 from contracts.topics import CASES, DEADLINES, department_topic
 from services.escalation.app import create_app
-from services.escalation.clocks import AssignmentClocks, ClockStops
+from services.escalation.consumers import Handlers
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.scheduler import EscalationScheduler
-from services.escalation.whistle_protocol import WhistleEvents
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -62,15 +61,19 @@ def _auth(token: TokenFactory, who: tuple[str, ...]) -> dict[str, str]:
     return {"authorization": f"Bearer {token(*who)}"}
 
 
+def _handlers(runtime: Runtime) -> Handlers:
+    """Escalation's consumer handlers, on the service's policies and calendar."""
+    return Handlers(
+        lambda: runtime.state["policies"], lambda: runtime.state["calendar"], runtime.clock
+    )
+
+
 async def _assign(runtime: Runtime) -> UUID:
     """A new case assigned at ``ASSIGNED`` to T03-TEAM, its clocks started."""
     case_id = uuid4()
-    handler = AssignmentClocks(
-        lambda: runtime.state["policies"], lambda: runtime.state["calendar"], runtime.clock
-    )
     event = new_event("whistle/dispatch", str(case_id), _assigned(case_id), ASSIGNED)
     async with runtime.transaction() as session:
-        await handler(session, event, "dispatch.cases.v1")
+        await _handlers(runtime).case_assigned(session, event, "dispatch.cases.v1")
     return case_id
 
 
@@ -343,10 +346,9 @@ async def test_approval_after_the_clock_stopped_is_refused(
             "unit_id": "T03-TEAM",
         }
     )
-    stops = ClockStops(lambda: runtime.state["calendar"], runtime.clock)
     at = (ASSIGNED + timedelta(hours=2)).astimezone(UTC)
     async with runtime.transaction() as session:
-        await stops.on_accepted(
+        await _handlers(runtime).case_accepted(
             session, new_event("whistle/dispatch", str(case_id), accepted, at), "dispatch.cases.v1"
         )
 
@@ -378,11 +380,8 @@ async def test_an_extended_resolution_clock_moves_the_reply_clocks_due_with_it(
     # clock (Monday 30 Nov 10:00, warned Thursday 26th 11:37:30).
     clock.advance(timedelta(hours=1))
     blown = whistle(case_id, ["CGJ"])
-    handler = WhistleEvents(
-        lambda: runtime.state["policies"], lambda: runtime.state["calendar"], runtime.clock
-    )
     async with runtime.transaction() as session:
-        await handler.on_blown(
+        await _handlers(runtime).whistle_blown(
             session, new_event("whistle/dispatch", str(case_id), blown, clock.now), CASES
         )
     resolution = await _clock(runtime, case_id, "resolution")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from contracts.envelope import new_event
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.clocks import AssignmentClocks
+from services.escalation.consumers import Handlers
 from services.escalation.deadlines import deadlines_for
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import load_policies
@@ -70,7 +70,7 @@ async def test_a_provisional_clock_is_counted_again_and_its_ladder_moves(
 ) -> None:
     case_id = uuid4()
     book = load_policies(CONFIG / "policies.yaml")
-    handler = AssignmentClocks(lambda: book, lambda: only_2025, lambda: ASSIGNED)
+    handler = Handlers(lambda: book, lambda: only_2025, lambda: ASSIGNED).case_assigned
     event = new_event(
         "whistle/dispatch", str(case_id), _assigned(case_id), ASSIGNED.astimezone(UTC)
     )

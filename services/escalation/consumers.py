@@ -1,0 +1,177 @@
+"""What escalation consumes, and what it does with each event type.
+
+Two topics:
+
+- ``dispatch.cases.v1``: the case lifecycle sets, stops and restarts the case's clocks
+  (``services/escalation/clocks.py``); a whistle blown summons county departments and the
+  closing lapses their clocks (``services/escalation/whistle_protocol.py``). Any other case
+  event has no handler here, so the inbox leaves it alone.
+- ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
+  own systems. Escalation's own records on that topic (``WhistleReported``, ``WhistleReplied``)
+  have no handler: it wrote them.
+
+The handlers are thin: the payload, the time that counts, a call into the service layer. Which
+time counts is the one rule they hold. A clock runs from the case event's own time (when the
+case was assigned, accepted, closed), not from when this service got round to it. A department's
+submission counts at escalation's own time of recording, as over HTTP: the liability timeline
+must not rest on the clock of the party it judges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent
+from contracts.events import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseClosed,
+    CaseReopened,
+    CaseResolved,
+    WhistleBlown,
+    WhistleReceiptSubmitted,
+    WhistleReplySubmitted,
+)
+from contracts.topics import CASES, WHISTLES
+from services.escalation import clocks, whistle_protocol
+from services.escalation.calendar import BusinessCalendar
+from services.escalation.policies import PolicyBook
+from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
+from services.runtime.clock import Clock
+from services.runtime.inbox import PoisonEvent, Subscription
+from services.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def subscription(
+    runtime: Runtime,
+    *,
+    policies: Callable[[], PolicyBook],
+    calendar: Callable[[], BusinessCalendar],
+) -> Subscription:
+    """Escalation's whole subscription. ``policies`` and ``calendar`` give the ones in force
+    when an event is handled."""
+    on = Handlers(policies, calendar, runtime.clock)
+    return Subscription(
+        topics=(CASES, WHISTLES),
+        handlers={
+            # dispatch.cases.v1: the case's own clocks
+            CaseAssigned.event_type: on.case_assigned,
+            CaseAccepted.event_type: on.case_accepted,
+            CaseResolved.event_type: on.case_resolved,
+            CaseReopened.event_type: on.case_reopened,
+            # dispatch.cases.v1: the whistle protocol
+            WhistleBlown.event_type: on.whistle_blown,
+            CaseClosed.event_type: on.case_closed,
+            # escalation.whistles.v1: the departments' submissions
+            WhistleReceiptSubmitted.event_type: on.receipt_submitted,
+            WhistleReplySubmitted.event_type: on.reply_submitted,
+        },
+    )
+
+
+class Handlers:
+    """One method per consumed event type, each ``(session, event, topic)`` as the inbox calls
+    it, inside the transaction that records the event as handled."""
+
+    def __init__(
+        self,
+        policies: Callable[[], PolicyBook],
+        calendar: Callable[[], BusinessCalendar],
+        clock: Clock,
+    ) -> None:
+        self._policies = policies
+        self._calendar = calendar
+        self._clock = clock
+
+    async def case_assigned(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        assigned = event.payload(CaseAssigned)
+        policy = self._policies().get(assigned.deadline_policy)
+        if policy is None:
+            raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
+        await clocks.start_clocks(
+            session, assigned, policy, event.time, self._calendar(), self._clock()
+        )
+
+    async def case_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        case_id = event.payload(CaseAccepted).case_id
+        await self._stop(session, event, case_id, "first_response")
+
+    async def case_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        case_id = event.payload(CaseResolved).case_id
+        await self._stop(session, event, case_id, "resolution")
+
+    async def case_reopened(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        case_id = event.payload(CaseReopened).case_id
+        await clocks.restart_resolution(
+            session, case_id, event.time, self._calendar(), self._clock()
+        )
+
+    async def whistle_blown(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        blown = event.payload(WhistleBlown)
+        policy = self._policies().for_urgency(blown.urgency)
+        if policy is None:
+            raise PoisonEvent(f"no deadline policy for urgency {blown.urgency!r}")
+        await whistle_protocol.open_whistle(
+            session, blown, event.time, policy, self._calendar(), self._clock()
+        )
+
+    async def case_closed(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        case_id = event.payload(CaseClosed).case_id
+        await whistle_protocol.close_whistles(
+            session, case_id, event.time, event.type, self._clock()
+        )
+
+    async def receipt_submitted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        submitted = event.payload(WhistleReceiptSubmitted)
+        recording = whistle_protocol.record_receipt(
+            session,
+            whistle_id=submitted.whistle_id,
+            department_code=submitted.department_code,
+            receipt_no=submitted.receipt_no,
+            actor=submitted.officer or event.source,
+            via="kafka",
+            now=self._clock(),
+            case_id=submitted.case_id,
+        )
+        await _submission("receipt", recording)
+
+    async def reply_submitted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        submitted = event.payload(WhistleReplySubmitted)
+        recording = whistle_protocol.record_reply(
+            session,
+            whistle_id=submitted.whistle_id,
+            department_code=submitted.department_code,
+            result=submitted.result,
+            evidence=list(submitted.evidence),
+            actor=submitted.officer or event.source,
+            via="kafka",
+            now=self._clock(),
+            case_id=submitted.case_id,
+        )
+        await _submission("reply", recording)
+
+    async def _stop(
+        self, session: AsyncSession, event: CloudEvent, case_id: UUID, kind: str
+    ) -> None:
+        await clocks.stop_case_clock(
+            session, case_id, kind, stopped_at=event.time, stopped_by=event.type, now=self._clock()
+        )
+
+
+async def _submission(what: str, recording: Awaitable[object]) -> None:
+    """Record a department's submission from Kafka. A second one for the same whistle is
+    ignored rather than refused as over HTTP (409): the department's system sends at least
+    once, and may send again after a crash. One that can never be recorded (unknown whistle,
+    department not summoned, reply before receipt) is dead-lettered with the reason."""
+    try:
+        await recording
+    except AlreadyRecorded as exc:
+        log.info("%s ignored: %s", what, exc)
+    except SubmissionRefused as exc:
+        raise PoisonEvent(f"{what} refused: {exc}") from exc
