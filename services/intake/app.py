@@ -10,7 +10,6 @@ from fastapi import FastAPI
 
 from contracts.topics import CASES
 from services.intake import (
-    api,
     attachments_api,
     citizen,
     feedback_api,
@@ -19,6 +18,7 @@ from services.intake import (
     hotline,
     open311,
     ratelimit,
+    web,
     wechat,
 )
 from services.intake.contact import ContactVault
@@ -67,7 +67,7 @@ async def _purge_rate_counters(runtime: Runtime) -> None:
 INTAKE = ServiceDefinition(
     name="intake",
     routers=[
-        api.router,
+        web.router,
         feedback_api.router,
         attachments_api.router,
         citizen.router,

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.errors import AttachmentTooLarge, UnsupportedAttachment
 from services.intake.models import Attachment
 
 # What the sniffer reports → the type recorded. Images, voice notes (WeChat and phones record
@@ -53,14 +54,6 @@ def content_path(root: Path, sha256: str) -> Path:
     return root / sha256[:2] / sha256
 
 
-class TooLarge(Exception):
-    """The file is larger than the limit."""
-
-
-class Unsupported(Exception):
-    """The bytes are not an accepted image, recording or video."""
-
-
 @dataclass(frozen=True)
 class StoredFile:
     sha256: str
@@ -86,11 +79,12 @@ class Upload:
         self.content_type: str | None = None
 
     def write(self, chunks: Iterable[bytes]) -> None:
-        """Take the next bytes; raises TooLarge or Unsupported as soon as either is known."""
+        """Take the next bytes; AttachmentTooLarge or UnsupportedAttachment as soon as either
+        is known."""
         for chunk in chunks:
             self.size += len(chunk)
             if self.size > self._max_bytes:
-                raise TooLarge()
+                raise AttachmentTooLarge(self._max_bytes)
             if self.content_type is None:
                 self._head += chunk[: SNIFF_BYTES - len(self._head)]
                 if len(self._head) >= SNIFF_BYTES:
@@ -101,7 +95,7 @@ class Upload:
     def _decide(self) -> None:
         content_type = sniff(bytes(self._head))
         if content_type is None:
-            raise Unsupported()
+            raise UnsupportedAttachment()
         self.content_type = content_type
 
     def finish(self) -> StoredFile:

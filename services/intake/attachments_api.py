@@ -15,13 +15,13 @@ from pydantic import BaseModel
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.intake import database
-from services.intake.api import HOUR, RuntimeDep, _address, _within_limits
-from services.intake.attachments import StoredFile, TooLarge, Unsupported, Upload, record
-from services.intake.ratelimit import Limit
+from services.intake import channels
+from services.intake.attachments import StoredFile, Upload
+from services.intake.edges import ProblemRoute, RuntimeDep, client_address
+from services.intake.errors import AttachmentTooLarge
 from services.runtime.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["attachments"])
+router = APIRouter(prefix="/v1", tags=["attachments"], route_class=ProblemRoute)
 
 FIELD = b"file"
 # Room for the multipart boundaries and part headers around the file itself.
@@ -93,18 +93,6 @@ def _invalid(detail: str) -> Problem:
     )
 
 
-def _too_large(max_bytes: int) -> Problem:
-    return Problem(413, "Content Too Large", f"文件过大：最大 {max_bytes // (1024 * 1024)} MB。")
-
-
-UNSUPPORTED = Problem(
-    415,
-    "Unsupported Media Type",
-    "不支持的文件类型：请上传照片（JPEG、PNG、WebP、HEIC）、录音（AMR、MP3、M4A、AAC、WAV）"
-    "或视频（MP4、MOV）。",
-)
-
-
 async def _receive(request: Request, boundary: bytes, upload: Upload) -> StoredFile:
     form = _Form()
     parser = MultipartParser(boundary, form.callbacks())
@@ -154,8 +142,7 @@ async def upload_attachment(
     request: Request, runtime: RuntimeDep, response: Response
 ) -> AttachmentStored:
     settings = runtime.settings
-    limit = Limit("attachments/address", settings.rate_limit_attachments_per_address_per_hour, HOUR)
-    await _within_limits(runtime, [(limit, _address(request))])
+    await channels.within_upload_limits(runtime, client_address(request))
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
@@ -165,17 +152,12 @@ async def upload_attachment(
     max_bytes = settings.attachment_max_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + ENVELOPE_BYTES:
-        raise _too_large(max_bytes)
+        raise AttachmentTooLarge(max_bytes)
     upload = await asyncio.to_thread(Upload, settings.attachments_path, max_bytes)
     try:
         stored = await _receive(request, boundary, upload)
-    except TooLarge as exc:
-        raise _too_large(max_bytes) from exc
-    except Unsupported as exc:
-        raise UNSUPPORTED from exc
     finally:
         await asyncio.to_thread(upload.discard)
-    async with database.transaction(runtime) as session:
-        row, created = await record(session, stored, runtime.clock())
+    row, created = await channels.keep_upload(runtime, stored)
     response.status_code = 201 if created else 200
     return AttachmentStored(id=row.sha256, content_type=row.content_type, size=row.size)

@@ -18,21 +18,14 @@ from contracts.envelope import new_event
 from contracts.events import Rating, TipRated
 from contracts.topics import TIPS
 from services.intake import database
-from services.intake.api import RuntimeDep, verified_tip
-from services.intake.feedback import (
-    RATING_TEXT,
-    REFUSAL_TEXT,
-    RatingState,
-    Refusal,
-    refusal,
-    reopens,
-)
+from services.intake.edges import ProblemRoute, RuntimeDep, client_address
+from services.intake.errors import RatingRefused
+from services.intake.feedback import RATING_TEXT, RatingState, refusal, reopens
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
-from services.intake.tips import SOURCE
+from services.intake.tips import SOURCE, verified
 from services.runtime.outbox import stage
-from services.runtime.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["tips"])
+router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 
 
 class FeedbackIn(BaseModel):
@@ -53,15 +46,6 @@ class FeedbackTaken(BaseModel):
     message: str
 
 
-def _refused(why: Refusal) -> Problem:
-    return Problem(
-        409,
-        "Conflict",
-        REFUSAL_TEXT[why],
-        type_=f"https://whistle.example/problems/feedback-{why.replace('_', '-')}",
-    )
-
-
 @router.post(
     "/tips/{tracking_no}/feedback",
     status_code=201,
@@ -74,7 +58,7 @@ def _refused(why: Refusal) -> Problem:
 async def rate(
     tracking_no: str, body: FeedbackIn, runtime: RuntimeDep, request: Request
 ) -> FeedbackTaken:
-    proven = await verified_tip(runtime, request, tracking_no, body.code)
+    proven = await verified(runtime, client_address(request), tracking_no, body.code)
     now = runtime.clock()
     try:
         async with database.transaction(runtime) as session:
@@ -84,7 +68,7 @@ async def rate(
             rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
             why = refusal(RatingState(tip.status, tip.resolution_round, rated is not None))
             if why is not None:
-                raise _refused(why)
+                raise RatingRefused(why)
             assert tip.case_id is not None  # resolved: its case is known
             session.add(
                 TipFeedback(
@@ -108,7 +92,7 @@ async def rate(
             stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
             resolution_round = tip.resolution_round
     except IntegrityError as exc:
-        raise _refused("already_rated") from exc
+        raise RatingRefused("already_rated") from exc
     reopening = reopens(body.rating)
     return FeedbackTaken(
         tracking_no=tracking_no,

@@ -7,23 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.events import GeoPoint
-from services.intake.api import (
-    GridId,
-    IdempotencyKey,
-    RuntimeDep,
-    TipAccepted,
-    TipText,
-    receive,
-    require_stored,
-)
-from services.intake.tips import NewTip
+from contracts.events import GeoPoint, Sha256
+from services.intake import channels
+from services.intake.channels import GridId, NewTip, TipAccepted, TipText
+from services.intake.edges import IdempotencyKey, ProblemRoute, RuntimeDep, answer
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
 
-router = APIRouter(prefix="/v1/grid", tags=["grid workers"])
-
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+router = APIRouter(prefix="/v1/grid", tags=["grid workers"], route_class=ProblemRoute)
 
 
 class GridReportIn(BaseModel):
@@ -58,7 +49,6 @@ async def report(
 ) -> TipAccepted:
     if not principal.may_act_on("grid", body.grid_id):
         raise Problem(403, "Forbidden", f"You do not report for grid {body.grid_id}.")
-    await require_stored(runtime, body.attachments)
     new = NewTip(
         channel="grid",
         text=body.text,
@@ -71,4 +61,4 @@ async def report(
         dedupe_key=f"{principal.subject}:{idempotency_key}" if idempotency_key else None,
         external_ref=principal.subject,
     )
-    return await receive(runtime, new, response)
+    return answer(await channels.receive(runtime, new), response)

@@ -124,7 +124,7 @@ async def on_case_closed(session: AsyncSession, event: CloudEvent, topic: str) -
         _advance(session, tip, "closed", event.time, mark)
 
 
-# What a citizen is told at each step of the case (texts in services/intake/api.py).
+# What a citizen is told at each step of the case (texts in services/intake/tips.py).
 HANDLERS: dict[str, Handler] = {
     CaseOpened.event_type: on_case_opened,
     CaseMerged.event_type: on_case_merged,

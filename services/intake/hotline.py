@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from contracts.events import Urgency
-from services.intake.api import Located, RuntimeDep, TipAccepted, TipText, receive
+from services.intake import channels
+from services.intake.channels import Located, NewTip, TipAccepted, TipText
 from services.intake.contact import PHONE
-from services.intake.tips import NewTip
+from services.intake.edges import ProblemRoute, RuntimeDep, answer
 from services.runtime.auth import Principal, require_roles
 
-router = APIRouter(prefix="/v1/hotline", tags=["hotline"])
+router = APIRouter(prefix="/v1/hotline", tags=["hotline"], route_class=ProblemRoute)
 
 
 class HotlineTicketIn(Located):
@@ -54,4 +55,4 @@ async def create_ticket(
         dedupe_key=body.call_id,
         external_ref=body.call_id,
     )
-    return await receive(runtime, new, response)
+    return answer(await channels.receive(runtime, new), response)

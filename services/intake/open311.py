@@ -18,28 +18,19 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
 from urllib.parse import parse_qsl
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from sqlalchemy import Select, func, select
 
 from contracts.events import GeoPoint
 from reference.county import load_reference
-from services.intake import database
-from services.intake.api import (
-    DAY,
-    HOUR,
-    STATUS_TEXT,
-    RuntimeDep,
-    _address,
-    _within_limits,
-    receive,
-)
-from services.intake.contact import PHONE, ContactVault
+from services.intake import channels, database
+from services.intake.channels import MAX_TEXT, NewTip, has_place
+from services.intake.contact import PHONE
+from services.intake.edges import IdempotencyKey, ProblemRoute, RuntimeDep, answer, client_address
 from services.intake.models import Tip, TipTimelineEntry
 from services.intake.open311_format import (
     ANNOUNCED_FORMATS,
@@ -61,8 +52,7 @@ from services.intake.open311_rules import (
     services_from_catalogue,
     tip_text,
 )
-from services.intake.ratelimit import Limit
-from services.intake.tips import NewTip
+from services.intake.tips import STATUS_TEXT
 from services.runtime.problems import BUSY, Problem, is_unavailable, retry_after, unavailable
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -100,10 +90,10 @@ def _errors(
     return answer
 
 
-class Open311Route(APIRoute):
+class Open311Route(ProblemRoute):
     """Answers every failure of an Open311 endpoint in the spec's error format, in the format
-    the client asked for: its own errors, bad input, intake's problems (429, 503), and an
-    unavailable database (503 with Retry-After)."""
+    the client asked for: its own errors, bad input, intake's refusals as the problems they
+    map to (429, 503), and an unavailable database (503 with Retry-After)."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handle = super().get_route_handler()
@@ -279,9 +269,7 @@ async def create_request(
     fmt: str,
     request: Request,
     runtime: RuntimeDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     _checked_format(fmt)
     pairs = await _form(request)
@@ -299,7 +287,7 @@ async def create_request(
     location = _location(fields)
     address = _text(fields, "address_string", 200)
     grid_id = _text(fields, "address_id", 64)
-    if location is None and address is None and grid_id is None:
+    if not has_place(location, address, grid_id):
         raise InvalidRequest("give lat and long, address_string or address_id")
     phone = _text(fields, "phone", 20)
     if phone is not None and not PHONE.match(phone):
@@ -312,20 +300,8 @@ async def create_request(
         raise InvalidRequest("media_url is an http(s) URL")
     answers = parse_attributes(pairs, service, settings.timezone)
     text = tip_text(
-        _text(fields, "description", 4000), service, answers, media_url, settings.timezone
+        _text(fields, "description", MAX_TEXT), service, answers, media_url, settings.timezone
     )
-
-    checks = [
-        (
-            Limit("tips/address", settings.rate_limit_tips_per_address_per_hour, HOUR),
-            _address(request),
-        )
-    ]
-    if phone:
-        vault: ContactVault = runtime.state["vault"]
-        per_phone = Limit("tips/phone", settings.rate_limit_tips_per_phone_per_day, DAY)
-        checks.append((per_phone, vault.phone_hash(phone)))
-    await _within_limits(runtime, checks)
     new = NewTip(
         channel=CHANNEL,
         text=text,
@@ -339,8 +315,9 @@ async def create_request(
         dedupe_key=f"{key_id}:{idempotency_key}" if idempotency_key else None,
         external_ref=f"api-key:{key_id}",
     )
+    await channels.within_tip_limits(runtime, new, client_address(request))
     outcome = Response()
-    accepted = await receive(runtime, new, outcome)
+    accepted = answer(await channels.receive(runtime, new), outcome)
     notice = (
         f"您的诉求已受理，受理编号 {accepted.tracking_no}，查询码 {accepted.access_code}。"
         "请妥善保存查询码，凭受理编号和查询码可以查询办理进度。"

@@ -1,18 +1,26 @@
 """Rate limits: fixed windows counted in PostgreSQL, so every intake replica shares them.
 
 One ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` per check: the count and the decision come
-back in one round trip, and concurrent requests cannot both slip under the limit.
+back in one round trip, and concurrent requests cannot both slip under the limit. A request
+counts against its limits in a transaction of its own (``enforce``), so that a refused request
+still counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake import database
+from services.intake.errors import RateLimited
+from services.runtime.service import Runtime
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,17 @@ async def hit(session: AsyncSession, limit: Limit, key: str, now: datetime) -> D
     start, _ = window_of(now, limit.window)
     count = await session.scalar(_HIT, {"name": limit.name, "key": key, "window_start": start})
     return decide(int(count or 0), limit, now)
+
+
+async def enforce(runtime: Runtime, checks: Sequence[tuple[Limit, str]]) -> None:
+    """Count one request against each ``(limit, key)``; RateLimited, with the longest wait,
+    if any of them is exceeded."""
+    now = runtime.clock()
+    async with database.transaction(runtime) as session:
+        decisions = [await hit(session, limit, key, now) for limit, key in checks]
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        raise RateLimited(max(d.retry_after_seconds for d in refused))
 
 
 async def exceeded(session: AsyncSession, limit: Limit, key: str, now: datetime) -> Decision:

@@ -1,150 +1,64 @@
-"""Accepting a tip, whatever channel it came through: one normalised tip, one event.
+"""A received tip as its citizen follows it: its status in their words, and the access code
+that proves the citizen.
 
-A channel maps its own request onto :class:`NewTip`; :func:`accept` stores the tip, its first
-timeline entry and its ``TipReceived`` event in the caller's transaction. A retry of the same
-submission (same channel and dedupe key: an ``Idempotency-Key``, a 12345 call id, a WeChat
-``MsgId``) finds the stored tip and gets the original answer back.
+A tip is followed with its tracking number and access code. The code is six digits, so it must
+not be guessable: wrong codes count against the tracking number, and a number that has seen
+too many in the hour answers nobody until the hour is over. An unknown number and a wrong code
+get the same answer, so a number alone reveals nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from uuid import UUID
-
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from uuid6 import uuid7
 
-from contracts.envelope import new_event
-from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
-from contracts.topics import TIPS
-from services.intake.contact import ContactVault, mask_phone
-from services.intake.models import Tip, TipTimelineEntry
-from services.intake.tracking import hash_access_code, new_access_code, new_tracking_no
-from services.runtime.outbox import stage
+from services.intake import database
+from services.intake.errors import RateLimited, TipNotFound
+from services.intake.models import Tip
+from services.intake.ratelimit import HOUR, Limit, enforce, exceeded, hit
+from services.intake.tracking import access_code_matches
+from services.runtime.service import Runtime
 
+# The CloudEvents source of every event intake stages.
 SOURCE = "whistle/intake"
-TRACKING_NUMBER_ATTEMPTS = 10
+
+STATUS_TEXT = {
+    "received": "已受理",
+    "triage": "待人工分拨",
+    "assigned": "已派单，等待承办单位接单",
+    "in_progress": "承办单位处理中",
+    "resolved": "已办结，等待回访",
+    "closed": "已结案",
+    # Timeline marks, not statuses.
+    "merged": "已与其他群众反映的同一问题合并办理",
+    "split": "已从合并办理中分出，单独立案办理",
+    "reopened": "已重新办理",
+    "rated": "已评价",
+    "declined": "经县级准入审核，不属于乡镇事项清单，不予立案办理；如有疑问请拨打12345",
+}
+JOINED_CASE_NOTE = "您反映的问题已与其他群众反映的同一问题合并办理"
+RATED_TEXT = "已办结，您已评价"
 
 
-@dataclass(frozen=True)
-class NewTip:
-    channel: Channel
-    text: str
-    location: GeoPoint | None = None
-    address: str | None = None
-    grid_id: str | None = None
-    category_hint: str | None = None
-    urgency_hint: Urgency | None = None
-    contact_name: str | None = None
-    contact_phone: str | None = None
-    anonymous: bool = False
-    attachments: tuple[str, ...] = field(default=())
-    resolved_on_spot: bool = False
-    resolution_note: str | None = None
-    # What makes a retry the same submission, unique per channel.
-    dedupe_key: str | None = None
-    # The channel's own reference (call id, message id), kept for the record.
-    external_ref: str | None = None
-
-
-@dataclass(frozen=True)
-class Receipt:
-    tip_id: UUID
-    tracking_no: str
-    access_code: str
-    status: str
-    duplicate: bool
-
-
-class NoTrackingNumber(Exception):
-    """Every tracking number tried was taken: the day's number space is nearly full."""
-
-
-async def find_duplicate(
-    session: AsyncSession, vault: ContactVault, channel: str, dedupe_key: str | None
-) -> Receipt | None:
-    if dedupe_key is None:
-        return None
-    tip = await session.scalar(
-        select(Tip).where(Tip.channel == channel, Tip.dedupe_key == dedupe_key)
+async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) -> Tip:
+    """The tip the citizen proved with its access code; TipNotFound alike for a wrong code and
+    an unknown number. Lookups count against the address they come from."""
+    settings = runtime.settings
+    lookups = Limit("lookups/address", settings.rate_limit_lookups_per_address_per_hour, HOUR)
+    await enforce(runtime, [(lookups, address)])
+    wrong = Limit(
+        "wrong-codes/tracking-no", settings.rate_limit_wrong_codes_per_tracking_no_per_hour, HOUR
     )
-    if tip is None or tip.access_code_sealed is None:
-        return None
-    return Receipt(
-        tip.id, tip.tracking_no, vault.open_access_code(tip.access_code_sealed), tip.status, True
-    )
-
-
-async def accept(
-    session: AsyncSession, vault: ContactVault, new: NewTip, now: datetime, timezone: str
-) -> Receipt:
-    """Store the tip and stage its event; the caller commits. Flushes, so a concurrent
-    retry with the same dedupe key fails here with an IntegrityError."""
-    duplicate = await find_duplicate(session, vault, new.channel, new.dedupe_key)
-    if duplicate is not None:
-        return duplicate
-    tip_id = uuid7()
-    access_code = new_access_code()
-    tracking_no = await _unused_tracking_no(session, now, timezone)
-    phone = None if new.anonymous else new.contact_phone
-    name = None if new.anonymous else new.contact_name
-    tip = Tip(
-        id=tip_id,
-        tracking_no=tracking_no,
-        access_code_hash=hash_access_code(tip_id, access_code),
-        access_code_sealed=vault.seal_access_code(access_code),
-        channel=new.channel,
-        external_ref=new.external_ref,
-        dedupe_key=new.dedupe_key,
-        text=new.text,
-        lat=new.location.lat if new.location else None,
-        lon=new.location.lon if new.location else None,
-        address=new.address,
-        grid_id=new.grid_id,
-        category_hint=new.category_hint,
-        urgency_hint=new.urgency_hint,
-        contact_sealed=vault.seal(name, phone) if phone or name else None,
-        masked_phone=mask_phone(phone) if phone else None,
-        phone_hash=vault.phone_hash(phone) if phone else None,
-        anonymous=new.anonymous,
-        attachments=list(new.attachments),
-        resolved_on_spot=new.resolved_on_spot,
-        resolution_note=new.resolution_note,
-        received_at=now,
-    )
-    session.add(tip)
-    session.add(TipTimelineEntry(tip_id=tip_id, status="received", at=now))
-    await session.flush()
-    payload = TipReceived(
-        tip_id=tip_id,
-        tracking_no=tracking_no,
-        channel=new.channel,
-        external_ref=new.external_ref,
-        text=new.text,
-        location=new.location,
-        address=new.address,
-        grid_id=new.grid_id,
-        category_hint=new.category_hint,
-        urgency_hint=new.urgency_hint,
-        contact=ContactRef(masked_phone=tip.masked_phone, phone_hash=tip.phone_hash)
-        if phone
-        else None,
-        anonymous=new.anonymous,
-        attachments=list(new.attachments),
-        resolved_on_spot=new.resolved_on_spot,
-        resolution_note=new.resolution_note,
-        received_at=now,
-    )
-    stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))
-    return Receipt(tip_id, tracking_no, access_code, "received", False)
-
-
-async def _unused_tracking_no(session: AsyncSession, now: datetime, timezone: str) -> str:
-    for _ in range(TRACKING_NUMBER_ATTEMPTS):
-        candidate = new_tracking_no(now, timezone)
-        taken = await session.scalar(select(Tip.id).where(Tip.tracking_no == candidate))
-        if taken is None:
-            return candidate
-    raise NoTrackingNumber()
+    async with database.transaction(runtime) as session:
+        locked = await exceeded(session, wrong, tracking_no, runtime.clock())
+        if not locked.allowed:
+            raise RateLimited(locked.retry_after_seconds)
+        tip = await session.scalar(select(Tip).where(Tip.tracking_no == tracking_no))
+        if tip is None or not access_code_matches(tip.id, code, tip.access_code_hash):
+            await hit(session, wrong, tracking_no, runtime.clock())
+            found = None
+        else:
+            found = tip
+    # Raised once the wrong code is committed: raising inside would roll its count back.
+    if found is None:
+        raise TipNotFound()
+    return found

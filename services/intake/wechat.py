@@ -16,9 +16,9 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.intake import database
-from services.intake.api import RuntimeDep
 from services.intake.contact import ContactVault
-from services.intake.tips import NoTrackingNumber
+from services.intake.edges import RuntimeDep
+from services.intake.errors import NoTrackingNumber
 from services.intake.wechat_crypto import WeChatCryptoError, decrypt, encrypt, signature_matches
 from services.intake.wechat_crypto import signature as sign
 from services.intake.wechat_messages import (

@@ -27,12 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import GeoPoint, TipSupplemented
 from contracts.topics import TIPS
+from services.intake.channels import MAX_TEXT, NewTip, accept
 from services.intake.contact import ContactVault
 from services.intake.models import Tip, WeChatMessage
-from services.intake.tips import SOURCE, NewTip, accept
+from services.intake.tips import SOURCE
 from services.runtime.outbox import stage
-
-MAX_TEXT = 4000
 
 WELCOME = (
     "感谢关注！请直接发送文字（或语音）描述您遇到的问题，我们会立即受理并回复受理编号和查询码；"

@@ -1,0 +1,276 @@
+"""Receiving a tip, whatever channel it came through: one acceptance path, one event.
+
+Each channel's edge (web.py, hotline.py, grid.py, open311.py, wechat.py) reads its own request,
+checks what only it can know (a grid worker's grid, an Open311 client's key) and hands over a
+:class:`NewTip`. From there every channel takes the same path:
+
+- tips from the web and Open311 count against rate limits, per address and hour and per phone
+  number and day (``within_tip_limits``);
+- a tip names only attachments uploaded before (``POST /v1/attachments``);
+- ``receive`` accepts the tip in a transaction of its own, ``accept`` in the caller's (WeChat
+  records its message in the same one): the tip with its contact sealed and its phone number
+  masked, a tracking number and access code, its first timeline step and its
+  ``whistle.tip.received`` event, all committed together;
+- a retry of the same submission (same channel and dedupe key: an ``Idempotency-Key``, a 12345
+  call id, a WeChat ``MsgId``) finds the stored tip and gets the original answer back, access
+  code included (kept sealed for that).
+
+Refusals are domain errors (errors.py); each edge says them in its own terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid6 import uuid7
+
+from contracts.envelope import new_event
+from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
+from contracts.topics import TIPS
+from services.intake import attachments, database
+from services.intake.attachments import StoredFile
+from services.intake.contact import ContactVault, mask_phone
+from services.intake.errors import NoTrackingNumber, UnknownAttachment
+from services.intake.models import Attachment, Tip, TipTimelineEntry
+from services.intake.ratelimit import DAY, HOUR, Limit, enforce
+from services.intake.tips import SOURCE, STATUS_TEXT
+from services.intake.tracking import hash_access_code, new_access_code, new_tracking_no
+from services.runtime.outbox import stage
+from services.runtime.service import Runtime
+
+# As long as whistle.tip.received carries.
+MAX_TEXT = 4000
+TRACKING_NUMBER_ATTEMPTS = 10
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be blank")
+    return text
+
+
+TipText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
+GridId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def has_place(location: GeoPoint | None, address: str | None, grid_id: str | None) -> bool:
+    """Whether a tip says where the problem is. Every channel but WeChat asks for a place: a
+    WeChat text carries none, and dispatch triages a tip it cannot place by hand."""
+    return location is not None or address is not None or grid_id is not None
+
+
+class Located(BaseModel):
+    """Where the problem is: at least one of coordinates, an address or a grid."""
+
+    model_config = ConfigDict(extra="forbid")
+    location: GeoPoint | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=200)
+    grid_id: GridId | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Located:
+        if not has_place(self.location, self.address, self.grid_id):
+            raise ValueError("give one of location, address or grid_id")
+        return self
+
+
+@dataclass(frozen=True)
+class NewTip:
+    """A tip as a channel hands it over, before it is stored."""
+
+    channel: Channel
+    text: str
+    location: GeoPoint | None = None
+    address: str | None = None
+    grid_id: str | None = None
+    category_hint: str | None = None
+    urgency_hint: Urgency | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    anonymous: bool = False
+    attachments: tuple[str, ...] = field(default=())
+    resolved_on_spot: bool = False
+    resolution_note: str | None = None
+    # What makes a retry the same submission, unique per channel.
+    dedupe_key: str | None = None
+    # The channel's own reference (call id, message id), kept for the record.
+    external_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tip_id: UUID
+    tracking_no: str
+    access_code: str
+    status: str
+    # A retry of a submission accepted before: this is the original answer.
+    duplicate: bool
+
+
+class TipAccepted(BaseModel):
+    """The answer to an accepted tip: what the citizen needs to follow it."""
+
+    tip_id: UUID
+    tracking_no: str
+    access_code: str
+    status: str
+    status_text: str
+
+    @classmethod
+    def of(cls, receipt: Receipt) -> TipAccepted:
+        return cls(
+            tip_id=receipt.tip_id,
+            tracking_no=receipt.tracking_no,
+            access_code=receipt.access_code,
+            status=receipt.status,
+            status_text=STATUS_TEXT.get(receipt.status, receipt.status),
+        )
+
+
+async def within_tip_limits(runtime: Runtime, new: NewTip, address: str) -> None:
+    """Count a citizen's tip against the limits of the address it came from and of the phone
+    number it gives (unless anonymous); RateLimited if over any."""
+    settings = runtime.settings
+    checks = [(Limit("tips/address", settings.rate_limit_tips_per_address_per_hour, HOUR), address)]
+    phone = None if new.anonymous else new.contact_phone
+    if phone:
+        vault: ContactVault = runtime.state["vault"]
+        per_phone = Limit("tips/phone", settings.rate_limit_tips_per_phone_per_day, DAY)
+        checks.append((per_phone, vault.phone_hash(phone)))
+    await enforce(runtime, checks)
+
+
+async def within_upload_limits(runtime: Runtime, address: str) -> None:
+    settings = runtime.settings
+    limit = Limit("attachments/address", settings.rate_limit_attachments_per_address_per_hour, HOUR)
+    await enforce(runtime, [(limit, address)])
+
+
+async def keep_upload(runtime: Runtime, stored: StoredFile) -> tuple[Attachment, bool]:
+    """Record an uploaded file; whether this upload created the record (False: the same bytes
+    were uploaded before)."""
+    async with database.transaction(runtime) as session:
+        return await attachments.record(session, stored, runtime.clock())
+
+
+async def require_stored(runtime: Runtime, ids: Sequence[str]) -> None:
+    """UnknownAttachment unless every id names an uploaded attachment."""
+    if not ids:
+        return
+    async with database.reading(runtime) as session:
+        missing = await attachments.unknown(session, ids)
+    if missing:
+        raise UnknownAttachment(missing)
+
+
+async def receive(runtime: Runtime, new: NewTip) -> Receipt:
+    """Accept a tip in its own transaction; a retry of one already accepted gets the original
+    receipt, marked as a duplicate."""
+    await require_stored(runtime, new.attachments)
+    vault: ContactVault = runtime.state["vault"]
+    try:
+        async with database.transaction(runtime) as session:
+            return await accept(session, vault, new, runtime.clock(), runtime.settings.timezone)
+    except IntegrityError:
+        # A concurrent retry with the same dedupe key committed first: answer as it did.
+        async with database.reading(runtime) as session:
+            found = await find_duplicate(session, vault, new.channel, new.dedupe_key)
+        if found is None:
+            raise
+        return found
+
+
+async def find_duplicate(
+    session: AsyncSession, vault: ContactVault, channel: str, dedupe_key: str | None
+) -> Receipt | None:
+    if dedupe_key is None:
+        return None
+    tip = await session.scalar(
+        select(Tip).where(Tip.channel == channel, Tip.dedupe_key == dedupe_key)
+    )
+    if tip is None or tip.access_code_sealed is None:
+        return None
+    return Receipt(
+        tip.id, tip.tracking_no, vault.open_access_code(tip.access_code_sealed), tip.status, True
+    )
+
+
+async def accept(
+    session: AsyncSession, vault: ContactVault, new: NewTip, now: datetime, timezone: str
+) -> Receipt:
+    """Store the tip and stage its event; the caller commits. Flushes, so a concurrent
+    retry with the same dedupe key fails here with an IntegrityError."""
+    duplicate = await find_duplicate(session, vault, new.channel, new.dedupe_key)
+    if duplicate is not None:
+        return duplicate
+    tip_id = uuid7()
+    access_code = new_access_code()
+    tracking_no = await _unused_tracking_no(session, now, timezone)
+    phone = None if new.anonymous else new.contact_phone
+    name = None if new.anonymous else new.contact_name
+    tip = Tip(
+        id=tip_id,
+        tracking_no=tracking_no,
+        access_code_hash=hash_access_code(tip_id, access_code),
+        access_code_sealed=vault.seal_access_code(access_code),
+        channel=new.channel,
+        external_ref=new.external_ref,
+        dedupe_key=new.dedupe_key,
+        text=new.text,
+        lat=new.location.lat if new.location else None,
+        lon=new.location.lon if new.location else None,
+        address=new.address,
+        grid_id=new.grid_id,
+        category_hint=new.category_hint,
+        urgency_hint=new.urgency_hint,
+        contact_sealed=vault.seal(name, phone) if phone or name else None,
+        masked_phone=mask_phone(phone) if phone else None,
+        phone_hash=vault.phone_hash(phone) if phone else None,
+        anonymous=new.anonymous,
+        attachments=list(new.attachments),
+        resolved_on_spot=new.resolved_on_spot,
+        resolution_note=new.resolution_note,
+        received_at=now,
+    )
+    session.add(tip)
+    session.add(TipTimelineEntry(tip_id=tip_id, status="received", at=now))
+    await session.flush()
+    payload = TipReceived(
+        tip_id=tip_id,
+        tracking_no=tracking_no,
+        channel=new.channel,
+        external_ref=new.external_ref,
+        text=new.text,
+        location=new.location,
+        address=new.address,
+        grid_id=new.grid_id,
+        category_hint=new.category_hint,
+        urgency_hint=new.urgency_hint,
+        contact=ContactRef(masked_phone=tip.masked_phone, phone_hash=tip.phone_hash)
+        if phone
+        else None,
+        anonymous=new.anonymous,
+        attachments=list(new.attachments),
+        resolved_on_spot=new.resolved_on_spot,
+        resolution_note=new.resolution_note,
+        received_at=now,
+    )
+    stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))
+    return Receipt(tip_id, tracking_no, access_code, "received", False)
+
+
+async def _unused_tracking_no(session: AsyncSession, now: datetime, timezone: str) -> str:
+    for _ in range(TRACKING_NUMBER_ATTEMPTS):
+        candidate = new_tracking_no(now, timezone)
+        taken = await session.scalar(select(Tip.id).where(Tip.tracking_no == candidate))
+        if taken is None:
+            return candidate
+    raise NoTrackingNumber()

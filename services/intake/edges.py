@@ -1,0 +1,105 @@
+"""What intake's HTTP edges share: the runtime, the ``Idempotency-Key`` header, the client's
+address, the answer to an accepted tip, and domain errors answered as problem documents.
+
+A router built with ``route_class=ProblemRoute`` calls the service layer without a ``try``: an
+:class:`IntakeError` it lets through is answered as :func:`problem` maps it. Open311's route
+class builds on this one to say the same problem in the GeoReport error format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Response
+from fastapi.routing import APIRoute
+
+from services.intake.channels import Receipt, TipAccepted
+from services.intake.errors import (
+    AttachmentTooLarge,
+    IntakeError,
+    NoTrackingNumber,
+    RateLimited,
+    RatingRefused,
+    TipNotFound,
+    UnknownAttachment,
+    UnsupportedAttachment,
+)
+from services.intake.feedback import REFUSAL_TEXT
+from services.runtime.problems import Problem
+from services.runtime.service import Runtime, get_runtime
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=128, description="makes retries safe"),
+]
+
+
+def client_address(request: Request) -> str:
+    # The peer address; deployments behind a proxy should have it set the real client address.
+    return request.client.host if request.client else "unknown"
+
+
+def answer(receipt: Receipt, response: Response) -> TipAccepted:
+    """201 for a new tip; 200 with the original answer for a retry of one already accepted."""
+    response.status_code = 200 if receipt.duplicate else 201
+    return TipAccepted.of(receipt)
+
+
+def problem(error: IntakeError) -> Problem:
+    """The problem document that says ``error`` to a client."""
+    if isinstance(error, RateLimited):
+        return Problem(
+            429,
+            "Too Many Requests",
+            "请求过于频繁，请稍后再试。",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        )
+    if isinstance(error, UnknownAttachment):
+        return Problem(
+            422,
+            "Unknown attachment",
+            "附件不存在，请重新上传后再提交。",
+            type_="https://whistle.example/problems/unknown-attachment",
+            unknown=error.ids,
+        )
+    if isinstance(error, AttachmentTooLarge):
+        megabytes = error.max_bytes // (1024 * 1024)
+        return Problem(413, "Content Too Large", f"文件过大：最大 {megabytes} MB。")
+    if isinstance(error, UnsupportedAttachment):
+        return Problem(
+            415,
+            "Unsupported Media Type",
+            "不支持的文件类型：请上传照片（JPEG、PNG、WebP、HEIC）、录音（AMR、MP3、M4A、AAC、WAV）"
+            "或视频（MP4、MOV）。",
+        )
+    if isinstance(error, NoTrackingNumber):
+        return Problem(503, "Service Unavailable", "No tracking number is free; try again.")
+    if isinstance(error, TipNotFound):
+        return Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
+    if isinstance(error, RatingRefused):
+        return Problem(
+            409,
+            "Conflict",
+            REFUSAL_TEXT[error.refusal],
+            type_=f"https://whistle.example/problems/feedback-{error.refusal.replace('_', '-')}",
+        )
+    # A refusal with no words for clients yet is a bug: let it be a 500.
+    raise TypeError(f"no problem document for {error!r}")
+
+
+class ProblemRoute(APIRoute):
+    """Answers the service layer's domain errors as the problems they map to."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handle = super().get_route_handler()
+
+        async def handled(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except IntakeError as exc:
+                raise problem(exc) from exc
+
+        return handled

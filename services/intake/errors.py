@@ -1,0 +1,57 @@
+"""What intake refuses, and why: the domain errors its service layer raises.
+
+None of them knows HTTP. The problem+json edges answer each as ``edges.problem`` maps it;
+Open311 says the same problem in the GeoReport error format; WeChat, which must answer every
+message with a reply, asks the follower to send it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.intake.feedback import Refusal
+
+
+class IntakeError(Exception):
+    """A request intake refused."""
+
+
+class RateLimited(IntakeError):
+    """The request is over one of its rate limits; it may be sent again after the wait."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"rate limited for {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class UnknownAttachment(IntakeError):
+    """A tip names attachments that were never uploaded through ``POST /v1/attachments``."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(f"unknown attachments: {', '.join(ids)}")
+        self.ids = list(ids)
+
+
+class AttachmentTooLarge(IntakeError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+class UnsupportedAttachment(IntakeError):
+    """The bytes are not an accepted image, recording or video."""
+
+
+class NoTrackingNumber(IntakeError):
+    """Every tracking number tried was taken: the day's number space is nearly full."""
+
+
+class TipNotFound(IntakeError):
+    """No tip has this tracking number, or the access code is wrong. One error for both, so
+    that a tracking number alone reveals nothing."""
+
+
+class RatingRefused(IntakeError):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal

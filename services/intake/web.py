@@ -1,0 +1,145 @@
+"""The web channel, the citizen page's API: submit a tip, follow it with its tracking number."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from contracts.events import Sha256
+from services.intake import channels, database
+from services.intake.channels import Located, NewTip, TipAccepted, TipText
+from services.intake.contact import PHONE
+from services.intake.edges import (
+    IdempotencyKey,
+    ProblemRoute,
+    RuntimeDep,
+    answer,
+    client_address,
+)
+from services.intake.feedback import RATING_TEXT, RatingState, refusal
+from services.intake.models import TipFeedback, TipTimelineEntry
+from services.intake.tips import JOINED_CASE_NOTE, RATED_TEXT, STATUS_TEXT, verified
+
+router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=50)
+    phone: str = Field(pattern=PHONE.pattern)
+
+
+class TipIn(Located):
+    text: TipText
+    contact: ContactIn | None = None
+    category_hint: str | None = Field(default=None, max_length=64)
+    anonymous: bool = False
+    attachments: list[Sha256] = Field(
+        default_factory=list, max_length=10, description="ids from POST /v1/attachments"
+    )
+
+
+class TimelineStep(BaseModel):
+    """One step on the timeline a citizen is shown: a status or a mark, in their words."""
+
+    status: str
+    status_text: str
+    at: datetime
+
+
+class FeedbackOut(BaseModel):
+    rating: str
+    rating_text: str
+    comment: str | None
+    rated_at: datetime
+
+
+class TipStatus(BaseModel):
+    tracking_no: str
+    status: str
+    status_text: str
+    received_at: datetime
+    case_id: UUID | None
+    joined_case: bool = Field(description="the tip joined a case opened for the same problem")
+    joined_case_note: str | None
+    may_rate: bool = Field(description="POST /v1/tips/{tracking_no}/feedback is open")
+    feedback: FeedbackOut | None = Field(description="the rating of the latest resolution")
+    timeline: list[TimelineStep]
+
+
+@router.post(
+    "/tips",
+    status_code=201,
+    response_model=TipAccepted,
+    responses={200: {"description": "a retry: the original answer"}},
+)
+async def submit_tip(
+    body: TipIn,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TipAccepted:
+    new = NewTip(
+        channel="web",
+        text=body.text,
+        location=body.location,
+        address=body.address,
+        grid_id=body.grid_id,
+        category_hint=body.category_hint,
+        contact_name=body.contact.name if body.contact else None,
+        contact_phone=body.contact.phone if body.contact else None,
+        anonymous=body.anonymous,
+        attachments=tuple(body.attachments),
+        dedupe_key=idempotency_key,
+    )
+    await channels.within_tip_limits(runtime, new, client_address(request))
+    return answer(await channels.receive(runtime, new), response)
+
+
+@router.get("/tips/{tracking_no}", response_model=TipStatus)
+async def tip_status(
+    tracking_no: str,
+    runtime: RuntimeDep,
+    request: Request,
+    code: Annotated[str, Query(max_length=16)],
+) -> TipStatus:
+    tip = await verified(runtime, client_address(request), tracking_no, code)
+    async with database.reading(runtime) as session:
+        rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
+        entries = (
+            await session.scalars(
+                select(TipTimelineEntry)
+                .where(TipTimelineEntry.tip_id == tip.id)
+                .order_by(TipTimelineEntry.at, TipTimelineEntry.id)
+            )
+        ).all()
+    return TipStatus(
+        tracking_no=tip.tracking_no,
+        status=tip.status,
+        status_text=RATED_TEXT
+        if tip.status == "resolved" and rated
+        else STATUS_TEXT.get(tip.status, tip.status),
+        received_at=tip.received_at,
+        case_id=tip.case_id,
+        joined_case=tip.joined_case,
+        joined_case_note=JOINED_CASE_NOTE if tip.joined_case else None,
+        may_rate=refusal(RatingState(tip.status, tip.resolution_round, rated is not None)) is None,
+        feedback=FeedbackOut(
+            rating=rated.rating,
+            rating_text=RATING_TEXT.get(rated.rating, rated.rating),
+            comment=rated.comment,
+            rated_at=rated.rated_at,
+        )
+        if rated
+        else None,
+        timeline=[
+            TimelineStep(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
+            for e in entries
+        ],
+    )
