@@ -1,8 +1,8 @@
 """The JSON the dispatcher console reads: its caller's scope, queues, case lists and a case's
 page. Which cases a caller sees, and the classifier's suggestions, come from queries.py — the
-same as the JSON API's; this module adds what a person reads (names, deadline colours, the
-timeline, what they may do now). The console acts through the endpoints of api.py and
-coordination_api.py."""
+same as the JSON API's; what they may do now comes from the case service (cases.py); this
+module adds what a person reads (names, deadline colours, the timeline). The console acts
+through the endpoints of api.py and coordination_api.py."""
 
 from __future__ import annotations
 
@@ -12,36 +12,29 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from contracts.cases import CaseStatus
 from reference.county import ReferenceData
-from services.dispatch.api import (
-    CaseView,
-    RuntimeDep,
-    _actors,
-    _readable,
-    _view,
-    current_reference,
-    local_today,
-)
-from services.dispatch.coordination_api import County, SuggestionOut, suggestions_out
+from services.dispatch.cases import find_case, permitted_actions
 from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
-from services.dispatch.handlers import open_load
+from services.dispatch.dependencies import County, RuntimeDep, reading
 from services.dispatch.labels import for_console
-from services.dispatch.lifecycle import DISPATCHER, Action, Allowed, check
-from services.dispatch.models import Case, CaseClock, CaseTimelineEntry
+from services.dispatch.models import Case, CaseClock
 from services.dispatch.queries import (
     Waiting,
     admission_queue,
     case_clocks,
     open_cases,
+    open_load,
     queues_of,
     scoped_codes,
     suggestions,
+    timeline,
     tip_texts,
     triage_queue,
 )
+from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
+from services.dispatch.wiring import current_reference, local_today
 from services.runtime.auth import Principal, require_roles
 
 router = APIRouter(prefix="/v1/console", tags=["console"])
@@ -52,9 +45,6 @@ ConsoleUser = Annotated[
 
 # Without a state filter the case list shows what is being worked: triage has its own view.
 WORKED = [s.value for s in CaseStatus if s not in (CaseStatus.TRIAGE, CaseStatus.CLOSED)]
-
-# Console actions beyond the lifecycle's, offered to the township's dispatcher.
-WHISTLE, SPLIT = "whistle", "split"
 
 
 class Named(BaseModel):
@@ -287,19 +277,6 @@ async def case_list(
     ]
 
 
-def _actions(principal: Principal, case: Case) -> list[str]:
-    """What the caller may do now: the lifecycle's steps, then whistle and split for the
-    township's dispatcher while the case is open."""
-    actors = _actors(principal, case)
-    status = CaseStatus(case.status)
-    actions = [
-        a.value for a in Action if isinstance(check(status, a, actors, case.rejections), Allowed)
-    ]
-    if DISPATCHER in actors and status is not CaseStatus.CLOSED:
-        actions += [WHISTLE, SPLIT]
-    return actions
-
-
 @router.get("/cases/{case_id}", response_model=CasePage)
 async def case_page(
     case_id: UUID, principal: ConsoleUser, runtime: RuntimeDep, response: Response
@@ -307,17 +284,11 @@ async def case_page(
     """One case: the tip, where it stands, its clocks and timeline, what the caller may do."""
     reference = current_reference(runtime)
     now = runtime.clock()
-    async with runtime.sessions() as session:
-        case = await _readable(session, principal, case_id)
+    async with reading(runtime) as session:
+        case = await find_case(session, principal, case_id)
         text = (await tip_texts(session, [case])).get(case.tip_id)
         clocks = (await case_clocks(session, [case.id])).get(case.id, [])
-        timeline = list(
-            await session.scalars(
-                select(CaseTimelineEntry)
-                .where(CaseTimelineEntry.case_id == case.id)  # type: ignore[arg-type]
-                .order_by(CaseTimelineEntry.time)  # type: ignore[arg-type]
-            )
-        )
+        events = await timeline(session, case.id)
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
     row = _row(reference, case, text.text if text else None, clocks, now)
@@ -330,7 +301,7 @@ async def case_page(
         suggestions(row["text"], reference, case, load, local_today(runtime)) if waiting else ()
     )
     return CasePage(
-        case=_view(case, response),
+        case=case_view(case, response),
         text=row["text"],
         address=text.address if text else None,
         channel=text.channel if text else None,
@@ -354,6 +325,6 @@ async def case_page(
         responsible_departments=(
             [item.lead_department, *item.supporting_departments] if item else []
         ),
-        actions=_actions(principal, case),
-        timeline=[TimelineItem(type=e.type, time=e.time, data=e.data) for e in timeline],
+        actions=permitted_actions(principal, case),
+        timeline=[TimelineItem(type=e.type, time=e.time, data=e.data) for e in events],
     )

@@ -1,4 +1,5 @@
-"""What dispatch keeps for its console from the events it consumes.
+"""What dispatch keeps for its console from the events it consumes (consumers.py says which):
+read models beside the cases, written in the same transaction as the event's other effects.
 
 - The tip's text, in the same transaction as the case it opens: the case itself keeps only
   the classification, and a dispatcher triaging a tip must read what the citizen said.
@@ -20,42 +21,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet, DeadlineStopped, ExtensionDecided, TipReceived
-from contracts.topics import CASES, DEADLINES, TOPICS
 from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
-from services.runtime.inbox import Handler, PoisonEvent
 
 # The case's own clocks; a summoned department's whistle clocks are not the case's colour.
 CASE_CLOCKS = ("first_response", "resolution")
 
-FEED_TOPICS = (CASES, DEADLINES)
 
-
-def keeping_tip_text(open_case: Handler) -> Handler:
-    """``open_case`` (dispatch's tip handler), then the tip's text beside it."""
-
-    async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
-        await open_case(session, event, topic)
-        tip = event.payload(TipReceived)
-        await session.execute(
-            insert(TipText)
-            .values(
-                tip_id=tip.tip_id,
-                text=tip.text,
-                address=tip.address,
-                channel=tip.channel,
-                received_at=tip.received_at,
-            )
-            .on_conflict_do_nothing()
+async def keep_tip_text(session: AsyncSession, tip: TipReceived) -> None:
+    """The citizen's words, beside the case their tip opened or joined."""
+    await session.execute(
+        insert(TipText)
+        .values(
+            tip_id=tip.tip_id,
+            text=tip.text,
+            address=tip.address,
+            channel=tip.channel,
+            received_at=tip.received_at,
         )
+        .on_conflict_do_nothing()
+    )
 
-    return handle
 
-
-async def record_on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> None:
-    try:
-        case_id = UUID(event.subject or "")
-    except ValueError as exc:
-        raise PoisonEvent(f"{event.type} has no case id as its subject") from exc
+async def record_on_timeline(session: AsyncSession, case_id: UUID, event: CloudEvent) -> None:
+    """The event on its case's timeline, as published; a deadline event also on its clock."""
     await session.execute(
         insert(CaseTimelineEntry)
         .values(
@@ -117,11 +105,3 @@ async def _clock_stopped(session: AsyncSession, data: DeadlineStopped) -> None:
 async def _clock_extended(session: AsyncSession, data: ExtensionDecided) -> None:
     if data.approved and data.new_due_at is not None:
         await _update_clock(session, data.case_id, data.kind, data.round, due_at=data.new_due_at)
-
-
-FEED_HANDLERS: dict[str, Handler] = {
-    message.event_type: record_on_timeline
-    for topic in TOPICS
-    if topic.name in FEED_TOPICS
-    for message in topic.messages
-}

@@ -1,72 +1,47 @@
 """Dispatch's HTTP API beyond a single unit's lifecycle: the whistle (吹哨), the queues, the
-county's admission decisions (准入) and the reference data in force (and its reload)."""
+county's admission decisions (准入) and the reference data in force (and its reload).
+
+A thin edge: changes go through the case service (cases.py), whose refusals are answered as
+problems (problems.py); lists come from queries.py."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from uuid6 import uuid7
 
 from contracts.cases import CaseStatus
-from contracts.envelope import EventData, new_event
-from contracts.events import CaseClosed
-from contracts.topics import CASES
-from reference.county import (
-    ReferenceData,
-    ReferenceDataError,
-    Urgency,
-    load_reference,
-)
-from services.dispatch.api import (
-    ROLE_OF_ACTOR,
-    AssignIn,
+from reference.county import ReferenceData, ReferenceDataError
+from services.dispatch.cases import CaseService
+from services.dispatch.dependencies import (
     CaseActor,
     CaseReader,
-    CaseView,
+    County,
     IfMatch,
     RuntimeDep,
-    _case_to_act_on,
-    _dispatchers_case,
-    _expected_version,
-    _view,
-    assign_case,
-    current_reference,
-    local_today,
+    change_case,
 )
-from services.dispatch.handlers import SOURCE
-from services.dispatch.lifecycle import COUNTY
+from services.dispatch.models import Case
 from services.dispatch.queries import (
     COUNTY_QUEUE,
-    Suggestion,
     Waiting,
     admission_queue,
     open_cases,
     scoped_codes,
-    summoned,
     township_queue,
     triage_queue,
 )
-from services.dispatch.routing import ADMISSION_QUEUE
-from services.dispatch.whistles import WhistleFacts, judge, new_whistle
+from services.dispatch.views import CaseView, SuggestionOut, suggestions_out
+from services.dispatch.wiring import current_reference, local_today, reload_reference
 from services.runtime.auth import Principal, require_roles
-from services.runtime.outbox import stage
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["coordination"])
 
 QueueReader = Annotated[Principal, Depends(require_roles("dispatcher", "county_supervisor"))]
-County = Annotated[Principal, Depends(require_roles("county_supervisor"))]
 ReferenceKeeper = Annotated[Principal, Depends(require_roles("admin", "county_supervisor"))]
 
 
@@ -90,62 +65,22 @@ async def whistle(
     if_match: IfMatch = None,
 ) -> CaseView:
     """The township's dispatcher summons county departments, if the county's rules allow it."""
-    expected = _expected_version(if_match)
-    reference = current_reference(runtime)
-    now = runtime.clock()
-    async with runtime.transaction() as session:
-        case = await _dispatchers_case(session, principal, case_id, expected, "Blowing the whistle")
-        item = reference.items.get(case.matter_code or "")
-        facts = WhistleFacts(
-            status=CaseStatus(case.status),
-            urgency=Urgency(case.urgency),
-            matter=item,
-            claimed=item is not None
-            and item.code in reference.claims.get(case.township_code or "", frozenset()),
-            reopens=case.reopens,
-            summoned=await summoned(session, case.id),
-        )
-        departments = list(dict.fromkeys(body.departments))
-        verdict = judge(
-            facts, departments, body.reason_code, reference.whistle_rules, reference.departments
-        )
-        if not verdict.allowed:
-            raise Problem(
-                422,
-                "Whistle not allowed",
-                "；".join(r.reason for r in verdict.refusals),
-                rules=[r.rule for r in verdict.refusals],
-                refusals=[{"rule": r.rule, "reason": r.reason} for r in verdict.refusals],
-            )
-        case.version += 1
-        case.updated_at = now
-        record, blown = new_whistle(
-            uuid7(),
-            case,
-            departments,
-            body.reason_code,
-            body.reason,
-            verdict.rule,
-            automatic=False,
-            actor=principal.subject,
-            actor_role="dispatcher",
-            at=now,
-        )
-        session.add(record)
-        stage(session, CASES, new_event(SOURCE, str(case.id), blown, now))
-    return _view(case, response)
+    return await change_case(
+        runtime,
+        if_match,
+        response,
+        lambda cases, expected: cases.whistle(
+            principal,
+            case_id,
+            expected,
+            departments=body.departments,
+            reason_code=body.reason_code,
+            reason=body.reason,
+        ),
+    )
 
 
 # ---------------------------------------------------------------- queues and lists
-
-
-class SuggestionOut(BaseModel):
-    matter_code: str
-    name: str
-    score: float
-    keywords: list[str] = Field(description="the tip's words that matched the item")
-    unit_id: str | None = Field(description="the unit routing would assign the item to")
-    unit_name: str | None
 
 
 class WaitingOut(BaseModel):
@@ -163,20 +98,6 @@ class WaitingOut(BaseModel):
     age_seconds: int
     created_at: datetime
     suggestions: list[SuggestionOut]
-
-
-def suggestions_out(proposed: Iterable[Suggestion]) -> list[SuggestionOut]:
-    return [
-        SuggestionOut(
-            matter_code=s.matter_code,
-            name=s.name,
-            score=s.score,
-            keywords=list(s.keywords),
-            unit_id=s.unit_id,
-            unit_name=s.unit_name,
-        )
-        for s in proposed
-    ]
 
 
 def _waiting_out(rows: list[Waiting]) -> list[WaitingOut]:
@@ -297,40 +218,22 @@ async def decide_admission(
 ) -> CaseView:
     """The county admits an out-of-list case (assigns it, rule ``admission``) or declines it
     (closes it with the reason)."""
-    expected = _expected_version(if_match)
-    reference = current_reference(runtime)
-    now = runtime.clock()
-    async with runtime.transaction() as session:
-        case, actors = await _case_to_act_on(session, principal, case_id, expected)
-        if (
-            COUNTY not in actors
-            or case.status != CaseStatus.TRIAGE
-            or case.queue != ADMISSION_QUEUE
-        ):
-            raise Problem(409, "Conflict", "The case is not waiting for an admission decision.")
-        case.version += 1
-        case.updated_at = now
-        step = case.step(principal.subject, ROLE_OF_ACTOR[COUNTY])
-        data: EventData
+
+    async def decide(cases: CaseService, expected: int) -> Case:
         if body.decision == "admit":
-            assert body.unit_id is not None
-            case.status = CaseStatus.ASSIGNED.value
-            assignment = AssignIn(
-                unit_id=body.unit_id, staff_id=body.staff_id, matter_code=body.matter_code
+            assert body.unit_id is not None and body.matter_code is not None
+            return await cases.admit(
+                principal,
+                case_id,
+                expected,
+                unit_id=body.unit_id,
+                matter_code=body.matter_code,
+                staff_id=body.staff_id,
             )
-            data = await assign_case(
-                runtime, reference, session, case, step, principal, assignment, "admission"
-            )
-        else:
-            case.status, case.queue = CaseStatus.CLOSED.value, None
-            case.routing = {
-                **case.routing,
-                "rule": "admission_declined",
-                "explanation": [*case.routing.get("explanation", []), f"不予准入：{body.reason}"],
-            }
-            data = CaseClosed(**step, reason=body.reason)
-        stage(session, CASES, new_event(SOURCE, str(case.id), data, now))
-    return _view(case, response)
+        assert body.reason is not None
+        return await cases.decline(principal, case_id, expected, reason=body.reason)
+
+    return await change_case(runtime, if_match, response, decide)
 
 
 # ---------------------------------------------------------------- reference data
@@ -364,25 +267,6 @@ async def reference_in_force(principal: CaseReader, runtime: RuntimeDep) -> Refe
     return _describe(current_reference(runtime))
 
 
-def _load_prepared(runtime: Runtime) -> ReferenceData:
-    loaded = load_reference(runtime.settings.config_dir)
-    loaded.prepare()
-    return loaded
-
-
-async def reload_reference(runtime: Runtime) -> ReferenceData:
-    """Load and validate deploy/config into a new version and put it in force in one step;
-    on ReferenceDataError the version in force stays. One reload at a time."""
-    lock: asyncio.Lock = runtime.state.setdefault("reference_reload", asyncio.Lock())
-    async with lock:
-        # Parsing and building jieba's dictionary take a while: off the event loop, so that
-        # tips keep being routed with the old version until the new one is whole.
-        loaded = await asyncio.to_thread(_load_prepared, runtime)
-        runtime.state["reference"] = loaded
-    log.info("reference data %s in force", loaded.version)
-    return loaded
-
-
 @router.post("/reference/reload", response_model=ReferenceView)
 async def reload(principal: ReferenceKeeper, runtime: RuntimeDep) -> ReferenceView:
     try:
@@ -396,24 +280,3 @@ async def reload(principal: ReferenceKeeper, runtime: RuntimeDep) -> ReferenceVi
             version_in_force=current_reference(runtime).version,
         ) from exc
     return _describe(loaded)
-
-
-async def reload_on_sighup(runtime: Runtime) -> None:
-    """``kill -HUP`` reloads the reference data, like POST /v1/reference/reload."""
-    loop = asyncio.get_running_loop()
-    wanted = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, wanted.set)
-    try:
-        while True:
-            await wanted.wait()
-            wanted.clear()
-            try:
-                await reload_reference(runtime)
-            except ReferenceDataError as exc:
-                log.error(
-                    "reference data not reloaded, %s stays in force: %s",
-                    current_reference(runtime).version,
-                    "; ".join(exc.reasons),
-                )
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)

@@ -6,7 +6,7 @@
      (退单; the second rejection goes to county arbitration, whose assignment is final)  │
                                           closed ◀──close── resolved ──reopen──▶ in_progress
 
-Plain data and functions: the HTTP layer asks :func:`check` and applies the result.
+Plain data and functions: the case service (cases.py) asks :func:`check` and applies the result.
 """
 
 from __future__ import annotations

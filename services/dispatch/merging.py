@@ -16,7 +16,7 @@ be the same problem. A case matched only by grid, whose distance cannot be measu
 tip has no coordinates), ranks after every measured one; ties go to the case opened first,
 then to the lowest case id, so the choice never depends on query order.
 
-Plain data and functions: the handler gathers candidates and applies the decision.
+Plain data and functions: the case service (cases.py) gathers candidates and applies the decision.
 """
 
 from __future__ import annotations

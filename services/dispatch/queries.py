@@ -1,7 +1,8 @@
 """Read queries over dispatch's cases, scoped to the caller: the triage and admission queues,
-the open-case list and a single case. Shared by the JSON API (api.py, coordination_api.py) and
-the console (console_api.py), so a case is visible in a list exactly when its page may be read
-and acted on: one scoping rule, :func:`visible_to`."""
+the open-case list and a single case, and what a case's page shows (its tips, clocks and
+timeline). Shared by the case service (cases.py), the JSON API (api.py, coordination_api.py)
+and the console (console_api.py), so a case is visible in a list exactly when its page may be
+read and acted on: one scoping rule, :func:`visible_to`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
 from reference.county import ReferenceData
-from services.dispatch.handlers import open_load
-from services.dispatch.models import Case, CaseClock, TipText, Whistle
+from services.dispatch.models import (
+    HELD_STATUSES,
+    Case,
+    CaseClock,
+    CaseTimelineEntry,
+    CaseTip,
+    TipText,
+    Whistle,
+)
 from services.dispatch.routing import ADMISSION_QUEUE, Assignment, route
 from services.dispatch.triage import rank
 from services.runtime.auth import Principal
@@ -62,6 +70,16 @@ async def readable_case(
         query = query.with_for_update()
     case: Case | None = await session.scalar(query)
     return case
+
+
+async def open_load(session: AsyncSession) -> dict[str, int]:
+    """How many open cases each staff member holds."""
+    rows = await session.execute(
+        select(Case.staff_id, func.count())
+        .where(Case.status.in_(HELD_STATUSES), Case.staff_id.is_not(None))  # type: ignore[attr-defined]
+        .group_by(Case.staff_id)
+    )
+    return {staff_id: count for staff_id, count in rows.all()}
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,29 @@ async def case_clocks(
     for row in rows:
         clocks.setdefault(row.case_id, []).append(row)
     return clocks
+
+
+async def merged_tips(session: AsyncSession, case_id: UUID) -> list[CaseTip]:
+    """The tips that joined a case by merge (and those split off since), in the order they
+    joined."""
+    return list(
+        await session.scalars(
+            select(CaseTip)
+            .where(CaseTip.case_id == case_id)  # type: ignore[arg-type]
+            .order_by(CaseTip.joined_at, CaseTip.tip_id)  # type: ignore[arg-type]
+        )
+    )
+
+
+async def timeline(session: AsyncSession, case_id: UUID) -> list[CaseTimelineEntry]:
+    """Every event of the case that dispatch consumed, in the order they happened."""
+    return list(
+        await session.scalars(
+            select(CaseTimelineEntry)
+            .where(CaseTimelineEntry.case_id == case_id)  # type: ignore[arg-type]
+            .order_by(CaseTimelineEntry.time)  # type: ignore[arg-type]
+        )
+    )
 
 
 async def summoned(session: AsyncSession, case_id: UUID) -> frozenset[str]:

@@ -19,9 +19,12 @@ from reference.county import (
     Unit,
     UnitKind,
 )
+from services.dispatch.triage import Triaged
 
 # Out-of-list tips wait here for the county's admission decision (准入).
 ADMISSION_QUEUE = "admission"
+# The rule of a case that waits in the county's queue because no place was given.
+UNLOCATED = "no_location"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,23 @@ class NeedsTriage:
     queue: str
     rule: str
     reason: str
+
+
+def waiting_queue(triaged: Triaged, confidence_threshold: float) -> NeedsTriage | None:
+    """The queue a tip waits in for a dispatcher, or None when routing may decide: a tip not
+    located waits for the county, one whose matter is unknown or not confidently known waits
+    in its township."""
+    classification, location = triaged.classification, triaged.location
+    if location.township is None:
+        return NeedsTriage("county", UNLOCATED, "无法确定所属乡镇，转县级分拨")
+    if classification.item is None or classification.confidence < confidence_threshold:
+        return NeedsTriage(
+            f"township:{location.township}",
+            "low_confidence",
+            f"事项识别置信度 {classification.confidence:.2f} 低于 {confidence_threshold:.2f}，"
+            "待调度员人工分拨",
+        )
+    return None
 
 
 def route(

@@ -35,6 +35,14 @@ class Location:
     explanation: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Triaged:
+    """What triage made of a tip: its matter and its place."""
+
+    classification: Classification
+    location: Location
+
+
 class LatLon(Protocol):
     """A WGS 84 point, such as the ``GeoPoint`` of a ``TipReceived``."""
 

@@ -1,0 +1,867 @@
+"""The case service: every change to a case, from its tip's arrival to its closing.
+
+Each command loads the case (locked for its transaction), asks the pure rules — triage.py and
+routing.py where a tip goes, lifecycle.py which step may follow which and by whom, merging.py
+which tips are one problem, whistles.py the county's whistle rules — applies their answer to
+the case, and stages the events that say so in the same transaction (the outbox). A refusal is
+a domain error (errors.py): nothing of the command is kept, and the edge that called — a router,
+or consumers.py — says it in its own terms.
+
+Commands take who acts (a ``Principal``; a citizen acts only through a rating) and the version
+of the case they saw; the service holds the session, the reference data in force, the clock
+and dispatch's settings for the one transaction it serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid6 import uuid7
+
+from contracts.cases import CaseStatus
+from contracts.envelope import EventData, new_event
+from contracts.events import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseClosed,
+    CaseMerged,
+    CaseOpened,
+    CaseProgressRecorded,
+    CaseRejected,
+    CaseReopened,
+    CaseResolved,
+    CaseSplit,
+    CaseStarted,
+    CaseStep,
+    CaseTriageRequired,
+    TipRated,
+    TipReceived,
+    TipSupplemented,
+)
+from contracts.topics import CASES
+from reference.county import MatterItem, ReferenceData, Urgency
+from services.dispatch.errors import (
+    AdmissionRequired,
+    AssignmentRefusal,
+    AssignmentRefused,
+    CaseNotFound,
+    NotAwaitingAdmission,
+    NotPermitted,
+    SplitRefused,
+    StaleVersion,
+    TipNotOfCase,
+    TransitionRefused,
+    WhistleRefused,
+)
+from services.dispatch.lifecycle import (
+    CITIZEN,
+    COUNTY,
+    DISPATCHER,
+    UNIT,
+    Action,
+    Allowed,
+    Refused,
+    acting_as,
+    check,
+)
+from services.dispatch.merging import (
+    MERGEABLE_STATUSES,
+    ArrivingTip,
+    Candidate,
+    Merge,
+    MergePolicy,
+    Point,
+    SplitRefusal,
+    check_split,
+    find_merge,
+)
+from services.dispatch.models import Case, CaseTip, TipText
+from services.dispatch.queries import open_load, readable_case, summoned
+from services.dispatch.routing import (
+    ADMISSION_QUEUE,
+    UNLOCATED,
+    Assignment,
+    NeedsTriage,
+    pick_staff,
+    route,
+    supporting_units,
+    waiting_queue,
+)
+from services.dispatch.triage import Triaged, classify, locate
+from services.dispatch.whistles import WhistleFacts, automatic_whistle, judge, new_whistle
+from services.runtime.auth import Principal
+from services.runtime.clock import Clock
+from services.runtime.outbox import stage
+from services.runtime.settings import Settings
+
+# The CloudEvents source of everything dispatch says.
+SOURCE = "whistle/dispatch"
+
+log = logging.getLogger(__name__)
+
+# The role each capacity of the lifecycle is recorded as in the case's events.
+ROLE_OF_ACTOR = {
+    DISPATCHER: "dispatcher",
+    UNIT: "unit_member",
+    COUNTY: "county_supervisor",
+    CITIZEN: CITIZEN,
+}
+SUPPORTING = "supporting_unit"  # acts on a joint operation it is not the lead of
+
+# Steps beyond the lifecycle's, offered to the township's dispatcher while the case is open.
+WHISTLE, SPLIT = "whistle", "split"
+
+# The steps whose event records only who took them, and when.
+PLAIN_STEPS: dict[Action, type[CaseStep]] = {
+    Action.ACCEPT: CaseAccepted,
+    Action.START: CaseStarted,
+    Action.CLOSE: CaseClosed,
+}
+
+RELOCATED = "群众补充位置后重新定位"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How dispatch decides, from the service's settings."""
+
+    confidence_threshold: float  # below it, a dispatcher decides the matter
+    zone: ZoneInfo  # the county's: certificates are valid by its date
+    merge: MergePolicy
+
+    @classmethod
+    def of(cls, settings: Settings) -> DispatchSettings:
+        return cls(
+            confidence_threshold=settings.triage_confidence_threshold,
+            zone=ZoneInfo(settings.timezone),
+            merge=MergePolicy(
+                distance_m=settings.merge_distance_m,
+                window=timedelta(hours=settings.merge_window_hours),
+            ),
+        )
+
+
+# ---------------------------------------------------------------- who may act
+
+
+def actors_of(principal: Principal, case: Case) -> frozenset[str]:
+    """In which of the lifecycle's capacities the principal may act on this case."""
+    actors = set()
+    if "county_supervisor" in principal.roles:
+        actors.add(COUNTY)
+    if (
+        "dispatcher" in principal.roles
+        and case.township_code
+        and principal.may_act_on("township", case.township_code)
+    ):
+        actors.add(DISPATCHER)
+    if (
+        "unit_member" in principal.roles
+        and case.unit_id
+        and principal.may_act_on("unit", case.unit_id)
+    ):
+        actors.add(UNIT)
+    return frozenset(actors)
+
+
+def _supports(principal: Principal, case: Case) -> bool:
+    """联合执法: the principal is a member of one of the case's supporting units."""
+    return "unit_member" in principal.roles and any(
+        principal.may_act_on("unit", unit) for unit in case.supporting_units
+    )
+
+
+def permitted_actions(principal: Principal, case: Case) -> list[str]:
+    """What the principal may do now: the lifecycle's steps, then whistle and split for the
+    township's dispatcher while the case is open."""
+    actors = actors_of(principal, case)
+    status = CaseStatus(case.status)
+    actions = [
+        a.value for a in Action if isinstance(check(status, a, actors, case.rejections), Allowed)
+    ]
+    if DISPATCHER in actors and status is not CaseStatus.CLOSED:
+        actions += [WHISTLE, SPLIT]
+    return actions
+
+
+async def find_case(
+    session: AsyncSession, principal: Principal, case_id: UUID, *, for_update: bool = False
+) -> Case:
+    """The case, if the principal may read it; locked for the transaction with ``for_update``."""
+    case = await readable_case(session, principal, case_id, for_update=for_update)
+    # A case outside the principal's township or unit is answered like a missing one.
+    if case is None:
+        raise CaseNotFound(case_id)
+    return case
+
+
+def waiting_for_a_place(case: Case) -> bool:
+    """The case waits for a dispatcher only because its tip could not be located (nobody
+    has assigned it by hand since, which would have changed its rule)."""
+    return case.status == CaseStatus.TRIAGE and case.routing.get("rule") == UNLOCATED
+
+
+def _examine(tip: TipReceived, reference: ReferenceData) -> Triaged:
+    return Triaged(
+        classify(tip.text, tip.category_hint, reference),
+        locate(tip.grid_id, tip.address, reference, tip.location),
+    )
+
+
+def _merge_lock_key(matter_code: str) -> int:
+    """A stable 32-bit key for PostgreSQL's advisory lock on merging into one matter."""
+    return zlib.crc32(f"dispatch.merge:{matter_code}".encode())
+
+
+StepEvent = Callable[[Case, dict[str, Any]], Awaitable[EventData]]
+
+
+class CaseService:
+    """The commands on dispatch's cases, within one transaction of ``session``."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        reference: ReferenceData,
+        clock: Clock,
+        settings: DispatchSettings,
+    ) -> None:
+        self._session = session
+        self._reference = reference
+        self._clock = clock
+        self._settings = settings
+
+    # ------------------------------------------------------------ tips arriving
+
+    async def receive(self, tip: TipReceived) -> None:
+        """A tip joins an open case of the same matter nearby (merging.py) when routing may
+        decide its matter and place; otherwise, or with no such case, it opens its own."""
+        now = self._clock()
+        triaged = _examine(tip, self._reference)
+        item = triaged.classification.item
+        routable = waiting_queue(triaged, self._settings.confidence_threshold) is None
+        if routable and item is not None and self._settings.merge.enabled:
+            merge = await self._open_duplicate(tip, triaged, item, now)
+            if merge is not None:
+                self._join(tip, triaged, item, merge, now)
+                return
+        await self._open(tip, now, triaged=triaged)
+
+    async def supplement(self, supplement: TipSupplemented) -> None:
+        """A place sent after the text (a WeChat location) locates a case that could not be
+        located, which then goes on as a new tip would: routed and assigned, or queued in its
+        township. A case already placed keeps its place (intake and the ledger keep the
+        supplement); attachments alone change nothing here."""
+        if supplement.location is None and not supplement.address:
+            return
+        case = await self._session.scalar(
+            select(Case).where(Case.tip_id == supplement.tip_id).with_for_update()  # type: ignore[arg-type]
+        )
+        if case is None or not waiting_for_a_place(case):
+            log.info(
+                "tip %s: a place was supplied for %s; dispatch keeps the case as it is",
+                supplement.tip_id,
+                f"case {case.id} ({case.status})" if case else "a tip with no case of its own",
+            )
+            return
+        said = await self._session.get(TipText, case.tip_id)
+        if said is None:
+            log.warning("tip %s: its text is not kept, so case %s stays", case.tip_id, case.id)
+            return
+        reference = self._reference
+        triaged = Triaged(
+            classify(said.text, None, reference),
+            locate(None, supplement.address or said.address, reference, supplement.location),
+        )
+        location = triaged.location
+        if location.township is None:
+            log.info("tip %s: the supplied place locates nothing: %s", case.tip_id, location)
+            return
+        now = self._clock()
+        item = triaged.classification.item
+        case.matter_code = item.code if item else None
+        case.urgency = (item.default_urgency if item else Urgency.GENERAL).value
+        case.township_code, case.village_code = location.township, location.village
+        case.grid_id = location.grid
+        if supplement.location is not None:
+            case.lat, case.lon = supplement.location.lat, supplement.location.lon
+        case.catalogue_version = reference.version
+        case.version += 1
+        case.updated_at = now
+        cause = (RELOCATED, *location.explanation)
+        # The case's story so far stays; its matter is said again only if it reads differently.
+        before: list[str] = case.routing.get("explanation", [])
+        explanation = [
+            *before,
+            *cause,
+            *(line for line in triaged.classification.explanation if line not in before),
+        ]
+        await self._route(case, triaged, explanation, now, cause)
+
+    async def rated(self, rating: TipRated) -> None:
+        """回访不满意: a dissatisfied citizen reopens the resolved or closed case, by the
+        lifecycle's rules; other ratings change nothing in dispatch."""
+        if rating.rating != "dissatisfied":
+            return
+        case = await self._session.get(Case, rating.case_id, with_for_update=True)
+        if case is None:
+            raise CaseNotFound(rating.case_id)
+        if rating.tip_id != case.tip_id and await self._session.get(CaseTip, rating.tip_id) is None:
+            raise TipNotOfCase(rating.tip_id, case.id)
+        reason = f"群众不满意: {rating.comment}" if rating.comment else "群众不满意"
+        self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
+
+    async def _open(
+        self,
+        tip: TipReceived,
+        now: datetime,
+        *,
+        case_id: UUID | None = None,
+        triaged: Triaged | None = None,
+    ) -> Case:
+        """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
+        it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
+        reference = self._reference
+        triaged = triaged or _examine(tip, reference)
+        classification, location = triaged.classification, triaged.location
+        item = classification.item
+        urgency = item.default_urgency if item else Urgency.GENERAL
+        case_id = case_id or uuid7()
+        case = Case(
+            id=case_id,
+            tip_id=tip.tip_id,
+            status=CaseStatus.TRIAGE.value,
+            matter_code=item.code if item else None,
+            township_code=location.township,
+            village_code=location.village,
+            grid_id=location.grid,
+            lat=tip.location.lat if tip.location else None,
+            lon=tip.location.lon if tip.location else None,
+            urgency=urgency.value,
+            catalogue_version=reference.version,
+            routing={},
+            created_at=now,
+            updated_at=now,
+        )
+        explanation = [*location.explanation, *classification.explanation]
+        opened = CaseOpened(
+            case_id=case_id,
+            tip_id=tip.tip_id,
+            matter_code=case.matter_code,
+            matter_name=item.name if item else None,
+            confidence=classification.confidence,
+            township_code=location.township,
+            village_code=location.village,
+            grid_id=location.grid,
+            urgency=urgency.value,
+            catalogue_version=reference.version,
+            explanation=explanation,
+        )
+        self._emit(case_id, opened, now)
+        await self._route(case, triaged, explanation, now)
+        # Added once routed, so that the open-load query does not flush it first: one insert.
+        self._session.add(case)
+        return case
+
+    async def _route(
+        self,
+        case: Case,
+        triaged: Triaged,
+        explanation: list[str],
+        now: datetime,
+        cause: tuple[str, ...] = (),
+    ) -> None:
+        """Route the triaged case, or queue it for a dispatcher: set the case so and stage the
+        assignment (and the automatic whistle) or the triage queue. ``explanation`` is how
+        the case was triaged; the routing's reasons follow it. ``cause`` says why a case
+        already opened is routed again, at the head of the event's explanation."""
+        reference = self._reference
+        item, location = triaged.classification.item, triaged.location
+        outcome: Assignment | NeedsTriage | None
+        outcome = waiting_queue(triaged, self._settings.confidence_threshold)
+        if outcome is None:
+            assert item is not None and location.township is not None
+            outcome = route(
+                item,
+                location.township,
+                location.village,
+                reference,
+                await open_load(self._session),
+                self._today(now),
+            )
+
+        case.routing = {"rule": outcome.rule, "explanation": list(explanation)}
+        data: CaseAssigned | CaseTriageRequired
+        if isinstance(outcome, NeedsTriage):
+            case.status, case.queue = CaseStatus.TRIAGE.value, outcome.queue
+            case.routing["explanation"].append(outcome.reason)
+            data = CaseTriageRequired(
+                case_id=case.id,
+                tip_id=case.tip_id,
+                queue=outcome.queue,
+                reason="；".join((*cause, outcome.reason)),
+                catalogue_version=reference.version,
+            )
+        else:
+            assert item is not None
+            case.status, case.queue = CaseStatus.ASSIGNED.value, None
+            case.unit_id = outcome.unit.id
+            case.staff_id = outcome.staff.id if outcome.staff else None
+            case.supporting_units = [u.id for u in outcome.supporting]
+            case.routing["explanation"].extend(outcome.explanation)
+            data = case.assignment(
+                outcome.unit.kind.value,
+                item,
+                reference.version,
+                outcome.rule,
+                [*cause, *outcome.explanation],
+            )
+        self._emit(case.id, data, now)
+        if isinstance(outcome, Assignment):
+            self._whistle_if_beyond_the_township(case, outcome, now)
+
+    def _whistle_if_beyond_the_township(
+        self, case: Case, outcome: Assignment, now: datetime
+    ) -> None:
+        """A county-only or unclaimed matter went to the county: the whistle is blown for the
+        township at once, so the department's 报到 clock starts with the case."""
+        automatic = automatic_whistle(outcome.rule, outcome.unit)
+        if automatic is None:
+            return
+        rules = self._reference.whistle_rules
+        whistle, blown = new_whistle(
+            uuid7(),
+            case,
+            automatic.departments,
+            rules.automatic_reason if rules else "beyond_powers",
+            automatic.reason,
+            automatic.rule,
+            automatic=True,
+            actor=SOURCE,
+            actor_role="routing",
+            at=now,
+        )
+        self._session.add(whistle)
+        self._emit(case.id, blown, now)
+
+    async def _open_duplicate(
+        self, tip: TipReceived, triaged: Triaged, item: MatterItem, now: datetime
+    ) -> Merge | None:
+        policy = self._settings.merge
+        # Two reports of one problem handled at once (another partition, another replica) must
+        # not both open a case: decisions for one matter take turns until their commit.
+        await self._session.execute(select(func.pg_advisory_xact_lock(_merge_lock_key(item.code))))
+        cases = await self._session.scalars(
+            select(Case).where(
+                Case.matter_code == item.code,  # type: ignore[arg-type]
+                Case.created_at >= now - policy.window,  # type: ignore[arg-type,operator]
+                Case.status.in_([s.value for s in MERGEABLE_STATUSES]),  # type: ignore[attr-defined]
+            )
+        )
+        candidates = [
+            Candidate(
+                case_id=case.id,
+                status=case.status,
+                matter_code=case.matter_code,
+                grid_id=case.grid_id,
+                point=Point(case.lat, case.lon)
+                if case.lat is not None and case.lon is not None
+                else None,
+                opened_at=case.created_at,
+            )
+            for case in cases
+        ]
+        point = Point(tip.location.lat, tip.location.lon) if tip.location else None
+        arriving = ArrivingTip(item.code, triaged.location.grid, point)
+        return find_merge(arriving, candidates, now, policy)
+
+    def _join(
+        self, tip: TipReceived, triaged: Triaged, item: MatterItem, merge: Merge, now: datetime
+    ) -> None:
+        """The tip joins the open case: a link and an event; no case, assignment or deadline."""
+        self._session.add(
+            CaseTip(
+                tip_id=tip.tip_id,
+                case_id=merge.case_id,
+                joined_at=now,
+                rule=merge.rule,
+                distance_m=merge.distance_m,
+                tip=tip.model_dump(mode="json"),
+            )
+        )
+        explanation = [
+            *triaged.location.explanation,
+            *triaged.classification.explanation,
+            *merge.explanation,
+        ]
+        merged = CaseMerged(
+            case_id=merge.case_id,
+            tip_id=tip.tip_id,
+            matter_code=item.code,
+            rule=merge.rule,
+            distance_m=merge.distance_m,
+            window_hours=self._settings.merge.window.total_seconds() / 3600,
+            catalogue_version=self._reference.version,
+            explanation=explanation,
+        )
+        self._emit(merge.case_id, merged, now)
+
+    # ------------------------------------------------------------ the lifecycle
+
+    async def step(self, actor: Principal, case_id: UUID, expected: int, action: Action) -> Case:
+        """One of the :data:`PLAIN_STEPS` (accept, start, close)."""
+        model = PLAIN_STEPS[action]
+
+        async def event(_: Case, fields: dict[str, Any]) -> EventData:
+            return model(**fields)
+
+        return await self._act(actor, case_id, expected, action, event)
+
+    async def assign(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        unit_id: str,
+        staff_id: str | None = None,
+        matter_code: str | None = None,
+    ) -> Case:
+        """A dispatcher assigns a case waiting in triage, or the county one waiting for
+        arbitration (whose assignment is final); an out-of-list case waits for admission."""
+
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            if case.queue == ADMISSION_QUEUE:
+                raise AdmissionRequired()
+            rule = "arbitration" if case.rejections else "manual"
+            return await self._assign_by_hand(case, step, unit_id, staff_id, matter_code, rule)
+
+        return await self._act(actor, case_id, expected, Action.ASSIGN, event)
+
+    async def reject(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
+        """退单: the unit sends the case back to its township's queue, or the second time to
+        the county's arbitration."""
+
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            case.rejections += 1
+            if case.status == CaseStatus.ARBITRATION:
+                case.queue = "arbitration"
+            else:
+                case.queue = f"township:{case.township_code}" if case.township_code else "county"
+            case.unit_id = case.staff_id = None
+            return CaseRejected(**step, reason=reason, rejections=case.rejections, queue=case.queue)
+
+        return await self._act(actor, case_id, expected, Action.REJECT, event)
+
+    async def progress(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        note: str,
+        evidence: Sequence[str] = (),
+    ) -> Case:
+        async def event(_: Case, step: dict[str, Any]) -> EventData:
+            return CaseProgressRecorded(**step, note=note, evidence=list(evidence))
+
+        return await self._act(actor, case_id, expected, Action.PROGRESS, event)
+
+    async def resolve(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        resolution: Literal["on_the_spot", "rectified", "penalised", "unsubstantiated"],
+        note: str,
+        rectification_due: date | None = None,
+        evidence: Sequence[str] = (),
+    ) -> Case:
+        async def event(_: Case, step: dict[str, Any]) -> EventData:
+            return CaseResolved(
+                **step,
+                resolution=resolution,
+                note=note,
+                rectification_due=rectification_due,
+                evidence=list(evidence),
+            )
+
+        return await self._act(actor, case_id, expected, Action.RESOLVE, event)
+
+    async def reopen(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
+        """A dispatcher or the county reopens a resolved or closed case."""
+        case, actors = await self._acting(actor, case_id, expected, Action.REOPEN)
+        self._reopen(case, actors, actor.subject, reason)
+        return case
+
+    def _reopen(self, case: Case, actors: frozenset[str], actor: str, reason: str) -> None:
+        """The one reopening: by a dispatcher or the county (HTTP), or by a dissatisfied
+        citizen (a rating)."""
+        now = self._clock()
+        step = self._take(case, Action.REOPEN, actors, actor, now)
+        case.reopens += 1
+        self._emit(case.id, CaseReopened(**step, reason=reason), now)
+
+    async def _act(
+        self, actor: Principal, case_id: UUID, expected: int, action: Action, event: StepEvent
+    ) -> Case:
+        """Take a lifecycle step on the case and stage what ``event`` makes of it."""
+        case, actors = await self._acting(actor, case_id, expected, action)
+        now = self._clock()
+        step = self._take(case, action, actors, actor.subject, now)
+        self._emit(case.id, await event(case, step), now)
+        return case
+
+    async def _acting(
+        self, actor: Principal, case_id: UUID, expected: int, action: Action
+    ) -> tuple[Case, frozenset[str]]:
+        """The case, locked, and the capacities in which ``actor`` takes ``action`` on it."""
+        case, actors = await self._to_act_on(actor, case_id, expected)
+        if actors == {SUPPORTING}:
+            # A supporting unit records its own progress on the joint operation, nothing else.
+            if action is not Action.PROGRESS:
+                raise NotPermitted("A supporting unit may only record progress.")
+            actors = frozenset({UNIT})
+        return case, actors
+
+    async def _to_act_on(
+        self, actor: Principal, case_id: UUID, expected: int
+    ) -> tuple[Case, frozenset[str]]:
+        """The case, locked, if ``actor`` may act on it at the version they saw; and as whom."""
+        case = await find_case(self._session, actor, case_id, for_update=True)
+        actors = actors_of(actor, case)
+        if not actors and _supports(actor, case):
+            actors = frozenset({SUPPORTING})
+        if not actors:
+            raise NotPermitted("You may see this case but not act on it.")
+        if case.version != expected:
+            raise StaleVersion(case.version)
+        return case, actors
+
+    async def _dispatchers_case(
+        self, actor: Principal, case_id: UUID, expected: int, what: str
+    ) -> Case:
+        """The case, locked, for a step only the township's dispatcher takes (``what``)."""
+        case, actors = await self._to_act_on(actor, case_id, expected)
+        if DISPATCHER not in actors:
+            raise NotPermitted(f"{what} is for the township's dispatcher.")
+        return case
+
+    def _take(
+        self, case: Case, action: Action, actors: frozenset[str], actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """The lifecycle's verdict applied: the case in its new state and version, and what
+        the step's event records (who acted, in which role)."""
+        status = CaseStatus(case.status)
+        verdict = check(status, action, actors, case.rejections)
+        if isinstance(verdict, Refused):
+            raise TransitionRefused(verdict.reason, verdict.allowed)
+        case.status = verdict.to.value
+        return self._changed(case, actor, ROLE_OF_ACTOR[acting_as(actors, action, status)], now)
+
+    @staticmethod
+    def _changed(case: Case, actor: str, role: str, now: datetime) -> dict[str, Any]:
+        """The case's next version, and what its event records of the step."""
+        case.version += 1
+        case.updated_at = now
+        return case.step(actor, role)
+
+    async def _assign_by_hand(
+        self,
+        case: Case,
+        step: dict[str, Any],
+        unit_id: str,
+        staff_id: str | None,
+        matter_code: str | None,
+        rule: str,
+    ) -> CaseAssigned:
+        """Assign by hand (a dispatcher, arbitration or admission): the unit — a township's
+        own, unless the county assigns — a person with a valid enforcement certificate (or the
+        least loaded such), and for a joint operation the supporting units."""
+        reference = self._reference
+        unit = reference.units.get(unit_id)
+        if unit is None:
+            raise AssignmentRefused(
+                AssignmentRefusal.UNKNOWN_UNIT, f"There is no unit {unit_id!r}."
+            )
+        by_county = step["actor_role"] == ROLE_OF_ACTOR[COUNTY]
+        if not by_county and unit.township != case.township_code:
+            raise AssignmentRefused(
+                AssignmentRefusal.FOREIGN_UNIT, "A township dispatcher assigns to its own units."
+            )
+        item = reference.items.get(matter_code or case.matter_code or "")
+        if item is None:
+            raise AssignmentRefused(
+                AssignmentRefusal.MATTER_NEEDED, "Give the matter_code from the catalogue."
+            )
+        today = self._today(self._clock())
+        if staff_id is not None:
+            staff = next((s for s in unit.staff if s.id == staff_id), None)
+            if staff is None or not (staff.certificate and staff.certificate.valid_on(today)):
+                raise AssignmentRefused(
+                    AssignmentRefusal.STAFF_CANNOT_ENFORCE,
+                    f"{staff_id} is not in {unit.id} with a valid enforcement certificate.",
+                )
+        else:
+            load = await open_load(self._session)
+            staff = pick_staff(unit, case.village_code, load, today, "", "").staff
+        supporting = supporting_units(item, unit, case.township_code or "", reference)
+        case.unit_id, case.staff_id = unit.id, staff.id if staff else None
+        case.matter_code, case.queue = item.code, None
+        case.supporting_units = [u.id for u in supporting]
+        explanation = [f"{step['actor_role']} {step['actor']} 指派 {unit.name}"]
+        if supporting:
+            names = "、".join(u.name for u in supporting)
+            explanation.append(f"联合执法：{unit.name} 牵头，{names} 配合")
+        case.routing = {
+            "rule": rule,
+            "explanation": [*case.routing.get("explanation", []), *explanation],
+        }
+        return case.assignment(
+            unit.kind.value,
+            item,
+            reference.version,
+            rule,
+            explanation,
+            actor=step["actor"],
+            actor_role=step["actor_role"],
+        )
+
+    # ------------------------------------------------------------ beyond the lifecycle
+
+    async def whistle(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        departments: Sequence[str],
+        reason_code: str,
+        reason: str,
+    ) -> Case:
+        """吹哨: the township's dispatcher summons county departments, if the county's rules
+        allow it (every rule that refuses is named)."""
+        case = await self._dispatchers_case(actor, case_id, expected, "Blowing the whistle")
+        reference = self._reference
+        item = reference.items.get(case.matter_code or "")
+        facts = WhistleFacts(
+            status=CaseStatus(case.status),
+            urgency=Urgency(case.urgency),
+            matter=item,
+            claimed=item is not None
+            and item.code in reference.claims.get(case.township_code or "", frozenset()),
+            reopens=case.reopens,
+            summoned=await summoned(self._session, case.id),
+        )
+        departments = list(dict.fromkeys(departments))
+        verdict = judge(
+            facts, departments, reason_code, reference.whistle_rules, reference.departments
+        )
+        if not verdict.allowed:
+            raise WhistleRefused(verdict.refusals)
+        now = self._clock()
+        case.version += 1
+        case.updated_at = now
+        record, blown = new_whistle(
+            uuid7(),
+            case,
+            departments,
+            reason_code,
+            reason,
+            verdict.rule,
+            automatic=False,
+            actor=actor.subject,
+            actor_role=ROLE_OF_ACTOR[DISPATCHER],
+            at=now,
+        )
+        self._session.add(record)
+        self._emit(case.id, blown, now)
+        return case
+
+    async def split(
+        self, actor: Principal, case_id: UUID, expected: int, *, tip_id: UUID, reason: str
+    ) -> tuple[Case, UUID]:
+        """The tip was not the same problem after all: it leaves the case and is triaged and
+        routed as a case of its own (never merged again). Returns the case it left and the
+        new case's id."""
+        case = await self._dispatchers_case(actor, case_id, expected, "Splitting a tip off")
+        link = await self._session.get(CaseTip, tip_id, with_for_update=True)
+        joined = link is not None and link.case_id == case.id and link.left_at is None
+        refusal = check_split(case.status, case.tip_id, tip_id, {tip_id} if joined else ())
+        if refusal is not None or link is None:
+            raise SplitRefused(refusal or SplitRefusal.NOT_MERGED, tip_id)
+        now = self._clock()
+        split_case_id = uuid7()
+        link.left_at, link.split_case_id = now, split_case_id
+        step = self._changed(case, actor.subject, ROLE_OF_ACTOR[DISPATCHER], now)
+        event = CaseSplit(**step, split_tip_id=tip_id, split_case_id=split_case_id, reason=reason)
+        self._emit(case.id, event, now)
+        await self._open(TipReceived.model_validate(link.tip), now, case_id=split_case_id)
+        return case, split_case_id
+
+    async def admit(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        unit_id: str,
+        matter_code: str,
+        staff_id: str | None = None,
+    ) -> Case:
+        """准入: the county admits an out-of-list case and assigns it (rule ``admission``)."""
+        case, step, now = await self._admission(actor, case_id, expected)
+        case.status = CaseStatus.ASSIGNED.value
+        assigned = await self._assign_by_hand(
+            case, step, unit_id, staff_id, matter_code, "admission"
+        )
+        self._emit(case.id, assigned, now)
+        return case
+
+    async def decline(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
+        """不予准入: the county declines an out-of-list case, which closes with the reason (told to
+        the citizen)."""
+        case, step, now = await self._admission(actor, case_id, expected)
+        case.status, case.queue = CaseStatus.CLOSED.value, None
+        case.routing = {
+            **case.routing,
+            "rule": "admission_declined",
+            "explanation": [*case.routing.get("explanation", []), f"不予准入：{reason}"],
+        }
+        self._emit(case.id, CaseClosed(**step, reason=reason), now)
+        return case
+
+    async def _admission(
+        self, actor: Principal, case_id: UUID, expected: int
+    ) -> tuple[Case, dict[str, Any], datetime]:
+        """The case waiting for the county's admission decision, at its next version."""
+        case, actors = await self._to_act_on(actor, case_id, expected)
+        if (
+            COUNTY not in actors
+            or case.status != CaseStatus.TRIAGE
+            or case.queue != ADMISSION_QUEUE
+        ):
+            raise NotAwaitingAdmission("The case is not waiting for an admission decision.")
+        now = self._clock()
+        return case, self._changed(case, actor.subject, ROLE_OF_ACTOR[COUNTY], now), now
+
+    # ------------------------------------------------------------ saying so
+
+    def _emit(self, case_id: UUID, data: EventData, now: datetime) -> None:
+        """Stage the case's event: it leaves when the transaction commits."""
+        stage(self._session, CASES, new_event(SOURCE, str(case_id), data, now))
+
+    def _today(self, now: datetime) -> date:
+        """The county's date: routing's certificates are valid by it."""
+        return now.astimezone(self._settings.zone).date()

@@ -1,0 +1,92 @@
+"""Everything dispatch consumes, and what each event does: the whole subscription in one place.
+
+Tips (``intake.tips.v1``) go to the case service (cases.py): a received tip opens or joins a
+case, a supplied place re-places a case waiting for one, a dissatisfied rating reopens its case.
+Every event of a case (``dispatch.cases.v1``, ``escalation.deadlines.v1``), and each tip's
+words, are kept for the console (console_feed.py). Each handler runs in the inbox's
+transaction: its effects commit with the event's ``(source, id)``, exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent
+from contracts.events import TipRated, TipReceived, TipSupplemented
+from contracts.topics import CASES, DEADLINES, TIPS, TOPICS
+from services.dispatch import console_feed
+from services.dispatch.cases import CaseService
+from services.dispatch.errors import CaseNotFound, TipNotOfCase, TransitionRefused
+from services.dispatch.wiring import case_service
+from services.runtime.inbox import Handler, PoisonEvent, Subscription
+from services.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+# Kept on each case's timeline, for the console.
+TIMELINE_TOPICS = (CASES, DEADLINES)
+
+CaseHandler = Callable[[CaseService, AsyncSession, CloudEvent], Awaitable[None]]
+"""``(cases, session, event)``: a handler that changes cases, given the case service."""
+
+
+def subscription(runtime: Runtime) -> Subscription:
+    """The topics dispatch consumes, then each event type and its handler."""
+
+    def with_cases(handle: CaseHandler) -> Handler:
+        async def handler(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+            await handle(case_service(runtime, session), session, event)
+
+        return handler
+
+    return Subscription(
+        topics=(TIPS, *TIMELINE_TOPICS),
+        handlers={
+            TipReceived.event_type: with_cases(tip_received),
+            TipSupplemented.event_type: with_cases(tip_supplemented),
+            TipRated.event_type: with_cases(tip_rated),
+            **{
+                message.event_type: on_timeline
+                for topic in TOPICS
+                if topic.name in TIMELINE_TOPICS
+                for message in topic.messages
+            },
+        },
+    )
+
+
+async def tip_received(cases: CaseService, session: AsyncSession, event: CloudEvent) -> None:
+    """The tip opens or joins a case; its words are kept for the dispatcher who reads it."""
+    tip = event.payload(TipReceived)
+    await cases.receive(tip)
+    await console_feed.keep_tip_text(session, tip)
+
+
+async def tip_supplemented(cases: CaseService, session: AsyncSession, event: CloudEvent) -> None:
+    await cases.supplement(event.payload(TipSupplemented))
+
+
+async def tip_rated(cases: CaseService, session: AsyncSession, event: CloudEvent) -> None:
+    rating = event.payload(TipRated)
+    try:
+        await cases.rated(rating)
+    except CaseNotFound as exc:
+        raise PoisonEvent(f"a rating for case {exc.case_id}, which dispatch does not have") from exc
+    except TipNotOfCase as exc:
+        raise PoisonEvent(str(exc)) from exc
+    except TransitionRefused as refused:
+        # Intake only lets a resolved case be rated, but the topic is not proof of that.
+        log.warning("ignoring a dissatisfied rating of tip %s: %s", rating.tip_id, refused.reason)
+
+
+async def on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    """Any event of a case, on the case's timeline (and its clocks, for a deadline event)."""
+    try:
+        case_id = UUID(event.subject or "")
+    except ValueError as exc:
+        raise PoisonEvent(f"{event.type} has no case id as its subject") from exc
+    await console_feed.record_on_timeline(session, case_id, event)

@@ -1,0 +1,92 @@
+"""The problem documents (RFC 9457) dispatch's routers answer the case service's refusals with:
+one mapping, so that a refusal reads the same from every endpoint that can meet it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from services.dispatch.errors import (
+    AdmissionRequired,
+    AssignmentRefusal,
+    AssignmentRefused,
+    CaseNotFound,
+    DispatchError,
+    NotAwaitingAdmission,
+    NotPermitted,
+    SplitRefused,
+    StaleVersion,
+    TransitionRefused,
+    WhistleRefused,
+)
+from services.dispatch.merging import SplitRefusal
+from services.dispatch.views import etag
+from services.runtime.problems import Problem
+
+_ASSIGNMENT: dict[AssignmentRefusal, tuple[int, str]] = {
+    AssignmentRefusal.UNKNOWN_UNIT: (422, "Unknown unit"),
+    AssignmentRefusal.FOREIGN_UNIT: (403, "Forbidden"),
+    AssignmentRefusal.MATTER_NEEDED: (422, "Matter needed"),
+    AssignmentRefusal.STAFF_CANNOT_ENFORCE: (422, "Staff cannot enforce"),
+}
+
+_SPLIT = {
+    SplitRefusal.ORIGINAL_TIP: "The case's own tip cannot be split off: only a merged tip can.",
+    SplitRefusal.CLOSED: "The case is closed; reopen it before splitting it.",
+}
+
+
+def problem(error: DispatchError) -> Problem:
+    """The problem a router answers ``error`` with."""
+    match error:
+        case CaseNotFound():
+            return Problem(404, "Not Found", f"No case {error.case_id} that you may see.")
+        case NotPermitted():
+            return Problem(403, "Forbidden", str(error))
+        case NotAwaitingAdmission():
+            return Problem(409, "Conflict", str(error))
+        case StaleVersion():
+            return Problem(
+                412,
+                "Precondition Failed",
+                f"The case changed since you saw it (now version {error.current}); reload it.",
+                headers={"ETag": etag(error.current)},
+            )
+        case AdmissionRequired():
+            return Problem(
+                409,
+                "Conflict",
+                "An out-of-list case is admitted by the county (POST /v1/cases/{id}/admission).",
+                allowed_actions=[],
+            )
+        case TransitionRefused():
+            return Problem(
+                409, "Conflict", error.reason, allowed_actions=[a.value for a in error.allowed]
+            )
+        case AssignmentRefused():
+            status, title = _ASSIGNMENT[error.refusal]
+            return Problem(status, title, error.detail)
+        case SplitRefused() if error.refusal in _SPLIT:
+            return Problem(409, "Conflict", _SPLIT[error.refusal])
+        case SplitRefused():
+            return Problem(
+                422, "Not a merged tip", f"Tip {error.tip_id} has not joined this case by merge."
+            )
+        case WhistleRefused():
+            return Problem(
+                422,
+                "Whistle not allowed",
+                str(error),
+                rules=[r.rule for r in error.refusals],
+                refusals=[{"rule": r.rule, "reason": r.reason} for r in error.refusals],
+            )
+    raise error  # a refusal no router meets yet: a bug to show, not to hide behind a 4xx
+
+
+@contextmanager
+def answered_as_problems() -> Iterator[None]:
+    """Within it, the case service's refusals leave as their problem documents."""
+    try:
+        yield
+    except DispatchError as error:
+        raise problem(error) from error

@@ -1,0 +1,86 @@
+"""How a dispatch process hands its parts to the case service: the reference data in force
+(loaded at start; a reload, by HTTP or ``kill -HUP``, swaps it whole), the county's date, and a
+case service over a session with the process's clock and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reference.county import ReferenceData, ReferenceDataError, load_reference
+from services.dispatch.cases import CaseService, DispatchSettings
+from services.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def load_reference_data(runtime: Runtime) -> None:
+    """Put deploy/config's reference data in force, prepared: jieba's dictionary and the grid
+    index are built before the first tip arrives."""
+    runtime.state["reference"] = _load_prepared(runtime)
+
+
+def current_reference(runtime: Runtime) -> ReferenceData:
+    """The reference data routing uses now (a reload swaps it whole)."""
+    reference: ReferenceData = runtime.state["reference"]
+    return reference
+
+
+def local_today(runtime: Runtime) -> date:
+    """The county's date now: certificates are valid by it."""
+    return runtime.clock().astimezone(ZoneInfo(runtime.settings.timezone)).date()
+
+
+def case_service(runtime: Runtime, session: AsyncSession) -> CaseService:
+    """The case service for one transaction of ``session``, with the reference data in force."""
+    return CaseService(
+        session,
+        reference=current_reference(runtime),
+        clock=runtime.clock,
+        settings=DispatchSettings.of(runtime.settings),
+    )
+
+
+def _load_prepared(runtime: Runtime) -> ReferenceData:
+    loaded = load_reference(runtime.settings.config_dir)
+    loaded.prepare()
+    return loaded
+
+
+async def reload_reference(runtime: Runtime) -> ReferenceData:
+    """Load and validate deploy/config into a new version and put it in force in one step;
+    on ReferenceDataError the version in force stays. One reload at a time."""
+    lock: asyncio.Lock = runtime.state.setdefault("reference_reload", asyncio.Lock())
+    async with lock:
+        # Parsing and building jieba's dictionary take a while: off the event loop, so that
+        # tips keep being routed with the old version until the new one is whole.
+        loaded = await asyncio.to_thread(_load_prepared, runtime)
+        runtime.state["reference"] = loaded
+    log.info("reference data %s in force", loaded.version)
+    return loaded
+
+
+async def reload_on_sighup(runtime: Runtime) -> None:
+    """``kill -HUP`` reloads the reference data, like POST /v1/reference/reload."""
+    loop = asyncio.get_running_loop()
+    wanted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, wanted.set)
+    try:
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            try:
+                await reload_reference(runtime)
+            except ReferenceDataError as exc:
+                log.error(
+                    "reference data not reloaded, %s stays in force: %s",
+                    current_reference(runtime).version,
+                    "; ".join(exc.reasons),
+                )
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
