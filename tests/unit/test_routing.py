@@ -26,7 +26,8 @@ from reference.county import (
     Village,
     load_reference,
 )
-from services.dispatch.routing import Assignment, NeedsTriage, route
+from services.dispatch.routing import UNLOCATED, Assignment, NeedsTriage, route, waiting_queue
+from services.dispatch.triage import Classification, Location, Triaged
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 TODAY = date(2026, 11, 21)
@@ -183,6 +184,36 @@ def _assigned(outcome: Assignment | NeedsTriage) -> Assignment:
 
 def _route(ref: ReferenceData, code: str, village: str | None = "T01V01", load=None, today=TODAY):
     return route(ITEMS[code], "T01", village, ref, load or {}, today)
+
+
+# ------------------------------------------------------- who decides: routing or a dispatcher
+
+PLACED = Location("T01", "T01V01", None, ("地址中含 甲镇",))
+NOWHERE = Location(None, None, None, ("未提供网格、坐标或地址，无法确定乡镇",))
+
+
+def _triaged(confidence: float, location: Location = PLACED, item: str | None = "STA") -> Triaged:
+    return Triaged(Classification(ITEMS[item] if item else None, confidence, ()), location)
+
+
+def test_a_located_confident_tip_is_routed() -> None:
+    assert waiting_queue(_triaged(0.5), 0.5) is None
+
+
+def test_a_tip_located_nowhere_waits_for_the_county_whatever_its_matter() -> None:
+    assert waiting_queue(_triaged(1.0, NOWHERE), 0.5) == NeedsTriage(
+        "county", UNLOCATED, "无法确定所属乡镇，转县级分拨"
+    )
+
+
+@pytest.mark.parametrize(("confidence", "item"), [(0.49, "STA"), (1.0, None)])
+def test_an_unsure_or_unknown_matter_waits_in_its_township(
+    confidence: float, item: str | None
+) -> None:
+    waiting = waiting_queue(_triaged(confidence, item=item), 0.5)
+    assert waiting is not None
+    assert (waiting.queue, waiting.rule) == ("township:T01", "low_confidence")
+    assert "低于 0.50" in waiting.reason
 
 
 # ---------------------------------------------------------------- authority → unit
