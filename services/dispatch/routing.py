@@ -2,9 +2,9 @@
 
 A tip that triage could not place, or whose matter it is not sure of, is not routed: it waits
 in a queue for a dispatcher (:func:`waiting_queue`). Deterministic, and explained: every
-decision names the rule that made it. An item with
-supporting departments is a joint operation (联合执法): the lead unit acts with the supporting
-departments' units of the same township (their county teams when the lead is a county one).
+decision names the rule that made it. An item with supporting departments is a joint operation
+(联合执法): the lead unit acts with the supporting departments' units of the same township
+(their county teams when the lead is a county one).
 """
 
 from __future__ import annotations
