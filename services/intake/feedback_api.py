@@ -1,8 +1,8 @@
 """``POST /v1/tips/{tracking_no}/feedback``: the citizen rates the handling of their tip (回访).
 
-The access code proves the citizen as it does for the status; the rating, its timeline mark
-and its ``whistle.tip.rated`` event commit together. Dispatch reopens the case on a
-dissatisfied rating; intake only reports it (services/intake/feedback.py holds the rules).
+The access code proves the citizen as it does for the status; tips.py records the rating and
+its event. Dispatch reopens the case on a dissatisfied rating; intake only reports it
+(services/intake/feedback.py holds the rules).
 """
 
 from __future__ import annotations
@@ -12,18 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
-from contracts.envelope import new_event
-from contracts.events import Rating, TipRated
-from contracts.topics import TIPS
-from services.intake import database
+from contracts.events import Rating
+from services.intake import tips
 from services.intake.edges import ProblemRoute, RuntimeDep, client_address
-from services.intake.errors import RatingRefused
-from services.intake.feedback import RATING_TEXT, RatingState, refusal, reopens
-from services.intake.models import Tip, TipFeedback, TipTimelineEntry
-from services.intake.tips import SOURCE, verified
-from services.runtime.outbox import stage
+from services.intake.feedback import RATING_TEXT, reopens
 
 router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 
@@ -58,49 +51,16 @@ class FeedbackTaken(BaseModel):
 async def rate(
     tracking_no: str, body: FeedbackIn, runtime: RuntimeDep, request: Request
 ) -> FeedbackTaken:
-    proven = await verified(runtime, client_address(request), tracking_no, body.code)
-    now = runtime.clock()
-    try:
-        async with database.transaction(runtime) as session:
-            # Locked: a case event or a concurrent rating waits until this one is decided.
-            tip = await session.get(Tip, proven.id, with_for_update=True, populate_existing=True)
-            assert tip is not None
-            rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
-            why = refusal(RatingState(tip.status, tip.resolution_round, rated is not None))
-            if why is not None:
-                raise RatingRefused(why)
-            assert tip.case_id is not None  # resolved: its case is known
-            session.add(
-                TipFeedback(
-                    tip_id=tip.id,
-                    resolution_round=tip.resolution_round,
-                    case_id=tip.case_id,
-                    rating=body.rating,
-                    comment=body.comment,
-                    rated_at=now,
-                )
-            )
-            session.add(TipTimelineEntry(tip_id=tip.id, status="rated", at=now))
-            payload = TipRated(
-                tip_id=tip.id,
-                case_id=tip.case_id,
-                rating=body.rating,
-                comment=body.comment,
-                channel="web",
-                rated_at=now,
-            )
-            stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
-            resolution_round = tip.resolution_round
-    except IntegrityError as exc:
-        raise RatingRefused("already_rated") from exc
+    proven = await tips.verified(runtime, client_address(request), tracking_no, body.code)
+    rated = await tips.rate(runtime, proven.id, body.rating, body.comment)
     reopening = reopens(body.rating)
     return FeedbackTaken(
         tracking_no=tracking_no,
         rating=body.rating,
         rating_text=RATING_TEXT[body.rating],
         comment=body.comment,
-        rated_at=now,
-        resolution_round=resolution_round,
+        rated_at=rated.rated_at,
+        resolution_round=rated.resolution_round,
         reopening=reopening,
         message="感谢您的评价。"
         + ("您对办理结果不满意，案件将重新办理，请留意进度。" if reopening else ""),

@@ -1,21 +1,37 @@
-"""A received tip as its citizen follows it: its status in their words, and the access code
-that proves the citizen.
+"""A received tip, as its citizen follows it: where it stands in their words, their rating
+of its handling, what they add to it later. Channels create tips (channels.py); this is
+everything that happens to one afterwards.
 
 A tip is followed with its tracking number and access code. The code is six digits, so it must
 not be guessable: wrong codes count against the tracking number, and a number that has seen
 too many in the hour answers nobody until the hour is over. An unknown number and a wrong code
 get the same answer, so a number alone reveals nothing.
+
+A rating (回访) commits with its timeline mark and its ``whistle.tip.rated`` event; the rules
+of when a citizen may rate are feedback.py's. A supplement (a WeChat photo or location sent
+after the text) leaves as ``whistle.tip.supplemented`` in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import new_event
+from contracts.events import Rating, TipRated, TipSupplemented
+from contracts.topics import TIPS
 from services.intake import database
-from services.intake.errors import RateLimited, TipNotFound
-from services.intake.models import Tip
+from services.intake.errors import RateLimited, RatingRefused, TipNotFound
+from services.intake.feedback import RatingState, Refusal, refusal
+from services.intake.models import Tip, TipFeedback, TipTimelineEntry
 from services.intake.ratelimit import HOUR, Limit, enforce, exceeded, hit
 from services.intake.tracking import access_code_matches
+from services.runtime.outbox import stage
 from services.runtime.service import Runtime
 
 # The CloudEvents source of every event intake stages.
@@ -62,3 +78,85 @@ async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) 
     if found is None:
         raise TipNotFound()
     return found
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a tip stands, as its citizen is shown it."""
+
+    tip: Tip
+    # The citizen's rating of the latest resolution, if they gave one.
+    rated: TipFeedback | None
+    timeline: Sequence[TipTimelineEntry]
+
+    @property
+    def status_text(self) -> str:
+        if self.tip.status == "resolved" and self.rated is not None:
+            return RATED_TEXT
+        return STATUS_TEXT.get(self.tip.status, self.tip.status)
+
+    @property
+    def may_rate(self) -> bool:
+        return _rating_refusal(self.tip, self.rated) is None
+
+
+def _rating_refusal(tip: Tip, rated: TipFeedback | None) -> Refusal | None:
+    return refusal(RatingState(tip.status, tip.resolution_round, rated is not None))
+
+
+async def standing(runtime: Runtime, tip: Tip) -> Standing:
+    async with database.reading(runtime) as session:
+        rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
+        timeline = (
+            await session.scalars(
+                select(TipTimelineEntry)
+                .where(TipTimelineEntry.tip_id == tip.id)
+                .order_by(TipTimelineEntry.at, TipTimelineEntry.id)
+            )
+        ).all()
+    return Standing(tip, rated, timeline)
+
+
+async def rate(runtime: Runtime, tip_id: UUID, rating: Rating, comment: str | None) -> TipFeedback:
+    """Record the citizen's rating of the tip's latest resolution; RatingRefused when they may
+    not rate now."""
+    now = runtime.clock()
+    try:
+        async with database.transaction(runtime) as session:
+            # Locked: a case event or a concurrent rating waits until this one is decided.
+            tip = await session.get(Tip, tip_id, with_for_update=True, populate_existing=True)
+            assert tip is not None
+            rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
+            why = _rating_refusal(tip, rated)
+            if why is not None:
+                raise RatingRefused(why)
+            assert tip.case_id is not None  # resolved: its case is known
+            feedback = TipFeedback(
+                tip_id=tip.id,
+                resolution_round=tip.resolution_round,
+                case_id=tip.case_id,
+                rating=rating,
+                comment=comment,
+                rated_at=now,
+            )
+            session.add(feedback)
+            session.add(TipTimelineEntry(tip_id=tip.id, status="rated", at=now))
+            payload = TipRated(
+                tip_id=tip.id,
+                case_id=tip.case_id,
+                rating=rating,
+                comment=comment,
+                # Only the citizen page rates.
+                channel="web",
+                rated_at=now,
+            )
+            stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+    except IntegrityError as exc:
+        # A concurrent rating of the same resolution committed first.
+        raise RatingRefused("already_rated") from exc
+    return feedback
+
+
+def supplement(session: AsyncSession, added: TipSupplemented) -> None:
+    """Stage what the citizen added to their tip; the caller commits."""
+    stage(session, TIPS, new_event(SOURCE, str(added.tip_id), added, added.supplemented_at))

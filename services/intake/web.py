@@ -8,10 +8,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from contracts.events import Sha256
-from services.intake import channels, database
+from services.intake import channels, tips
 from services.intake.channels import Located, NewTip, TipAccepted, TipText
 from services.intake.contact import PHONE
 from services.intake.edges import (
@@ -21,9 +20,8 @@ from services.intake.edges import (
     answer,
     client_address,
 )
-from services.intake.feedback import RATING_TEXT, RatingState, refusal
-from services.intake.models import TipFeedback, TipTimelineEntry
-from services.intake.tips import JOINED_CASE_NOTE, RATED_TEXT, STATUS_TEXT, verified
+from services.intake.feedback import RATING_TEXT
+from services.intake.tips import JOINED_CASE_NOTE, STATUS_TEXT
 
 router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 
@@ -109,27 +107,18 @@ async def tip_status(
     request: Request,
     code: Annotated[str, Query(max_length=16)],
 ) -> TipStatus:
-    tip = await verified(runtime, client_address(request), tracking_no, code)
-    async with database.reading(runtime) as session:
-        rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
-        entries = (
-            await session.scalars(
-                select(TipTimelineEntry)
-                .where(TipTimelineEntry.tip_id == tip.id)
-                .order_by(TipTimelineEntry.at, TipTimelineEntry.id)
-            )
-        ).all()
+    tip = await tips.verified(runtime, client_address(request), tracking_no, code)
+    shown = await tips.standing(runtime, tip)
+    rated = shown.rated
     return TipStatus(
         tracking_no=tip.tracking_no,
         status=tip.status,
-        status_text=RATED_TEXT
-        if tip.status == "resolved" and rated
-        else STATUS_TEXT.get(tip.status, tip.status),
+        status_text=shown.status_text,
         received_at=tip.received_at,
         case_id=tip.case_id,
         joined_case=tip.joined_case,
         joined_case_note=JOINED_CASE_NOTE if tip.joined_case else None,
-        may_rate=refusal(RatingState(tip.status, tip.resolution_round, rated is not None)) is None,
+        may_rate=shown.may_rate,
         feedback=FeedbackOut(
             rating=rated.rating,
             rating_text=RATING_TEXT.get(rated.rating, rated.rating),
@@ -140,6 +129,6 @@ async def tip_status(
         else None,
         timeline=[
             TimelineStep(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
-            for e in entries
+            for e in shown.timeline
         ],
     )

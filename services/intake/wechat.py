@@ -1,39 +1,30 @@
 """The WeChat official account's callback URL: server verification and passive replies.
 
-WeChat waits five seconds for a passive reply, so a message is taken in one database
-transaction, bounded in time (services/intake/database.py), and answered at once; the tip's
-event leaves through the outbox afterwards.
+This edge checks signatures, decrypts and encrypts (safe mode) and caps the body; what a
+message means and the reply it gets are wechat_messages.py's.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.exc import IntegrityError
 
-from services.intake import database
-from services.intake.contact import ContactVault
 from services.intake.edges import RuntimeDep
-from services.intake.errors import NoTrackingNumber
 from services.intake.wechat_crypto import WeChatCryptoError, decrypt, encrypt, signature_matches
 from services.intake.wechat_crypto import signature as sign
 from services.intake.wechat_messages import (
-    BUSY,
-    Inbound,
     MalformedMessage,
     answer_without_storing,
     encrypted_reply,
     inbound,
     read_fields,
-    take,
+    reply_to,
     text_reply,
 )
-from services.runtime.problems import Problem, is_unavailable
-from services.runtime.service import Runtime
+from services.runtime.problems import Problem
 
 router = APIRouter(prefix="/wechat", tags=["wechat"])
 
@@ -106,7 +97,7 @@ async def receive_message(
 
     content = answer_without_storing(message)
     if content is None:
-        content = await _take(runtime, message)
+        content = await reply_to(runtime, message)
     if content == "success":
         return PlainTextResponse("success")
     reply = text_reply(message, content, runtime.clock())
@@ -115,36 +106,6 @@ async def receive_message(
         # WeChat's guide: the reply's timestamp and nonce may be the request's own.
         reply = encrypted_reply(sealed, sign(token, timestamp, nonce, sealed), timestamp, nonce)
     return Response(reply, media_type=XML)
-
-
-async def _take(runtime: Runtime, message: Inbound) -> str:
-    """The reply to a message to store. Anything but a reply would not reach the follower
-    (WeChat shows its own "service unavailable" for a failed callback), so a message that
-    cannot be stored now — the database unavailable, no tracking number free — is answered
-    with a request to send it again: nothing of it was kept, so that message is taken once."""
-    try:
-        try:
-            return await _take_once(runtime, message)
-        except IntegrityError:
-            # WeChat's retry raced the first delivery and lost: taken again, it finds the
-            # stored message and answers as the first delivery did.
-            return await _take_once(runtime, message)
-    except NoTrackingNumber:
-        return BUSY
-    except Exception as exc:
-        if not is_unavailable(exc):
-            raise
-        return BUSY
-
-
-async def _take_once(runtime: Runtime, message: Inbound) -> str:
-    vault: ContactVault = runtime.state["vault"]
-    settings = runtime.settings
-    window = timedelta(minutes=settings.wechat_supplement_window_minutes)
-    async with database.transaction(runtime) as session:
-        return await take(
-            session, vault, message, runtime.clock(), window=window, timezone=settings.timezone
-        )
 
 
 async def _capped_body(request: Request) -> bytes:

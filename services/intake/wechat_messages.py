@@ -7,6 +7,10 @@ with a request to describe the problem first. WeChat retries a message it got no
 (up to three times, with the same MsgId): the stored message makes every retry a no-op that
 gets the same reply. Followers are known only by a keyed hash of their OpenID.
 
+WeChat waits five seconds for a passive reply, so a message is taken in one database
+transaction, bounded in time (services/intake/database.py), and answered at once; the tip's
+event leaves through the outbox afterwards.
+
 A WeChat text carries no place. The tip is accepted anyway — dispatch puts a tip it cannot
 place in the county's triage queue — and the reply invites a location within the window.
 """
@@ -22,16 +26,17 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import new_event
 from contracts.events import GeoPoint, TipSupplemented
-from contracts.topics import TIPS
+from services.intake import database, tips
 from services.intake.channels import MAX_TEXT, NewTip, accept
 from services.intake.contact import ContactVault
+from services.intake.errors import NoTrackingNumber
 from services.intake.models import Tip, WeChatMessage
-from services.intake.tips import SOURCE
-from services.runtime.outbox import stage
+from services.runtime.problems import is_unavailable
+from services.runtime.service import Runtime
 
 WELCOME = (
     "感谢关注！请直接发送文字（或语音）描述您遇到的问题，我们会立即受理并回复受理编号和查询码；"
@@ -174,6 +179,36 @@ def supplemented_reply(kind: str, tracking_no: str) -> str:
     return f"已收到您补充的{what}，已附加到受理编号 {tracking_no} 的诉求中。"
 
 
+async def reply_to(runtime: Runtime, message: Inbound) -> str:
+    """The reply to a message to store. Anything but a reply would not reach the follower
+    (WeChat shows its own "service unavailable" for a failed callback), so a message that
+    cannot be stored now — the database unavailable, no tracking number free — is answered
+    with a request to send it again: nothing of it was kept, so that message is taken once."""
+    try:
+        try:
+            return await _take_once(runtime, message)
+        except IntegrityError:
+            # WeChat's retry raced the first delivery and lost: taken again, it finds the
+            # stored message and answers as the first delivery did.
+            return await _take_once(runtime, message)
+    except NoTrackingNumber:
+        return BUSY
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return BUSY
+
+
+async def _take_once(runtime: Runtime, message: Inbound) -> str:
+    vault: ContactVault = runtime.state["vault"]
+    settings = runtime.settings
+    window = timedelta(minutes=settings.wechat_supplement_window_minutes)
+    async with database.transaction(runtime) as session:
+        return await take(
+            session, vault, message, runtime.clock(), window=window, timezone=settings.timezone
+        )
+
+
 async def take(
     session: AsyncSession,
     vault: ContactVault,
@@ -228,7 +263,7 @@ async def take(
     record.outcome, record.tip_id = Outcome.SUPPLEMENTED, tip.id
     session.add(record)
     await session.flush()
-    payload = TipSupplemented(
+    added = TipSupplemented(
         tip_id=tip.id,
         channel="wechat",
         external_ref=message.msg_id,
@@ -237,7 +272,7 @@ async def take(
         address=message.label,
         supplemented_at=now,
     )
-    stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+    tips.supplement(session, added)
     return supplemented_reply(message.msg_type, tip.tracking_no)
 
 
