@@ -8,13 +8,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from contracts.topics import CASES
 from services.intake import (
     attachments_api,
     citizen,
+    consumers,
     feedback_api,
     grid,
-    handlers,
     hotline,
     open311,
     ratelimit,
@@ -46,7 +45,7 @@ async def setup(runtime: Runtime) -> Subscription:
     runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
     open311.load_services(runtime)
     runtime.run_in_background("rate-counter-purge", _purge_rate_counters(runtime))
-    return Subscription(topics=(CASES,), handlers=handlers.HANDLERS)
+    return consumers.subscription(runtime)
 
 
 async def _purge_rate_counters(runtime: Runtime) -> None:

@@ -28,7 +28,7 @@ MAX_TEXT = 4000
 MAX_RANGE = timedelta(days=90)
 MAX_RESULTS = 1000
 
-# Internal statuses (services/intake/handlers.py) as GeoReport's two: "closed" once the work is
+# Internal statuses (services/intake/consumers.py) as GeoReport's two: "closed" once the work is
 # done — resolved and waiting for the citizen's rating, or closed for good. A reopened case
 # moves its tip back to in_progress, so it reads "open" again.
 OPEN311_STATUS: dict[str, Literal["open", "closed"]] = {

@@ -1,6 +1,11 @@
-"""A received tip, as its citizen follows it: where it stands in their words, their rating
-of its handling, what they add to it later. Channels create tips (channels.py); this is
-everything that happens to one afterwards.
+"""A received tip, as its citizen follows it: the case it follows, where it stands in their
+words, their rating of its handling, what they add to it later. Channels create tips
+(channels.py); this is everything that happens to one afterwards.
+
+A tip follows its case through dispatch's case events (consumers.py). A case may carry several
+tips: its own, and near-duplicates that dispatch merged into it (``whistle.case.merged``).
+Every step of the case moves each tip linked to it; a tip split back out
+(``whistle.case.split``) follows its new case from then on.
 
 A tip is followed with its tracking number and access code. The code is six digits, so it must
 not be guessable: wrong codes count against the tracking number, and a number that has seen
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
@@ -53,6 +59,86 @@ STATUS_TEXT = {
 }
 JOINED_CASE_NOTE = "您反映的问题已与其他群众反映的同一问题合并办理"
 RATED_TEXT = "已办结，您已评价"
+
+
+async def link_to_case(session: AsyncSession, tip_id: UUID, case_id: UUID) -> None:
+    """The tip's own case was opened."""
+    tip = await session.get(Tip, tip_id, with_for_update=True)
+    if tip is not None:
+        tip.case_id = case_id
+        tip.joined_case = False
+
+
+async def join_case(session: AsyncSession, tip_id: UUID, case_id: UUID, at: datetime) -> None:
+    """The tip joined an open case: it follows that case, and shows where the case stands."""
+    tip = await session.get(Tip, tip_id, with_for_update=True)
+    if tip is None:
+        return
+    tip.case_id = case_id
+    tip.joined_case = True
+    sibling = await session.scalar(
+        select(Tip).where(Tip.case_id == case_id, Tip.id != tip.id).limit(1)  # type: ignore[arg-type]
+    )
+    status = sibling.status if sibling is not None else tip.status
+    if sibling is not None:
+        tip.resolution_round = max(tip.resolution_round, sibling.resolution_round)
+    _advance(session, tip, status, at, mark="merged")
+
+
+async def split_off(session: AsyncSession, tip_id: UUID, case_id: UUID, at: datetime) -> None:
+    """The tip was split back out into a case of its own, triaged anew."""
+    tip = await session.get(Tip, tip_id, with_for_update=True)
+    if tip is None:
+        return
+    # The new case's events travel on its own partition and may have been seen first.
+    new_case_seen = tip.case_id == case_id and not tip.joined_case
+    tip.case_id = case_id
+    tip.joined_case = False
+    if new_case_seen:
+        session.add(TipTimelineEntry(tip_id=tip.id, status="split", at=at))
+    else:
+        _advance(session, tip, "received", at, mark="split")
+
+
+async def follow_case(
+    session: AsyncSession,
+    case_id: UUID,
+    tip_id: UUID,
+    status: str,
+    at: datetime,
+    mark: str | None = None,
+) -> None:
+    """Move the tips following the case to ``status``, with a ``mark`` on their timelines if
+    given. ``tip_id`` is the case's own tip, which may not be linked to it yet."""
+    for tip in await _tips_of(session, case_id, tip_id):
+        _advance(session, tip, status, at, mark)
+
+
+async def _tips_of(session: AsyncSession, case_id: UUID, tip_id: UUID) -> list[Tip]:
+    """The tips following a case: those linked to it, and the event's own tip while it is not
+    linked to any case yet. Tips from another intake deployment are not ours to update."""
+    tips = list(
+        await session.scalars(
+            select(Tip).where(Tip.case_id == case_id).order_by(Tip.id).with_for_update()  # type: ignore[arg-type]
+        )
+    )
+    if all(tip.id != tip_id for tip in tips):
+        own = await session.get(Tip, tip_id, with_for_update=True)
+        if own is not None and own.case_id is None:
+            tips.append(own)
+    return tips
+
+
+def _advance(
+    session: AsyncSession, tip: Tip, status: str, at: datetime, mark: str | None = None
+) -> None:
+    if mark is not None:
+        session.add(TipTimelineEntry(tip_id=tip.id, status=mark, at=at))
+    if tip.status != status:
+        if status == "resolved":
+            tip.resolution_round += 1  # a new resolution the citizen may rate
+        tip.status = status
+        session.add(TipTimelineEntry(tip_id=tip.id, status=status, at=at))
 
 
 async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) -> Tip:
