@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from reference.county import ReferenceData, load_reference
-from services.ledger import api, auditor, kpi_api
-from services.ledger.handlers import recording
+from services.ledger import api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, signing_key
 from services.ledger.kpi_store import MetricScope, refresh_periodically
@@ -15,8 +14,6 @@ from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
 from services.runtime.settings import Settings
 
-# Every versioned topic, department topics included as they appear; never the dead letters.
-EVERY_EVENT_TOPIC = r"^(intake|dispatch|escalation)\.[a-z0-9_.\-]+\.v1$"
 # How often the KPI gauges on /metrics are recomputed.
 KPI_REFRESH_SECONDS = 60.0
 
@@ -49,14 +46,14 @@ async def setup(runtime: Runtime) -> Subscription:
             runtime.settings.ledger_tree_head_interval_seconds,
         ),
     )
-    scope = runtime.state["kpi_scope"] = kpi_scope(
-        load_reference(runtime.settings.config_dir), runtime.settings.timezone
-    )
+    reference = load_reference(runtime.settings.config_dir)
+    scope = runtime.state["kpi_scope"] = kpi_scope(reference, runtime.settings.timezone)
     runtime.run_in_background(
         "kpi-gauges",
         refresh_periodically(runtime.sessions, scope, runtime.clock, KPI_REFRESH_SECONDS),
     )
-    return recording(runtime.clock, EVERY_EVENT_TOPIC)
+    # What it consumes, and what it does with each event: services/ledger/consumers.py.
+    return consumers.subscription(runtime, reference.department_codes())
 
 
 LEDGER = ServiceDefinition(

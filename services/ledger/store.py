@@ -1,4 +1,4 @@
-"""The ledger's tree and heads in PostgreSQL: what the handlers and views read and write.
+"""The ledger's tree and heads in PostgreSQL: what the recorder and views read and write.
 
 The Merkle algorithms (services.ledger.merkle) work on a mapping of stored node hashes; this
 module fetches exactly the nodes a plan needs, in one query.

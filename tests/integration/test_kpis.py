@@ -41,10 +41,10 @@ from contracts.events import (
 from reference.county import load_reference
 from services.ledger import kpi_api
 from services.ledger.app import kpi_scope
-from services.ledger.handlers import Recorder
 from services.ledger.kpi_store import refresh_gauges
 from services.ledger.kpis import period_of
 from services.ledger.models import CaseTip, KpiCase
+from services.ledger.recorder import Recorder
 from services.runtime.auth import TokenVerifier
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.migrations import upgrade

@@ -28,7 +28,6 @@ from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseTriageRequired, Deadline, DeadlinesSet
 from contracts.topics import CASES, DEADLINES
 from services.ledger.app import create_app
-from services.ledger.handlers import Recorder
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
     canonical_bytes,
@@ -37,6 +36,7 @@ from services.ledger.merkle import (
     verify_inclusion,
 )
 from services.ledger.models import LedgerEntry
+from services.ledger.recorder import Recorder
 from services.ledger.store import log_size
 from services.ledger.verify import verify_export
 from services.runtime.cli import main

@@ -15,8 +15,8 @@ from sqlmodel import SQLModel
 
 from contracts.envelope import new_event
 from contracts.events import CaseTriageRequired
-from services.ledger.handlers import Recorder
 from services.ledger.merkle import Frontier, NodeId, canonical_bytes, leaf_hash
+from services.ledger.recorder import Recorder
 from services.ledger.store import current_root, node_hashes
 from services.runtime.db import create_engine, ensure_database, session_factory
 from services.runtime.migrations import upgrade

@@ -1,0 +1,133 @@
+"""The recorder: appends each event to the ledger's log, whatever its type, and grows its
+Merkle tree. What reaches it is said in ``services/ledger/consumers.py``.
+
+The inbox applies a partition's batch in one transaction and calls the recorder once per event.
+Appending needs the log's size and the tree's frontier; they are read once per transaction,
+locking the size row so that appends serialise and sequence numbers never gap. The entries and
+tree nodes the transaction appends, and the KPI facts the events carry
+(services.ledger.projection), are collected and written just before it commits
+(``Recorder.flush``, the ledger subscription's ``before_commit``): entries and nodes by COPY, the
+rest by a few multi-row statements, rather than by several statements per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent
+from services.ledger import store
+from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
+from services.ledger.models import CaseTip, LedgerState
+from services.ledger.projection import KpiBatch
+from services.runtime.clock import Clock
+
+# Where a session keeps the appends of its open transaction.
+PENDING = "ledger.pending_appends"
+
+
+ENTRY_COLUMNS = (
+    "seq",
+    "source",
+    "event_id",
+    "type",
+    "subject",
+    "topic",
+    "event_time",
+    "recorded_at",
+    "canonical",
+    "leaf_hash",
+)
+NODE_COLUMNS = ("level", "index", "hash")
+
+
+@dataclass
+class PendingAppends:
+    frontier: Frontier
+    entries: list[tuple[Any, ...]] = field(default_factory=list)  # in ENTRY_COLUMNS order
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    case_tips: list[dict[str, Any]] = field(default_factory=list)
+    kpis: KpiBatch = field(default_factory=KpiBatch)
+
+    async def copy(self, session: AsyncSession) -> None:
+        """The entries and nodes, by COPY on the transaction's own connection: a tenth of the
+        cost of an INSERT of as many rows (bench: ``python -m bench ledger``)."""
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            "ledger_entry", records=self.entries, columns=ENTRY_COLUMNS
+        )
+        await driver.copy_records_to_table("ledger_node", records=self.nodes, columns=NODE_COLUMNS)
+
+    def write(self, connection: Connection) -> None:
+        """Everything else, once the entries are in."""
+        if self.case_tips:
+            connection.execute(
+                insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                self.case_tips,
+            )
+        connection.execute(
+            update(LedgerState)
+            .where(LedgerState.id == 1)  # type: ignore[arg-type]
+            .values(size=self.frontier.size)
+        )
+        self.kpis.write(connection)
+
+
+class Recorder:
+    """Collects a transaction's appends; :meth:`flush` writes them before it commits."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Write what this transaction appended (the inbox calls it just before committing)."""
+        pending: PendingAppends | None = session.info.pop(PENDING, None)
+        if pending is not None:
+            await pending.copy(session)
+            await session.run_sync(lambda sync: pending.write(sync.connection()))
+
+    async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        pending = await _pending(session)
+        canonical = canonical_bytes(event.to_json())
+        leaf = leaf_hash(canonical)
+        pending.entries.append(
+            (
+                pending.frontier.size,
+                event.source,
+                event.id,
+                event.type,
+                event.subject,
+                topic,
+                event.time,
+                self._clock(),
+                canonical,
+                leaf,
+            )
+        )
+        pending.nodes.extend(
+            (level, index, hash_) for (level, index), hash_ in pending.frontier.append(leaf)
+        )
+        case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")
+        if case_id and tip_id:
+            pending.case_tips.append({"tip_id": UUID(tip_id), "case_id": UUID(case_id)})
+        pending.kpis.observe(event)
+
+
+async def _pending(session: AsyncSession) -> PendingAppends:
+    pending: PendingAppends | None = session.info.get(PENDING)
+    if pending is None:
+        size = await session.scalar(
+            select(LedgerState.size).where(LedgerState.id == 1).with_for_update()  # type: ignore[arg-type]
+        )
+        if size is None:
+            raise RuntimeError("ledger_state is missing its row; run the ledger migrations")
+        pending = PendingAppends(await store.frontier(session, size))
+        session.info[PENDING] = pending
+    return pending
