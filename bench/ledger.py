@@ -48,6 +48,7 @@ from contracts.events import (
     TipReceived,
 )
 from contracts.topics import CASES, DEADLINES, TIPS
+from services.launcher.stack import service_environment, spawn_service, stop_processes, wait_ready
 from services.ledger.handlers import ENTRY_COLUMNS, recording
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
@@ -63,7 +64,6 @@ from services.runtime.inbox import BATCH_SIZE, InboxConsumer, Subscription
 from services.runtime.kafka import create_producer
 from services.runtime.migrations import upgrade
 from services.runtime.settings import Settings
-from services.runtime.stack import service_environment, spawn_service, stop_processes, wait_ready
 
 COPY_CHUNK = 50_000
 
@@ -305,7 +305,7 @@ async def ask(settings: Settings, size: int, requests: int, export_to: Path) -> 
 
 def verify_offline(export: Path, key: Path, output: Path) -> tuple[float, int, str]:
     """Seconds, peak memory (KiB) and the verdict of ``whistle ledger verify`` on the export."""
-    command = [sys.executable, "-m", "services.runtime.cli", "ledger", "verify", str(export)]
+    command = [sys.executable, "-m", "services.launcher.cli", "ledger", "verify", str(export)]
     peak = 0
     with output.open("w+") as out:
         began = time.perf_counter()

@@ -42,8 +42,8 @@ from services.escalation.calendar import load_calendar
 from services.escalation.models import EscalationStep
 from services.escalation.policies import load_policies
 from services.escalation.scheduler import EscalationScheduler
+from services.launcher.embedded import EmbeddedPostgres, free_port
 from services.runtime.db import create_engine, ensure_database, session_factory
-from services.runtime.embedded import EmbeddedPostgres, free_port
 from services.runtime.migrations import upgrade
 from services.runtime.settings import Settings
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from services.launcher.embedded import free_port
+from services.launcher.stack import EMBEDDED_GROUP_TIMING, prepare
 from services.runtime.auth import ensure_dev_keys, issue_token
-from services.runtime.embedded import free_port
 from services.runtime.settings import Settings
-from services.runtime.stack import EMBEDDED_GROUP_TIMING, prepare
 from tests.support.infra import Infra, embedded_servers
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.runtime.embedded import EmbeddedPostgres, free_port, port_is_free
+from services.launcher.embedded import EmbeddedPostgres, free_port, port_is_free
 from services.runtime.settings import SERVICES, Settings
 from tests.conftest import REPO
 from tests.support.infra import Infra, eventually
@@ -35,7 +35,7 @@ class Launcher:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "up"],
+            [sys.executable, "-m", "services.launcher.cli", "up"],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -102,7 +102,7 @@ def launcher_factory(ports: dict[str, int], tmp_path: Path) -> Iterator[list[Lau
     for launcher in started:
         if launcher.process.poll() is None:
             launcher.interrupt()
-    # As root the data lives outside the test's directory (services/runtime/embedded.py).
+    # As root the data lives outside the test's directory (services/launcher/embedded.py).
     EmbeddedPostgres(
         tmp_path / "home" / "postgres" / "data", ports["embedded_postgres"]
     ).remove_data()

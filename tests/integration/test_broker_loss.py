@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet
+from services.launcher.embedded import EmbeddedBroker, free_port
+from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions
-from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.inbox import InboxConsumer, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer, ensure_topics
 from services.runtime.metrics import CONSUMER_REWOUND, OUTBOX_REPUBLISHED
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
-from services.runtime.stack import EMBEDDED_GROUP_TIMING
 from tests.integration.conftest import Effect, MovableClock, sample_event
 from tests.support.infra import eventually, read_everything
 

@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
-from services.runtime.cli import main
+from services.launcher.cli import main
+from services.launcher.embedded import free_port
+from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions
 from services.runtime.dlq import ParkedEvent, parked
-from services.runtime.embedded import free_port
 from services.runtime.inbox import InboxConsumer, PoisonEvent, Subscription
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import EVENTS_CONSUMED
-from services.runtime.stack import EMBEDDED_GROUP_TIMING
 from tests.integration.conftest import Effect, MovableClock, sample_event
 from tests.support.infra import Infra, eventually, read_everything
 

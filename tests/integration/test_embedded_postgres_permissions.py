@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.embedded import (
+from services.launcher.embedded import (
     POSTGRES_INSTALLATION,
     POSTGRES_SYSTEM_USER,
     STATE_DIR_ENV,
@@ -211,7 +211,7 @@ CHILD = """
 import json, os, subprocess, sys
 from pathlib import Path
 
-from services.runtime.embedded import EmbeddedPostgres, free_port
+from services.launcher.embedded import EmbeddedPostgres, free_port
 
 root, installation = Path(sys.argv[1]), Path(sys.argv[2])
 postgres = EmbeddedPostgres(

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
+from services.launcher.embedded import free_port
+from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions, create_engine, session_factory
-from services.runtime.embedded import free_port
 from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import DEPENDENCY_OUTAGES
-from services.runtime.stack import EMBEDDED_GROUP_TIMING
 from tests.integration.conftest import Effect, MovableClock, sample_event
 from tests.support.infra import Infra, eventually, read_topic
 

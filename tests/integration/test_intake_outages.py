@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from services.intake.app import create_app
 from services.intake.models import Tip
 from services.intake.wechat_messages import BUSY as WECHAT_BUSY
-from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.launcher.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from services.runtime.problems import BUSY, DEPENDENCY_UNAVAILABLE
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import CaseTriageRequired, Deadline, DeadlinesSet
 from contracts.topics import CASES, DEADLINES
+from services.launcher.cli import main
 from services.ledger.app import create_app
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
@@ -39,7 +40,6 @@ from services.ledger.models import LedgerEntry
 from services.ledger.recorder import Recorder
 from services.ledger.store import log_size
 from services.ledger.verify import verify_export
-from services.runtime.cli import main
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings

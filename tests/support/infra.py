@@ -15,9 +15,9 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.engine import make_url
 
-from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.launcher.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.launcher.stack import prepare
 from services.runtime.settings import Settings
-from services.runtime.stack import prepare
 
 T = TypeVar("T")
 

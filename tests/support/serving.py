@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 
 
 @asynccontextmanager

@@ -7,13 +7,13 @@ import signal
 import subprocess
 from pathlib import Path
 
-from services.runtime.settings import SERVICES, Settings
-from services.runtime.stack import (
+from services.launcher.stack import (
     service_environment,
     spawn_service,
     stop_processes,
     wait_ready,
 )
+from services.runtime.settings import SERVICES, Settings
 
 
 class ServiceProcesses:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from services.launcher.cli import main
 from services.runtime.auth import TokenVerifier
-from services.runtime.cli import main
 
 
 def test_token_prints_a_token_the_services_accept(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.supervisor import CRASH_LOOP_EXITS, Child, CrashLoop, Supervisor
+from services.launcher.supervisor import CRASH_LOOP_EXITS, Child, CrashLoop, Supervisor
 
 
 class Clock:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from services.launcher.cli import main
 from services.ledger.export import entry_line, header_line
 from services.ledger.heads import HeadSigner, TreeHead, public_key_pem
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.verify import Report, verify_export
-from services.runtime.cli import main
 
 SIZE = 60
 NOW = datetime(2026, 11, 21, 8, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Starts what is not configured (embedded PostgreSQL, the Tansu broker), prepares it (databases,
 migrations, topics, development keys), then runs the four services as separate uvicorn
-processes, and keeps them all running (services/runtime/supervisor.py). Ctrl-C drains first —
+processes, and keeps them all running (services/launcher/supervisor.py). Ctrl-C drains first —
 intake refuses new tips while what is in flight finishes — then stops services, the broker and
 the database; a second Ctrl-C stops at once.
 """
@@ -27,20 +27,20 @@ from contracts.topics import all_topic_names
 from reference.county import ReferenceDataError, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, require_year_of
 from services.escalation.policies import PolicyError, load_policies
-from services.runtime.auth import ensure_dev_keys, issue_token
-from services.runtime.db import ensure_database
-from services.runtime.embedded import (
+from services.launcher.embedded import (
     EmbeddedBroker,
     EmbeddedError,
     EmbeddedPostgres,
     die_with_parent,
     port_is_free,
 )
+from services.launcher.supervisor import Child, CrashLoop, Supervisor
+from services.runtime.auth import ensure_dev_keys, issue_token
+from services.runtime.db import ensure_database
 from services.runtime.inbox import GroupTiming
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import SERVICES, Settings
-from services.runtime.supervisor import Child, CrashLoop, Supervisor
 
 # Short group sessions for the single-machine broker, so a restarted service resumes in seconds.
 EMBEDDED_GROUP_TIMING = GroupTiming(
@@ -99,7 +99,7 @@ def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subpr
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "serve", service],
+            [sys.executable, "-m", "services.launcher.cli", "serve", service],
             env=dict(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.runtime.stack import up
+    from services.launcher.stack import up
 
     return up(Settings(), say=lambda line: print(line, flush=True))
 
@@ -43,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from services.runtime.stack import prepare
+    from services.launcher.stack import prepare
 
     unknown = set(args.service) - set(SERVICES)
     if unknown:

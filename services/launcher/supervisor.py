@@ -3,7 +3,7 @@ backoff, one that reports itself unhealthy is stopped and so started again, and 
 loop (``CRASH_LOOP_EXITS`` exits within ``CRASH_LOOP_SECONDS``) makes the stack give up.
 
 The children are the four services and, when embedded, the broker and PostgreSQL. The policy is
-here; starting each kind of child is the launcher's (services/runtime/stack.py).
+here; starting each kind of child is the launcher's (services/launcher/stack.py).
 """
 
 from __future__ import annotations
