@@ -6,7 +6,8 @@ checks what only it can know (a grid worker's grid, an Open311 client's key) and
 
 - tips from the web and Open311 count against rate limits, per address and hour and per phone
   number and day (``within_tip_limits``);
-- a tip names only attachments uploaded before (``POST /v1/attachments``);
+- a tip names only attachments uploaded before (``POST /v1/attachments``, whose uploads count
+  against their address's limit and are recorded once per content);
 - ``receive`` accepts the tip in a transaction of its own, ``accept`` in the caller's (WeChat
   records its message in the same one): the tip with its contact sealed and its phone number
   masked, a tracking number and access code, its first timeline step and its
@@ -35,13 +36,13 @@ from uuid6 import uuid7
 from contracts.envelope import new_event
 from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
 from contracts.topics import TIPS
-from services.intake import attachments, database
+from services.intake import SOURCE, attachments, database
 from services.intake.attachments import StoredFile
 from services.intake.contact import ContactVault, mask_phone
 from services.intake.errors import NoTrackingNumber, UnknownAttachment
 from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.intake.ratelimit import DAY, HOUR, Limit, enforce
-from services.intake.tips import SOURCE, STATUS_TEXT
+from services.intake.tips import STATUS_TEXT
 from services.intake.tracking import hash_access_code, new_access_code, new_tracking_no
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime

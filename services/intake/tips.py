@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import Rating, TipRated, TipSupplemented
 from contracts.topics import TIPS
-from services.intake import database
+from services.intake import SOURCE, database
 from services.intake.errors import RateLimited, RatingRefused, TipNotFound
 from services.intake.feedback import RatingState, Refusal, refusal
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
@@ -39,9 +39,6 @@ from services.intake.ratelimit import HOUR, Limit, enforce, exceeded, hit
 from services.intake.tracking import access_code_matches
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
-
-# The CloudEvents source of every event intake stages.
-SOURCE = "whistle/intake"
 
 STATUS_TEXT = {
     "received": "已受理",
