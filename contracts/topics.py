@@ -1,4 +1,7 @@
-"""The topic registry: every topic, who produces it, and which events it carries."""
+"""The topic registry: every topic, who produces it, which events it carries and who consumes it.
+
+``docs/topics.md`` is generated from it (``make contracts``).
+"""
 
 from __future__ import annotations
 
@@ -54,6 +57,9 @@ class Topic:
     producer: str
     description: str
     messages: tuple[type[EventData], ...] = field(default=())
+    # The services subscribed to it, each in its ``services/<service>/consumers.py``
+    # (tests/unit/test_contracts.py holds the two together).
+    consumers: tuple[str, ...] = field(default=())
 
 
 TOPICS: tuple[Topic, ...] = (
@@ -63,6 +69,7 @@ TOPICS: tuple[Topic, ...] = (
         "Tips accepted from every channel, what citizens added to them, and their ratings. "
         "Key: tip id.",
         (TipReceived, TipSupplemented, TipRated),
+        consumers=("dispatch", "ledger"),
     ),
     Topic(
         CASES,
@@ -83,6 +90,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseSplit,
             WhistleBlown,
         ),
+        consumers=("intake", "dispatch", "escalation", "ledger"),
     ),
     Topic(
         DEADLINES,
@@ -99,6 +107,7 @@ TOPICS: tuple[Topic, ...] = (
             ExtensionDecided,
             DeadlineRecomputed,
         ),
+        consumers=("dispatch", "ledger"),
     ),
     Topic(
         WHISTLES,
@@ -106,12 +115,14 @@ TOPICS: tuple[Topic, ...] = (
         "The whistle protocol (吹哨报到): receipts (报到) and replies, as departments submit them "
         "from their own systems and as escalation records them. Key: case id.",
         (WhistleReceiptSubmitted, WhistleReplySubmitted, WhistleReported, WhistleReplied),
+        consumers=("escalation", "ledger"),
     ),
     Topic(
         LEADERSHIP,
         "escalation",
         "Supervised (督办) cases for county leadership. Key: case id.",
         (LeadershipNotified,),
+        consumers=("ledger",),
     ),
 )
 
@@ -119,6 +130,12 @@ TOPICS: tuple[Topic, ...] = (
 DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (WhistleNotified, CaseChased, CaseSupervised)
 """What a county department's own topic carries: its summons, and copies of the chases and
 supervisions of its whistle clocks (the originals are on ``escalation.deadlines.v1``)."""
+
+DEPARTMENT = "department"
+"""A county department's own systems, as the consumer of its topic (``whistle dept-listen`` is
+the example they copy)."""
+DEPARTMENT_CONSUMERS: tuple[str, ...] = (DEPARTMENT, "ledger")
+"""Who consumes each department's topic: that department, and the ledger."""
 
 
 def department_topic(code: str) -> str:

@@ -1,14 +1,17 @@
-"""The event contracts: generated schemas are current, resolvable, and describe real events."""
+"""The event contracts: generated schemas are current, resolvable, and describe real events; the
+topic registry says who consumes what, as the services subscribe."""
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NoReturn, cast
 from uuid import UUID
 
 import pytest
@@ -55,7 +58,24 @@ from contracts.events import (
     WhistleReplySubmitted,
     WhistleReported,
 )
-from contracts.topics import DEPARTMENT_MESSAGES, TOPICS, all_topic_names, dlq_topic, topic_for
+from contracts.topics import (
+    DEPARTMENT,
+    DEPARTMENT_CONSUMERS,
+    DEPARTMENT_MESSAGES,
+    TOPICS,
+    all_topic_names,
+    department_topic,
+    dlq_topic,
+    topic_for,
+)
+from reference.county import ReferenceData, load_reference
+from services.dispatch import consumers as dispatch_consumers
+from services.escalation import consumers as escalation_consumers
+from services.intake import consumers as intake_consumers
+from services.ledger import consumers as ledger_consumers
+from services.runtime.inbox import Subscription
+from services.runtime.service import Runtime
+from services.runtime.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -331,7 +351,11 @@ def test_samples_cover_every_event_model() -> None:
 
 def test_generated_contracts_are_up_to_date() -> None:
     rendered = generate.render()
-    assert set(rendered) >= {generate.ASYNCAPI_PATH, generate.schema_path("cloudevent")}
+    assert set(rendered) >= {
+        generate.ASYNCAPI_PATH,
+        generate.TOPICS_DOC_PATH,
+        generate.schema_path("cloudevent"),
+    }
     assert {generate.schema_path(m.event_type) for m in EVENT_MODELS} <= set(rendered)
     stale = generate.stale_files(ROOT)
     if stale:
@@ -358,12 +382,15 @@ def test_check_mode_reports_a_stale_file(
     assert generate.main(["--check"], root=tmp_path) == 0
     (tmp_path / generate.ASYNCAPI_PATH).write_text("asyncapi: 2.6.0\n", encoding="utf-8")
     (tmp_path / generate.schema_path("whistle.gone")).write_text("{}", encoding="utf-8")
+    topics_doc = tmp_path / generate.TOPICS_DOC_PATH
+    topics_doc.write_text(topics_doc.read_text(encoding="utf-8").replace("ledger", "nobody"))
     capsys.readouterr()
     assert generate.main(["--check"], root=tmp_path) == 1
     err = capsys.readouterr().err
     assert "make contracts" in err
     assert generate.ASYNCAPI_PATH in err
     assert generate.schema_path("whistle.gone") in err
+    assert generate.TOPICS_DOC_PATH in err
 
 
 def test_render_is_deterministic() -> None:
@@ -587,3 +614,99 @@ def test_all_topic_names_include_departments_and_dead_letters() -> None:
     for name in live:
         assert dlq_topic(name) in names
     assert len(names) == len(set(names)) == 2 * len(live)
+
+
+# (e) who consumes what: the registry's consumers are what each service's consumers.py subscribes
+
+
+@cache
+def _reference() -> ReferenceData:
+    return load_reference(ROOT / "deploy/config")
+
+
+def _not_called() -> NoReturn:
+    raise AssertionError("building a subscription reads no policy or calendar")
+
+
+def _runtime() -> Runtime:
+    """Enough of a service's runtime to build its subscription: no handler runs here."""
+    settings = Settings(config_dir=ROOT / "deploy/config")
+    return cast(Runtime, SimpleNamespace(settings=settings, clock=lambda: NOW, state={}))
+
+
+def _subscription(service: str) -> Subscription:
+    if service == "escalation":
+        return escalation_consumers.subscription(
+            _runtime(), policies=_not_called, calendar=_not_called
+        )
+    if service == "ledger":
+        return ledger_consumers.subscription(_runtime(), _reference().department_codes())
+    return {"intake": intake_consumers, "dispatch": dispatch_consumers}[service].subscription(
+        _runtime()
+    )
+
+
+def _consumed_by(service: str) -> set[str]:
+    """The topics the registry says ``service`` consumes, departments' as the reference data
+    names them."""
+    topics = {t.name for t in TOPICS if service in t.consumers}
+    if service in DEPARTMENT_CONSUMERS:
+        topics |= {department_topic(code) for code in _reference().department_codes()}
+    return topics
+
+
+def test_every_consumer_in_the_registry_is_a_service_or_a_department() -> None:
+    named = {c for t in TOPICS for c in t.consumers} | set(DEPARTMENT_CONSUMERS)
+    assert named <= {*SERVICES, DEPARTMENT}
+    for topic in TOPICS:
+        assert topic.consumers, f"{topic.name}: say who consumes it"
+        assert "ledger" in topic.consumers, f"{topic.name}: the ledger records every topic"
+    assert "ledger" in DEPARTMENT_CONSUMERS
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_subscribes_to_the_topics_the_registry_says(service: str) -> None:
+    subscription = _subscription(service)
+    assert set(subscription.topics) == _consumed_by(service)
+    assert len(subscription.topics) == len(set(subscription.topics))
+
+
+def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
+    handled = set(_subscription("escalation").handlers)
+    assert handled == {
+        CaseAssigned.event_type,
+        CaseAccepted.event_type,
+        CaseResolved.event_type,
+        CaseReopened.event_type,
+        CaseClosed.event_type,
+        WhistleBlown.event_type,
+        WhistleReceiptSubmitted.event_type,
+        WhistleReplySubmitted.event_type,
+    }
+    carried = {m.event_type for t in TOPICS if "escalation" in t.consumers for m in t.messages}
+    assert handled <= carried, "a handler for an event type no consumed topic carries"
+
+
+def test_the_ledger_records_every_event_type_on_every_topic_and_department() -> None:
+    subscription = _subscription("ledger")
+    record = subscription.any_type
+    assert record is not None and subscription.before_commit is not None
+    assert set(subscription.handlers) == {m.event_type for m in EVENT_MODELS}
+    assert all(handler is record for handler in subscription.handlers.values())
+    # A type the registry does not know is recorded all the same.
+    assert subscription.handler_for("whistle.from.a.newer.producer") is record
+    # Every department of the reference data has its topic in the list ...
+    departments = _reference().department_codes()
+    assert departments
+    for code in departments:
+        assert department_topic(code) in subscription.topics
+    # ... and the pattern the consumer subscribes by matches all of them, a department added
+    # by a reference reload while the ledger runs too, and never a dead-letter topic.
+    assert subscription.pattern is not None
+    pattern = re.compile(subscription.pattern)
+    for name in subscription.topics:
+        assert pattern.match(name), name
+        assert not pattern.match(dlq_topic(name)), dlq_topic(name)
+    assert pattern.match(department_topic("XINJU-2"))
+    assert not pattern.match("escalation.unregistered.v1")
+    assert not pattern.match("xdispatch.cases.v1")
