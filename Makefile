@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench lint format contracts clean
+.PHONY: install run test bench faults lint format contracts clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# What a frozen or killed broker, database or service, or Ctrl-C, loses or doubles under load
+# (docs/reliability.md); about a quarter of an hour. e.g. FAULT_ARGS="--only ctrl-c --tips 200"
+faults: $(STAMP)
+	$(BIN)/python -m bench faults $(FAULT_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
-"""``python -m bench [pipeline|ledger|scheduler|routing] [options]``; with no arguments, all of
-them with their defaults."""
+"""``python -m bench [pipeline|ledger|scheduler|routing|faults] [options]``; with no arguments,
+the benchmarks (not the fault suite, which takes a quarter of an hour: ``make faults``) with
+their defaults."""
 
 import sys
 
-from bench import ledger, pipeline, routing, scheduler
+from bench import faults, ledger, pipeline, routing, scheduler
 
 BENCHMARKS = {
     "pipeline": pipeline.main,
@@ -11,12 +12,13 @@ BENCHMARKS = {
     "scheduler": scheduler.main,
     "routing": routing.main,
 }
+SUITES = {"faults": faults.main}
 
 args = sys.argv[1:]
 if not args:
     for run in BENCHMARKS.values():
         run([])
-elif args[0] in BENCHMARKS:
-    BENCHMARKS[args[0]](args[1:])
+elif args[0] in BENCHMARKS | SUITES:
+    (BENCHMARKS | SUITES)[args[0]](args[1:])
 else:
-    sys.exit(f"usage: python -m bench [{'|'.join(BENCHMARKS)}] [options]")
+    sys.exit(f"usage: python -m bench [{'|'.join(BENCHMARKS | SUITES)}] [options]")

@@ -15,19 +15,16 @@ import argparse
 import asyncio
 import statistics
 import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.stack import embedded_stack, print_table
-from services.runtime.settings import SERVICES
-from services.runtime.stack import (
-    service_environment,
-    spawn_service,
-    stop_processes,
-    wait_ready,
-)
+from bench.stack import LOAD_LIMITS, embedded_stack, print_table, running_services
 
 TEXTS = [
     ("村口有人占道摆摊，车都过不去了", "T03V02G01"),
@@ -50,31 +47,106 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+@dataclass
+class Posted:
+    """What ``post_tips`` saw; filled as it goes, so that it holds what was accepted even if
+    posting stopped with an exception."""
+
+    # Per accepted tip, from its first attempt to intake's 201/200 (what the citizen waited).
+    latencies: list[float] = field(default_factory=list)
+    # Tip number → the tracking number intake answered with.
+    tracking: dict[int, str] = field(default_factory=dict)
+    # Answers that were not an acceptance and were retried: "503", "429", "connection (…)".
+    retried: Counter[str] = field(default_factory=Counter)
+    # Tips whose client stopped retrying (``retry_for`` ran out) without an acceptance.
+    given_up: list[int] = field(default_factory=list)
+    # First POST to the latest acceptance.
+    elapsed: float = 0.0
+
+
+# What a client retries by default: the answers intake gives when it is briefly unable (rate
+# limit, draining, its database unavailable) and a proxy's for a backend that is away.
+RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+
+
 async def post_tips(
-    url: str, count: int, concurrency: int, rate: float = 0
-) -> tuple[list[float], float]:
-    """Post ``count`` tips from ``concurrency`` clients, at most ``rate`` a second (0: no cap)."""
-    latencies: list[float] = []
+    url: str,
+    count: int,
+    concurrency: int,
+    rate: float = 0,
+    *,
+    retry_for: float = 0,
+    retry_statuses: frozenset[int] = RETRIED_STATUSES,
+    on_accepted: Callable[[int], None] | None = None,
+    posted: Posted | None = None,
+) -> Posted:
+    """Post ``count`` tips from ``concurrency`` clients, at most ``rate`` a second (0: no cap).
+
+    Each tip carries its own Idempotency-Key. With ``retry_for`` > 0 a client that is answered
+    one of ``retry_statuses`` or loses its connection sends the same request, same key, again —
+    after the Retry-After it was given or a short backoff — for up to that many seconds per tip,
+    as a citizen's app would, then gives that tip up; without, any refusal raises.
+    ``on_accepted`` hears the running count of accepted tips."""
+    posted = posted if posted is not None else Posted()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
         queue.put_nowait(n)
+    run = uuid.uuid4().hex[:12]
 
     began = time.perf_counter()
+
+    async def post(client: httpx.AsyncClient, n: int) -> None:
+        text, grid = TEXTS[n % len(TEXTS)]
+        headers = {"Idempotency-Key": f"bench-{run}-{n}"}
+        started = time.perf_counter()
+        backoff = 0.2
+        while True:
+            try:
+                response = await client.post(
+                    f"{url}/v1/tips", json={"text": text, "grid_id": grid}, headers=headers
+                )
+            except httpx.TransportError as exc:
+                # Sent or not, the key makes a second attempt safe: intake answers a retry of a
+                # tip it already took with the original.
+                if not retry_for:
+                    raise
+                refusal, wait = f"connection ({type(exc).__name__})", backoff
+            else:
+                if response.status_code in (200, 201):
+                    posted.latencies.append(time.perf_counter() - started)
+                    posted.tracking[n] = response.json()["tracking_no"]
+                    posted.elapsed = time.perf_counter() - began
+                    if on_accepted is not None:
+                        on_accepted(len(posted.tracking))
+                    return
+                if not retry_for or response.status_code not in retry_statuses:
+                    response.raise_for_status()
+                    raise RuntimeError(f"intake answered {response.status_code}: {response.text}")
+                refusal, wait = str(response.status_code), _retry_after(response, backoff)
+            if time.perf_counter() - started + wait > retry_for:
+                posted.given_up.append(n)
+                return
+            posted.retried[refusal] += 1
+            await asyncio.sleep(wait)
+            backoff = min(2.0, backoff * 2)
 
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
             n = queue.get_nowait()
             if rate:
                 await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
-            text, grid = TEXTS[n % len(TEXTS)]
-            started = time.perf_counter()
-            response = await client.post(f"{url}/v1/tips", json={"text": text, "grid_id": grid})
-            latencies.append(time.perf_counter() - started)
-            response.raise_for_status()
+            await post(client, n)
 
     async with httpx.AsyncClient(timeout=30) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return latencies, time.perf_counter() - began
+    return posted
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return default
 
 
 async def wait_for_ledger(ledger_db: str, count: int, limit: float) -> tuple[list[float], float]:
@@ -97,26 +169,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rate", type=float, default=0, help="tips per second; 0 = no cap")
     args = parser.parse_args(argv)
 
-    with embedded_stack() as (settings, root):
-        processes = {}
-        try:
-            env = service_environment(settings)
-            for service in SERVICES:
-                processes[service] = spawn_service(service, env, root / f"{service}.log")
-            wait_ready({s: settings.url_of(s) for s in SERVICES}, processes, timeout=60)
+    with embedded_stack() as (settings, root), running_services(settings, root, LOAD_LIMITS):
+        posted = asyncio.run(
+            post_tips(settings.url_of("intake"), args.tips, args.concurrency, args.rate)
+        )
+        assert settings.database_url is not None
+        ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
+        pipeline, drained = asyncio.run(
+            wait_for_ledger(ledger_db.render_as_string(hide_password=False), args.tips, 300)
+        )
 
-            latencies, posting = asyncio.run(
-                post_tips(settings.url_of("intake"), args.tips, args.concurrency, args.rate)
-            )
-            assert settings.database_url is not None
-            ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
-            pipeline, drained = asyncio.run(
-                wait_for_ledger(ledger_db.render_as_string(hide_password=False), args.tips, 300)
-            )
-        finally:
-            stop_processes(processes)
-
-    report(args, latencies, posting, pipeline, drained)
+    report(args, posted.latencies, posted.elapsed, pipeline, drained)
 
 
 def report(

@@ -6,45 +6,139 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from services.runtime.auth import ensure_dev_keys
-from services.runtime.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.launcher.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from services.launcher.stack import (
+    EMBEDDED_GROUP_TIMING,
+    prepare,
+    service_environment,
+    spawn_service,
+    stop_processes,
+    wait_ready,
+)
+from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.settings import SERVICES, Settings
-from services.runtime.stack import EMBEDDED_GROUP_TIMING, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every benchmark client posts from 127.0.0.1, which intake's per-address limits (30 tips an
+# hour by default) would refuse after a few dozen tips: the services run with limits no load
+# here reaches.
+LOAD_LIMITS = {
+    "WHISTLE_RATE_LIMIT_TIPS_PER_ADDRESS_PER_HOUR": "10000000",
+    "WHISTLE_RATE_LIMIT_LOOKUPS_PER_ADDRESS_PER_HOUR": "10000000",
+}
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Fresh embedded servers, prepared; the server objects themselves are kept so that a
+    benchmark may stop, freeze or restart them."""
+
+    settings: Settings
+    root: Path
+    postgres: EmbeddedPostgres
+    broker: EmbeddedBroker
+
 
 @contextmanager
-def embedded_stack() -> Iterator[tuple[Settings, Path]]:
-    """Settings pointing at fresh servers, and the scratch directory they live in."""
+def embedded_servers(**settings_overrides: Any) -> Iterator[Servers]:
+    """Fresh servers in a temporary directory, with ``settings_overrides`` applied to the
+    settings; on exit the servers stop and the database's data is removed (as root it lives
+    outside the temporary directory, under the state directory, and would otherwise stay)."""
     with tempfile.TemporaryDirectory(prefix="whistle-bench-") as tmp:
         root = Path(tmp)
         postgres = EmbeddedPostgres(root / "postgres" / "data", free_port())
         broker = EmbeddedBroker(free_port(), log_path=root / "broker.log")
-        settings = Settings(
-            home=root / "home",
-            config_dir=REPO / "deploy" / "config",
-            kafka_enable_idempotence=False,
-            kafka_session_timeout_ms=EMBEDDED_GROUP_TIMING.session_timeout_ms,
-            kafka_heartbeat_interval_ms=EMBEDDED_GROUP_TIMING.heartbeat_interval_ms,
-            kafka_rebalance_timeout_ms=EMBEDDED_GROUP_TIMING.rebalance_timeout_ms,
-            log_level="WARNING",
+        fields: dict[str, Any] = {
+            "home": root / "home",
+            "config_dir": REPO / "deploy" / "config",
+            "kafka_enable_idempotence": False,
+            "kafka_session_timeout_ms": EMBEDDED_GROUP_TIMING.session_timeout_ms,
+            "kafka_heartbeat_interval_ms": EMBEDDED_GROUP_TIMING.heartbeat_interval_ms,
+            "kafka_rebalance_timeout_ms": EMBEDDED_GROUP_TIMING.rebalance_timeout_ms,
+            "log_level": "WARNING",
             **{f"{s}_port": free_port() for s in SERVICES},
-        )
+        }
+        settings = Settings(**{**fields, **settings_overrides})
         try:
             settings.database_url = postgres.start()
             settings.kafka_bootstrap = broker.start()
             ensure_dev_keys(settings.private_key_path, settings.public_key_path)
             asyncio.run(prepare(settings))
-            yield settings, root
+            yield Servers(settings, root, postgres, broker)
         finally:
             broker.stop()
             postgres.stop()
+            postgres.remove_data()
+
+
+@contextmanager
+def embedded_stack() -> Iterator[tuple[Settings, Path]]:
+    """Settings pointing at fresh servers, and the scratch directory they live in."""
+    with embedded_servers() as servers:
+        yield servers.settings, servers.root
+
+
+class Services:
+    """The four services as processes, as ``whistle up`` runs them (one log each in ``logs``);
+    a benchmark may kill one and start it again."""
+
+    def __init__(
+        self, settings: Settings, logs: Path, extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.env = {**service_environment(settings), **(extra_env or {})}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, *services: str, timeout: float = 60) -> None:
+        """Start ``services`` (default: all four) and wait until they are ready."""
+        services = services or SERVICES
+        for service in services:
+            self.processes[service] = spawn_service(service, self.env, self.logs / f"{service}.log")
+        wait_ready(
+            {s: self.settings.url_of(s) for s in services},
+            {s: self.processes[s] for s in services},
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        stop_processes(self.processes)
+
+
+@contextmanager
+def running_services(
+    settings: Settings, logs: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Services]:
+    """The four services, ready; stopped on exit."""
+    services = Services(settings, logs, extra_env)
+    try:
+        services.start()
+        yield services
+    finally:
+        services.stop()
+
+
+def auditor_token(settings: Settings, subject: str = "bench") -> str:
+    """A token with the auditor role, signed with the development key under the home."""
+    return issue_token(
+        settings.private_key_path.read_bytes(),
+        subject=subject,
+        roles=["auditor"],
+        scopes=[],
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        now=datetime.now(UTC),
+    )
 
 
 def machine() -> str:
