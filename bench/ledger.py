@@ -49,7 +49,6 @@ from contracts.events import (
 )
 from contracts.topics import CASES, DEADLINES, TIPS
 from services.launcher.stack import service_environment, spawn_service, stop_processes, wait_ready
-from services.ledger.handlers import ENTRY_COLUMNS, recording
 from services.ledger.heads import TreeHead, load_public_key, verify_head
 from services.ledger.merkle import (
     Frontier,
@@ -57,6 +56,7 @@ from services.ledger.merkle import (
     leaf_hash,
     verify_inclusion,
 )
+from services.ledger.recorder import ENTRY_COLUMNS, Recorder
 from services.runtime.auth import issue_token
 from services.runtime.clock import system_clock
 from services.runtime.db import create_engine, ensure_database, session_factory
@@ -182,6 +182,13 @@ async def ingest(
         await producer.stop()
         await engine.dispose()
     return sum(len(b) for b in batches[1:]) / elapsed
+
+
+def recording() -> Subscription:
+    """Every event recorded as the ledger's own subscription records it (services/ledger/
+    consumers.py), for a bench that feeds the inbox's batches itself: no topics."""
+    recorder = Recorder(system_clock)
+    return Subscription(topics=(), handlers={}, any_type=recorder, before_commit=recorder.flush)
 
 
 async def nothing(session: AsyncSession, event: CloudEvent, topic: str) -> None:
@@ -335,9 +342,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     with embedded_stack() as (settings, root):
-        recorded = asyncio.run(
-            ingest(settings, "whistle_bench_ingest", recording(system_clock), args.events)
-        )
+        recorded = asyncio.run(ingest(settings, "whistle_bench_ingest", recording(), args.events))
         inbox_only = asyncio.run(
             ingest(settings, "whistle_bench_inbox", Subscription((), {}, nothing), args.events)
         )

@@ -10,7 +10,7 @@ dispatch uses, so the decisions run on the real validated data structures; loadi
 preparing (jieba dictionary, spatial index) are timed too.
 
 Each of ``--tips`` generated tips (keyword hits, loose words, misses, channel hints; a point,
-a grid id, an address or nothing) is then decided as ``services/dispatch/handlers.py`` does:
+a grid id, an address or nothing) is then decided as the case service (``services/dispatch/cases.py``) does:
 ``classify`` (jieba + weighted keywords, or the hint), ``locate`` (grid id, the STRtree, the
 address), and ``route`` (authority, claims, joint operation, certified staff with the least
 load) when the matter is confident enough and the place known. Each stage is timed with

@@ -127,9 +127,15 @@ TOPICS: tuple[Topic, ...] = (
 )
 
 
-DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (WhistleNotified, CaseChased, CaseSupervised)
+DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (
+    WhistleNotified,
+    CaseChased,
+    CaseSupervised,
+    ExtensionDecided,
+)
 """What a county department's own topic carries: its summons, and copies of the chases and
-supervisions of its whistle clocks (the originals are on ``escalation.deadlines.v1``)."""
+supervisions of its whistle clocks and of an extension that moved its reply clock (the
+originals are on ``escalation.deadlines.v1``)."""
 
 DEPARTMENT = "department"
 """A county department's own systems, as the consumer of its topic (``whistle dept-listen`` is
