@@ -27,12 +27,18 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services.runtime.logs import configure_logging
+    from services.runtime.settings import ProductionSettingsError
 
     settings = Settings()
     configure_logging(args.service, settings.log_level)
     module = importlib.import_module(f"services.{args.service}.app")
+    try:
+        app = module.create_app(settings)
+    except ProductionSettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     uvicorn.run(
-        module.create_app(settings),
+        app,
         host=settings.host,
         port=settings.port_of(args.service),
         log_config=None,

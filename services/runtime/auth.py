@@ -8,6 +8,7 @@ A scope names what a principal may act on: ``township:<code>``, ``dept:<code>``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,9 +44,23 @@ class Principal:
 
 
 def ensure_dev_keys(private_path: Path, public_path: Path) -> None:
-    """Create an Ed25519 key pair for development if there is none yet."""
-    if private_path.exists() and public_path.exists():
+    """Create an Ed25519 key pair for development if there is none yet.
+
+    An existing public key is never overwritten: services and auditors trust it. Without its
+    private key this refuses; a private key whose public key is missing gets it derived.
+    """
+    if private_path.exists():
+        if not public_path.exists():
+            key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise RuntimeError(f"{private_path} is not an Ed25519 private key")
+            _write_public(key, public_path)
         return
+    if public_path.exists():
+        raise RuntimeError(
+            f"{public_path} exists without its private key {private_path}; refusing to replace "
+            "a public key others trust (remove it to start a new development key pair)"
+        )
     private_path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private_path.write_bytes(
@@ -56,6 +71,11 @@ def ensure_dev_keys(private_path: Path, public_path: Path) -> None:
         )
     )
     private_path.chmod(0o600)
+    _write_public(key, public_path)
+
+
+def _write_public(key: Ed25519PrivateKey, public_path: Path) -> None:
+    public_path.parent.mkdir(parents=True, exist_ok=True)
     public_path.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -89,11 +109,22 @@ def issue_token(
     return jwt.encode(claims, private_key_pem, algorithm="EdDSA")
 
 
+DEFAULT_MAX_LIFETIME = timedelta(hours=24)
+
+
 class TokenVerifier:
-    def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        public_key_pem: bytes,
+        *,
+        issuer: str,
+        audience: str,
+        max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+    ) -> None:
         self._key = public_key_pem
         self._issuer = issuer
         self._audience = audience
+        self._max_lifetime = max_lifetime
 
     def verify(self, token: str) -> Principal:
         try:
@@ -107,6 +138,14 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"The token is not valid: {exc}.") from exc
+        # A stolen long-lived token is good for as long as it says: refuse lifetimes beyond the
+        # maximum, measured from iat, or from now when the token does not say when it was issued.
+        issued = claims.get("iat")
+        start = issued if isinstance(issued, int | float) else time.time()
+        if float(claims["exp"]) - float(start) > self._max_lifetime.total_seconds():
+            raise _unauthorized(
+                f"The token is not valid: its lifetime exceeds {self._max_lifetime}."
+            )
         return Principal(
             subject=str(claims["sub"]),
             roles=frozenset(claims.get("roles") or ()),

@@ -37,7 +37,7 @@ from services.runtime.kafka import BrokerLogs, create_producer
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.runtime.outbox import OutboxMessage, OutboxRelay
 from services.runtime.problems import Problem, install_problem_handlers, problem_response
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, require_production_ready
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ def create_service_app(
 ) -> FastAPI:
     settings = settings or Settings()
     name = definition.name
+    # In production, a development default (a key that would be generated, a public secret)
+    # stops the service here, before it binds a port, naming each.
+    require_production_ready(settings, name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,6 +122,7 @@ def create_service_app(
     app.include_router(_operations_router())
     for router in definition.routers:
         app.include_router(router)
+    _install_security_headers(app)
     return app
 
 
@@ -158,7 +162,10 @@ async def _running(
         producer=producer,
         relay=relay,
         verifier=TokenVerifier(
-            public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            max_lifetime=timedelta(hours=settings.jwt_max_lifetime_hours),
         ),
     )
     consumer: InboxConsumer | None = None
@@ -258,14 +265,17 @@ def _operations_router() -> APIRouter:
                 async with runtime.engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+        except Exception:
+            # The detail is for the operator's log, not for whoever asks /readyz.
+            log.warning("readyz: the database is unreachable", exc_info=True)
+            checks["database"] = "unreachable"
         try:
             async with asyncio.timeout(2):
                 await runtime.producer.client.fetch_all_metadata()
             checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        except Exception:
+            log.warning("readyz: the broker is unreachable", exc_info=True)
+            checks["broker"] = "unreachable"
         if any(v != "ok" for v in checks.values()):
             raise Problem(503, "Not ready", "A dependency is unreachable.", checks=checks)
         return {"status": "ready", "checks": checks}
@@ -300,6 +310,28 @@ def _install_draining(app: FastAPI) -> None:
         return await call_next(request)
 
 
+# The methods the metrics name; any other token a client sends is counted as "other", so that
+# no request can make a new series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def _install_security_headers(app: FastAPI) -> None:
+    """Added last, so outermost of the middlewares: every response carries the headers, the
+    draining refusal and every problem included."""
+
+    @app.middleware("http")
+    async def nosniff(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def _install_http_metrics(app: FastAPI, service: str) -> None:
     @app.middleware("http")
     async def record(
@@ -310,6 +342,8 @@ def _install_http_metrics(app: FastAPI, service: str) -> None:
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         if template != "/metrics":
-            HTTP_REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
+            HTTP_REQUESTS.labels(
+                service, method_label(request.method), template, str(response.status_code)
+            ).inc()
             HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
         return response

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 SERVICES: tuple[str, ...] = ("intake", "dispatch", "escalation", "ledger")
 
+# The public development values of intake's channel secrets: production refuses them.
+DEV_WECHAT_TOKEN = "whistle-dev-wechat-token"
+DEV_WECHAT_APP_ID = "wx0123456789abcdef"
+DEV_WECHAT_ENCODING_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+DEV_OPEN311_API_KEY = "whistle-open311-dev-key"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WHISTLE_", extra="ignore")
 
+    # "production" refuses to start with any development default (development_defaults below).
+    env: Literal["development", "production"] = "development"
     home: Path = Path(".whistle")
     config_dir: Path = Path("deploy/config")
     # A PostgreSQL server URL; each service uses its own database ``whistle_<service>`` on it.
@@ -44,6 +53,9 @@ class Settings(BaseSettings):
     jwt_private_key_file: Path | None = None
     jwt_issuer: str = "whistle"
     jwt_audience: str = "whistle"
+    # Tokens whose lifetime (exp - iat, or exp - now without iat) exceeds this are refused;
+    # the development tokens live 12 hours.
+    jwt_max_lifetime_hours: float = 24
 
     contact_key_file: Path | None = None
     triage_confidence_threshold: float = 0.5
@@ -103,15 +115,15 @@ class Settings(BaseSettings):
 
     # The WeChat official account's callback (开发者中心 → 服务器配置). The defaults are for
     # development only; production sets all three from the account's console.
-    wechat_token: str = "whistle-dev-wechat-token"
-    wechat_app_id: str = "wx0123456789abcdef"
-    wechat_encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    wechat_token: str = DEV_WECHAT_TOKEN
+    wechat_app_id: str = DEV_WECHAT_APP_ID
+    wechat_encoding_aes_key: str = DEV_WECHAT_ENCODING_AES_KEY
     # A photo or location sent this long after the citizen's text attaches to that tip.
     wechat_supplement_window_minutes: int = 30
 
     # Keys Open311 clients must send to POST requests (a JSON list in the environment). The
     # default is for development only: replace it in production.
-    open311_api_keys: list[str] = ["whistle-open311-dev-key"]
+    open311_api_keys: list[str] = [DEV_OPEN311_API_KEY]
 
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
@@ -162,3 +174,68 @@ class Settings(BaseSettings):
     def ledger_public_key_path(self) -> Path:
         key = self.ledger_signing_key_path
         return key.with_name(f"{key.stem}.pub{key.suffix}")
+
+
+class ProductionSettingsError(RuntimeError):
+    """A service asked to run in production with development defaults."""
+
+    def __init__(self, service: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"whistle {service}: refusing to start with WHISTLE_ENV=production and "
+            f"development defaults:\n{lines}"
+        )
+
+
+def development_defaults(settings: Settings, service: str) -> list[str]:
+    """What stops ``service`` from running in production, one line each; nothing in
+    development. The one place for the rule: every service calls it as it starts.
+
+    Every service needs its issuer's JWT public key; only intake holds the contact key and the
+    channels' secrets, only the ledger its signing key, so only they are asked for them.
+    """
+    if settings.env != "production":
+        return []
+    problems: list[str] = []
+    if not settings.public_key_path.is_file():
+        problems.append(
+            f"WHISTLE_JWT_PUBLIC_KEY_FILE: {settings.public_key_path} does not exist (a "
+            "development key pair would be generated); give the public key of your issuer"
+        )
+    if service == "intake":
+        if not settings.contact_key_path.is_file():
+            problems.append(
+                f"WHISTLE_CONTACT_KEY_FILE: {settings.contact_key_path} does not exist (a "
+                "development key would be generated); give intake its 32-byte contact key"
+            )
+        for variable, value, default in (
+            ("WHISTLE_WECHAT_TOKEN", settings.wechat_token, DEV_WECHAT_TOKEN),
+            ("WHISTLE_WECHAT_APP_ID", settings.wechat_app_id, DEV_WECHAT_APP_ID),
+            (
+                "WHISTLE_WECHAT_ENCODING_AES_KEY",
+                settings.wechat_encoding_aes_key,
+                DEV_WECHAT_ENCODING_AES_KEY,
+            ),
+        ):
+            if value == default:
+                problems.append(
+                    f"{variable} is the public development value; set the official account's"
+                )
+        if DEV_OPEN311_API_KEY in settings.open311_api_keys:
+            problems.append(
+                f"WHISTLE_OPEN311_API_KEYS holds the public development key {DEV_OPEN311_API_KEY}"
+            )
+    if service == "ledger" and not settings.ledger_signing_key_path.is_file():
+        problems.append(
+            f"WHISTLE_LEDGER_SIGNING_KEY_FILE: {settings.ledger_signing_key_path} does not "
+            "exist (a development key would be generated); give the ledger its signing key"
+        )
+    return problems
+
+
+def require_production_ready(settings: Settings, service: str) -> None:
+    """Raise ProductionSettingsError naming every development default ``service`` would use."""
+    problems = development_defaults(settings, service)
+    if problems:
+        raise ProductionSettingsError(service, problems)
