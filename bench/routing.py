@@ -9,13 +9,14 @@ township's claims. It is written as YAML and read back with ``load_reference``, 
 dispatch uses, so the decisions run on the real validated data structures; loading and
 preparing (jieba dictionary, spatial index) are timed too.
 
-Each of ``--tips`` generated tips (keyword hits, loose words, misses, channel hints; a point,
-a grid id, an address or nothing) is then decided as the case service
+Each of ``--tips`` generated tips (keyword hits, loose words, misses, channel hints; a point, a
+grid id, an address or nothing) is then decided as the case service
 (``services/dispatch/cases.py``) does: ``classify`` (jieba + weighted keywords, or the hint),
 ``locate`` (grid id, the STRtree, the address), and ``route`` (authority, claims, joint
 operation, certified staff with the least load) when the matter is confident enough and the
-place known. Each stage is timed with ``perf_counter_ns``. Left out: the database work around a decision (open-load query, merging
-with an open case, the outbox write), which ``bench pipeline`` measures end to end.
+place known. Each stage is timed with ``perf_counter_ns``. Left out: the database work around a
+decision (open-load query, merging with an open case, the outbox write), which ``bench
+pipeline`` measures end to end.
 
     python -m bench routing [--items 1000] [--townships 50] [--tips 10000] [--warmup 1000]
         [--seed 4]
