@@ -317,3 +317,98 @@ def test_k8s_runs_each_service(name: str) -> None:
         <= deployments[0]["spec"]["template"]["metadata"]["labels"].items()
     ]
     assert services, f"no Service selects the {name} pods"
+
+
+# --- production: no development secret, nothing open beyond the host ---------------------------
+
+CHANNEL_SECRETS = (
+    "WHISTLE_WECHAT_TOKEN",
+    "WHISTLE_WECHAT_APP_ID",
+    "WHISTLE_WECHAT_ENCODING_AES_KEY",
+    "WHISTLE_OPEN311_API_KEYS",
+)
+REQUIRED_FROM_ENVIRONMENT = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "migrate"])
+def test_compose_runs_in_production(name: str) -> None:
+    assert compose_service(name)["environment"]["WHISTLE_ENV"] == "production"
+
+
+def test_compose_intake_takes_the_channel_secrets_from_the_environment_without_default() -> None:
+    env = compose_service("intake")["environment"]
+    for variable in CHANNEL_SECRETS:
+        required = REQUIRED_FROM_ENVIRONMENT.match(str(env.get(variable, "")))
+        assert required and required.group(1) == variable, variable
+    for name in ("dispatch", "escalation", "ledger"):
+        assert not set(CHANNEL_SECRETS) & compose_service(name)["environment"].keys(), name
+
+
+def test_compose_mounts_the_jwt_private_key_into_no_service() -> None:
+    migrate = compose_service("migrate")
+    private = PurePosixPath(migrate["environment"]["WHISTLE_JWT_PRIVATE_KEY_FILE"])
+    issuer_volumes = {
+        volume
+        for volume, (path, _) in named_volume_mounts(migrate).items()
+        if private.is_relative_to(path)
+    }
+    assert issuer_volumes, "the issuer's private key must lie on a volume migrate mounts"
+    home = PurePosixPath(migrate["environment"]["WHISTLE_HOME"])
+    assert not private.is_relative_to(home), "the services mount WHISTLE_HOME"
+    for name in SERVICES:
+        service = compose_service(name)
+        assert "WHISTLE_JWT_PRIVATE_KEY_FILE" not in service["environment"], name
+        assert not issuer_volumes & named_volume_mounts(service).keys(), name
+    # An installation from before keeps its key: migrate moves it off the shared volume.
+    script = " ".join(command_of(migrate))
+    assert f"{home}/keys/jwt-ed25519.pem" in script and "mv" in script
+
+
+def test_compose_publishes_ports_on_the_loopback_only() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond this host"
+
+
+def test_compose_grafana_admin_password_has_no_default() -> None:
+    password = str(compose_service("grafana")["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
+    required = REQUIRED_FROM_ENVIRONMENT.match(password)
+    assert required and required.group(1) == "GRAFANA_ADMIN_PASSWORD"
+
+
+def k8s_container(name: str) -> dict[str, Any]:
+    for _, document in k8s_documents():
+        if document["kind"] == "Deployment":
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                if container.get("command") == ["whistle", "serve", name]:
+                    return dict(container)
+    raise AssertionError(f"no Deployment runs {name}")
+
+
+def test_k8s_runs_in_production() -> None:
+    (env,) = [d for _, d in k8s_documents() if d.get("metadata", {}).get("name") == "whistle-env"]
+    assert env["data"]["WHISTLE_ENV"] == "production"
+
+
+def test_k8s_gives_intake_alone_the_channel_secrets_from_a_secret() -> None:
+    secrets = {
+        document["metadata"]["name"]: document["stringData"]
+        for _, document in k8s_documents()
+        if document["kind"] == "Secret"
+    }
+    env = {e["name"]: e for e in k8s_container("intake").get("env", [])}
+    for variable in CHANNEL_SECRETS:
+        reference = env[variable]["valueFrom"]["secretKeyRef"]
+        assert reference["key"] in secrets[reference["name"]], variable
+    for name in ("dispatch", "escalation", "ledger"):
+        names = {e["name"] for e in k8s_container(name).get("env", [])}
+        assert not set(CHANNEL_SECRETS) & names, name
+
+
+def test_k8s_ledger_signs_with_a_key_it_is_given() -> None:
+    container = k8s_container("ledger")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    key = PurePosixPath(env["WHISTLE_LEDGER_SIGNING_KEY_FILE"])
+    mounts = {PurePosixPath(m["mountPath"]) for m in container["volumeMounts"]}
+    assert key.parent in mounts
