@@ -19,6 +19,7 @@ from services.intake import channels
 from services.intake.attachments import StoredFile, Upload
 from services.intake.edges import ProblemRoute, RuntimeDep, client_address
 from services.intake.errors import AttachmentTooLarge
+from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["attachments"], route_class=ProblemRoute)
@@ -138,6 +139,7 @@ async def _receive(request: Request, boundary: bytes, upload: Upload) -> StoredF
         }
     },
 )
+@own_body_limit
 async def upload_attachment(
     request: Request, runtime: RuntimeDep, response: Response
 ) -> AttachmentStored:

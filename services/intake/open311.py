@@ -53,6 +53,7 @@ from services.intake.open311_rules import (
     tip_text,
 )
 from services.intake.tips import STATUS_TEXT
+from services.runtime.limits import own_body_limit
 from services.runtime.problems import BUSY, Problem, is_unavailable, retry_after, unavailable
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -265,6 +266,7 @@ def _location(fields: dict[str, str]) -> GeoPoint | None:
     summary="POST Service Request",
     responses={200: {"description": "a retry with the same Idempotency-Key: the original"}},
 )
+@own_body_limit
 async def create_request(
     fmt: str,
     request: Request,

@@ -24,6 +24,7 @@ from services.intake.wechat_messages import (
     reply_to,
     text_reply,
 )
+from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 
 router = APIRouter(prefix="/wechat", tags=["wechat"])
@@ -65,6 +66,7 @@ async def verify_server(
         413: {"description": "body over 64 KiB"},
     },
 )
+@own_body_limit
 async def receive_message(
     request: Request,
     runtime: RuntimeDep,

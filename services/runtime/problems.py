@@ -127,7 +127,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
+        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+            exc.status_code, "HTTP error"
+        )
         detail = exc.detail if isinstance(exc.detail, str) else None
         problem = Problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None))
         return problem_response(problem, request.url.path)

@@ -34,6 +34,7 @@ from services.runtime.clock import Clock, system_clock
 from services.runtime.db import Sessions, create_engine, session_factory
 from services.runtime.inbox import GroupTiming, InboxConsumer, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer
+from services.runtime.limits import install_body_limit
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.runtime.outbox import OutboxMessage, OutboxRelay
 from services.runtime.problems import Problem, install_problem_handlers, problem_response
@@ -117,6 +118,7 @@ def create_service_app(
 
     app = FastAPI(title=f"Whistle {name}", lifespan=lifespan)
     install_problem_handlers(app)
+    install_body_limit(app, settings)  # innermost: its refusal reaches the route as raised
     _install_draining(app)
     _install_http_metrics(app, name)
     app.include_router(_operations_router())
