@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from services.ledger.kpi_store import GroupBy, MetricScope, tally
+from services.ledger.kpi_store import KPI_REGISTRY, GroupBy, MetricScope, tally
 from services.ledger.kpis import (
     COUNT_DEFINITIONS,
     DEFINITIONS,
@@ -77,9 +78,19 @@ class KpiReport(BaseModel):
     count_definitions: dict[str, str]
 
 
+KPI_READERS = ("auditor", "county_supervisor")
+
+
+@router.get("/kpis/metrics", include_in_schema=False)
+async def kpi_metrics(_: Annotated[Principal, Depends(require_roles(*KPI_READERS))]) -> Response:
+    """The ``whistle_kpi_*`` gauges for Prometheus, to the roles that may read /v1/kpis (a
+    scrape job with ``authorization``; the open /metrics carries none of them)."""
+    return Response(generate_latest(KPI_REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/kpis", response_model=KpiReport)
 async def kpis(
-    _: Annotated[Principal, Depends(require_roles("auditor", "county_supervisor"))],
+    _: Annotated[Principal, Depends(require_roles(*KPI_READERS))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     period: PeriodKind = "month",
     at: Annotated[

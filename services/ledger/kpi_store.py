@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -258,16 +258,21 @@ async def _add_ladder_counts(
 
 # --- Prometheus: bounded labels only (reference-data codes, never case or tip ids) ----------
 
+# The KPIs are what /v1/kpis keeps to auditors and supervisors: their gauges are in a registry
+# of their own, served by GET /v1/kpis/metrics to the same roles, never by the open /metrics.
+KPI_REGISTRY = CollectorRegistry()
 KPI_RATE = Gauge(
     "whistle_kpi_rate",
     "KPI rates of the current period (0-1); absent when the denominator is 0. "
     "Definitions: README, section KPIs",
     ["period", "group_by", "code", "rate"],
+    registry=KPI_REGISTRY,
 )
 KPI_COUNT = Gauge(
     "whistle_kpi_count",
     "KPI counts of the current period (see README, section KPIs)",
     ["period", "group_by", "code", "count"],
+    registry=KPI_REGISTRY,
 )
 # Units are left to the API: 255 of them times every rate and period is too many series.
 METRIC_GROUPS: tuple[GroupBy, ...] = ("county", "township", "department", "matter")

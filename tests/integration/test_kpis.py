@@ -391,13 +391,21 @@ async def test_the_rates_of_a_scripted_month(
 
 
 async def test_prometheus_gauges_carry_codes_not_ids(
-    sessions: Sessions, kpis: tuple[httpx.AsyncClient, Runtime]
+    sessions: Sessions, kpis: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     cases = await record_the_scripted_cases(sessions)
-    _, runtime = kpis
+    client, runtime = kpis
     async with sessions() as session:
         await refresh_gauges(session, runtime.state["kpi_scope"], NOW)
-    text = generate_latest().decode()
+    # The figures /v1/kpis keeps to auditors and supervisors are not in the open /metrics.
+    assert "whistle_kpi_" not in generate_latest().decode()
+    assert (await client.get("/v1/kpis/metrics")).status_code == 401
+    refused = await client.get("/v1/kpis/metrics", headers=auth(token, "dispatcher"))
+    assert refused.status_code == 403
+    response = await client.get("/v1/kpis/metrics", headers=auth(token, "county_supervisor"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
     month = 'period="month"'
     assert (
         f'whistle_kpi_rate{{code="T03",group_by="township",{month},rate="response_rate"}} 0.75'
