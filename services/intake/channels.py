@@ -14,15 +14,20 @@ checks what only it can know (a grid worker's grid, an Open311 client's key) and
   ``whistle.tip.received`` event, all committed together;
 - a retry of the same submission (same channel and dedupe key: an ``Idempotency-Key``, a 12345
   call id, a WeChat ``MsgId``) finds the stored tip and gets the original answer back, access
-  code included (kept sealed for that).
+  code included (kept sealed for that); the same key with another body is not a retry and is
+  refused (``IdempotencyKeyReused``): each tip keeps its submission's fingerprint. Keys are
+  scoped by the edge to whoever sent them — a web key to the client's address, a grid key to
+  the worker, an Open311 key to the client's API key — so two senders' keys never collide.
 
 Refusals are domain errors (errors.py); each edge says them in its own terms.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -39,7 +44,7 @@ from contracts.topics import TIPS
 from services.intake import SOURCE, attachments, database
 from services.intake.attachments import StoredFile
 from services.intake.contact import ContactVault, mask_phone
-from services.intake.errors import NoTrackingNumber, UnknownAttachment
+from services.intake.errors import IdempotencyKeyReused, NoTrackingNumber, UnknownAttachment
 from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.intake.ratelimit import DAY, HOUR, Limit, enforce
 from services.intake.tips import STATUS_TEXT
@@ -104,6 +109,21 @@ class NewTip:
     dedupe_key: str | None = None
     # The channel's own reference (call id, message id), kept for the record.
     external_ref: str | None = None
+    # The key as the client sent it (Idempotency-Key, call id), named when it is reused for
+    # another submission; the dedupe key above may carry a scope in front of it.
+    client_key: str | None = None
+
+
+NOT_THE_SUBMISSION = ("dedupe_key", "external_ref", "client_key")
+
+
+def fingerprint(new: NewTip) -> str:
+    """A digest of what was submitted: a retry under the same dedupe key must match it."""
+    fields = {k: v for k, v in asdict(new).items() if k not in NOT_THE_SUBMISSION}
+    if new.location is not None:
+        fields["location"] = new.location.model_dump(mode="json")
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -183,22 +203,24 @@ async def receive(runtime: Runtime, new: NewTip) -> Receipt:
     except IntegrityError:
         # A concurrent retry with the same dedupe key committed first: answer as it did.
         async with database.reading(runtime) as session:
-            found = await find_duplicate(session, vault, new.channel, new.dedupe_key)
+            found = await find_duplicate(session, vault, new)
         if found is None:
             raise
         return found
 
 
-async def find_duplicate(
-    session: AsyncSession, vault: ContactVault, channel: str, dedupe_key: str | None
-) -> Receipt | None:
-    if dedupe_key is None:
+async def find_duplicate(session: AsyncSession, vault: ContactVault, new: NewTip) -> Receipt | None:
+    """The original receipt, if ``new`` retries a submission accepted before;
+    IdempotencyKeyReused if its dedupe key was accepted with another body."""
+    if new.dedupe_key is None:
         return None
     tip = await session.scalar(
-        select(Tip).where(Tip.channel == channel, Tip.dedupe_key == dedupe_key)
+        select(Tip).where(Tip.channel == new.channel, Tip.dedupe_key == new.dedupe_key)
     )
     if tip is None or tip.access_code_sealed is None:
         return None
+    if tip.request_digest is not None and tip.request_digest != fingerprint(new):
+        raise IdempotencyKeyReused(new.client_key or new.dedupe_key)
     return Receipt(
         tip.id, tip.tracking_no, vault.open_access_code(tip.access_code_sealed), tip.status, True
     )
@@ -209,7 +231,7 @@ async def accept(
 ) -> Receipt:
     """Store the tip and stage its event; the caller commits. Flushes, so a concurrent
     retry with the same dedupe key fails here with an IntegrityError."""
-    duplicate = await find_duplicate(session, vault, new.channel, new.dedupe_key)
+    duplicate = await find_duplicate(session, vault, new)
     if duplicate is not None:
         return duplicate
     tip_id = uuid7()
@@ -225,6 +247,7 @@ async def accept(
         channel=new.channel,
         external_ref=new.external_ref,
         dedupe_key=new.dedupe_key,
+        request_digest=fingerprint(new) if new.dedupe_key else None,
         text=new.text,
         lat=new.location.lat if new.location else None,
         lon=new.location.lon if new.location else None,

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from services.intake.channels import Receipt, TipAccepted
 from services.intake.errors import (
     AttachmentTooLarge,
+    IdempotencyKeyReused,
     IntakeError,
     NoTrackingNumber,
     RateLimited,
@@ -74,6 +75,15 @@ def problem(error: IntakeError) -> Problem:
             "Unsupported Media Type",
             "不支持的文件类型：请上传照片（JPEG、PNG、WebP、HEIC）、录音（AMR、MP3、M4A、AAC、WAV）"
             "或视频（MP4、MOV）。",
+        )
+    if isinstance(error, IdempotencyKeyReused):
+        return Problem(
+            422,
+            "Idempotency-Key reused",
+            f"Idempotency-Key {error.key} was sent before with another request body; a retry "
+            "must repeat the same request. Use a new key for a new submission.",
+            type_="https://whistle.example/problems/idempotency-key-reused",
+            idempotency_key=error.key,
         )
     if isinstance(error, NoTrackingNumber):
         return Problem(503, "Service Unavailable", "No tracking number is free; try again.")

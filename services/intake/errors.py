@@ -38,6 +38,14 @@ class AttachmentTooLarge(IntakeError):
         self.max_bytes = max_bytes
 
 
+class IdempotencyKeyReused(IntakeError):
+    """A retry's key names a submission accepted before with another body: not a retry."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was used for another submission")
+        self.key = key
+
+
 class UnsupportedAttachment(IntakeError):
     """The bytes are not an accepted image, recording or video."""
 

@@ -59,6 +59,7 @@ async def report(
         resolution_note=body.resolution_note,
         # Scoped to the worker: two workers' keys never collide.
         dedupe_key=f"{principal.subject}:{idempotency_key}" if idempotency_key else None,
+        client_key=idempotency_key,
         external_ref=principal.subject,
     )
     return answer(await channels.receive(runtime, new), response)

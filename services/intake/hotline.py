@@ -54,5 +54,6 @@ async def create_ticket(
         anonymous=body.caller_wants_anonymity,
         dedupe_key=body.call_id,
         external_ref=body.call_id,
+        client_key=body.call_id,
     )
     return answer(await channels.receive(runtime, new), response)

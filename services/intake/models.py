@@ -30,6 +30,9 @@ class Tip(SQLModel, table=True):
     channel: str
     external_ref: str | None = None
     dedupe_key: str | None = None
+    # The submission's fingerprint (channels.fingerprint): a retry with the same dedupe key
+    # must carry the same one. None on tips stored before it was kept.
+    request_digest: str | None = None
     text: str
     lat: float | None = None
     lon: float | None = None

@@ -315,6 +315,7 @@ async def create_request(
         contact_phone=phone,
         # Scoped to the client's key: two clients' idempotency keys never collide.
         dedupe_key=f"{key_id}:{idempotency_key}" if idempotency_key else None,
+        client_key=idempotency_key,
         external_ref=f"api-key:{key_id}",
     )
     await channels.within_tip_limits(runtime, new, client_address(request))

@@ -83,6 +83,7 @@ async def submit_tip(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TipAccepted:
+    address = client_address(request)
     new = NewTip(
         channel="web",
         text=body.text,
@@ -94,9 +95,12 @@ async def submit_tip(
         contact_phone=body.contact.phone if body.contact else None,
         anonymous=body.anonymous,
         attachments=tuple(body.attachments),
-        dedupe_key=idempotency_key,
+        # Scoped to the client's address, as grid keys are to the worker: two citizens sending
+        # the same key never reach each other's tip.
+        dedupe_key=f"{address}:{idempotency_key}" if idempotency_key else None,
+        client_key=idempotency_key,
     )
-    await channels.within_tip_limits(runtime, new, client_address(request))
+    await channels.within_tip_limits(runtime, new, address)
     return answer(await channels.receive(runtime, new), response)
 
 

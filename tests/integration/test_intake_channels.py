@@ -59,7 +59,7 @@ async def test_concurrent_retries_with_one_key_make_one_tip(
     )
     assert sorted(a.status_code for a in answers).count(201) == 1
     assert {a.json()["tracking_no"] for a in answers} == {answers[0].json()["tracking_no"]}
-    assert await _tips_with_key(runtime, "web", key) == 1
+    assert await _tips_with_key(runtime, "web", f"127.0.0.1:{key}") == 1
 
 
 async def test_a_hotline_ticket_needs_an_operator(
