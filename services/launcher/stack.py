@@ -179,6 +179,13 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
 
 def up(settings: Settings, say: Callable[[str], None] = print) -> int:
     """Run the stack until Ctrl-C or SIGTERM; returns the process exit code."""
+    if settings.env == "production":
+        # whistle up generates development keys and runs embedded servers: never production.
+        say(
+            "whistle: `whistle up` runs a development stack and WHISTLE_ENV=production; "
+            "nothing started (run each service with `whistle serve`)"
+        )
+        return 2
     try:
         load_reference(settings.config_dir)
         load_policies(settings.config_dir / "policies.yaml")

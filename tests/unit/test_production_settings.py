@@ -290,3 +290,13 @@ def test_an_unknown_method_is_counted_as_other() -> None:
     assert _requests("other") == before + 2
     client.get("/ping")
     assert _requests("GET") >= 1
+
+
+def test_whistle_up_is_for_development_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WHISTLE_ENV", "production")
+    monkeypatch.setenv("WHISTLE_HOME", str(tmp_path))
+    assert main(["up"]) == 2
+    assert "WHISTLE_ENV=production" in capsys.readouterr().out
+    assert not (tmp_path / "keys").exists()  # no development key was generated
