@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from contracts.envelope import EventData
 from contracts.events import (
@@ -49,6 +52,63 @@ WHISTLES = "escalation.whistles.v1"
 LEADERSHIP = "escalation.leadership.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
 DLQ_SUFFIX = ".dlq"
+SOURCE_TEMPLATE = "whistle/{producer}"
+"""The CloudEvents ``source`` of every event a Whistle service produces."""
+
+
+def producer_source(producer: str) -> str:
+    """The ``source`` of the events ``producer`` (a service) puts on its topics."""
+    return SOURCE_TEMPLATE.format(producer=producer)
+
+
+@dataclass(frozen=True)
+class Submitters:
+    """Who outside Whistle may put some events on a topic, and how each proves who it is.
+
+    A submission carries the submitter's own JWT in the Kafka header ``authorization``
+    (``Bearer <jwt>``), verified as over HTTP: it must hold ``role`` and a ``<scope>:<code>``
+    scope (or ``<scope>:*``) for the code the payload's ``field`` names; its CloudEvents
+    ``source`` is ``source`` with that code lower-cased."""
+
+    name: str
+    messages: tuple[type[EventData], ...]
+    role: str
+    scope: str
+    field: str
+    source: str
+
+    def source_for(self, code: str) -> str:
+        return self.source.format(code=code.lower())
+
+    def refusal(
+        self, data: Mapping[str, Any], source: str, roles: Collection[str], scopes: Collection[str]
+    ) -> str | None:
+        """Why a verified token with ``roles`` and ``scopes`` may not submit ``data`` from
+        ``source``; None if it may."""
+        if self.role not in roles:
+            return f"the token does not hold the role {self.role}"
+        code = data.get(self.field)
+        if not isinstance(code, str) or not code:
+            return f"the submission names no {self.field}"
+        if f"{self.scope}:{code}" not in scopes and f"{self.scope}:*" not in scopes:
+            return f"the token does not act for {self.scope}:{code}"
+        if source != self.source_for(code):
+            return f"source {source} is not {self.source_for(code)}, the source of {code}"
+        return None
+
+
+HEADER_AUTHORIZATION = "authorization"
+"""The Kafka header a submission from outside carries its ``Bearer <jwt>`` in."""
+
+DEPARTMENTS = Submitters(
+    "county departments",
+    (WhistleReceiptSubmitted, WhistleReplySubmitted),
+    role="county_department",
+    scope="dept",
+    field="department_code",
+    source="whistle/dept/{code}",
+)
+"""The county departments' own systems, reporting in (报到) and replying to their whistles."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +116,24 @@ class Topic:
     name: str
     producer: str
     description: str
+    # What it carries: from the producer (its ``source`` is :func:`producer_source`), but for
+    # the types its ``submitters`` send.
     messages: tuple[type[EventData], ...] = field(default=())
     # The services subscribed to it, each in its ``services/<service>/consumers.py``
     # (tests/unit/test_contracts.py holds the two together).
     consumers: tuple[str, ...] = field(default=())
+    # Who outside Whistle may put some of its ``messages`` on it, and which.
+    submitters: Submitters | None = None
+
+    @property
+    def source(self) -> str:
+        return producer_source(self.producer)
+
+    def submitted(self, event_type: str) -> Submitters | None:
+        """The submitters an event type comes from on this topic, if it comes from outside."""
+        if self.submitters and any(m.event_type == event_type for m in self.submitters.messages):
+            return self.submitters
+        return None
 
 
 TOPICS: tuple[Topic, ...] = (
@@ -113,9 +187,11 @@ TOPICS: tuple[Topic, ...] = (
         WHISTLES,
         "escalation",
         "The whistle protocol (吹哨报到): receipts (报到) and replies, as departments submit them "
-        "from their own systems and as escalation records them. Key: case id.",
+        "from their own systems (source `whistle/dept/<code>`, the department's token in the "
+        "Kafka header `authorization`) and as escalation records them. Key: case id.",
         (WhistleReceiptSubmitted, WhistleReplySubmitted, WhistleReported, WhistleReplied),
         consumers=("escalation", "ledger"),
+        submitters=DEPARTMENTS,
     ),
     Topic(
         LEADERSHIP,
@@ -142,6 +218,45 @@ DEPARTMENT = "department"
 the example they copy)."""
 DEPARTMENT_CONSUMERS: tuple[str, ...] = (DEPARTMENT, "ledger")
 """Who consumes each department's topic: that department, and the ledger."""
+
+
+_DEPARTMENT_TOPIC = re.compile(
+    re.escape(DEPARTMENT_TOPIC_TEMPLATE).replace(re.escape("{code}"), r"[a-z0-9_.\-]+")
+)
+
+
+def registered(topic: str) -> Topic | None:
+    """The registry's entry for a topic name, a department's topic (whatever its code)
+    included; None for a name the registry does not know."""
+    for known in TOPICS:
+        if known.name == topic:
+            return known
+    if _DEPARTMENT_TOPIC.fullmatch(topic):
+        return Topic(topic, "escalation", "a county department's topic", DEPARTMENT_MESSAGES)
+    return None
+
+
+def admissible(topic: str, event_type: str, source: str) -> str | None:
+    """Why an event of ``event_type`` from ``source`` may not be taken from ``topic``; None if
+    it may. An event type arrives only on the topics the registry puts it on, from the topic's
+    producer, or for a topic's submitters' types from a submitter's source (whose token the
+    consumer checks next: :class:`Submitters`). Every consumer asks before it handles an event
+    (``services/runtime/inbox.py``), so that whoever can write a topic cannot write history
+    the topic does not carry."""
+    entry = registered(topic)
+    if entry is None:
+        return f"{topic} is not a topic of the registry"
+    submitters = entry.submitted(event_type)
+    if submitters is not None:
+        pattern = re.escape(submitters.source).replace(re.escape("{code}"), r"[a-z0-9_.\-]+")
+        if not re.fullmatch(pattern, source):
+            return f"source {source} is not one of the {submitters.name} ({submitters.source})"
+        return None
+    if not any(m.event_type == event_type for m in entry.messages):
+        return f"{event_type} may not arrive on {topic}"
+    if source != entry.source:
+        return f"source {source} is not the producer of {topic} ({entry.source})"
+    return None
 
 
 def department_topic(code: str) -> str:

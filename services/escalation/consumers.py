@@ -7,8 +7,11 @@ Two topics:
   closing lapses their clocks (``services/escalation/whistle_protocol.py``). Any other case
   event has no handler here, so the inbox leaves it alone.
 - ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
-  own systems. Escalation's own records on that topic (``WhistleReported``, ``WhistleReplied``)
-  have no handler: it wrote them.
+  own systems. The inbox takes one only with the department's token (the Kafka header
+  ``authorization``), verified as over HTTP and acting for the department the payload names;
+  the handler gets the token's principal, whose subject is the actor if no officer is named.
+  Escalation's own records on that topic (``WhistleReported``, ``WhistleReplied``) have no
+  handler: it wrote them.
 
 The handlers are thin: the payload, the time that counts, a call into the service layer. Which
 time counts is the one rule they hold. A clock runs from the case event's own time (when the
@@ -41,6 +44,7 @@ from services.escalation import clocks, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.policies import PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
+from services.runtime.auth import Principal
 from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent, Subscription
 from services.runtime.service import Runtime
@@ -68,16 +72,20 @@ def subscription(
             # dispatch.cases.v1: the whistle protocol
             WhistleBlown.event_type: on.whistle_blown,
             CaseClosed.event_type: on.case_closed,
-            # escalation.whistles.v1: the departments' submissions
+        },
+        # escalation.whistles.v1: the departments' submissions, with their verified senders
+        submissions={
             WhistleReceiptSubmitted.event_type: on.receipt_submitted,
             WhistleReplySubmitted.event_type: on.reply_submitted,
         },
+        verifier=runtime.verifier,
     )
 
 
 class Handlers:
     """One method per consumed event type, each ``(session, event, topic)`` as the inbox calls
-    it, inside the transaction that records the event as handled."""
+    it (a submission's with its sender too), inside the transaction that records the event as
+    handled."""
 
     def __init__(
         self,
@@ -127,21 +135,25 @@ class Handlers:
             session, case_id, event.time, event.type, self._clock()
         )
 
-    async def receipt_submitted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    async def receipt_submitted(
+        self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
+    ) -> None:
         submitted = event.payload(WhistleReceiptSubmitted)
         recording = whistle_protocol.record_receipt(
             session,
             whistle_id=submitted.whistle_id,
             department_code=submitted.department_code,
             receipt_no=submitted.receipt_no,
-            actor=submitted.officer or event.source,
+            actor=submitted.officer or sender.subject,
             via="kafka",
             now=self._clock(),
             case_id=submitted.case_id,
         )
         await _submission("receipt", recording)
 
-    async def reply_submitted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    async def reply_submitted(
+        self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
+    ) -> None:
         submitted = event.payload(WhistleReplySubmitted)
         recording = whistle_protocol.record_reply(
             session,
@@ -149,7 +161,7 @@ class Handlers:
             department_code=submitted.department_code,
             result=submitted.result,
             evidence=list(submitted.evidence),
-            actor=submitted.officer or event.source,
+            actor=submitted.officer or sender.subject,
             via="kafka",
             now=self._clock(),
             case_id=submitted.case_id,

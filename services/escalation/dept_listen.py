@@ -7,10 +7,16 @@ chase (催办), supervision (督办) and moved reply deadline (延期) on one li
 records it and answers with ``WhistleReported`` on the same topic. Only the contracts package
 is needed.
 
+A receipt carries the department's own token (role ``county_department``, scope
+``dept:<CODE>``, as for the HTTP API) in the Kafka header ``authorization: Bearer <jwt>``:
+escalation dead-letters a submission without one, with one that is not valid, or for another
+department than the token's. The token comes from ``WHISTLE_DEPT_TOKEN`` (or ``--token``).
+
 - ``--ack-with PREFIX``: report in to every summons at once with the receipt number
   ``PREFIX-<first 8 hex digits of the whistle id>`` (the same number if a summons comes twice);
 - otherwise, on a terminal, it asks ``报到? [y/N]`` and then for the receipt number;
-- ``--max-messages N`` stops after N messages.
+- ``--max-messages N`` stops after N messages;
+- without a token it only listens (it cannot report in).
 
 The offset is committed after a message is printed and answered, so a restarted listener
 goes on where it stopped (at least once: a summons may be shown again after a crash, and a
@@ -36,7 +42,7 @@ from contracts.events import (
     WhistleNotified,
     WhistleReceiptSubmitted,
 )
-from contracts.topics import WHISTLES, department_topic
+from contracts.topics import DEPARTMENTS, HEADER_AUTHORIZATION, WHISTLES, department_topic
 
 URGENCY = {"emergency": "紧急", "utilities": "水电气热", "general": "一般", "complex": "疑难"}
 CLOCK = {"whistle_receipt": "报到", "whistle_reply": "回复"}
@@ -86,6 +92,14 @@ def receipt_for(notice: WhistleNotified, source: str, receipt_no: str, now: date
     return new_event(source, str(notice.case_id), submitted, now)
 
 
+def submission_headers(token: str) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a submission: its content type and the department's token."""
+    return [
+        ("content-type", CONTENT_TYPE.encode()),
+        (HEADER_AUTHORIZATION, f"Bearer {token}".encode()),
+    ]
+
+
 def receipt_number(notice: WhistleNotified, ack_with: str | None, ask: Ask | None) -> str | None:
     """The receipt number to report in with, or None to leave the summons for now."""
     if ack_with:
@@ -105,10 +119,11 @@ async def listen(
     max_messages: int | None,
     zone: ZoneInfo,
     say: Callable[[str], None],
+    token: str | None = None,
 ) -> int:
-    """Print the department's messages (and report in) until ``max_messages``; returns how
-    many were printed."""
-    source = f"whistle/dept/{department.lower()}"
+    """Print the department's messages (and report in with ``token``, if given) until
+    ``max_messages``; returns how many were printed."""
+    source = DEPARTMENTS.source_for(department)
     consumer = AIOKafkaConsumer(
         department_topic(department),
         bootstrap_servers=bootstrap,
@@ -129,7 +144,7 @@ async def listen(
                 say(f"[无法解析] 偏移量 {record.offset}：{exc}")
             else:
                 say(describe(event, zone))
-                if event.type == WhistleNotified.event_type:
+                if event.type == WhistleNotified.event_type and token:
                     notice = event.payload(WhistleNotified)
                     number = await asyncio.to_thread(receipt_number, notice, ack_with, ask)
                     if number:
@@ -138,7 +153,7 @@ async def listen(
                             WHISTLES,
                             value=receipt.to_bytes(),
                             key=str(notice.case_id).encode(),
-                            headers=[("content-type", CONTENT_TYPE.encode())],
+                            headers=submission_headers(token),
                         )
                         say(f"  → 已提交报到，回执号 {number}")
             await consumer.commit()
@@ -157,8 +172,19 @@ def main(
     ack_with: str | None,
     max_messages: int | None,
     timezone: str,
+    token: str | None = None,
 ) -> int:
     ask: Ask | None = input if sys.stdin.isatty() and not ack_with else None
+    if ack_with and not token:
+        print(
+            "whistle dept-listen: --ack-with needs the department's token "
+            "(WHISTLE_DEPT_TOKEN or --token; `whistle token --role county_department "
+            f"--scope dept:{department}` in development)",
+            file=sys.stderr,
+        )
+        return 2
+    if not token:
+        ask = None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             listen(
@@ -170,6 +196,7 @@ def main(
                 max_messages=max_messages,
                 zone=ZoneInfo(timezone),
                 say=lambda line: print(line, flush=True),
+                token=token,
             )
         )
     return 0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,6 +161,7 @@ def _dept_listen(args: argparse.Namespace) -> int:
         ack_with=args.ack_with,
         max_messages=args.max_messages,
         timezone=settings.timezone,
+        token=args.token or os.environ.get("WHISTLE_DEPT_TOKEN"),
     )
 
 
@@ -315,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         "without it a terminal asks 报到? [y/N]",
     )
     listen.add_argument("--max-messages", type=int, help="stop after this many messages")
+    listen.add_argument(
+        "--token",
+        help="the department's JWT, sent with each 报到 (Kafka header authorization); "
+        "default $WHISTLE_DEPT_TOKEN; without one it only listens",
+    )
     listen.set_defaults(func=_dept_listen)
 
     dlq = commands.add_parser(

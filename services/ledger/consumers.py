@@ -59,9 +59,13 @@ def subscription(runtime: Runtime, department_codes: Iterable[str]) -> Subscript
         # event; a fixed list would miss it until the ledger restarts.
         pattern=TOPIC_PATTERN,
         handlers={event_type: record for event_type in RECORDED_TYPES},
-        # A type the registry does not name is recorded too: the ledger keeps what was
-        # published, not what this build understands (a newer producer's event during an
-        # upgrade, a department system's mistake are evidence as well).
+        # Every event reaches the inbox's admission, which lets through only what the registry
+        # says the topic carries, from its producer (a department's submission with a valid
+        # token acting for it): the ledger records no forged history. The rest, a type this
+        # build does not know included (a newer producer's event during an upgrade), is kept
+        # in ``<topic>.dlq`` with the reason, to be replayed (``whistle dlq replay``) once the
+        # ledger knows it; nothing passes unseen.
         any_type=record,
+        verifier=runtime.verifier,
         before_commit=record.flush,
     )

@@ -6,6 +6,12 @@ effects happen exactly once. Offsets are committed only after the database commi
 keeps failing is retried a bounded number of times, then the event goes to ``<topic>.dlq`` with
 the error attached, and the consumer moves on.
 
+Before any of that, an event must be admissible where it arrived (``contracts.topics.admissible``):
+its type carried by that topic, from the topic's producer, or, for what the topic's submitters
+send from outside Whistle, with the submitter's JWT in the ``authorization`` header, verified,
+and acting for whom the payload names. An event that is not is dead-lettered with the reason,
+and nothing else happens: no inbox row, no effect.
+
 The broker can lose what it held (an embedded broker restarted empty, an unclean leader
 election): the producers' outboxes send it again, possibly at offsets this consumer believes it
 has passed. So every few seconds the consumer checks that the last record it consumed on each
@@ -22,7 +28,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -34,7 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import CloudEvent
-from contracts.topics import dlq_topic
+from contracts.topics import HEADER_AUTHORIZATION, Submitters, admissible, dlq_topic, registered
+from services.runtime.auth import Principal, TokenVerifier
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.kafka import BrokerLogs
@@ -46,11 +53,19 @@ from services.runtime.metrics import (
     EVENTS_CONSUMED,
     HANDLER_FAILURES,
 )
+from services.runtime.problems import Problem
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, CloudEvent, str], Awaitable[None]]
 """``(session, event, topic)``: apply the event's effects inside the open transaction."""
+
+SubmissionHandler = Callable[[AsyncSession, CloudEvent, str, Principal], Awaitable[None]]
+"""``(session, event, topic, submitter)``: a submission from outside Whistle, with the verified
+principal of whoever sent it (its token's)."""
+
+Admission = Callable[[str, str, str], str | None]
+"""``(topic, event type, source)``: why such an event may not be taken; None if it may."""
 
 
 class InboxRecord(SQLModel, table=True):
@@ -113,9 +128,27 @@ class Subscription:
     # Runs inside the transaction, after the handlers of every new event in it and before the
     # commit: for a service that writes what a batch of events adds all at once.
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
+    # Handlers of the submissions the registry says come from outside Whistle (a topic's
+    # ``submitters``), given the principal the inbox verified; and the verifier of their tokens.
+    # A submission without a handler here goes to ``handlers``/``any_type`` once verified.
+    submissions: Mapping[str, SubmissionHandler] = field(default_factory=dict)
+    verifier: TokenVerifier | None = None
+    # What may be taken from where: the registry's rule. None only for a test's own topics.
+    admit: Admission | None = admissible
 
     def handler_for(self, event_type: str) -> Handler | None:
         return self.handlers.get(event_type, self.any_type)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why an event may not be handled here: it is dead-lettered with the reason."""
+
+    reason: str
+
+
+class _Refusal(Exception):
+    """A refused event in a batch: the batch is handled one by one instead."""
 
 
 @dataclass(frozen=True)
@@ -305,7 +338,10 @@ class InboxConsumer:
         received = []
         for record in records:
             event = CloudEvent.model_validate_json(record.value or b"")
-            received.append((record.topic, event, self._subscription.handler_for(event.type)))
+            handler = self._admit(record, event)
+            if isinstance(handler, Refused):
+                raise _Refusal(handler.reason)
+            received.append((record.topic, event, handler))
         handled: list[tuple[str, CloudEvent, str]] = []
         async with self._sessions() as session, session.begin():
             new = await self._claim(session, [(t, e) for t, e, h in received if h is not None])
@@ -362,9 +398,13 @@ class InboxConsumer:
         except ValidationError as exc:
             await self._dead_letter(record, f"not a CloudEvents 1.0 JSON event: {exc}", attempts=0)
             return
-        handler = self._subscription.handler_for(event.type)
+        handler = self._admit(record, event)
         if handler is None:
             EVENTS_CONSUMED.labels(self._service, record.topic, "ignored").inc()
+            return
+        if isinstance(handler, Refused):
+            with log_context(case_id=event.subject, event_id=event.id):
+                await self._dead_letter(record, handler.reason, attempts=0)
             return
         with log_context(case_id=event.subject, event_id=event.id):
             attempt, outage = 0, 0
@@ -403,6 +443,55 @@ class InboxConsumer:
                 if outcome == "processed":
                     self._after_commit()
                 return
+
+    def _admit(self, record: ConsumerRecord, event: CloudEvent) -> Handler | Refused | None:
+        """The handler for ``event`` as it arrived in ``record``; None if this service has none
+        (the event is ignored), or why it may not be handled at all."""
+        subscription = self._subscription
+        submission = subscription.submissions.get(event.type)
+        handler = subscription.handler_for(event.type)
+        if submission is None and handler is None:
+            return None
+        if subscription.admit is not None:
+            reason = subscription.admit(record.topic, event.type, event.source)
+            if reason is not None:
+                return Refused(reason)
+        entry = registered(record.topic)
+        submitters = entry.submitted(event.type) if entry else None
+        if submitters is None:
+            return handler or Refused(f"{event.type} is not a submission on {record.topic}")
+        submitter = self._submitter(record, event, submitters)
+        if isinstance(submitter, Refused):
+            return submitter
+        if submission is None:
+            return handler  # the ledger's: it records a submission as any other event
+
+        async def submitted(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+            await submission(session, event, topic, submitter)
+
+        return submitted
+
+    def _submitter(
+        self, record: ConsumerRecord, event: CloudEvent, submitters: Submitters
+    ) -> Principal | Refused:
+        """The verified sender of a submission from outside Whistle, or why there is none."""
+        header = next(
+            (v for k, v in record.headers or () if k.lower() == HEADER_AUTHORIZATION), None
+        )
+        scheme, _, token = (header or b"").decode(errors="replace").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return Refused(
+                f"{event.type} from the {submitters.name} needs their token: "
+                f"Kafka header {HEADER_AUTHORIZATION}: Bearer <jwt>"
+            )
+        if self._subscription.verifier is None:
+            return Refused(f"{self._service} cannot verify the token of {event.type}")
+        try:
+            principal = self._subscription.verifier.verify(token.strip())
+        except Problem as exc:
+            return Refused(exc.detail or exc.title)
+        reason = submitters.refusal(event.data, event.source, principal.roles, principal.scopes)
+        return Refused(reason) if reason else principal
 
     async def _handle_once(self, topic: str, event: CloudEvent, handler: Handler) -> str:
         async with self._sessions() as session, session.begin():

@@ -189,7 +189,10 @@ async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
 
     consumer = InboxConsumer(
         service="test",
-        subscription=Subscription(topics=(topic,), handlers={DeadlinesSet.event_type: record}),
+        # A topic of the test's own, outside the registry: nothing to admit by.
+        subscription=Subscription(
+            topics=(topic,), handlers={DeadlinesSet.event_type: record}, admit=None
+        ),
         sessions=sessions,
         bootstrap=broker.bootstrap,
         dlq_producer=producer,

@@ -36,10 +36,11 @@ def group() -> str:
 
 
 async def listener(
-    settings: Settings, group: str, *args: str
+    settings: Settings, group: str, token: str, *args: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {
         **os.environ,
+        "WHISTLE_DEPT_TOKEN": token,
         "WHISTLE_HOME": str(settings.home),
         "WHISTLE_CONFIG_DIR": str(settings.config_dir),
         "WHISTLE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
@@ -82,7 +83,9 @@ async def test_the_listener_prints_the_summons_and_reports_in_with_its_prefix(
     start = local(2026, 12, 1, 9, 0)  # Tuesday
     escalation.clock.now = start
     await blow(producer, blown, start)
-    async for process in listener(migrated, group, "--ack-with", "WH2026", "--max-messages", "1"):
+    dept = token("county_department", f"dept:{DEPARTMENT}")
+    ack = ("--ack-with", "WH2026", "--max-messages", "1")
+    async for process in listener(migrated, group, dept, *ack):
         output = await finished(process)
     number = f"WH2026-{blown.whistle_id.hex[:8]}"
     lines = output.splitlines()
@@ -90,8 +93,8 @@ async def test_the_listener_prints_the_summons_and_reports_in_with_its_prefix(
     assert "报到时限 2026-12-02 09:00" in lines[0] and blown.reason in lines[0]
     assert lines[1] == f"  → 已提交报到，回执号 {number}"
 
-    # Escalation took the receipt from escalation.whistles.v1 and recorded it.
-    dept = token("county_department", f"dept:{DEPARTMENT}")
+    # Escalation took the receipt, with the department's token, from escalation.whistles.v1
+    # and recorded it.
 
     async def reported() -> dict | None:
         listed = await summoned(escalation, dept, DEPARTMENT, blown.whistle_id)
@@ -114,7 +117,8 @@ async def test_the_listener_prints_a_chase_and_without_a_terminal_reports_nothin
     escalation.clock.now = start
     await blow(producer, blown, start)
     # Its group goes on after the first test's message: the notice, then the chase.
-    async for process in listener(migrated, group, "--max-messages", "2"):
+    dept = token("county_department", f"dept:{DEPARTMENT}")
+    async for process in listener(migrated, group, dept, "--max-messages", "2"):
         # Overdue Friday 4th 09:00, chased a working day later: Monday 7th 09:00.
         escalation.clock.now = local(2026, 12, 7, 9, 0)
         output = await finished(process)
@@ -122,7 +126,6 @@ async def test_the_listener_prints_a_chase_and_without_a_terminal_reports_nothin
     assert notice.startswith("[吹哨] ") and str(blown.whistle_id) in notice
     assert chase.startswith("[催办] ") and str(blown.whistle_id) in chase
     assert "报到已超期，时限 2026-12-04 09:00" in chase
-    dept = token("county_department", f"dept:{DEPARTMENT}")
     response = await escalation.http.get(
         "/v1/whistles", params={"department": DEPARTMENT, "state": "overdue"}, headers=auth(dept)
     )

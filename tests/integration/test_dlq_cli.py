@@ -71,7 +71,10 @@ async def consuming(
     group = f"g-dlq-{uuid4().hex[:8]}"
     consumer = InboxConsumer(
         service="test",
-        subscription=Subscription(topics=(topic,), handlers={DeadlinesSet.event_type: handler}),
+        # A topic of the test's own, outside the registry: nothing to admit by.
+        subscription=Subscription(
+            topics=(topic,), handlers={DeadlinesSet.event_type: handler}, admit=None
+        ),
         sessions=sessions,
         bootstrap=infra.bootstrap,
         dlq_producer=producer,

@@ -70,6 +70,7 @@ async def _consuming(
             topics=(topic,),
             handlers={DeadlinesSet.event_type: handler},
             before_commit=before_commit,
+            admit=None,  # a topic of the test's own, outside the registry
         ),
         sessions=sessions,
         bootstrap=infra.bootstrap,

@@ -80,14 +80,24 @@ async def escalation(migrated: Settings) -> AsyncIterator[Escalation]:
 
 
 async def produce(
-    producer: AIOKafkaProducer, topic: str, data: EventData, at: datetime, source: str
+    producer: AIOKafkaProducer,
+    topic: str,
+    data: EventData,
+    at: datetime,
+    source: str,
+    token: str | None = None,
 ) -> str:
+    """Put ``data`` on ``topic`` as ``source`` would; a department's submission carries its
+    ``token`` in the ``authorization`` header."""
     event = new_event(source, str(data.case_id), data, at.astimezone(UTC))  # type: ignore[attr-defined]
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    if token is not None:
+        headers.append(("authorization", f"Bearer {token}".encode()))
     await producer.send_and_wait(
         topic,
         value=event.to_bytes(),
         key=str(data.case_id).encode(),  # type: ignore[attr-defined]
-        headers=[("content-type", CONTENT_TYPE.encode())],
+        headers=headers,
     )
     return event.id
 
@@ -378,7 +388,7 @@ async def test_a_missing_receipt_climbs_the_ladder_once_each_with_copies_for_the
 
 
 async def test_kafka_submissions_are_recorded_and_the_wrong_department_is_dead_lettered(
-    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings
+    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings, token: TokenFactory
 ) -> None:
     bootstrap = migrated.kafka_bootstrap or ""
     blown = whistle(uuid4(), ["YJGLJ"], urgency="emergency")
@@ -399,18 +409,23 @@ async def test_kafka_submissions_are_recorded_and_the_wrong_department_is_dead_l
         )
 
     source = "whistle/dept/yjglj"
+    yjglj, gaj = token("county_department", "dept:YJGLJ"), token("county_department", "dept:GAJ")
     escalation.clock.now = local(2026, 11, 21, 23, 10)
-    wrong = await produce(producer, WHISTLES, receipt("GAJ", "GAJ-1"), start, "whistle/dept/gaj")
-    stray = await produce(producer, WHISTLES, receipt("YJGLJ", "Y-0", uuid4()), start, source)
-    await produce(producer, WHISTLES, receipt("YJGLJ", "YJ-1"), start, source)
-    await produce(producer, WHISTLES, receipt("YJGLJ", "YJ-2"), start, source)  # ignored
+    wrong = await produce(
+        producer, WHISTLES, receipt("GAJ", "GAJ-1"), start, "whistle/dept/gaj", gaj
+    )
+    stray = await produce(
+        producer, WHISTLES, receipt("YJGLJ", "Y-0", uuid4()), start, source, yjglj
+    )
+    await produce(producer, WHISTLES, receipt("YJGLJ", "YJ-1"), start, source, yjglj)
+    await produce(producer, WHISTLES, receipt("YJGLJ", "YJ-2"), start, source, yjglj)  # ignored
     reply = WhistleReplySubmitted(
         case_id=blown.case_id,
         whistle_id=blown.whistle_id,
         department_code="YJGLJ",
         result="已排除险情",
     )
-    await produce(producer, WHISTLES, reply, start, source)
+    await produce(producer, WHISTLES, reply, start, source, yjglj)
 
     (replied,) = await find_on_topic(
         bootstrap, WHISTLES, about(blown.whistle_id, "whistle.whistle.replied")

@@ -631,7 +631,9 @@ def _not_called() -> NoReturn:
 def _runtime() -> Runtime:
     """Enough of a service's runtime to build its subscription: no handler runs here."""
     settings = Settings(config_dir=ROOT / "deploy/config")
-    return cast(Runtime, SimpleNamespace(settings=settings, clock=lambda: NOW, state={}))
+    return cast(
+        Runtime, SimpleNamespace(settings=settings, clock=lambda: NOW, state={}, verifier=None)
+    )
 
 
 def _subscription(service: str) -> Subscription:
@@ -672,7 +674,12 @@ def test_each_service_subscribes_to_the_topics_the_registry_says(service: str) -
 
 
 def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
-    handled = set(_subscription("escalation").handlers)
+    subscription = _subscription("escalation")
+    handled = set(subscription.handlers) | set(subscription.submissions)
+    assert set(subscription.submissions) == {
+        WhistleReceiptSubmitted.event_type,
+        WhistleReplySubmitted.event_type,
+    }
     assert handled == {
         CaseAssigned.event_type,
         CaseAccepted.event_type,
@@ -693,7 +700,8 @@ def test_the_ledger_records_every_event_type_on_every_topic_and_department() -> 
     assert record is not None and subscription.before_commit is not None
     assert set(subscription.handlers) == {m.event_type for m in EVENT_MODELS}
     assert all(handler is record for handler in subscription.handlers.values())
-    # A type the registry does not know is recorded all the same.
+    # A type the registry does not know reaches the inbox's admission too, which parks it in
+    # the topic's dead-letter topic rather than let it pass unseen (tests/unit/test_admission.py).
     assert subscription.handler_for("whistle.from.a.newer.producer") is record
     # Every department of the reference data has its topic in the list ...
     departments = _reference().department_codes()

@@ -1,0 +1,190 @@
+"""Whoever can write a topic cannot write history (issue 13): escalation in process against the
+real broker and database, events produced as a department's system or a forger would.
+
+An event goes to ``<topic>.dlq`` with the reason, and changes nothing, when its type is not
+carried by the topic it arrived on, when its ``source`` is not the topic's producer, or when a
+department's submission lacks the department's token or acts for another department.
+"""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID, uuid4
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import select
+
+from contracts.events import CaseAssigned, CaseResolved, WhistleReceiptSubmitted
+from contracts.topics import CASES, WHISTLES, department_topic, dlq_topic
+from services.escalation.models import CaseDeadline, WhistleSummons
+from services.runtime.inbox import InboxRecord
+from services.runtime.settings import Settings
+from tests.conftest import TokenFactory
+from tests.integration.test_escalation_clocks import _assigned as assigned
+from tests.integration.test_escalation_clocks import local
+from tests.integration.test_whistle_protocol import (
+    Escalation,
+    about,
+    blow,
+    find_on_topic,
+    produce,
+    whistle,
+)
+
+# The module-scoped escalation app, shared as a fixture.
+from tests.integration.test_whistle_protocol import escalation as escalation
+from tests.support.infra import eventually
+
+
+async def dead_letter(bootstrap: str, topic: str, event_id: str) -> str:
+    """The ``dlq-reason`` of the event parked in ``<topic>.dlq``."""
+    (record,) = await find_on_topic(
+        bootstrap, dlq_topic(topic), lambda r: json.loads(r.value)["id"] == event_id
+    )
+    return dict(record.headers)["dlq-reason"].decode()
+
+
+async def claimed(escalation: Escalation, event_ids: list[str]) -> list[str]:
+    """Which of the events escalation's inbox holds."""
+    async with escalation.runtime.sessions() as session:
+        rows = await session.scalars(
+            select(InboxRecord.event_id).where(InboxRecord.event_id.in_(event_ids))  # type: ignore[attr-defined]
+        )
+        return list(rows.all())
+
+
+async def resolution_clock(escalation: Escalation, case_id: UUID) -> CaseDeadline | None:
+    async with escalation.runtime.sessions() as session:
+        return await session.scalar(
+            select(CaseDeadline).where(
+                CaseDeadline.case_id == case_id,
+                CaseDeadline.kind == "resolution",
+                CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+            )
+        )
+
+
+def resolved(case: CaseAssigned) -> CaseResolved:
+    """The case's resolution, as dispatch would write it (and a forger copy it)."""
+    common = {"actor": "S0003", "actor_role": "dispatcher", "version": 5, "township_code": "T03"}
+    return CaseResolved.model_validate(
+        {
+            **common,
+            "case_id": str(case.case_id),
+            "tip_id": str(case.tip_id),
+            "unit_id": case.unit_id,
+            "resolution": "rectified",
+            "note": "已处理",
+        }
+    )
+
+
+async def test_a_resolution_forged_on_the_whistles_topic_or_from_another_source_stops_nothing(
+    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings
+) -> None:
+    bootstrap = migrated.kafka_bootstrap or ""
+    case = assigned(uuid4())
+    at = local(2026, 11, 16, 9, 0)
+    escalation.clock.now = at
+    await produce(producer, CASES, case, at, "whistle/dispatch")
+
+    async def running() -> CaseDeadline | None:
+        clock = await resolution_clock(escalation, case.case_id)
+        return clock if clock is not None and clock.status == "running" else None
+
+    await eventually(running, what="the resolution clock running")
+
+    # A department's system may write escalation.whistles.v1, but not a case's resolution.
+    escalation.clock.now = local(2026, 11, 17, 9, 0)
+    on_whistles = await produce(
+        producer, WHISTLES, resolved(case), escalation.clock.now, "whistle/dispatch"
+    )
+    reason = await dead_letter(bootstrap, WHISTLES, on_whistles)
+    assert reason == "whistle.case.resolved may not arrive on escalation.whistles.v1"
+    # Nor may anyone but dispatch write dispatch.cases.v1.
+    forged = await produce(producer, CASES, resolved(case), escalation.clock.now, "whistle/evil")
+    reason = await dead_letter(bootstrap, CASES, forged)
+    assert reason == (
+        "source whistle/evil is not the producer of dispatch.cases.v1 (whistle/dispatch)"
+    )
+
+    clock = await resolution_clock(escalation, case.case_id)
+    assert clock is not None and (clock.status, clock.stopped_at) == ("running", None)
+    written = [e["type"] for e in await escalation.events() if e["subject"] == str(case.case_id)]
+    assert "whistle.deadline.stopped" not in written
+    assert await claimed(escalation, [on_whistles, forged]) == []
+
+
+async def test_a_department_reports_in_only_for_itself_and_only_with_its_token(
+    escalation: Escalation,
+    producer: AIOKafkaProducer,
+    migrated: Settings,
+    token: TokenFactory,
+) -> None:
+    bootstrap = migrated.kafka_bootstrap or ""
+    blown = whistle(uuid4(), ["CGJ", "SCJGJ"])
+    start = local(2026, 11, 23, 9, 0)  # Monday
+    escalation.clock.now = start
+    await blow(producer, blown, start)
+    await find_on_topic(bootstrap, department_topic("SCJGJ"), about(blown.whistle_id))
+    escalation.clock.now = local(2026, 11, 23, 10, 0)
+
+    def receipt(department: str, number: str) -> WhistleReceiptSubmitted:
+        return WhistleReceiptSubmitted(
+            case_id=blown.case_id,
+            whistle_id=blown.whistle_id,
+            department_code=department,
+            receipt_no=number,
+        )
+
+    cgj = token("county_department", "dept:CGJ")
+    # CGJ's system reports in for SCJGJ, with CGJ's token: the payload and the source name
+    # SCJGJ, the token does not act for it.
+    for_another = await produce(
+        producer, WHISTLES, receipt("SCJGJ", "X-1"), start, "whistle/dept/scjgj", cgj
+    )
+    # SCJGJ's own receipt without a token; with a token that is not one; with a supervisor's.
+    bare = await produce(producer, WHISTLES, receipt("SCJGJ", "S-1"), start, "whistle/dept/scjgj")
+    garbled = await produce(
+        producer, WHISTLES, receipt("SCJGJ", "S-2"), start, "whistle/dept/scjgj", "not.a.jwt"
+    )
+    supervisor = token("county_supervisor", "dept:SCJGJ")
+    wrong_role = await produce(
+        producer, WHISTLES, receipt("SCJGJ", "S-3"), start, "whistle/dept/scjgj", supervisor
+    )
+    # CGJ's own, with its token but under another department's source.
+    disguised = await produce(
+        producer, WHISTLES, receipt("CGJ", "C-0"), start, "whistle/dept/scjgj", cgj
+    )
+    # CGJ's own, as it should be: recorded.
+    await produce(producer, WHISTLES, receipt("CGJ", "C-1"), start, "whistle/dept/cgj", cgj)
+
+    (reported,) = await find_on_topic(
+        bootstrap, WHISTLES, about(blown.whistle_id, "whistle.whistle.reported")
+    )
+    data = json.loads(reported.value)["data"]
+    assert (data["department_code"], data["receipt_no"], data["via"]) == ("CGJ", "C-1", "kafka")
+    assert data["actor"] == "test-county_department", "the token's subject"
+
+    reasons = {
+        event_id: await dead_letter(bootstrap, WHISTLES, event_id)
+        for event_id in (for_another, bare, garbled, wrong_role, disguised)
+    }
+    assert reasons[for_another] == "the token does not act for dept:SCJGJ"
+    assert reasons[bare].endswith("Kafka header authorization: Bearer <jwt>")
+    assert reasons[garbled].startswith("The token is not valid")
+    assert reasons[wrong_role] == "the token does not hold the role county_department"
+    assert reasons[disguised] == (
+        "source whistle/dept/scjgj is not whistle/dept/cgj, the source of CGJ"
+    )
+
+    async with escalation.runtime.sessions() as session:
+        summons = await session.get(WhistleSummons, (blown.whistle_id, "SCJGJ"))
+    assert summons is not None and (summons.reported_at, summons.receipt_no) == (None, None)
+    recorded = [
+        e["data"]["department_code"]
+        for e in await escalation.events(blown.whistle_id)
+        if e["type"] == "whistle.whistle.reported"
+    ]
+    assert recorded == ["CGJ"]
+    assert await claimed(escalation, list(reasons)) == []
