@@ -404,7 +404,12 @@ class InboxConsumer:
             return
         if isinstance(handler, Refused):
             with log_context(case_id=event.subject, event_id=event.id):
-                await self._dead_letter(record, handler.reason, attempts=0)
+                if await self._seen(event):
+                    # Admitted when it came first: read again (a rewound partition), its token
+                    # may have expired since. It has had its effects; it is not refused now.
+                    self._handled(record.topic, event, "duplicate")
+                else:
+                    await self._dead_letter(record, handler.reason, attempts=0)
             return
         with log_context(case_id=event.subject, event_id=event.id):
             attempt, outage = 0, 0
@@ -470,6 +475,16 @@ class InboxConsumer:
             await submission(session, event, topic, submitter)
 
         return submitted
+
+    async def _seen(self, event: CloudEvent) -> bool:
+        """Whether the inbox holds the event's ``(source, id)``; False if it cannot tell."""
+        try:
+            async with self._sessions() as session:
+                held = await session.get(InboxRecord, (event.source, event.id))
+        except UNAVAILABLE as exc:
+            log.warning("could not look the event up in the inbox: %s", exc)
+            return False
+        return held is not None
 
     def _submitter(
         self, record: ConsumerRecord, event: CloudEvent, submitters: Submitters

@@ -9,14 +9,17 @@ department's submission lacks the department's token or acts for another departm
 from __future__ import annotations
 
 import json
+from datetime import UTC, timedelta
 from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
+from contracts.envelope import CONTENT_TYPE, new_event
 from contracts.events import CaseAssigned, CaseResolved, WhistleReceiptSubmitted
 from contracts.topics import CASES, WHISTLES, department_topic, dlq_topic
 from services.escalation.models import CaseDeadline, WhistleSummons
+from services.runtime.auth import issue_token
 from services.runtime.inbox import InboxRecord
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
@@ -188,3 +191,62 @@ async def test_a_department_reports_in_only_for_itself_and_only_with_its_token(
     ]
     assert recorded == ["CGJ"]
     assert await claimed(escalation, list(reasons)) == []
+
+
+async def test_a_submission_read_again_after_its_token_expired_is_not_refused_but_a_new_one_is(
+    escalation: Escalation,
+    producer: AIOKafkaProducer,
+    migrated: Settings,
+    token: TokenFactory,
+) -> None:
+    bootstrap = migrated.kafka_bootstrap or ""
+    blown = whistle(uuid4(), ["CGJ"])
+    start = local(2026, 11, 24, 9, 0)
+    escalation.clock.now = start
+    await blow(producer, blown, start)
+    await find_on_topic(bootstrap, department_topic("CGJ"), about(blown.whistle_id))
+
+    def receipt(number: str) -> WhistleReceiptSubmitted:
+        return WhistleReceiptSubmitted(
+            case_id=blown.case_id,
+            whistle_id=blown.whistle_id,
+            department_code="CGJ",
+            receipt_no=number,
+        )
+
+    async def send(value: bytes, jwt: str) -> None:
+        await producer.send_and_wait(
+            WHISTLES,
+            value=value,
+            key=str(blown.case_id).encode(),
+            headers=[
+                ("content-type", CONTENT_TYPE.encode()),
+                ("authorization", f"Bearer {jwt}".encode()),
+            ],
+        )
+
+    event = new_event("whistle/dept/cgj", str(blown.case_id), receipt("C-1"), start.astimezone(UTC))
+    await send(event.to_bytes(), token("county_department", "dept:CGJ"))
+    await find_on_topic(bootstrap, WHISTLES, about(blown.whistle_id, "whistle.whistle.reported"))
+
+    expired = issue_token(
+        migrated.private_key_path.read_bytes(),
+        subject="test-county_department",
+        roles=["county_department"],
+        scopes=["dept:CGJ"],
+        issuer=migrated.jwt_issuer,
+        audience=migrated.jwt_audience,
+        now=start.astimezone(UTC) - timedelta(days=30),
+        lifetime=timedelta(hours=1),
+    )
+    # The same event again (as when a partition is read again), its token expired since: it
+    # was taken when it came, so it is a duplicate, not a refusal. A new one is refused.
+    await send(event.to_bytes(), expired)
+    later = new_event("whistle/dept/cgj", str(blown.case_id), receipt("C-2"), start.astimezone(UTC))
+    await send(later.to_bytes(), expired)
+    reason = await dead_letter(bootstrap, WHISTLES, later.id)
+    assert reason.startswith("The token is not valid") and "expired" in reason
+    parked = await find_on_topic(
+        bootstrap, dlq_topic(WHISTLES), lambda r: json.loads(r.value)["id"] in (event.id, later.id)
+    )
+    assert [json.loads(r.value)["id"] for r in parked] == [later.id]
