@@ -9,14 +9,14 @@ department's submission lacks the department's token or acts for another departm
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
 from contracts.envelope import CONTENT_TYPE, new_event
-from contracts.events import CaseAssigned, CaseResolved, WhistleReceiptSubmitted
+from contracts.events import CaseAssigned, CaseResolved, WhistleBlown, WhistleReceiptSubmitted
 from contracts.topics import CASES, WHISTLES, department_topic, dlq_topic
 from services.escalation.models import CaseDeadline, WhistleSummons
 from services.runtime.auth import issue_token
@@ -118,6 +118,30 @@ async def test_a_resolution_forged_on_the_whistles_topic_or_from_another_source_
     assert await claimed(escalation, [on_whistles, forged]) == []
 
 
+async def summon(
+    escalation: Escalation,
+    producer: AIOKafkaProducer,
+    bootstrap: str,
+    departments: list[str],
+    start: datetime,
+) -> WhistleBlown:
+    """A whistle blown at ``start`` for ``departments``, once the last is notified."""
+    blown = whistle(uuid4(), departments)
+    escalation.clock.now = start
+    await blow(producer, blown, start)
+    await find_on_topic(bootstrap, department_topic(departments[-1]), about(blown.whistle_id))
+    return blown
+
+
+def receipt(blown: WhistleBlown, department: str, number: str) -> WhistleReceiptSubmitted:
+    return WhistleReceiptSubmitted(
+        case_id=blown.case_id,
+        whistle_id=blown.whistle_id,
+        department_code=department,
+        receipt_no=number,
+    )
+
+
 async def test_a_department_reports_in_only_for_itself_and_only_with_its_token(
     escalation: Escalation,
     producer: AIOKafkaProducer,
@@ -125,42 +149,33 @@ async def test_a_department_reports_in_only_for_itself_and_only_with_its_token(
     token: TokenFactory,
 ) -> None:
     bootstrap = migrated.kafka_bootstrap or ""
-    blown = whistle(uuid4(), ["CGJ", "SCJGJ"])
     start = local(2026, 11, 23, 9, 0)  # Monday
-    escalation.clock.now = start
-    await blow(producer, blown, start)
-    await find_on_topic(bootstrap, department_topic("SCJGJ"), about(blown.whistle_id))
+    blown = await summon(escalation, producer, bootstrap, ["CGJ", "SCJGJ"], start)
     escalation.clock.now = local(2026, 11, 23, 10, 0)
-
-    def receipt(department: str, number: str) -> WhistleReceiptSubmitted:
-        return WhistleReceiptSubmitted(
-            case_id=blown.case_id,
-            whistle_id=blown.whistle_id,
-            department_code=department,
-            receipt_no=number,
-        )
 
     cgj = token("county_department", "dept:CGJ")
     # CGJ's system reports in for SCJGJ, with CGJ's token: the payload and the source name
     # SCJGJ, the token does not act for it.
     for_another = await produce(
-        producer, WHISTLES, receipt("SCJGJ", "X-1"), start, "whistle/dept/scjgj", cgj
+        producer, WHISTLES, receipt(blown, "SCJGJ", "X-1"), start, "whistle/dept/scjgj", cgj
     )
     # SCJGJ's own receipt without a token; with a token that is not one; with a supervisor's.
-    bare = await produce(producer, WHISTLES, receipt("SCJGJ", "S-1"), start, "whistle/dept/scjgj")
+    bare = await produce(
+        producer, WHISTLES, receipt(blown, "SCJGJ", "S-1"), start, "whistle/dept/scjgj"
+    )
     garbled = await produce(
-        producer, WHISTLES, receipt("SCJGJ", "S-2"), start, "whistle/dept/scjgj", "not.a.jwt"
+        producer, WHISTLES, receipt(blown, "SCJGJ", "S-2"), start, "whistle/dept/scjgj", "not.a.jwt"
     )
     supervisor = token("county_supervisor", "dept:SCJGJ")
     wrong_role = await produce(
-        producer, WHISTLES, receipt("SCJGJ", "S-3"), start, "whistle/dept/scjgj", supervisor
+        producer, WHISTLES, receipt(blown, "SCJGJ", "S-3"), start, "whistle/dept/scjgj", supervisor
     )
     # CGJ's own, with its token but under another department's source.
     disguised = await produce(
-        producer, WHISTLES, receipt("CGJ", "C-0"), start, "whistle/dept/scjgj", cgj
+        producer, WHISTLES, receipt(blown, "CGJ", "C-0"), start, "whistle/dept/scjgj", cgj
     )
     # CGJ's own, as it should be: recorded.
-    await produce(producer, WHISTLES, receipt("CGJ", "C-1"), start, "whistle/dept/cgj", cgj)
+    await produce(producer, WHISTLES, receipt(blown, "CGJ", "C-1"), start, "whistle/dept/cgj", cgj)
 
     (reported,) = await find_on_topic(
         bootstrap, WHISTLES, about(blown.whistle_id, "whistle.whistle.reported")
@@ -200,19 +215,8 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
     token: TokenFactory,
 ) -> None:
     bootstrap = migrated.kafka_bootstrap or ""
-    blown = whistle(uuid4(), ["CGJ"])
     start = local(2026, 11, 24, 9, 0)
-    escalation.clock.now = start
-    await blow(producer, blown, start)
-    await find_on_topic(bootstrap, department_topic("CGJ"), about(blown.whistle_id))
-
-    def receipt(number: str) -> WhistleReceiptSubmitted:
-        return WhistleReceiptSubmitted(
-            case_id=blown.case_id,
-            whistle_id=blown.whistle_id,
-            department_code="CGJ",
-            receipt_no=number,
-        )
+    blown = await summon(escalation, producer, bootstrap, ["CGJ"], start)
 
     async def send(value: bytes, jwt: str) -> None:
         await producer.send_and_wait(
@@ -225,7 +229,9 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
             ],
         )
 
-    event = new_event("whistle/dept/cgj", str(blown.case_id), receipt("C-1"), start.astimezone(UTC))
+    event = new_event(
+        "whistle/dept/cgj", str(blown.case_id), receipt(blown, "CGJ", "C-1"), start.astimezone(UTC)
+    )
     await send(event.to_bytes(), token("county_department", "dept:CGJ"))
     await find_on_topic(bootstrap, WHISTLES, about(blown.whistle_id, "whistle.whistle.reported"))
 
@@ -242,7 +248,9 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
     # The same event again (as when a partition is read again), its token expired since: it
     # was taken when it came, so it is a duplicate, not a refusal. A new one is refused.
     await send(event.to_bytes(), expired)
-    later = new_event("whistle/dept/cgj", str(blown.case_id), receipt("C-2"), start.astimezone(UTC))
+    later = new_event(
+        "whistle/dept/cgj", str(blown.case_id), receipt(blown, "CGJ", "C-2"), start.astimezone(UTC)
+    )
     await send(later.to_bytes(), expired)
     reason = await dead_letter(bootstrap, WHISTLES, later.id)
     assert reason.startswith("The token is not valid") and "expired" in reason
