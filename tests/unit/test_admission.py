@@ -29,6 +29,8 @@ from contracts.topics import (
 from services.dispatch.cases import SOURCE as DISPATCH
 from services.escalation import SOURCE as ESCALATION
 from services.escalation import consumers as escalation_consumers
+from services.escalation import dept_listen
+from services.escalation.dept_listen import submission_headers
 from services.intake import SOURCE as INTAKE
 from services.ledger import consumers as ledger_consumers
 from services.runtime.auth import TokenVerifier, issue_token
@@ -296,3 +298,23 @@ def test_escalation_hands_a_submission_on_with_its_verified_sender(
         {**_event("whistle/evil", _resolved()).to_json(), "type": "whistle.case.started"}
     )
     assert _admit(escalation, _record(CASES, started)) is None
+
+
+def test_dept_listen_reports_in_only_with_the_departments_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert submission_headers("abc") == [
+        ("content-type", b"application/cloudevents+json"),
+        ("authorization", b"Bearer abc"),
+    ]
+    refused = dept_listen.main(
+        bootstrap="127.0.0.1:1",
+        department="CGJ",
+        group=None,
+        ack_with="CGJ2026",
+        max_messages=1,
+        timezone="Asia/Shanghai",
+        token=None,
+    )
+    assert refused == 2
+    assert "WHISTLE_DEPT_TOKEN" in capsys.readouterr().err
