@@ -220,9 +220,14 @@ DEPARTMENT_CONSUMERS: tuple[str, ...] = (DEPARTMENT, "ledger")
 """Who consumes each department's topic: that department, and the ledger."""
 
 
-_DEPARTMENT_TOPIC = re.compile(
-    re.escape(DEPARTMENT_TOPIC_TEMPLATE).replace(re.escape("{code}"), r"[a-z0-9_.\-]+")
-)
+def code_pattern(template: str) -> str:
+    """A regex for ``template`` (a topic name or a source) whatever its lower-cased ``{code}``:
+    the characters a topic name may carry."""
+    return re.escape(template).replace(re.escape("{code}"), r"[a-z0-9_.\-]+")
+
+
+DEPARTMENT_TOPIC_PATTERN = code_pattern(DEPARTMENT_TOPIC_TEMPLATE)
+"""Any county department's topic, whatever its code."""
 
 
 def registered(topic: str) -> Topic | None:
@@ -231,7 +236,7 @@ def registered(topic: str) -> Topic | None:
     for known in TOPICS:
         if known.name == topic:
             return known
-    if _DEPARTMENT_TOPIC.fullmatch(topic):
+    if re.fullmatch(DEPARTMENT_TOPIC_PATTERN, topic):
         return Topic(topic, "escalation", "a county department's topic", DEPARTMENT_MESSAGES)
     return None
 
@@ -248,8 +253,7 @@ def admissible(topic: str, event_type: str, source: str) -> str | None:
         return f"{topic} is not a topic of the registry"
     submitters = entry.submitted(event_type)
     if submitters is not None:
-        pattern = re.escape(submitters.source).replace(re.escape("{code}"), r"[a-z0-9_.\-]+")
-        if not re.fullmatch(pattern, source):
+        if not re.fullmatch(code_pattern(submitters.source), source):
             return f"source {source} is not one of the {submitters.name} ({submitters.source})"
         return None
     if not any(m.event_type == event_type for m in entry.messages):

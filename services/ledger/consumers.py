@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from contracts.topics import (
     DEPARTMENT_MESSAGES,
-    DEPARTMENT_TOPIC_TEMPLATE,
+    DEPARTMENT_TOPIC_PATTERN,
     TOPICS,
     department_topic,
 )
@@ -25,11 +25,9 @@ from services.ledger.recorder import Recorder
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime
 
-# A department's topic, whatever its code: the characters a topic name may carry.
-_DEPARTMENT_TOPIC = re.escape(DEPARTMENT_TOPIC_TEMPLATE).replace(
-    re.escape("{code}"), r"[a-z0-9_.\-]+"
+TOPIC_PATTERN = (
+    "^(?:" + "|".join([*(re.escape(t.name) for t in TOPICS), DEPARTMENT_TOPIC_PATTERN]) + ")$"
 )
-TOPIC_PATTERN = "^(?:" + "|".join([*(re.escape(t.name) for t in TOPICS), _DEPARTMENT_TOPIC]) + ")$"
 """The registry's topics by name, and any department's topic."""
 
 RECORDED_TYPES: tuple[str, ...] = tuple(
