@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime.problems import Problem, problem_response
+from services.runtime.settings import Settings
 
 DEFAULT_BODY_BYTES = 64 * 1024
 OWN_LIMIT = "__whistle_own_body_limit__"
@@ -92,9 +93,9 @@ class BodyLimit:
             await problem_response(too_large(limit), scope.get("path"))(scope, receive, send)
 
 
-def install_body_limit(app: FastAPI, settings: object) -> None:
-    """Limit every route's body to the settings' ``request_body_max_bytes`` (64 KiB if they
-    name none)."""
+def install_body_limit(app: FastAPI, settings: Settings) -> None:
+    """Limit every route's body to the settings' ``request_body_max_bytes`` (64 KiB while
+    settings.py names none)."""
     max_bytes = int(getattr(settings, "request_body_max_bytes", DEFAULT_BODY_BYTES))
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
 
