@@ -1,7 +1,7 @@
 """How large a request body may be: checked before the body is read into memory.
 
-Every route takes at most ``request_body_max_bytes`` (64 KiB unless the settings say
-otherwise): a declared ``Content-Length`` over the limit is refused before any of the body is
+Every route takes at most ``request_body_max_bytes`` (``WHISTLE_REQUEST_BODY_MAX_BYTES``,
+64 KiB): a declared ``Content-Length`` over the limit is refused before any of the body is
 read, and a body streamed without one (chunked) is counted as it arrives and refused once it
 passes the limit. The refusal is ``413 Content Too Large`` as problem+json. A route that reads
 its own body under its own limit (uploads, Open311's form, WeChat's XML) says so with
@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.runtime.problems import Problem, problem_response
 from services.runtime.settings import Settings
 
-DEFAULT_BODY_BYTES = 64 * 1024
 OWN_LIMIT = "__whistle_own_body_limit__"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -52,7 +51,7 @@ class BodyLimit:
     once the count passes the limit. The route is known by then (routing has put its endpoint
     in the scope), so a route with a limit of its own is left to it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
@@ -94,10 +93,8 @@ class BodyLimit:
 
 
 def install_body_limit(app: FastAPI, settings: Settings) -> None:
-    """Limit every route's body to the settings' ``request_body_max_bytes`` (64 KiB while
-    settings.py names none)."""
-    max_bytes = int(getattr(settings, "request_body_max_bytes", DEFAULT_BODY_BYTES))
-    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    """Limit every route's body to the settings' ``request_body_max_bytes``."""
+    app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
 
 
 def _content_length(scope: Scope) -> int | None:

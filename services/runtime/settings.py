@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # A request that finds the database (or the network to it) unavailable answers 503 with
     # this Retry-After.
     dependency_retry_after_seconds: int = 5
+    # The largest request body a route reads (413 beyond); uploads, Open311 and WeChat keep
+    # their own limits (services/runtime/limits.py).
+    request_body_max_bytes: int = 64 * 1024
     # Intake answers within seconds even when PostgreSQL hangs (frozen, cut off): a request's
     # every unit of database work gives up after the deadline — WeChat waits 5 s for its reply,
     # and the driver may take 2 s more to drop the connection given up on. Intake's connections

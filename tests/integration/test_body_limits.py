@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from services.runtime.limits import DEFAULT_BODY_BYTES
 from services.runtime.service import Runtime
+from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.test_attachments import png
+
+# What the services under test run with: the setting's default.
+LIMIT = Settings.model_fields["request_body_max_bytes"].default
 
 Service = tuple[httpx.AsyncClient, Runtime]
 
@@ -43,11 +46,9 @@ async def test_a_body_just_over_the_limit_is_refused_and_one_within_is_taken(
 ) -> None:
     http, _ = intake
     json_type = {"content-type": "application/json"}
-    over = await http.post(
-        "/v1/tips", content=padded(TIP, DEFAULT_BODY_BYTES + 1), headers=json_type
-    )
+    over = await http.post("/v1/tips", content=padded(TIP, LIMIT + 1), headers=json_type)
     assert_too_large(over)
-    within = await http.post("/v1/tips", content=padded(TIP, DEFAULT_BODY_BYTES), headers=json_type)
+    within = await http.post("/v1/tips", content=padded(TIP, LIMIT), headers=json_type)
     assert within.status_code == 201, within.text
 
 
@@ -72,7 +73,7 @@ async def test_staff_routes_are_limited_too(dispatch: Service, token: TokenFacto
     http, _ = dispatch
     answer = await http.post(
         "/v1/cases/00000000-0000-0000-0000-000000000000/progress",
-        content=padded({"text": "x"}, DEFAULT_BODY_BYTES * 4),
+        content=padded({"text": "x"}, LIMIT * 4),
         headers={
             "content-type": "application/json",
             "authorization": f"Bearer {token('dispatcher', 'township:T01')}",
@@ -83,6 +84,6 @@ async def test_staff_routes_are_limited_too(dispatch: Service, token: TokenFacto
 
 async def test_uploads_keep_their_own_larger_limit(intake: Service) -> None:
     http, _ = intake
-    data = png(77) + bytes(DEFAULT_BODY_BYTES * 2)
+    data = png(77) + bytes(LIMIT * 2)
     answer = await http.post("/v1/attachments", files={"file": ("photo.png", data, "image/png")})
     assert answer.status_code == 201, answer.text
