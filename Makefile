@@ -26,7 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # What a frozen or killed broker, database or service, or Ctrl-C, loses or doubles under load
-# (docs/reliability.md); about a quarter of an hour. e.g. FAULT_ARGS="--only ctrl-c --tips 200"
+# (docs/reliability.md); 15–20 minutes. e.g. FAULT_ARGS="--only ctrl-c --tips 200"
 faults: $(STAMP)
 	$(BIN)/python -m bench faults $(FAULT_ARGS)
 

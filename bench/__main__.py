@@ -1,5 +1,5 @@
 """``python -m bench [pipeline|ledger|scheduler|routing|faults] [options]``; with no arguments,
-the benchmarks (not the fault suite, which takes a quarter of an hour: ``make faults``) with
+the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``) with
 their defaults."""
 
 import sys

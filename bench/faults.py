@@ -146,10 +146,25 @@ class Harness:
 
     servers: Servers
     services: Services
+    # Services that exited by themselves during the row, and were started again.
+    restarts: list[str] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
         return self.servers.settings
+
+    def tend(self) -> None:
+        """Start again, as whistle up's supervisor would, a service that exited by itself — a
+        fault starts what it kills before it returns, so this is another service giving up
+        (its log says why) — and say so in the row."""
+        for service, process in list(self.services.processes.items()):
+            if process.poll() is None:
+                continue
+            self.restarts.append(
+                f"{service} exited by itself (code {process.returncode}); started again"
+            )
+            time.sleep(RESTART_DELAY_SECONDS)
+            self.services.start(service)
 
     def server_logs(self) -> list[Path]:
         """Logs that go with the servers' temporary directory (the services' are in the row's
@@ -238,6 +253,19 @@ class Launched:
 
     def server_logs(self) -> list[Path]:
         return []  # all under the home, in the row's directory
+
+    def tend(self) -> None:
+        pass  # whistle up's own supervisor does
+
+    @property
+    def restarts(self) -> list[str]:
+        """What the launchers' supervisors said they restarted."""
+        return [
+            line.strip()
+            for launcher in self.launchers
+            for line in launcher.output().splitlines()
+            if "exited (code" in line or "is unhealthy" in line
+        ]
 
 
 @contextmanager
@@ -465,10 +493,17 @@ class Load(threading.Thread):
         if count >= self._mark:
             self._third.set()
 
-    def wait_for_a_third(self) -> None:
+    def wait_for_a_third(self, tend: Callable[[], None]) -> None:
         while not self._third.wait(0.2):
             if not self.is_alive():
                 raise RuntimeError(f"the load ended before a third was accepted: {self.error!r}")
+            tend()
+
+    def wait(self, tend: Callable[[], None]) -> None:
+        deadline = time.monotonic() + GIVE_UP_SECONDS * 2
+        while self.is_alive() and time.monotonic() < deadline:
+            tend()
+            self.join(0.5)
 
 
 # --- what became of the tips ---------------------------------------------------------------
@@ -568,13 +603,14 @@ async def probe(settings: Settings, accepted: set[str]) -> Progress:
 
 
 async def settle(
-    settings: Settings, accepted: set[str], limit: float, stall: float
+    settings: Settings, accepted: set[str], limit: float, stall: float, tend: Callable[[], None]
 ) -> tuple[Progress | None, bool]:
     """Poll until every accepted tip is accounted for, or nothing changes for ``stall``
     seconds, or ``limit`` seconds have passed."""
     began = changed = time.monotonic()
     last: Progress | None = None
     while True:
+        tend()
         try:
             now = await probe(settings, accepted)
         except DATABASE_ERRORS:
@@ -712,7 +748,8 @@ class Row:
     settled: bool
     settle_seconds: float
     doubles: Doubles | None
-    verifies: bool
+    # None: no export could be had (the ledger not answering).
+    verifies: bool | None
     notes: list[str]
     given_up: int
 
@@ -781,15 +818,18 @@ def run_row(fault: Fault, args: argparse.Namespace, config: Path, work: Path) ->
 def measure(fault: Fault, stack: Stack, args: argparse.Namespace) -> Row:
     load = Load(stack.settings.url_of("intake"), args.tips, args.clients)
     load.start()
-    load.wait_for_a_third()
+    load.wait_for_a_third(stack.tend)
     note = fault.inject(stack)
-    load.join(GIVE_UP_SECONDS * 2)
+    load.wait(stack.tend)
     posted = load.posted
     began = time.monotonic()
     accepted = set(posted.tracking.values())
-    progress, settled = asyncio.run(settle(stack.settings, accepted, args.settle, args.stall))
+    progress, settled = asyncio.run(
+        settle(stack.settings, accepted, args.settle, args.stall, stack.tend)
+    )
     settle_seconds = time.monotonic() - began
     notes = [note] if note else []
+    notes.extend(stack.restarts)
     try:
         found: Doubles | None = asyncio.run(doubles(stack.settings))
     except DATABASE_ERRORS as exc:
@@ -804,11 +844,12 @@ def measure(fault: Fault, stack: Stack, args: argparse.Namespace) -> Row:
             )
     except DATABASE_ERRORS as exc:
         notes.append(f"broker records not counted: {exc!r}")
+    verifies: bool | None
     try:
         verifies, verdict = asyncio.run(export_verifies(stack.settings))
         notes.append(f"export: {verdict}")
     except (OSError, httpx.HTTPError, ValueError) as exc:
-        verifies = False
+        verifies = None
         notes.append(f"export failed: {exc!r}")
     if posted.retried:
         notes.append(
@@ -879,7 +920,7 @@ def _cells(row: Row) -> list[str]:
         n(d.assigned_twice if d else None),
         n(d.ledger_twice if d else None),
         f"{n(d.ladder_twice if d else None)} ({n(p.ladder_fired if p else None)})",
-        "yes" if row.verifies else "NO",
+        {True: "yes", False: "NO", None: "no export"}[row.verifies],
         f"{row.settle_seconds:.0f}" + ("" if row.settled else " (not settled)"),
     ]
 
@@ -972,7 +1013,7 @@ def main(argv: list[str]) -> None:
             try:
                 row = run_row(fault, args, config, work)
             except Exception as exc:  # one broken row must not cost the others
-                row = Row(fault, 0, 0.0, None, False, 0.0, None, False, [f"failed: {exc!r}"], 0)
+                row = Row(fault, 0, 0.0, None, False, 0.0, None, None, [f"failed: {exc!r}"], 0)
             row.notes.extend(log_summary(sorted(work.rglob("*.log"))))
             if args.logs is not None or not row.clean:
                 row.notes.append(f"logs kept in {keep_logs(work, args.logs, fault.key)}")
