@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, String, text
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -77,6 +77,9 @@ class InboxRecord(SQLModel, table=True):
     topic: str = Field(sa_column=Column(String, nullable=False))
     processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
+
+PATTERN_METADATA_MAX_AGE_MS = 5_000
+DEFAULT_METADATA_MAX_AGE_MS = 300_000  # aiokafka's own
 
 # Records taken from Kafka at a time; each partition's share commits in one transaction.
 BATCH_SIZE = 200
@@ -212,6 +215,12 @@ class InboxConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            # A pattern subscription finds topics only when metadata is refreshed: aiokafka's
+            # default of five minutes left the ledger blind that long after a broker came back
+            # empty (docs/reliability.md).
+            metadata_max_age_ms=PATTERN_METADATA_MAX_AGE_MS
+            if subscription.pattern
+            else DEFAULT_METADATA_MAX_AGE_MS,
             **(group_timing or GroupTiming()).consumer_options(),
         )
 
@@ -258,8 +267,11 @@ class InboxConsumer:
                     offset,
                 )
                 CONSUMER_REWOUND.labels(self._service, tp.topic).inc()
-                await self._consumer.seek_to_beginning(tp)
                 self._consumed.pop(tp, None)
+                try:
+                    await self._consumer.seek_to_beginning(tp)
+                except IllegalStateError:
+                    continue  # taken away by a rebalance meanwhile: its next owner reads it
         self._checkpoints = dict(self._consumed)
 
     @property

@@ -315,6 +315,10 @@ class OutboxRelay:
                     )
                     .values(next_offset=end)
                 )
+        if healed:
+            # The topics may have come back with other partition counts: the partitioner must
+            # place what leaves again by what the broker has now, not by what it had.
+            await self._producer.client.force_metadata_update()
         return healed
 
     async def _still_held(self, session: AsyncSession, tp: TopicPartition, offset: int) -> bool:
