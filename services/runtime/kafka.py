@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -119,3 +121,20 @@ class BrokerLogs:
             if not (await self.ends({partition})).get(partition, 1):
                 return None
             raise
+
+    async def event_ids(self, partition: TopicPartition, first: int) -> set[str]:
+        """The CloudEvents ids a reader finds on ``partition`` from ``first`` to its end, read in
+        order as a consumer reads them."""
+        end = (await self.ends({partition})).get(partition)
+        if end is None:
+            return set()
+        self._consumer.assign([partition])
+        self._consumer.seek(partition, first)
+        found: set[str] = set()
+        async with asyncio.timeout(30):
+            while await self._consumer.position(partition) < end:
+                batch = await self._consumer.getmany(partition, timeout_ms=500)
+                for record in batch.get(partition, []):
+                    with contextlib.suppress(ValueError, AttributeError):
+                        found.add(json.loads(record.value or b"{}").get("id"))
+        return found

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 # when several replicas of a service run; the others wait for the lock.
 RELAY_LOCK_KEY = 0x5748_4F42  # "WHOB"
 PURGE_EVERY = timedelta(hours=1)
+READ_BACK_ATTEMPTS = 5
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -165,6 +166,9 @@ class OutboxRelay:
         self._logs = logs
         self._check_seconds = check_seconds
         self._last_check = -check_seconds
+        # Topics sent again after a loss, read back in order until everything is found there;
+        # the value counts the reads that could not finish, which give up after a few.
+        self._audit: dict[str, int] = {}
         self._clock = clock
         self._service = service
         self._batch_size = batch_size
@@ -211,6 +215,8 @@ class OutboxRelay:
             # a loss shows when the broker places this batch below what it had acknowledged.
             due = time.monotonic() - self._last_check >= self._check_seconds
             if due and await self.heal(session):
+                rows = await self._unsent(session)
+            if due and not rows and self._audit and await self.read_back(session):
                 rows = await self._unsent(session)
             if not rows:
                 return 0
@@ -321,6 +327,64 @@ class OutboxRelay:
             await self._producer.client.force_metadata_update()
         return healed
 
+    def audit(self, topic: str) -> None:
+        """Read ``topic`` back in order at the next check (done by itself after every loss)."""
+        self._audit[topic] = 0
+
+    async def read_back(self, session: AsyncSession) -> int:
+        """Once what was lost has been sent again, read those topics back in order and send
+        again whatever a reader does not find at or after its first offset; returns how many.
+
+        A broker that has just come back may acknowledge a batch and still lose it to a reader
+        (Tansu 0.6 gave two batches the same offsets: fetched at its offset an event was there,
+        read in order it was not — docs/reliability.md). Reading in order is what consumers do."""
+        resent = 0
+        for topic in sorted(self._audit):
+            rows = (
+                await session.execute(
+                    select(
+                        OutboxMessage.id,
+                        OutboxMessage.event_id,
+                        OutboxMessage.kafka_partition,
+                        OutboxMessage.kafka_offset,
+                    ).where(
+                        OutboxMessage.topic == topic,  # type: ignore[arg-type]
+                        OutboxMessage.sent_at.is_not(None),  # type: ignore[union-attr]
+                    )
+                )
+            ).all()
+            placed: dict[int, list[Any]] = {}
+            for row in rows:
+                placed.setdefault(row.kafka_partition, []).append(row)
+            missing: list[int] = []
+            try:
+                for partition, held in placed.items():
+                    first = min(row.kafka_offset for row in held)
+                    found = await self._logs.event_ids(TopicPartition(topic, partition), first)
+                    missing += [row.id for row in held if row.event_id not in found]
+            except (TimeoutError, KafkaError) as exc:
+                self._audit[topic] += 1
+                if self._audit[topic] >= READ_BACK_ATTEMPTS:
+                    log.warning("could not read %s back (%s): giving up", topic, exc)
+                    del self._audit[topic]
+                continue
+            if missing:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(missing))  # type: ignore[union-attr]
+                    .values(sent_at=None, kafka_partition=None, kafka_offset=None)
+                )
+                OUTBOX_REPUBLISHED.labels(self._service, topic, "not_read_back").inc(len(missing))
+                log.warning(
+                    "%d events acknowledged on %s were not there when read back: sent again",
+                    len(missing),
+                    topic,
+                )
+                resent += len(missing)
+            else:
+                del self._audit[topic]
+        return resent
+
     async def _still_held(self, session: AsyncSession, tp: TopicPartition, offset: int) -> bool:
         """Whether the broker still holds the event acknowledged at ``offset``. Asked when the
         log seems to end before it: a broker may report a log end that lags its last batch
@@ -369,6 +433,7 @@ class OutboxRelay:
         )
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if count:
+            self.audit(tp.topic)
             OUTBOX_REPUBLISHED.labels(self._service, tp.topic, reason).inc(count)
             log.warning(
                 "the broker lost %s[%d] from offset %d (%s): %d retained events sent again",

@@ -171,6 +171,47 @@ async def test_events_placed_below_what_the_broker_had_acknowledged_reveal_the_l
     assert unsent == 0
 
 
+async def test_an_acknowledged_event_a_reader_cannot_find_is_sent_again(
+    broker: EmbeddedBroker,
+    clients: tuple[AIOKafkaProducer, BrokerLogs],
+    sessions: Sessions,
+    clock: MovableClock,
+) -> None:
+    """What Tansu did right after a restart (docs/reliability.md): it acknowledged an event at
+    an offset where a reader, reading in order, finds another one. Here the outbox is told an
+    event went to an offset that holds something else; reading the topic back finds it missing
+    and sends it again."""
+    producer, logs = clients
+    topic = f"test.loss.{uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, [topic], partitions=1)
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
+    written = await _stage(sessions, clock, topic, rounds=2)
+    await _publish_all(relay)
+    lost = sample_event(clock, "case-a")
+    async with sessions() as session, session.begin():
+        session.add(
+            OutboxMessage(
+                event_id=lost.id,
+                topic=topic,
+                key="case-a",
+                event=lost.to_json(),
+                created_at=lost.time,
+                sent_at=clock.now,
+                kafka_partition=0,
+                kafka_offset=2,  # where the broker holds another event
+            )
+        )
+
+    relay.audit(topic)
+    await _publish_all(relay)
+
+    records = await read_everything(broker.bootstrap, [topic])
+    held = [CloudEvent.model_validate_json(r.value or b"").id for r in records]
+    assert sorted(held) == sorted([*written, lost.id])
+    assert _republished(topic, "not_read_back") == 1
+    assert await relay.publish_batch() == 0  # read back again: everything is there now
+
+
 async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
     broker: EmbeddedBroker,
     clients: tuple[AIOKafkaProducer, BrokerLogs],
