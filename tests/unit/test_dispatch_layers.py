@@ -8,12 +8,12 @@ through the case service; the pure rules import no web, database or runtime plum
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
+from tests.support import source
+
 PACKAGE = "services.dispatch"
-SOURCE = Path(__file__).parents[2] / "services" / "dispatch"
 
 ROUTERS = {"api", "console_api", "coordination_api", "console"}
 EDGES = ROUTERS | {"consumers"}
@@ -24,33 +24,18 @@ PURE = {"lifecycle", "merging", "routing", "triage", "whistles", "labels", "dead
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).
 PLUMBING = ("fastapi", "sqlalchemy", "sqlmodel", "services.runtime", "starlette")
-# Session and transaction calls: a router reaches the database only to read.
-WRITES = {"transaction", "add", "add_all", "delete", "flush", "commit", "merge"}
 
 
 def modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in SOURCE.glob("*.py")}
+    return source.modules(PACKAGE)
 
 
 def imports(tree: ast.Module) -> list[tuple[str, str | None]]:
-    """Every (module, name) imported; name is None for ``import module``."""
-    found: list[tuple[str, str | None]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.extend((alias.name, None) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for alias in node.names:
-                # ``from services.dispatch import api`` imports the module api.
-                if node.module == PACKAGE:
-                    found.append((f"{PACKAGE}.{alias.name}", None))
-                else:
-                    found.append((node.module, alias.name))
-    return found
+    return source.imports(tree, PACKAGE)
 
 
 def dispatch_module(module: str) -> str | None:
-    prefix = f"{PACKAGE}."
-    return module.removeprefix(prefix).split(".")[0] if module.startswith(prefix) else None
+    return source.own_module(module, PACKAGE)
 
 
 def test_the_layers_name_real_modules() -> None:
@@ -69,34 +54,20 @@ def test_no_module_imports_a_private_name_of_another() -> None:
         f"{name}: {module}.{what}"
         for name, tree in modules().items()
         for module, what in imports(tree)
-        if what and what.startswith("_") and not what.startswith("__")
+        if what and source.private(what)
     ]
     assert private == []
 
 
 def test_only_the_service_layer_stages_events() -> None:
-    staging = set()
-    for name, tree in modules().items():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-                if called == "stage":
-                    staging.add(name)
-        if any(module == "services.runtime.outbox" for module, _ in imports(tree)):
-            staging.add(name)
+    staging = source.stagers(PACKAGE)
     assert staging <= SERVICE
     assert staging, "the case service stages its events: this test has lost sight of it"
 
 
 @pytest.mark.parametrize("router", sorted(ROUTERS))
 def test_a_router_changes_nothing_but_through_the_case_service(router: str) -> None:
-    writes = {
-        node.attr
-        for node in ast.walk(modules()[router])
-        if isinstance(node, ast.Attribute) and node.attr in WRITES
-    }
-    assert writes == set()
+    assert source.session_writes(modules()[router]) == set()
 
 
 @pytest.mark.parametrize("rule", sorted(PURE))

@@ -10,13 +10,13 @@ HTTP problems; a router changes nothing but through the service layer.
 from __future__ import annotations
 
 import ast
-from functools import cache
-from pathlib import Path
 
 import pytest
 
+from tests.support import source
+from tests.support.source import private
+
 PACKAGE = "services.intake"
-SOURCE = Path(__file__).parents[2] / "services" / "intake"
 
 CHANNELS = {"web", "hotline", "grid", "open311", "wechat"}
 ROUTERS = CHANNELS | {"attachments_api", "feedback_api", "citizen"}
@@ -27,34 +27,18 @@ WIRING = {"app"}
 SERVICE = {"channels", "tips"}
 # What says an HTTP answer: the service layer leaves that to the edges.
 HTTP = ("fastapi", "starlette", "services.runtime.problems", "services.intake.edges")
-# Session and transaction calls: a router reaches the database only to read.
-WRITES = {"transaction", "add", "add_all", "delete", "flush", "commit", "merge"}
 
 
-@cache
 def modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in SOURCE.glob("*.py")}
+    return source.modules(PACKAGE)
 
 
 def imports(tree: ast.Module) -> list[tuple[str, str | None]]:
-    """Every (module, name) imported; name is None for ``import module``."""
-    found: list[tuple[str, str | None]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.extend((alias.name, None) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for alias in node.names:
-                # ``from services.intake import tips`` imports the module tips.
-                if node.module == PACKAGE:
-                    found.append((f"{PACKAGE}.{alias.name}", None))
-                else:
-                    found.append((node.module, alias.name))
-    return found
+    return source.imports(tree, PACKAGE)
 
 
 def intake_module(module: str) -> str | None:
-    prefix = f"{PACKAGE}."
-    return module.removeprefix(prefix).split(".")[0] if module.startswith(prefix) else None
+    return source.own_module(module, PACKAGE)
 
 
 def module_aliases(tree: ast.Module) -> set[str]:
@@ -66,10 +50,6 @@ def module_aliases(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
             aliases.update(a.asname or a.name for a in node.names)
     return aliases
-
-
-def private(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
 
 
 def defines_router(tree: ast.Module) -> bool:
@@ -115,16 +95,7 @@ def test_no_module_imports_a_private_name_of_another() -> None:
 
 
 def test_only_the_service_layer_stages_events() -> None:
-    staging = set()
-    for name, tree in modules().items():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-                if called == "stage":
-                    staging.add(name)
-        if any(module == "services.runtime.outbox" for module, _ in imports(tree)):
-            staging.add(name)
+    staging = source.stagers(PACKAGE)
     assert staging <= SERVICE
     assert staging, "the service layer stages its events: this test has lost sight of it"
 
@@ -148,9 +119,4 @@ def test_the_service_layer_raises_domain_errors_not_http_problems(service: str) 
 
 @pytest.mark.parametrize("router", sorted(ROUTERS))
 def test_a_router_changes_nothing_but_through_the_service_layer(router: str) -> None:
-    writes = {
-        node.attr
-        for node in ast.walk(modules()[router])
-        if isinstance(node, ast.Attribute) and node.attr in WRITES
-    }
-    assert writes == set()
+    assert source.session_writes(modules()[router]) == set()
