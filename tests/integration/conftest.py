@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -9,15 +12,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy import Column, Integer, String
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import Deadline, DeadlinesSet
 from services.dispatch.app import create_app as create_dispatch
 from services.intake.app import create_app as create_intake
+from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
-from services.runtime.inbox import InboxRecord
+from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer
 from services.runtime.outbox import OutboxMessage, OutboxPartition
 from services.runtime.service import Runtime
@@ -121,3 +125,51 @@ async def intake(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, R
 async def dispatch(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     async for pair in _in_process(create_dispatch(migrated)):
         yield pair
+
+
+@asynccontextmanager
+async def running(consumer: InboxConsumer) -> AsyncIterator[InboxConsumer]:
+    """A started consumer's loop, run for the block and stopped after it."""
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def consuming(
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    topic: str,
+    handler: Handler,
+    group: str,
+    max_attempts: int = 3,
+    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+) -> AsyncIterator[InboxConsumer]:
+    """An inbox consumer of a test's own ``topic`` (``DeadlinesSet`` events to ``handler``)."""
+    consumer = InboxConsumer(
+        service="test",
+        subscription=Subscription(
+            topics=(topic,),
+            handlers={DeadlinesSet.event_type: handler},
+            before_commit=before_commit,
+            admit=None,  # a topic of the test's own, outside the registry
+        ),
+        sessions=sessions,
+        bootstrap=infra.bootstrap,
+        dlq_producer=producer,
+        clock=clock,
+        max_attempts=max_attempts,
+        retry_backoff=0.01,
+        group_id=group,
+        group_timing=EMBEDDED_GROUP_TIMING,
+    )
+    async with running(consumer):
+        yield consumer

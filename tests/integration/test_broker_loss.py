@@ -6,8 +6,6 @@ can be restarted empty or have a topic deleted under running clients.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
@@ -27,7 +25,7 @@ from services.runtime.inbox import InboxConsumer, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer, ensure_topics
 from services.runtime.metrics import CONSUMER_REWOUND, OUTBOX_REPUBLISHED
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
-from tests.integration.conftest import Effect, MovableClock, sample_event
+from tests.integration.conftest import Effect, MovableClock, running, sample_event
 from tests.support.infra import eventually, read_everything
 
 KEYS = ("case-a", "case-b", "case-c")
@@ -243,9 +241,7 @@ async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
         logs=logs,
         verify_seconds=0.2,
     )
-    await consumer.start()
-    task = asyncio.create_task(consumer.run())
-    try:
+    async with running(consumer):
         first = [sample_event(clock, "case-a") for _ in range(8)]
         for event in first:
             await producer.send_and_wait(topic, event.to_bytes(), key=b"case-a")
@@ -265,11 +261,6 @@ async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
 
         await eventually(lambda: _handled(sessions, second), what="every new event handled")
         assert CONSUMER_REWOUND.labels("test", topic)._value.get() == rewound + 1
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
 
 
 async def _handled(sessions: Sessions, events: list[CloudEvent]) -> bool:

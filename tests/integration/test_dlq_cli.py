@@ -4,7 +4,6 @@ inbox consumer itself parked."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +19,13 @@ from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
 from services.launcher.cli import main
 from services.launcher.embedded import free_port
-from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions
 from services.runtime.dlq import ParkedEvent, parked
-from services.runtime.inbox import InboxConsumer, PoisonEvent, Subscription
+from services.runtime.inbox import PoisonEvent
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import EVENTS_CONSUMED
-from tests.integration.conftest import Effect, MovableClock, sample_event
+from services.runtime.settings import Settings
+from tests.integration.conftest import Effect, MovableClock, consuming, sample_event
 from tests.support.infra import Infra, eventually, read_everything
 
 
@@ -58,8 +57,12 @@ class Township:
         session.add(Effect(event_id=event.id, note=topic))
 
 
+# Handler attempts as the services make them unless configured otherwise.
+MAX_ATTEMPTS = Settings.model_fields["consumer_max_attempts"].default
+
+
 @asynccontextmanager
-async def consuming(
+async def consuming_in_own_group(
     infra: Infra,
     sessions: Sessions,
     producer: AIOKafkaProducer,
@@ -69,29 +72,10 @@ async def consuming(
 ) -> AsyncIterator[str]:
     """An inbox consumer of ``topic`` in a group of its own; yields the group."""
     group = f"g-dlq-{uuid4().hex[:8]}"
-    consumer = InboxConsumer(
-        service="test",
-        # A topic of the test's own, outside the registry: nothing to admit by.
-        subscription=Subscription(
-            topics=(topic,), handlers={DeadlinesSet.event_type: handler}, admit=None
-        ),
-        sessions=sessions,
-        bootstrap=infra.bootstrap,
-        dlq_producer=producer,
-        clock=clock,
-        retry_backoff=0.01,
-        group_id=group,
-        group_timing=EMBEDDED_GROUP_TIMING,
-    )
-    await consumer.start()
-    task = asyncio.create_task(consumer.run())
-    try:
+    async with consuming(
+        infra, sessions, producer, clock, topic, handler, group, max_attempts=MAX_ATTEMPTS
+    ):
         yield group
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
 
 
 async def parked_count(infra: Infra, topic: str, count: int) -> list[ParkedEvent]:
@@ -119,7 +103,7 @@ async def test_a_parked_event_is_listed_sent_back_once_and_handled_after_the_fix
     event = sample_event(clock)
     handler = Township()
     await producer.send_and_wait(topic, event.to_bytes(), key=b"case-1")
-    async with consuming(infra, sessions, producer, clock, topic, handler) as group:
+    async with consuming_in_own_group(infra, sessions, producer, clock, topic, handler) as group:
         await parked_count(infra, topic, 1)
 
         assert await whistle("dlq", "list", topic) == 0
@@ -180,8 +164,8 @@ async def test_a_record_two_groups_parked_is_sent_back_once(
     event = sample_event(clock)
     await producer.send_and_wait(topic, event.to_bytes(), key=b"case-2")
     async with (
-        consuming(infra, sessions, producer, clock, topic, Township()),
-        consuming(infra, sessions, producer, clock, topic, Township()),
+        consuming_in_own_group(infra, sessions, producer, clock, topic, Township()),
+        consuming_in_own_group(infra, sessions, producer, clock, topic, Township()),
     ):
         both = await parked_count(infra, topic, 2)
     assert {p.event_id for p in both} == {event.id}
@@ -201,7 +185,7 @@ async def test_a_value_that_is_not_a_cloudevent_is_listed_as_such_and_ids_must_b
 ) -> None:
     topic = await _topic(infra)
     await producer.send_and_wait(topic, b"{not json at all", key=b"case-3")
-    async with consuming(infra, sessions, producer, clock, topic, Township()):
+    async with consuming_in_own_group(infra, sessions, producer, clock, topic, Township()):
         await parked_count(infra, topic, 1)
 
     assert await whistle("dlq", "list") == 0

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -13,15 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
-from contracts.events import DeadlinesSet
 from contracts.topics import dlq_topic
 from services.launcher.embedded import free_port
-from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.runtime.db import Sessions, create_engine, session_factory
-from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
+from services.runtime.inbox import Handler, InboxRecord
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import DEPENDENCY_OUTAGES
-from tests.integration.conftest import Effect, MovableClock, sample_event
+from tests.integration.conftest import Effect, MovableClock, consuming, sample_event
 from tests.support.infra import Infra, eventually, read_topic
 
 
@@ -52,46 +47,6 @@ def _recording_handler() -> Handler:
     return handle
 
 
-@asynccontextmanager
-async def _consuming(
-    infra: Infra,
-    sessions: Sessions,
-    producer: AIOKafkaProducer,
-    clock: MovableClock,
-    topic: str,
-    handler: Handler,
-    group: str,
-    max_attempts: int = 3,
-    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
-) -> AsyncIterator[InboxConsumer]:
-    consumer = InboxConsumer(
-        service="test",
-        subscription=Subscription(
-            topics=(topic,),
-            handlers={DeadlinesSet.event_type: handler},
-            before_commit=before_commit,
-            admit=None,  # a topic of the test's own, outside the registry
-        ),
-        sessions=sessions,
-        bootstrap=infra.bootstrap,
-        dlq_producer=producer,
-        clock=clock,
-        max_attempts=max_attempts,
-        retry_backoff=0.01,
-        group_id=group,
-        group_timing=EMBEDDED_GROUP_TIMING,
-    )
-    await consumer.start()
-    task = asyncio.create_task(consumer.run())
-    try:
-        yield consumer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
-
-
 async def test_a_redelivered_event_has_its_effect_once(
     infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
 ) -> None:
@@ -100,9 +55,7 @@ async def test_a_redelivered_event_has_its_effect_once(
     for event in (first, first, second, first):  # at-least-once: the broker may repeat itself
         await _send(producer, topic, event.to_bytes())
 
-    async with _consuming(
-        infra, sessions, producer, clock, topic, _recording_handler(), "g-dedupe"
-    ):
+    async with consuming(infra, sessions, producer, clock, topic, _recording_handler(), "g-dedupe"):
         await eventually(lambda: _effects_equal(sessions, 2), what="both events handled")
         # The last copy of `first` is the fourth record; once it is past, nothing more may come.
         await eventually(lambda: _committed(infra, "g-dedupe", topic, 4), what="offsets committed")
@@ -141,9 +94,7 @@ async def test_a_handler_that_fails_then_recovers_is_retried_and_applied_once(
 
     event = sample_event(clock)
     await _send(producer, topic, event.to_bytes())
-    async with _consuming(
-        infra, sessions, producer, clock, topic, flaky, "g-flaky", max_attempts=5
-    ):
+    async with consuming(infra, sessions, producer, clock, topic, flaky, "g-flaky", max_attempts=5):
         await eventually(lambda: _effects_equal(sessions, 1), what="the third attempt to commit")
     assert len(attempts) == 3
     async with sessions() as session:
@@ -165,7 +116,7 @@ async def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_next_one_i
     await _send(producer, topic, poison.to_bytes())
     await _send(producer, topic, b"{not json at all")
     await _send(producer, topic, healthy.to_bytes())
-    async with _consuming(infra, sessions, producer, clock, topic, refuse_poison, "g-poison"):
+    async with consuming(infra, sessions, producer, clock, topic, refuse_poison, "g-poison"):
         await eventually(lambda: _effects_equal(sessions, 1), what="the healthy event")
         dead = await read_topic(infra.bootstrap, dlq_topic(topic), 2)
 
@@ -198,13 +149,13 @@ async def test_a_restarted_consumer_resumes_after_the_last_committedsample_event
     before = [sample_event(clock) for _ in range(3)]
     for event in before:
         await _send(producer, topic, event.to_bytes())
-    async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
+    async with consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
         await eventually(lambda: _effects_equal(sessions, 3), what="the first three events")
         await eventually(lambda: _committed(infra, "g-resume", topic, 3), what="offsets committed")
 
     after = sample_event(clock)
     await _send(producer, topic, after.to_bytes())
-    async with _consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
+    async with consuming(infra, sessions, producer, clock, topic, counting(), "g-resume"):  # type: ignore[arg-type]
         await eventually(lambda: _effects_equal(sessions, 4), what="the event sent while stopped")
     # The handler never even saw the first three again: the offsets were committed.
     assert seen == [e.id for e in before] + [after.id]
@@ -236,7 +187,7 @@ async def test_a_database_outage_longer_than_the_retry_budget_dead_letters_nothi
     async def outage_outlasted_the_budget() -> bool:
         return outages._value.get() - before > 3  # type: ignore[attr-defined]
 
-    async with _consuming(
+    async with consuming(
         infra,
         switchable,
         producer,
@@ -275,7 +226,7 @@ async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
         )
         session.add(Effect(event_id=f"after {handled}", note="flush"))
 
-    async with _consuming(
+    async with consuming(
         infra,
         sessions,
         producer,
