@@ -913,7 +913,11 @@ async function route() {
   if (path === "/mine") return mineView();
   if (path === "/triage") return triageView();
   if (path === "/admission") return admissionView();
-  location.hash = me.roles.includes("unit_member") && !me.roles.includes("dispatcher") ? "#/mine" : "#/triage";
+  // The default view is shown within this same run, so that the page says "done" only once it
+  // shows it: assigning location.hash would show it in a later run, after a "done" too early.
+  const home = me.roles.includes("unit_member") && !me.roles.includes("dispatcher");
+  history.replaceState(null, "", home ? "#/mine" : "#/triage");
+  return route();
 }
 
 function start() {
