@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -92,6 +93,24 @@ class BrokerLogs:
             ends.update(await self._consumer.end_offsets(sorted(present)))
         return ends
 
+    @contextlib.asynccontextmanager
+    async def _reading(self, partition: TopicPartition, offset: int) -> AsyncIterator[None]:
+        """Assigned only while read: an assigned partition is fetched ahead in the background,
+        and its topic named in every metadata request, which makes Tansu create a topic it
+        lost, racing the producers (``OutboxRelay._topics_missing``)."""
+        self._consumer.assign([partition])
+        self._consumer.seek(partition, offset)
+        try:
+            yield
+        finally:
+            self._consumer.unsubscribe()
+
+    async def missing_topics(self, topics: set[str]) -> set[str]:
+        """Those of ``topics`` the broker's metadata does not list now (asked afresh, not from
+        a client's cache)."""
+        cluster = await self._consumer._client.fetch_all_metadata()
+        return {topic for topic in topics if not cluster.partitions_for_topic(topic)}
+
     async def record_at(
         self, partition: TopicPartition, offset: int, wait: float = 2.0
     ) -> ConsumerRecord | None:
@@ -105,10 +124,8 @@ class BrokerLogs:
             raise TimeoutError(f"{partition.topic} is not in the broker's metadata")
         if not ends[partition]:
             return None
-        self._consumer.assign([partition])
-        self._consumer.seek(partition, offset)
         try:
-            async with asyncio.timeout(wait):
+            async with self._reading(partition, offset), asyncio.timeout(wait):
                 while True:
                     batch = await self._consumer.getmany(partition, timeout_ms=500, max_records=1)
                     for record in batch.get(partition, []):
@@ -128,10 +145,8 @@ class BrokerLogs:
         end = (await self.ends({partition})).get(partition)
         if end is None:
             return set()
-        self._consumer.assign([partition])
-        self._consumer.seek(partition, first)
         found: set[str] = set()
-        async with asyncio.timeout(30):
+        async with self._reading(partition, first), asyncio.timeout(30):
             while await self._consumer.position(partition) < end:
                 batch = await self._consumer.getmany(partition, timeout_ms=500)
                 for record in batch.get(partition, []):

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x5748_4F42  # "WHOB"
 PURGE_EVERY = timedelta(hours=1)
 READ_BACK_ATTEMPTS = 5
+MISSING_TOPIC_WARN_EVERY = 30.0
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -176,6 +177,7 @@ class OutboxRelay:
         self._retention = retention
         self._wakeup = asyncio.Event()
         self._last_purge: datetime | None = None
+        self._last_missing_warning = -MISSING_TOPIC_WARN_EVERY
 
     def wake(self) -> None:
         """Called after a commit that staged events, so they leave without waiting for a poll."""
@@ -220,6 +222,8 @@ class OutboxRelay:
                 rows = await self._unsent(session)
             if not rows:
                 return 0
+            if await self._topics_missing({row.topic for row in rows}):
+                return 0
             acks = []
             for row in rows:
                 value = CloudEvent.model_validate(row.event).to_bytes()
@@ -247,6 +251,26 @@ class OutboxRelay:
         for row in rows:
             OUTBOX_PUBLISHED.labels(self._service, row.topic).inc()
         return len(rows)
+
+    async def _topics_missing(self, topics: set[str]) -> bool:
+        """Whether the broker lacks a topic of the batch: then nothing is sent until it has it.
+
+        A producer's cached metadata outlives a broker restarted empty, and Tansu 0.6 accepts a
+        batch for a topic it does not have; creating the topic afterwards resets that log's
+        offsets, so the next batches collide with the earlier ones and readers skip events
+        (docs/reliability.md). A real Kafka cluster refuses such a batch; waiting costs nothing
+        there either."""
+        try:
+            missing = await self._logs.missing_topics(topics)
+        except KafkaError as exc:
+            log.info("could not read the broker's topics (%s): holding the outbox", exc)
+            return True
+        if missing and time.monotonic() - self._last_missing_warning >= MISSING_TOPIC_WARN_EVERY:
+            self._last_missing_warning = time.monotonic()
+            log.warning(
+                "the broker has no topic %s: holding the outbox", ", ".join(sorted(missing))
+            )
+        return bool(missing)
 
     async def _unsent(self, session: AsyncSession) -> list[Any]:
         return list(

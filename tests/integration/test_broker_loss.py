@@ -130,9 +130,49 @@ async def test_an_idle_relay_notices_the_loss_without_anything_new_to_send(
     assert await relay.publish_batch() == 0  # checked: the broker holds everything
 
     _restart_empty(broker)
+    await ensure_topics(broker.bootstrap, [topic], partitions=3)
     await _publish_all(relay)
 
     assert await _per_key(broker.bootstrap, topic) == _expected_per_key(written)
+
+
+async def test_nothing_is_sent_to_a_topic_the_broker_does_not_have(
+    broker: EmbeddedBroker,
+    clients: tuple[AIOKafkaProducer, BrokerLogs],
+    sessions: Sessions,
+    clock: MovableClock,
+) -> None:
+    """The producer still believes in the topic (its metadata is cached) and Tansu would
+    accept the batch; created afterwards, the topic's offsets start again under what it
+    accepted, the next batches collide with it and readers skip events. The relay waits for
+    the topic instead. (A topic deleted under the producer; after a broker restart the same
+    holds until some client's metadata request or the launcher creates the topic again.)"""
+    producer, logs = clients
+    topic = f"test.loss.{uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
+    before = await _stage(sessions, clock, topic, rounds=4)
+    await _publish_all(relay)
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    waiting = await _stage(sessions, clock, topic, rounds=3)
+    assert await relay.publish_batch() == 0
+    async with sessions() as session:
+        unsent = await session.scalar(
+            select(func.count()).where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+        )
+    assert unsent == len(waiting)
+
+    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    after = await _stage(sessions, clock, topic, rounds=3)
+    await _publish_all(relay)
+
+    assert await _per_key(broker.bootstrap, topic) == _expected_per_key(before + waiting + after)
 
 
 async def test_events_placed_below_what_the_broker_had_acknowledged_reveal_the_loss(
