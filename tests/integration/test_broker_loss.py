@@ -50,6 +50,21 @@ async def clients(broker: EmbeddedBroker) -> AsyncIterator[tuple[AIOKafkaProduce
     await producer.stop()
 
 
+async def _new_topic(broker: EmbeddedBroker, partitions: int) -> str:
+    topic = f"test.loss.{uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, [topic], partitions=partitions)
+    return topic
+
+
+async def _delete_topic(broker: EmbeddedBroker, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 def _restart_empty(broker: EmbeddedBroker) -> None:
     broker.stop()
     broker.start()
@@ -99,8 +114,7 @@ async def test_a_broker_restarted_empty_gets_every_retained_event_again_in_order
     clock: MovableClock,
 ) -> None:
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    topic = await _new_topic(broker, partitions=3)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, batch_size=10)
     before = await _stage(sessions, clock, topic, rounds=10)
     await _publish_all(relay)
@@ -122,8 +136,7 @@ async def test_an_idle_relay_notices_the_loss_without_anything_new_to_send(
     clock: MovableClock,
 ) -> None:
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    topic = await _new_topic(broker, partitions=3)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
     written = await _stage(sessions, clock, topic, rounds=4)
     await _publish_all(relay)
@@ -148,18 +161,12 @@ async def test_nothing_is_sent_to_a_topic_the_broker_does_not_have(
     the topic instead. (A topic deleted under the producer; after a broker restart the same
     holds until some client's metadata request or the launcher creates the topic again.)"""
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    topic = await _new_topic(broker, partitions=3)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
     before = await _stage(sessions, clock, topic, rounds=4)
     await _publish_all(relay)
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
+    await _delete_topic(broker, topic)
     waiting = await _stage(sessions, clock, topic, rounds=3)
     assert await relay.publish_batch() == 0
     async with sessions() as session:
@@ -185,8 +192,7 @@ async def test_events_placed_below_what_the_broker_had_acknowledged_reveal_the_l
     given before (or on partitions the topic did not have), and what the broker lost is sent
     again right after."""
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=1)
+    topic = await _new_topic(broker, partitions=1)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=3600)
     before = await _stage(sessions, clock, topic, rounds=5)
     await _publish_all(relay)
@@ -220,8 +226,7 @@ async def test_an_acknowledged_event_a_reader_cannot_find_is_sent_again(
     event went to an offset that holds something else; reading the topic back finds it missing
     and sends it again."""
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=1)
+    topic = await _new_topic(broker, partitions=1)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
     written = await _stage(sessions, clock, topic, rounds=2)
     await _publish_all(relay)
@@ -260,8 +265,7 @@ async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
     at offsets the consumer has passed. Without the check it would skip them (aiokafka keeps
     its position); with it, it reads the partition again and misses nothing."""
     producer, logs = clients
-    topic = f"test.loss.{uuid4().hex[:8]}"
-    await ensure_topics(broker.bootstrap, [topic], partitions=1)
+    topic = await _new_topic(broker, partitions=1)
 
     async def record(session: AsyncSession, event: CloudEvent, _topic: str) -> None:
         session.add(Effect(event_id=event.id, note=_topic))
@@ -287,12 +291,7 @@ async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
             await producer.send_and_wait(topic, event.to_bytes(), key=b"case-a")
         await eventually(lambda: _handled(sessions, first), what="the first events handled")
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
+        await _delete_topic(broker, topic)
         await ensure_topics(broker.bootstrap, [topic], partitions=1)
         rewound = CONSUMER_REWOUND.labels("test", topic)._value.get()
         second = [sample_event(clock, "case-a") for _ in range(12)]
