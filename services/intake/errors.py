@@ -63,3 +63,13 @@ class RatingRefused(IntakeError):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal)
         self.refusal = refusal
+
+
+class WeChatCallbackReplayed(IntakeError):
+    """A signed WeChat callback whose timestamp and nonce were taken before, within the
+    timestamp window: a replay of a request someone kept."""
+
+
+class WeChatMessageOfAnother(IntakeError):
+    """A MsgId taken before from another follower: the reply it got (a tip's tracking number
+    and access code) is not this sender's to see."""

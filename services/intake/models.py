@@ -123,3 +123,19 @@ class WeChatMessage(SQLModel, table=True):
     lon: float | None = None
     label: str | None = None
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class WeChatNonce(SQLModel, table=True):
+    """Each signed WeChat callback taken, by its (timestamp, nonce), while its timestamp is
+    within the window (services/intake/wechat_messages.py): the same signed request is taken
+    once, by whichever replica inserts it first."""
+
+    __tablename__ = "wechat_nonce"
+
+    # The callback's timestamp (seconds since the epoch) and nonce, as WeChat signed them.
+    signed_at: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    nonce: str = Field(primary_key=True)
+    # When the timestamp leaves the window: the row is purged after it.
+    expires_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )

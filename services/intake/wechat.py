@@ -1,23 +1,31 @@
 """The WeChat official account's callback URL: server verification and passive replies.
 
-This edge checks signatures, decrypts and encrypts (safe mode) and caps the body; what a
-message means and the reply it gets are wechat_messages.py's.
+This edge checks signatures and the signed timestamp's window, decrypts and encrypts (safe
+mode; required when the account is in it) and caps the body; what a message means, the reply
+it gets and taking each signed callback once are wechat_messages.py's.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from services.intake.edges import RuntimeDep
-from services.intake.wechat_crypto import WeChatCryptoError, decrypt, encrypt, signature_matches
+from services.intake.errors import WeChatCallbackReplayed, WeChatMessageOfAnother
+from services.intake.wechat_crypto import (
+    WeChatCryptoError,
+    decrypt,
+    encrypt,
+    signature_matches,
+    timestamp_fresh,
+)
 from services.intake.wechat_crypto import signature as sign
 from services.intake.wechat_messages import (
     MalformedMessage,
-    answer_without_storing,
     encrypted_reply,
     inbound,
     read_fields,
@@ -39,8 +47,8 @@ Timestamp = Annotated[str, Query(min_length=1, max_length=20, pattern=r"^[0-9]+$
 Nonce = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
 
 
-def _forbidden() -> Problem:
-    return Problem(403, "Forbidden", "Signature verification failed.")
+def _forbidden(detail: str = "Signature verification failed.") -> Problem:
+    return Problem(403, "Forbidden", detail)
 
 
 @router.get("/callback", response_class=PlainTextResponse)
@@ -62,7 +70,11 @@ async def verify_server(
     responses={
         200: {"content": {XML: {}}, "description": "the passive reply, or `success`"},
         400: {"description": "not a WeChat message: bad XML, a DTD or entities, bad framing"},
-        403: {"description": "bad signature or msg_signature"},
+        403: {
+            "description": "bad signature or msg_signature; a timestamp outside the window; "
+            "a callback taken before; a MsgId taken from another follower; plaintext to an "
+            "account in safe mode"
+        },
         413: {"description": "body over 64 KiB"},
     },
 )
@@ -81,6 +93,10 @@ async def receive_message(
     key: bytes = runtime.state["wechat_aes_key"]
     body = await _capped_body(request)
     safe_mode = encrypt_type == "aes"
+    if settings.wechat_safe_mode and not safe_mode:
+        # The query's signature does not cover the body: only the encrypted, msg_signature'd
+        # form proves the message is WeChat's.
+        raise _forbidden("The account is in safe mode: the callback must be encrypted.")
     try:
         if safe_mode:
             encrypted = read_fields(body).get("Encrypt")
@@ -96,10 +112,16 @@ async def receive_message(
         message = inbound(read_fields(body))
     except (MalformedMessage, WeChatCryptoError) as exc:
         raise Problem(400, "Bad Request", str(exc)) from exc
+    window = timedelta(seconds=settings.wechat_timestamp_window_seconds)
+    if not timestamp_fresh(timestamp, runtime.clock(), window):
+        raise _forbidden("The timestamp is outside the window: not a fresh callback.")
 
-    content = answer_without_storing(message)
-    if content is None:
-        content = await reply_to(runtime, message)
+    try:
+        content = await reply_to(runtime, message, int(timestamp), nonce)
+    except WeChatCallbackReplayed as exc:
+        raise _forbidden("This signed callback was taken before.") from exc
+    except WeChatMessageOfAnother as exc:
+        raise _forbidden("This MsgId was taken from another follower.") from exc
     if content == "success":
         return PlainTextResponse("success")
     reply = text_reply(message, content, runtime.clock())

@@ -8,6 +8,9 @@ As WeChat's message encryption guide (消息加解密说明) specifies it:
 - a message is framed as ``random(16 bytes) + length(4 bytes, network order) + message +
   AppId``, padded PKCS#7 to a multiple of 32 bytes (not AES's 16), encrypted with AES-256-CBC
   whose IV is the key's first 16 bytes, and Base64-encoded.
+
+Beyond the guide, the signed timestamp must be near intake's clock (``timestamp_fresh``), so
+that a signed request cannot be kept and sent again later.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import hmac
 import re
 import struct
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -40,6 +44,12 @@ def signature(*parts: str) -> str:
 
 def signature_matches(claimed: str, *parts: str) -> bool:
     return hmac.compare_digest(claimed.lower().encode(), signature(*parts).encode())
+
+
+def timestamp_fresh(timestamp: str, now: datetime, window: timedelta) -> bool:
+    """Whether a callback's ``timestamp`` (seconds since the epoch, as signed) is within
+    ``window`` of ``now``, either way: a signed request captured and sent again later is not."""
+    return abs(int(timestamp) - now.timestamp()) <= window.total_seconds()
 
 
 def aes_key(encoding_aes_key: str) -> bytes:

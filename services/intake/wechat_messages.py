@@ -5,7 +5,11 @@ acceptance path. A photo or location the same follower sends within the suppleme
 of that tip attaches to it (``TipSupplemented``); sent without a recent tip, it is answered
 with a request to describe the problem first. WeChat retries a message it got no answer to
 (up to three times, with the same MsgId): the stored message makes every retry a no-op that
-gets the same reply. Followers are known only by a keyed hash of their OpenID.
+gets the same reply — to the same follower only: the reply names a tip and its access code,
+so a MsgId taken before from another follower is refused. Each signed callback is taken
+once: its (timestamp, nonce) is remembered in PostgreSQL, shared by every replica, for as
+long as the timestamp is in the window, and a request sent again is refused. Followers are
+known only by a keyed hash of their OpenID.
 
 WeChat waits five seconds for a passive reply, so a message is taken in one database
 transaction, bounded in time (services/intake/database.py), and answered at once; the tip's
@@ -17,15 +21,17 @@ place in the county's triage queue — and the reply invites a location within t
 
 from __future__ import annotations
 
+import hmac
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,8 +39,12 @@ from contracts.events import GeoPoint, TipSupplemented
 from services.intake import database, tips
 from services.intake.channels import MAX_TEXT, NewTip, accept
 from services.intake.contact import ContactVault
-from services.intake.errors import NoTrackingNumber
-from services.intake.models import Tip, WeChatMessage
+from services.intake.errors import (
+    NoTrackingNumber,
+    WeChatCallbackReplayed,
+    WeChatMessageOfAnother,
+)
+from services.intake.models import Tip, WeChatMessage, WeChatNonce
 from services.runtime.problems import is_unavailable
 from services.runtime.service import Runtime
 
@@ -179,12 +189,18 @@ def supplemented_reply(kind: str, tracking_no: str) -> str:
     return f"已收到您补充的{what}，已附加到受理编号 {tracking_no} 的诉求中。"
 
 
-async def reply_to(runtime: Runtime, message: Inbound) -> str:
-    """The reply to a message to store. Anything but a reply would not reach the follower
-    (WeChat shows its own "service unavailable" for a failed callback), so a message that
-    cannot be stored now — the database unavailable, no tracking number free — is answered
-    with a request to send it again: nothing of it was kept, so that message is taken once."""
+async def reply_to(runtime: Runtime, message: Inbound, signed_at: int, nonce: str) -> str:
+    """The reply to a signed callback's message, once its (timestamp, nonce) is claimed
+    (:class:`WeChatCallbackReplayed` if it was taken before). Anything but a reply would not
+    reach the follower (WeChat shows its own "service unavailable" for a failed callback), so
+    a message that cannot be stored now — the database unavailable, no tracking number free —
+    is answered with a request to send it again: nothing of it was kept, so that message is
+    taken once."""
     try:
+        await _claim(runtime, signed_at, nonce)
+        content = answer_without_storing(message)
+        if content is not None:
+            return content
         try:
             return await _take_once(runtime, message)
         except IntegrityError:
@@ -197,6 +213,31 @@ async def reply_to(runtime: Runtime, message: Inbound) -> str:
         if not is_unavailable(exc):
             raise
         return BUSY
+
+
+async def _claim(runtime: Runtime, signed_at: int, nonce: str) -> None:
+    window = timedelta(seconds=runtime.settings.wechat_timestamp_window_seconds)
+    async with database.transaction(runtime) as session:
+        if not await claim_nonce(session, signed_at, nonce, runtime.clock(), window=window):
+            raise WeChatCallbackReplayed(f"timestamp {signed_at}, nonce {nonce}")
+
+
+async def claim_nonce(
+    session: AsyncSession, signed_at: int, nonce: str, now: datetime, *, window: timedelta
+) -> bool:
+    """Remember a signed callback's (timestamp, nonce) until its timestamp leaves the window;
+    False if it is remembered already. The insert is atomic across replicas: of two racing
+    the same request, one inserts and the other finds the row (ON CONFLICT DO NOTHING). Rows
+    whose timestamp has left the window are purged: such a callback is refused as stale."""
+    await session.execute(delete(WeChatNonce).where(WeChatNonce.expires_at < now))  # type: ignore[arg-type]
+    expires_at = datetime.fromtimestamp(signed_at, UTC) + window
+    claimed = await session.scalar(
+        insert(WeChatNonce)
+        .values(signed_at=signed_at, nonce=nonce, expires_at=expires_at)
+        .on_conflict_do_nothing()
+        .returning(WeChatNonce.nonce)  # type: ignore[arg-type]
+    )
+    return claimed is not None
 
 
 async def _take_once(runtime: Runtime, message: Inbound) -> str:
@@ -219,12 +260,15 @@ async def take(
     timezone: str,
 ) -> str:
     """Store what ``message`` adds and stage its event in the caller's transaction; return
-    the reply text. A MsgId already taken gets the reply it got the first time."""
+    the reply text. A MsgId already taken gets the reply it got the first time, if it comes
+    from the same follower (:class:`WeChatMessageOfAnother` otherwise)."""
     assert message.msg_id is not None  # inbound() requires one for every message taken
     taken = await session.get(WeChatMessage, message.msg_id)
-    if taken is not None:
-        return await _reply_again(session, vault, taken, window)
     sender = vault.wechat_user_hash(message.openid)
+    if taken is not None:
+        if not hmac.compare_digest(taken.openid_hash, sender):
+            raise WeChatMessageOfAnother(message.msg_id)
+        return await _reply_again(session, vault, taken, window)
     record = WeChatMessage(
         msg_id=message.msg_id,
         openid_hash=sender,

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     wechat_encoding_aes_key: str = DEV_WECHAT_ENCODING_AES_KEY
     # A photo or location sent this long after the citizen's text attaches to that tip.
     wechat_supplement_window_minutes: int = 30
+    # A callback signed further than this from intake's clock (either way) is refused, and
+    # each (timestamp, nonce) is remembered this long so that a signed request is taken once.
+    wechat_timestamp_window_seconds: int = 300
+    # The account is in safe mode (安全模式) or compatible mode (兼容模式): every callback must
+    # come encrypted (encrypt_type=aes, msg_signature); a plaintext one is refused.
+    wechat_safe_mode: bool = False
 
     # Keys Open311 clients must send to POST requests (a JSON list in the environment). The
     # default is for development only: replace it in production.

@@ -15,6 +15,7 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -23,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import func, select
+from sqlalchemy import text as text_sql
 
 from contracts.topics import TIPS
 from services.dispatch.models import Case
@@ -52,7 +54,9 @@ class WeChat:
         return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
     def query(self) -> dict[str, str]:
-        timestamp, nonce = str(int(time.time())), str(int.from_bytes(os.urandom(4), "big"))
+        """A signed query at intake's own (injected) time, with a fresh nonce."""
+        timestamp = str(int(self.clock().timestamp()))
+        nonce = str(int.from_bytes(os.urandom(4), "big"))
         return {
             "timestamp": timestamp,
             "nonce": nonce,
@@ -63,6 +67,10 @@ class WeChat:
         content = body.encode() if isinstance(body, str) else body
         query = {**self.query(), **params}
         return await self.client.post("/wechat/callback", params=query, content=content)
+
+    async def post_as_sent(self, body: str, query: dict[str, str]) -> httpx.Response:
+        """One request exactly as it was sent before: the same signed query and body."""
+        return await self.client.post("/wechat/callback", params=query, content=body.encode())
 
     def seal(self, message: bytes, app_id: str | None = None) -> str:
         framed = os.urandom(16) + struct.pack(">I", len(message)) + message
@@ -124,15 +132,29 @@ def content_of(response: httpx.Response) -> str:
     return ET.fromstring(response.text).findtext("Content") or ""
 
 
-@pytest.fixture(scope="module")
-async def wechat(migrated: Settings) -> AsyncIterator[WeChat]:
-    """Intake on a clock the tests move, to step past the supplement window."""
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[WeChat]:
+    """Intake on a clock the tests move, to step past the supplement window and the
+    callback's timestamp window."""
     clock = MovableClock(datetime.now(UTC))
-    app = create_app(migrated, clock)
+    app = create_app(settings, clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield WeChat(client, app.state.runtime, clock)
+
+
+@pytest.fixture(scope="module")
+async def wechat(migrated: Settings) -> AsyncIterator[WeChat]:
+    async with served(migrated) as serving:
+        yield serving
+
+
+@pytest.fixture(scope="module")
+async def safe_only(migrated: Settings) -> AsyncIterator[WeChat]:
+    """Intake for an account in safe mode: every callback must come encrypted."""
+    async with served(migrated.model_copy(update={"wechat_safe_mode": True})) as serving:
+        yield serving
 
 
 async def tip_of(runtime: Runtime, msg_id: str) -> Tip:
@@ -152,6 +174,14 @@ async def staged(runtime: Runtime, tip: Tip, event_type: str) -> list[dict]:
             )
         ).all()
     return [e for e in events if e["type"] == event_type]
+
+
+async def remembered_nonces(runtime: Runtime, signed_by: datetime) -> int:
+    """How many nonces intake still remembers of callbacks signed at or before ``signed_by``."""
+    query = text_sql("SELECT count(*) FROM wechat_nonce WHERE signed_at <= :t")
+    async with runtime.sessions() as session:
+        found = await session.scalar(query, {"t": int(signed_by.timestamp())})
+    return int(found or 0)
 
 
 async def stored_anything(runtime: Runtime, msg_id: str) -> bool:
@@ -201,6 +231,54 @@ async def test_an_unsigned_message_is_refused_and_nothing_stored(wechat: WeChat)
     forged = {"signature": "0" * 40}
     assert (await wechat.post(body, **forged)).status_code == 403
     assert not await stored_anything(wechat.runtime, msg_id)
+
+
+async def test_a_timestamp_outside_the_window_is_refused_and_nothing_stored(
+    wechat: WeChat,
+) -> None:
+    window = timedelta(seconds=wechat.runtime.settings.wechat_timestamp_window_seconds)
+    wechat.clock.now = wechat.clock.now.replace(microsecond=0)  # WeChat signs whole seconds
+    early, early_id = wechat.query(), new_msg_id()
+    wechat.clock.advance(window + timedelta(seconds=1))
+    late = await wechat.post_as_sent(text(new_openid(), "有人在河道里倒垃圾", early_id), early)
+    assert late.status_code == 403 and late.headers["content-type"] == PROBLEM
+    ahead, ahead_id = wechat.query(), new_msg_id()
+    wechat.clock.advance(-(window + timedelta(seconds=1)))
+    future = await wechat.post_as_sent(text(new_openid(), "有人在河道里倒垃圾", ahead_id), ahead)
+    assert future.status_code == 403
+    assert not await stored_anything(wechat.runtime, early_id)
+    assert not await stored_anything(wechat.runtime, ahead_id)
+    # At the window's edge the callback is still WeChat's.
+    edge, edge_id = wechat.query(), new_msg_id()
+    wechat.clock.advance(window)
+    on_time = await wechat.post_as_sent(text(new_openid(), "有人在河道里倒垃圾", edge_id), edge)
+    assert on_time.status_code == 200 and await stored_anything(wechat.runtime, edge_id)
+
+
+async def test_a_signed_request_replayed_is_refused_even_concurrently(wechat: WeChat) -> None:
+    openid = new_openid()
+    query, body = wechat.query(), text(openid, "小区门口的井盖丢了", new_msg_id())
+    first = await wechat.post_as_sent(body, query)
+    assert "受理编号" in content_of(first)
+    replayed = await wechat.post_as_sent(body, query)
+    assert replayed.status_code == 403 and replayed.headers["content-type"] == PROBLEM
+    assert "受理编号" not in replayed.text
+    # Two replicas (here: two connections) racing the same new request: one takes it.
+    query, body = wechat.query(), text(openid, "路口的红绿灯不亮了", new_msg_id())
+    raced = await asyncio.gather(*(wechat.post_as_sent(body, query) for _ in range(4)))
+    assert sorted(r.status_code for r in raced) == [200, 403, 403, 403]
+
+
+async def test_nonces_are_forgotten_once_their_timestamp_is_out_of_the_window(
+    wechat: WeChat,
+) -> None:
+    window = timedelta(seconds=wechat.runtime.settings.wechat_timestamp_window_seconds)
+    start = wechat.clock()
+    await wechat.post(text(new_openid(), "桥下有人钓鱼，很危险"))
+    assert await remembered_nonces(wechat.runtime, signed_by=start) >= 1
+    wechat.clock.advance(window + timedelta(seconds=1))
+    await wechat.post(text(new_openid(), "桥下有人钓鱼，很危险"))
+    assert await remembered_nonces(wechat.runtime, signed_by=start) == 0
 
 
 # ---------------------------------------------------------------- plaintext mode
@@ -298,6 +376,21 @@ async def test_events_and_other_kinds_get_wechat_answers_and_store_nothing(
     assert not await stored_anything(wechat.runtime, msg_id)
 
 
+async def test_a_msg_id_sent_again_by_another_follower_gets_nothing_of_the_tip(
+    wechat: WeChat,
+) -> None:
+    msg_id = new_msg_id()
+    first = content_of(await wechat.post(text(new_openid(), "菜市场门口污水横流", msg_id)))
+    tip = await tip_of(wechat.runtime, msg_id)
+    code = first.split("查询码 ")[1][:6]
+    other = await wechat.post(text(new_openid(), "菜市场门口污水横流", msg_id))
+    assert other.status_code == 403 and other.headers["content-type"] == PROBLEM
+    assert tip.tracking_no not in other.text and code not in other.text
+    async with wechat.runtime.sessions() as session:
+        count = await session.scalar(select(func.count()).where(Tip.dedupe_key == msg_id))
+    assert count == 1
+
+
 # ---------------------------------------------------------------- supplements
 
 
@@ -393,6 +486,23 @@ async def test_safe_mode_refuses_a_bad_msg_signature_or_another_account(wechat: 
     other = wechat.seal(text(new_openid(), "有人私挖乱采", msg_id).encode(), "wx_other_account")
     assert (await wechat.post_sealed(other)).status_code == 400
     assert not await stored_anything(wechat.runtime, msg_id)
+
+
+async def test_an_account_in_safe_mode_refuses_plaintext_callbacks(safe_only: WeChat) -> None:
+    msg_id = new_msg_id()
+    plain = text(new_openid(), "有人私挖乱采", msg_id)
+    for downgrade in ({}, {"encrypt_type": "raw"}):
+        refused = await safe_only.post(plain, **downgrade)
+        assert refused.status_code == 403 and refused.headers["content-type"] == PROBLEM
+    # encrypt_type=aes: a plaintext body (no Encrypt), or no msg_signature, is refused too.
+    aes = {"encrypt_type": "aes"}
+    assert (await safe_only.post(plain, **aes)).status_code in (400, 403)
+    sealed = safe_only.seal(plain.encode())
+    envelope = f"<xml><ToUserName>{ACCOUNT}</ToUserName><Encrypt>{sealed}</Encrypt></xml>"
+    assert (await safe_only.post(envelope, **aes)).status_code == 403
+    assert not await stored_anything(safe_only.runtime, msg_id)
+    assert (await safe_only.post_sealed(sealed)).status_code == 200
+    assert await stored_anything(safe_only.runtime, msg_id)
 
 
 # ---------------------------------------------------------------- hostile input

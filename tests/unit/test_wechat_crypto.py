@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -17,6 +18,7 @@ from services.intake.wechat_crypto import (
     encrypt,
     signature,
     signature_matches,
+    timestamp_fresh,
 )
 
 ENCODING_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -119,3 +121,20 @@ def test_a_length_beyond_the_frame_is_refused() -> None:
 def test_the_prefix_must_be_16_bytes() -> None:
     with pytest.raises(ValueError):
         encrypt(b"<xml/>", _key(), APP_ID, b"short")
+
+
+NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+WINDOW = timedelta(seconds=300)
+
+
+@pytest.mark.parametrize(
+    ("offset", "fresh"),
+    [(0, True), (-300, True), (300, True), (-301, False), (301, False), (-(10**9), False)],
+)
+def test_a_callback_is_fresh_within_the_window_either_side_of_now(offset: int, fresh: bool) -> None:
+    timestamp = str(int(NOW.timestamp()) + offset)
+    assert timestamp_fresh(timestamp, NOW, WINDOW) is fresh
+
+
+def test_a_timestamp_too_large_for_a_date_is_not_fresh() -> None:
+    assert not timestamp_fresh("9" * 20, NOW, WINDOW)
