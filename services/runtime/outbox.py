@@ -356,12 +356,13 @@ class OutboxRelay:
         self._audit[topic] = 0
 
     async def read_back(self, session: AsyncSession) -> int:
-        """Once what was lost has been sent again, read those topics back in order and send
-        again whatever a reader does not find at or after its first offset; returns how many.
+        """Once what was lost has been sent again, read those topics back in order from the
+        start of each log and send again whatever a reader does not find; returns how many.
 
         A broker that has just come back may acknowledge a batch and still lose it to a reader
-        (Tansu 0.6 gave two batches the same offsets: fetched at its offset an event was there,
-        read in order it was not — docs/reliability.md). Reading in order is what consumers do."""
+        (Tansu 0.6 gave two batches overlapping offsets: fetched at its offset an event was
+        there, read in order it was not — docs/reliability.md). Reading in order is what
+        consumers do."""
         resent = 0
         for topic in sorted(self._audit):
             rows = (
@@ -370,7 +371,6 @@ class OutboxRelay:
                         OutboxMessage.id,
                         OutboxMessage.event_id,
                         OutboxMessage.kafka_partition,
-                        OutboxMessage.kafka_offset,
                     ).where(
                         OutboxMessage.topic == topic,  # type: ignore[arg-type]
                         OutboxMessage.sent_at.is_not(None),  # type: ignore[union-attr]
@@ -383,8 +383,7 @@ class OutboxRelay:
             missing: list[int] = []
             try:
                 for partition, held in placed.items():
-                    first = min(row.kafka_offset for row in held)
-                    found = await self._logs.event_ids(TopicPartition(topic, partition), first)
+                    found = await self._logs.event_ids(TopicPartition(topic, partition))
                     missing += [row.id for row in held if row.event_id not in found]
             except (TimeoutError, KafkaError) as exc:
                 self._audit[topic] += 1

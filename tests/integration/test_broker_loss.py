@@ -11,8 +11,9 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -253,6 +254,54 @@ async def test_an_acknowledged_event_a_reader_cannot_find_is_sent_again(
     assert sorted(held) == sorted([*written, lost.id])
     assert _republished(topic, "not_read_back") == 1
     assert await relay.publish_batch() == 0  # read back again: everything is there now
+
+
+async def test_an_event_hidden_behind_an_overlapping_batch_is_sent_again(
+    broker: EmbeddedBroker,
+    clients: tuple[AIOKafkaProducer, BrokerLogs],
+    sessions: Sessions,
+    clock: MovableClock,
+) -> None:
+    """Tansu's overlapping batches, made on purpose: a batch of five accepted for a topic the
+    broker does not have (a producer's retry after a restart), the topic created (its offsets
+    start again at 0), then an event acknowledged at offset 1, inside the first batch's range.
+    Fetched at its offset it is there; a reader from the start never gets it. The read-back
+    reads as consumers do, from the start of the log, and sends it again."""
+    producer, logs = clients
+    topic = await _new_topic(broker, partitions=1)
+    await producer.partitions_for(topic)  # cached: the producer will not ask again
+    await _delete_topic(broker, topic)
+    for _ in range(5):
+        await producer.send(topic, sample_event(clock, "case-a").to_bytes(), key=b"case-a")
+    await producer.flush()
+    await ensure_topics(broker.bootstrap, [topic], partitions=1)
+    with pytest.raises(KafkaError):  # its offset 0 collides with the batch above
+        await producer.send_and_wait(topic, sample_event(clock, "case-a").to_bytes())
+    hidden = sample_event(clock, "case-a")
+    placed = await producer.send_and_wait(topic, hidden.to_bytes(), key=b"case-a")
+    assert placed.offset == 1
+    assert (await logs.record_at(TopicPartition(topic, 0), 1)) is not None
+    async with sessions() as session, session.begin():
+        session.add(
+            OutboxMessage(
+                event_id=hidden.id,
+                topic=topic,
+                key="case-a",
+                event=hidden.to_json(),
+                created_at=hidden.time,
+                sent_at=clock.now,
+                kafka_partition=0,
+                kafka_offset=placed.offset,
+            )
+        )
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
+
+    relay.audit(topic)
+    await _publish_all(relay)
+
+    records = await read_everything(broker.bootstrap, [topic])
+    assert hidden.id in {CloudEvent.model_validate_json(r.value or b"").id for r in records}
+    assert _republished(topic, "not_read_back") == 1
 
 
 async def test_a_consumer_reads_again_a_partition_rewritten_under_it(
