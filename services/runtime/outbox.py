@@ -236,8 +236,9 @@ class OutboxRelay:
                     )
                 )
             # If any send fails, nothing is marked: the batch is sent again and consumers'
-            # inboxes drop what they already had.
-            placed: list[RecordMetadata] = [await ack for ack in acks]
+            # inboxes drop what they already had. (gather, not one await after another, so the
+            # other failures of a batch are collected instead of logged as never retrieved.)
+            placed: list[RecordMetadata] = list(await asyncio.gather(*acks))
             await session.execute(
                 MARK_SENT,
                 {
