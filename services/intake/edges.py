@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 
 from services.intake.channels import Receipt, TipAccepted
 from services.intake.errors import (
+    AccessCodeGuessesExceeded,
     AttachmentTooLarge,
     IdempotencyKeyReused,
     IntakeError,
@@ -27,6 +28,7 @@ from services.intake.errors import (
     UnsupportedAttachment,
 )
 from services.intake.feedback import REFUSAL_TEXT
+from services.runtime import proxies
 from services.runtime.problems import Problem
 from services.runtime.service import Runtime, get_runtime
 
@@ -39,8 +41,13 @@ IdempotencyKey = Annotated[
 
 
 def client_address(request: Request) -> str:
-    # The peer address; deployments behind a proxy should have it set the real client address.
-    return request.client.host if request.client else "unknown"
+    """The client's address, what its rate limits and web idempotency keys are scoped to: the
+    peer, or behind a trusted proxy what that proxy saw (services/runtime/proxies.py)."""
+    return proxies.client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        get_runtime(request).settings.trusted_proxies,
+    )
 
 
 def answer(receipt: Receipt, response: Response) -> TipAccepted:
@@ -51,6 +58,14 @@ def answer(receipt: Receipt, response: Response) -> TipAccepted:
 
 def problem(error: IntakeError) -> Problem:
     """The problem document that says ``error`` to a client."""
+    if isinstance(error, AccessCodeGuessesExceeded):
+        return Problem(
+            429,
+            "Too Many Requests",
+            "查询码错误次数过多，请稍后再试。",
+            type_="https://whistle.example/problems/access-code-guesses",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        )
     if isinstance(error, RateLimited):
         return Problem(
             429,

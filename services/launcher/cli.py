@@ -45,6 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For is believed only from WHISTLE_TRUSTED_PROXIES, by the service itself
+        # (services/runtime/proxies.py); uvicorn's own default would believe it from 127.0.0.1.
+        proxy_headers=False,
     )
     return 0
 

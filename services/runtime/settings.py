@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from services.runtime.proxies import network
 
 SERVICES: tuple[str, ...] = ("intake", "dispatch", "escalation", "ledger")
 
@@ -96,6 +99,11 @@ class Settings(BaseSettings):
     rate_limit_lookups_per_address_per_hour: int = 300
     rate_limit_wrong_codes_per_tracking_no_per_hour: int = 10
     rate_limit_attachments_per_address_per_hour: int = 60
+    # The proxies in front of intake (the ingress): addresses or CIDR blocks, a JSON list in the
+    # environment. Only a request from one of them has its X-Forwarded-For believed, the client
+    # being the right-most address there that is not one of them (services/runtime/proxies.py).
+    # Empty (the default): the header is ignored, the client is the peer.
+    trusted_proxies: list[str] = []
 
     # A request that finds the database (or the network to it) unavailable answers 503 with
     # this Retry-After.
@@ -136,6 +144,13 @@ class Settings(BaseSettings):
 
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            network(entry)  # a typo must stop the start, not silently trust nobody
+        return entries
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
