@@ -24,6 +24,11 @@ class RateLimited(IntakeError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class AccessCodeGuessesExceeded(RateLimited):
+    """Too many wrong access codes from the client's address, or for the tracking number: the
+    code was not looked at (services/intake/access_codes.py)."""
+
+
 class UnknownAttachment(IntakeError):
     """A tip names attachments that were never uploaded through ``POST /v1/attachments``."""
 
