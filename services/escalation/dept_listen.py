@@ -43,6 +43,7 @@ from contracts.events import (
     WhistleReceiptSubmitted,
 )
 from contracts.topics import DEPARTMENTS, HEADER_AUTHORIZATION, WHISTLES, department_topic
+from services.runtime.kafka import NO_AUTH, BrokerAuth
 
 URGENCY = {"emergency": "紧急", "utilities": "水电气热", "general": "一般", "complex": "疑难"}
 CLOCK = {"whistle_receipt": "报到", "whistle_reply": "回复"}
@@ -112,6 +113,7 @@ def receipt_number(notice: WhistleNotified, ack_with: str | None, ask: Ask | Non
 async def listen(
     *,
     bootstrap: str,
+    auth: BrokerAuth = NO_AUTH,
     department: str,
     group: str | None,
     ack_with: str | None,
@@ -130,8 +132,9 @@ async def listen(
         group_id=group or f"dept-{department.lower()}-listener",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **auth.client_options(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **auth.client_options())
     await consumer.start()
     await producer.start()
     seen = 0
@@ -167,6 +170,7 @@ async def listen(
 def main(
     *,
     bootstrap: str,
+    auth: BrokerAuth = NO_AUTH,
     department: str,
     group: str | None,
     ack_with: str | None,
@@ -189,6 +193,7 @@ def main(
         asyncio.run(
             listen(
                 bootstrap=bootstrap,
+                auth=auth,
                 department=department,
                 group=group,
                 ack_with=ack_with,

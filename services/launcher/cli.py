@@ -16,6 +16,7 @@ from services.runtime.settings import SERVICES, Settings
 
 if TYPE_CHECKING:
     from services.runtime.dlq import ParkedEvent
+    from services.runtime.kafka import BrokerAuth
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -159,6 +160,7 @@ def _dept_listen(args: argparse.Namespace) -> int:
     settings = Settings()
     return main(
         bootstrap=settings.require_kafka(),
+        auth=settings.broker_auth(),
         department=args.dept,
         group=args.group,
         ack_with=args.ack_with,
@@ -168,9 +170,10 @@ def _dept_listen(args: argparse.Namespace) -> int:
     )
 
 
-def _dlq_bootstrap() -> str | None:
+def _dlq_broker() -> tuple[str, BrokerAuth] | None:
+    settings = Settings()
     try:
-        return Settings().require_kafka()
+        return settings.require_kafka(), settings.broker_auth()
     except RuntimeError as exc:
         print(f"whistle dlq: {exc}", file=sys.stderr)
         return None
@@ -185,13 +188,14 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
     from services.runtime.dlq import dlq_name, dlq_topics, parked
 
-    bootstrap = _dlq_bootstrap()
-    if bootstrap is None:
+    broker = _dlq_broker()
+    if broker is None:
         return 2
+    bootstrap, auth = broker
 
     async def run() -> list[ParkedEvent]:
-        topics = [args.topic] if args.topic else await dlq_topics(bootstrap)
-        return await parked(bootstrap, topics)
+        topics = [args.topic] if args.topic else await dlq_topics(bootstrap, auth)
+        return await parked(bootstrap, topics, auth)
 
     try:
         events = asyncio.run(run())
@@ -227,12 +231,13 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
     from services.runtime.dlq import UnknownEvents, UnknownTopic, dlq_name, replay
 
-    bootstrap = _dlq_bootstrap()
-    if bootstrap is None:
+    broker = _dlq_broker()
+    if broker is None:
         return 2
+    bootstrap, auth = broker
     name = dlq_name(args.topic)
     try:
-        result = asyncio.run(replay(bootstrap, name, args.ids or (), args.again))
+        result = asyncio.run(replay(bootstrap, name, args.ids or (), args.again, auth=auth))
     except UnknownTopic:
         print(f"whistle dlq replay: the broker has no topic {name}", file=sys.stderr)
         return 2

@@ -71,6 +71,7 @@ async def prepare(settings: Settings, services: tuple[str, ...] = SERVICES) -> N
         all_topic_names(reference.department_codes()),
         partitions=settings.kafka_topic_partitions,
         replication_factor=settings.kafka_replication_factor,
+        auth=settings.broker_auth(),
     )
 
 

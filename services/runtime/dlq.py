@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from contracts.topics import DLQ_SUFFIX, dlq_topic
 from services.runtime.clock import Clock, system_clock
-from services.runtime.kafka import create_producer
+from services.runtime.kafka import NO_AUTH, BrokerAuth, create_producer
 
 DLQ_HEADER_PREFIX = "dlq-"
 REPLAYED_OF = "dlq-replayed-of"
@@ -91,19 +91,21 @@ def dlq_name(topic: str) -> str:
     return topic if topic.endswith(DLQ_SUFFIX) else dlq_topic(topic)
 
 
-async def dlq_topics(bootstrap: str) -> list[str]:
+async def dlq_topics(bootstrap: str, auth: BrokerAuth = NO_AUTH) -> list[str]:
     """Every dead-letter topic the broker has."""
-    async with _consumer(bootstrap) as consumer:
+    async with _consumer(bootstrap, auth) as consumer:
         return sorted(t for t in await consumer.topics() if t.endswith(DLQ_SUFFIX))
 
 
-async def parked(bootstrap: str, topics: Iterable[str]) -> list[ParkedEvent]:
+async def parked(
+    bootstrap: str, topics: Iterable[str], auth: BrokerAuth = NO_AUTH
+) -> list[ParkedEvent]:
     """What the dead-letter topics hold now, in topic, partition and offset order.
 
     Read without a consumer group, so listing commits nothing. A topic the broker does not have
     holds nothing.
     """
-    records = await _read_to_end(bootstrap, [dlq_name(t) for t in topics])
+    records = await _read_to_end(bootstrap, [dlq_name(t) for t in topics], auth)
     replayed: dict[tuple[str, int, int], datetime] = {}
     for record in records:
         headers = _headers(record)
@@ -126,13 +128,14 @@ async def replay(
     again: bool = False,
     *,
     clock: Clock = system_clock,
+    auth: BrokerAuth = NO_AUTH,
 ) -> Replayed:
     """Send a dead-letter topic's parked events (those with ``ids``, or all) back where they
     came from; those replayed before only if ``again``."""
     name = dlq_name(topic)
-    if name not in await dlq_topics(bootstrap):
+    if name not in await dlq_topics(bootstrap, auth):
         raise UnknownTopic(name)
-    chosen = await parked(bootstrap, [name])
+    chosen = await parked(bootstrap, [name], auth)
     wanted = set(ids)
     if wanted:
         missing = wanted - {p.event_id for p in chosen}
@@ -149,7 +152,9 @@ async def replay(
     for p in due:
         originals.setdefault((p.topic, p.original_partition, p.original_offset), p)
     # Not idempotent: a duplicate is harmless to an inbox, and the embedded broker refuses it.
-    producer = create_producer(bootstrap, client_id="whistle-dlq", enable_idempotence=False)
+    producer = create_producer(
+        bootstrap, client_id="whistle-dlq", enable_idempotence=False, auth=auth
+    )
     try:
         await producer.start()
         sends = [
@@ -180,9 +185,12 @@ async def replay(
 
 
 @asynccontextmanager
-async def _consumer(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
+async def _consumer(bootstrap: str, auth: BrokerAuth) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, client_id="whistle-dlq", enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        client_id="whistle-dlq",
+        enable_auto_commit=False,
+        **auth.client_options(),
     )
     try:  # a start that failed half-way still holds connections to close
         await consumer.start()
@@ -191,8 +199,8 @@ async def _consumer(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
         await consumer.stop()
 
 
-async def _read_to_end(bootstrap: str, topics: list[str]) -> list[ConsumerRecord]:
-    async with _consumer(bootstrap) as consumer:
+async def _read_to_end(bootstrap: str, topics: list[str], auth: BrokerAuth) -> list[ConsumerRecord]:
+    async with _consumer(bootstrap, auth) as consumer:
         await consumer.topics()  # the cluster's metadata, partitions included
         partitions = [
             TopicPartition(topic, p)

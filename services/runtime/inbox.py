@@ -44,7 +44,7 @@ from contracts.topics import HEADER_AUTHORIZATION, Submitters, admissible, dlq_t
 from services.runtime.auth import Principal, TokenVerifier
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
-from services.runtime.kafka import BrokerLogs
+from services.runtime.kafka import NO_AUTH, BrokerAuth, BrokerLogs
 from services.runtime.logs import log_context
 from services.runtime.metrics import (
     CONSUMER_LAG,
@@ -186,6 +186,7 @@ class InboxConsumer:
         logs: BrokerLogs | None = None,
         verify_seconds: float = 5.0,
         stuck_after_seconds: float = 120.0,
+        auth: BrokerAuth = NO_AUTH,
     ) -> None:
         self._service = service
         self._logs = logs
@@ -222,6 +223,7 @@ class InboxConsumer:
             if subscription.pattern
             else DEFAULT_METADATA_MAX_AGE_MS,
             **(group_timing or GroupTiming()).consumer_options(),
+            **auth.client_options(),
         )
 
     async def start(self) -> None:

@@ -6,16 +6,59 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+@dataclass(frozen=True)
+class BrokerAuth:
+    """Who a client is to the broker: a SASL principal (one per service, one per department,
+    each allowed only its topics by the broker's ACLs), over TLS or not. The default asks
+    nothing, for a broker that asks nothing (the embedded one, on loopback)."""
+
+    mechanism: SaslMechanism | None = None
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    cafile: Path | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments every aiokafka client takes for this."""
+        options: dict[str, Any] = {}
+        if self.tls:
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.cafile) if self.cafile else None
+            )
+        if self.mechanism is None:
+            if self.tls:
+                options["security_protocol"] = "SSL"
+            return options
+        if not self.username or not self.password:
+            raise ValueError(f"SASL {self.mechanism} needs a user name and a password")
+        options.update(
+            security_protocol="SASL_SSL" if self.tls else "SASL_PLAINTEXT",
+            sasl_mechanism=self.mechanism,
+            sasl_plain_username=self.username,
+            sasl_plain_password=self.password,
+        )
+        return options
+
+
+NO_AUTH = BrokerAuth()
+
 
 def create_producer(
-    bootstrap: str, *, client_id: str, enable_idempotence: bool
+    bootstrap: str, *, client_id: str, enable_idempotence: bool, auth: BrokerAuth = NO_AUTH
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -23,14 +66,22 @@ def create_producer(
         acks="all",
         enable_idempotence=enable_idempotence,
         linger_ms=5,
+        **auth.client_options(),
     )
 
 
 async def ensure_topics(
-    bootstrap: str, names: list[str], *, partitions: int = 3, replication_factor: int = 1
+    bootstrap: str,
+    names: list[str],
+    *,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    auth: BrokerAuth = NO_AUTH,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="whistle-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="whistle-admin", **auth.client_options()
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -60,12 +111,13 @@ class BrokerLogs:
     partition's log and single records. The outbox relay and the inbox consumer use it to
     notice that the broker lost events it had acknowledged."""
 
-    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+    def __init__(self, bootstrap: str, *, client_id: str, auth: BrokerAuth = NO_AUTH) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="none",
+            **auth.client_options(),
         )
 
     async def start(self) -> None:

@@ -137,13 +137,15 @@ async def _running(
     engine = create_engine(settings.database_url_for(name), role=definition.database_role)
     sessions = session_factory(engine)
     bootstrap = settings.require_kafka()
+    auth = settings.broker_auth()
     producer = create_producer(
         bootstrap,
         client_id=f"whistle-{name}",
         enable_idempotence=settings.kafka_enable_idempotence,
+        auth=auth,
     )
     await producer.start()
-    logs = BrokerLogs(bootstrap, client_id=f"whistle-{name}-logs")
+    logs = BrokerLogs(bootstrap, client_id=f"whistle-{name}-logs", auth=auth)
     await logs.start()
     relay = OutboxRelay(
         sessions,
@@ -197,6 +199,7 @@ async def _running(
                 logs=logs,
                 verify_seconds=settings.consumer_verify_seconds,
                 stuck_after_seconds=settings.consumer_stuck_after_seconds,
+                auth=auth,
             )
             await consumer.start()
             runtime.consumer = consumer

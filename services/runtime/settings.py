@@ -9,6 +9,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from services.runtime.kafka import BrokerAuth, SaslMechanism
 from services.runtime.proxies import network
 
 SERVICES: tuple[str, ...] = ("intake", "dispatch", "escalation", "ledger")
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     kafka_group_prefix: str = "whistle"
     kafka_topic_partitions: int = 3
     kafka_replication_factor: int = 1
+    # Who this process is to the broker (SASL; docs/security.md). Unset: the broker asks nothing.
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_tls: bool = False
+    kafka_tls_cafile: Path | None = None
 
     host: str = "127.0.0.1"
     intake_port: int = 8001
@@ -166,6 +173,15 @@ class Settings(BaseSettings):
             drivername="postgresql+asyncpg", database=f"whistle_{service}"
         )
         return url.render_as_string(hide_password=False)
+
+    def broker_auth(self) -> BrokerAuth:
+        return BrokerAuth(
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            tls=self.kafka_tls,
+            cafile=self.kafka_tls_cafile,
+        )
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap:
