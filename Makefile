@@ -40,6 +40,7 @@ format: $(STAMP)
 
 contracts: $(STAMP)
 	$(BIN)/python -m contracts.generate
+	$(BIN)/python -m services.launcher.kafka_users
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.intake import (
+    access_codes,
     attachments_api,
     citizen,
     consumers,
@@ -40,7 +41,9 @@ async def setup(runtime: Runtime) -> Subscription:
         connect_seconds=settings.intake_database_connect_timeout_seconds,
         statement_seconds=settings.intake_database_statement_timeout_seconds,
     )
-    runtime.state["vault"] = ContactVault.from_file(runtime.settings.contact_key_path)
+    runtime.state["vault"] = ContactVault.from_file(
+        runtime.settings.contact_key_path, runtime.settings.access_code_key.encode()
+    )
     # A malformed EncodingAESKey stops the start, not the first safe-mode message.
     runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
     open311.load_services(runtime)
@@ -56,6 +59,7 @@ async def _purge_rate_counters(runtime: Runtime) -> None:
         try:
             async with runtime.transaction() as session:
                 await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
+                await access_codes.purge(session, runtime.clock())
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

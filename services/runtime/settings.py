@@ -19,6 +19,9 @@ DEV_WECHAT_TOKEN = "whistle-dev-wechat-token"
 DEV_WECHAT_APP_ID = "wx0123456789abcdef"
 DEV_WECHAT_ENCODING_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 DEV_OPEN311_API_KEY = "whistle-open311-dev-key"
+DEV_ACCESS_CODE_KEY = "whistle-dev-access-code-key-not-for-production"
+# The shortest access-code key production takes: a key is what keeps six digits unguessable.
+ACCESS_CODE_KEY_MIN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     rate_limit_tips_per_phone_per_day: int = 10
     rate_limit_lookups_per_address_per_hour: int = 300
     rate_limit_wrong_codes_per_tracking_no_per_hour: int = 10
+    # Wrong access codes an address may send an hour, over all numbers; beyond, it is refused
+    # before its code is looked at (services/intake/access_codes.py).
+    rate_limit_wrong_codes_per_address_per_hour: int = 20
     rate_limit_attachments_per_address_per_hour: int = 60
     # The proxies in front of intake (the ingress): addresses or CIDR blocks, a JSON list in the
     # environment. Only a request from one of them has its X-Forwarded-For believed, the client
@@ -144,6 +150,10 @@ class Settings(BaseSettings):
     # The account is in safe mode (安全模式) or compatible mode (兼容模式): every callback must
     # come encrypted (encrypt_type=aes, msg_signature); a plaintext one is refused.
     wechat_safe_mode: bool = False
+
+    # The key of the access codes' keyed hash (HMAC-SHA256, services/intake/tracking.py). The
+    # default is public, for development only: production refuses it.
+    access_code_key: str = DEV_ACCESS_CODE_KEY
 
     # Keys Open311 clients must send to POST requests (a JSON list in the environment). The
     # default is for development only: replace it in production.
@@ -262,6 +272,16 @@ def development_defaults(settings: Settings, service: str) -> list[str]:
                 problems.append(
                     f"{variable} is the public development value; set the official account's"
                 )
+        if settings.access_code_key == DEV_ACCESS_CODE_KEY:
+            problems.append(
+                "WHISTLE_ACCESS_CODE_KEY is the public development value; set a random secret "
+                f"of at least {ACCESS_CODE_KEY_MIN_LENGTH} characters"
+            )
+        elif len(settings.access_code_key) < ACCESS_CODE_KEY_MIN_LENGTH:
+            problems.append(
+                f"WHISTLE_ACCESS_CODE_KEY is shorter than {ACCESS_CODE_KEY_MIN_LENGTH} "
+                "characters; set a random secret"
+            )
         if DEV_OPEN311_API_KEY in settings.open311_api_keys:
             problems.append(
                 f"WHISTLE_OPEN311_API_KEYS holds the public development key {DEV_OPEN311_API_KEY}"

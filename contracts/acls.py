@@ -1,0 +1,92 @@
+"""What each principal may do on the broker, from the topic registry: one principal per service
+(it writes the topics it produces and the dead-letter topics of those it consumes, reads those
+it consumes), one per county department (it reads its own topic and submits on the whistle
+topic), and one for the migration job (it creates the topics). Nothing else is allowed.
+
+``deploy/k8s/kafka-users.yaml`` (Strimzi ``KafkaUser``s) is generated from these rules by
+``services/launcher/kafka_users.py``; docs/security.md says how to apply them elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from contracts.topics import (
+    DEPARTMENT_CONSUMERS,
+    DEPARTMENT_TOPIC_TEMPLATE,
+    TOPICS,
+    WHISTLES,
+    all_topic_names,
+    department_topic,
+    dlq_topic,
+)
+
+Resource = Literal["topic", "group"]
+Operation = Literal["Read", "Write", "Describe", "Create"]
+
+READ: tuple[Operation, ...] = ("Read", "Describe")
+WRITE: tuple[Operation, ...] = ("Write", "Describe")
+# A producer's own topics: its outbox relay reads them back to check the broker kept them.
+OWN: tuple[Operation, ...] = ("Read", "Write", "Describe")
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    resource: Resource
+    name: str
+    operations: tuple[Operation, ...]
+    prefix: bool = False
+
+
+def service_principal(service: str) -> str:
+    return f"svc-{service}"
+
+
+def department_principal(code: str) -> str:
+    return f"dept-{code.lower()}"
+
+
+MIGRATE_PRINCIPAL = "svc-migrate"
+
+
+def department_group_prefix(code: str) -> str:
+    """The consumer groups a department's systems may use (``whistle dept-listen`` takes
+    ``dept-<code>-listener``)."""
+    return f"dept-{code.lower()}-"
+
+
+def service_acls(service: str, department_codes: list[str], group_prefix: str) -> list[Acl]:
+    acls: set[Acl] = set()
+    consumed: list[str] = []
+    for topic in TOPICS:
+        if topic.producer == service:
+            acls.add(Acl("topic", topic.name, OWN))
+        if service in topic.consumers:
+            consumed.append(topic.name)
+    if service == "escalation":  # it summons each department on the department's own topic
+        acls.update(Acl("topic", department_topic(code), OWN) for code in department_codes)
+    if service in DEPARTMENT_CONSUMERS:
+        consumed += [department_topic(code) for code in department_codes]
+        # Subscribed by pattern: the metadata of every department topic, present or future.
+        acls.add(Acl("topic", DEPARTMENT_TOPIC_TEMPLATE.split("{code}")[0], ("Describe",), True))
+    for name in consumed:
+        acls.add(Acl("topic", name, READ))
+        acls.add(Acl("topic", dlq_topic(name), WRITE))  # where it parks what it cannot handle
+    if consumed:
+        acls.add(Acl("group", f"{group_prefix}-{service}", ("Read",)))
+    return sorted(acls)
+
+
+def department_acls(code: str) -> list[Acl]:
+    return [
+        Acl("group", department_group_prefix(code), ("Read",), prefix=True),
+        Acl("topic", department_topic(code), READ),
+        Acl("topic", WHISTLES, WRITE),
+    ]
+
+
+def migrate_acls(department_codes: list[str]) -> list[Acl]:
+    return [
+        Acl("topic", name, ("Create", "Describe")) for name in all_topic_names(department_codes)
+    ]
