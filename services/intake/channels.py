@@ -48,7 +48,7 @@ from services.intake.errors import IdempotencyKeyReused, NoTrackingNumber, Unkno
 from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.intake.ratelimit import DAY, HOUR, Limit, enforce
 from services.intake.tips import STATUS_TEXT
-from services.intake.tracking import hash_access_code, new_access_code, new_tracking_no
+from services.intake.tracking import new_access_code, new_tracking_no
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
 
@@ -242,7 +242,7 @@ async def accept(
     tip = Tip(
         id=tip_id,
         tracking_no=tracking_no,
-        access_code_hash=hash_access_code(tip_id, access_code),
+        access_code_hash=vault.hash_access_code(tip_id, access_code),
         access_code_sealed=vault.seal_access_code(access_code),
         channel=new.channel,
         external_ref=new.external_ref,

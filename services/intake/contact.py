@@ -8,8 +8,11 @@ import json
 import os
 import re
 from pathlib import Path
+from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.intake.tracking import CodeCheck, check_access_code, hash_access_code
 
 PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,18}[0-9]$")
 
@@ -28,22 +31,24 @@ def mask_phone(phone: str) -> str:
 
 
 class ContactVault:
-    """AES-256-GCM sealing and an HMAC of the phone number, both from one 32-byte key."""
+    """AES-256-GCM sealing and an HMAC of the phone number, both from one 32-byte key; and
+    the keyed hash of access codes, with the access-code key (services/intake/tracking.py)."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, access_code_key: bytes | None = None) -> None:
         if len(key) != 32:
             raise ValueError("the contact key must be 32 bytes")
         self._aead = AESGCM(hashlib.sha256(b"whistle-contact-seal" + key).digest())
         self._mac_key = hashlib.sha256(b"whistle-contact-hash" + key).digest()
+        self._access_code_key = access_code_key
 
     @classmethod
-    def from_file(cls, path: Path) -> ContactVault:
+    def from_file(cls, path: Path, access_code_key: bytes | None = None) -> ContactVault:
         """Load the key, creating a development key on first use."""
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(os.urandom(32))
             path.chmod(0o600)
-        return cls(path.read_bytes())
+        return cls(path.read_bytes(), access_code_key)
 
     def seal(self, name: str | None, phone: str | None) -> bytes:
         plaintext = json.dumps({"name": name, "phone": phone}, ensure_ascii=False).encode()
@@ -59,6 +64,17 @@ class ContactVault:
 
     def open_access_code(self, sealed: bytes) -> str:
         return self._open(sealed, b"access-code").decode()
+
+    def hash_access_code(self, tip_id: UUID, code: str) -> str:
+        return hash_access_code(self._code_key(), tip_id, code)
+
+    def check_access_code(self, tip_id: UUID, code: str, stored: str) -> CodeCheck:
+        return check_access_code(self._code_key(), tip_id, code, stored)
+
+    def _code_key(self) -> bytes:
+        if not self._access_code_key:
+            raise RuntimeError("this vault was made without the access-code key")
+        return self._access_code_key
 
     def _seal(self, plaintext: bytes, purpose: bytes) -> bytes:
         nonce = os.urandom(12)

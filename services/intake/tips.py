@@ -8,9 +8,10 @@ Every step of the case moves each tip linked to it; a tip split back out
 (``whistle.case.split``) follows its new case from then on.
 
 A tip is followed with its tracking number and access code. The code is six digits, so it must
-not be guessable: wrong codes count against the tracking number, and a number that has seen
-too many in the hour answers nobody until the hour is over. An unknown number and a wrong code
-get the same answer, so a number alone reveals nothing.
+not be guessable: wrong codes count against the guessing address and against the tracking
+number, before the code is looked at (access_codes.py says how, and why the number's count
+only slows). An unknown number and a wrong code get the same answer, so a number alone reveals
+nothing. A code stored with an older hash is stored again with the keyed one once it is right.
 
 A rating (回访) commits with its timeline mark and its ``whistle.tip.rated`` event; the rules
 of when a citizen may rate are feedback.py's. A supplement (a WeChat photo or location sent
@@ -31,14 +32,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import Rating, TipRated, TipSupplemented
 from contracts.topics import TIPS
-from services.intake import SOURCE, database
-from services.intake.errors import RateLimited, RatingRefused, TipNotFound
+from services.intake import SOURCE, access_codes, database
+from services.intake.contact import ContactVault
+from services.intake.errors import RatingRefused, TipNotFound
 from services.intake.feedback import RatingState, Refusal, refusal
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
-from services.intake.ratelimit import HOUR, Limit, enforce, exceeded, hit
-from services.intake.tracking import access_code_matches
+from services.intake.ratelimit import HOUR, Limit, enforce
+from services.intake.tracking import CodeCheck
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
+
+# Hashed in place of a tip that does not exist.
+UNKNOWN_TIP = UUID(int=0)
 
 STATUS_TEXT = {
     "received": "已受理",
@@ -140,27 +145,31 @@ def _advance(
 
 async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) -> Tip:
     """The tip the citizen proved with its access code; TipNotFound alike for a wrong code and
-    an unknown number. Lookups count against the address they come from."""
+    an unknown number, AccessCodeGuessesExceeded before the code is looked at when the address
+    or the number has no wrong code left. Lookups count against the address they come from."""
     settings = runtime.settings
     lookups = Limit("lookups/address", settings.rate_limit_lookups_per_address_per_hour, HOUR)
     await enforce(runtime, [(lookups, address)])
-    wrong = Limit(
-        "wrong-codes/tracking-no", settings.rate_limit_wrong_codes_per_tracking_no_per_hour, HOUR
-    )
+    turns = access_codes.allowances(settings, address, tracking_no)
+    await access_codes.take(runtime, turns)
+    vault: ContactVault = runtime.state["vault"]
     async with database.transaction(runtime) as session:
-        locked = await exceeded(session, wrong, tracking_no, runtime.clock())
-        if not locked.allowed:
-            raise RateLimited(locked.retry_after_seconds)
         tip = await session.scalar(select(Tip).where(Tip.tracking_no == tracking_no))
-        if tip is None or not access_code_matches(tip.id, code, tip.access_code_hash):
-            await hit(session, wrong, tracking_no, runtime.clock())
-            found = None
+        if tip is None:
+            # As much work as for a wrong code: the time taken says nothing either.
+            vault.hash_access_code(UNKNOWN_TIP, code)
+            check = CodeCheck.WRONG
         else:
-            found = tip
-    # Raised once the wrong code is committed: raising inside would roll its count back.
-    if found is None:
+            check = vault.check_access_code(tip.id, code, tip.access_code_hash)
+        if check is CodeCheck.RIGHT_REHASH:
+            assert tip is not None
+            tip.access_code_hash = vault.hash_access_code(tip.id, code)
+        if check is not CodeCheck.WRONG:
+            await access_codes.give_back(session, turns)
+    # A wrong code keeps the turns it took (committed before it was looked at).
+    if tip is None or check is CodeCheck.WRONG:
         raise TipNotFound()
-    return found
+    return tip
 
 
 @dataclass(frozen=True)

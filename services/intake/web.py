@@ -1,4 +1,9 @@
-"""The web channel, the citizen page's API: submit a tip, follow it with its tracking number."""
+"""The web channel, the citizen page's API: submit a tip, follow it with its tracking number.
+
+The access code travels in the ``Access-Code`` header, never in the URL, where proxies, access
+logs and browser history would keep it. A status request that puts ``code`` in its query
+string is refused (400) without the code being looked at, so no client keeps doing it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import Sha256
@@ -22,6 +27,7 @@ from services.intake.edges import (
 )
 from services.intake.feedback import RATING_TEXT
 from services.intake.tips import JOINED_CASE_NOTE, STATUS_TEXT
+from services.runtime.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 
@@ -104,14 +110,40 @@ async def submit_tip(
     return answer(await channels.receive(runtime, new), response)
 
 
-@router.get("/tips/{tracking_no}", response_model=TipStatus)
+AccessCode = Annotated[
+    str | None,
+    Header(alias="Access-Code", max_length=16, description="the tip's access code (查询码)"),
+]
+
+
+@router.get(
+    "/tips/{tracking_no}",
+    response_model=TipStatus,
+    responses={
+        400: {"description": "the access code was sent in the URL (?code=): refused, unread"},
+        404: {"description": "unknown tracking number or wrong access code (the same answer)"},
+        429: {"description": "too many wrong access codes from this address or for this number"},
+    },
+)
 async def tip_status(
     tracking_no: str,
     runtime: RuntimeDep,
     request: Request,
-    code: Annotated[str, Query(max_length=16)],
+    response: Response,
+    access_code: AccessCode = None,
 ) -> TipStatus:
-    tip = await tips.verified(runtime, client_address(request), tracking_no, code)
+    if "code" in request.query_params:
+        raise Problem(
+            400,
+            "Access code in the URL",
+            "查询码不能放在网址中，请在 Access-Code 请求头中发送。",
+            type_="https://whistle.example/problems/access-code-in-url",
+        )
+    if not access_code:
+        raise Problem(400, "Bad Request", "请填写查询码（Access-Code 请求头）。")
+    tip = await tips.verified(runtime, client_address(request), tracking_no, access_code)
+    # Where the tip stands is the citizen's alone: no cache keeps it.
+    response.headers["cache-control"] = "no-store"
     shown = await tips.standing(runtime, tip)
     rated = shown.rated
     return TipStatus(

@@ -97,6 +97,8 @@ async def test_a_citizen_reports_with_a_photo_follows_the_tip_and_rates_it(
     phone: Page, served: Served, dispatch_events: Dispatch
 ) -> None:
     page = phone
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     await open_page(page, served)
     assert await fits_the_screen(page)
     await page.get_by_label("问题描述（必填）").fill("五里铺村村口有人占道摆摊，车都过不去了")
@@ -145,6 +147,9 @@ async def test_a_citizen_reports_with_a_photo_follows_the_tip_and_rates_it(
         rated = await session.get(TipFeedback, (tip.id, 1))
     assert rated is not None and rated.rating == "basically_satisfied"
     assert rated.comment == "摊位清走了，希望常来看看"
+    # The access code went in a header, never in a URL (access logs and history keep those).
+    looked_up = [url for url in requested if f"/v1/tips/{tracking_no}" in url]
+    assert looked_up and not [url for url in looked_up if code in url or "code=" in url]
     if shot := os.environ.get("CITIZEN_SCREENSHOT"):
         await page.screenshot(path=shot, full_page=True)
 

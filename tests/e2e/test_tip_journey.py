@@ -93,7 +93,7 @@ async def test_a_tip_is_routed_to_the_right_township_unit_and_recorded_in_order(
         status = (
             await http.get(
                 f"{settings.url_of('intake')}/v1/tips/{tip.tracking_no}",
-                params={"code": tip.access_code},
+                headers={"Access-Code": tip.access_code},
             )
         ).json()
         assert status["status"] == "assigned"

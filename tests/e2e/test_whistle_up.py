@@ -152,7 +152,7 @@ async def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(
     async with httpx.AsyncClient(timeout=10) as http:
         status = await http.get(
             f"{settings.url_of('intake')}/v1/tips/{tip.tracking_no}",
-            params={"code": tip.access_code},
+            headers={"Access-Code": tip.access_code},
         )
         assert status.status_code == 200
         assert status.json()["case_id"] == case_id

@@ -158,7 +158,9 @@ async def submit(client: httpx.AsyncClient, text: str = "村口有人占道摆�
 
 
 async def status_of(client: httpx.AsyncClient, tip: dict[str, Any]) -> dict[str, Any]:
-    answer = await client.get(f"/v1/tips/{tip['tracking_no']}", params={"code": tip["access_code"]})
+    answer = await client.get(
+        f"/v1/tips/{tip['tracking_no']}", headers={"Access-Code": tip["access_code"]}
+    )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body

@@ -106,10 +106,16 @@ async def test_a_tracking_number_without_its_code_reveals_nothing(
 ) -> None:
     client, _ = intake
     tip = (await client.post("/v1/tips", json={"text": "噪音扰民", "grid_id": "T01V01G01"})).json()
-    right = await client.get(f"/v1/tips/{tip['tracking_no']}", params={"code": tip["access_code"]})
+    right = await client.get(
+        f"/v1/tips/{tip['tracking_no']}", headers={"Access-Code": tip["access_code"]}
+    )
     assert right.status_code == 200 and right.json()["status"] == "received"
-    wrong_code = await client.get(f"/v1/tips/{tip['tracking_no']}", params={"code": "000000"})
-    unknown = await client.get("/v1/tips/QX20000101-000000", params={"code": tip["access_code"]})
+    wrong_code = await client.get(
+        f"/v1/tips/{tip['tracking_no']}", headers={"Access-Code": "000000"}
+    )
+    unknown = await client.get(
+        "/v1/tips/QX20000101-000000", headers={"Access-Code": tip["access_code"]}
+    )
     assert wrong_code.status_code == unknown.status_code == 404
     assert wrong_code.headers["content-type"] == PROBLEM
     strip = lambda r: {k: v for k, v in r.json().items() if k != "instance"}  # noqa: E731

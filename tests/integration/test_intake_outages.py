@@ -313,7 +313,7 @@ async def test_every_channel_answers_503_while_postgresql_is_down_then_takes_the
             _open311_503(await channels.open311(fmt), fmt)
         _open311_503(await client.get("/open311/v2/requests.json"), "json")
         assert _wechat_reply(await channels.wechat(), channels.openid) == WECHAT_BUSY
-        _problem_503(await client.get(status_url, params={"code": code}))
+        _problem_503(await client.get(status_url, headers={"Access-Code": code}))
         _problem_503(
             await client.post(f"{status_url}/feedback", json={"code": code, "rating": "satisfied"})
         )
@@ -322,7 +322,7 @@ async def test_every_channel_answers_503_while_postgresql_is_down_then_takes_the
         )
 
     await _accepted_once(intake, channels)
-    assert (await client.get(status_url, params={"code": code})).status_code == 200
+    assert (await client.get(status_url, headers={"Access-Code": code})).status_code == 200
 
 
 async def test_a_frozen_postgresql_gets_a_503_within_seconds_and_nothing_half_saved(
@@ -363,7 +363,9 @@ async def test_intakes_connections_time_out_by_themselves(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             channels = Channels(client, token, uuid4().hex[:10])
-            assert (await client.get("/v1/tips/QX0-0", params={"code": "0"})).status_code == 404
+            assert (
+                await client.get("/v1/tips/QX0-0", headers={"Access-Code": "0"})
+            ).status_code == 404
             async with frozen(intake.postgres):
                 started = time.monotonic()
                 answer = await channels.web()

@@ -264,7 +264,7 @@ async def test_a_posted_request_is_a_tip_on_the_tips_topic_without_the_phone_num
 
     # The citizen can follow it on the citizen page with the code from the notice.
     code = re.search(r"查询码 (\d{6})", notice).group(1)  # type: ignore[union-attr]
-    followed = await client.get(f"/v1/tips/{tracking_no}", params={"code": code})
+    followed = await client.get(f"/v1/tips/{tracking_no}", headers={"Access-Code": code})
     assert followed.status_code == 200
 
     records = await eventually(

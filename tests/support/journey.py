@@ -38,7 +38,7 @@ async def case_of(
     async def probe() -> str | None:
         response = await http.get(
             f"{settings.url_of('intake')}/v1/tips/{tip.tracking_no}",
-            params={"code": tip.access_code},
+            headers={"Access-Code": tip.access_code},
         )
         assert response.status_code == 200, response.text
         return response.json()["case_id"]

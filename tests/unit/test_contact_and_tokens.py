@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import stat
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ from cryptography.exceptions import InvalidTag
 
 from services.intake.contact import PHONE, ContactVault, mask_phone, normalise_phone
 from services.intake.tracking import (
-    access_code_matches,
+    CodeCheck,
+    check_access_code,
     hash_access_code,
     new_access_code,
     new_tracking_no,
@@ -176,16 +178,30 @@ def test_access_code_is_six_digits() -> None:
         assert re.fullmatch(r"\d{6}", new_access_code())
 
 
+CODE_KEY = b"k" * 32
+
+
 def test_access_code_check_accepts_right_and_rejects_wrong() -> None:
     tip = uuid4()
     code = new_access_code()
-    stored = hash_access_code(tip, code)
-    assert code not in stored
-    assert access_code_matches(tip, code, stored)
+    stored = hash_access_code(CODE_KEY, tip, code)
+    assert stored.startswith("hmac-sha256:") and code not in stored
+    assert check_access_code(CODE_KEY, tip, code, stored) is CodeCheck.RIGHT
     wrong = f"{(int(code) + 1) % 10**6:06d}"
-    assert not access_code_matches(tip, wrong, stored)
-    assert not access_code_matches(tip, "", stored)
-    assert not access_code_matches(uuid4(), code, stored)  # bound to its tip
+    assert check_access_code(CODE_KEY, tip, wrong, stored) is CodeCheck.WRONG
+    assert check_access_code(CODE_KEY, tip, "", stored) is CodeCheck.WRONG
+    assert check_access_code(CODE_KEY, uuid4(), code, stored) is CodeCheck.WRONG  # its tip's
+    # Without the key, the million codes cannot be tried against the stored hash.
+    assert check_access_code(b"x" * 32, tip, code, stored) is CodeCheck.WRONG
+
+
+def test_a_bare_sha256_hash_still_verifies_and_asks_to_be_rehashed() -> None:
+    tip, code = uuid4(), "123456"
+    bare = hashlib.sha256(tip.bytes + code.encode()).hexdigest()
+    for stored in (bare, f"sha256:{bare}"):
+        assert check_access_code(CODE_KEY, tip, code, stored) is CodeCheck.RIGHT_REHASH
+        assert check_access_code(CODE_KEY, tip, "654321", stored) is CodeCheck.WRONG
+    assert check_access_code(CODE_KEY, tip, code, f"md5:{bare}") is CodeCheck.WRONG
 
 
 # ---------------------------------------------------------------- tokens

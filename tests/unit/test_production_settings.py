@@ -21,6 +21,7 @@ from services.runtime.auth import TokenVerifier, ensure_dev_keys, issue_token
 from services.runtime.problems import Problem
 from services.runtime.service import ServiceDefinition, create_service_app
 from services.runtime.settings import (
+    DEV_ACCESS_CODE_KEY,
     ProductionSettingsError,
     Settings,
     development_defaults,
@@ -47,6 +48,7 @@ def _production(tmp_path: Path, **overrides: object) -> Settings:
         "wechat_app_id": "wx9999999999999999",
         "wechat_encoding_aes_key": "Z" * 43,
         "open311_api_keys": ["a-real-open311-key"],
+        "access_code_key": "r" * 32,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -73,12 +75,27 @@ def test_production_names_every_development_default_at_once(tmp_path: Path) -> N
         "WHISTLE_WECHAT_APP_ID",
         "WHISTLE_WECHAT_ENCODING_AES_KEY",
         "WHISTLE_OPEN311_API_KEYS",
+        "WHISTLE_ACCESS_CODE_KEY",
     ):
         assert name in problems
     assert "WHISTLE_LEDGER_SIGNING_KEY_FILE" not in problems  # intake holds no ledger key
     ledger = "\n".join(development_defaults(settings, "ledger"))
     assert "WHISTLE_LEDGER_SIGNING_KEY_FILE" in ledger
     assert "WHISTLE_WECHAT_TOKEN" not in ledger  # only intake holds the channels' secrets
+
+
+def test_production_refuses_the_development_or_a_short_access_code_key(tmp_path: Path) -> None:
+    """The key is all that keeps a six-digit code from being found by hashing the million."""
+    assert development_defaults(
+        _production(tmp_path, access_code_key=DEV_ACCESS_CODE_KEY), "intake"
+    )
+    short = development_defaults(_production(tmp_path, access_code_key="s" * 31), "intake")
+    assert short == ["WHISTLE_ACCESS_CODE_KEY is shorter than 32 characters; set a random secret"]
+    # Only intake holds it.
+    dev = _production(tmp_path, access_code_key=DEV_ACCESS_CODE_KEY)
+    assert development_defaults(dev, "dispatch") == []
+    with pytest.raises(ProductionSettingsError, match="WHISTLE_ACCESS_CODE_KEY"):
+        require_production_ready(dev, "intake")
 
 
 @pytest.mark.parametrize(

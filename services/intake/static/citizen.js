@@ -237,8 +237,10 @@ async function lookUp(event) {
     return;
   }
   setState("busy");
-  const url = `/v1/tips/${encodeURIComponent(trackingNo)}?code=${encodeURIComponent(code)}`;
-  const response = await call(url, { headers: { accept: "application/json" } });
+  // The code goes in a header, never in the URL (logs and history keep URLs).
+  const response = await call(`/v1/tips/${encodeURIComponent(trackingNo)}`, {
+    headers: { accept: "application/json", "access-code": code },
+  });
   if (!response || !response.ok) {
     $("tip-status").hidden = true;
     error.textContent = response ? await explain(response) : NETWORK_ERROR;
