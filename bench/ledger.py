@@ -264,7 +264,7 @@ async def ask(settings: Settings, size: int, requests: int, export_to: Path) -> 
         roles=["auditor"],
         scopes=[],
         issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        audience=settings.audiences(),
         now=datetime.now(UTC),
     )
     pick = random.Random(11)

@@ -136,7 +136,7 @@ def auditor_token(settings: Settings, subject: str = "bench") -> str:
         roles=["auditor"],
         scopes=[],
         issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        audience=settings.audiences(),
         now=datetime.now(UTC),
     )
 

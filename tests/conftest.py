@@ -79,7 +79,7 @@ def token(settings: Settings) -> TokenFactory:
             roles=[role],
             scopes=list(scopes),
             issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            audience=settings.audiences(),
             now=datetime.now(UTC),
         )
 

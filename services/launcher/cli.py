@@ -76,7 +76,7 @@ def _token(args: argparse.Namespace) -> int:
             roles=args.role,
             scopes=args.scope or [],
             issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            audience=settings.audiences(args.service or SERVICES),
             now=datetime.now(UTC),
         )
     except ValueError as exc:
@@ -275,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", action="append", required=True)
     token.add_argument("--scope", action="append", help="e.g. township:T01, dept:SCJGJ")
     token.add_argument("--subject", default="dev-user")
+    token.add_argument(
+        "--service",
+        action="append",
+        choices=SERVICES,
+        help="a service the token is good at (repeatable; default: all four)",
+    )
     token.set_defaults(func=_token)
 
     replay = commands.add_parser(

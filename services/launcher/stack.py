@@ -170,7 +170,7 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
                 roles=list(token.roles),
                 scopes=list(token.scopes),
                 issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
+                audience=settings.audiences(),
                 now=now,
             ),
         )

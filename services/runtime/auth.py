@@ -90,7 +90,7 @@ def issue_token(
     roles: list[str],
     scopes: list[str],
     issuer: str,
-    audience: str,
+    audience: str | list[str],
     now: datetime,
     lifetime: timedelta = timedelta(hours=12),
 ) -> str:

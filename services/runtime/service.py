@@ -168,7 +168,7 @@ async def _running(
         verifier=TokenVerifier(
             public_key,
             issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            audience=settings.audience_of(name),
             max_lifetime=timedelta(hours=settings.jwt_max_lifetime_hours),
         ),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
     jwt_issuer: str = "whistle"
+    # Each service accepts only tokens for it: audience "<jwt_audience>:<service>" (a token
+    # may name several). One stolen for the ledger's auditors does not open dispatch.
     jwt_audience: str = "whistle"
     # Tokens whose lifetime (exp - iat, or exp - now without iat) exceeds this are refused;
     # the development tokens live 12 hours.
@@ -183,6 +186,13 @@ class Settings(BaseSettings):
             drivername="postgresql+asyncpg", database=f"whistle_{service}"
         )
         return url.render_as_string(hide_password=False)
+
+    def audience_of(self, service: str) -> str:
+        return f"{self.jwt_audience}:{service}"
+
+    def audiences(self, services: Iterable[str] = SERVICES) -> list[str]:
+        """The audiences of a token good at ``services`` (all four unless narrowed)."""
+        return [self.audience_of(service) for service in services]
 
     def broker_auth(self) -> BrokerAuth:
         return BrokerAuth(

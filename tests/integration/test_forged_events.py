@@ -241,7 +241,7 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
         roles=["county_department"],
         scopes=["dept:CGJ"],
         issuer=migrated.jwt_issuer,
-        audience=migrated.jwt_audience,
+        audience=migrated.audiences(),
         now=start.astimezone(UTC) - timedelta(days=30),
         lifetime=timedelta(hours=1),
     )

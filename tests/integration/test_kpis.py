@@ -289,7 +289,7 @@ async def kpis(
         verifier=TokenVerifier(
             settings.public_key_path.read_bytes(),
             issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            audience=settings.audience_of("ledger"),
         ),
         state={"kpi_scope": kpi_scope(load_reference(settings.config_dir), settings.timezone)},
     )

@@ -38,7 +38,7 @@ from services.ledger.app import LEDGER
 from services.ledger.app import create_app as create_ledger
 from services.runtime.auth import ROLES, TokenVerifier, issue_token
 from services.runtime.service import ServiceDefinition
-from services.runtime.settings import Settings
+from services.runtime.settings import SERVICES, Settings
 
 Route = tuple[str, str, str]  # service, method, path
 
@@ -188,13 +188,13 @@ class _StubRuntime:
 
 @pytest.fixture(scope="module")
 def apps(settings: Settings) -> dict[str, FastAPI]:
-    verifier = TokenVerifier(
-        settings.public_key_path.read_bytes(),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
     built = {}
     for name, factory in FACTORIES.items():
+        verifier = TokenVerifier(
+            settings.public_key_path.read_bytes(),
+            issuer=settings.jwt_issuer,
+            audience=settings.audience_of(name),
+        )
         app = factory(settings)
         app.state.runtime = _StubRuntime(verifier, settings)
         built[name] = app
@@ -222,7 +222,7 @@ def _token(settings: Settings, role: str, **overrides: Any) -> str:
         "roles": [role],
         "scopes": list(EVERY_SCOPE),
         "issuer": settings.jwt_issuer,
-        "audience": settings.jwt_audience,
+        "audience": settings.audiences(),
         "now": datetime.now(UTC),
     }
     claims.update(overrides)
@@ -252,6 +252,9 @@ async def test_a_staff_route_refuses_whoever_it_must(
         "malformed": "Bearer not.a.token",
         "expired": _token(settings, someone, now=datetime.now(UTC) - timedelta(hours=13)),
         "another audience": _token(settings, someone, audience="someone-else"),
+        "the other services' audiences": _token(
+            settings, someone, audience=settings.audiences(s for s in SERVICES if s != service)
+        ),
         "another issuer": _token(settings, someone, issuer="https://elsewhere.example"),
         "a foreign key": _token(settings, someone, key=_foreign_key()),
     }
