@@ -296,7 +296,7 @@ async def test_a_text_opens_a_tip_and_the_reply_carries_its_numbers(
     assert f"受理编号 {tip.tracking_no}" in content and "请妥善保存" in content
     code = content.split("查询码 ")[1][:6]
     # The access code in the reply is the one that opens the tip's status.
-    status = await wechat.client.get(f"/v1/tips/{tip.tracking_no}", params={"code": code})
+    status = await wechat.client.get(f"/v1/tips/{tip.tracking_no}", headers={"Access-Code": code})
     assert status.status_code == 200 and status.json()["status_text"] == "已受理"
 
     assert (tip.channel, tip.external_ref, tip.text) == (
