@@ -17,9 +17,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/whistle up
 
-# The auditor page's tests drive Debian's Chromium (tests/browser); CI runs as root.
+# The auditor page's tests drive Debian's Chromium (tests/browser), the monitoring tests Debian's
+# Prometheus and promtool (tests/e2e/test_monitoring.py); CI runs as root.
 test: $(STAMP)
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	command -v chromium >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

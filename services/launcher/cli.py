@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _up(args: argparse.Namespace) -> int:
     from services.launcher.stack import up
 
-    return up(Settings(), say=lambda line: print(line, flush=True))
+    return up(Settings(), say=lambda line: print(line, flush=True), monitoring=args.monitoring)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -259,7 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whistle", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("up", help="run the whole stack on this machine").set_defaults(func=_up)
+    up = commands.add_parser("up", help="run the whole stack on this machine")
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also run Prometheus (Debian's package) with the shipped alert rules",
+    )
+    up.set_defaults(func=_up)
 
     serve = commands.add_parser("serve", help="run one service (uvicorn)")
     serve.add_argument("service", choices=SERVICES)

@@ -85,7 +85,7 @@ def _accepts_connections(host: str, port: int) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)
@@ -457,7 +457,7 @@ class EmbeddedPostgres:
 
     def stop(self, timeout: float = 30) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
-        _stop(self._process, signal.SIGINT, timeout)
+        stop_process(self._process, signal.SIGINT, timeout)
         self._process = None
 
     def remove_data(self) -> None:
@@ -521,7 +521,7 @@ class EmbeddedBroker:
         raise EmbeddedError(f"the Tansu broker did not listen within {timeout:.0f}s")
 
     def stop(self, timeout: float = 10) -> None:
-        _stop(self._process, signal.SIGTERM, timeout)
+        stop_process(self._process, signal.SIGTERM, timeout)
         self._process = None
 
     @property

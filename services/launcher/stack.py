@@ -34,6 +34,7 @@ from services.launcher.embedded import (
     die_with_parent,
     port_is_free,
 )
+from services.launcher.monitoring import EmbeddedPrometheus, prometheus_binary, scrape_config
 from services.launcher.supervisor import Child, CrashLoop, Supervisor
 from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.db import ensure_database
@@ -178,7 +179,7 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
     ]
 
 
-def up(settings: Settings, say: Callable[[str], None] = print) -> int:
+def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bool = False) -> int:
     """Run the stack until Ctrl-C or SIGTERM; returns the process exit code."""
     if settings.env == "production":
         # whistle up generates development keys and runs embedded servers: never production.
@@ -217,6 +218,18 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
         ports["embedded PostgreSQL"] = postgres.port
     if broker:
         ports["embedded Kafka broker"] = broker.port
+    prometheus: EmbeddedPrometheus | None = None
+    if monitoring:
+        if prometheus_binary() is None:
+            say("whistle: --monitoring needs Prometheus (Debian: apt-get install prometheus)")
+            return 2
+        prometheus = EmbeddedPrometheus(
+            settings.home / "prometheus",
+            settings.host,
+            settings.prometheus_port,
+            scrape_config(settings, rules=settings.prometheus_rules_dir),
+        )
+        ports["Prometheus"] = prometheus.port
     taken = [
         f"{port} ({what})" for what, port in ports.items() if not port_is_free(settings.host, port)
     ]
@@ -263,6 +276,9 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
             {name: p for name, p in services.items() if p is not None},
             timeout=60,
         )
+        if prometheus:
+            say(f"starting Prometheus on {prometheus.url} (alerts: {prometheus.url}/alerts)")
+            prometheus.start()
         say(_banner(settings, time.monotonic() - started, logs))
         last_health = time.monotonic()
         while not stops:
@@ -289,6 +305,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
                     if c.name in SERVICES and c.process is not None
                 }
             )
+        if prometheus:
+            prometheus.stop()
         if broker:
             broker.stop()
         if postgres:
