@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch import api, console, console_api, consumers, coordination_api
+from services.dispatch import api, console, console_api, consumers, coordination_api, metrics
 from services.dispatch.wiring import load_reference_data, reload_on_sighup
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -15,6 +15,10 @@ from services.runtime.settings import Settings
 async def setup(runtime: Runtime) -> Subscription:
     load_reference_data(runtime)
     runtime.run_in_background("reference-reload", reload_on_sighup(runtime))
+    runtime.run_in_background(
+        "open-cases",
+        metrics.refresh_periodically(runtime, metrics.OPEN_CASES_REFRESH_SECONDS),
+    )
     return consumers.subscription(runtime)
 
 

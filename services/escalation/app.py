@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.escalation import api, consumers, extension_api, whistle_api
+from reference.county import load_reference
+from services.escalation import api, consumers, extension_api, metrics, whistle_api
 from services.escalation.calendar import BusinessCalendar, load_calendar, require_year_of
 from services.escalation.policies import PolicyBook, load_policies, policies_file
 from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
+from services.escalation.whistle_protocol import RECEIPT_LATENCY, URGENCIES
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -46,6 +48,16 @@ async def setup(runtime: Runtime) -> Subscription:
         after_commit=runtime.relay.wake,
     )
     runtime.run_in_background("scheduler", scheduler.run())
+    # The overdue gauges, labelled by the reference data's township and department codes.
+    scope = metrics.OverdueScope.of(load_reference(settings.config_dir))
+    runtime.run_in_background(
+        "overdue-gauges",
+        metrics.refresh_periodically(
+            runtime.sessions, scope, runtime.clock, metrics.OVERDUE_REFRESH_SECONDS
+        ),
+    )
+    for urgency in URGENCIES:  # every urgency shows, with no observation yet
+        RECEIPT_LATENCY.labels(urgency)
     # What it consumes, and the handler of each event type: services/escalation/consumers.py.
     return consumers.subscription(runtime, policies=policies, calendar=calendar)
 

@@ -83,6 +83,8 @@ class EscalationScheduler:
         self._interval = interval_seconds
         self._batch_size = batch_size
         self._after_commit = after_commit
+        for step in STEP_EVENTS:  # every step shows, 0 until it fires
+            STEPS_FIRED.labels(step)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -50,6 +50,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
+from prometheus_client import Histogram
 from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +66,7 @@ from contracts.events import (
     WhistleReported,
 )
 from contracts.topics import DEADLINES, WHISTLES, department_topic
+from reference.county import Urgency
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.clocks import move_clock, stop_clock
@@ -73,12 +75,25 @@ from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
 from services.escalation.policies import DeadlinePolicy
+from services.runtime.metrics import after_commit
 from services.runtime.outbox import stage
 
 Via = Literal["http", "kafka"]
 WhistleStatus = Literal[
     "awaiting_receipt", "receipt_overdue", "awaiting_reply", "reply_overdue", "replied"
 ]
+
+# 报到 latency: from the summons to the department's receipt, observed once the receipt is
+# committed (a transaction rolled back and retried counts once). Per department it is the
+# ledger's KPI whistle_report_latency_avg_seconds.
+RECEIPT_LATENCY = Histogram(
+    "whistle_escalation_whistle_receipt_latency_seconds",
+    "Seconds from a whistle's summons to the summoned department's receipt (报到), by the "
+    "whistle's urgency",
+    ["urgency"],
+    buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200, 604800),
+)
+URGENCIES: tuple[str, ...] = tuple(u.value for u in Urgency)
 
 
 # --- the rules ---------------------------------------------------------------------------
@@ -259,6 +274,9 @@ async def record_receipt(
         actor=actor,
     )
     stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), reported, now))
+    urgency = summons.urgency if summons.urgency in URGENCIES else "other"
+    latency = reported.latency_seconds
+    after_commit(session, lambda: RECEIPT_LATENCY.labels(urgency).observe(latency))
     return reported
 
 

@@ -7,8 +7,9 @@ from fastapi import FastAPI
 from reference.county import ReferenceData, load_reference
 from services.ledger import api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
-from services.ledger.issuer import issue, issue_periodically, signing_key
+from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
 from services.ledger.kpi_store import MetricScope, refresh_periodically
+from services.ledger.recorder import TREE_SIZE
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -36,7 +37,9 @@ def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
 async def setup(runtime: Runtime) -> Subscription:
     signer = runtime.state["signer"] = HeadSigner(signing_key(runtime.settings))
     # A head exists before the ledger is ready, so GET /v1/tree-head always has an answer.
-    await issue(runtime.sessions, signer, runtime.clock)
+    head, _ = await issue(runtime.sessions, signer, runtime.clock)
+    TREE_SIZE.set(head.tree_size)  # the log as committed at start: this head covers all of it
+    report_head(head, runtime.clock)
     runtime.run_in_background(
         "tree-heads",
         issue_periodically(
@@ -44,6 +47,7 @@ async def setup(runtime: Runtime) -> Subscription:
             signer,
             runtime.clock,
             runtime.settings.ledger_tree_head_interval_seconds,
+            head,
         ),
     )
     reference = load_reference(runtime.settings.config_dir)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import Gauge
 
 from services.ledger import store
 from services.ledger.heads import HeadSigner, TreeHead, load_private_key
@@ -16,6 +17,23 @@ from services.runtime.db import Sessions
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SIGNED_TREE_SIZE = Gauge(
+    "whistle_ledger_signed_tree_size",
+    "Tree size of the latest signed tree head (whistle_ledger_tree_size minus this: entries "
+    "no signed head covers yet)",
+)
+SIGNED_HEAD_AGE = Gauge(
+    "whistle_ledger_signed_head_age_seconds",
+    "Age of the latest signed tree head on the ledger's clock; grows while the log is idle "
+    "(no new head without new entries)",
+)
+
+
+def report_head(head: TreeHead, clock: Clock) -> None:
+    """Set the signed head's gauges from the latest head known to this process."""
+    SIGNED_TREE_SIZE.set(head.tree_size)
+    SIGNED_HEAD_AGE.set(max(0.0, (clock() - head.issued_at).total_seconds()))
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
@@ -51,8 +69,10 @@ async def issue(sessions: Sessions, signer: HeadSigner, clock: Clock) -> tuple[T
 
 
 async def issue_periodically(
-    sessions: Sessions, signer: HeadSigner, clock: Clock, interval: float
+    sessions: Sessions, signer: HeadSigner, clock: Clock, interval: float, latest: TreeHead
 ) -> None:
+    """Issue a head every ``interval`` while the log grows, from ``latest`` (the head issued
+    at start); the gauges age even while no head can be issued."""
     while True:
         await asyncio.sleep(interval)
         try:
@@ -60,6 +80,9 @@ async def issue_periodically(
         except Exception:
             # The database may be away for a while; the next round tries again.
             log.exception("could not issue a tree head")
+            report_head(latest, clock)
             continue
+        latest = head
+        report_head(head, clock)
         if new:
             log.info("signed tree head at size %d", head.tree_size)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from prometheus_client import Gauge
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,9 +27,18 @@ from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.models import CaseTip, LedgerState
 from services.ledger.projection import KpiBatch
 from services.runtime.clock import Clock
+from services.runtime.metrics import after_commit
 
 # Where a session keeps the appends of its open transaction.
 PENDING = "ledger.pending_appends"
+
+# Set when appends commit (and at start, from the first tree head): with the signed heads'
+# gauges (services/ledger/issuer.py) it says how much of the log no signed head covers yet.
+TREE_SIZE = Gauge(
+    "whistle_ledger_tree_size",
+    "Entries in the ledger's log (its Merkle tree's size), as of the last append this process "
+    "committed",
+)
 
 
 ENTRY_COLUMNS = (
@@ -92,6 +102,8 @@ class Recorder:
         if pending is not None:
             await pending.copy(session)
             await session.run_sync(lambda sync: pending.write(sync.connection()))
+            size = pending.frontier.size
+            after_commit(session, lambda: TREE_SIZE.set(size))
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         pending = await _pending(session)

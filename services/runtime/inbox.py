@@ -24,6 +24,7 @@ the consumer ``stuck`` (``/healthz`` then fails, and the supervisor restarts the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -47,7 +48,9 @@ from services.runtime.db import Sessions
 from services.runtime.kafka import NO_AUTH, BrokerAuth, BrokerLogs
 from services.runtime.logs import log_context
 from services.runtime.metrics import (
+    CONSUMED_OUTCOMES,
     CONSUMER_LAG,
+    CONSUMER_PARTITION_LAG,
     CONSUMER_REWOUND,
     DEPENDENCY_OUTAGES,
     EVENTS_CONSUMED,
@@ -201,6 +204,8 @@ class InboxConsumer:
         self._progress = (0, time.monotonic())
         self._waiting_for_dependency = False
         self.lag: int | None = None
+        # The partitions whose lag was last reported, to drop those a rebalance took away.
+        self._lag_reported: set[TopicPartition] = set()
         self._subscription = subscription
         self._sessions = sessions
         self._dlq = dlq_producer
@@ -227,6 +232,14 @@ class InboxConsumer:
         )
 
     async def start(self) -> None:
+        # Series for what is known before any event arrives: a healthy consumer shows 0.
+        CONSUMER_LAG.labels(self._service).set(0)
+        DEPENDENCY_OUTAGES.labels(self._service)
+        for topic in self._subscription.topics:
+            HANDLER_FAILURES.labels(self._service, topic)
+            CONSUMER_REWOUND.labels(self._service, topic)
+            for outcome in CONSUMED_OUTCOMES:
+                EVENTS_CONSUMED.labels(self._service, topic, outcome)
         if self._subscription.pattern:
             self._consumer.subscribe(pattern=self._subscription.pattern)
         else:
@@ -289,11 +302,10 @@ class InboxConsumer:
             await asyncio.sleep(every)
             try:
                 async with asyncio.timeout(every):
-                    self.lag = await self.measure_lag()
+                    await self.refresh_lag()
             except (TimeoutError, KafkaError) as exc:
                 log.info("could not measure the consumer's lag: %s", exc)
                 continue
-            CONSUMER_LAG.labels(self._service).set(self.lag)
             if (
                 self.lag == 0
                 or self._waiting_for_dependency
@@ -309,22 +321,46 @@ class InboxConsumer:
 
     async def measure_lag(self) -> int:
         """Events on the assigned partitions not yet processed, by the broker's log ends."""
+        return sum((await self.measure_partition_lag()).values())
+
+    async def measure_partition_lag(self) -> dict[TopicPartition, int]:
+        """Per assigned partition whose log end the broker gave: events not yet processed."""
         assigned = self._consumer.assignment()
         if not assigned or self._logs is None:
-            return 0
+            return {}
         ends = await self._logs.ends(set(assigned))
-        lag = 0
+        lags = {}
         for tp in assigned:
             end = ends.get(tp)
             if end is None:
                 continue
             done = self._consumed.get(tp)
             if done is not None:
-                lag += max(0, end - done[0] - 1)
+                lags[tp] = max(0, end - done[0] - 1)
             else:
                 committed = await self._consumer.committed(tp)
-                lag += max(0, end - (committed or 0))
-        return lag
+                lags[tp] = max(0, end - (committed or 0))
+        return lags
+
+    async def refresh_lag(self) -> int:
+        """Measure the lag, keep it in ``lag`` and set the gauges; returns the total.
+
+        A partition no longer assigned here is dropped from the gauges (its new owner reports
+        it), so a sum over the group's members counts each partition once."""
+        lags = await self.measure_partition_lag()
+        self.lag = sum(lags.values())
+        CONSUMER_LAG.labels(self._service).set(self.lag)
+        for tp in self._lag_reported - lags.keys():
+            with contextlib.suppress(KeyError):
+                CONSUMER_PARTITION_LAG.remove(
+                    self._service, self._group_id, tp.topic, str(tp.partition)
+                )
+        for tp, lag in lags.items():
+            CONSUMER_PARTITION_LAG.labels(
+                self._service, self._group_id, tp.topic, str(tp.partition)
+            ).set(lag)
+        self._lag_reported = set(lags)
+        return self.lag
 
     async def process_batch(self, records: list[ConsumerRecord]) -> None:
         """One partition's records in one transaction: one commit instead of one per event.

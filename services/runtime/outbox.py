@@ -37,6 +37,7 @@ from sqlalchemy import (
     Integer,
     String,
     delete,
+    func,
     text,
     update,
 )
@@ -45,10 +46,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, select
 
 from contracts.envelope import CONTENT_TYPE, CloudEvent
+from contracts.topics import TOPICS
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 from services.runtime.kafka import BrokerLogs
-from services.runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
+from services.runtime.metrics import (
+    OUTBOX_OLDEST_UNSENT_AGE,
+    OUTBOX_PUBLISHED,
+    OUTBOX_REPUBLISHED,
+    OUTBOX_UNSENT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ RELAY_LOCK_KEY = 0x5748_4F42  # "WHOB"
 PURGE_EVERY = timedelta(hours=1)
 READ_BACK_ATTEMPTS = 5
 MISSING_TOPIC_WARN_EVERY = 30.0
+# How often the relay measures its backlog for the gauges (one count over the unsent index).
+BACKLOG_EVERY = 5.0
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -178,6 +187,13 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._last_purge: datetime | None = None
         self._last_missing_warning = -MISSING_TOPIC_WARN_EVERY
+        self._last_backlog = -BACKLOG_EVERY
+        # Series for what is known before anything is sent: an idle relay shows 0.
+        OUTBOX_UNSENT.labels(service)
+        OUTBOX_OLDEST_UNSENT_AGE.labels(service)
+        for topic in TOPICS:
+            if topic.producer == service:
+                OUTBOX_PUBLISHED.labels(service, topic.name)
 
     def wake(self) -> None:
         """Called after a commit that staged events, so they leave without waiting for a poll."""
@@ -187,6 +203,8 @@ class OutboxRelay:
         while True:
             try:
                 published = await self.publish_batch()
+                if time.monotonic() - self._last_backlog >= BACKLOG_EVERY:
+                    await self.measure_backlog()
                 if self._last_purge is None or self._clock() - self._last_purge > PURGE_EVERY:
                     await self.purge()
             except asyncio.CancelledError:
@@ -252,6 +270,23 @@ class OutboxRelay:
         for row in rows:
             OUTBOX_PUBLISHED.labels(self._service, row.topic).inc()
         return len(rows)
+
+    async def measure_backlog(self) -> tuple[int, float]:
+        """Count the unsent events and how long the oldest has waited (seconds, on the
+        service's clock), and set the gauges; both 0 when nothing waits."""
+        self._last_backlog = time.monotonic()
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxMessage.created_at)).where(
+                        OutboxMessage.sent_at.is_(None)  # type: ignore[union-attr]
+                    )
+                )
+            ).one()
+        age = max(0.0, (self._clock() - oldest).total_seconds()) if oldest is not None else 0.0
+        OUTBOX_UNSENT.labels(self._service).set(count)
+        OUTBOX_OLDEST_UNSENT_AGE.labels(self._service).set(age)
+        return int(count), age
 
     async def _topics_missing(self, topics: set[str]) -> bool:
         """Whether the broker lacks a topic of the batch: then nothing is sent until it has it.
