@@ -152,8 +152,10 @@ async def consuming(
     group: str,
     max_attempts: int = 3,
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    logs: BrokerLogs | None = None,
 ) -> AsyncIterator[InboxConsumer]:
-    """An inbox consumer of a test's own ``topic`` (``DeadlinesSet`` events to ``handler``)."""
+    """An inbox consumer of a test's own ``topic`` (``DeadlinesSet`` events to ``handler``);
+    with ``logs`` it can measure its lag."""
     consumer = InboxConsumer(
         service="test",
         subscription=Subscription(
@@ -170,6 +172,7 @@ async def consuming(
         retry_backoff=0.01,
         group_id=group,
         group_timing=EMBEDDED_GROUP_TIMING,
+        logs=logs,
     )
     async with running(consumer):
         yield consumer
