@@ -52,9 +52,9 @@ async def setup(runtime: Runtime) -> Subscription:
 
 
 async def _purge_rate_counters(runtime: Runtime) -> None:
-    """Windows older than the longest limit (a day) are no longer read: drop them hourly.
-    A purge that finds the database unavailable waits for the next hour; it must not take
-    intake down with it."""
+    """A rate-limit row whose allowance has been whole again for days says nothing a missing
+    row would not: drop such rows hourly (services/intake/ratelimit.py). A purge that finds
+    the database unavailable waits for the next hour; it must not take intake down with it."""
     while True:
         try:
             async with runtime.transaction() as session:

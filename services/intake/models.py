@@ -90,17 +90,15 @@ class TipFeedback(SQLModel, table=True):
     rated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class RateCounter(SQLModel, table=True):
-    """Hits per limit, key and fixed window (see services/intake/ratelimit.py)."""
+class RateLimit(SQLModel, table=True):
+    """Each limit's state per key: its GCRA theoretical arrival time (services/intake/gcra.py,
+    kept by services/intake/ratelimit.py)."""
 
-    __tablename__ = "rate_counter"
+    __tablename__ = "rate_limit"
 
     name: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
-    window_start: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), primary_key=True, index=True)
-    )
-    hits: int
+    tat: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
 class WeChatMessage(SQLModel, table=True):

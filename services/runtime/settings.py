@@ -62,9 +62,6 @@ class Settings(BaseSettings):
     ledger_port: int = 8004
     embedded_postgres_port: int = 54329
     embedded_broker_port: int = 9092
-    # whistle up --monitoring: Prometheus on this port, with these alert rules (*.rules.yml).
-    prometheus_port: int = 9090
-    prometheus_rules_dir: Path = Path("deploy/prometheus/rules")
 
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
@@ -109,7 +106,8 @@ class Settings(BaseSettings):
     # "demo" (policies.demo.yaml: second-scale durations, to watch the ladder live).
     policy_profile: str = "default"
 
-    # Intake's rate limits (429 with Retry-After beyond them).
+    # Intake's rate limits (429 with Retry-After beyond them), each a GCRA: the whole allowance
+    # at once, then one more every period / limit (services/intake/gcra.py).
     rate_limit_tips_per_address_per_hour: int = 30
     rate_limit_tips_per_phone_per_day: int = 10
     rate_limit_lookups_per_address_per_hour: int = 300
