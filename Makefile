@@ -42,6 +42,7 @@ format: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/python -m contracts.generate
 	$(BIN)/python -m services.launcher.kafka_users
+	$(BIN)/python -m services.launcher.dashboards
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

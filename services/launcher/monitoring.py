@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 import yaml
 
 from services.launcher.embedded import EmbeddedError, die_with_parent, stop_process
+from services.runtime.auth import issue_token
 from services.runtime.settings import SERVICES, Settings
 
 
@@ -27,12 +29,55 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+# Renewed well within WHISTLE_JWT_MAX_LIFETIME_HOURS: Prometheus reads the file at each scrape.
+KPI_TOKEN_LIFETIME = timedelta(hours=12)
+KPI_TOKEN_RENEW_EVERY = timedelta(hours=1)
+
+
+def write_kpi_token(settings: Settings, path: Path, now: datetime) -> None:
+    """A county supervisor's token for the ledger alone, which may read /v1/kpis/metrics."""
+    token = issue_token(
+        settings.private_key_path.read_bytes(),
+        subject="prometheus",
+        roles=["county_supervisor"],
+        scopes=[],
+        issuer=settings.jwt_issuer,
+        audience=settings.audience_of("ledger"),
+        now=now,
+        lifetime=KPI_TOKEN_LIFETIME,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    path.chmod(0o600)
+
+
 def scrape_config(
-    settings: Settings, *, rules: Path, scrape_seconds: float = 15.0, port: int | None = None
+    settings: Settings,
+    *,
+    rules: Path,
+    kpi_token: Path | None = None,
+    scrape_seconds: float = 15.0,
+    port: int | None = None,
 ) -> dict[str, Any]:
     """What Prometheus reads: the services at their addresses here, labelled ``app`` as in
-    Compose (Whistle's own series carry ``service``), and every ``*.rules.yml`` in ``rules``."""
+    Compose (Whistle's own series carry ``service``), every ``*.rules.yml`` in ``rules``, and,
+    given a token file, the ledger's KPI gauges (``/v1/kpis/metrics`` asks for a token)."""
     interval = f"{scrape_seconds:g}s"
+    kpis = []
+    if kpi_token is not None:
+        kpis.append(
+            {
+                "job_name": "whistle-kpis",
+                "metrics_path": "/v1/kpis/metrics",
+                "authorization": {"credentials_file": str(kpi_token.absolute())},
+                "static_configs": [
+                    {
+                        "targets": [f"{settings.host}:{settings.port_of('ledger')}"],
+                        "labels": {"app": "ledger"},
+                    }
+                ],
+            }
+        )
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(rules.absolute() / "*.rules.yml")],
@@ -48,6 +93,7 @@ def scrape_config(
                     for service in SERVICES
                 ],
             },
+            *kpis,
             {
                 "job_name": "prometheus",
                 "static_configs": [

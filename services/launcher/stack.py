@@ -34,7 +34,13 @@ from services.launcher.embedded import (
     die_with_parent,
     port_is_free,
 )
-from services.launcher.monitoring import EmbeddedPrometheus, prometheus_binary, scrape_config
+from services.launcher.monitoring import (
+    KPI_TOKEN_RENEW_EVERY,
+    EmbeddedPrometheus,
+    prometheus_binary,
+    scrape_config,
+    write_kpi_token,
+)
 from services.launcher.supervisor import Child, CrashLoop, Supervisor
 from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.db import ensure_database
@@ -219,6 +225,7 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
     if broker:
         ports["embedded Kafka broker"] = broker.port
     prometheus: EmbeddedPrometheus | None = None
+    kpi_token_path = settings.home / "prometheus" / "kpi-token"
     if monitoring:
         if prometheus_binary() is None:
             say("whistle: --monitoring needs Prometheus (Debian: apt-get install prometheus)")
@@ -227,7 +234,7 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
             settings.home / "prometheus",
             settings.host,
             settings.prometheus_port,
-            scrape_config(settings, rules=settings.prometheus_rules_dir),
+            scrape_config(settings, rules=settings.prometheus_rules_dir, kpi_token=kpi_token_path),
         )
         ports["Prometheus"] = prometheus.port
     taken = [
@@ -276,13 +283,18 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
             {name: p for name, p in services.items() if p is not None},
             timeout=60,
         )
+        kpi_token_written = datetime.now(UTC)
         if prometheus:
+            write_kpi_token(settings, kpi_token_path, kpi_token_written)
             say(f"starting Prometheus on {prometheus.url} (alerts: {prometheus.url}/alerts)")
             prometheus.start()
         say(_banner(settings, time.monotonic() - started, logs))
         last_health = time.monotonic()
         while not stops:
             supervisor.tend()
+            if prometheus and datetime.now(UTC) - kpi_token_written >= KPI_TOKEN_RENEW_EVERY:
+                kpi_token_written = datetime.now(UTC)
+                write_kpi_token(settings, kpi_token_path, kpi_token_written)
             if time.monotonic() - last_health >= HEALTH_CHECK_SECONDS:
                 supervisor.check_health()
                 last_health = time.monotonic()

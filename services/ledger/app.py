@@ -16,7 +16,6 @@ from services.runtime.service import Runtime, ServiceDefinition, create_service_
 from services.runtime.settings import Settings
 
 # How often the KPI gauges on /metrics are recomputed.
-KPI_REFRESH_SECONDS = 60.0
 
 
 def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
@@ -54,7 +53,9 @@ async def setup(runtime: Runtime) -> Subscription:
     scope = runtime.state["kpi_scope"] = kpi_scope(reference, runtime.settings.timezone)
     runtime.run_in_background(
         "kpi-gauges",
-        refresh_periodically(runtime.sessions, scope, runtime.clock, KPI_REFRESH_SECONDS),
+        refresh_periodically(
+            runtime.sessions, scope, runtime.clock, runtime.settings.ledger_kpi_refresh_seconds
+        ),
     )
     # What it consumes, and what it does with each event: services/ledger/consumers.py.
     return consumers.subscription(runtime, reference.department_codes())

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x5748_4F42  # "WHOB"
 PURGE_EVERY = timedelta(hours=1)
 READ_BACK_ATTEMPTS = 5
+# Why the relay sends an event again (whistle_outbox_republished_total's reason).
+REPUBLISH_REASONS = ("log_truncated", "partition_missing", "offsets_went_back", "not_read_back")
 MISSING_TOPIC_WARN_EVERY = 30.0
 # How often the relay measures its backlog for the gauges (one count over the unsent index).
 BACKLOG_EVERY = 5.0
@@ -194,6 +196,8 @@ class OutboxRelay:
         for topic in TOPICS:
             if topic.producer == service:
                 OUTBOX_PUBLISHED.labels(service, topic.name)
+                for reason in REPUBLISH_REASONS:
+                    OUTBOX_REPUBLISHED.labels(service, topic.name, reason)
 
     def wake(self) -> None:
         """Called after a commit that staged events, so they leave without waiting for a poll."""

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).
     ledger_signing_key_file: Path | None = None
     ledger_tree_head_interval_seconds: float = 10
+    # How often the ledger recounts the whistle_kpi_* gauges (/v1/kpis/metrics) from its log.
+    ledger_kpi_refresh_seconds: float = 60
 
     outbox_retention_days: int = 30
     outbox_poll_seconds: float = 0.2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ import pytest
 import yaml
 
 from services.launcher.embedded import free_port
-from services.launcher.monitoring import EmbeddedPrometheus, scrape_config
+from services.launcher.monitoring import EmbeddedPrometheus, scrape_config, write_kpi_token
 from services.runtime.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, TokenFactory
 from tests.support.infra import eventually
 from tests.support.journey import case_of, submit
 from tests.support.stack import ServiceProcesses
@@ -47,11 +48,15 @@ def prometheus(
     services: ServiceProcesses, migrated: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedPrometheus]:
     port = free_port()
+    home = tmp_path_factory.mktemp("prometheus")
+    write_kpi_token(migrated, home / "kpi-token", datetime.now(UTC))
     server = EmbeddedPrometheus(
-        tmp_path_factory.mktemp("prometheus"),
+        home,
         "127.0.0.1",
         port,
-        scrape_config(migrated, rules=RULES, scrape_seconds=1, port=port),
+        scrape_config(
+            migrated, rules=RULES, kpi_token=home / "kpi-token", scrape_seconds=1, port=port
+        ),
     )
     server.start()
     try:
@@ -110,22 +115,38 @@ def _series_read(expr: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 async def loaded(
-    services: ServiceProcesses, migrated: Settings, prometheus: EmbeddedPrometheus
+    services: ServiceProcesses,
+    migrated: Settings,
+    prometheus: EmbeddedPrometheus,
+    token: TokenFactory,
 ) -> EmbeddedPrometheus:
-    """A few tips all the way to a case, then Prometheus has scraped every service since."""
+    """A few tips all the way to a case, one case accepted by its unit (so the response rate
+    has a denominator), then Prometheus has scraped every service since."""
     async with httpx.AsyncClient(timeout=10) as http:
         bodies = [
             {"text": "村口有人占道摆摊，车都过不去了", "grid_id": "T03V02G01"},
             {"text": "集市上卖菜的用鬼秤，短斤少两", "address": "城关镇十里铺村集市"},
             {"text": "楼下广场舞高音喇叭每天晚上十点还在放，太吵了", "grid_id": "T03V01G02"},
         ]
-        for body in bodies:
-            await case_of(http, migrated, await submit(http, migrated, body))
+        cases = [await case_of(http, migrated, await submit(http, migrated, b)) for b in bodies]
+        unit = {"authorization": f"Bearer {token('unit_member', 'unit:T03-CGJ')}"}
+        case_url = f"{migrated.url_of('dispatch')}/v1/cases/{cases[0]}"
+
+        async def assigned() -> str | None:
+            answer = await http.get(case_url, headers=unit)
+            return answer.headers.get("etag") if answer.status_code == 200 else None
+
+        etag = await eventually(assigned, what="the first case assigned to its unit")
+        accepted = await http.post(f"{case_url}/accept", headers={**unit, "If-Match": etag})
+        assert accepted.status_code == 200, accepted.text
 
         async def scraped() -> bool:
             up = await _query(http, prometheus, 'count(up{job="whistle"} == 1) == 4')
             handled = await _query(http, prometheus, "sum(whistle_events_consumed_total) > 0")
-            return bool(up and handled)
+            counted = await _query(
+                http, prometheus, 'whistle_kpi_rate{group_by="county", rate="response_rate"}'
+            )
+            return bool(up and handled and counted)
 
         await eventually(scraped, within=30, what="Prometheus scraping four loaded services")
     return prometheus

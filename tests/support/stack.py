@@ -22,6 +22,8 @@ class ServiceProcesses:
         self.logs = logs
         self.env = service_environment(self.settings)
         self.env["WHISTLE_OUTBOX_POLL_SECONDS"] = "0.05"
+        # The KPI gauges a test reads (tests/e2e/test_monitoring.py) count its own tips.
+        self.env["WHISTLE_LEDGER_KPI_REFRESH_SECONDS"] = "1"
         for name in (
             "rate_limit_tips_per_address_per_hour",
             "rate_limit_lookups_per_address_per_hour",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -13,8 +14,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from services.launcher import dashboards
 from services.runtime import metrics
 from services.runtime.settings import SERVICES, Settings
+from tests.unit.test_metrics_inventory import loaded_metric_objects
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -164,13 +167,16 @@ def test_prometheus_scrapes_every_service_metrics() -> None:
 
 
 def exposed_series() -> dict[str, MetricWrapperBase]:
-    """Every series name services/runtime/metrics.py exposes → the metric object it comes from."""
+    """Every series name the services expose (shared metrics in services/runtime/metrics.py,
+    a service's own in its modules, the ledger's KPI gauges) → the metric object it comes
+    from."""
+    for service in SERVICES:
+        importlib.import_module(f"services.{service}.app")
     series = {}
-    for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            for family in value.describe():
-                for suffix in SERIES_SUFFIXES[family.type]:
-                    series[family.name + suffix] = value
+    for value in loaded_metric_objects().values():
+        for family in value.describe():
+            for suffix in SERIES_SUFFIXES[family.type]:
+                series[family.name + suffix] = value
     return series
 
 
@@ -219,6 +225,11 @@ def test_grafana_dashboards_use_only_metrics_the_services_export() -> None:
         for path in DASHBOARDS
         for expr in queries(json.loads(path.read_text()))
     ), "no dashboard shows dead-lettered events"
+
+
+def test_the_dashboards_are_what_their_code_generates() -> None:
+    assert {path.stem for path in DASHBOARDS} == set(dashboards.DASHBOARDS)
+    assert dashboards.main(["--check"]) == 0
 
 
 def test_grafana_is_provisioned_with_the_dashboards_and_prometheus() -> None:
