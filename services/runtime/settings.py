@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     ledger_port: int = 8004
     embedded_postgres_port: int = 54329
     embedded_broker_port: int = 9092
+    # whistle up --monitoring: Prometheus on this port, with these alert rules (*.rules.yml).
+    prometheus_port: int = 9090
+    prometheus_rules_dir: Path = Path("deploy/prometheus/rules")
 
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
