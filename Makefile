@@ -18,9 +18,10 @@ run: $(STAMP)
 	$(BIN)/whistle up
 
 # The auditor page's tests drive Debian's Chromium (tests/browser), the monitoring tests Debian's
-# Prometheus and promtool (tests/e2e/test_monitoring.py); CI runs as root.
+# Prometheus, promtool and amtool (tests/e2e/test_monitoring.py,
+# tests/unit/test_prometheus_rules.py); CI runs as root.
 test: $(STAMP)
-	command -v chromium >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus)
+	command -v chromium >/dev/null && command -v promtool >/dev/null && command -v amtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus prometheus-alertmanager)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

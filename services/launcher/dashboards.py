@@ -249,7 +249,53 @@ def operations() -> dashboard.Dashboard:
                 ),
             )
         )
+        .with_panel(
+            _series(
+                "Consumer lag by partition",
+                "Per consumer group and partition: which partition a stuck consumer is stuck on.",
+                "short",
+                _query(
+                    f"sum by (group, topic, partition) "
+                    f"(whistle_consumer_partition_lag_events{{{SERVICE}}})",
+                    "{{group}} {{topic}}[{{partition}}]",
+                ),
+            )
+        )
+        .with_panel(
+            _series(
+                "Database and broker outages met",
+                "Event handling attempts that found PostgreSQL or the broker away (retried "
+                "until they return); 0 on a healthy system.",
+                "short",
+                _query(
+                    _over("whistle_consumer_dependency_outages_total", by="service", fn="increase"),
+                    "{{service}}",
+                ),
+            )
+        )
         .with_row(dashboard.Row("Outboxes"))
+        .with_panel(
+            _series(
+                "Outbox backlog",
+                "Events committed and not yet acknowledged by the broker, and how long the oldest "
+                "has waited: every consumer is at least that far behind.",
+                "short",
+                _query(
+                    f"sum by (service) (whistle_outbox_unsent_events{{{SERVICE}}})", "{{service}}"
+                ),
+            )
+        )
+        .with_panel(
+            _series(
+                "Oldest unsent event",
+                "Alert WhistleOutboxBacklog fires above 60 s for 2 minutes.",
+                "s",
+                _query(
+                    f"max by (service) (whistle_outbox_oldest_unsent_age_seconds{{{SERVICE}}})",
+                    "{{service}}",
+                ),
+            )
+        )
         .with_panel(
             _series(
                 "Outbox published by topic",
@@ -270,6 +316,26 @@ def operations() -> dashboard.Dashboard:
                 _query(
                     _over("whistle_outbox_republished_total", by="service, reason", fn="increase"),
                     "{{service}} {{reason}}",
+                ),
+            )
+        )
+        .with_row(dashboard.Row("Escalation scheduler"))
+        .with_panel(
+            _series(
+                "Ladder steps fired late",
+                "How long after their due time ladder steps fired (p50, p95); alert "
+                "WhistleSchedulerLate above 5 s.",
+                "s",
+                _query(
+                    "histogram_quantile(0.5, sum by (le) "
+                    "(rate(whistle_escalation_step_lag_seconds_bucket[$__rate_interval])))",
+                    "p50",
+                ),
+                _query(
+                    "histogram_quantile(0.95, sum by (le) "
+                    "(rate(whistle_escalation_step_lag_seconds_bucket[$__rate_interval])))",
+                    "p95",
+                    ref="B",
                 ),
             )
         )

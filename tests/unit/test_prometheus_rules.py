@@ -1,6 +1,7 @@
 """The alert rules and the Prometheus configuration, checked by Prometheus' own promtool
 (Debian's `prometheus` package, which `make test` installs): the shipped configuration and its
-rules parse, every rule has unit tests in deploy/prometheus/tests, and they pass."""
+rules parse, every rule has unit tests in deploy/prometheus/tests, and they pass; and the
+Alertmanager example, checked by amtool (Debian's `prometheus-alertmanager`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,13 @@ def test_every_alert_has_a_unit_test() -> None:
         for case in test.get("alert_rule_test", [])
     }
     assert alerts and alerts <= tested, f"no unit test: {sorted(alerts - tested)}"
+
+
+def test_the_alertmanager_example_passes_amtool() -> None:
+    config = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+    checked = subprocess.run(
+        ["amtool", "check-config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routes = yaml.safe_load(config.read_text())["route"]["routes"]
+    assert any('severity="critical"' in r["matchers"] for r in routes)
