@@ -451,6 +451,18 @@ def supervision() -> dashboard.Dashboard:
                 ),
             )
         )
+        .with_panel(
+            _series(
+                "吹哨报到、回复按时率（本月）",
+                "被吹哨部门按时报到、按时回复的比例，按部门；分母为 0 的率不显示。",
+                "percentunit",
+                _query(
+                    f'whistle_kpi_rate{{{month}, group_by="department", '
+                    'rate=~"whistle_report_on_time_rate|whistle_reply_on_time_rate"}',
+                    "{{code}} {{rate}}",
+                ),
+            )
+        )
         .with_row(dashboard.Row("三率"))
         .with_panel(
             _series(

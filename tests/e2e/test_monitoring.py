@@ -121,7 +121,8 @@ async def loaded(
     token: TokenFactory,
 ) -> EmbeddedPrometheus:
     """A few tips all the way to a case, one case accepted by its unit (so the response rate
-    has a denominator), then Prometheus has scraped every service since."""
+    has a denominator) and whistled to a department that reports in, then Prometheus has
+    scraped every service since."""
     async with httpx.AsyncClient(timeout=10) as http:
         bodies = [
             {"text": "村口有人占道摆摊，车都过不去了", "grid_id": "T03V02G01"},
@@ -139,12 +140,42 @@ async def loaded(
         etag = await eventually(assigned, what="the first case assigned to its unit")
         accepted = await http.post(f"{case_url}/accept", headers={**unit, "If-Match": etag})
         assert accepted.status_code == 200, accepted.text
+        # The township whistles the market regulator in (吹哨), which reports in (报到): the
+        # whistle panels and the on-time rates have something to show.
+        township = {"authorization": f"Bearer {token('dispatcher', 'township:T03')}"}
+        whistled = await http.post(
+            f"{case_url}/whistle",
+            headers={**township, "If-Match": accepted.headers["etag"]},
+            json={
+                "departments": ["SCJGJ"],
+                "reason_code": "needs_joint_action",
+                "reason": "摊贩占道，需市场监管联合处置",
+            },
+        )
+        assert whistled.status_code == 200, whistled.text
+        department = {"authorization": f"Bearer {token('county_department', 'dept:SCJGJ')}"}
+        whistles = f"{migrated.url_of('escalation')}/v1/whistles"
+
+        async def summoned() -> str | None:
+            answer = await http.get(
+                whistles, params={"department": "SCJGJ", "state": "open"}, headers=department
+            )
+            found = answer.json()["whistles"] if answer.status_code == 200 else []
+            return found[0]["whistle_id"] if found else None
+
+        whistle_id = await eventually(summoned, what="the market regulator summoned")
+        reported = await http.post(
+            f"{whistles}/{whistle_id}/receipt", headers=department, json={"receipt_no": "SC-1"}
+        )
+        assert reported.status_code == 201, reported.text
 
         async def scraped() -> bool:
             up = await _query(http, prometheus, 'count(up{job="whistle"} == 1) == 4')
             handled = await _query(http, prometheus, "sum(whistle_events_consumed_total) > 0")
             counted = await _query(
-                http, prometheus, 'whistle_kpi_rate{group_by="county", rate="response_rate"}'
+                http,
+                prometheus,
+                'whistle_kpi_rate{group_by="department", rate="whistle_report_on_time_rate"}',
             )
             return bool(up and handled and counted)
 
