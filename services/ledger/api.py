@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import String, cast, literal, select, union_all
@@ -34,6 +34,9 @@ router = APIRouter(prefix="/v1", tags=["ledger"])
 Auditor = Annotated[Principal, Depends(require_roles("auditor"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 EXPORT_BATCH = 1000
+# Tree sizes are PostgreSQL bigints: a size beyond one is no tree's, and is refused before it
+# reaches a query.
+MAX_TREE_SIZE = 2**63 - 1
 
 
 class SignedTreeHead(BaseModel):
@@ -121,7 +124,9 @@ async def latest_tree_head(runtime: RuntimeDep) -> SignedTreeHead:
 
 
 @router.get("/tree-heads/{size}", response_model=SignedTreeHead)
-async def tree_head_at(size: int, _: Auditor, runtime: RuntimeDep) -> SignedTreeHead:
+async def tree_head_at(
+    size: Annotated[int, Path(ge=0, le=MAX_TREE_SIZE)], _: Auditor, runtime: RuntimeDep
+) -> SignedTreeHead:
     async with runtime.sessions() as session:
         head = await store.head_at(session, size)
     if head is None:

@@ -186,6 +186,12 @@ async def test_a_head_is_issued_on_demand_only_when_the_log_grew(
     missing = await ledger.client.get("/v1/tree-heads/100000", headers=auth(token))
     assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
     assert "No tree head was issued at size 100000" in missing.json()["detail"]
+    # Found by fuzzing (tests/integration/test_fuzzing.py): beyond a bigint, PostgreSQL
+    # refused the argument, 500.
+    largest = await ledger.client.get(f"/v1/tree-heads/{2**63 - 1}", headers=auth(token))
+    assert largest.status_code == 404 and largest.headers["content-type"] == PROBLEM
+    beyond = await ledger.client.get(f"/v1/tree-heads/{2**63}", headers=auth(token))
+    assert beyond.status_code == 422 and beyond.headers["content-type"] == PROBLEM
 
 
 async def test_events_consumed_from_kafka_are_recorded_and_proved(
