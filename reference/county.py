@@ -13,10 +13,10 @@ from datetime import date
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from contracts.cases import CaseStatus
 from reference.geometry import GridLocator, polygon_problem
@@ -75,6 +75,14 @@ class Urgency(StrEnum):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+# The shape of every code the county's data uses — townships (T03), villages (T03V01), grids
+# (T03V01G01), departments (CGJ), units (T03-CGJ), staff (S001), matters (SC-005) — for an
+# edge that takes a code from a request: anything else names nothing, and a character such as
+# U+0000, which PostgreSQL cannot hold, never reaches a query.
+CODE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 
 
 class _Strict(BaseModel):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from contracts.cases import CaseStatus
-from reference.county import ReferenceData
+from reference.county import Code, ReferenceData
 from services.dispatch.cases import find_case, permitted_actions
 from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
 from services.dispatch.dependencies import County, RuntimeDep, reading
@@ -246,8 +246,8 @@ async def case_list(
     principal: ConsoleUser,
     runtime: RuntimeDep,
     status: Annotated[CaseStatus | None, Query(description="only this state")] = None,
-    unit_id: Annotated[str | None, Query(description="only this lead or supporting unit's")] = None,
-    matter_code: Annotated[str | None, Query(description="only this matter")] = None,
+    unit_id: Annotated[Code | None, Query(description="only this lead or supporting unit")] = None,
+    matter_code: Annotated[Code | None, Query(description="only this matter")] = None,
 ) -> list[CaseRow]:
     """Open cases in the caller's scope, most recently changed first, with their deadline
     colour: without a state, those past triage (triage has its own view)."""

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.cases import CaseStatus
-from reference.county import ReferenceData, ReferenceDataError
+from reference.county import Code, ReferenceData, ReferenceDataError
 from services.dispatch.cases import CaseService
 from services.dispatch.dependencies import (
     CaseActor,
@@ -126,7 +126,7 @@ def _waiting_out(rows: list[Waiting]) -> list[WaitingOut]:
 async def triage_list(
     principal: QueueReader,
     runtime: RuntimeDep,
-    township: Annotated[str | None, Query(description="a township code")] = None,
+    township: Annotated[Code | None, Query(description="a township code")] = None,
 ) -> list[WaitingOut]:
     """A township's triage queue (a dispatcher: their own), or without ``township`` the
     county's (county supervisor), oldest first, with the classifier's top suggestions."""
@@ -167,10 +167,10 @@ async def admission_list(principal: County, runtime: RuntimeDep) -> list[Waiting
 async def case_list(
     principal: CaseReader,
     runtime: RuntimeDep,
-    township: Annotated[list[str] | None, Query(description="township code(s)")] = None,
+    township: Annotated[list[Code] | None, Query(description="township code(s)")] = None,
     state: Annotated[list[CaseStatus] | None, Query(description="case state(s)")] = None,
-    unit: Annotated[str | None, Query(description="lead or supporting unit")] = None,
-    matter: Annotated[list[str] | None, Query(description="matter code(s)")] = None,
+    unit: Annotated[Code | None, Query(description="lead or supporting unit")] = None,
+    matter: Annotated[list[Code] | None, Query(description="matter code(s)")] = None,
 ) -> list[CaseView]:
     """Open cases the caller may see, most recently changed first."""
     async with runtime.sessions() as session:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Sha256, WhistleReplied, WhistleReported
+from reference.county import Code
 from services.escalation.models import CaseDeadline, WhistleSummons
 from services.escalation.whistle_protocol import (
     AlreadyRecorded,
@@ -133,7 +134,7 @@ async def reply(
 async def list_whistles(
     caller: Reader,
     runtime: RuntimeDep,
-    department: Annotated[str | None, Query(description="a department code")] = None,
+    department: Annotated[Code | None, Query(description="a department code")] = None,
     state: Annotated[Literal["open", "overdue"], Query()] = "open",
 ) -> WhistleList:
     """A department's open whistles (not yet replied to, case not closed), or only the overdue

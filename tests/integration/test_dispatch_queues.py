@@ -156,3 +156,25 @@ async def test_out_of_list_tips_wait_for_admission_and_are_admitted_or_declined(
     assert again.status_code == 409
     queue = await client.get("/v1/queues/admission", headers=county)
     assert not {admitted.id, declined.id} & {UUID(r["case_id"]) for r in queue.json()}
+
+
+async def test_a_filter_that_is_no_code_is_refused_with_a_problem(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    # Found by fuzzing (tests/integration/test_fuzzing.py): a NUL reached PostgreSQL, 500.
+    client, _ = dispatch
+    county = _bearer(token, "county_supervisor", "township:*", "unit:*")
+    for path, name in (
+        ("/v1/cases", "township"),
+        ("/v1/cases", "unit"),
+        ("/v1/cases", "matter"),
+        ("/v1/queues/triage", "township"),
+        ("/v1/console/cases", "unit_id"),
+        ("/v1/console/cases", "matter_code"),
+    ):
+        for value in ("\x00", "T03\x00", "T 03", "x" * 65):
+            answer = await client.get(path, params={name: value}, headers=county)
+            assert answer.status_code == 422, (path, name, value, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        fine = await client.get(path, params={name: "T03"}, headers=county)
+        assert fine.status_code == 200, (path, name, fine.text)

@@ -536,3 +536,20 @@ async def test_closing_the_case_lapses_its_whistle_clocks_and_nothing_climbs_aft
     await scheduler.run_once()
     assert await ladder() == [("warning", "whistle_receipt"), ("overdue", "whistle_receipt")]
     assert not [e for e in await escalation.events(blown.whistle_id) if e["topic"] == LEADERSHIP]
+
+
+async def test_a_department_filter_that_is_no_code_is_refused_with_a_problem(
+    escalation: Escalation, token: TokenFactory
+) -> None:
+    # Found by fuzzing (tests/integration/test_fuzzing.py): a NUL reached PostgreSQL, 500.
+    supervisor = token("county_supervisor", "dept:*")
+    for department in ("\x00", "CGJ\x00", "CG J", "x" * 65):
+        listing = await escalation.http.get(
+            "/v1/whistles", params={"department": department}, headers=auth(supervisor)
+        )
+        assert listing.status_code == 422, (department, listing.text)
+        assert listing.headers["content-type"] == "application/problem+json"
+    known = await escalation.http.get(
+        "/v1/whistles", params={"department": "CGJ"}, headers=auth(supervisor)
+    )
+    assert known.status_code == 200, known.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from reference.county import (
+    CODE_PATTERN,
     SECONDED_DOMAINS,
     Authority,
     ReferenceData,
@@ -54,6 +56,21 @@ def test_shipped_config_loads() -> None:
     ref = _shipped()
     assert ref.county.timezone == "Asia/Shanghai"
     assert ref.departments and ref.units and ref.items
+
+
+def test_every_code_has_the_shape_the_apis_accept_in_a_filter() -> None:
+    ref = _shipped()
+    codes = [
+        *ref.townships,
+        *ref.villages,
+        *ref.grids,
+        *ref.departments,
+        *ref.units,
+        *(staff.id for unit in ref.units.values() for staff in unit.staff),
+        *ref.items,
+    ]
+    assert codes
+    assert [code for code in codes if not re.fullmatch(CODE_PATTERN, code)] == []
 
 
 def test_county_has_at_least_14_townships_each_with_villages_and_mapped_grids() -> None:
