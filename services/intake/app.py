@@ -9,7 +9,6 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.intake import (
-    access_codes,
     attachments_api,
     citizen,
     consumers,
@@ -59,7 +58,6 @@ async def _purge_rate_counters(runtime: Runtime) -> None:
         try:
             async with runtime.transaction() as session:
                 await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
-                await access_codes.purge(session, runtime.clock())
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

@@ -137,16 +137,3 @@ class WeChatNonce(SQLModel, table=True):
     expires_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
     )
-
-
-class AccessCodeGuard(SQLModel, table=True):
-    """Wrong access codes, per tracking number and per guessing address: the theoretical
-    arrival time of a GCRA per key (services/intake/access_codes.py)."""
-
-    __tablename__ = "access_code_guard"
-
-    # "tracking_no" or "address".
-    scope: str = Field(primary_key=True)
-    key: str = Field(primary_key=True)
-    # When the key's allowance of wrong codes is whole again; a row past it is purged.
-    tat: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

@@ -10,7 +10,7 @@ the transaction ends, so the ``Retry-After`` read from it is the state it was re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,16 +69,35 @@ async def hit(session: AsyncSession, limit: Limit, key: str, now: datetime) -> V
     return gcra(now, limit.limit, limit.period, await _stored(session, limit, key))
 
 
-async def enforce(runtime: Runtime, checks: Sequence[tuple[Limit, str]]) -> None:
-    """Count one request against each ``(limit, key)``; RateLimited, with the longest wait, if
-    any refuses it, and then it counts against none of them."""
+async def enforce(
+    runtime: Runtime,
+    checks: Sequence[tuple[Limit, str]],
+    refused_as: Callable[[int], RateLimited] = RateLimited,
+) -> None:
+    """Count one request against each ``(limit, key)``; ``refused_as`` (RateLimited), with the
+    longest wait, if any refuses it, and then it counts against none of them. Committed at
+    once, before whatever the request then does."""
     now = runtime.clock()
     async with database.transaction(runtime) as session:
         verdicts = [await hit(session, limit, key, now) for limit, key in checks]
         refused = [v for v in verdicts if not v.allowed]
         if refused:
             # Raised inside: the transaction rolls back what the allowed checks counted.
-            raise RateLimited(max(v.retry_after_seconds for v in refused))
+            raise refused_as(max(v.retry_after_seconds for v in refused))
+
+
+_GIVE_BACK = text(
+    "UPDATE rate_limit SET tat = tat - CAST(:interval AS interval)"
+    " WHERE name = :name AND key = :key"
+)
+
+
+async def give_back(session: AsyncSession, checks: Sequence[tuple[Limit, str]]) -> None:
+    """A request that turned out not to count (a right access code): the turn it took from each
+    ``(limit, key)`` is returned, in the caller's transaction."""
+    for limit, key in checks:
+        interval = emission_interval(limit.limit, limit.period)
+        await session.execute(_GIVE_BACK, {"name": limit.name, "key": key, "interval": interval})
 
 
 async def purge(session: AsyncSession, before: datetime) -> None:

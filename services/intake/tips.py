@@ -34,10 +34,10 @@ from contracts.events import Rating, TipRated, TipSupplemented
 from contracts.topics import TIPS
 from services.intake import SOURCE, access_codes, database
 from services.intake.contact import ContactVault
-from services.intake.errors import RatingRefused, TipNotFound
+from services.intake.errors import AccessCodeGuessesExceeded, RatingRefused, TipNotFound
 from services.intake.feedback import RatingState, Refusal, refusal
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
-from services.intake.ratelimit import HOUR, Limit, enforce
+from services.intake.ratelimit import HOUR, Limit, enforce, give_back
 from services.intake.tracking import CodeCheck
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
@@ -151,7 +151,7 @@ async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) 
     lookups = Limit("lookups/address", settings.rate_limit_lookups_per_address_per_hour, HOUR)
     await enforce(runtime, [(lookups, address)])
     turns = access_codes.allowances(settings, address, tracking_no)
-    await access_codes.take(runtime, turns)
+    await enforce(runtime, turns, AccessCodeGuessesExceeded)
     vault: ContactVault = runtime.state["vault"]
     async with database.transaction(runtime) as session:
         tip = await session.scalar(select(Tip).where(Tip.tracking_no == tracking_no))
@@ -165,7 +165,7 @@ async def verified(runtime: Runtime, address: str, tracking_no: str, code: str) 
             assert tip is not None
             tip.access_code_hash = vault.hash_access_code(tip.id, code)
         if check is not CodeCheck.WRONG:
-            await access_codes.give_back(session, turns)
+            await give_back(session, turns)
     # A wrong code keeps the turns it took (committed before it was looked at).
     if tip is None or check is CodeCheck.WRONG:
         raise TipNotFound()
