@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+INVALID_REQUEST = "https://whistle.example/problems/invalid-request"
 DEPENDENCY_UNAVAILABLE = "https://whistle.example/problems/dependency-unavailable"
 # Nothing was done: the client may send the same request again.
 BUSY = "系统繁忙，本次请求未能处理，请稍后重试。"
@@ -95,6 +96,32 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+# SQLSTATE 22021 (character_not_in_repertoire): text PostgreSQL cannot hold, which is U+0000
+# in UTF-8. JSON ("\u0000") and a query string ("%00") can carry it into any text a handler
+# stores or looks up; it is the request's fault wherever it is met, and nothing was written.
+UNSTORABLE_TEXT_SQLSTATE = "22021"
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is PostgreSQL refusing text it
+    cannot hold."""
+    current: BaseException | None = exc
+    while current is not None:
+        if getattr(current, "sqlstate", None) == UNSTORABLE_TEXT_SQLSTATE:
+            return True
+        current = current.__cause__
+    return False
+
+
+def unstorable_text() -> Problem:
+    return Problem(
+        422,
+        "Invalid request",
+        "The request carries a character that cannot be stored (U+0000).",
+        type_=INVALID_REQUEST,
+    )
+
+
 def unavailable(retry_after_seconds: int) -> Problem:
     return Problem(
         503,
@@ -144,12 +171,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             422,
             "Invalid request",
             "The request does not match what this endpoint accepts.",
-            type_="https://whistle.example/problems/invalid-request",
+            type_=INVALID_REQUEST,
             errors=errors,
         )
         return problem_response(problem, request.url.path)
 
     async def on_dependency(request: Request, exc: Exception) -> JSONResponse:
+        if is_unstorable_text(exc):
+            return problem_response(unstorable_text(), request.url.path)
         if not is_unavailable(exc):
             # A bug, not an outage: on to the server error handler, as without this handler.
             raise exc

@@ -107,6 +107,26 @@ async def test_a_hotline_ticket_is_a_tip_and_the_call_id_makes_the_retry_harmles
     assert data["contact"]["masked_phone"] == "139****5678"
 
 
+async def test_a_ticket_carrying_a_nul_is_refused_with_a_problem_and_nothing_is_stored(
+    intake: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    # Found by fuzzing (tests/integration/test_fuzzing.py): PostgreSQL refused the text, 500.
+    client, runtime = intake
+    operator = {"authorization": f"Bearer {token('hotline_operator')}"}
+    call_id = f"CALL-{uuid4().hex[:8]}"
+    body = {
+        "call_id": call_id,
+        "caller_number": "13912345678",
+        "summary": "路灯不亮\u0000",
+        "address": "城关镇",
+    }
+    answer = await client.post("/v1/hotline/tickets", json=body, headers=operator)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert "U+0000" in answer.json()["detail"]
+    assert await _tips_with_key(runtime, "hotline", call_id) == 0
+
+
 async def test_a_caller_who_asks_for_anonymity_leaves_no_number(
     intake: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from services.runtime.problems import is_unavailable
+from services.runtime.problems import is_unavailable, is_unstorable_text
 
 
 def _wrapped(driver_error: Exception) -> DBAPIError:
@@ -61,3 +61,9 @@ def test_an_error_met_while_handling_an_outage_is_not_that_outage() -> None:
     bug = KeyError("a bug in the handling")
     bug.__context__ = ConnectionRefusedError()  # what Python records, raised in an except
     assert not is_unavailable(bug)
+
+
+def test_text_postgresql_cannot_hold_is_the_requests_fault_not_an_outage() -> None:
+    nul = _wrapped(asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence"))
+    assert is_unstorable_text(nul) and not is_unavailable(nul)
+    assert not is_unstorable_text(_wrapped(asyncpg.exceptions.UniqueViolationError("dup")))
