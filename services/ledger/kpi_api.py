@@ -88,13 +88,25 @@ async def kpi_metrics(_: Annotated[Principal, Depends(require_roles(*KPI_READERS
     return Response(generate_latest(KPI_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+# The days a period may be asked for: its bounds, as instants in the county's time zone, must
+# be dates PostgreSQL and Python hold (year 1 begins before UTC's year 1 east of Greenwich, and
+# the year after 9999 does not exist); no event was recorded outside these years anyway.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
 @router.get("/kpis", response_model=KpiReport)
 async def kpis(
     _: Annotated[Principal, Depends(require_roles(*KPI_READERS))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     period: PeriodKind = "month",
     at: Annotated[
-        date | None, Query(description="a day in the period (YYYY-MM-DD); today if omitted")
+        date | None,
+        Query(
+            ge=FIRST_DAY,
+            le=LAST_DAY,
+            description="a day in the period (YYYY-MM-DD); today if omitted",
+        ),
     ] = None,
     group_by: GroupBy = "county",
 ) -> KpiReport:
