@@ -53,8 +53,12 @@ async def strict(migrated: Settings, clock: MovableClock) -> AsyncIterator[FastA
 
 @pytest.fixture(scope="module")
 async def behind_proxy(migrated: Settings, clock: MovableClock) -> AsyncIterator[FastAPI]:
-    """The same, behind an ingress whose pods are in 10.9.0.0/16."""
-    app = create_app(_strict(migrated, trusted_proxies=["10.9.0.0/16"]), clock)
+    """The same, behind an ingress whose pods are in 10.9.0.0/16. Beside ``strict``, so in a
+    consumer group of its own: two intakes of one group, started and stopped in turn, left the
+    embedded broker's group unable to take the next member (the next module's intake never
+    got its partitions)."""
+    settings = _strict(migrated, trusted_proxies=["10.9.0.0/16"], kafka_group_prefix="proxied")
+    app = create_app(settings, clock)
     async with app.router.lifespan_context(app):
         yield app
 
