@@ -41,8 +41,8 @@ def settings(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Settings
         kafka_heartbeat_interval_ms=EMBEDDED_GROUP_TIMING.heartbeat_interval_ms,
         kafka_rebalance_timeout_ms=EMBEDDED_GROUP_TIMING.rebalance_timeout_ms,
         outbox_poll_seconds=0.05,
-        # Every test reaches intake from 127.0.0.1 within the same hour: limits are tested on
-        # their own (tests/integration/test_rate_limits.py), with small ones.
+        # Every test reaches intake from 127.0.0.1, one allowance for the whole suite: limits
+        # are tested on their own (tests/integration/test_rate_limits.py), with small ones.
         rate_limit_tips_per_address_per_hour=100_000,
         rate_limit_lookups_per_address_per_hour=100_000,
         consumer_retry_backoff_seconds=0.01,
