@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Select, func, select
 
 from contracts.events import GeoPoint
-from reference.county import load_reference
+from reference.county import Grid, ReferenceData, Township, Village, load_reference
 from services.intake import channels, database
 from services.intake.channels import MAX_TEXT, NewTip, has_place
 from services.intake.contact import PHONE
@@ -43,11 +43,13 @@ from services.intake.open311_format import (
 )
 from services.intake.open311_rules import (
     MAX_RESULTS,
+    NEAR_A_GRID_M,
     InvalidRequest,
     Service,
     category_hint,
     parse_attributes,
     parse_query,
+    published_address,
     request_document,
     services_from_catalogue,
     tip_text,
@@ -128,6 +130,7 @@ def load_services(runtime: Runtime) -> None:
     config_dir = runtime.settings.config_dir
     reference = load_reference(config_dir)
     runtime.state["open311_services"] = services_from_catalogue(reference.catalogue.items)
+    runtime.state["open311_reference"] = reference
     changed = (config_dir / "catalogue.yaml").stat().st_mtime
     runtime.state["open311_changeset"] = datetime.fromtimestamp(int(changed), UTC)
 
@@ -346,12 +349,29 @@ async def _requests(
     services = _services(runtime)
     async with database.reading(runtime) as session:
         rows = (await session.execute(query)).all()
+    reference: ReferenceData = runtime.state["open311_reference"]
     return [
         request_document(
-            tip, updated or tip.received_at, services, STATUS_TEXT.get(tip.status, tip.status)
+            tip,
+            updated or tip.received_at,
+            services,
+            STATUS_TEXT.get(tip.status, tip.status),
+            published_address(tip.address, _grid_of(tip, reference)),
         )
         for tip, updated in rows
     ]
+
+
+def _grid_of(tip: Tip, reference: ReferenceData) -> tuple[Township, Village, Grid] | None:
+    """The grid a tip names, or the one its point lies in (or near)."""
+    if tip.grid_id in reference.grids:
+        return reference.grids[tip.grid_id]
+    if tip.lat is None or tip.lon is None:
+        return None
+    hit = reference.grid_locator.locate(tip.lat, tip.lon)
+    if hit is None or hit.distance_m > NEAR_A_GRID_M:
+        return None
+    return reference.grids[hit.grid_id]
 
 
 @router.get("/requests.{fmt}", summary="GET Service Requests")

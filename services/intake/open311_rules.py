@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from reference.county import MatterItem
+from reference.county import Grid, MatterItem, Township, Village
 from services.intake.contact import mask_phone
 from services.intake.models import Tip
 from services.intake.open311_format import w3c
@@ -365,11 +365,34 @@ def service_of(tip: Tip, services: Mapping[str, Service]) -> Service | None:
     return services.get(hint) or next((s for s in services.values() if hint in s.hints()), None)
 
 
+# Where a tip neither names a place nor falls in a grid of the county.
+NO_PLACE = "位置不详"
+# How far outside every grid a point may lie and still be said to be in the nearest one.
+NEAR_A_GRID_M = 500.0
+
+
+def published_address(address: str | None, grid: tuple[Township, Village, Grid] | None) -> str:
+    """The ``address`` of a listed request: the citizen's own words, else the township, village
+    and grid the point falls in. GeoReport v2 clients expect one on every request (the
+    open311-validator fails on a request without it), and a bare point says nothing to a reader."""
+    if address:
+        return address
+    if grid is not None:
+        township, village, cell = grid
+        return f"{township.name}{village.name}{cell.name}"
+    return NO_PLACE
+
+
 def request_document(
-    tip: Tip, updated_at: datetime, services: Mapping[str, Service], status_notes: str
+    tip: Tip,
+    updated_at: datetime,
+    services: Mapping[str, Service],
+    status_notes: str,
+    address: str,
 ) -> dict[str, object]:
     """A tip as a GeoReport service request: no contact data, no staff, only what the citizen
-    reported (phone numbers and e-mail addresses in it masked) and where it stands."""
+    reported (phone numbers and e-mail addresses in it masked), where (``address``, see
+    :func:`published_address`) and where it stands."""
     service = service_of(tip, services)
     return {
         "service_request_id": tip.tracking_no,
@@ -380,7 +403,7 @@ def request_document(
         "description": redact_contacts(tip.text),
         "requested_datetime": w3c(tip.received_at),
         "updated_datetime": w3c(max(updated_at, tip.received_at)),
-        "address": tip.address,
+        "address": address,
         "address_id": tip.grid_id,
         "lat": tip.lat,
         "long": tip.lon,

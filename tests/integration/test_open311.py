@@ -83,6 +83,26 @@ async def _post(client: httpx.AsyncClient, data: dict[str, str], fmt: str = "jso
     return str(created["service_request_id"])
 
 
+async def test_a_request_given_only_a_point_is_listed_with_the_place_it_falls_in(
+    intake: Intake, migrated: Settings
+) -> None:
+    """GeoReport clients expect an ``address`` on every request (open311-validator fails with
+    ``KeyError: 'address'`` without one): a point alone is listed with its township, village and
+    grid."""
+    client, _ = intake
+    tracking_no = await _post(client, _form())  # lat and long only
+    reference = load_reference(migrated.config_dir)
+    hit = reference.grid_locator.locate(38.75, 113.25)
+    assert hit is not None
+    township, village, grid = reference.grids[hit.grid_id]
+    place = f"{township.name}{village.name}{grid.name}"
+
+    (listed,) = _json(await client.get(f"/open311/v2/requests/{tracking_no}.json"))
+    assert listed["address"] == place
+    xml = _xml(await client.get(f"/open311/v2/requests.xml?service_request_id={tracking_no}"))
+    assert xml.find("request").findtext("address") == place
+
+
 async def _tip(runtime: Runtime, tracking_no: str) -> Tip:
     async with runtime.sessions() as session:
         tip = await session.scalar(select(Tip).where(Tip.tracking_no == tracking_no))

@@ -16,12 +16,14 @@ from services.intake.models import Tip
 from services.intake.open311_format import render, w3c
 from services.intake.open311_rules import (
     MAX_RANGE,
+    NO_PLACE,
     Attribute,
     InvalidRequest,
     Service,
     category_hint,
     parse_attributes,
     parse_query,
+    published_address,
     redact_contacts,
     request_document,
     services_from_catalogue,
@@ -273,7 +275,7 @@ def test_a_request_document_shows_status_and_place_but_no_contact(
     services: dict[str, Service],
 ) -> None:
     document = request_document(
-        _tip(lat=38.75, lon=113.25), NOW + timedelta(hours=2), services, "已办结"
+        _tip(lat=38.75, lon=113.25), NOW + timedelta(hours=2), services, "已办结", "城关镇"
     )
     assert document["status"] == "closed" and document["status_notes"] == "已办结"
     assert document["service_code"] == "noise"  # the matter's service
@@ -281,7 +283,19 @@ def test_a_request_document_shows_status_and_place_but_no_contact(
     assert document["updated_datetime"] == "2026-11-20T11:00:05Z"
     assert document["lat"] == 38.75 and document["long"] == 113.25
     assert "13812345678" not in json.dumps(document) and "abc" not in json.dumps(document)
-    assert request_document(_tip(status="in_progress"), NOW, services, "")["status"] == "open"
+    assert document["address"] == "城关镇"
+    in_progress = request_document(_tip(status="in_progress"), NOW, services, "", NO_PLACE)
+    assert in_progress["status"] == "open"
+
+
+def test_the_published_address_is_the_citizens_else_the_grid_the_point_is_in() -> None:
+    reference = load_reference(CONFIG)
+    township, village, grid = next(iter(reference.grids.values()))
+    assert published_address("城关镇迎宾社区", (township, village, grid)) == "城关镇迎宾社区"
+    assert published_address(None, (township, village, grid)) == (
+        f"{township.name}{village.name}{grid.name}"
+    )
+    assert published_address("", None) == NO_PLACE
 
 
 def test_documents_render_as_spec_xml_and_spark_json() -> None:
