@@ -473,6 +473,7 @@ class CaseService:
                 case_id=case.id,
                 status=case.status,
                 matter_code=case.matter_code,
+                township=case.township_code,
                 grid_id=case.grid_id,
                 point=Point(case.lat, case.lon)
                 if case.lat is not None and case.lon is not None
@@ -482,7 +483,7 @@ class CaseService:
             for case in cases
         ]
         point = Point(tip.location.lat, tip.location.lon) if tip.location else None
-        arriving = ArrivingTip(item.code, triaged.location.grid, point)
+        arriving = ArrivingTip(item.code, triaged.location.grid, point, triaged.location.township)
         return find_merge(arriving, candidates, now, policy)
 
     def _join(

@@ -3,8 +3,11 @@ a dispatcher may split a tip back out.
 
 Several citizens report the same stall or the same noisy square; each report should count,
 but one case should be worked. A routed tip (its matter and place known) joins an open case
-of the same matter opened within the merge window, if that case's point lies within the merge
-distance of the tip's, or if both are in the same grid.
+of the same matter and the same township opened within the merge window, if that case's point
+lies within the merge distance of the tip's, or if both are in the same grid. Never across a
+township line, however near: the case's township would read the other township's citizen's
+tip (its text, its place), which is not theirs to read, and would handle a problem on ground
+that is not theirs.
 
 Distance is the great-circle (haversine) distance on a sphere of the Earth's mean radius. Its
 error against the WGS 84 ellipsoid is at most about 0.5 %, under a metre at 200 m, far below
@@ -58,6 +61,7 @@ class Candidate:
     case_id: UUID
     status: str
     matter_code: str | None
+    township: str | None
     grid_id: str | None
     point: Point | None
     opened_at: datetime
@@ -70,6 +74,7 @@ class ArrivingTip:
     matter_code: str
     grid_id: str | None
     point: Point | None
+    township: str | None
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ def find_merge(
     matches: list[tuple[tuple[float, datetime, str], Merge]] = []
     for case in candidates:
         if case.matter_code != tip.matter_code or case.status not in MERGEABLE_STATUSES:
+            continue
+        if tip.township is None or case.township != tip.township:
             continue
         age = now - case.opened_at
         if age > policy.window:

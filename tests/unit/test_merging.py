@@ -24,7 +24,7 @@ from services.dispatch.merging import (
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 POLICY = MergePolicy(distance_m=200, window=timedelta(hours=72))
 HERE = Point(38.76, 113.225)  # 城关镇五里铺村, grid T03V02G02
-TIP = ArrivingTip("CG-001", "T03V02G02", HERE)
+TIP = ArrivingTip("CG-001", "T03V02G02", HERE, "T03")
 
 
 def north(point: Point, metres: float) -> Point:
@@ -38,6 +38,7 @@ def case(
     *,
     grid: str | None = "T03V01G01",
     matter: str | None = "CG-001",
+    township: str | None = "T03",
     status: str = "assigned",
     age: timedelta = timedelta(hours=1),
 ) -> Candidate:
@@ -45,6 +46,7 @@ def case(
         case_id=UUID(int=number),
         status=status,
         matter_code=matter,
+        township=township,
         grid_id=grid,
         point=None if metres is None else north(HERE, metres),
         opened_at=NOW - age,
@@ -75,13 +77,28 @@ CASES: list[tuple[str, list[Candidate], ArrivingTip, int | None, str | None]] = 
     (
         "a tip with neither point nor grid",
         [case(1, 10)],
-        ArrivingTip("CG-001", None, None),
+        ArrivingTip("CG-001", None, None, None),
         None,
         None,
     ),
     ("opened exactly 72 h ago", [case(1, age=timedelta(hours=72))], TIP, 1, "within_distance"),
     ("opened 72 h and 1 s ago", [case(1, age=timedelta(hours=72, seconds=1))], TIP, None, None),
     ("another matter, 10 m away", [case(1, 10, matter="CG-007")], TIP, None, None),
+    ("another township's case, 10 m away", [case(1, 10, township="T04")], TIP, None, None),
+    (
+        "another township's case in the same grid",
+        [case(1, None, grid="T03V02G02", township="T04")],
+        TIP,
+        None,
+        None,
+    ),
+    (
+        "a tip no township holds",
+        [case(1, 10, township=None)],
+        replace(TIP, township=None),
+        None,
+        None,
+    ),
     ("a case without a matter", [case(1, 10, matter=None)], TIP, None, None),
     ("a closed case", [case(1, 10, status="closed")], TIP, None, None),
     ("a resolved case", [case(1, 10, status="resolved")], TIP, None, None),
