@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import pwd
@@ -24,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,27 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _accepts_connections(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
+    return False
+
+
+def poll_until_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    exited: str,
+    every: float = 0.1,
+) -> bool:
+    """Ask ``ready`` every ``every`` seconds until it holds (True) or ``timeout`` passes (False:
+    the caller stops the server and says so); EmbeddedError(``exited``) if the server's process
+    ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedError(exited)
+        if ready():
+            return True
+        time.sleep(every)
     return False
 
 
@@ -254,13 +277,9 @@ class EmbeddedPostgres:
             **self._identity(),
         )
         log_file.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmbeddedError(f"PostgreSQL exited early; see {self.log_path}")
-            if self._ready():
-                return self.url
-            time.sleep(0.1)
+        exited = f"PostgreSQL exited early; see {self.log_path}"
+        if poll_until_ready(self._process, self._ready, timeout, exited=exited):
+            return self.url
         self.stop()
         raise EmbeddedError(
             f"PostgreSQL did not become ready within {timeout:.0f}s; see {self.log_path}"
@@ -510,13 +529,10 @@ class EmbeddedBroker:
         )
         if self.log_path and not isinstance(output, int):
             output.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmbeddedError("the Tansu broker exited early")
-            if _accepts_connections(self.host, self.port):
-                return self.bootstrap
-            time.sleep(0.05)
+        listening = functools.partial(_accepts_connections, self.host, self.port)
+        exited = "the Tansu broker exited early"
+        if poll_until_ready(self._process, listening, timeout, exited=exited, every=0.05):
+            return self.bootstrap
         self.stop()
         raise EmbeddedError(f"the Tansu broker did not listen within {timeout:.0f}s")
 

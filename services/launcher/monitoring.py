@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,12 @@ from typing import Any
 import httpx
 import yaml
 
-from services.launcher.embedded import EmbeddedError, die_with_parent, stop_process
+from services.launcher.embedded import (
+    EmbeddedError,
+    die_with_parent,
+    poll_until_ready,
+    stop_process,
+)
 from services.runtime.auth import issue_token
 from services.runtime.settings import SERVICES, Settings
 
@@ -143,18 +147,17 @@ class EmbeddedPrometheus:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmbeddedError(f"Prometheus exited early; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self.url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        exited = f"Prometheus exited early; see {self.log_path}"
+        if poll_until_ready(self._process, self._ready, timeout, exited=exited):
+            return self.url
         self.stop()
         raise EmbeddedError(f"Prometheus was not ready within {timeout:.0f}s")
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self, timeout: float = 10) -> None:
         stop_process(self._process, signal.SIGTERM, timeout)
