@@ -82,6 +82,26 @@ async def _stage(sessions: Sessions, clock: MovableClock, topic: str, rounds: in
     return written
 
 
+async def _sent(
+    sessions: Sessions, clock: MovableClock, topic: str, event: CloudEvent, offset: int
+) -> None:
+    """An outbox row for ``event``, as the relay leaves it once the broker acknowledged it at
+    partition 0, ``offset``."""
+    async with sessions() as session, session.begin():
+        session.add(
+            OutboxMessage(
+                event_id=event.id,
+                topic=topic,
+                key=str(event.subject),
+                event=event.to_json(),
+                created_at=event.time,
+                sent_at=clock.now,
+                kafka_partition=0,
+                kafka_offset=offset,
+            )
+        )
+
+
 async def _publish_all(relay: OutboxRelay) -> None:
     while await relay.publish_batch():
         pass
@@ -232,19 +252,7 @@ async def test_an_acknowledged_event_a_reader_cannot_find_is_sent_again(
     written = await _stage(sessions, clock, topic, rounds=2)
     await _publish_all(relay)
     lost = sample_event(clock, "case-a")
-    async with sessions() as session, session.begin():
-        session.add(
-            OutboxMessage(
-                event_id=lost.id,
-                topic=topic,
-                key="case-a",
-                event=lost.to_json(),
-                created_at=lost.time,
-                sent_at=clock.now,
-                kafka_partition=0,
-                kafka_offset=2,  # where the broker holds another event
-            )
-        )
+    await _sent(sessions, clock, topic, lost, offset=2)  # where the broker holds another event
 
     relay.audit(topic)
     await _publish_all(relay)
@@ -281,19 +289,7 @@ async def test_an_event_hidden_behind_an_overlapping_batch_is_sent_again(
     placed = await producer.send_and_wait(topic, hidden.to_bytes(), key=b"case-a")
     assert placed.offset == 1
     assert (await logs.record_at(TopicPartition(topic, 0), 1)) is not None
-    async with sessions() as session, session.begin():
-        session.add(
-            OutboxMessage(
-                event_id=hidden.id,
-                topic=topic,
-                key="case-a",
-                event=hidden.to_json(),
-                created_at=hidden.time,
-                sent_at=clock.now,
-                kafka_partition=0,
-                kafka_offset=placed.offset,
-            )
-        )
+    await _sent(sessions, clock, topic, hidden, offset=placed.offset)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
 
     relay.audit(topic)
