@@ -87,7 +87,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.runtime.db import create_engine, session_factory
+    from services.runtime.db import command_sessions
     from services.runtime.outbox import replay
 
     since = datetime.fromisoformat(args.since)
@@ -96,12 +96,12 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        engine = create_engine(Settings().database_url_for(args.service), pool_size=1)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await replay(session, since)
-        finally:
-            await engine.dispose()
+        async with (
+            command_sessions(Settings().database_url_for(args.service)) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            return await replay(session, since)
 
     count = asyncio.run(run())
     print(f"{count} {args.service} events marked for republishing")
@@ -112,17 +112,14 @@ def _recompute_deadlines(args: argparse.Namespace) -> int:
     from services.escalation.calendar import load_calendar
     from services.escalation.recompute import recompute_provisional
     from services.runtime.clock import system_clock
-    from services.runtime.db import create_engine, session_factory
+    from services.runtime.db import command_sessions
 
     settings = Settings()
     calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
 
     async def run() -> int:
-        engine = create_engine(settings.database_url_for("escalation"), pool_size=1)
-        try:
-            return await recompute_provisional(session_factory(engine), calendar, system_clock)
-        finally:
-            await engine.dispose()
+        async with command_sessions(settings.database_url_for("escalation")) as sessions:
+            return await recompute_provisional(sessions, calendar, system_clock)
 
     count = asyncio.run(run())
     print(f"{count} provisional deadlines counted again on calendar {calendar.version}")

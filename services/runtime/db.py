@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -44,6 +46,17 @@ def bound_waits(engine: AsyncEngine, *, connect_seconds: float, statement_second
 
 def session_factory(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def command_sessions(url: str) -> AsyncIterator[Sessions]:
+    """Sessions for a command that runs once (``whistle outbox-replay`` and the like): one
+    connection, closed when the command is done."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
 
 
 async def ensure_database(database_url: str) -> bool:
