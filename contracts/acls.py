@@ -18,6 +18,7 @@ from contracts.topics import (
     TOPICS,
     WHISTLES,
     all_topic_names,
+    consumer_group,
     department_topic,
     dlq_topic,
 )
@@ -74,7 +75,7 @@ def service_acls(service: str, department_codes: list[str], group_prefix: str) -
         acls.add(Acl("topic", name, READ))
         acls.add(Acl("topic", dlq_topic(name), WRITE))  # where it parks what it cannot handle
     if consumed:
-        acls.add(Acl("group", f"{group_prefix}-{service}", ("Read",)))
+        acls.add(Acl("group", consumer_group(group_prefix, service), ("Read",)))
     return sorted(acls)
 
 

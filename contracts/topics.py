@@ -272,6 +272,15 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
+DEFAULT_GROUP_PREFIX = "whistle"
+
+
+def consumer_group(prefix: str, service: str) -> str:
+    """The consumer group a service's replicas share; the broker's ACLs grant it by this name
+    (``contracts/acls.py``)."""
+    return f"{prefix}-{service}"
+
+
 def topic_for(event_type: str) -> str:
     """The one registered topic that carries an event type. Events only addressed to a
     department (``whistle.whistle.notified``) have none: use :func:`department_topic`."""

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from contracts.acls import department_group_prefix
 from contracts.envelope import CONTENT_TYPE, CloudEvent, new_event
 from contracts.events import (
     CaseChased,
@@ -129,7 +130,7 @@ async def listen(
     consumer = AIOKafkaConsumer(
         department_topic(department),
         bootstrap_servers=bootstrap,
-        group_id=group or f"dept-{department.lower()}-listener",
+        group_id=group or f"{department_group_prefix(department)}listener",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         **auth.client_options(),

@@ -41,7 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import CloudEvent
-from contracts.topics import HEADER_AUTHORIZATION, Submitters, admissible, dlq_topic, registered
+from contracts.topics import (
+    DEFAULT_GROUP_PREFIX,
+    HEADER_AUTHORIZATION,
+    Submitters,
+    admissible,
+    consumer_group,
+    dlq_topic,
+    registered,
+)
 from services.runtime.auth import Principal, TokenVerifier
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
@@ -213,7 +221,7 @@ class InboxConsumer:
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
         self._after_commit = after_commit
-        self._group_id = group_id or f"whistle-{service}"
+        self._group_id = group_id or consumer_group(DEFAULT_GROUP_PREFIX, service)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=self._group_id,

@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from contracts.topics import consumer_group
 from services.runtime.auth import TokenVerifier
 from services.runtime.clock import Clock, system_clock
 from services.runtime.db import Sessions, create_engine, session_factory
@@ -185,7 +186,7 @@ async def _running(
                 subscription=subscription,
                 sessions=sessions,
                 bootstrap=bootstrap,
-                group_id=f"{settings.kafka_group_prefix}-{name}",
+                group_id=consumer_group(settings.kafka_group_prefix, name),
                 dlq_producer=producer,
                 clock=clock,
                 max_attempts=settings.consumer_max_attempts,

@@ -10,6 +10,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from contracts.topics import DEFAULT_GROUP_PREFIX
 from services.runtime.kafka import BrokerAuth, SaslMechanism
 from services.runtime.proxies import network
 
@@ -45,7 +46,7 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_ms: int = 30_000
     # Replicas of a service share the consumer group ``<prefix>-<service>``; a second,
     # differently configured copy beside them (a test's, a debugging one) takes its own prefix.
-    kafka_group_prefix: str = "whistle"
+    kafka_group_prefix: str = DEFAULT_GROUP_PREFIX
     kafka_topic_partitions: int = 3
     kafka_replication_factor: int = 1
     # Who this process is to the broker (SASL; docs/security.md). Unset: the broker asks nothing.
