@@ -289,6 +289,13 @@ def development_defaults(settings: Settings, service: str) -> list[str]:
                 problems.append(
                     f"{variable} is the public development value; set the official account's"
                 )
+        if not settings.wechat_safe_mode:
+            # Plaintext mode (明文模式) carries each citizen's message and OpenID in the clear
+            # and is signed by the token alone: production takes only encrypted callbacks.
+            problems.append(
+                "WHISTLE_WECHAT_SAFE_MODE is off; set it to true and the official account to "
+                "安全模式 (or 兼容模式)"
+            )
         if settings.access_code_key == DEV_ACCESS_CODE_KEY:
             problems.append(
                 "WHISTLE_ACCESS_CODE_KEY is the public development value; set a random secret "

@@ -358,6 +358,13 @@ def test_compose_intake_takes_the_channel_secrets_from_the_environment_without_d
         assert not set(CHANNEL_SECRETS) & compose_service(name)["environment"].keys(), name
 
 
+def test_intake_takes_only_encrypted_wechat_callbacks_in_compose_and_k8s() -> None:
+    """Production refuses to start without safe mode (development_defaults)."""
+    assert compose_service("intake")["environment"]["WHISTLE_WECHAT_SAFE_MODE"] == "true"
+    env = {e["name"]: e for e in k8s_container("intake").get("env", [])}
+    assert env["WHISTLE_WECHAT_SAFE_MODE"]["value"] == "true"
+
+
 def test_compose_mounts_the_jwt_private_key_into_no_service() -> None:
     migrate = compose_service("migrate")
     private = PurePosixPath(migrate["environment"]["WHISTLE_JWT_PRIVATE_KEY_FILE"])

@@ -49,6 +49,7 @@ def _production(tmp_path: Path, **overrides: object) -> Settings:
         "wechat_encoding_aes_key": "Z" * 43,
         "open311_api_keys": ["a-real-open311-key"],
         "access_code_key": "r" * 32,
+        "wechat_safe_mode": True,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -76,6 +77,7 @@ def test_production_names_every_development_default_at_once(tmp_path: Path) -> N
         "WHISTLE_WECHAT_ENCODING_AES_KEY",
         "WHISTLE_OPEN311_API_KEYS",
         "WHISTLE_ACCESS_CODE_KEY",
+        "WHISTLE_WECHAT_SAFE_MODE",
     ):
         assert name in problems
     assert "WHISTLE_LEDGER_SIGNING_KEY_FILE" not in problems  # intake holds no ledger key
@@ -110,6 +112,7 @@ def test_production_refuses_the_development_or_a_short_access_code_key(tmp_path:
         ({"open311_api_keys": ["real", "whistle-open311-dev-key"]}, "WHISTLE_OPEN311_API_KEYS"),
         ({"contact_key_file": Path("/nonexistent/contact.key")}, "WHISTLE_CONTACT_KEY_FILE"),
         ({"jwt_public_key_file": Path("/nonexistent/jwt.pub")}, "WHISTLE_JWT_PUBLIC_KEY_FILE"),
+        ({"wechat_safe_mode": False}, "WHISTLE_WECHAT_SAFE_MODE"),
     ],
 )
 def test_production_refuses_each_development_default(
