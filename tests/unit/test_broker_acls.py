@@ -4,6 +4,8 @@ write what escalation alone records, and a department reaches only its own topic
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from typing import Any
 
 import pytest
@@ -18,9 +20,10 @@ from contracts.acls import (
     service_principal,
 )
 from contracts.topics import CASES, DEADLINES, LEADERSHIP, TIPS, WHISTLES, department_topic
+from reference.county import load_reference
 from services.launcher import kafka_users
-from services.runtime.settings import SERVICES
-from tests.unit.test_deploy_files import K8S, k8s_documents
+from services.runtime.settings import SERVICES, Settings
+from tests.unit.test_deploy_files import K8S, compose_service, k8s_documents
 
 CODES = ["SCJGJ", "CGJ"]
 
@@ -111,3 +114,101 @@ def test_each_pod_signs_in_as_its_own_user_with_the_password_strimzi_made(worklo
     assert user == f"svc-{workload}" and user in _users()
     secret = env["WHISTLE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert secret == {"name": user, "key": "password"}
+
+
+# --- Docker Compose: Apache Kafka with SASL, the same users and ACLs ----------------------------
+
+COMPOSE_SETUP = kafka_users.COMPOSE_TARGET
+
+
+def _kafka_property(variable: str) -> str:
+    """The apache/kafka image's reading of a KAFKA_ variable: ___ is '-', __ is '_', _ is '.'."""
+    name = variable.removeprefix("KAFKA_").lower()
+    return (
+        name.replace("___", "\0").replace("__", "\1").replace("_", ".").translate({0: "-", 1: "_"})
+    )
+
+
+def _broker_properties() -> dict[str, str]:
+    env = compose_service("kafka")["environment"]
+    return {_kafka_property(k): str(v) for k, v in env.items() if k.startswith("KAFKA_")}
+
+
+def test_the_compose_broker_asks_everyone_who_they_are_and_allows_only_acls() -> None:
+    properties = _broker_properties()
+    protocols = dict(p.split(":") for p in properties["listener.security.protocol.map"].split(","))
+    listeners = [entry.split(":")[0] for entry in properties["listeners"].split(",")]
+    assert all(protocols[listener] == "SASL_PLAINTEXT" for listener in listeners)
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert properties["super.users"] == "User:admin"
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    # Every listener has a login module for every mechanism it takes (a misspelt variable
+    # would leave the broker unable to start or to take the services' SCRAM logins).
+    for listener in listeners:
+        mechanisms = (
+            properties["sasl.enabled.mechanisms"].split(",")
+            if listener != properties["controller.listener.names"]
+            else [properties["sasl.mechanism.controller.protocol"]]
+        )
+        for mechanism in mechanisms:
+            key = f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config"
+            assert key in properties, key
+            module = (
+                "scram.ScramLoginModule" if mechanism.startswith("SCRAM") else "PlainLoginModule"
+            )
+            assert module in properties[key], key
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "migrate"])
+def test_each_compose_service_signs_in_as_its_own_user(name: str) -> None:
+    env = compose_service(name)["environment"]
+    principal = service_principal(name)
+    variable = kafka_users.password_variable(principal)
+    assert env["WHISTLE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["WHISTLE_KAFKA_SASL_USERNAME"] == principal
+    assert env["WHISTLE_KAFKA_SASL_PASSWORD"] == f"${{{variable}:?set {variable}}}"
+    # kafka-setup makes that user with that same password.
+    assert (
+        compose_service("kafka-setup")["environment"][variable]
+        == env["WHISTLE_KAFKA_SASL_PASSWORD"]
+    )
+    assert f'user {principal} "${{{variable}:?set {variable}}}"' in COMPOSE_SETUP.read_text()
+
+
+def test_migrate_waits_for_the_users_and_acls() -> None:
+    setup = compose_service("kafka-setup")
+    assert compose_service("migrate")["depends_on"]["kafka-setup"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert setup["entrypoint"] == ["/bin/sh", "/whistle/kafka-setup.sh"]
+    assert "./deploy/compose/kafka-setup.sh:/whistle/kafka-setup.sh:ro" in setup["volumes"]
+    subprocess.run(["sh", "-n", str(COMPOSE_SETUP)], check=True)
+
+
+def _granted(script: str) -> dict[str, set[Acl]]:
+    """The ACLs the script's `allow` lines grant, read back as the authorizer would store them."""
+    granted: dict[str, set[Acl]] = {}
+    for line in script.splitlines():
+        if not line.startswith("allow "):
+            continue
+        _, principal, *words = shlex.split(line)
+        options: dict[str, list[str]] = {}
+        for flag, value in zip(words[::2], words[1::2], strict=True):
+            options.setdefault(flag, []).append(value)
+        prefix = options.pop("--resource-pattern-type", ["literal"]) == ["prefixed"]
+        operations = tuple(options.pop("--operation"))
+        ((flag, names),) = options.items()
+        resource = flag.removeprefix("--")
+        assert resource in ("topic", "group"), line
+        for name in names:
+            granted.setdefault(principal, set()).add(
+                Acl(resource, name, operations, prefix)  # type: ignore[arg-type]
+            )
+    return granted
+
+
+def test_the_compose_setup_grants_exactly_the_rules_acls() -> None:
+    codes = load_reference(Settings().config_dir).department_codes()
+    rules = kafka_users.principals(codes, Settings().kafka_group_prefix)
+    granted = _granted(COMPOSE_SETUP.read_text())
+    assert granted == {principal: set(acls) for principal, acls, _ in rules}

@@ -118,11 +118,13 @@ def test_compose_migrate_prepares_against_healthy_postgres_and_kafka() -> None:
     migrate = compose_service("migrate")
     assert "whistle migrate" in " ".join(command_of(migrate))
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert migrate["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # kafka-setup runs once the broker is healthy, and makes migrate's user first.
+    assert migrate["depends_on"]["kafka-setup"]["condition"] == "service_completed_successfully"
+    assert compose_service("kafka-setup")["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert "healthcheck" in compose_service("postgres")
     assert compose_service("kafka")["image"].startswith("apache/kafka:")
     assert compose_service("kafka")["environment"]["KAFKA_ADVERTISED_LISTENERS"] == (
-        "PLAINTEXT://kafka:9092"
+        "SASL_PLAINTEXT://kafka:9092"
     )
 
 

@@ -38,3 +38,17 @@ def test_the_documents_a_newcomer_starts_from_are_there() -> None:
     for page in ("docs/architecture.md", "docs/domain.md", "docs/topics.md"):
         assert (REPO / page).is_file()
         assert f"]({page})" in readme
+
+
+def test_every_page_the_code_and_deployment_files_name_is_there() -> None:
+    """Comments and docstrings send readers to docs/<page>.md: the page must exist."""
+    named = re.compile(r"\bdocs/[\w-]+\.md\b")
+    missing = sorted(
+        f"{path.relative_to(REPO)}: {page}"
+        for folder in ("services", "contracts", "reference", "deploy", "bench", "tests")
+        for path in (REPO / folder).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".sh", ".md", ".json")
+        for page in set(named.findall(path.read_text(errors="replace")))
+        if not (REPO / page).is_file()
+    )
+    assert missing == []
