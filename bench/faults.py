@@ -46,7 +46,7 @@ import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
-from bench.pipeline import Posted, post_tips
+from bench.pipeline import Posted, generate_load, post_tips
 from bench.stack import (
     LOAD_LIMITS,
     REPO,
@@ -57,6 +57,7 @@ from bench.stack import (
     machine,
     running_services,
 )
+from reference.county import load_reference
 from services.launcher.embedded import EmbeddedPostgres, free_port
 from services.launcher.stack import prepare
 from services.ledger.heads import load_public_key
@@ -84,9 +85,8 @@ LAUNCHER_STOP_SECONDS = 150.0
 # counted and reported in the row's notes.
 RETRIED = frozenset({429, *range(500, 600)})
 
-# Each tip its own case: the load repeats five texts in five grids, which dispatch would
-# otherwise merge into a handful of open cases (services/dispatch/merging.py), leaving most tips
-# without a case path of their own to lose or double.
+# Each tip its own case: the load's tips are distinct (generate_load, none retold), and merging
+# is off besides, so that every tip has a case path of its own to lose or double.
 SUITE_ENV = {
     **LOAD_LIMITS,
     "WHISTLE_MERGE_WINDOW_HOURS": "0",
@@ -478,7 +478,9 @@ class Load(threading.Thread):
             asyncio.run(
                 post_tips(
                     self.url,
-                    self.tips,
+                    # Distinct tips, none retold: each has a case path of its own to lose or
+                    # double.
+                    generate_load(load_reference(REPO / "deploy" / "config"), self.tips, 0),
                     self.clients,
                     retry_for=GIVE_UP_SECONDS,
                     retry_statuses=RETRIED,
