@@ -46,7 +46,7 @@ import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
-from bench.pipeline import Posted, generate_load, post_tips
+from bench.load import Posted, generate_load, post_tips
 from bench.stack import (
     LOAD_LIMITS,
     REPO,

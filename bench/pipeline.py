@@ -21,79 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import statistics
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
-import httpx
 from sqlalchemy.engine import make_url
 
+from bench import ceilings
+from bench.load import Posted, generate_load, post_tips
 from bench.stack import LOAD_LIMITS, REPO, embedded_stack, print_table, running_services
-from reference.county import ReferenceData, load_reference
-
-
-@dataclass(frozen=True)
-class LoadTip:
-    text: str
-    grid_id: str
-    matter_code: str
-    # The tip (by its place in the load) whose problem this one reports again; None: new.
-    duplicate_of: int | None = None
-
-
-OPENERS = ("", "你好，", "麻烦反映一下，", "我要投诉，", "请领导重视一下，", "跟你们说个事，")
-PLACES = ("村口", "路边", "小区门口", "学校附近", "菜市场旁边", "桥头", "后街", "我家楼下")
-SINCE = ("好几天了", "一个多月了", "从上周开始", "天天这样", "最近总是这样", "已经很久了")
-CLOSERS = ("", "请尽快处理。", "希望有人来管管。", "谢谢！", "盼复。", "请派人来看看。")
-RETOLD = ("还是{place}那个事，{word}，到现在也没人管", "我也反映一下，{place}{word}的问题")
-
-
-def generate_load(
-    reference: ReferenceData, count: int, duplicate_share: float = 0.05, seed: int = 7
-) -> list[LoadTip]:
-    """``count`` tips over the catalogue and every grid (fixed seed): originals of distinct
-    (matter, grid) pairs, each naming its matter by the matter's strongest keyword, and about
-    ``duplicate_share`` of them retelling an earlier original's problem, later in the load."""
-    rng = random.Random(seed)
-    keyword = {
-        item.code: max(item.keywords, key=lambda k: (k.weight, k.word)).word
-        for item in reference.catalogue.items
-        if item.keywords
-    }
-    pairs = [(code, grid) for code in sorted(keyword) for grid in sorted(reference.grids)]
-    duplicates = round(count * duplicate_share)
-    originals = count - duplicates
-    if originals > len(pairs) or (duplicates and not originals):
-        raise ValueError(f"{count} tips need {originals} of {len(pairs)} (matter, grid) pairs")
-    rng.shuffle(pairs)
-    # Each tip gets a place in the posting order: originals at 0, 1, 2…; a retelling anywhere
-    # after the original it repeats.
-    slots: list[tuple[float, LoadTip, int | None]] = []
-    for n, (code, grid) in enumerate(pairs[:originals]):
-        village = reference.grids[grid][1].name
-        text = (
-            f"{rng.choice(OPENERS)}{village}{rng.choice(PLACES)}{keyword[code]}，"
-            f"{rng.choice(SINCE)}（第{n}号）。{rng.choice(CLOSERS)}"
-        )
-        slots.append((float(n), LoadTip(text, grid, code), None))
-    for _ in range(duplicates):
-        n = rng.randrange(originals)
-        code, grid = pairs[n]
-        text = rng.choice(RETOLD).format(place=rng.choice(PLACES), word=keyword[code])
-        slots.append((rng.uniform(n + 0.01, originals), LoadTip(text, grid, code), n))
-    slots.sort(key=lambda slot: slot[0])
-    position = {int(at): i for i, (at, _, of) in enumerate(slots) if of is None}
-    return [
-        tip if of is None else LoadTip(tip.text, tip.grid_id, tip.matter_code, position[of])
-        for _, tip, of in slots
-    ]
+from reference.county import load_reference
 
 
 class Outcome(StrEnum):
@@ -179,110 +121,6 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-@dataclass
-class Posted:
-    """What ``post_tips`` saw; filled as it goes, so that it holds what was accepted even if
-    posting stopped with an exception."""
-
-    # Per accepted tip, from its first attempt to intake's 201/200 (what the citizen waited).
-    latencies: list[float] = field(default_factory=list)
-    # Tip number → the tracking number intake answered with.
-    tracking: dict[int, str] = field(default_factory=dict)
-    # Answers that were not an acceptance and were retried: "503", "429", "connection (…)".
-    retried: Counter[str] = field(default_factory=Counter)
-    # Tips whose client stopped retrying (``retry_for`` ran out) without an acceptance.
-    given_up: list[int] = field(default_factory=list)
-    # First POST to the latest acceptance.
-    elapsed: float = 0.0
-
-
-# What a client retries by default: the answers intake gives when it is briefly unable (rate
-# limit, draining, its database unavailable) and a proxy's for a backend that is away.
-RETRIED_STATUSES = frozenset({429, 502, 503, 504})
-
-
-async def post_tips(
-    url: str,
-    load: Sequence[LoadTip],
-    concurrency: int,
-    rate: float = 0,
-    *,
-    retry_for: float = 0,
-    retry_statuses: frozenset[int] = RETRIED_STATUSES,
-    on_accepted: Callable[[int], None] | None = None,
-    posted: Posted | None = None,
-) -> Posted:
-    """Post the ``load`` from ``concurrency`` clients, at most ``rate`` a second (0: no cap).
-
-    Each tip carries its own Idempotency-Key. With ``retry_for`` > 0 a client that is answered
-    one of ``retry_statuses`` or loses its connection sends the same request, same key, again —
-    after the Retry-After it was given or a short backoff — for up to that many seconds per tip,
-    as a citizen's app would, then gives that tip up; without, any refusal raises.
-    ``on_accepted`` hears the running count of accepted tips."""
-    posted = posted if posted is not None else Posted()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(len(load)):
-        queue.put_nowait(n)
-    run = uuid.uuid4().hex[:12]
-
-    began = time.perf_counter()
-
-    async def post(client: httpx.AsyncClient, n: int) -> None:
-        tip = load[n]
-        headers = {"Idempotency-Key": f"bench-{run}-{n}"}
-        started = time.perf_counter()
-        backoff = 0.2
-        while True:
-            try:
-                response = await client.post(
-                    f"{url}/v1/tips",
-                    json={"text": tip.text, "grid_id": tip.grid_id},
-                    headers=headers,
-                )
-            except httpx.TransportError as exc:
-                # Sent or not, the key makes a second attempt safe: intake answers a retry of a
-                # tip it already took with the original.
-                if not retry_for:
-                    raise
-                refusal, wait = f"connection ({type(exc).__name__})", backoff
-            else:
-                if response.status_code in (200, 201):
-                    posted.latencies.append(time.perf_counter() - started)
-                    posted.tracking[n] = response.json()["tracking_no"]
-                    posted.elapsed = time.perf_counter() - began
-                    if on_accepted is not None:
-                        on_accepted(len(posted.tracking))
-                    return
-                if not retry_for or response.status_code not in retry_statuses:
-                    response.raise_for_status()
-                    raise RuntimeError(f"intake answered {response.status_code}: {response.text}")
-                refusal, wait = str(response.status_code), _retry_after(response, backoff)
-            if time.perf_counter() - started + wait > retry_for:
-                posted.given_up.append(n)
-                return
-            posted.retried[refusal] += 1
-            await asyncio.sleep(wait)
-            backoff = min(2.0, backoff * 2)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            n = queue.get_nowait()
-            if rate:
-                await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
-            await post(client, n)
-
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return posted
-
-
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers["retry-after"]))
-    except (KeyError, ValueError):
-        return default
-
-
 async def wait_for_ledger(ledger_db: str, count: int, limit: float) -> tuple[Measured, float]:
     """Read the ledger until every accepted tip has an outcome (or ``limit`` seconds pass)."""
     conn = await asyncpg.connect(ledger_db)
@@ -298,6 +136,17 @@ async def wait_for_ledger(ledger_db: str, count: int, limit: float) -> tuple[Mea
         await conn.close()
 
 
+# Each tip is four to six events in the ledger; its ingest ceiling is measured on as many.
+EVENTS_PER_TIP = 4
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    acceptance: Posted
+    broker: ceilings.RoundTrips
+    ledger_events_per_second: float
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench pipeline")
     parser.add_argument("--tips", type=int, default=1000)
@@ -309,19 +158,26 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     load = generate_load(load_reference(REPO / "deploy" / "config"), args.tips, args.duplicates)
 
-    with embedded_stack() as (settings, root), running_services(settings, root, LOAD_LIMITS):
-        posted = asyncio.run(
-            post_tips(settings.url_of("intake"), load, args.concurrency, args.rate)
-        )
-        assert settings.database_url is not None
-        ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
-        measured, drained = asyncio.run(
-            wait_for_ledger(
-                ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
+    with embedded_stack() as (settings, root):
+        with running_services(settings, root, LOAD_LIMITS):
+            posted = asyncio.run(
+                post_tips(settings.url_of("intake"), load, args.concurrency, args.rate)
             )
+            assert settings.database_url is not None
+            ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
+            measured, drained = asyncio.run(
+                wait_for_ledger(
+                    ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
+                )
+            )
+        # The services are stopped: each ceiling has the machine to itself, as Whistle had.
+        measured_ceilings = Ceilings(
+            ceilings.acceptance(settings, root / "ceiling.log", load, args.concurrency),
+            asyncio.run(ceilings.broker_round_trips(settings, len(load) * EVENTS_PER_TIP)),
+            ceilings.ledger_ingest(settings, len(load) * EVENTS_PER_TIP),
         )
 
-    report(args, posted.latencies, posted.elapsed, measured, drained)
+    report(args, posted, measured, drained, measured_ceilings)
 
 
 def _spread(values: list[float]) -> str:
@@ -332,27 +188,44 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(ms):.0f} / {high:.0f} / {max(ms):.0f} ms"
 
 
+def _rate(posted: Posted) -> float:
+    return len(posted.latencies) / posted.elapsed
+
+
+def _p(posted: Posted, q: int) -> float:
+    return percentile(posted.latencies, q) * 1000
+
+
 def report(
     args: argparse.Namespace,
-    latencies: list[float],
-    posting: float,
+    posted: Posted,
     measured: Measured,
     drained: float,
+    ceiling: Ceilings,
 ) -> None:
-    ms = 1000
+    bare = ceiling.acceptance
     rows = [
         (
             "tips posted",
-            f"{len(latencies)}",
+            f"{len(posted.latencies)}",
             f"concurrency {args.concurrency}"
             + (f", paced at {args.rate:g}/s" if args.rate else "")
             + f", {args.duplicates:.0%} retold; rate limits lifted for the bench client",
         ),
-        ("intake accept rate", f"{len(latencies) / posting:.0f} tips/s", "201 after commit"),
-        ("intake POST p50", f"{statistics.median(latencies) * ms:.1f} ms", ""),
-        ("intake POST p95", f"{percentile(latencies, 95) * ms:.1f} ms", ""),
-        ("intake POST p99", f"{percentile(latencies, 99) * ms:.1f} ms", ""),
+        (
+            "intake accept rate",
+            f"{_rate(posted):.0f} tips/s",
+            f"ceiling (a) {_rate(bare):.0f} tips/s: {_rate(posted) / _rate(bare):.2f}×",
+        ),
     ]
+    for q in (50, 95, 99):
+        rows.append(
+            (
+                f"intake POST p{q}",
+                f"{_p(posted, q):.1f} ms",
+                f"ceiling (a) {_p(bare, q):.1f} ms: {_p(posted, q) / _p(bare, q):.1f}×",
+            )
+        )
     for outcome in Outcome:
         count = measured.outcomes[outcome]
         if outcome is Outcome.PENDING:
@@ -365,5 +238,18 @@ def report(
                 "p50 / p95 / max " + _spread(measured.latencies.get(outcome, [])),
             )
         )
-    rows.append(("drain after last POST", f"{drained:.1f} s", ""))
+    broker = ceiling.broker
+    rows += [
+        ("drain after last POST", f"{drained:.1f} s", ""),
+        (
+            "ceiling (b) broker round trip",
+            f"{broker.per_second:,.0f} msg/s",
+            f"raw aiokafka, 1 KiB, send → receipt p50 / p95 / max {_spread(broker.latencies)}",
+        ),
+        (
+            "ceiling (c) ledger ingest alone",
+            f"{ceiling.ledger_events_per_second:,.0f} events/s",
+            f"Recorder + inbox batch path, no broker; Whistle needs ~{EVENTS_PER_TIP}/tip",
+        ),
+    ]
     print_table("Whistle pipeline benchmark", rows)

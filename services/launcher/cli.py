@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.runtime.settings import SERVICES, Settings
 
@@ -23,6 +23,17 @@ def _up(args: argparse.Namespace) -> int:
     from services.launcher.stack import up
 
     return up(Settings(), say=lambda line: print(line, flush=True), monitoring=args.monitoring)
+
+
+# How every service runs under uvicorn (the pipeline benchmark's ceiling app runs the same way).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    "timeout_graceful_shutdown": 10,
+    # X-Forwarded-For is believed only from WHISTLE_TRUSTED_PROXIES, by the service itself
+    # (services/runtime/proxies.py); uvicorn's own default would believe it from 127.0.0.1.
+    "proxy_headers": False,
+}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,17 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ProductionSettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port_of(args.service),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        # X-Forwarded-For is believed only from WHISTLE_TRUSTED_PROXIES, by the service itself
-        # (services/runtime/proxies.py); uvicorn's own default would believe it from 127.0.0.1.
-        proxy_headers=False,
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port_of(args.service), **UVICORN_OPTIONS)
     return 0
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.pipeline import LedgerTimes, Outcome, generate_load, measure
+from bench.load import generate_load
+from bench.pipeline import LedgerTimes, Outcome, measure
 from reference.county import ReferenceData, load_reference
 from services.dispatch.triage import classify
 from tests.conftest import REPO
