@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch import api, console, console_api, consumers, coordination_api, metrics
+from services.dispatch import (
+    api,
+    console,
+    console_api,
+    consumers,
+    coordination_api,
+    metrics,
+    publicity_api,
+)
 from services.dispatch.wiring import load_reference_data, reload_on_sighup
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -24,7 +32,14 @@ async def setup(runtime: Runtime) -> Subscription:
 
 DISPATCH = ServiceDefinition(
     name="dispatch",
-    routers=[api.router, coordination_api.router, console_api.router, console.router],
+    routers=[
+        api.router,
+        coordination_api.router,
+        console_api.router,
+        console.router,
+        publicity_api.router,
+        publicity_api.page,
+    ],
     setup=setup,
 )
 

@@ -1,4 +1,5 @@
-"""The Chinese words a person reads for dispatch's codes (urgency, case state, authority type).
+"""The Chinese words a person reads for dispatch's codes (urgency, case state, authority type,
+resolution).
 
 One vocabulary for every text dispatch writes (the whistle's refusal reasons) and for the
 console, which receives it with its caller's scope (``/v1/console/me``) rather than keeping
@@ -41,6 +42,15 @@ AUTHORITY: Mapping[Authority, str] = {
     Authority.OUT_OF_LIST: "清单之外",
 }
 
+# How a case was resolved (CaseResolved.resolution): the console's timeline and the public
+# enforcement record (publicity.py) say it in these words.
+RESOLUTION: Mapping[str, str] = {
+    "on_the_spot": "现场处置",
+    "rectified": "责令整改",
+    "penalised": "立案处罚",
+    "unsubstantiated": "查无实据",
+}
+
 Code = TypeVar("Code", bound=StrEnum)
 
 
@@ -55,4 +65,5 @@ def for_console() -> dict[str, dict[str, str]]:
         "urgency": {code.value: word for code, word in URGENCY.items()},
         "status": {code.value: word for code, word in STATUS.items()},
         "authority": {code.value: word for code, word in AUTHORITY.items()},
+        "resolution": dict(RESOLUTION),
     }

@@ -25,6 +25,7 @@ from services.dispatch.models import (
     TipText,
     Whistle,
 )
+from services.dispatch.publicity import ClosedCase
 from services.dispatch.routing import ADMISSION_QUEUE, Assignment, route
 from services.dispatch.triage import rank
 from services.runtime.auth import Principal
@@ -309,3 +310,72 @@ async def summoned(session: AsyncSession, case_id: UUID) -> frozenset[str]:
         select(Whistle.departments).where(Whistle.case_id == case_id)  # type: ignore[call-overload]
     )
     return frozenset(code for departments in rows for code in departments)
+
+
+CLOSED = "whistle.case.closed"
+RESOLVED = "whistle.case.resolved"
+ASSIGNED = "whistle.case.assigned"
+
+
+async def closed_cases(
+    session: AsyncSession, closed_before: datetime, limit: int
+) -> list[ClosedCase]:
+    """The cases closed (and still closed) at or before ``closed_before`` after a resolution,
+    latest closed first; each with its latest resolution and its first assignment."""
+    closes = (
+        select(
+            CaseTimelineEntry.case_id,
+            func.max(CaseTimelineEntry.time).label("closed_at"),
+        )
+        .where(CaseTimelineEntry.type == CLOSED)  # type: ignore[arg-type]
+        .group_by(CaseTimelineEntry.case_id)  # type: ignore[arg-type]
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(Case, closes.c.closed_at)
+            .join(closes, closes.c.case_id == Case.id)  # type: ignore[arg-type]
+            .where(
+                Case.status == CaseStatus.CLOSED,  # type: ignore[arg-type]
+                closes.c.closed_at <= closed_before,
+                # Closed after a resolution: a case whose admission was declined has none.
+                Case.id.in_(  # type: ignore[attr-defined]
+                    select(CaseTimelineEntry.case_id).where(CaseTimelineEntry.type == RESOLVED)  # type: ignore[arg-type]
+                ),
+            )
+            .order_by(closes.c.closed_at.desc(), Case.id)  # type: ignore[arg-type]
+            .limit(limit)
+        )
+    ).all()
+    entries = await session.scalars(
+        select(CaseTimelineEntry)
+        .where(
+            CaseTimelineEntry.case_id.in_([case.id for case, _ in rows]),  # type: ignore[attr-defined]
+            CaseTimelineEntry.type.in_([RESOLVED, ASSIGNED]),  # type: ignore[attr-defined]
+        )
+        .order_by(CaseTimelineEntry.time)  # type: ignore[arg-type]
+    )
+    resolved: dict[UUID, CaseTimelineEntry] = {}
+    assigned: dict[UUID, datetime] = {}
+    for entry in entries:
+        if entry.type == RESOLVED:
+            resolved[entry.case_id] = entry  # the latest round's
+        else:
+            assigned.setdefault(entry.case_id, entry.time)
+    return [
+        ClosedCase(
+            case_id=case.id,
+            matter_code=case.matter_code,
+            township_code=case.township_code,
+            village_code=case.village_code,
+            unit_id=case.unit_id,
+            staff_id=case.staff_id,
+            opened_at=case.created_at,
+            assigned_at=assigned.get(case.id),
+            resolved_at=resolved[case.id].time,
+            resolution=resolved[case.id].data["resolution"],
+            closed_at=closed_at,
+        )
+        for case, closed_at in rows
+        if case.id in resolved and resolved[case.id].time <= closed_at
+    ]

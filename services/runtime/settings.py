@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # distance or in the same grid (services/dispatch/merging.py); a window of 0 merges nothing.
     merge_distance_m: float = 200.0
     merge_window_hours: float = 72.0
+    # 行政执法公示: a closed enforcement case is published this many days after it was closed
+    # (services/dispatch/publicity.py), so that the parties hear the result first.
+    publicity_delay_days: float = 7.0
 
     # The ledger's Ed25519 key for tree heads; unset: a development key under WHISTLE_HOME,
     # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).

@@ -15,12 +15,21 @@ from tests.support import source
 
 PACKAGE = "services.dispatch"
 
-ROUTERS = {"api", "console_api", "coordination_api", "console"}
+ROUTERS = {"api", "console_api", "coordination_api", "console", "publicity_api"}
 EDGES = ROUTERS | {"consumers"}
 # Modules that change cases and say so in events.
 SERVICE = {"cases"}
 # The rules: plain data and functions.
-PURE = {"lifecycle", "merging", "routing", "triage", "whistles", "labels", "deadline_colour"}
+PURE = {
+    "lifecycle",
+    "merging",
+    "routing",
+    "triage",
+    "whistles",
+    "labels",
+    "deadline_colour",
+    "publicity",
+}
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).
 PLUMBING = ("fastapi", "sqlalchemy", "sqlmodel", "services.runtime", "starlette")

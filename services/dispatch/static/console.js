@@ -12,6 +12,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 // (services/dispatch/labels.py), shared with the texts it writes itself.
 const STATUS = {};
 const URGENCY = {};
+const RESOLUTION = {};
 const ACTION = {
   assign: "派单",
   accept: "接单",
@@ -27,12 +28,6 @@ const ACTION = {
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
 const CLOCK = { first_response: "首次响应", resolution: "办结" };
 const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
-const RESOLUTION = {
-  on_the_spot: "现场处置",
-  rectified: "责令整改",
-  penalised: "立案处罚",
-  unsubstantiated: "查无实据",
-};
 const EVENT = {
   "whistle.case.opened": "立案",
   "whistle.case.triage_required": "转人工分拨",
@@ -218,6 +213,7 @@ async function signIn() {
   me = await api("/v1/console/me");
   Object.assign(STATUS, me.labels.status);
   Object.assign(URGENCY, me.labels.urgency);
+  Object.assign(RESOLUTION, me.labels.resolution);
   $("#who").textContent = roleLine(me);
   $("#tabs").hidden = false;
   const dispatching = me.roles.includes("dispatcher") || me.roles.includes("county_supervisor");
