@@ -32,10 +32,11 @@ from enum import StrEnum
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bench import ceilings
+from bench import ceilings, footprint
 from bench.load import Posted, generate_load, post_tips
 from bench.stack import LOAD_LIMITS, REPO, embedded_stack, print_table, running_services
 from reference.county import load_reference
+from services.runtime.settings import SERVICES
 
 
 class Outcome(StrEnum):
@@ -141,6 +142,12 @@ EVENTS_PER_TIP = 4
 
 
 @dataclass(frozen=True)
+class Footprint:
+    memory: dict[str, int]  # service → resident bytes
+    disk: footprint.Disk
+
+
+@dataclass(frozen=True)
 class Ceilings:
     acceptance: Posted
     broker: ceilings.RoundTrips
@@ -159,7 +166,9 @@ def main(argv: list[str]) -> None:
     load = generate_load(load_reference(REPO / "deploy" / "config"), args.tips, args.duplicates)
 
     with embedded_stack() as (settings, root):
-        with running_services(settings, root, LOAD_LIMITS):
+        with running_services(settings, root, LOAD_LIMITS) as services:
+            pids = {name: process.pid for name, process in services.processes.items()}
+            at_rest = Footprint(footprint.memory(pids), footprint.disk(settings))
             posted = asyncio.run(
                 post_tips(settings.url_of("intake"), load, args.concurrency, args.rate)
             )
@@ -170,6 +179,7 @@ def main(argv: list[str]) -> None:
                     ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
                 )
             )
+            loaded = Footprint(footprint.memory(pids), footprint.disk(settings))
         # The services are stopped: each ceiling has the machine to itself, as Whistle had.
         measured_ceilings = Ceilings(
             ceilings.acceptance(settings, root / "ceiling.log", load, args.concurrency),
@@ -178,6 +188,7 @@ def main(argv: list[str]) -> None:
         )
 
     report(args, posted, measured, drained, measured_ceilings)
+    report_footprint(at_rest, loaded, len(posted.tracking))
 
 
 def _spread(values: list[float]) -> str:
@@ -253,3 +264,20 @@ def report(
         ),
     ]
     print_table("Whistle pipeline benchmark", rows)
+
+
+def report_footprint(at_rest: Footprint, loaded: Footprint, tips: int) -> None:
+    mib = 1024 * 1024
+    rows = []
+    for service in SERVICES:
+        grown = footprint.growth_per_thousand(at_rest.disk, loaded.disk, service, tips)
+        largest = ", ".join(footprint.largest_growth(at_rest.disk, loaded.disk, service))
+        rows += [
+            (
+                f"{service} memory",
+                f"{at_rest.memory[service] / mib:.0f} → {loaded.memory[service] / mib:.0f} MiB",
+                f"resident, at rest → after {tips:,} tips",
+            ),
+            (f"{service} disk per 1,000 tips", f"{grown / mib:.2f} MiB", f"most: {largest}"),
+        ]
+    print_table("Whistle footprint", rows)
