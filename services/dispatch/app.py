@@ -12,6 +12,7 @@ from services.dispatch import (
     coordination_api,
     metrics,
     publicity_api,
+    retention,
 )
 from services.dispatch.wiring import load_reference_data, reload_on_sighup
 from services.runtime.clock import Clock, system_clock
@@ -22,6 +23,8 @@ from services.runtime.settings import Settings
 
 async def setup(runtime: Runtime) -> Subscription:
     load_reference_data(runtime)
+    for sweep in retention.sweeps(runtime):
+        runtime.retention.add(sweep)
     runtime.run_in_background("reference-reload", reload_on_sighup(runtime))
     runtime.run_in_background(
         "open-cases",

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from datetime import timedelta
-
 from fastapi import FastAPI
 
 from services.intake import (
@@ -16,7 +12,7 @@ from services.intake import (
     grid,
     hotline,
     open311,
-    ratelimit,
+    retention,
     web,
     wechat,
 )
@@ -25,11 +21,8 @@ from services.intake.wechat_crypto import aes_key
 from services.runtime.clock import Clock, system_clock
 from services.runtime.db import bound_waits
 from services.runtime.inbox import Subscription
-from services.runtime.problems import is_unavailable
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
 from services.runtime.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 async def setup(runtime: Runtime) -> Subscription:
@@ -46,23 +39,9 @@ async def setup(runtime: Runtime) -> Subscription:
     # A malformed EncodingAESKey stops the start, not the first safe-mode message.
     runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
     open311.load_services(runtime)
-    runtime.run_in_background("rate-counter-purge", _purge_rate_counters(runtime))
+    for sweep in retention.sweeps(runtime):
+        runtime.retention.add(sweep)
     return consumers.subscription(runtime)
-
-
-async def _purge_rate_counters(runtime: Runtime) -> None:
-    """A rate-limit row whose allowance has been whole again for days says nothing a missing
-    row would not: drop such rows hourly (services/intake/ratelimit.py). A purge that finds
-    the database unavailable waits for the next hour; it must not take intake down with it."""
-    while True:
-        try:
-            async with runtime.transaction() as session:
-                await ratelimit.purge(session, runtime.clock() - timedelta(days=2))
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning("rate counter purge skipped, the database is unavailable: %r", exc)
-        await asyncio.sleep(3600)
 
 
 INTAKE = ServiceDefinition(

@@ -55,6 +55,8 @@ class Tip(SQLModel, table=True):
     joined_case: bool = False
     # How many times its case was resolved: the citizen may rate once per resolution.
     resolution_round: int = 0
+    # When its personal data (words, place, contact, photos) was erased: retention.py.
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class TipTimelineEntry(SQLModel, table=True):

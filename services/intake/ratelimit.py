@@ -100,7 +100,10 @@ async def give_back(session: AsyncSession, checks: Sequence[tuple[Limit, str]]) 
         await session.execute(_GIVE_BACK, {"name": limit.name, "key": key, "interval": interval})
 
 
-async def purge(session: AsyncSession, before: datetime) -> None:
+async def purge(session: AsyncSession, before: datetime) -> int:
     """Drop the rows whose allowance was whole again before ``before``: a key without a row
-    is a key with its whole allowance, so they say nothing."""
-    await session.execute(text("DELETE FROM rate_limit WHERE tat < :before"), {"before": before})
+    is a key with its whole allowance, so they say nothing. How many were dropped."""
+    result = await session.execute(
+        text("DELETE FROM rate_limit WHERE tat < :before"), {"before": before}
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -77,6 +77,17 @@ OUTBOX_OLDEST_UNSENT_AGE = Gauge(
     ["service"],
 )
 
+RETENTION_REMOVED = Counter(
+    "whistle_retention_removed",
+    "Rows or files removed because their retention period ended (services/runtime/retention.py)",
+    ["service", "what"],
+)
+RETENTION_LAST_RUN = Gauge(
+    "whistle_retention_last_run_timestamp_seconds",
+    "When the retention job last ran, on the service's clock",
+    ["service"],
+)
+
 # What the inbox does with each event it takes (EVENTS_CONSUMED's outcome label). There is no
 # dead-letter depth gauge: see docs/metrics.md, "Dead letters".
 CONSUMED_OUTCOMES = ("processed", "duplicate", "ignored", "dead_lettered")

@@ -39,6 +39,7 @@ from services.runtime.limits import install_body_limit
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.runtime.outbox import OutboxMessage, OutboxRelay
 from services.runtime.problems import Problem, install_problem_handlers, problem_response
+from services.runtime.retention import RetentionJob, inbox_sweep
 from services.runtime.settings import Settings, require_production_ready
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Runtime:
     producer: AIOKafkaProducer
     relay: OutboxRelay
     verifier: TokenVerifier
+    # What this process removes when its retention ends; a service's setup adds its own sweeps.
+    retention: RetentionJob
     consumer: InboxConsumer | None = None
     draining: bool = False
     state: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +175,7 @@ async def _running(
             audience=settings.audience_of(name),
             max_lifetime=timedelta(hours=settings.jwt_max_lifetime_hours),
         ),
+        retention=RetentionJob(name, clock, timedelta(hours=settings.retention_interval_hours)),
     )
     consumer: InboxConsumer | None = None
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -208,6 +212,10 @@ async def _running(
             runtime.run_in_background(
                 "consumer-watch", consumer.watch(settings.consumer_watch_seconds)
             )
+            runtime.retention.add(
+                inbox_sweep(sessions, timedelta(days=settings.inbox_retention_days))
+            )
+        runtime.run_in_background("retention", runtime.retention.run())
         yield runtime
     finally:
         for task in runtime.tasks:

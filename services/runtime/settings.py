@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -94,7 +94,18 @@ class Settings(BaseSettings):
     # How often the ledger recounts the whistle_kpi_* gauges (/v1/kpis/metrics) from its log.
     ledger_kpi_refresh_seconds: float = 60
 
+    # Retention (services/runtime/retention.py; docs/privacy.md has the table). Sent outbox rows
+    # are kept this long to heal a broker that lost them; inbox rows this long to recognise a
+    # redelivery: longer than the outbox's and than the broker's own log retention.
     outbox_retention_days: int = 30
+    inbox_retention_days: int = 60
+    retention_interval_hours: float = 24
+    # Intake: a citizen's contact (name, phone; its mask and keyed hash) is removed this many days
+    # after the tip's case closed; the tip's words, place, photos and comments after these.
+    contact_retention_days: int = 180
+    tip_retention_days: int = 1095
+    # An upload no tip cites is removed after this long.
+    attachment_orphan_hours: float = 24
     outbox_poll_seconds: float = 0.2
     # How often the relay compares the broker's logs with what it published, to send again
     # what the broker lost (services/runtime/outbox.py).
@@ -181,6 +192,17 @@ class Settings(BaseSettings):
         for entry in entries:
             network(entry)  # a typo must stop the start, not silently trust nobody
         return entries
+
+    @model_validator(mode="after")
+    def _inbox_outlasts_outbox(self) -> Settings:
+        # An outbox heals a lost event by sending it again up to its retention: an inbox that
+        # forgot it sooner would take it twice.
+        if self.inbox_retention_days < self.outbox_retention_days:
+            raise ValueError(
+                f"WHISTLE_INBOX_RETENTION_DAYS ({self.inbox_retention_days}) must be at least "
+                f"WHISTLE_OUTBOX_RETENTION_DAYS ({self.outbox_retention_days})"
+            )
+        return self
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -49,6 +49,7 @@ from services.runtime.auth import TokenVerifier
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.migrations import upgrade
 from services.runtime.problems import install_problem_handlers
+from services.runtime.retention import RetentionJob
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
@@ -291,6 +292,7 @@ async def kpis(
             issuer=settings.jwt_issuer,
             audience=settings.audience_of("ledger"),
         ),
+        retention=RetentionJob("ledger", lambda: NOW, timedelta(days=1)),
         state={"kpi_scope": kpi_scope(load_reference(settings.config_dir), settings.timezone)},
     )
     app.state.runtime = runtime

@@ -320,3 +320,10 @@ def test_whistle_up_is_for_development_only(
     assert main(["up"]) == 2
     assert "WHISTLE_ENV=production" in capsys.readouterr().out
     assert not (tmp_path / "keys").exists()  # no development key was generated
+
+
+def test_the_inbox_must_remember_events_as_long_as_an_outbox_may_send_them_again() -> None:
+    """Retention (issue 20): an inbox that forgot an event sooner would take it twice."""
+    with pytest.raises(ValueError, match="WHISTLE_INBOX_RETENTION_DAYS"):
+        Settings(outbox_retention_days=30, inbox_retention_days=29)
+    assert Settings(outbox_retention_days=30, inbox_retention_days=30).inbox_retention_days == 30

@@ -1,0 +1,70 @@
+"""What dispatch forgets, and when: its copies of a citizen's words and place (``tip_text``,
+the case's point, each merged tip as received), ``WHISTLE_TIP_RETENTION_DAYS`` after the case
+last closed — as intake forgets its own (services/intake/retention.py, docs/privacy.md). The
+case itself stays: matter, township, village, grid, unit, dates and its timeline are the
+county's record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, union, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.cases import CaseStatus
+from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText
+from services.runtime.retention import ERASED_TEXT, Sweep
+from services.runtime.service import Runtime
+
+CLOSED = "whistle.case.closed"
+
+
+def _closed_before(cutoff: datetime):  # type: ignore[no-untyped-def]
+    """The ids of cases closed (and still closed), last closed before ``cutoff``."""
+    return (
+        select(CaseTimelineEntry.case_id)
+        .join(Case, Case.id == CaseTimelineEntry.case_id)  # type: ignore[arg-type]
+        .where(Case.status == CaseStatus.CLOSED, CaseTimelineEntry.type == CLOSED)  # type: ignore[arg-type]
+        .group_by(CaseTimelineEntry.case_id)  # type: ignore[arg-type]
+        .having(func.max(CaseTimelineEntry.time) < cutoff)
+    )
+
+
+async def erase_tip_texts(session: AsyncSession, cutoff: datetime) -> int:
+    """Erase the words and places of every tip of the cases closed before ``cutoff`` (the one
+    each was opened for and those merged into it); how many tips' texts were erased."""
+    closed = _closed_before(cutoff)
+    tips = union(
+        select(Case.tip_id).where(Case.id.in_(closed)),  # type: ignore[union-attr]
+        select(CaseTip.tip_id).where(CaseTip.case_id.in_(closed)),  # type: ignore[attr-defined]
+    )
+    result = await session.execute(
+        update(TipText)
+        .where(
+            TipText.tip_id.in_(tips),  # type: ignore[attr-defined]
+            or_(TipText.text != ERASED_TEXT, TipText.address.is_not(None)),  # type: ignore[union-attr]
+        )
+        .values(text=ERASED_TEXT, address=None)
+    )
+    await session.execute(
+        update(Case)
+        .where(Case.id.in_(closed), Case.lat.is_not(None))  # type: ignore[union-attr]
+        .values(lat=None, lon=None)
+    )
+    # A merged tip as received, kept to split it off while the case is open: all of it.
+    await session.execute(
+        update(CaseTip)
+        .where(CaseTip.case_id.in_(closed), CaseTip.tip != {})  # type: ignore[attr-defined]
+        .values(tip={})
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def sweeps(runtime: Runtime) -> list[Sweep]:
+    kept = timedelta(days=runtime.settings.tip_retention_days)
+
+    async def tip_texts(now: datetime) -> int:
+        async with runtime.transaction() as session:
+            return await erase_tip_texts(session, now - kept)
+
+    return [Sweep("tip", tip_texts)]
