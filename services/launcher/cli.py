@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 def _up(args: argparse.Namespace) -> int:
     from services.launcher.stack import up
 
-    return up(Settings(), say=lambda line: print(line, flush=True), monitoring=args.monitoring)
+    return up(
+        Settings(),
+        say=lambda line: print(line, flush=True),
+        monitoring=args.monitoring,
+        replicas=args.replicas,
+    )
 
 
 # How every service runs under uvicorn (the pipeline benchmark's ceiling app runs the same way).
@@ -34,6 +39,15 @@ UVICORN_OPTIONS: dict[str, Any] = {
     # (services/runtime/proxies.py); uvicorn's own default would believe it from 127.0.0.1.
     "proxy_headers": False,
 }
+
+
+def _replica_counts(spec: str) -> dict[str, int]:
+    from services.launcher.stack import parse_replicas
+
+    try:
+        return parse_replicas(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -50,7 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ProductionSettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port_of(args.service), **UVICORN_OPTIONS)
+    port = args.port or settings.port_of(args.service)
+    uvicorn.run(app, host=settings.host, port=port, **UVICORN_OPTIONS)
     return 0
 
 
@@ -263,10 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run Prometheus (Debian's package) with the shipped alert rules",
     )
+    up.add_argument(
+        "--replicas",
+        type=_replica_counts,
+        default=None,
+        metavar="N|SERVICE=N,…",
+        help="run N processes of every service (or of those named), each behind the service's "
+        "one address (round robin)",
+    )
     up.set_defaults(func=_up)
 
     serve = commands.add_parser("serve", help="run one service (uvicorn)")
     serve.add_argument("service", choices=SERVICES)
+    serve.add_argument(
+        "--port", type=int, default=None, help="listen here, not on the service's own port"
+    )
     serve.set_defaults(func=_serve)
 
     migrate = commands.add_parser(

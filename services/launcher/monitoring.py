@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def scrape_config(
     kpi_token: Path | None = None,
     scrape_seconds: float = 15.0,
     port: int | None = None,
+    replicas: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """What Prometheus reads: the services at their addresses here, labelled ``app`` as in
     Compose (Whistle's own series carry ``service``), every ``*.rules.yml`` in ``rules``, and,
@@ -91,7 +93,12 @@ def scrape_config(
                 "metrics_path": "/metrics",
                 "static_configs": [
                     {
-                        "targets": [f"{settings.host}:{settings.port_of(service)}"],
+                        # Each replica on its own port: through the round robin, one scrape
+                        # would read one replica's counters and the next another's.
+                        "targets": [
+                            f"{settings.host}:{port}"
+                            for port in (replicas or {}).get(service, [settings.port_of(service)])
+                        ],
                         "labels": {"app": service},
                     }
                     for service in SERVICES

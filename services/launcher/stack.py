@@ -2,7 +2,9 @@
 
 Starts what is not configured (embedded PostgreSQL, the Tansu broker), prepares it (databases,
 migrations, topics, development keys), then runs the four services as separate uvicorn
-processes, and keeps them all running (services/launcher/supervisor.py). Ctrl-C drains first —
+processes — or several processes of a service behind its one address, with ``--replicas``
+(services/launcher/balancer.py) — and keeps them all running (services/launcher/supervisor.py).
+Ctrl-C drains first —
 intake refuses new tips while what is in flight finishes — then stops services, the broker and
 the database; a second Ctrl-C stops at once.
 """
@@ -15,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -27,11 +29,13 @@ from contracts.topics import all_topic_names
 from reference.county import ReferenceDataError, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, require_year_of
 from services.escalation.policies import PolicyError, load_policies
+from services.launcher.balancer import RoundRobin
 from services.launcher.embedded import (
     EmbeddedBroker,
     EmbeddedError,
     EmbeddedPostgres,
     die_with_parent,
+    free_port,
     port_is_free,
 )
 from services.launcher.monitoring import (
@@ -57,6 +61,63 @@ EMBEDDED_GROUP_TIMING = GroupTiming(
 
 class StackError(RuntimeError):
     pass
+
+
+MAX_REPLICAS = 8
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One process of a service: the only one, on the service's port, or one of several, each
+    on a port of its own behind the service's port."""
+
+    service: str
+    number: int  # 1, 2, … of several; 0 when it is the only one
+    port: int
+
+    @property
+    def name(self) -> str:
+        return self.service if self.number == 0 else f"{self.service}-{self.number}"
+
+    def url(self, settings: Settings) -> str:
+        return f"http://{settings.host}:{self.port}"
+
+
+def parse_replicas(spec: str) -> dict[str, int]:
+    """How many processes of each service: ``2`` for every service, or ``dispatch=2,ledger=3``
+    (the services not named run one)."""
+    counts = dict.fromkeys(SERVICES, 1)
+    if spec.strip().isdigit():
+        named = {service: spec.strip() for service in SERVICES}
+    else:
+        named = {}
+        for part in spec.split(","):
+            service, _, number = part.partition("=")
+            if service.strip() not in SERVICES or not number.strip().isdigit():
+                raise ValueError(
+                    f"{part.strip()!r}: give a number, or service=number with a service among "
+                    f"{', '.join(SERVICES)}"
+                )
+            named[service.strip()] = number.strip()
+    for service, number in named.items():
+        if not 1 <= int(number) <= MAX_REPLICAS:
+            raise ValueError(f"{service}: between 1 and {MAX_REPLICAS} replicas, not {number}")
+        counts[service] = int(number)
+    return counts
+
+
+def plan_replicas(
+    settings: Settings, counts: Mapping[str, int], port_for: Callable[[], int] = free_port
+) -> dict[str, list[Replica]]:
+    """Each service's processes: one on its own port, or several on free ports."""
+    return {
+        service: (
+            [Replica(service, 0, settings.port_of(service))]
+            if counts.get(service, 1) == 1
+            else [Replica(service, n, port_for()) for n in range(1, counts[service] + 1)]
+        )
+        for service in SERVICES
+    }
 
 
 @dataclass(frozen=True)
@@ -103,11 +164,17 @@ def service_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def spawn_service(service: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn_service(
+    service: str, env: Mapping[str, str], log_path: Path, *, port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """A service's process, listening on its own port or, a replica, on ``port``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "services.launcher.cli", "serve", service]
+    if port is not None:
+        command += ["--port", str(port)]
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.launcher.cli", "serve", service],
+            command,
             env=dict(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -185,7 +252,13 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
     ]
 
 
-def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bool = False) -> int:
+def up(
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    *,
+    monitoring: bool = False,
+    replicas: Mapping[str, int] | None = None,
+) -> int:
     """Run the stack until Ctrl-C or SIGTERM; returns the process exit code."""
     if settings.env == "production":
         # whistle up generates development keys and runs embedded servers: never production.
@@ -219,7 +292,9 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
             settings.embedded_broker_port, settings.host, settings.home / "broker.log"
         )
     )
+    processes = plan_replicas(settings, replicas or {})
     ports = {f"{s}": settings.port_of(s) for s in SERVICES}
+    ports.update({r.name: r.port for rs in processes.values() for r in rs if r.number})
     if postgres:
         ports["embedded PostgreSQL"] = postgres.port
     if broker:
@@ -234,7 +309,12 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
             settings.home / "prometheus",
             settings.host,
             settings.prometheus_port,
-            scrape_config(settings, rules=settings.prometheus_rules_dir, kpi_token=kpi_token_path),
+            scrape_config(
+                settings,
+                rules=settings.prometheus_rules_dir,
+                kpi_token=kpi_token_path,
+                replicas={s: [r.port for r in rs] for s, rs in processes.items()},
+            ),
         )
         ports["Prometheus"] = prometheus.port
     taken = [
@@ -253,6 +333,11 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     supervisor: Supervisor | None = None
+    balancers = [
+        RoundRobin(settings.host, settings.port_of(service), [r.port for r in rs])
+        for service, rs in processes.items()
+        if len(rs) > 1
+    ]
     started = time.monotonic()
     try:
         if postgres:
@@ -273,22 +358,21 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
         asyncio.run(prepare(settings))
         env = service_environment(settings)
         logs = settings.home / "logs"
-        supervisor = Supervisor(_children(settings, env, logs, postgres, broker), say)
+        for balancer in balancers:
+            balancer.start()
+        supervisor = Supervisor(_children(settings, env, logs, postgres, broker, processes), say)
         for child in supervisor.children:
             if child.process is None:
                 child.process = child.start()
-        services = {c.name: c.process for c in supervisor.children if c.name in SERVICES}
-        wait_ready(
-            {s: settings.url_of(s) for s in SERVICES},
-            {name: p for name, p in services.items() if p is not None},
-            timeout=60,
-        )
+        every = [r for rs in processes.values() for r in rs]
+        services = _service_processes(supervisor, every)
+        wait_ready({r.name: r.url(settings) for r in every}, services, timeout=60)
         kpi_token_written = datetime.now(UTC)
         if prometheus:
             write_kpi_token(settings, kpi_token_path, kpi_token_written)
             say(f"starting Prometheus on {prometheus.url} (alerts: {prometheus.url}/alerts)")
             prometheus.start()
-        say(_banner(settings, time.monotonic() - started, logs))
+        say(_banner(settings, time.monotonic() - started, logs, processes))
         last_health = time.monotonic()
         while not stops:
             supervisor.tend()
@@ -299,7 +383,7 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
                 supervisor.check_health()
                 last_health = time.monotonic()
             time.sleep(0.2)
-        drain(settings, supervisor, say, stop_now=lambda: stops > 1)
+        drain(settings, supervisor, say, processes, stop_now=lambda: stops > 1)
         say("stopping…")
         return 0
     except (StackError, EmbeddedError, ReferenceDataError, CrashLoop) as exc:
@@ -311,12 +395,10 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
     finally:
         if supervisor is not None:
             stop_processes(
-                {
-                    c.name: c.process
-                    for c in supervisor.children
-                    if c.name in SERVICES and c.process is not None
-                }
+                _service_processes(supervisor, [r for rs in processes.values() for r in rs])
             )
+        for balancer in balancers:
+            balancer.stop()
         if prometheus:
             prometheus.stop()
         if broker:
@@ -329,15 +411,25 @@ HEALTH_CHECK_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 60.0
 
 
+def _service_processes(
+    supervisor: Supervisor, replicas: Sequence[Replica]
+) -> dict[str, subprocess.Popen[bytes]]:
+    names = {r.name for r in replicas}
+    return {
+        c.name: c.process for c in supervisor.children if c.name in names and c.process is not None
+    }
+
+
 def _children(
     settings: Settings,
     env: Mapping[str, str],
     logs: Path,
     postgres: EmbeddedPostgres | None,
     broker: EmbeddedBroker | None,
+    processes: Mapping[str, Sequence[Replica]],
 ) -> list[Child]:
-    """What ``whistle up`` keeps running: the embedded servers (already started) and the four
-    services (started by the supervisor)."""
+    """What ``whistle up`` keeps running: the embedded servers (already started) and every
+    process of the four services (started by the supervisor)."""
     children: list[Child] = []
     if postgres is not None:
 
@@ -369,14 +461,15 @@ def _children(
                 process=broker.process,
             )
         )
-    for service in SERVICES:
-        log_path = logs / f"{service}.log"
+    for replica in (r for service in SERVICES for r in processes[service]):
+        log_path = logs / f"{replica.name}.log"
+        port = replica.port if replica.number else None
         children.append(
             Child(
-                service,
+                replica.name,
                 log_path,
-                partial(spawn_service, service, env, log_path),
-                healthy=partial(_healthy, settings.url_of(service)),
+                partial(spawn_service, replica.service, env, log_path, port=port),
+                healthy=partial(_healthy, replica.url(settings)),
             )
         )
     return children
@@ -397,6 +490,7 @@ def drain(
     settings: Settings,
     supervisor: Supervisor,
     say: Callable[[str], None],
+    processes: Mapping[str, Sequence[Replica]],
     *,
     stop_now: Callable[[], bool],
     timeout: float = DRAIN_TIMEOUT_SECONDS,
@@ -404,16 +498,18 @@ def drain(
     """Intake stops accepting (503 with Retry-After); wait until every outbox is sent and every
     consumer has processed what its topics hold, or the timeout, or a second Ctrl-C. Returns
     whether everything was drained."""
-    intake = next((c.process for c in supervisor.children if c.name == "intake"), None)
-    if intake is None or intake.poll() is not None:
+    intakes = _service_processes(supervisor, processes["intake"]).values()
+    running = [p for p in intakes if p.poll() is None]
+    if not running:
         return False
-    intake.send_signal(signal.SIGUSR1)
+    for intake in running:
+        intake.send_signal(signal.SIGUSR1)
     say("draining: intake refuses new tips; finishing what is in flight (Ctrl-C again: stop now)")
     deadline = time.monotonic() + timeout
     quiet, last_said = 0, 0.0
     with httpx.Client(timeout=5) as client:
         while not stop_now():
-            left = _backlog(client, settings)
+            left = _backlog(client, settings, processes)
             if left is not None and sum(left.values()) == 0:
                 quiet += 1
                 if quiet >= 2:  # twice: an event in flight between two services shows once
@@ -433,18 +529,27 @@ def drain(
     return False
 
 
-def _backlog(client: httpx.Client, settings: Settings) -> dict[str, int] | None:
-    """Events each service has still to publish or to consume; None if one cannot say."""
+def _backlog(
+    client: httpx.Client, settings: Settings, processes: Mapping[str, Sequence[Replica]]
+) -> dict[str, int] | None:
+    """Events each service has still to publish or to consume; None if one cannot say.
+
+    Replicas share their service's outbox (one database: each counts all of it) and split its
+    partitions (each counts the lag of its own)."""
     left: dict[str, int] = {}
     for service in SERVICES:
-        try:
-            answer = client.get(f"{settings.url_of(service)}/backlog")
-        except httpx.HTTPError:
-            return None
-        if answer.status_code != 200:
-            return None
-        body = answer.json()
-        left[service] = int(body["outbox_unsent"]) + int(body["consumer_lag"] or 0)
+        unsent, lag = 0, 0
+        for replica in processes[service]:
+            try:
+                answer = client.get(f"{replica.url(settings)}/backlog")
+            except httpx.HTTPError:
+                return None
+            if answer.status_code != 200:
+                return None
+            body = answer.json()
+            unsent = max(unsent, int(body["outbox_unsent"]))
+            lag += int(body["consumer_lag"] or 0)
+        left[service] = unsent + lag
     return left
 
 
@@ -457,10 +562,15 @@ PAGES = {
 }
 
 
-def _banner(settings: Settings, seconds: float, logs: Path) -> str:
+def _banner(
+    settings: Settings, seconds: float, logs: Path, processes: Mapping[str, Sequence[Replica]]
+) -> str:
     lines = [f"Whistle is up in {seconds:.1f}s.", ""]
     for service in SERVICES:
         lines.append(f"  {service:<11} {settings.url_of(service)}   (docs: /docs)")
+        if len(processes[service]) > 1:
+            each = ", ".join(f"{r.name} :{r.port}" for r in processes[service])
+            lines.append(f"  {'':<11} {len(processes[service])} replicas, round robin: {each}")
     lines += ["", "Pages:"]
     for service, (path, name) in PAGES.items():
         lines.append(f"  {settings.url_of(service)}{path}   {name}")

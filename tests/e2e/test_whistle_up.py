@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
+from reference.county import load_reference
 from services.launcher.embedded import EmbeddedPostgres, free_port, port_is_free
 from services.runtime.settings import SERVICES, Settings
 from tests.conftest import REPO
@@ -33,9 +35,9 @@ READY_WITHIN = 30  # seconds: what the README promises for a start on a fresh ma
 class Launcher:
     """``whistle up`` in a child process, its output collected line by line."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *options: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.launcher.cli", "up"],
+            [sys.executable, "-m", "services.launcher.cli", "up", *options],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -314,6 +316,110 @@ async def test_ctrl_c_mid_burst_and_a_restart_leave_every_accepted_tip_with_a_ca
     await eventually(every_tip_has_a_case, within=90, what="a case for every accepted tip", every=1)
     assert len(accepted) >= BURST // 3
     assert second.interrupt() == 0
+
+
+async def test_two_replicas_of_every_service_lose_and_double_nothing_when_replicas_are_killed(
+    tmp_path: Path, ports: dict[str, int], launcher_factory: list[Launcher]
+) -> None:
+    """``whistle up --replicas 2``: two processes of each service share one database and one
+    consumer group each, behind the service's one address. Mid-burst one dispatch, one
+    escalation and one ledger replica are killed: the group gives their partitions to the other
+    replica, the supervisor starts them again, and in the end every accepted tip was recorded
+    once, opened or joined exactly one case, and got its deadlines once; the ledger is one
+    gap-free log."""
+    home = tmp_path / "home"
+    env = {**_environment(home, ports), **BURST_LIMITS}
+    settings = _settings_for(home, ports)
+    launcher = Launcher(env, "--replicas", "2")
+    launcher_factory.append(launcher)
+    launcher.wait_for("whistle: ready", within=2 * READY_WITHIN)
+    replicas = {
+        f"{service}-{n}": int(port)
+        for service, n, port in re.findall(r"(\w+)-(\d) :(\d+)", launcher.output)
+    }
+    assert sorted(replicas) == sorted(f"{s}-{n}" for s in SERVICES for n in (1, 2))
+    grids = sorted(load_reference(REPO / "deploy" / "config").grids)
+
+    accepted: list[str] = []
+    a_third_accepted = asyncio.Event()
+
+    async def citizen(client_no: int) -> None:
+        # A client of its own each: the round robin balances connections, not requests.
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(BURST // CLIENTS):
+                answer = await http.post(
+                    f"{settings.url_of('intake')}/v1/tips",
+                    json={
+                        "text": f"路边有人占道摆摊 {client_no}-{n}",
+                        "grid_id": grids[(client_no * BURST + n) % len(grids)],
+                    },
+                )
+                assert answer.status_code == 201, answer.text
+                accepted.append(answer.json()["tip_id"])
+                if len(accepted) >= BURST // 3:
+                    a_third_accepted.set()
+
+    killed = ("dispatch-1", "escalation-2", "ledger-1")
+
+    async def kill_mid_burst() -> None:
+        await a_third_accepted.wait()
+        for name in killed:
+            os.kill(_listening_pid(replicas[name]), signal.SIGKILL)
+
+    await asyncio.gather(kill_mid_burst(), *(citizen(c) for c in range(CLIENTS)))
+    for name in killed:
+        await asyncio.to_thread(launcher.wait_for, f"whistle: {name} started again", 30)
+
+    db = f"postgresql://postgres@127.0.0.1:{ports['embedded_postgres']}"
+
+    async def fetch(database: str, query: str, *args: object) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(f"{db}/whistle_{database}")
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def every_tip_recorded_with_its_deadlines() -> bool:
+        open_tips = await fetch(
+            "intake", "SELECT 1 FROM tip WHERE id::text = ANY($1) AND case_id IS NULL", accepted
+        )
+        received = await fetch(
+            "ledger", "SELECT 1 FROM ledger_entry WHERE type = 'whistle.tip.received'"
+        )
+        cases = await fetch("dispatch", "SELECT id FROM cases")
+        with_deadlines = await fetch(
+            "ledger",
+            "SELECT DISTINCT subject FROM ledger_entry WHERE type = 'whistle.deadlines.set'",
+        )
+        return not open_tips and len(received) == BURST and len(with_deadlines) >= len(cases)
+
+    await eventually(
+        every_tip_recorded_with_its_deadlines, within=120, what="every tip through", every=1
+    )
+    assert len(accepted) == BURST
+    opened = await fetch(
+        "dispatch", "SELECT tip_id FROM cases WHERE tip_id::text = ANY($1)", accepted
+    )
+    joined = await fetch(
+        "dispatch", "SELECT tip_id FROM case_tip WHERE tip_id::text = ANY($1)", accepted
+    )
+    assert sorted(str(r["tip_id"]) for r in [*opened, *joined]) == sorted(accepted)
+    doubled = await fetch(
+        "ledger",
+        "SELECT subject, type, count(*) FROM ledger_entry "
+        "WHERE type IN ('whistle.case.opened', 'whistle.deadlines.set') "
+        "GROUP BY subject, type HAVING count(*) > 1",
+    )
+    assert doubled == []
+    seqs = [r["seq"] for r in await fetch("ledger", "SELECT seq FROM ledger_entry ORDER BY seq")]
+    assert seqs == list(range(len(seqs)))
+    # Both intake replicas took tips: the round robin shared the citizens between them.
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name in ("intake-1", "intake-2"):
+            metrics = (await http.get(f"http://127.0.0.1:{replicas[name]}/metrics")).text
+            assert re.search(r'route="/v1/tips"[^\n]*status="201"[^\n]* [1-9]', metrics), name
+    assert launcher.interrupt() == 0
+    assert _all_ports_free({**ports, **replicas})
 
 
 BURST = 120
