@@ -8,6 +8,7 @@ A scope names what a principal may act on: ``township:<code>``, ``dept:<code>``,
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,39 +49,51 @@ def ensure_dev_keys(private_path: Path, public_path: Path) -> None:
 
     An existing public key is never overwritten: services and auditors trust it. Without its
     private key this refuses; a private key whose public key is missing gets it derived.
+    Replicas starting together may race here: the private key is put in place atomically, the
+    first one wins, and every one derives the public key from the winner.
     """
-    if private_path.exists():
-        if not public_path.exists():
-            key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise RuntimeError(f"{private_path} is not an Ed25519 private key")
-            _write_public(key, public_path)
-        return
-    if public_path.exists():
-        raise RuntimeError(
-            f"{public_path} exists without its private key {private_path}; refusing to replace "
-            "a public key others trust (remove it to start a new development key pair)"
+    if not private_path.exists():
+        # The private key is always in place before its public key: a public key alone is
+        # someone else's.
+        if public_path.exists() and not private_path.exists():
+            raise RuntimeError(
+                f"{public_path} exists without its private key {private_path}; refusing to "
+                "replace a public key others trust (remove it to start a new development key pair)"
+            )
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = private_path.with_name(f".{private_path.name}.{os.getpid()}")
+        candidate.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    private_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    private_path.chmod(0o600)
-    _write_public(key, public_path)
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, private_path)  # fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    if not public_path.exists():
+        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise RuntimeError(f"{private_path} is not an Ed25519 private key")
+        _write_public(key, public_path)
 
 
 def _write_public(key: Ed25519PrivateKey, public_path: Path) -> None:
+    """Written whole or not at all (a reader never sees half a key); racing writers write the
+    same bytes, derived from the same private key."""
     public_path.parent.mkdir(parents=True, exist_ok=True)
-    public_path.write_bytes(
+    partial = public_path.with_name(f".{public_path.name}.{os.getpid()}")
+    partial.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    os.replace(partial, public_path)
 
 
 def issue_token(

@@ -22,6 +22,7 @@ import pytest
 
 from reference.county import load_reference
 from services.launcher.embedded import EmbeddedPostgres, free_port, port_is_free
+from services.ledger.merkle import Frontier
 from services.runtime.settings import SERVICES, Settings
 from tests.conftest import REPO
 from tests.support.infra import Infra, eventually
@@ -411,8 +412,19 @@ async def test_two_replicas_of_every_service_lose_and_double_nothing_when_replic
         "GROUP BY subject, type HAVING count(*) > 1",
     )
     assert doubled == []
-    seqs = [r["seq"] for r in await fetch("ledger", "SELECT seq FROM ledger_entry ORDER BY seq")]
-    assert seqs == list(range(len(seqs)))
+    entries = await fetch("ledger", "SELECT seq, leaf_hash FROM ledger_entry ORDER BY seq")
+    assert [r["seq"] for r in entries] == list(range(len(entries)))
+    # Whichever replica signed a head, it is a head of this one log: no fork.
+    heads = {
+        r["tree_size"]: bytes(r["root_hash"])
+        for r in await fetch("ledger", "SELECT tree_size, root_hash FROM tree_head")
+    }
+    assert max(heads) > 0
+    log = Frontier()
+    for entry in entries:
+        log.append(bytes(entry["leaf_hash"]))
+        if log.size in heads:
+            assert log.root() == heads[log.size], f"the head at {log.size} is not of this log"
     # Both intake replicas took tips: the round robin shared the citizens between them.
     async with httpx.AsyncClient(timeout=10) as http:
         for name in ("intake-1", "intake-2"):

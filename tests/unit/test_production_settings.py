@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -168,6 +171,30 @@ def test_dev_keys_derive_a_missing_public_key_from_the_private_one(tmp_path: Pat
     public.unlink()
     ensure_dev_keys(private, public)
     assert (private.read_bytes(), public.read_bytes()) == before
+
+
+def _make_keys(private: Path, public: Path, start: Any) -> None:
+    start.wait()
+    ensure_dev_keys(private, public)
+
+
+def test_replicas_making_dev_keys_at_once_end_with_one_matching_pair(tmp_path: Path) -> None:
+    """``whistle up --replicas``: several ledger processes start together with no signing key."""
+    private, public = tmp_path / "keys" / "ledger.pem", tmp_path / "keys" / "ledger.pub.pem"
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(8)
+    racers = [context.Process(target=_make_keys, args=(private, public, start)) for _ in range(8)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(30)
+    assert [racer.exitcode for racer in racers] == [0] * 8
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    derived = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert public.read_bytes() == derived
+    assert sorted(p.name for p in private.parent.iterdir()) == ["ledger.pem", "ledger.pub.pem"]
 
 
 # ---------------------------------------------------------------- item 10: token lifetime
