@@ -469,6 +469,7 @@ async def test_the_county_proposes_and_the_government_approves_an_out_of_list_ti
     assert await page.locator("#tab-admission").is_visible()
     card = page.locator(f'#admission-list li[data-case-id="{case_id}"]')
     assert words in await card.locator(".tip-text").inner_text()
+    await screenshot(page, "admission")
     form = card.locator('form[data-action="propose"]')
     await form.locator("select.matter").select_option("LD-001")
     await form.locator("select.unit").select_option("T03-RSJ")
@@ -483,6 +484,7 @@ async def test_the_county_proposes_and_the_government_approves_an_out_of_list_ti
     assert await page.locator("#tab-approval").is_visible()
     assert not await page.locator("#tab-admission").is_visible()
     card = page.locator(f'#approval-list li[data-case-id="{case_id}"]')
+    await screenshot(page, "approval")
     facts = await card.locator("dl.proposal").inner_text()
     for fact in ("县人民政府", "五政发〔2026〕12号", "城关镇劳动监察派驻组"):
         assert fact in facts
