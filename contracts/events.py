@@ -198,6 +198,35 @@ class CaseReopened(CaseStep):
     reason: str
 
 
+class CaseAdmissionProposed(CaseStep):
+    """准入, first step: the county supervisor proposes that the case's township carry an
+    out-of-list matter, naming the unit to act and the approving body and document number the
+    decision rests on. The case waits for the county government (待批准)."""
+
+    event_type = "whistle.case.admission_proposed"
+    proposal_id: UUID
+    matter_code: str
+    proposed_unit_id: str
+    proposed_staff_id: str | None = None
+    approving_body: str = Field(description="批准机关, e.g. 县人民政府")
+    document_no: str = Field(description="批准文号")
+    reason: str
+
+
+class CaseAdmissionDecided(CaseStep):
+    """准入, second step: the county government approves the proposal (the case is then
+    assigned to the proposed unit, ``whistle.case.assigned`` with rule ``admission``) or
+    rejects it (the case waits for the county supervisor again, 待准入)."""
+
+    event_type = "whistle.case.admission_decided"
+    proposal_id: UUID
+    approved: bool
+    matter_code: str
+    approving_body: str
+    document_no: str
+    opinion: str | None = None
+
+
 class CaseMerged(EventData):
     """A near-duplicate tip joined an open case of the same matter (same grid, or within the
     merge distance, inside the merge window) instead of opening a case of its own."""
@@ -509,6 +538,8 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseReopened,
     CaseMerged,
     CaseSplit,
+    CaseAdmissionProposed,
+    CaseAdmissionDecided,
     WhistleBlown,
     DeadlinesSet,
     DeadlineStopped,

@@ -13,6 +13,8 @@ from typing import Any
 from contracts.envelope import EventData
 from contracts.events import (
     CaseAccepted,
+    CaseAdmissionDecided,
+    CaseAdmissionProposed,
     CaseAssigned,
     CaseChased,
     CaseClosed,
@@ -162,6 +164,8 @@ TOPICS: tuple[Topic, ...] = (
             CaseReopened,
             CaseMerged,
             CaseSplit,
+            CaseAdmissionProposed,
+            CaseAdmissionDecided,
             WhistleBlown,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),

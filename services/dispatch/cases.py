@@ -31,6 +31,8 @@ from contracts.cases import CaseStatus
 from contracts.envelope import EventData, new_event
 from contracts.events import (
     CaseAccepted,
+    CaseAdmissionDecided,
+    CaseAdmissionProposed,
     CaseAssigned,
     CaseClosed,
     CaseMerged,
@@ -48,9 +50,11 @@ from contracts.events import (
     TipSupplemented,
 )
 from contracts.topics import CASES
-from reference.county import MatterItem, ReferenceData, Urgency
+from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
+from services.dispatch.authority import AdmissionInForce, Verdict, judge_assignment
 from services.dispatch.errors import (
     AdmissionRequired,
+    AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
@@ -84,9 +88,18 @@ from services.dispatch.merging import (
     check_split,
     find_merge,
 )
-from services.dispatch.models import Case, CaseTip, TipText
+from services.dispatch.models import (
+    APPROVED,
+    PROPOSED,
+    REJECTED,
+    AdmissionDecision,
+    Case,
+    CaseTip,
+    TipText,
+)
 from services.dispatch.queries import open_load, readable_case, summoned
 from services.dispatch.routing import (
+    ADMISSION_APPROVAL_QUEUE,
     ADMISSION_QUEUE,
     UNLOCATED,
     Assignment,
@@ -116,6 +129,10 @@ ROLE_OF_ACTOR = {
     CITIZEN: CITIZEN,
 }
 SUPPORTING = "supporting_unit"  # acts on a joint operation it is not the lead of
+# 县政府: approves or rejects what the county supervisor proposes for admission (准入).
+GOVERNMENT = "county_government"
+# Who assigns beyond a township's own units: the county, in arbitration or by admission.
+COUNTY_ROLES = frozenset({ROLE_OF_ACTOR[COUNTY], GOVERNMENT})
 
 # Steps beyond the lifecycle's, offered to the township's dispatcher while the case is open.
 WHISTLE, SPLIT = "whistle", "split"
@@ -542,10 +559,13 @@ class CaseService:
         arbitration (whose assignment is final); an out-of-list case waits for admission."""
 
         async def event(case: Case, step: dict[str, Any]) -> EventData:
-            if case.queue == ADMISSION_QUEUE:
+            if case.queue in (ADMISSION_QUEUE, ADMISSION_APPROVAL_QUEUE):
                 raise AdmissionRequired()
             rule = "arbitration" if case.rejections else "manual"
-            return await self._assign_by_hand(case, step, unit_id, staff_id, matter_code, rule)
+            admission = await self._admission_in_force(case)
+            return await self._assign_by_hand(
+                case, step, unit_id, staff_id, matter_code, rule, admission
+            )
 
         return await self._act(actor, case_id, expected, Action.ASSIGN, event)
 
@@ -686,42 +706,32 @@ class CaseService:
         staff_id: str | None,
         matter_code: str | None,
         rule: str,
+        admission: AdmissionInForce | None,
     ) -> CaseAssigned:
-        """Assign by hand (a dispatcher, arbitration or admission): the unit — a township's
-        own, unless the county assigns — a person with a valid enforcement certificate (or the
-        least loaded such), and for a joint operation the supporting units."""
+        """Assign by hand (a dispatcher, arbitration, admission or a reassignment): the unit —
+        a township's own, unless the county assigns — if the authority rule allows it
+        (``admission`` the case's approved admission decision, if any), a person with a valid
+        enforcement certificate (or the least loaded such), and for a joint operation the
+        supporting units."""
         reference = self._reference
-        unit = reference.units.get(unit_id)
-        if unit is None:
-            raise AssignmentRefused(
-                AssignmentRefusal.UNKNOWN_UNIT, f"There is no unit {unit_id!r}."
-            )
-        by_county = step["actor_role"] == ROLE_OF_ACTOR[COUNTY]
+        unit = self._unit(unit_id)
+        by_county = step["actor_role"] in COUNTY_ROLES
         if not by_county and unit.township != case.township_code:
             raise AssignmentRefused(
                 AssignmentRefusal.FOREIGN_UNIT, "A township dispatcher assigns to its own units."
             )
-        item = reference.items.get(matter_code or case.matter_code or "")
-        if item is None:
-            raise AssignmentRefused(
-                AssignmentRefusal.MATTER_NEEDED, "Give the matter_code from the catalogue."
-            )
+        item = self._item(matter_code or case.matter_code)
         today = self._today(self._clock())
-        if staff_id is not None:
-            staff = next((s for s in unit.staff if s.id == staff_id), None)
-            if staff is None or not (staff.certificate and staff.certificate.valid_on(today)):
-                raise AssignmentRefused(
-                    AssignmentRefusal.STAFF_CANNOT_ENFORCE,
-                    f"{staff_id} is not in {unit.id} with a valid enforcement certificate.",
-                )
-        else:
+        verdict = self._authorise(case, item, unit, admission, today)
+        staff = self._named_staff(unit, staff_id, today)
+        if staff_id is None:
             load = await open_load(self._session)
             staff = pick_staff(unit, case.village_code, load, today, "", "").staff
         supporting = supporting_units(item, unit, case.township_code or "", reference)
         case.unit_id, case.staff_id = unit.id, staff.id if staff else None
         case.matter_code, case.queue = item.code, None
         case.supporting_units = [u.id for u in supporting]
-        explanation = [f"{step['actor_role']} {step['actor']} 指派 {unit.name}"]
+        explanation = [f"{step['actor_role']} {step['actor']} 指派 {unit.name}", verdict.grounds]
         if supporting:
             names = "、".join(u.name for u in supporting)
             explanation.append(f"联合执法：{unit.name} 牵头，{names} 配合")
@@ -738,6 +748,72 @@ class CaseService:
             actor=step["actor"],
             actor_role=step["actor_role"],
         )
+
+    def _unit(self, unit_id: str) -> Unit:
+        unit = self._reference.units.get(unit_id)
+        if unit is None:
+            raise AssignmentRefused(
+                AssignmentRefusal.UNKNOWN_UNIT, f"There is no unit {unit_id!r}."
+            )
+        return unit
+
+    def _item(self, matter_code: str | None) -> MatterItem:
+        item = self._reference.items.get(matter_code or "")
+        if item is None:
+            raise AssignmentRefused(
+                AssignmentRefusal.MATTER_NEEDED, "Give the matter_code from the catalogue."
+            )
+        return item
+
+    @staticmethod
+    def _named_staff(unit: Unit, staff_id: str | None, today: date) -> Staff | None:
+        """The person named to act, if any: one of the unit's, certified on ``today``."""
+        if staff_id is None:
+            return None
+        staff = next((s for s in unit.staff if s.id == staff_id), None)
+        if staff is None or not (staff.certificate and staff.certificate.valid_on(today)):
+            raise AssignmentRefused(
+                AssignmentRefusal.STAFF_CANNOT_ENFORCE,
+                f"{staff_id} is not in {unit.id} with a valid enforcement certificate.",
+            )
+        return staff
+
+    def _authorise(
+        self,
+        case: Case,
+        item: MatterItem,
+        unit: Unit,
+        admission: AdmissionInForce | None,
+        today: date,
+    ) -> Verdict:
+        """The authority rule's verdict on giving the case's ``item`` to ``unit``; a refusal
+        is raised, naming every rule that refused. A case no place was found for is judged in
+        the township of the unit the county gives it to: giving it places it there."""
+        township = case.township_code or unit.township
+        verdict = judge_assignment(
+            item,
+            unit,
+            township=township,
+            claims=self._reference.claims.get(township or "", frozenset()),
+            admission=admission,
+            today=today,
+        )
+        if not verdict.allowed:
+            raise AssignmentNotAuthorised(verdict.refusals)
+        return verdict
+
+    async def _admission_in_force(self, case: Case) -> AdmissionInForce | None:
+        """The case's approved admission decision (准入), the latest if several."""
+        decision = await self._session.scalar(
+            select(AdmissionDecision)
+            .where(
+                AdmissionDecision.case_id == case.id,  # type: ignore[arg-type]
+                AdmissionDecision.status == APPROVED,  # type: ignore[arg-type]
+            )
+            .order_by(AdmissionDecision.decided_at.desc())  # type: ignore[union-attr]
+            .limit(1)
+        )
+        return _in_force(decision) if decision else None
 
     # ------------------------------------------------------------ beyond the lifecycle
 
@@ -811,21 +887,119 @@ class CaseService:
         await self._open(TipReceived.model_validate(link.tip), now, case_id=split_case_id)
         return case, split_case_id
 
-    async def admit(
+    async def propose_admission(
         self,
         actor: Principal,
         case_id: UUID,
         expected: int,
         *,
-        unit_id: str,
         matter_code: str,
-        staff_id: str | None = None,
+        unit_id: str,
+        staff_id: str | None,
+        approving_body: str,
+        document_no: str,
+        reason: str,
     ) -> Case:
-        """准入: the county admits an out-of-list case and assigns it (rule ``admission``)."""
+        """准入, first step: the county supervisor proposes that the case's township carry the
+        out-of-list matter through ``unit_id``, on ``approving_body``'s document
+        ``document_no``. The assignment is checked now as it would be made on approval; the
+        case then waits for the county government (待批准)."""
         case, step, now = await self._admission(actor, case_id, expected)
+        item, unit, today = self._item(matter_code), self._unit(unit_id), self._today(now)
+        township = case.township_code or ""
+        proposed = AdmissionInForce(item.code, township, approving_body, document_no)
+        self._authorise(case, item, unit, proposed, today)
+        self._named_staff(unit, staff_id, today)
+        proposal = AdmissionDecision(
+            id=uuid7(),
+            case_id=case.id,
+            matter_code=item.code,
+            township_code=township,
+            unit_id=unit.id,
+            staff_id=staff_id,
+            approving_body=approving_body,
+            document_no=document_no,
+            reason=reason,
+            proposed_by=actor.subject,
+            proposed_at=now,
+            status=PROPOSED,
+        )
+        self._session.add(proposal)
+        case.queue = ADMISSION_APPROVAL_QUEUE
+        self._explain(
+            case,
+            f"准入提议：由{unit.name}办理{item.name}（{approving_body} {document_no}），"
+            f"待县政府批准",
+        )
+        proposed_event = CaseAdmissionProposed(
+            **step,
+            proposal_id=proposal.id,
+            matter_code=item.code,
+            proposed_unit_id=unit.id,
+            proposed_staff_id=staff_id,
+            approving_body=approving_body,
+            document_no=document_no,
+            reason=reason,
+        )
+        self._emit(case.id, proposed_event, now)
+        return case
+
+    async def decide_admission(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        approve: bool,
+        opinion: str | None,
+    ) -> Case:
+        """准入, second step: the county government approves the proposal, and the case is
+        assigned to the proposed unit (rule ``admission``, through the authority rule with the
+        decision now in force), or rejects it, and the case waits for the county supervisor
+        again (待准入), who may propose anew or decline."""
+        if GOVERNMENT not in actor.roles:
+            raise NotPermitted("准入须经县政府批准：只有县政府（county_government）可以审批。")
+        case = await find_case(self._session, actor, case_id, for_update=True)
+        proposal = await self._session.scalar(
+            select(AdmissionDecision)
+            .where(
+                AdmissionDecision.case_id == case.id,  # type: ignore[arg-type]
+                AdmissionDecision.status == PROPOSED,  # type: ignore[arg-type]
+            )
+            .with_for_update()
+        )
+        waiting = case.status == CaseStatus.TRIAGE and case.queue == ADMISSION_APPROVAL_QUEUE
+        if not waiting or proposal is None:
+            raise NotAwaitingAdmission("该案件没有待县政府审批的准入提议。")
+        if case.version != expected:
+            raise StaleVersion(case.version)
+        now = self._clock()
+        step = self._changed(case, actor.subject, GOVERNMENT, now)
+        proposal.status = APPROVED if approve else REJECTED
+        proposal.decided_by, proposal.decided_at, proposal.opinion = actor.subject, now, opinion
+        decided = CaseAdmissionDecided(
+            **step,
+            proposal_id=proposal.id,
+            approved=approve,
+            matter_code=proposal.matter_code,
+            approving_body=proposal.approving_body,
+            document_no=proposal.document_no,
+            opinion=opinion,
+        )
+        self._emit(case.id, decided, now)
+        if not approve:
+            case.queue = ADMISSION_QUEUE
+            self._explain(case, f"县政府不予批准准入：{opinion or '未说明'}，退回待准入")
+            return case
         case.status = CaseStatus.ASSIGNED.value
         assigned = await self._assign_by_hand(
-            case, step, unit_id, staff_id, matter_code, "admission"
+            case,
+            step,
+            proposal.unit_id,
+            proposal.staff_id,
+            proposal.matter_code,
+            "admission",
+            _in_force(proposal),
         )
         self._emit(case.id, assigned, now)
         return case
@@ -835,18 +1009,16 @@ class CaseService:
         the citizen)."""
         case, step, now = await self._admission(actor, case_id, expected)
         case.status, case.queue = CaseStatus.CLOSED.value, None
-        case.routing = {
-            **case.routing,
-            "rule": "admission_declined",
-            "explanation": [*case.routing.get("explanation", []), f"不予准入：{reason}"],
-        }
+        case.routing = {**case.routing, "rule": "admission_declined"}
+        self._explain(case, f"不予准入：{reason}")
         self._emit(case.id, CaseClosed(**step, reason=reason), now)
         return case
 
     async def _admission(
         self, actor: Principal, case_id: UUID, expected: int
     ) -> tuple[Case, dict[str, Any], datetime]:
-        """The case waiting for the county's admission decision, at its next version."""
+        """The case waiting for the county supervisor's admission step (待准入: a proposal or a
+        decline), at its next version."""
         case, actors = await self._to_act_on(actor, case_id, expected)
         if (
             COUNTY not in actors
@@ -859,6 +1031,11 @@ class CaseService:
 
     # ------------------------------------------------------------ saying so
 
+    @staticmethod
+    def _explain(case: Case, line: str) -> None:
+        """Add ``line`` to the case's routing explanation (the console shows its last line)."""
+        case.routing = {**case.routing, "explanation": [*case.routing.get("explanation", []), line]}
+
     def _emit(self, case_id: UUID, data: EventData, now: datetime) -> None:
         """Stage the case's event: it leaves when the transaction commits."""
         stage(self._session, CASES, new_event(SOURCE, str(case_id), data, now))
@@ -866,3 +1043,9 @@ class CaseService:
     def _today(self, now: datetime) -> date:
         """The county's date: routing's certificates are valid by it."""
         return now.astimezone(self._settings.zone).date()
+
+
+def _in_force(decision: AdmissionDecision) -> AdmissionInForce:
+    return AdmissionInForce(
+        decision.matter_code, decision.township_code, decision.approving_body, decision.document_no
+    )

@@ -17,7 +17,7 @@ from contracts.cases import CaseStatus
 from reference.county import Code, ReferenceData
 from services.dispatch.cases import find_case, permitted_actions
 from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
-from services.dispatch.dependencies import County, RuntimeDep, reading
+from services.dispatch.dependencies import AdmissionReader, County, RuntimeDep, reading
 from services.dispatch.labels import for_console
 from services.dispatch.models import Case, CaseClock
 from services.dispatch.queries import (
@@ -26,6 +26,7 @@ from services.dispatch.queries import (
     case_clocks,
     open_cases,
     open_load,
+    pending_proposals,
     queues_of,
     scoped_codes,
     suggestions,
@@ -33,6 +34,7 @@ from services.dispatch.queries import (
     tip_texts,
     triage_queue,
 )
+from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
 from services.dispatch.wiring import current_reference, local_today
 from services.runtime.auth import Principal, require_roles
@@ -40,7 +42,8 @@ from services.runtime.auth import Principal, require_roles
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
 ConsoleUser = Annotated[
-    Principal, Depends(require_roles("dispatcher", "unit_member", "county_supervisor"))
+    Principal,
+    Depends(require_roles("dispatcher", "unit_member", "county_supervisor", "county_government")),
 ]
 
 # Without a state filter the case list shows what is being worked: triage has its own view.
@@ -138,7 +141,7 @@ class CasePage(BaseModel):
 async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
     """Who the caller is, and what the console's filters and forms offer them."""
     reference = current_reference(runtime)
-    everywhere = "county_supervisor" in principal.roles
+    everywhere = bool(principal.roles & {"county_supervisor", "county_government"})
     townships = scoped_codes(principal, "township") if "dispatcher" in principal.roles else set()
     unit_codes = scoped_codes(principal, "unit") if "unit_member" in principal.roles else set()
     units = [
@@ -239,6 +242,54 @@ async def admission(principal: County, runtime: RuntimeDep) -> list[TriageRow]:
     async with runtime.sessions() as session:
         rows = await admission_queue(session, reference, principal, now, local_today(runtime))
     return _triage_rows(reference, rows, now)
+
+
+class ProposalRow(BaseModel):
+    """An admission proposal (准入) as the county government reads it."""
+
+    matter_code: str
+    matter_name: str | None
+    unit_id: str
+    unit_name: str | None
+    approving_body: str
+    document_no: str
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+
+
+class ApprovalRow(TriageRow):
+    proposal: ProposalRow | None
+
+
+@router.get("/approval", response_model=list[ApprovalRow])
+async def approval(principal: AdmissionReader, runtime: RuntimeDep) -> list[ApprovalRow]:
+    """Admission proposals waiting for the county government (待批准), oldest first."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        rows = await admission_queue(
+            session, reference, principal, now, local_today(runtime), ADMISSION_APPROVAL_QUEUE
+        )
+        proposals = await pending_proposals(session, [w.case.id for w in rows])
+    out = []
+    for row in _triage_rows(reference, rows, now):
+        proposal = proposals.get(row.id)
+        item = reference.items.get(proposal.matter_code) if proposal else None
+        unit = reference.units.get(proposal.unit_id) if proposal else None
+        out.append(
+            ApprovalRow(
+                **row.model_dump(),
+                proposal=ProposalRow(
+                    **proposal.model_dump(),
+                    matter_name=item.name if item else None,
+                    unit_name=unit.name if unit else None,
+                )
+                if proposal
+                else None,
+            )
+        )
+    return out
 
 
 @router.get("/cases", response_model=list[CaseRow])

@@ -17,23 +17,27 @@ from contracts.cases import CaseStatus
 from reference.county import Code, ReferenceData, ReferenceDataError
 from services.dispatch.cases import CaseService
 from services.dispatch.dependencies import (
+    AdmissionReader,
     CaseActor,
     CaseReader,
     County,
+    Government,
     IfMatch,
     RuntimeDep,
     change_case,
 )
-from services.dispatch.models import Case
+from services.dispatch.models import AdmissionDecision, Case
 from services.dispatch.queries import (
     COUNTY_QUEUE,
     Waiting,
     admission_queue,
     open_cases,
+    pending_proposals,
     scoped_codes,
     township_queue,
     triage_queue,
 )
+from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, suggestions_out
 from services.dispatch.wiring import current_reference, local_today, reload_reference
 from services.runtime.auth import Principal, require_roles
@@ -189,21 +193,37 @@ async def case_list(
 
 
 class AdmissionIn(BaseModel):
+    """The county supervisor's step on a case waiting for admission (待准入): propose that the
+    township carry the matter (the county government approves or rejects), or decline it."""
+
     model_config = ConfigDict(extra="forbid")
-    decision: Literal["admit", "decline"]
-    unit_id: str | None = Field(default=None, description="admit: the unit that acts")
-    matter_code: str | None = Field(default=None, description="admit: the catalogue item")
+    decision: Literal["propose", "decline"]
+    unit_id: str | None = Field(default=None, description="propose: the unit that would act")
+    matter_code: str | None = Field(default=None, description="propose: the catalogue item")
     staff_id: str | None = None
+    approving_body: str | None = Field(
+        default=None, min_length=1, max_length=100, description="propose: 批准机关"
+    )
+    document_no: str | None = Field(
+        default=None, min_length=1, max_length=100, description="propose: 批准文号"
+    )
     reason: str | None = Field(
-        default=None, min_length=1, max_length=500, description="decline: told to the citizen"
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="propose: why the township should carry it; decline: told to the citizen",
     )
 
     @model_validator(mode="after")
     def _what_each_decision_needs(self) -> AdmissionIn:
-        if self.decision == "admit" and not (self.unit_id and self.matter_code):
-            raise ValueError("admitting needs unit_id and matter_code")
-        if self.decision == "decline" and not self.reason:
-            raise ValueError("declining needs the reason")
+        if self.decision == "propose" and not (
+            self.unit_id and self.matter_code and self.approving_body and self.document_no
+        ):
+            raise ValueError(
+                "proposing needs unit_id, matter_code, approving_body, document_no and reason"
+            )
+        if not self.reason:
+            raise ValueError("the reason is needed")
         return self
 
 
@@ -216,24 +236,114 @@ async def decide_admission(
     response: Response,
     if_match: IfMatch = None,
 ) -> CaseView:
-    """The county admits an out-of-list case (assigns it, rule ``admission``) or declines it
-    (closes it with the reason)."""
+    """The county supervisor proposes admitting an out-of-list case (it then waits for the
+    county government) or declines it (closes it with the reason)."""
 
     async def decide(cases: CaseService, expected: int) -> Case:
-        if body.decision == "admit":
-            assert body.unit_id is not None and body.matter_code is not None
-            return await cases.admit(
+        assert body.reason is not None
+        if body.decision == "propose":
+            assert body.unit_id and body.matter_code and body.approving_body and body.document_no
+            return await cases.propose_admission(
                 principal,
                 case_id,
                 expected,
-                unit_id=body.unit_id,
                 matter_code=body.matter_code,
+                unit_id=body.unit_id,
                 staff_id=body.staff_id,
+                approving_body=body.approving_body,
+                document_no=body.document_no,
+                reason=body.reason,
             )
-        assert body.reason is not None
         return await cases.decline(principal, case_id, expected, reason=body.reason)
 
     return await change_case(runtime, if_match, response, decide)
+
+
+class ApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    opinion: str | None = Field(
+        default=None, min_length=1, max_length=500, description="审批意见; required to reject"
+    )
+
+    @model_validator(mode="after")
+    def _a_rejection_says_why(self) -> ApprovalIn:
+        if self.decision == "reject" and not self.opinion:
+            raise ValueError("rejecting needs the opinion")
+        return self
+
+
+@router.post("/cases/{case_id}/admission/approval", response_model=CaseView)
+async def approve_admission(
+    case_id: UUID,
+    body: ApprovalIn,
+    principal: Government,
+    runtime: RuntimeDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> CaseView:
+    """The county government approves the admission proposal (the case is assigned to the
+    proposed unit) or rejects it (the case waits for the county supervisor again)."""
+    return await change_case(
+        runtime,
+        if_match,
+        response,
+        lambda cases, expected: cases.decide_admission(
+            principal,
+            case_id,
+            expected,
+            approve=body.decision == "approve",
+            opinion=body.opinion,
+        ),
+    )
+
+
+class ProposalOut(BaseModel):
+    """An admission proposal waiting for the county government."""
+
+    proposal_id: UUID
+    matter_code: str
+    unit_id: str
+    staff_id: str | None
+    approving_body: str
+    document_no: str
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+
+    @classmethod
+    def of(cls, decision: AdmissionDecision) -> ProposalOut:
+        return cls(proposal_id=decision.id, **decision.model_dump(exclude={"id"}))
+
+
+class ApprovalWaitingOut(WaitingOut):
+    proposal: ProposalOut | None
+
+
+@router.get("/queues/admission-approval", response_model=list[ApprovalWaitingOut])
+async def approval_list(
+    principal: AdmissionReader, runtime: RuntimeDep
+) -> list[ApprovalWaitingOut]:
+    """Admission proposals waiting for the county government's approval (待批准), oldest first."""
+    async with runtime.sessions() as session:
+        rows = await admission_queue(
+            session,
+            current_reference(runtime),
+            principal,
+            runtime.clock(),
+            local_today(runtime),
+            ADMISSION_APPROVAL_QUEUE,
+        )
+        proposals = await pending_proposals(session, [w.case.id for w in rows])
+    return [
+        ApprovalWaitingOut(
+            **waiting.model_dump(),
+            proposal=ProposalOut.of(proposals[waiting.case_id])
+            if waiting.case_id in proposals
+            else None,
+        )
+        for waiting in _waiting_out(rows)
+    ]
 
 
 # ---------------------------------------------------------------- reference data

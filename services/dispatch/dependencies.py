@@ -24,12 +24,27 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 CaseReader = Annotated[
     Principal,
-    Depends(require_roles("dispatcher", "unit_member", "county_supervisor", "auditor", "admin")),
+    Depends(
+        require_roles(
+            "dispatcher",
+            "unit_member",
+            "county_supervisor",
+            "county_government",
+            "auditor",
+            "admin",
+        )
+    ),
 ]
 CaseActor = Annotated[
     Principal, Depends(require_roles("dispatcher", "unit_member", "county_supervisor"))
 ]
 County = Annotated[Principal, Depends(require_roles("county_supervisor"))]
+# 县政府: approves or rejects the county supervisor's admission proposals (准入).
+Government = Annotated[Principal, Depends(require_roles("county_government"))]
+# Who reads what waits for an admission approval: the government, and the supervisor proposing.
+AdmissionReader = Annotated[
+    Principal, Depends(require_roles("county_government", "county_supervisor"))
+]
 
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description="the ETag of the case as you last saw it")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from uuid import UUID
 
+from services.dispatch import authority
 from services.dispatch.lifecycle import Action
 from services.dispatch.merging import SplitRefusal
 from services.dispatch.whistles import Refusal
@@ -57,7 +58,16 @@ class AdmissionRequired(TransitionRefused):
 
 
 class NotAwaitingAdmission(DispatchError):
-    """An admission decision for a case that is not waiting for one."""
+    """An admission step (proposal, decline, approval) for a case not waiting for it."""
+
+
+class AssignmentNotAuthorised(DispatchError):
+    """The authority rule (authority.py) refuses to give the matter to the unit; every rule
+    that refuses is named."""
+
+    def __init__(self, refusals: tuple[authority.Refusal, ...]) -> None:
+        super().__init__("；".join(r.reason for r in refusals))
+        self.refusals = refusals
 
 
 class AssignmentRefusal(StrEnum):

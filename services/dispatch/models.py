@@ -175,3 +175,31 @@ class CaseTip(SQLModel, table=True):
     tip: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     left_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     split_case_id: UUID | None = None
+
+
+# An admission decision's states (AdmissionDecision.status).
+PROPOSED, APPROVED, REJECTED = "proposed", "approved", "rejected"
+
+
+class AdmissionDecision(SQLModel, table=True):
+    """准入: a county supervisor's proposal that a township carry an out-of-list matter for one
+    case, and the county government's decision on it. Only an approved one is in force, and
+    only then may the matter be given to that township's units (authority.py)."""
+
+    __tablename__ = "admission_decision"
+
+    id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id", index=True)
+    matter_code: str
+    township_code: str
+    unit_id: str = Field(description="the unit proposed to act, assigned on approval")
+    staff_id: str | None = None
+    approving_body: str = Field(description="批准机关, e.g. 县人民政府")
+    document_no: str = Field(description="批准文号")
+    reason: str
+    proposed_by: str
+    proposed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = Field(description="proposed, approved or rejected")
+    decided_by: str | None = None
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    opinion: str | None = Field(default=None, sa_column=Column(Text))

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from services.dispatch.errors import (
     AdmissionRequired,
+    AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
@@ -56,12 +57,21 @@ def problem(error: DispatchError) -> Problem:
             return Problem(
                 409,
                 "Conflict",
-                "An out-of-list case is admitted by the county (POST /v1/cases/{id}/admission).",
+                "该事项不在本乡镇赋权清单内，须经县政府准入批准后方可指派"
+                "（县级督办提出准入：POST /v1/cases/{id}/admission）。",
                 allowed_actions=[],
             )
         case TransitionRefused():
             return Problem(
                 409, "Conflict", error.reason, allowed_actions=[a.value for a in error.allowed]
+            )
+        case AssignmentNotAuthorised():
+            return Problem(
+                422,
+                "Assignment not authorised",
+                str(error),
+                rules=[r.rule.value for r in error.refusals],
+                refusals=[{"rule": r.rule.value, "reason": r.reason} for r in error.refusals],
             )
         case AssignmentRefused():
             status, title = _ASSIGNMENT[error.refusal]

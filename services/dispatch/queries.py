@@ -18,6 +18,8 @@ from contracts.cases import CaseStatus
 from reference.county import ReferenceData
 from services.dispatch.models import (
     HELD_STATUSES,
+    PROPOSED,
+    AdmissionDecision,
     Case,
     CaseClock,
     CaseTimelineEntry,
@@ -45,7 +47,7 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     """The cases the principal may read, as a condition: the county, auditors and admins all;
     a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
     their units support."""
-    if principal.roles & {"county_supervisor", "auditor", "admin"}:
+    if principal.roles & {"county_supervisor", "county_government", "auditor", "admin"}:
         return true()
     conditions: list[ColumnElement[bool]] = []
     if "dispatcher" in principal.roles:
@@ -216,8 +218,11 @@ async def admission_queue(
     principal: Principal,
     now: datetime,
     today: date,
+    queue: str = ADMISSION_QUEUE,
 ) -> list[Waiting]:
-    """Out-of-list cases waiting for the county's admission decision (准入), oldest first."""
+    """Out-of-list cases waiting for an admission step (准入), oldest first: in
+    ``ADMISSION_QUEUE`` for the county supervisor's proposal (待准入), in
+    ``ADMISSION_APPROVAL_QUEUE`` for the county government's approval (待批准)."""
     return await _waiting(
         session,
         reference,
@@ -225,8 +230,23 @@ async def admission_queue(
         now,
         today,
         Case.status == CaseStatus.TRIAGE.value,  # type: ignore[arg-type]
-        Case.queue == ADMISSION_QUEUE,  # type: ignore[arg-type]
+        Case.queue == queue,  # type: ignore[arg-type]
     )
+
+
+async def pending_proposals(
+    session: AsyncSession, case_ids: Collection[UUID]
+) -> dict[UUID, AdmissionDecision]:
+    """The admission proposal each of the cases waits on the county government for."""
+    if not case_ids:
+        return {}
+    rows = await session.scalars(
+        select(AdmissionDecision).where(
+            AdmissionDecision.case_id.in_(case_ids),  # type: ignore[attr-defined]
+            AdmissionDecision.status == PROPOSED,  # type: ignore[arg-type]
+        )
+    )
+    return {row.case_id: row for row in rows}
 
 
 async def open_cases(

@@ -21,10 +21,13 @@ from reference.county import (
     Unit,
     UnitKind,
 )
+from services.dispatch.authority import judge_assignment
 from services.dispatch.triage import Triaged
 
 # Out-of-list tips wait here for the county's admission decision (准入).
 ADMISSION_QUEUE = "admission"
+# ... and here, once the county supervisor has proposed admission, for the county government.
+ADMISSION_APPROVAL_QUEUE = "admission_approval"
 # The rule of a case that waits in the county's queue because no place was given.
 UNLOCATED = "no_location"
 
@@ -71,9 +74,26 @@ def route(
     today: date,
 ) -> Assignment | NeedsTriage:
     """Pick the unit, then its certified staff member with the least open load; for a joint
-    operation, also the supporting units."""
+    operation, also the supporting units. A unit the authority rule (authority.py) refuses is
+    not assigned: the case waits in its township's queue with the rule's reason."""
     assignment = _lead(item, township, village, reference, open_load, today)
-    if isinstance(assignment, NeedsTriage) or not item.supporting_departments:
+    if isinstance(assignment, NeedsTriage):
+        return assignment
+    verdict = judge_assignment(
+        item,
+        assignment.unit,
+        township=township,
+        claims=reference.claims.get(township, frozenset()),
+        admission=None,  # routing never assigns an out-of-list matter: it waits for admission
+        today=today,
+    )
+    if not verdict.allowed:
+        return NeedsTriage(
+            f"township:{township}",
+            verdict.refusals[0].rule.value,
+            f"{assignment.explanation[0]}；{verdict.reason}，待调度员人工分拨",
+        )
+    if not item.supporting_departments:
         return assignment
     supporting = supporting_units(item, assignment.unit, township, reference)
     if not supporting:

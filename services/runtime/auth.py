@@ -29,6 +29,9 @@ ROLES: tuple[str, ...] = (
     "unit_member",
     "county_department",
     "county_supervisor",
+    # 县政府: approves or rejects the admission (准入) of out-of-list matters the county
+    # supervisor proposes, so that no single office moves duties onto a township.
+    "county_government",
     "auditor",
     "admin",
 )

@@ -442,7 +442,7 @@ async def test_an_ineligible_whistle_shows_the_refusal_reasons_in_chinese(
     assert current.json()["version"] == 2
 
 
-async def test_the_county_admits_an_out_of_list_tip_from_the_admission_queue(
+async def test_the_county_proposes_and_the_government_approves_an_out_of_list_tip(
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
     tip_id, now = uuid7(), datetime.now(UTC)
@@ -469,11 +469,28 @@ async def test_the_county_admits_an_out_of_list_tip_from_the_admission_queue(
     assert await page.locator("#tab-admission").is_visible()
     card = page.locator(f'#admission-list li[data-case-id="{case_id}"]')
     assert words in await card.locator(".tip-text").inner_text()
-    await card.locator('form[data-action="admit"] select.matter').select_option("LD-001")
-    await card.locator('form[data-action="admit"] select.unit').select_option("T03-RSJ")
-    await card.get_by_role("button", name="准入并派单").click()
+    await screenshot(page, "admission")
+    form = card.locator('form[data-action="propose"]')
+    await form.locator("select.matter").select_option("LD-001")
+    await form.locator("select.unit").select_option("T03-RSJ")
+    await form.get_by_label("批准文号").fill("五政发〔2026〕12号")
+    await form.get_by_label("准入理由").fill("欠薪线索由劳动监察派驻组核查")
+    await card.get_by_role("button", name="提出准入").click()
     await page.wait_for_selector('body[data-state="done"]')
-    assert "已准入：案件现为「已派单」" in await page.inner_text("#notice")
+    assert "已提出准入，待县政府批准：案件现为「待分拨」" in await page.inner_text("#notice")
+    assert await card.count() == 0
+
+    await sign_in(page, served, token("county_government"), "#/approval")
+    assert await page.locator("#tab-approval").is_visible()
+    assert not await page.locator("#tab-admission").is_visible()
+    card = page.locator(f'#approval-list li[data-case-id="{case_id}"]')
+    await screenshot(page, "approval")
+    facts = await card.locator("dl.proposal").inner_text()
+    for fact in ("县人民政府", "五政发〔2026〕12号", "城关镇劳动监察派驻组"):
+        assert fact in facts
+    await card.get_by_role("button", name="批准准入").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已批准准入：案件现为「已派单」" in await page.inner_text("#notice")
     assert await card.count() == 0
 
 

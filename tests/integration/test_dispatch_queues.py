@@ -12,6 +12,7 @@ from uuid6 import uuid7
 from services.dispatch.models import Case, TipText
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
+from tests.integration.test_authority import PROPOSAL
 from tests.support.tips import case_events, case_of, send_tip
 
 
@@ -119,23 +120,29 @@ async def test_out_of_list_tips_wait_for_admission_and_are_admitted_or_declined(
 
     incomplete = await client.post(
         f"/v1/cases/{admitted.id}/admission",
-        json={"decision": "admit", "unit_id": "T05-SFJ"},
+        json={"decision": "propose", "unit_id": "T05-SFJ", "matter_code": "LD-005"},
         headers={**county, "If-Match": '"1"'},
     )
-    assert incomplete.status_code == 422
-    admit = await client.post(
+    assert incomplete.status_code == 422  # no approving body, document number or reason
+    # The county supervisor alone no longer admits: that was one office moving a duty.
+    alone = await client.post(
         f"/v1/cases/{admitted.id}/admission",
         json={"decision": "admit", "unit_id": "T05-SFJ", "matter_code": "LD-005"},
         headers={**county, "If-Match": '"1"'},
     )
-    assert admit.status_code == 200, admit.text
-    assert (admit.json()["status"], admit.json()["unit_id"]) == ("assigned", "T05-SFJ")
-    assigned = (await case_events(runtime, admitted.id))[-1]
-    assert assigned["type"] == "whistle.case.assigned"
-    assert (assigned["data"]["rule"], assigned["data"]["actor_role"]) == (
-        "admission",
-        "county_supervisor",
+    assert alone.status_code == 422
+    proposed = await client.post(
+        f"/v1/cases/{admitted.id}/admission",
+        json=PROPOSAL,
+        headers={**county, "If-Match": '"1"'},
     )
+    assert proposed.status_code == 200, proposed.text
+    assert (proposed.json()["status"], proposed.json()["queue"]) == (
+        "triage",
+        "admission_approval",
+    )
+    waiting = await client.get("/v1/queues/admission-approval", headers=county)
+    assert admitted.id in {UUID(r["case_id"]) for r in waiting.json()}
 
     decline = await client.post(
         f"/v1/cases/{declined.id}/admission",

@@ -42,9 +42,15 @@ from services.runtime.settings import SERVICES, Settings
 
 Route = tuple[str, str, str]  # service, method, path
 
-CASE_READERS = frozenset({"dispatcher", "unit_member", "county_supervisor", "auditor", "admin"})
+CASE_READERS = frozenset(
+    {"dispatcher", "unit_member", "county_supervisor", "county_government", "auditor", "admin"}
+)
 CASE_ACTORS = frozenset({"dispatcher", "unit_member", "county_supervisor"})
+CONSOLE_USERS = CASE_ACTORS | {"county_government"}
 COUNTY = frozenset({"county_supervisor"})
+# 准入: the county government approves what the county supervisor proposes; both read the list.
+GOVERNMENT = frozenset({"county_government"})
+ADMISSION_READERS = COUNTY | GOVERNMENT
 AUDITOR = frozenset({"auditor"})
 AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
@@ -68,12 +74,15 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/triage"): frozenset({"dispatcher", "county_supervisor"}),
     ("dispatch", "GET", "/v1/queues/admission"): COUNTY,
     ("dispatch", "POST", "/v1/cases/{case_id}/admission"): COUNTY,
+    ("dispatch", "POST", "/v1/cases/{case_id}/admission/approval"): GOVERNMENT,
+    ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
-    ("dispatch", "GET", "/v1/console/me"): CASE_ACTORS,
-    ("dispatch", "GET", "/v1/console/triage"): CASE_ACTORS,
+    ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
+    ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/admission"): COUNTY,
-    ("dispatch", "GET", "/v1/console/cases"): CASE_ACTORS,
-    ("dispatch", "GET", "/v1/console/cases/{case_id}"): CASE_ACTORS,
+    ("dispatch", "GET", "/v1/console/approval"): ADMISSION_READERS,
+    ("dispatch", "GET", "/v1/console/cases"): CONSOLE_USERS,
+    ("dispatch", "GET", "/v1/console/cases/{case_id}"): CONSOLE_USERS,
     ("escalation", "GET", "/v1/cases/{case_id}/deadlines"): frozenset(
         {"dispatcher", "county_supervisor", "county_department", "auditor"}
     ),

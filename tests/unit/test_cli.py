@@ -51,6 +51,18 @@ def test_token_refuses_an_unknown_role(
     assert "unknown role(s): mayor" in capsys.readouterr().err
 
 
+def test_token_issues_the_county_governments_role_for_admission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 县政府 approves admission (准入); the dispatch service knows it as county_government.
+    monkeypatch.setenv("WHISTLE_HOME", str(tmp_path))
+    assert main(["token", "--role", "county_government", "--service", "dispatch"]) == 0
+    token = capsys.readouterr().out.strip()
+    public_key = (tmp_path / "keys" / "jwt-ed25519.pub.pem").read_bytes()
+    verifier = TokenVerifier(public_key, issuer="whistle", audience="whistle:dispatch")
+    assert verifier.verify(token).roles == {"county_government"}
+
+
 def test_migrate_refuses_an_unknown_service(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "billing"]) == 2
     assert "unknown service(s): billing" in capsys.readouterr().err

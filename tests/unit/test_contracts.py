@@ -24,6 +24,8 @@ from contracts.envelope import CloudEvent, EventData, new_event
 from contracts.events import (
     EVENT_MODELS,
     CaseAccepted,
+    CaseAdmissionDecided,
+    CaseAdmissionProposed,
     CaseAssigned,
     CaseChased,
     CaseClosed,
@@ -229,6 +231,24 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         split_tip_id=UUID("01956f3a-0000-7000-8000-000000000004"),
         split_case_id=UUID("01956f3a-0000-7000-8000-000000000005"),
         reason="不是同一处垃圾",
+    ),
+    CaseAdmissionProposed: lambda: CaseAdmissionProposed(
+        **{**STEP, "actor_role": "county_supervisor", "unit_id": None},
+        proposal_id=UUID("01956f3a-0000-7000-8000-000000000006"),
+        matter_code="LD-005",
+        proposed_unit_id="T05-SFJ",
+        approving_body="县人民政府",
+        document_no="五政发〔2026〕12号",
+        reason="劳动争议调处由司法所承担",
+    ),
+    CaseAdmissionDecided: lambda: CaseAdmissionDecided(
+        **{**STEP, "actor_role": "county_government", "unit_id": None},
+        proposal_id=UUID("01956f3a-0000-7000-8000-000000000006"),
+        approved=True,
+        matter_code="LD-005",
+        approving_body="县人民政府",
+        document_no="五政发〔2026〕12号",
+        opinion="同意",
     ),
     WhistleBlown: lambda: WhistleBlown(
         **STEP,

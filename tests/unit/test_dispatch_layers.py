@@ -29,6 +29,7 @@ PURE = {
     "labels",
     "deadline_colour",
     "publicity",
+    "authority",
 }
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).

@@ -6,8 +6,10 @@ from uuid import UUID
 
 import pytest
 
+from services.dispatch import authority
 from services.dispatch.errors import (
     AdmissionRequired,
+    AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
@@ -51,6 +53,17 @@ CASE = UUID("01890000-0000-7000-8000-000000000001")
             422,
             "Staff cannot enforce",
             {},
+        ),
+        (
+            AssignmentNotAuthorised(
+                (authority.Refusal(authority.AuthorityRefusal.NOT_ADMITTED, "须经县政府准入批准"),)
+            ),
+            422,
+            "Assignment not authorised",
+            {
+                "rules": ["not_admitted"],
+                "refusals": [{"rule": "not_admitted", "reason": "须经县政府准入批准"}],
+            },
         ),
         (SplitRefused(SplitRefusal.ORIGINAL_TIP, CASE), 409, "Conflict", {}),
         (SplitRefused(SplitRefusal.CLOSED, CASE), 409, "Conflict", {}),

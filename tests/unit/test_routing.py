@@ -67,6 +67,7 @@ def _item(
     domain: str = "market",
     lead: str = "SCJGJ",
     supporting: tuple[str, ...] = (),
+    action: str = "penalty",
 ) -> MatterItem:
     return MatterItem(
         code=code,
@@ -74,7 +75,7 @@ def _item(
         major_category="测试",
         minor_category="测试",
         domain=domain,
-        action_type="penalty",
+        action_type=action,
         legal_basis="测试依据",
         authority=authority,
         tier="optional",
@@ -87,6 +88,7 @@ def _item(
 
 ITEMS = {
     "DEV": _item("DEV", "devolved"),
+    "INS": _item("INS", "devolved", action="inspection"),  # not enforcement proper
     "ENT": _item("ENT", "entrusted"),
     "STA": _item("STA", "statutory", domain="urban", lead="CGJ"),
     "ASS": _item("ASS", "assist"),
@@ -172,7 +174,9 @@ def _build(
         ],
         units=[team, squad, urban, *county_units],
         catalogue=Catalogue(version="test", items=list(ITEMS.values())),
-        claims=[TownshipClaims(township="T01", items=["DEV", "ENT", "STA", "URB", "JNT", "JNW"])],
+        claims=[
+            TownshipClaims(township="T01", items=["DEV", "INS", "ENT", "STA", "URB", "JNT", "JNW"])
+        ],
         version="test",
     )
 
@@ -309,7 +313,9 @@ def test_expiry_is_judged_against_today_not_the_wall_clock() -> None:
     squad = [_staff("A1", certificate=_cert(date(2020, 6, 30)))]
     ref = _build(squad_staff=squad)
     assert _assigned(_route(ref, "DEV", today=date(2020, 6, 1))).staff.id == "A1"
-    assert _assigned(_route(ref, "DEV", today=date(2020, 7, 1))).staff is None
+    assert _assigned(_route(ref, "INS", today=date(2020, 7, 1))).staff is None
+    expired = _route(ref, "DEV", today=date(2020, 7, 1))
+    assert isinstance(expired, NeedsTriage) and expired.rule == "no_certificate"
 
 
 def test_village_officer_preferred_over_a_less_loaded_colleague() -> None:
@@ -349,12 +355,24 @@ def test_staff_without_recorded_load_counts_as_idle() -> None:
     assert result.staff.id == "B1"
 
 
-def test_unit_without_certified_staff_is_assigned_without_a_person_and_says_so() -> None:
+def test_unit_without_certified_staff_is_assigned_an_inspection_without_a_person() -> None:
     squad = [_staff("A1", certificate=EXPIRED), _staff("A2", certificate=None)]
-    result = _assigned(_route(_build(squad_staff=squad), "DEV"))
+    result = _assigned(_route(_build(squad_staff=squad), "INS"))
     assert result.unit.id == "T01-SCJGJ"
     assert result.staff is None
     assert any("执法证" in line for line in result.explanation)
+
+
+def test_unit_without_certified_staff_is_never_routed_a_penalty_which_waits_in_triage() -> None:
+    squad = [_staff("A1", certificate=EXPIRED), _staff("A2", certificate=None)]
+    outcome = _route(_build(squad_staff=squad), "DEV")
+    assert isinstance(outcome, NeedsTriage)
+    assert (outcome.queue, outcome.rule) == ("township:T01", "no_certificate")
+    # The explanation says which unit routing would have picked and why it may not.
+    assert outcome.reason == (
+        "赋权事项，由测试镇市场监管派驻组办理；测试镇市场监管派驻组当前无持有效执法证人员，"
+        "不得指派行政处罚事项（事项DEV），待调度员人工分拨"
+    )
 
 
 def test_assignment_names_the_chosen_person_in_the_explanation() -> None:
@@ -415,9 +433,11 @@ def test_sample_squad_whose_only_officer_has_expired(sample: ReferenceData) -> N
     item = sample.items["NY-006"]
     before = _assigned(route(item, "T01", "T01V02", sample, {}, date(2025, 3, 7)))
     assert before.staff is not None and before.staff.id == "S0023"
-    after = _assigned(route(item, "T01", "T01V02", sample, {}, TODAY))
-    assert after.unit.id == "T01-NYNCJ"
-    assert after.staff is None
+    # 电鱼 is a penalty: with nobody certified the squad is not given it; a dispatcher decides.
+    after = route(item, "T01", "T01V02", sample, {}, TODAY)
+    assert isinstance(after, NeedsTriage)
+    assert (after.queue, after.rule) == ("township:T01", "no_certificate")
+    assert "T01" not in after.reason and "农业农村派驻组当前无持有效执法证人员" in after.reason
 
 
 def test_sample_every_route_follows_the_rules(sample: ReferenceData) -> None:
@@ -427,6 +447,10 @@ def test_sample_every_route_follows_the_rules(sample: ReferenceData) -> None:
             outcome = route(item, township, None, sample, {}, TODAY)
             if item.authority is Authority.OUT_OF_LIST:
                 assert isinstance(outcome, NeedsTriage)
+                continue
+            if isinstance(outcome, NeedsTriage):
+                # Only the certificate rule keeps a routable matter from its unit.
+                assert (outcome.rule, item.action_type) == ("no_certificate", "penalty")
                 continue
             result = _assigned(outcome)
             if result.staff is not None:

@@ -1,8 +1,10 @@
 // The dispatcher console: the triage queue, open cases with their deadline colour, a case's
 // page with its timeline, routing explanation and tips (merged ones can be split off), the
-// whistle (吹哨), a unit member's own cases and the county's admission queue (准入). It reads
-// /v1/console/* and /v1/cases/{id}/tips, and acts through the JSON API with If-Match
-// (/v1/cases/{id}/{action}, …/whistle, …/split, …/admission), as anyone could.
+// whistle (吹哨), a unit member's own cases, and admission (准入) in two steps: the county
+// supervisor's queue (待准入: propose or decline) and the county government's (待批准: approve or
+// reject). It reads /v1/console/* and /v1/cases/{id}/tips, and acts through the JSON API with
+// If-Match (/v1/cases/{id}/{action}, …/whistle, …/split, …/admission, …/admission/approval),
+// as anyone could.
 "use strict";
 
 const TOKEN_KEY = "whistle.console.token";
@@ -42,6 +44,8 @@ const EVENT = {
   "whistle.case.merged": "合并重复诉求",
   "whistle.case.split": "拆分",
   "whistle.case.whistle_blown": "吹哨",
+  "whistle.case.admission_proposed": "提出准入",
+  "whistle.case.admission_decided": "准入审批",
   "whistle.deadlines.set": "设定时限",
   "whistle.deadline.stopped": "时限停止",
   "whistle.deadline.warning": "时限预警",
@@ -122,7 +126,8 @@ function problemMessage(status, problem) {
       return "缺少案件版本信息，请刷新后重试。";
     case 422: {
       if (p.refusals && p.refusals.length) {
-        return `不符合吹哨条件：${p.refusals.map((r) => r.reason).join("；")}`;
+        const rule = p.title === "Whistle not allowed" ? "不符合吹哨条件" : "不符合职权规定，不能指派";
+        return `${rule}：${p.refusals.map((r) => r.reason).join("；")}`;
       }
       const errors = (p.errors || []).map((e) => e.msg || "").filter(Boolean);
       const why = p.title && p.title !== "Unprocessable Entity" ? `${p.title}：` : "";
@@ -199,6 +204,7 @@ function roleLine(data) {
     dispatcher: "调度员",
     unit_member: "承办单位人员",
     county_supervisor: "县级督办",
+    county_government: "县政府",
   };
   const where = [
     ...data.townships.map((t) => t.name),
@@ -221,6 +227,9 @@ async function signIn() {
   $("#tab-open").hidden = !dispatching;
   $("#tab-mine").hidden = !me.roles.includes("unit_member");
   $("#tab-admission").hidden = !me.roles.includes("county_supervisor");
+  $("#tab-approval").hidden = !(
+    me.roles.includes("county_government") || me.roles.includes("county_supervisor")
+  );
 }
 
 // --- views -------------------------------------------------------------------------------
@@ -372,21 +381,28 @@ function triageView() {
   );
 }
 
-// 准入: the county admits an out-of-list case to a unit, or declines it with a reason.
+// 准入, first step: the county supervisor proposes that the township carry an out-of-list
+// matter (the unit, the approving body and document number, why), or declines it.
 function admissionForms(row, n) {
   const first = row.suggestions[0];
   const matter = matterSelect(`a${n}-matter`, row.suggestions, first && first.matter_code);
-  const unit = unitSelect(`a${n}-unit`, me.units, first && first.unit_id);
+  // The township's own units, or a county department's (which needs no admission but may be
+  // proposed all the same).
+  const units = me.units.filter((u) => u.township === row.township_code || !u.township);
+  const unit = unitSelect(`a${n}-unit`, units, first && first.unit_id);
   linkMatterToUnit(matter, unit);
+  const body = el("input", { id: `a${n}-body`, type: "text", maxlength: 100, value: "县人民政府" });
+  const number = el("input", { id: `a${n}-number`, type: "text", maxlength: 100 });
+  const why = el("input", { id: `a${n}-why`, type: "text", maxlength: 500 });
   const reason = el("input", { id: `a${n}-reason`, type: "text", maxlength: 500 });
-  const decide = (body) =>
+  const decide = (payload, done) =>
     run(async () => {
       const answer = await api(`/v1/cases/${row.id}/admission`, {
         method: "POST",
-        body,
+        body: payload,
         version: row.version,
       });
-      showNotice(`已${body.decision === "admit" ? "准入" : "不予准入"}：案件现为「${label(STATUS, answer.status)}」。`);
+      showNotice(`${done}：案件现为「${label(STATUS, answer.status)}」。`);
       await route();
     });
   return el(
@@ -396,18 +412,37 @@ function admissionForms(row, n) {
       "form",
       {
         class: "assign",
-        "data-action": "admit",
+        "data-action": "propose",
         onsubmit: (event) => {
           event.preventDefault();
           if (!matter.value || !unit.value) return showError("请选择事项和承办单位");
-          decide({ decision: "admit", matter_code: matter.value, unit_id: unit.value });
+          if (!body.value.trim() || !number.value.trim() || !why.value.trim()) {
+            return showError("提出准入须填写批准机关、批准文号和理由");
+          }
+          decide(
+            {
+              decision: "propose",
+              matter_code: matter.value,
+              unit_id: unit.value,
+              approving_body: body.value.trim(),
+              document_no: number.value.trim(),
+              reason: why.value.trim(),
+            },
+            "已提出准入，待县政府批准",
+          );
         },
       },
       el("label", { for: matter.id }, "事项"),
       matter,
       el("label", { for: unit.id }, "承办单位"),
       unit,
-      el("button", { type: "submit" }, "准入并派单"),
+      el("label", { for: body.id }, "批准机关"),
+      body,
+      el("label", { for: number.id }, "批准文号"),
+      number,
+      el("label", { for: why.id }, "准入理由"),
+      why,
+      el("button", { type: "submit" }, "提出准入"),
     ),
     el(
       "form",
@@ -417,7 +452,7 @@ function admissionForms(row, n) {
         onsubmit: (event) => {
           event.preventDefault();
           if (!reason.value.trim()) return showError("不予准入须说明理由（将告知群众）");
-          decide({ decision: "decline", reason: reason.value.trim() });
+          decide({ decision: "decline", reason: reason.value.trim() }, "已不予准入");
         },
       },
       el("label", { for: reason.id }, "不予准入理由"),
@@ -434,6 +469,76 @@ function admissionView() {
     "admission-list",
     "没有等待准入的清单外事项。",
     admissionForms,
+  );
+}
+
+// 准入, second step: the county government approves the proposal (the case is assigned to the
+// proposed unit) or rejects it with its opinion (back to 待准入). The supervisor only reads.
+function approvalForms(row, n) {
+  const p = row.proposal;
+  const facts = p
+    ? el(
+        "dl",
+        { class: "proposal" },
+        el("dt", {}, "事项"),
+        el("dd", {}, `${p.matter_code} ${p.matter_name || ""}`),
+        el("dt", {}, "承办单位"),
+        el("dd", {}, p.unit_name || p.unit_id),
+        el("dt", {}, "批准机关"),
+        el("dd", {}, p.approving_body),
+        el("dt", {}, "批准文号"),
+        el("dd", {}, p.document_no),
+        el("dt", {}, "准入理由"),
+        el("dd", {}, p.reason),
+        el("dt", {}, "提议人"),
+        el("dd", {}, `${p.proposed_by} · ${when(p.proposed_at)}`),
+      )
+    : null;
+  if (!me.roles.includes("county_government")) return facts;
+  const opinion = el("input", { id: `g${n}-opinion`, type: "text", maxlength: 500 });
+  const decide = (decision) =>
+    run(async () => {
+      const text = opinion.value.trim();
+      if (decision === "reject" && !text) throw new Error("不予批准须填写审批意见");
+      const answer = await api(`/v1/cases/${row.id}/admission/approval`, {
+        method: "POST",
+        body: text ? { decision, opinion: text } : { decision },
+        version: row.version,
+      });
+      showNotice(
+        `${decision === "approve" ? "已批准准入" : "已不予批准"}：案件现为「${label(STATUS, answer.status)}」。`,
+      );
+      await route();
+    });
+  return el(
+    "div",
+    { class: "admission" },
+    facts,
+    el(
+      "form",
+      {
+        class: "assign",
+        "data-action": "approval",
+        onsubmit: (event) => {
+          event.preventDefault();
+          decide(event.submitter && event.submitter.value === "reject" ? "reject" : "approve");
+        },
+      },
+      el("label", { for: opinion.id }, "审批意见"),
+      opinion,
+      el("button", { type: "submit", value: "approve" }, "批准准入"),
+      el("button", { type: "submit", value: "reject", class: "secondary" }, "不予批准"),
+    ),
+  );
+}
+
+function approvalView() {
+  return queueView(
+    "/v1/console/approval",
+    "待批准",
+    "approval-list",
+    "没有等待县政府批准的准入提议。",
+    approvalForms,
   );
 }
 
@@ -909,10 +1014,12 @@ async function route() {
   if (path === "/mine") return mineView();
   if (path === "/triage") return triageView();
   if (path === "/admission") return admissionView();
+  if (path === "/approval") return approvalView();
   // The default view is shown within this same run, so that the page says "done" only once it
   // shows it: assigning location.hash would show it in a later run, after a "done" too early.
   const home = me.roles.includes("unit_member") && !me.roles.includes("dispatcher");
-  history.replaceState(null, "", home ? "#/mine" : "#/triage");
+  const government = me.roles.includes("county_government") && me.roles.length === 1;
+  history.replaceState(null, "", government ? "#/approval" : home ? "#/mine" : "#/triage");
   return route();
 }
 
