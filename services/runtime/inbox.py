@@ -64,7 +64,7 @@ from services.runtime.metrics import (
     EVENTS_CONSUMED,
     HANDLER_FAILURES,
 )
-from services.runtime.problems import Problem
+from services.runtime.problems import Problem, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,15 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database or the network cannot serve now — by its type, or by
+    what it was raised from: a PostgreSQL restarting answers "the database system is starting
+    up" (SQLSTATE 57P03) through a plain ``DBAPIError``, and that is no fault of the event."""
+    return isinstance(exc, UNAVAILABLE) or is_unavailable(exc)
+
+
 MAX_OUTAGE_BACKOFF = 10.0
 
 
@@ -477,7 +486,12 @@ class InboxConsumer:
                 except (PoisonEvent, ValidationError) as exc:
                     await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempt + 1)
                     return
-                except UNAVAILABLE as exc:
+                except Exception as exc:
+                    if not dependency_unavailable(exc):
+                        attempt += 1
+                        if await self._failed(record, exc, attempt):
+                            return
+                        continue
                     # The database (or the network) is down, not the event at fault: wait for
                     # it as long as it takes; this partition pauses, nothing is dead-lettered.
                     outage += 1
@@ -490,22 +504,22 @@ class InboxConsumer:
                     finally:
                         self._waiting_for_dependency = False
                     continue
-                except Exception as exc:
-                    attempt += 1
-                    HANDLER_FAILURES.labels(self._service, record.topic).inc()
-                    error = f"{type(exc).__name__}: {exc}"
-                    log.warning(
-                        "handler attempt %d/%d failed: %s", attempt, self._max_attempts, error
-                    )
-                    if attempt >= self._max_attempts:
-                        await self._dead_letter(record, error, attempt)
-                        return
-                    await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
-                    continue
                 self._handled(record.topic, event, outcome)
                 if outcome == "processed":
                     self._after_commit()
                 return
+
+    async def _failed(self, record: ConsumerRecord, exc: Exception, attempt: int) -> bool:
+        """A handler's failure that is the event's or the code's: back off before the next
+        attempt, or dead-letter after the last; True when dead-lettered."""
+        HANDLER_FAILURES.labels(self._service, record.topic).inc()
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("handler attempt %d/%d failed: %s", attempt, self._max_attempts, error)
+        if attempt >= self._max_attempts:
+            await self._dead_letter(record, error, attempt)
+            return True
+        await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+        return False
 
     def _admit(self, record: ConsumerRecord, event: CloudEvent) -> Handler | Refused | None:
         """The handler for ``event`` as it arrived in ``record``; None if this service has none
@@ -539,7 +553,9 @@ class InboxConsumer:
         try:
             async with self._sessions() as session:
                 held = await session.get(InboxRecord, (event.source, event.id))
-        except UNAVAILABLE as exc:
+        except Exception as exc:
+            if not dependency_unavailable(exc):
+                raise
             log.warning("could not look the event up in the inbox: %s", exc)
             return False
         return held is not None

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import uuid4
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
@@ -38,6 +40,16 @@ async def _effects(sessions: Sessions, event_id: str | None = None) -> int:
         query = query.where(Effect.event_id == event_id)
     async with sessions() as session:
         return int(await session.scalar(query) or 0)
+
+
+async def _dead_lettered(infra: Infra, topic: str) -> int:
+    probe = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap)
+    await probe.start()
+    try:
+        dlq = TopicPartition(dlq_topic(topic), 0)
+        return int((await probe.end_offsets([dlq]))[dlq])
+    finally:
+        await probe.stop()
 
 
 def _recording_handler() -> Handler:
@@ -202,13 +214,36 @@ async def test_a_database_outage_longer_than_the_retry_budget_dead_letters_nothi
         await eventually(lambda: _effects_equal(sessions, 1), what="the event applied")
     await unreachable.dispose()
 
-    probe = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap)
-    await probe.start()
-    try:
-        dlq = TopicPartition(dlq_topic(topic), 0)
-        assert (await probe.end_offsets([dlq]))[dlq] == 0, "nothing was dead-lettered"
-    finally:
-        await probe.stop()
+    assert await _dead_lettered(infra, topic) == 0
+
+
+async def test_a_database_starting_up_is_waited_for_not_dead_lettered(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    """After a crash PostgreSQL answers "the database system is starting up" (SQLSTATE 57P03)
+    for seconds, and SQLAlchemy raises it as a plain DBAPIError: an outage, not a bad event.
+    Found by the fault suite (`make faults`, PostgreSQL killed): events were dead-lettered."""
+    topic = await _topic(infra)
+    attempts: list[str] = []
+
+    async def while_starting_up(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        attempts.append(event.id)
+        session.add(Effect(event_id=event.id))
+        if len(attempts) <= 4:
+            try:
+                raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+            except asyncpg.PostgresError as exc:
+                raise DBAPIError("SELECT 1", None, exc) from exc  # as SQLAlchemy wraps it
+
+    event = sample_event(clock)
+    await _send(producer, topic, event.to_bytes())
+    async with consuming(
+        infra, sessions, producer, clock, topic, while_starting_up, "g-starting", max_attempts=2
+    ):
+        await eventually(lambda: _effects_equal(sessions, 1), what="the event applied")
+    assert len(attempts) == 5
+
+    assert await _dead_lettered(infra, topic) == 0
 
 
 async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
