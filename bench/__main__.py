@@ -1,16 +1,17 @@
-"""``python -m bench [pipeline|ledger|scheduler|routing|faults] [options]``; with no arguments,
-the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``) with
+"""``python -m bench [pipeline|ledger|scheduler|routing|roundtrips|faults] [options]``; with
+no arguments, the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``) with
 their defaults."""
 
 import sys
 
-from bench import faults, ledger, pipeline, routing, scheduler
+from bench import faults, ledger, pipeline, roundtrips, routing, scheduler
 
 BENCHMARKS = {
     "pipeline": pipeline.main,
     "ledger": ledger.main,
     "scheduler": scheduler.main,
     "routing": routing.main,
+    "roundtrips": roundtrips.main,
 }
 SUITES = {"faults": faults.main}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,17 +21,52 @@ from sqlalchemy.ext.asyncio import (
 Sessions = async_sessionmaker[AsyncSession]
 
 
+# A pooled connection idle at least this long is pinged before use. SQLAlchemy's
+# pool_pre_ping pings at every checkout: with asyncpg that is BEGIN, ";" and ROLLBACK, three
+# round trips, which under load were a third of a web tip's (docs/benchmarks.md). A connection
+# in steady use has just proved itself; one that sat idle may have outlived a PostgreSQL
+# restart. Under load a restart is noticed by the first statement that fails: SQLAlchemy then
+# invalidates the whole pool, so the next checkouts connect afresh.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
 def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> AsyncEngine:
     """``role``: work as this role (``SET ROLE`` at connection start) rather than as the login
     user, so that the service has only that role's privileges."""
     connect_args = {"server_settings": {"role": role}} if role else {}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
+    ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection checked out after ``idle_seconds`` or more in the pool; one that does
+    not answer is replaced before anyone uses it."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or just back from work
+        try:
+            alive = engine.sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection did not answer a ping") from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection did not answer a ping")
+
+
+_IDLE_SINCE = "whistle_idle_since"
 
 
 def bound_waits(engine: AsyncEngine, *, connect_seconds: float, statement_seconds: float) -> None:
