@@ -25,7 +25,7 @@ import httpx
 
 from contracts.topics import all_topic_names
 from reference.county import ReferenceDataError, load_reference
-from services.escalation.calendar import CalendarError, load_calendar, require_year_of
+from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.embedded import (
     EmbeddedBroker,
@@ -198,12 +198,20 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, monitoring: bo
         load_reference(settings.config_dir)
         load_policies(settings.config_dir / "policies.yaml")
         calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
-        require_year_of(calendar, datetime.now(UTC))
     except (ReferenceDataError, PolicyError, CalendarError) as exc:
         say(f"whistle: the configuration in {settings.config_dir} is invalid; nothing started")
         for reason in getattr(exc, "reasons", [str(exc)]):
             say(f"  - {reason}")
         return 2
+    if missing := missing_years(calendar, datetime.now(UTC)):
+        # Not a refusal: intake, dispatch and the ledger do not need the calendar, and
+        # escalation counts the missing year Monday to Friday until the notice is added.
+        years = ", ".join(map(str, missing))
+        say(
+            f"whistle: WARNING: calendar.yaml has no State Council holiday notice for {years}; "
+            "deadlines are counted Monday to Friday, provisionally, until it is added "
+            "(escalation reloads the file by itself and counts them again)"
+        )
     settings.home.mkdir(parents=True, exist_ok=True)
     postgres = (
         None
