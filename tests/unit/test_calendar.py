@@ -9,6 +9,7 @@ notice of 4 November 2025 for 2026) and written out; working hours are 08:30-12:
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -526,3 +527,31 @@ def test_a_missing_current_year_is_counted_monday_to_friday_provisionally(
     with pytest.raises(UncoveredYearError, match="2027"):
         cal.add_working_days(monday, 1)
     assert cal.provisional().add_working_days(monday, 1) == local(2027, 1, 5, 9, 0)
+
+
+def test_whistle_up_starts_in_a_year_the_calendar_lacks_and_says_so(tmp_path: Path) -> None:
+    """``whistle up``'s configuration check on 4 January 2027 with the shipped 2025-2026
+    calendar: it passes (intake and the rest start) with a warning naming 2027."""
+    from services.launcher.stack import check_configuration
+    from services.runtime.settings import Settings
+
+    said: list[str] = []
+    settings = Settings(config_dir=CALENDAR.parent, home=tmp_path)
+    assert check_configuration(settings, local(2026, 12, 31, 17, 0), said.append)
+    assert said == []
+    assert check_configuration(settings, local(2027, 1, 4, 9, 0), said.append)
+    (warning,) = said
+    assert "WARNING" in warning and "2027" in warning and "Monday to Friday" in warning
+
+
+def test_whistle_up_still_refuses_an_invalid_calendar(tmp_path: Path) -> None:
+    from services.launcher.stack import check_configuration
+    from services.runtime.settings import Settings
+
+    config = tmp_path / "config"
+    shutil.copytree(CALENDAR.parent, config)
+    (config / "calendar.yaml").write_text("version: [", encoding="utf-8")
+    said: list[str] = []
+    settings = Settings(config_dir=config, home=tmp_path)
+    assert not check_configuration(settings, local(2026, 6, 1, 9, 0), said.append)
+    assert "nothing started" in said[0] and "not valid YAML" in said[1]
