@@ -6,6 +6,7 @@ through the endpoints of api.py and coordination_api.py."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 from contracts.cases import CaseStatus
 from reference.county import Code, ReferenceData
 from services.dispatch.cases import find_case, permitted_actions
-from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
+from services.dispatch.deadline_colour import ClockKey, Colour, case_colour, clock_colour
 from services.dispatch.dependencies import County, RuntimeDep, reading
 from services.dispatch.labels import for_console
 from services.dispatch.models import Case, CaseClock
@@ -26,6 +27,7 @@ from services.dispatch.queries import (
     case_clocks,
     open_cases,
     open_load,
+    provisional_case_clocks,
     queues_of,
     scoped_codes,
     suggestions,
@@ -85,6 +87,10 @@ class ClockView(BaseModel):
     stopped_at: datetime | None
     on_time: bool | None
     colour: Colour | None
+    provisional: bool = Field(
+        description="counted Monday to Friday: the business calendar lacks a year it reaches "
+        "into (暂定); counted again once the year is added"
+    )
 
 
 class CaseRow(BaseModel):
@@ -103,6 +109,7 @@ class CaseRow(BaseModel):
     text: str | None
     colour: Colour | None
     due_at: datetime | None
+    provisional: bool = Field(description="a running clock of the case is provisional (暂定)")
     created_at: datetime
     updated_at: datetime
 
@@ -126,6 +133,7 @@ class CasePage(BaseModel):
     matter_name: str | None
     unit_name: str | None
     colour: Colour | None
+    provisional: bool = Field(description="a running clock of the case is provisional (暂定)")
     clocks: list[ClockView]
     suggestions: list[SuggestionOut]
     assignable_units: list[UnitRef]
@@ -176,6 +184,7 @@ def _row(
     text: str | None,
     clocks: list[CaseClock],
     now: datetime,
+    provisional: Collection[ClockKey] = (),
 ) -> dict[str, Any]:
     item = reference.items.get(case.matter_code or "")
     unit = reference.units.get(case.unit_id or "")
@@ -197,6 +206,9 @@ def _row(
         "text": text,
         "colour": case_colour(clocks, now),
         "due_at": min(running) if running else None,
+        "provisional": any(
+            (c.case_id, c.kind, c.round) in provisional for c in clocks if c.stopped_at is None
+        ),
         "created_at": case.created_at,
         "updated_at": case.updated_at,
     }
@@ -263,6 +275,7 @@ async def case_list(
         )
         texts = await tip_texts(session, cases)
         clocks = await case_clocks(session, [c.id for c in cases])
+        provisional = await provisional_case_clocks(session, [c.id for c in cases])
     return [
         CaseRow(
             **_row(
@@ -271,6 +284,7 @@ async def case_list(
                 texts[c.tip_id].text if c.tip_id in texts else None,
                 clocks.get(c.id, []),
                 now,
+                provisional,
             )
         )
         for c in cases
@@ -288,10 +302,11 @@ async def case_page(
         case = await find_case(session, principal, case_id)
         text = (await tip_texts(session, [case])).get(case.tip_id)
         clocks = (await case_clocks(session, [case.id])).get(case.id, [])
+        provisional = await provisional_case_clocks(session, [case.id])
         events = await timeline(session, case.id)
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
-    row = _row(reference, case, text.text if text else None, clocks, now)
+    row = _row(reference, case, text.text if text else None, clocks, now, provisional)
     if "county_supervisor" in principal.roles:
         assignable = list(reference.units.values())
     else:
@@ -308,6 +323,7 @@ async def case_page(
         matter_name=row["matter_name"],
         unit_name=row["unit_name"],
         colour=row["colour"],
+        provisional=row["provisional"],
         clocks=[
             ClockView(
                 kind=c.kind,
@@ -317,6 +333,7 @@ async def case_page(
                 stopped_at=c.stopped_at,
                 on_time=c.on_time,
                 colour=clock_colour(c, now),
+                provisional=(c.case_id, c.kind, c.round) in provisional,
             )
             for c in clocks
         ],
