@@ -15,25 +15,29 @@ Every clock is counted again by the rule that set it:
   clock counted from the whistle by the policy's resolution time
   (:func:`~services.escalation.whistle_protocol.whistle_deadlines`);
 - a reply clock due with the case's resolution clock moves with it when the case's clock is
-  counted again (as it moves with an extension), by the same rule.
+  counted again (as it moves with an extension), by the same rule;
+- a clock an approved extension (延期) moved is counted again from its start, then each
+  approved extension in the order decided: one granted in working days adds them again on
+  the new calendar (it was provisional if it reached into the missing year), one granted as a
+  date keeps that date; the warning keeps its lead as when it was granted
+  (:func:`recount_extended`).
 
 Their events carry the whistle and department, and a copy goes on the department's topic.
 
 A pending ladder step counted Monday to Friday on a clock that was not (a chase or supervision
 reaching into the missing year) is counted again from its predecessor too.
 
-Left alone: clocks whose year is still missing, and clocks an approved extension (延期) moved
-(their due time is the one granted, not the policy's), with the reply clocks that moved with
-them.
+Left alone: clocks whose year is still missing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import new_event
@@ -42,6 +46,7 @@ from contracts.topics import DEADLINES, department_topic
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ComputedDeadline, deadlines_for
+from services.escalation.extensions import moved_warning, requested_deadline
 from services.escalation.ladder import PlannedStep, Step, first_step, next_step
 from services.escalation.models import CaseDeadline, DeadlineExtension, EscalationStep
 from services.escalation.policies import DeadlinePolicy
@@ -81,6 +86,43 @@ def recount(
         receipt, reply = whistle_deadlines(policy, started_at, calendar, case_resolution)
         counted = receipt if kind == "whistle_receipt" else reply
     return None if counted.provisional_reason else counted
+
+
+@dataclass(frozen=True)
+class Granted:
+    """An approved extension: a date (``requested_due_at``) or a number of working days."""
+
+    requested_due_at: datetime
+    extra_working_days: int | None
+
+
+def recount_extended(
+    counted: ComputedDeadline, granted: Sequence[Granted], calendar: BusinessCalendar
+) -> ComputedDeadline | None:
+    """The recounted clock moved again by each approved extension, in the order decided; None
+    while one granted in working days still reaches into a year the calendar lacks."""
+    due, warn = counted.due_at, counted.warn_at
+    for extension in granted:
+        if extension.extra_working_days is None:
+            new_due = extension.requested_due_at
+        else:
+            new_due, provisional = requested_deadline(
+                due,
+                requested_due_at=None,
+                extra_working_days=extension.extra_working_days,
+                calendar=calendar,
+            )
+            if provisional:
+                return None
+        warn = moved_warning(
+            due_at=due,
+            warn_at=warn,
+            new_due_at=new_due,
+            extra_working_days=extension.extra_working_days,
+            calendar=calendar,
+        )
+        due = new_due
+    return replace(counted, due_at=due, warn_at=warn)
 
 
 def rescheduled(
@@ -124,10 +166,6 @@ async def recompute_provisional(
                         CaseDeadline.status == "running",
                         CaseDeadline.provisional_reason.is_not(None),  # type: ignore[union-attr]
                         CaseDeadline.id.not_in(skipped),  # type: ignore[union-attr]
-                        ~exists().where(
-                            DeadlineExtension.deadline_id == CaseDeadline.id,
-                            DeadlineExtension.status == "approved",
-                        ),
                     )
                     .order_by(CaseDeadline.id)  # type: ignore[arg-type]
                     .limit(batch_size)
@@ -161,6 +199,8 @@ async def _recount_one(
     if deadline.kind == "whistle_reply" and await _followed(session, deadline) is not None:
         return False  # due with the case's clock: it moves when that one is counted again
     counted = recount(policy, deadline.kind, deadline.started_at, calendar)
+    if counted is not None:
+        counted = recount_extended(counted, await _granted(session, deadline), calendar)
     if counted is None:
         return False
     old_due = deadline.due_at
@@ -172,6 +212,19 @@ async def _recount_one(
             if moved is not None:
                 await _apply(session, reply, moved, calendar, now)
     return True
+
+
+async def _granted(session: AsyncSession, deadline: CaseDeadline) -> list[Granted]:
+    """The clock's approved extensions, in the order decided."""
+    rows = await session.scalars(
+        select(DeadlineExtension)
+        .where(
+            DeadlineExtension.deadline_id == deadline.id,  # type: ignore[arg-type]
+            DeadlineExtension.status == "approved",
+        )
+        .order_by(DeadlineExtension.decided_at)  # type: ignore[arg-type]
+    )
+    return [Granted(r.requested_due_at, r.extra_working_days) for r in rows]
 
 
 async def _followed(session: AsyncSession, reply: CaseDeadline) -> CaseDeadline | None:

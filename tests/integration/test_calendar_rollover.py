@@ -13,6 +13,10 @@ Then a 2027 year is written into the file. It is TEST DATA, made up for this tes
 State Council's 2027 notice (which is not known here). It takes Tuesday 5 and Wednesday 6
 January off, so that everything moves: first response and receipt to Thursday 7 January
 09:00, resolution and reply to Friday 15 January 09:00.
+
+A second such case gets two more working days on its resolution clock (延期, approved before the
+year is added): Friday 15 January, counted Monday to Friday, its reply clock moving with it;
+counted again, Tuesday 19 January — the extension's working days counted on the new year too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -101,6 +106,26 @@ async def _case_with_whistle(runtime: Runtime) -> tuple[UUID, UUID]:
     return case_id, blown.whistle_id
 
 
+async def _extend_resolution(
+    http: httpx.AsyncClient, token: TokenFactory, case_id: UUID, *, working_days: int
+) -> None:
+    """The unit holding the case asks for more time; the township's command centre grants it."""
+    unit = {"authorization": f"Bearer {token('unit_member', 'unit:T03-TEAM')}"}
+    asked = await http.post(
+        f"/v1/cases/{case_id}/extensions",
+        json={"kind": "resolution", "extra_working_days": working_days, "reason": "需协调"},
+        headers=unit,
+    )
+    assert asked.status_code == 201, asked.text
+    township = {"authorization": f"Bearer {token('dispatcher', 'township:T03')}"}
+    decided = await http.post(
+        f"/v1/extensions/{asked.json()['request_id']}/decision",
+        json={"approved": True},
+        headers=township,
+    )
+    assert decided.status_code == 200, decided.text
+
+
 async def _clocks(runtime: Runtime, case_id: UUID) -> dict[str, CaseDeadline]:
     async with runtime.sessions() as session:
         rows = (
@@ -155,21 +180,33 @@ async def test_a_missing_year_starts_provisional_and_a_year_added_is_counted_on(
     (mine,) = [w for w in listed["whistles"] if w["whistle_id"] == str(whistle_id)]
     assert mine["receipt"]["provisional"] and mine["reply"]["provisional"]
 
+    extended_case, _ = await _case_with_whistle(runtime)
+    await _extend_resolution(http, token, extended_case, working_days=2)
+    extended = await _clocks(runtime, extended_case)
+    assert extended["resolution"].due_at == local(2027, 1, 15, 9, 0)
+    assert extended["whistle_reply"].due_at == local(2027, 1, 15, 9, 0)
+
     # The county adds 2027 (made-up test data, see the module's docstring): no restart, no
     # request; the file's digest changes and the poller puts it in force.
     _write_calendar(escalation.calendar_file, lambda doc: doc["years"].append(MADE_UP_2027))
 
-    async def counted_again() -> dict[str, CaseDeadline] | None:
-        clocks = await _clocks(runtime, case_id)
+    async def counted_again_of(case: UUID) -> dict[str, CaseDeadline] | None:
+        clocks = await _clocks(runtime, case)
         return clocks if all(c.provisional_reason is None for c in clocks.values()) else None
 
-    after = await eventually(counted_again, what="every clock of the case counted again")
-    assert {k: c.due_at for k, c in after.items()} == {
-        "first_response": local(2027, 1, 7, 9, 0),
-        "resolution": local(2027, 1, 15, 9, 0),
-        "whistle_receipt": local(2027, 1, 7, 9, 0),
-        "whistle_reply": local(2027, 1, 15, 9, 0),
-    }
+    def due_on(*days: int) -> dict[str, datetime]:
+        """Each clock's due time, at 09:00 on these days of January 2027."""
+        kinds = ("first_response", "resolution", "whistle_receipt", "whistle_reply")
+        return {kind: local(2027, 1, day, 9, 0) for kind, day in zip(kinds, days, strict=True)}
+
+    after = await eventually(
+        lambda: counted_again_of(case_id), what="every clock of the case counted again"
+    )
+    assert {k: c.due_at for k, c in after.items()} == due_on(7, 15, 7, 15)
+    extended = await eventually(
+        lambda: counted_again_of(extended_case), what="the extended case counted again"
+    )
+    assert {k: c.due_at for k, c in extended.items()} == due_on(7, 19, 7, 19)
     version = current_calendar(runtime).version
     assert all(c.policy_snapshot["calendar_version"] == version for c in after.values())
     # Their warnings are rescheduled: each clock's pending step is its new warning time.

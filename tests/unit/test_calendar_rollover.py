@@ -88,3 +88,23 @@ def test_a_reply_clock_follows_the_case_s_clock_counted_again_or_the_policy(
     # A case clock still provisional gives a provisional reply: not counted yet.
     provisional = ComputedDeadline("resolution", case.due_at, case.warn_at, "no 2028")
     assert recount(general, "whistle_reply", MONDAY, with_2027, provisional) is None
+
+
+def test_an_extended_clock_is_counted_again_with_its_extensions_in_order(
+    shipped: BusinessCalendar, with_2027: BusinessCalendar, general: DeadlinePolicy
+) -> None:
+    from services.escalation.recompute import Granted, recount_extended
+
+    counted = recount(general, "resolution", MONDAY, with_2027)
+    assert counted is not None  # due Friday 15 January 09:00
+    by_days = Granted(local(2027, 1, 15, 9, 0), 2)  # asked when it was due on the 13th
+    extended = recount_extended(counted, [by_days], with_2027)
+    assert extended is not None and extended.due_at == local(2027, 1, 19, 9, 0)
+    by_date = Granted(local(2027, 2, 1, 12, 0), None)
+    moved = recount_extended(counted, [by_days, by_date], with_2027)
+    assert moved is not None and moved.due_at == local(2027, 2, 1, 12, 0)
+    assert moved.warn_at < moved.due_at
+    # Working days reaching into 2027 on a calendar still without it: not counted yet.
+    december = recount(general, "resolution", local(2026, 12, 1, 9, 0), shipped)
+    assert december is not None
+    assert recount_extended(december, [Granted(december.due_at, 30)], shipped) is None
