@@ -16,7 +16,6 @@ from services.escalation import (
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.calendar_watch import CalendarWatch
 from services.escalation.policies import PolicyBook, load_policies, policies_file
-from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
 from services.escalation.whistle_protocol import RECEIPT_LATENCY, URGENCIES
 from services.runtime.clock import Clock, system_clock
@@ -44,7 +43,7 @@ async def setup(runtime: Runtime) -> Subscription:
     watch.announce(always=True)
     runtime.readiness_details["calendar"] = lambda: watch.status().readiness()
     # Deadlines counted Monday to Friday on a year this calendar now covers are counted again.
-    await recompute_provisional(runtime.sessions, watch.current(), runtime.clock)
+    await watch.recount()
     runtime.run_in_background("calendar-poll", watch.poll(settings.calendar_poll_seconds))
     runtime.run_in_background("calendar-sighup", watch.reload_on_sighup())
 

@@ -103,6 +103,7 @@ class CalendarWatch:
         self._seen = digest(text)  # the last file looked at, taken or refused
         self._lock = asyncio.Lock()
         self._warned: list[int] = []
+        self._recount_due = True  # at start: clocks of a year this file has since gained
         CALENDAR_PROVISIONAL.set_function(lambda: float(self.status().provisional))
 
     def current(self) -> BusinessCalendar:
@@ -151,11 +152,30 @@ class CalendarWatch:
                 ", ".join(map(str, loaded.years)),
             )
             self.announce(always=True)
-            recounted = await recompute_provisional(self._sessions, loaded, self._clock)
+            self._recount_due = True
+            recounted = await self.recount()
+        return loaded, recounted
+
+    async def recount(self) -> int:
+        """Count again the provisional clocks the calendar in force covers; how many.
+
+        Clocks the scheduler holds locked at that moment are passed over, not waited for: the
+        next poll counts again until a run finds nothing left. A failure (the database away)
+        is logged and retried at the next poll; the calendar in force stays in force.
+        """
+        calendar = self._calendar
+        try:
+            recounted = await recompute_provisional(self._sessions, calendar, self._clock)
+        except Exception:
+            log.exception("provisional clocks not counted again yet; retrying at the next poll")
+            return 0
+        self._recount_due = recounted > 0
         if recounted:
             self._after_commit()
-        log.info("%d provisional clocks counted again on calendar %s", recounted, loaded.version)
-        return loaded, recounted
+            log.info(
+                "%d provisional clocks counted again on calendar %s", recounted, calendar.version
+            )
+        return recounted
 
     async def check(self) -> None:
         """One poll: reload if the file changed since it was last looked at; an invalid file
@@ -167,6 +187,9 @@ class CalendarWatch:
             return
         if digest(text) != self._seen:
             await self._reload_or_log()
+        elif self._recount_due:
+            async with self._lock:
+                await self.recount()
         self.announce(always=False)
 
     async def poll(self, interval_seconds: float) -> None:
