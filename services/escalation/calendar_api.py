@@ -43,21 +43,13 @@ class ReloadView(CalendarView):
     recounted: int = Field(description="provisional clocks counted again on this calendar")
 
 
-def banner(status: CalendarStatus) -> str | None:
-    """The words the department page shows while the current year is missing."""
-    if not status.missing_years:
-        return None
-    years = "、".join(f"{y}年" for y in status.missing_years)
-    return f"{years}节假日安排尚未录入，期限暂按周一至周五计算，录入后自动重算。"
-
-
 def _view(status: CalendarStatus) -> dict[str, object]:
     return {
         "version": status.version,
         "years": status.years,
         "provisional": status.provisional,
         "missing_years": status.missing_years,
-        "notice": banner(status),
+        "notice": status.notice(),
     }
 
 

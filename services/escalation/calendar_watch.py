@@ -74,6 +74,13 @@ class CalendarStatus:
             f"Friday, provisionally, and counted again once calendar.yaml has {missing}"
         )
 
+    def notice(self) -> str | None:
+        """The banner the department page shows while the current year is missing."""
+        if not self.missing_years:
+            return None
+        years = "、".join(f"{y}年" for y in self.missing_years)
+        return f"{years}节假日安排尚未录入，期限暂按周一至周五计算，录入后自动重算。"
+
     def readiness(self) -> dict[str, object] | None:
         """The ``/readyz`` detail: present only while provisional."""
         if not self.missing_years:

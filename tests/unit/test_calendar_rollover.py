@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.calendar_api import banner
 from services.escalation.calendar_watch import CalendarStatus
 from services.escalation.deadlines import ComputedDeadline
 from services.escalation.policies import DeadlinePolicy, load_policies
@@ -58,12 +57,13 @@ def test_the_status_names_the_missing_years_and_the_banner_says_what_happens() -
     assert status.provisional
     assert "2027" in (status.warning() or "") and "Monday to Friday" in (status.warning() or "")
     assert status.readiness() == {"provisional": True, "missing_years": [2027], "version": "v1"}
-    assert banner(status) == "2027年节假日安排尚未录入，期限暂按周一至周五计算，录入后自动重算。"
-    assert banner(CalendarStatus("v1", [2025, 2026], [2027, 2028])).startswith("2027年、2028年")
+    assert status.notice() == "2027年节假日安排尚未录入，期限暂按周一至周五计算，录入后自动重算。"
+    two = CalendarStatus("v1", [2025, 2026], [2027, 2028]).notice()
+    assert two is not None and two.startswith("2027年、2028年")
 
     covered = CalendarStatus(version="v2", years=[2025, 2026, 2027], missing_years=[])
     assert not covered.provisional
-    assert covered.warning() is None and covered.readiness() is None and banner(covered) is None
+    assert covered.warning() is None and covered.readiness() is None and covered.notice() is None
 
 
 def test_a_receipt_clock_is_counted_again_by_the_policy_s_whistle_receipt(
