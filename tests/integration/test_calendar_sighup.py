@@ -39,8 +39,15 @@ async def escalation(migrated: Settings, tmp_path: Path) -> AsyncIterator[httpx.
 
 
 async def test_sighup_reloads_the_calendar(
-    escalation: httpx.AsyncClient, migrated: Settings, tmp_path: Path, token: TokenFactory
+    escalation: httpx.AsyncClient,
+    migrated: Settings,
+    tmp_path: Path,
+    token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Started all the same, with the warning naming the year in the log.
+    started = [r.getMessage() for r in caplog.get_records("setup")]
+    assert any(m.startswith("PROVISIONAL CALENDAR") and "2027" in m for m in started), started
     reader = {"authorization": f"Bearer {token('county_supervisor')}"}
     before = (await escalation.get("/v1/calendar", headers=reader)).json()
     assert before["missing_years"] == [2027]
