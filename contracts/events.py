@@ -430,7 +430,8 @@ class ExtensionDecided(EventData):
 class DeadlineRecomputed(EventData):
     """A provisional deadline (counted Monday to Friday in a year the business calendar lacked)
     was counted again, under the policy frozen onto the case, once the calendar gained that
-    year; its pending ladder step was rescheduled with it."""
+    year; its pending ladder step was rescheduled with it. A summoned department's clock names
+    the whistle and department, and a copy goes on the department's topic."""
 
     event_type = "whistle.deadline.recomputed"
 
@@ -442,6 +443,8 @@ class DeadlineRecomputed(EventData):
     warn_at: AwareDatetime
     calendar_version: str = Field(description="the calendar it was counted on this time")
     provisional_reason: str = Field(description="why the old due time was provisional")
+    whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
+    department_code: str | None = Field(default=None, description="for a whistle clock")
 
 
 class WhistleNotified(EventData):

@@ -212,10 +212,12 @@ DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (
     CaseChased,
     CaseSupervised,
     ExtensionDecided,
+    DeadlineRecomputed,
 )
 """What a county department's own topic carries: its summons, and copies of the chases and
-supervisions of its whistle clocks and of an extension that moved its reply clock (the
-originals are on ``escalation.deadlines.v1``)."""
+supervisions of its whistle clocks, of an extension that moved its reply clock and of a
+provisional clock counted again once the calendar had its year (the originals are on
+``escalation.deadlines.v1``)."""
 
 DEPARTMENT = "department"
 """A county department's own systems, as the consumer of its topic (``whistle dept-listen`` is

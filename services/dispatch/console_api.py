@@ -6,6 +6,7 @@ through the endpoints of api.py and coordination_api.py."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 from contracts.cases import CaseStatus
 from reference.county import Code, ReferenceData
 from services.dispatch.cases import find_case, permitted_actions
-from services.dispatch.deadline_colour import Colour, case_colour, clock_colour
+from services.dispatch.deadline_colour import ClockKey, Colour, case_colour, clock_colour
 from services.dispatch.dependencies import AdmissionReader, County, RuntimeDep, reading
 from services.dispatch.labels import for_console
 from services.dispatch.models import Case, CaseClock
@@ -27,6 +28,7 @@ from services.dispatch.queries import (
     open_cases,
     open_load,
     pending_proposals,
+    provisional_case_clocks,
     queues_of,
     scoped_codes,
     suggestions,
@@ -88,6 +90,10 @@ class ClockView(BaseModel):
     stopped_at: datetime | None
     on_time: bool | None
     colour: Colour | None
+    provisional: bool = Field(
+        description="counted Monday to Friday: the business calendar lacks a year it reaches "
+        "into (暂定); counted again once the year is added"
+    )
 
 
 class CaseRow(BaseModel):
@@ -106,6 +112,7 @@ class CaseRow(BaseModel):
     text: str | None
     colour: Colour | None
     due_at: datetime | None
+    provisional: bool = Field(description="a running clock of the case is provisional (暂定)")
     created_at: datetime
     updated_at: datetime
 
@@ -129,6 +136,7 @@ class CasePage(BaseModel):
     matter_name: str | None
     unit_name: str | None
     colour: Colour | None
+    provisional: bool = Field(description="a running clock of the case is provisional (暂定)")
     clocks: list[ClockView]
     suggestions: list[SuggestionOut]
     assignable_units: list[UnitRef]
@@ -179,6 +187,7 @@ def _row(
     text: str | None,
     clocks: list[CaseClock],
     now: datetime,
+    provisional: Collection[ClockKey] = (),
 ) -> dict[str, Any]:
     item = reference.items.get(case.matter_code or "")
     unit = reference.units.get(case.unit_id or "")
@@ -200,6 +209,9 @@ def _row(
         "text": text,
         "colour": case_colour(clocks, now),
         "due_at": min(running) if running else None,
+        "provisional": any(
+            (c.case_id, c.kind, c.round) in provisional for c in clocks if c.stopped_at is None
+        ),
         "created_at": case.created_at,
         "updated_at": case.updated_at,
     }
@@ -314,6 +326,7 @@ async def case_list(
         )
         texts = await tip_texts(session, cases)
         clocks = await case_clocks(session, [c.id for c in cases])
+        provisional = await provisional_case_clocks(session, [c.id for c in cases])
     return [
         CaseRow(
             **_row(
@@ -322,6 +335,7 @@ async def case_list(
                 texts[c.tip_id].text if c.tip_id in texts else None,
                 clocks.get(c.id, []),
                 now,
+                provisional,
             )
         )
         for c in cases
@@ -339,10 +353,11 @@ async def case_page(
         case = await find_case(session, principal, case_id)
         text = (await tip_texts(session, [case])).get(case.tip_id)
         clocks = (await case_clocks(session, [case.id])).get(case.id, [])
+        provisional = await provisional_case_clocks(session, [case.id])
         events = await timeline(session, case.id)
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
-    row = _row(reference, case, text.text if text else None, clocks, now)
+    row = _row(reference, case, text.text if text else None, clocks, now, provisional)
     if "county_supervisor" in principal.roles:
         assignable = list(reference.units.values())
     else:
@@ -359,6 +374,7 @@ async def case_page(
         matter_name=row["matter_name"],
         unit_name=row["unit_name"],
         colour=row["colour"],
+        provisional=row["provisional"],
         clocks=[
             ClockView(
                 kind=c.kind,
@@ -368,6 +384,7 @@ async def case_page(
                 stopped_at=c.stopped_at,
                 on_time=c.on_time,
                 colour=clock_colour(c, now),
+                provisional=(c.case_id, c.kind, c.round) in provisional,
             )
             for c in clocks
         ],

@@ -3,7 +3,8 @@ read models beside the cases, written in the same transaction as the event's oth
 
 - The tip's text, in the same transaction as the case it opens: the case itself keeps only
   the classification, and a dispatcher triaging a tip must read what the citizen said.
-- Each case's clocks from ``escalation.deadlines.v1``, so that the console colours open cases
+- Each case's clocks from ``escalation.deadlines.v1`` (set, stopped, extended, counted again
+  once the business calendar had their year), so that the console colours open cases
   from dispatch's own database, in the caller's scope, without a cross-origin call to
   escalation (whose deadlines endpoint knows neither townships nor units).
 - Each case's timeline: every event of ``dispatch.cases.v1`` and ``escalation.deadlines.v1``
@@ -20,7 +21,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
-from contracts.events import DeadlinesSet, DeadlineStopped, ExtensionDecided, TipReceived
+from contracts.events import (
+    DeadlineRecomputed,
+    DeadlinesSet,
+    DeadlineStopped,
+    ExtensionDecided,
+    TipReceived,
+)
 from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
 
 # The case's own clocks; a summoned department's whistle clocks are not the case's colour.
@@ -62,6 +69,8 @@ async def record_on_timeline(session: AsyncSession, case_id: UUID, event: CloudE
         await _clock_stopped(session, event.payload(DeadlineStopped))
     elif event.type == ExtensionDecided.event_type:
         await _clock_extended(session, event.payload(ExtensionDecided))
+    elif event.type == DeadlineRecomputed.event_type:
+        await _clock_recounted(session, event.payload(DeadlineRecomputed))
 
 
 async def _clocks_set(session: AsyncSession, data: DeadlinesSet) -> None:
@@ -105,3 +114,10 @@ async def _clock_stopped(session: AsyncSession, data: DeadlineStopped) -> None:
 async def _clock_extended(session: AsyncSession, data: ExtensionDecided) -> None:
     if data.approved and data.new_due_at is not None:
         await _update_clock(session, data.case_id, data.kind, data.round, due_at=data.new_due_at)
+
+
+async def _clock_recounted(session: AsyncSession, data: DeadlineRecomputed) -> None:
+    if data.whistle_id is None:  # a department's clock of the same kind is not the case's
+        await _update_clock(
+            session, data.case_id, data.kind, data.round, due_at=data.due_at, warn_at=data.warn_at
+        )

@@ -15,7 +15,9 @@ from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
+from contracts.events import DeadlineRecomputed, DeadlinesSet
 from reference.county import ReferenceData
+from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
     HELD_STATUSES,
     PROPOSED,
@@ -299,6 +301,26 @@ async def case_clocks(
     for row in rows:
         clocks.setdefault(row.case_id, []).append(row)
     return clocks
+
+
+async def provisional_case_clocks(
+    session: AsyncSession, case_ids: Collection[UUID]
+) -> set[ClockKey]:
+    """The cases' clocks escalation counted provisionally and has not counted again yet, read
+    from their timelines (deadline_colour.provisional_clocks says how)."""
+    if not case_ids:
+        return set()
+    rows = await session.execute(
+        select(CaseTimelineEntry.case_id, CaseTimelineEntry.type, CaseTimelineEntry.data)
+        .where(
+            CaseTimelineEntry.case_id.in_(case_ids),  # type: ignore[attr-defined]
+            CaseTimelineEntry.type.in_(  # type: ignore[attr-defined]
+                [DeadlinesSet.event_type, DeadlineRecomputed.event_type]
+            ),
+        )
+        .order_by(CaseTimelineEntry.time)  # type: ignore[arg-type]
+    )
+    return provisional_clocks((r.case_id, r.type, r.data) for r in rows)
 
 
 async def merged_tips(session: AsyncSession, case_id: UUID) -> list[CaseTip]:

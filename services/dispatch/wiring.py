@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reference.county import ReferenceData, ReferenceDataError, load_reference
 from services.dispatch.cases import CaseService, DispatchSettings
 from services.runtime.service import Runtime
+from services.runtime.signals import on_sighup
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +67,15 @@ async def reload_reference(runtime: Runtime) -> ReferenceData:
 
 async def reload_on_sighup(runtime: Runtime) -> None:
     """``kill -HUP`` reloads the reference data, like POST /v1/reference/reload."""
-    loop = asyncio.get_running_loop()
-    wanted = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, wanted.set)
-    try:
-        while True:
-            await wanted.wait()
-            wanted.clear()
-            try:
-                await reload_reference(runtime)
-            except ReferenceDataError as exc:
-                log.error(
-                    "reference data not reloaded, %s stays in force: %s",
-                    current_reference(runtime).version,
-                    "; ".join(exc.reasons),
-                )
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
+
+    async def reload() -> None:
+        try:
+            await reload_reference(runtime)
+        except ReferenceDataError as exc:
+            log.error(
+                "reference data not reloaded, %s stays in force: %s",
+                current_reference(runtime).version,
+                "; ".join(exc.reasons),
+            )
+
+    await on_sighup(reload)

@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from reference.county import load_reference
-from services.escalation import api, consumers, extension_api, metrics, whistle_api
-from services.escalation.calendar import BusinessCalendar, load_calendar, require_year_of
+from services.escalation import (
+    api,
+    calendar_api,
+    consumers,
+    extension_api,
+    metrics,
+    whistle_api,
+)
+from services.escalation.calendar import BusinessCalendar
+from services.escalation.calendar_watch import CalendarWatch
 from services.escalation.policies import PolicyBook, load_policies, policies_file
-from services.escalation.recompute import recompute_provisional
 from services.escalation.scheduler import EscalationScheduler
 from services.escalation.whistle_protocol import RECEIPT_LATENCY, URGENCIES
 from services.runtime.clock import Clock, system_clock
@@ -23,21 +30,29 @@ async def setup(runtime: Runtime) -> Subscription:
         policies_file(settings.config_dir, settings.policy_profile)
     )
     # An invalid calendar (or one in another time zone) stops the service here, before it
-    # consumes anything: a deadline counted on the wrong days is worse than none.
-    runtime.state["calendar"] = load_calendar(
-        settings.config_dir / "calendar.yaml", settings.timezone
+    # consumes anything: a deadline counted on the wrong days is worse than none. A missing
+    # current year does not: it is counted Monday to Friday, provisionally, and said loudly.
+    watch = CalendarWatch(
+        settings.config_dir / "calendar.yaml",
+        settings.timezone,
+        runtime.sessions,
+        runtime.clock,
+        after_commit=runtime.relay.wake,
     )
-    require_year_of(runtime.state["calendar"], runtime.clock())
+    runtime.state["calendar_watch"] = watch
+    watch.announce(always=True)
+    runtime.readiness_details["calendar"] = lambda: watch.status().readiness()
     # Deadlines counted Monday to Friday on a year this calendar now covers are counted again.
-    await recompute_provisional(runtime.sessions, runtime.state["calendar"], runtime.clock)
+    await watch.recount()
+    runtime.run_in_background("calendar-poll", watch.poll(settings.calendar_poll_seconds))
+    runtime.run_in_background("calendar-sighup", watch.reload_on_sighup())
 
     def policies() -> PolicyBook:
         current: PolicyBook = runtime.state["policies"]
         return current
 
     def calendar() -> BusinessCalendar:
-        current: BusinessCalendar = runtime.state["calendar"]
-        return current
+        return watch.current()  # a reload swaps it whole
 
     scheduler = EscalationScheduler(
         runtime.sessions,
@@ -64,7 +79,13 @@ async def setup(runtime: Runtime) -> Subscription:
 
 ESCALATION = ServiceDefinition(
     name="escalation",
-    routers=[api.router, extension_api.router, whistle_api.router, whistle_api.page_router],
+    routers=[
+        api.router,
+        calendar_api.router,
+        extension_api.router,
+        whistle_api.router,
+        whistle_api.page_router,
+    ],
     setup=setup,
 )
 

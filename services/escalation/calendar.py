@@ -16,7 +16,12 @@ The rules every deadline follows:
   If it runs out exactly at the end of a period it falls due when work resumes, so that one day's
   worth of working time and one working day fall due at the same instant.
 - A day in a year whose notice is not in the file raises ``UncoveredYearError``: a weekends-only
-  guess would put deadlines on holidays and miss make-up Saturdays.
+  guess would put deadlines on holidays and miss make-up Saturdays. The callers count such a
+  deadline on :meth:`BusinessCalendar.provisional` instead and flag it; it is counted again
+  once the year is added (``services/escalation/recompute.py``).
+- A county whose *current* year is missing (the notice not yet entered on 1 January) is not
+  stopped: :func:`missing_years` names the years, and escalation warns loudly while it counts
+  them provisionally (``services/escalation/calendar_watch.py``).
 """
 
 from __future__ import annotations
@@ -203,10 +208,18 @@ def load_calendar(path: Path, timezone: str) -> BusinessCalendar:
 
     CalendarError lists every problem at once, so an operator fixes the file in one pass.
     """
+    return parse_calendar(read_calendar(path), path, timezone)
+
+
+def read_calendar(path: Path) -> bytes:
     try:
-        text = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise CalendarError([f"{path}: cannot read ({exc.strerror})"]) from exc
+
+
+def parse_calendar(text: bytes, path: Path, timezone: str) -> BusinessCalendar:
+    """The calendar in ``text`` (the bytes of ``path``, named in the reasons), checked."""
     try:
         spec = CalendarFile.model_validate(yaml.safe_load(text))
     except yaml.YAMLError as exc:
@@ -218,26 +231,29 @@ def load_calendar(path: Path, timezone: str) -> BusinessCalendar:
     reasons = [f"{path}: {reason}" for reason in _check(spec, timezone)]
     if reasons:
         raise CalendarError(reasons)
-    return BusinessCalendar(spec, f"{spec.version}+{hashlib.sha256(text).hexdigest()[:12]}")
+    return BusinessCalendar(spec, f"{spec.version}+{digest(text)[:12]}")
 
 
-def require_year_of(calendar: BusinessCalendar, now: datetime) -> None:
-    """Refuse a calendar without the notice for the year the county is in (CalendarError).
+def digest(text: bytes) -> str:
+    """The file's fingerprint: part of the calendar's version, and what a reload compares."""
+    return hashlib.sha256(text).hexdigest()
 
-    Checked when escalation and ``whistle up`` start: the current year must be known. A
-    deadline reaching into a *later* year whose notice is not out yet (the State Council
-    publishes it in November or December) is counted Monday to Friday and flagged provisional
-    instead, and counted again once the notice is added (services/escalation/recompute.py).
+
+def missing_years(calendar: BusinessCalendar, now: datetime) -> list[int]:
+    """The years up to the county's current one that the calendar lacks, oldest first; empty
+    when it covers the current year.
+
+    Not a refusal: on 1 January a county whose notice was not entered in time keeps working,
+    its deadlines counted Monday to Friday and flagged provisional until the year is added.
+    A later year (whose notice the State Council publishes in November or December) is not
+    missing yet; deadlines reaching into it are flagged one by one.
     """
     year = now.astimezone(calendar.zone).year
-    if year not in calendar.years:
-        covered = ", ".join(map(str, calendar.years))
-        raise CalendarError(
-            [
-                f"calendar.yaml has no State Council holiday notice for {year}, the current "
-                f"year (it covers {covered}): add it before starting"
-            ]
-        )
+    if year in calendar.years:
+        return []
+    if year < calendar.years[0]:
+        return [year]
+    return list(range(calendar.years[-1] + 1, year + 1))
 
 
 def _check(spec: CalendarFile, timezone: str) -> list[str]:

@@ -39,6 +39,7 @@ from contracts.envelope import CONTENT_TYPE, CloudEvent, new_event
 from contracts.events import (
     CaseChased,
     CaseSupervised,
+    DeadlineRecomputed,
     ExtensionDecided,
     WhistleNotified,
     WhistleReceiptSubmitted,
@@ -80,6 +81,13 @@ def describe(event: CloudEvent, zone: ZoneInfo) -> str:
                 f"[延期] 案件 {moved.case_id} 吹哨 {moved.whistle_id} "
                 f"案件办理时限已延期，回复时限由 {at(moved.old_due_at)} 延至 {at(moved.new_due_at)}"
             )
+    if event.type == DeadlineRecomputed.event_type:
+        recounted = event.payload(DeadlineRecomputed)
+        return (
+            f"[重算] 案件 {recounted.case_id} 吹哨 {recounted.whistle_id} "
+            f"{CLOCK.get(recounted.kind, recounted.kind)}时限按新录入的节假日安排重算，"
+            f"由 {at(recounted.old_due_at)} 改为 {at(recounted.due_at)}"
+        )
     return f"[其他] {event.type} 案件 {event.subject}"
 
 

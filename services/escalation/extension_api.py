@@ -23,6 +23,7 @@ from contracts.events import ExtensionDecided, ExtensionRequested
 from contracts.topics import DEADLINES
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.calendar_watch import current_calendar
 from services.escalation.clocks import latest_clock, move_clock
 from services.escalation.extensions import (
     ExtensionConflict,
@@ -134,7 +135,7 @@ async def request_extension(
     runtime: RuntimeDep,
 ) -> ExtensionView:
     now = runtime.clock()
-    calendar: BusinessCalendar = runtime.state["calendar"]
+    calendar = current_calendar(runtime)
     async with runtime.transaction() as session:
         held = await _holder(session, case_id)
         if not principal.may_act_on("unit", held.unit_id):
@@ -205,7 +206,7 @@ async def decide_extension(
     runtime: RuntimeDep,
 ) -> ExtensionView:
     now = runtime.clock()
-    calendar: BusinessCalendar = runtime.state["calendar"]
+    calendar = current_calendar(runtime)
     async with runtime.transaction() as session:
         found = await session.get(DeadlineExtension, request_id)
         if found is None:

@@ -43,6 +43,12 @@ class CaseDeadline(SQLModel, table=True):
             unique=True,
             postgresql_where=text("whistle_id IS NOT NULL"),
         ),
+        # What recompute.py looks for after a calendar reload: few rows among many.
+        Index(
+            "ix_deadline_provisional_running",
+            "id",
+            postgresql_where=text("status = 'running' AND provisional_reason IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))

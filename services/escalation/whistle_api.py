@@ -64,6 +64,10 @@ class ClockView(BaseModel):
     due_at: datetime
     status: str  # running, met, late, lapsed (the case closed first)
     stopped_at: datetime | None
+    provisional: bool = Field(
+        description="counted Monday to Friday in a year the calendar lacks; counted again "
+        "once the year is added"
+    )
 
 
 class WhistleView(BaseModel):
@@ -253,16 +257,21 @@ def _view(
             reply_due_at=reply_clock.due_at,
             now=now,
         ),
-        receipt=ClockView(
-            due_at=receipt.due_at, status=receipt.status, stopped_at=receipt.stopped_at
-        ),
-        reply=ClockView(
-            due_at=reply_clock.due_at, status=reply_clock.status, stopped_at=reply_clock.stopped_at
-        ),
+        receipt=_clock_view(receipt),
+        reply=_clock_view(reply_clock),
         receipt_no=summons.receipt_no,
         reported_at=summons.reported_at,
         result=summons.result,
         replied_at=summons.replied_at,
+    )
+
+
+def _clock_view(clock: CaseDeadline) -> ClockView:
+    return ClockView(
+        due_at=clock.due_at,
+        status=clock.status,
+        stopped_at=clock.stopped_at,
+        provisional=clock.provisional_reason is not None,
     )
 
 

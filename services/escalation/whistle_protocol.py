@@ -332,19 +332,7 @@ async def follow_extension(
     because the case's deadline came too early, or there was none) was not derived from it and
     stays."""
     assert decided.approved and decided.new_due_at is not None
-    replies = (
-        await session.scalars(
-            select(CaseDeadline)
-            .where(
-                CaseDeadline.case_id == decided.case_id,
-                CaseDeadline.kind == "whistle_reply",
-                CaseDeadline.status == "running",
-                CaseDeadline.due_at == decided.old_due_at,
-            )
-            .order_by(CaseDeadline.id)  # type: ignore[arg-type]
-            .with_for_update()
-        )
-    ).all()
+    replies = await replies_due_with(session, decided.case_id, decided.old_due_at)
     for reply in replies:
         warn = moved_warning(
             due_at=reply.due_at,
@@ -367,6 +355,28 @@ async def follow_extension(
         assert reply.department_code is not None
         stage(session, department_topic(reply.department_code), department_copy(event))
     return list(replies)
+
+
+async def replies_due_with(
+    session: AsyncSession, case_id: UUID, due_at: datetime
+) -> list[CaseDeadline]:
+    """The case's running reply clocks due at ``due_at`` (with its resolution clock), locked:
+    they move when that clock moves (an extension, a recount)."""
+    return list(
+        (
+            await session.scalars(
+                select(CaseDeadline)
+                .where(
+                    CaseDeadline.case_id == case_id,
+                    CaseDeadline.kind == "whistle_reply",
+                    CaseDeadline.status == "running",
+                    CaseDeadline.due_at == due_at,
+                )
+                .order_by(CaseDeadline.id)  # type: ignore[arg-type]
+                .with_for_update()
+            )
+        ).all()
+    )
 
 
 async def close_whistles(

@@ -27,7 +27,7 @@ import httpx
 
 from contracts.topics import all_topic_names
 from reference.county import ReferenceDataError, load_reference
-from services.escalation.calendar import CalendarError, load_calendar, require_year_of
+from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.balancer import RoundRobin
 from services.launcher.embedded import (
@@ -253,6 +253,30 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
     ]
 
 
+def check_configuration(settings: Settings, now: datetime, say: Callable[[str], None]) -> bool:
+    """Whether deploy/config lets the stack start: reference data, policies and calendar
+    valid. A calendar without the current year is a loud warning, not a refusal: intake,
+    dispatch and the ledger do not need it, and escalation counts the missing year Monday to
+    Friday until the notice is added."""
+    try:
+        load_reference(settings.config_dir)
+        load_policies(settings.config_dir / "policies.yaml")
+        calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
+    except (ReferenceDataError, PolicyError, CalendarError) as exc:
+        say(f"whistle: the configuration in {settings.config_dir} is invalid; nothing started")
+        for reason in getattr(exc, "reasons", [str(exc)]):
+            say(f"  - {reason}")
+        return False
+    if missing := missing_years(calendar, now):
+        years = ", ".join(map(str, missing))
+        say(
+            f"whistle: WARNING: calendar.yaml has no State Council holiday notice for {years}; "
+            "deadlines are counted Monday to Friday, provisionally, until it is added "
+            "(escalation reloads the file by itself and counts them again)"
+        )
+    return True
+
+
 def up(
     settings: Settings,
     say: Callable[[str], None] = print,
@@ -268,15 +292,7 @@ def up(
             "nothing started (run each service with `whistle serve`)"
         )
         return 2
-    try:
-        load_reference(settings.config_dir)
-        load_policies(settings.config_dir / "policies.yaml")
-        calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
-        require_year_of(calendar, datetime.now(UTC))
-    except (ReferenceDataError, PolicyError, CalendarError) as exc:
-        say(f"whistle: the configuration in {settings.config_dir} is invalid; nothing started")
-        for reason in getattr(exc, "reasons", [str(exc)]):
-            say(f"  - {reason}")
+    if not check_configuration(settings, datetime.now(UTC), say):
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     postgres = (

@@ -62,6 +62,10 @@ class Runtime:
     consumer: InboxConsumer | None = None
     draining: bool = False
     state: dict[str, Any] = field(default_factory=dict)
+    # What /readyz adds under "details", by name: each is asked at every probe and shown when
+    # it answers something (a condition an operator must know of that does not make the
+    # service unready, such as escalation's provisional calendar).
+    readiness_details: dict[str, Callable[[], Any]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def run_in_background(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
@@ -292,7 +296,11 @@ def _operations_router() -> APIRouter:
             checks["broker"] = "unreachable"
         if any(v != "ok" for v in checks.values()):
             raise Problem(503, "Not ready", "A dependency is unreachable.", checks=checks)
-        return {"status": "ready", "checks": checks}
+        answer: dict[str, Any] = {"status": "ready", "checks": checks}
+        details = {name: detail() for name, detail in runtime.readiness_details.items()}
+        if details := {name: value for name, value in details.items() if value is not None}:
+            answer["details"] = details
+        return answer
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # per transaction.
     escalation_scheduler_interval_seconds: float = 0.25
     escalation_scheduler_batch_size: int = 500
+    # How often escalation looks at calendar.yaml's digest and puts a changed file in force
+    # (a year added is counted on without a restart; SIGHUP and POST /v1/calendar/reload too).
+    calendar_poll_seconds: float = 60.0
     # Which deadline policies escalation runs: "default" (deploy/config/policies.yaml) or e.g.
     # "demo" (policies.demo.yaml: second-scale durations, to watch the ladder live).
     policy_profile: str = "default"

@@ -111,3 +111,37 @@ async def test_another_departments_token_is_refused_in_chinese(
     assert await page.locator("#open-section").is_hidden()
     await look_up(page, "", DEPARTMENT)
     assert "未通过身份验证" in await page.inner_text("#status")
+
+
+async def test_provisional_deadlines_are_marked_and_a_missing_year_is_announced(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    """A whistle blown on New Year's Eve 2026: its receipt (报到) falls in 2027, which the
+    shipped calendar lacks, so it is counted Monday to Friday and marked 暂定 with a note. Then
+    the county is in 2027 itself: the page says the year's holidays are not entered yet."""
+    eve = whistle(uuid4(), [DEPARTMENT])
+    await blow(producer, eve, local(2026, 12, 31, 9, 0))
+    dept = token("county_department", f"dept:{DEPARTMENT}")
+    row = f'#open tbody tr[data-whistle-id="{eve.whistle_id}"]'
+    await page.goto(f"{served.url}/dept")
+
+    async def listed() -> bool:
+        await look_up(page, dept)
+        return await page.locator(row).count() == 1
+
+    await eventually(listed, what="the New Year's Eve whistle on the page")
+    # 报到 a working day later: Friday 1 January, counted as a weekday until 2027 is entered.
+    assert "2027/01/01 09:00" in await page.inner_text(row)
+    assert await page.locator(f"{row} .provisional").count() == 2  # receipt and reply
+    notice = page.locator("#calendar-notice")
+    assert "部分期限所在年度的节假日安排尚未录入" in await notice.inner_text()
+
+    before = served.clock.now
+    served.clock.now = local(2027, 1, 4, 9, 0)
+    try:
+        await look_up(page, dept)
+        assert (await notice.inner_text()).startswith("2027年节假日安排尚未录入")
+    finally:
+        served.clock.now = before
+    await look_up(page, dept)
+    assert "部分期限所在年度" in await notice.inner_text()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from uuid6 import uuid7
 
 from contracts.envelope import new_event
-from contracts.events import Deadline, DeadlinesSet, TipReceived
+from contracts.events import Deadline, DeadlineRecomputed, DeadlinesSet, TipReceived
 from contracts.topics import DEADLINES, TIPS
 from services.dispatch.app import create_app
 from services.dispatch.models import Case, CaseTip
@@ -228,6 +229,82 @@ async def test_a_dispatcher_triages_an_unsure_tip_and_sees_it_move_to_the_open_c
     await page.wait_for_selector('body[data-state="done"]')
     assert await row.count() == 0
     await screenshot(page, "open")
+
+
+async def test_provisional_deadlines_show_a_banner_until_they_are_counted_again(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    """Escalation counted the resolution clock Monday to Friday (the calendar lacks its year):
+    the console marks it 暂定 and says why above the list and on the case's page; once
+    escalation counts it again (``DeadlineRecomputed``) the banner goes and the due time moves."""
+    case_id = await unsure_tip(served, producer)
+    dispatcher = token("dispatcher", "township:T03")
+    await act(
+        served, dispatcher, case_id, "assign", {"matter_code": "CG-001", "unit_id": "T03-CGJ"}
+    )
+    now = datetime.now(UTC)
+    reason = "the business calendar has no holiday notice for 2027"
+    clocks = DeadlinesSet(
+        case_id=case_id,
+        policy_id="P-GENERAL",
+        urgency="general",
+        deadlines=[
+            Deadline(
+                kind="first_response",
+                due_at=now + timedelta(days=1),
+                warn_at=now + timedelta(hours=20),
+            ),
+            Deadline(
+                kind="resolution",
+                due_at=now + timedelta(days=5),
+                warn_at=now + timedelta(days=4),
+                provisional_reason=reason,
+            ),
+        ],
+    )
+    event = new_event("whistle/escalation", str(case_id), clocks, now)
+    await producer.send_and_wait(DEADLINES, event.to_bytes(), key=str(case_id).encode())
+    await sign_in(page, served, dispatcher)
+    row = page.locator(f'#open-table tr[data-case-id="{case_id}"]')
+
+    async def marked() -> bool:
+        await show(page, served, "/open")
+        return await row.locator(".provisional").count() == 1
+
+    await eventually(marked, within=20, what="the provisional clock marked 暂定")
+    banner = page.locator("#calendar-notice")
+    assert await banner.is_visible()
+    assert "节假日安排尚未录入" in await banner.inner_text()
+    await show(page, served, f"/case/{case_id}")
+    assert await page.locator("#clocks li .provisional").count() == 1  # resolution only
+    assert await banner.is_visible()
+    await screenshot(page, "provisional")
+
+    recounted = DeadlineRecomputed(
+        case_id=case_id,
+        kind="resolution",
+        round=1,
+        old_due_at=now + timedelta(days=5),
+        due_at=now + timedelta(days=6),
+        warn_at=now + timedelta(days=5),
+        calendar_version="test",
+        provisional_reason=reason,
+    )
+    event = new_event("whistle/escalation", str(case_id), recounted, now + timedelta(seconds=1))
+    await producer.send_and_wait(DEADLINES, event.to_bytes(), key=str(case_id).encode())
+
+    async def counted_again() -> bool:
+        await show(page, served, f"/case/{case_id}")
+        return await page.locator("#clocks li .provisional").count() == 0
+
+    await eventually(counted_again, within=20, what="the clock counted again")
+    assert await banner.is_hidden()
+    resolution = page.locator("#clocks li", has_text="办结（第 1 轮）")
+    due = (now + timedelta(days=6)).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{due.year}/{due.month}/{due.day}" in await resolution.inner_text()
+    await show(page, served, "/open")
+    assert await row.locator(".provisional").count() == 0
+    assert await banner.is_hidden()
 
 
 async def test_a_unit_member_accepts_an_assigned_case_on_a_tablet(

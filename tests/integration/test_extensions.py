@@ -25,6 +25,7 @@ from contracts.envelope import new_event
 from contracts.events import CaseAccepted
 from contracts.topics import CASES, DEADLINES, department_topic
 from services.escalation.app import create_app
+from services.escalation.calendar_watch import current_calendar
 from services.escalation.consumers import Handlers
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.scheduler import EscalationScheduler
@@ -64,7 +65,7 @@ def _auth(token: TokenFactory, who: tuple[str, ...]) -> dict[str, str]:
 def _handlers(runtime: Runtime) -> Handlers:
     """Escalation's consumer handlers, on the service's policies and calendar."""
     return Handlers(
-        lambda: runtime.state["policies"], lambda: runtime.state["calendar"], runtime.clock
+        lambda: runtime.state["policies"], lambda: current_calendar(runtime), runtime.clock
     )
 
 
@@ -179,7 +180,7 @@ async def test_an_approved_extension_moves_the_clock_and_its_ladder(
     assert datetime.fromisoformat(first["due_at"]) == EXTENDED_DUE
 
     # The old deadline passes without a word; the new ladder climbs from the new times.
-    scheduler = EscalationScheduler(runtime.sessions, lambda: runtime.state["calendar"], clock)
+    scheduler = EscalationScheduler(runtime.sessions, lambda: current_calendar(runtime), clock)
     clock.now = DUE + timedelta(hours=1)
     await scheduler.run_once()
     assert await _staged(runtime, case_id, "whistle.deadline.warning") == []

@@ -96,6 +96,10 @@ STAFF: dict[Route, frozenset[str]] = {
     ("escalation", "POST", "/v1/whistles/{whistle_id}/receipt"): frozenset({"county_department"}),
     ("escalation", "POST", "/v1/whistles/{whistle_id}/reply"): frozenset({"county_department"}),
     ("escalation", "GET", "/v1/whistles"): frozenset({"county_department", "county_supervisor"}),
+    ("escalation", "GET", "/v1/calendar"): frozenset(
+        {"dispatcher", "county_department", "county_supervisor", "auditor", "unit_member"}
+    ),
+    ("escalation", "POST", "/v1/calendar/reload"): frozenset({"admin", "county_supervisor"}),
     ("ledger", "GET", "/v1/tree-heads/{size}"): AUDITOR,
     ("ledger", "POST", "/v1/tree-heads"): AUDITOR,
     ("ledger", "GET", "/v1/proofs/inclusion"): AUDITOR,

@@ -31,6 +31,7 @@ from contracts.events import (
 )
 from contracts.topics import CASES, DEADLINES, LEADERSHIP, WHISTLES, department_topic, dlq_topic
 from services.escalation.app import create_app
+from services.escalation.calendar_watch import current_calendar
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.scheduler import EscalationScheduler
 from services.runtime.outbox import OutboxMessage
@@ -531,7 +532,7 @@ async def test_closing_the_case_lapses_its_whistle_clocks_and_nothing_climbs_aft
     # Past the chase, the supervision and the reply deadline: a pass fires nothing of it.
     escalation.clock.now = local(2026, 12, 10, 10, 0)
     scheduler = EscalationScheduler(
-        escalation.runtime.sessions, lambda: escalation.runtime.state["calendar"], escalation.clock
+        escalation.runtime.sessions, lambda: current_calendar(escalation.runtime), escalation.clock
     )
     await scheduler.run_once()
     assert await ladder() == [("warning", "whistle_receipt"), ("overdue", "whistle_receipt")]

@@ -1,5 +1,6 @@
 """The business calendar: the State Council's 2025 and 2026 notices with their make-up working
-days (调休), the county's working hours, and the refusal of what it does not know.
+days (调休), the county's working hours, the refusal of what it does not know, and the years a
+county that has not added this year's notice is missing (never a refusal).
 
 Every expected date is worked out by hand from the notices (国办发明电〔2024〕12号 for 2025, the
 notice of 4 November 2025 for 2026) and written out; working hours are 08:30-12:00 and
@@ -8,6 +9,7 @@ notice of 4 November 2025 for 2026) and written out; working hours are 08:30-12:
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from services.escalation.calendar import (
     CalendarFile,
     UncoveredYearError,
     load_calendar,
-    require_year_of,
+    missing_years,
 )
 
 CALENDAR = Path(__file__).resolve().parents[2] / "deploy" / "config" / "calendar.yaml"
@@ -504,8 +506,52 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     assert "cannot read" in refusal(tmp_path / "calendar.yaml")
 
 
-def test_the_year_the_county_is_in_must_be_covered(cal: BusinessCalendar) -> None:
-    """Shanghai is already in 2027 at 16:00 UTC on New Year's Eve: that year's notice is due."""
-    require_year_of(cal, datetime(2026, 12, 31, 15, 59, tzinfo=UTC))
-    with pytest.raises(CalendarError, match="no State Council holiday notice for 2027"):
-        require_year_of(cal, datetime(2026, 12, 31, 16, 0, tzinfo=UTC))
+def test_the_years_missing_are_named_from_the_county_s_own_new_year(
+    cal: BusinessCalendar,
+) -> None:
+    """Shanghai is already in 2027 at 16:00 UTC on New Year's Eve: 2027 is missing from then,
+    and the service keeps running (missing_years names it; nothing raises)."""
+    assert missing_years(cal, datetime(2026, 12, 31, 15, 59, tzinfo=UTC)) == []
+    assert missing_years(cal, datetime(2026, 12, 31, 16, 0, tzinfo=UTC)) == [2027]
+    # Two New Years without an update: both years are named, oldest first.
+    assert missing_years(cal, local(2028, 3, 1, 9, 0)) == [2027, 2028]
+    assert missing_years(cal, local(2025, 6, 1, 9, 0)) == []
+
+
+def test_a_missing_current_year_is_counted_monday_to_friday_provisionally(
+    cal: BusinessCalendar,
+) -> None:
+    """What escalation does on 4 January 2027 with a calendar of 2025-2026: the plain calendar
+    refuses the day; its provisional copy counts it as a Monday."""
+    monday = local(2027, 1, 4, 9, 0)
+    with pytest.raises(UncoveredYearError, match="2027"):
+        cal.add_working_days(monday, 1)
+    assert cal.provisional().add_working_days(monday, 1) == local(2027, 1, 5, 9, 0)
+
+
+def test_whistle_up_starts_in_a_year_the_calendar_lacks_and_says_so(tmp_path: Path) -> None:
+    """``whistle up``'s configuration check on 4 January 2027 with the shipped 2025-2026
+    calendar: it passes (intake and the rest start) with a warning naming 2027."""
+    from services.launcher.stack import check_configuration
+    from services.runtime.settings import Settings
+
+    said: list[str] = []
+    settings = Settings(config_dir=CALENDAR.parent, home=tmp_path)
+    assert check_configuration(settings, local(2026, 12, 31, 17, 0), said.append)
+    assert said == []
+    assert check_configuration(settings, local(2027, 1, 4, 9, 0), said.append)
+    (warning,) = said
+    assert "WARNING" in warning and "2027" in warning and "Monday to Friday" in warning
+
+
+def test_whistle_up_still_refuses_an_invalid_calendar(tmp_path: Path) -> None:
+    from services.launcher.stack import check_configuration
+    from services.runtime.settings import Settings
+
+    config = tmp_path / "config"
+    shutil.copytree(CALENDAR.parent, config)
+    (config / "calendar.yaml").write_text("version: [", encoding="utf-8")
+    said: list[str] = []
+    settings = Settings(config_dir=config, home=tmp_path)
+    assert not check_configuration(settings, local(2026, 6, 1, 9, 0), said.append)
+    assert "nothing started" in said[0] and "not valid YAML" in said[1]

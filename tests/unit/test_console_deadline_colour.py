@@ -53,3 +53,30 @@ def test_a_case_takes_the_worst_colour_of_its_running_clocks() -> None:
 def test_a_case_without_running_clocks_has_no_colour() -> None:
     assert case_colour([], WARN) is None
     assert case_colour([Clock(stopped_at=WARN)], DUE) is None
+
+
+def test_a_clock_is_provisional_from_its_announcement_until_it_is_counted_again() -> None:
+    from uuid import uuid4
+
+    from services.dispatch.deadline_colour import provisional_clocks
+
+    case, other = uuid4(), uuid4()
+    due = "2027-01-13T01:00:00Z"
+    announced = {
+        "deadlines": [
+            {"kind": "first_response", "due_at": due, "provisional_reason": None},
+            {"kind": "resolution", "due_at": due, "provisional_reason": "no notice for 2027"},
+        ]
+    }
+    reopened = {"deadlines": [{"kind": "resolution", "round": 2, "provisional_reason": "2027"}]}
+    recounted = {"kind": "resolution", "round": 1, "due_at": due}
+    assert provisional_clocks(
+        [(case, "whistle.deadlines.set", announced), (other, "whistle.deadlines.set", announced)]
+    ) == {(case, "resolution", 1), (other, "resolution", 1)}
+    assert provisional_clocks(
+        [
+            (case, "whistle.deadlines.set", announced),
+            (case, "whistle.deadlines.set", reopened),
+            (case, "whistle.deadline.recomputed", recounted),
+        ]
+    ) == {(case, "resolution", 2)}

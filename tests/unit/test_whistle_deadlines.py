@@ -215,3 +215,24 @@ def test_the_listener_prints_a_reply_deadline_moved_by_an_extension() -> None:
     line = describe(department_copy(event), SHANGHAI)
     assert line.startswith("[延期] ")
     assert "回复时限由 2026-11-30 10:00 延至 2026-12-03 10:00" in line
+
+
+def test_the_listener_prints_a_receipt_deadline_counted_again_on_a_new_calendar() -> None:
+    from contracts.events import DeadlineRecomputed
+
+    recounted = DeadlineRecomputed(
+        case_id=uuid4(),
+        kind="whistle_receipt",
+        round=1,
+        old_due_at=local(2027, 1, 5, 9, 0),
+        due_at=local(2027, 1, 7, 9, 0),
+        warn_at=local(2027, 1, 6, 15, 0),
+        calendar_version="2027.01-1+abc",
+        provisional_reason="the business calendar has no holiday notice for 2027",
+        whistle_id=uuid4(),
+        department_code="CGJ",
+    )
+    event = new_event("whistle/escalation", str(recounted.case_id), recounted, local(2027, 1, 4))
+    line = describe(department_copy(event), SHANGHAI)
+    assert line.startswith("[重算] ")
+    assert "报到时限" in line and "由 2027-01-05 09:00 改为 2027-01-07 09:00" in line

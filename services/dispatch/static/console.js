@@ -54,7 +54,12 @@ const EVENT = {
   "whistle.case.supervised": "督办",
   "whistle.deadline.extension_requested": "申请延期",
   "whistle.deadline.extension_decided": "延期审批",
+  "whistle.deadline.recomputed": "时限重算",
 };
+// Shown while a case in view has a clock escalation counted Monday to Friday because the
+// business calendar lacks a year it reaches into (each such due time is marked 暂定).
+const PROVISIONAL_NOTICE =
+  "部分期限所在年度的节假日安排尚未录入，期限暂按周一至周五计算（标“暂定”），录入后自动重算。";
 
 // --- small DOM helpers: text goes in as text, never as markup -----------------------------
 
@@ -87,6 +92,16 @@ function colourBadge(colour) {
     { class: `badge colour-${colour || "none"}`, "data-colour": colour || "none" },
     colour ? COLOUR[colour] : "无时限",
   );
+}
+
+function provisionalTag(provisional) {
+  return provisional ? el("span", { class: "provisional", title: PROVISIONAL_NOTICE }, "暂定") : null;
+}
+
+function showCalendarNotice(provisional) {
+  const box = $("#calendar-notice");
+  box.textContent = provisional ? PROVISIONAL_NOTICE : "";
+  box.hidden = !provisional;
 }
 
 function statusBadge(status) {
@@ -613,7 +628,7 @@ function caseTable(id, rows, extra) {
           el("td", { "data-label": "事项" }, row.matter_name || row.matter_code || "—"),
           el("td", { "data-label": "承办单位" }, row.unit_name || "—"),
           el("td", { "data-label": "群众反映", class: "tip-text" }, row.text || "—"),
-          el("td", { "data-label": "最近期限" }, when(row.due_at)),
+          el("td", { "data-label": "最近期限" }, when(row.due_at), provisionalTag(row.provisional)),
           el(
             "td",
             { "data-label": "操作", class: "row-actions" },
@@ -632,6 +647,7 @@ async function openView(params) {
     if (params.get(key)) query.set(key, params.get(key));
   }
   const rows = await api(`/v1/console/cases?${query}`);
+  showCalendarNotice(rows.some((row) => row.provisional));
   $("#view").replaceChildren(
     el("h2", {}, `办理中（${rows.length}）`),
     filterBar(params),
@@ -641,6 +657,7 @@ async function openView(params) {
 
 async function mineView() {
   const rows = await api("/v1/console/cases");
+  showCalendarNotice(rows.some((row) => row.provisional));
   const quick = (row) =>
     row.status === "assigned"
       ? el(
@@ -910,6 +927,7 @@ async function caseView(id) {
   if (!UUID_RE.test(id)) throw new Error("案件编号格式不正确");
   const [page, tips] = await Promise.all([api(`/v1/console/cases/${id}`), api(`/v1/cases/${id}/tips`)]);
   const c = page.case;
+  showCalendarNotice(page.provisional);
   const facts = [
     ["状态", statusBadge(c.status)],
     ["时限", colourBadge(page.colour)],
@@ -970,6 +988,7 @@ async function caseView(id) {
                 {},
                 colourBadge(k.colour),
                 ` ${label(CLOCK, k.kind)}（第 ${k.round} 轮）：预警 ${when(k.warn_at)}，期限 ${when(k.due_at)}`,
+                provisionalTag(k.provisional && !k.stopped_at),
                 k.stopped_at ? `，已于 ${when(k.stopped_at)} 停止（${k.on_time ? "按期" : "超期"}）` : "",
               ),
             ),
@@ -1009,6 +1028,7 @@ async function route() {
   for (const tab of document.querySelectorAll("#tabs a")) {
     tab.setAttribute("aria-current", path === tab.getAttribute("href").slice(1) ? "page" : "false");
   }
+  showCalendarNotice(false); // each view says again whether what it shows is provisional
   if (path.startsWith("/case/")) return caseView(path.slice("/case/".length));
   if (path === "/open") return openView(params);
   if (path === "/mine") return mineView();

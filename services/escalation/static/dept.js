@@ -1,8 +1,10 @@
 // The department page (吹哨报到): a county department's open whistles, reporting in and replying.
 //
 // Everything goes through escalation's HTTP API with the department's own token:
-// GET /v1/whistles, POST /v1/whistles/{id}/receipt and /reply. The token stays in this tab's
-// session storage. Times are shown in the county's time zone.
+// GET /v1/whistles, POST /v1/whistles/{id}/receipt and /reply, GET /v1/calendar (the banner
+// while the business calendar lacks the current year). The token stays in this tab's session
+// storage. Times are shown in the county's time zone; a due time counted Monday to Friday in a
+// year the calendar lacks is marked 暂定.
 "use strict";
 
 const TOKEN_KEY = "whistle.dept.token";
@@ -105,6 +107,26 @@ async function submit(whistle, what, body, done) {
   }
 }
 
+// Why some deadlines are provisional: the calendar's own words while the current year is
+// missing, else a general note if a listed clock reaches into a later year not yet entered.
+const LATER_YEAR = "部分期限所在年度的节假日安排尚未录入，暂按周一至周五计算，录入后自动重算。";
+
+function showCalendarNotice(calendar, whistles) {
+  const notice = $("#calendar-notice");
+  const provisional = whistles.some((w) => w.receipt.provisional || w.reply.provisional);
+  const text = (calendar && calendar.notice) || (provisional ? LATER_YEAR : "");
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
+function due(clock) {
+  const cell = element("td", { class: "time" }, when(clock.due_at));
+  if (clock.provisional) {
+    cell.append(element("span", { class: "provisional", title: LATER_YEAR }, "暂定"));
+  }
+  return cell;
+}
+
 function render(whistles) {
   const open = $("#open tbody");
   const overdue = $("#overdue tbody");
@@ -119,8 +141,8 @@ function render(whistles) {
       element("td", { class: "time" }, when(w.notified_at)),
       subject,
       element("td", {}, URGENCY[w.urgency] || w.urgency),
-      element("td", { class: "time" }, when(w.receipt.due_at)),
-      element("td", { class: "time" }, when(w.reply.due_at)),
+      due(w.receipt),
+      due(w.reply),
       element("td", {}, element("span", { class: `state ${w.status}` }, STATUS[w.status] || w.status)),
       element("td", {}, actions(w))));
     if (late) {
@@ -129,7 +151,7 @@ function render(whistles) {
         element("td", {}, element("span", { class: "ids" }, w.case_id)),
         element("td", {}, w.reason),
         element("td", {}, element("span", { class: `state ${w.status}` }, receipt ? "报到" : "回复")),
-        element("td", { class: "time" }, when(receipt ? w.receipt.due_at : w.reply.due_at))));
+        due(receipt ? w.receipt : w.reply)));
     }
   }
   const lateCount = whistles.filter((w) => w.status.endsWith("_overdue")).length;
@@ -146,8 +168,12 @@ async function load() {
   const department = $("#department").value.trim();
   const query = new URLSearchParams({ state: "open" });
   if (department) query.set("department", department);
-  const data = await call("GET", `/v1/whistles?${query}`);
+  const [data, calendar] = await Promise.all([
+    call("GET", `/v1/whistles?${query}`),
+    call("GET", "/v1/calendar").catch(() => null),
+  ]);
   render(data.whistles);
+  showCalendarNotice(calendar, data.whistles);
   return data.whistles.length;
 }
 
