@@ -16,6 +16,7 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
@@ -34,6 +35,7 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     LeadershipNotified,
+    TipFollowUpUnreachable,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -140,9 +142,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         TIPS,
         "intake",
-        "Tips accepted from every channel, what citizens added to them, and their ratings. "
-        "Key: tip id.",
-        (TipReceived, TipSupplemented, TipRated),
+        "Tips accepted from every channel, what citizens added to them, their ratings (回访, "
+        "on every channel) and the follow-up calls that could not reach them. Key: tip id.",
+        (TipReceived, TipSupplemented, TipRated, TipFollowUpUnreachable),
         consumers=("dispatch", "ledger"),
     ),
     Topic(
@@ -160,6 +162,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseResolved,
             CaseClosed,
             CaseReopened,
+            CaseContacted,
             CaseMerged,
             CaseSplit,
             WhistleBlown,

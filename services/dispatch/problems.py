@@ -11,6 +11,8 @@ from services.dispatch.errors import (
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
+    ClosingBeforeFollowUp,
+    ContactRefused,
     DispatchError,
     NotAwaitingAdmission,
     NotPermitted,
@@ -58,6 +60,24 @@ def problem(error: DispatchError) -> Problem:
                 "Conflict",
                 "An out-of-list case is admitted by the county (POST /v1/cases/{id}/admission).",
                 allowed_actions=[],
+            )
+        case ClosingBeforeFollowUp():
+            return Problem(
+                409,
+                "Conflict",
+                "案件办结后须先回访群众：群众评价（网站、微信或 12345 回访电话）后即可结案，"
+                f"否则须待 {error.not_before:%Y-%m-%d %H:%M} 回访期满后方可结案。",
+                type_="https://whistle.example/problems/follow-up-pending",
+                may_close_at=error.not_before.isoformat(),
+            )
+        case ContactRefused():
+            return Problem(
+                422,
+                "Unprocessable Content",
+                "联系群众的时间须在立案之后、当前时间之前。",
+                type_="https://whistle.example/problems/contact-time",
+                earliest=error.earliest.isoformat(),
+                latest=error.latest.isoformat(),
             )
         case TransitionRefused():
             return Problem(

@@ -64,6 +64,7 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/accept"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/start"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/close"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/contact"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/whistle"): CASE_ACTORS,
     ("dispatch", "GET", "/v1/queues/triage"): frozenset({"dispatcher", "county_supervisor"}),
     ("dispatch", "GET", "/v1/queues/admission"): COUNTY,
