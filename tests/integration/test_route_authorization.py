@@ -50,6 +50,7 @@ AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
 STAFF: dict[Route, frozenset[str]] = {
     ("intake", "POST", "/v1/hotline/tickets"): frozenset({"hotline_operator"}),
+    ("intake", "POST", "/v1/hotline/follow-ups"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/grid/reports"): frozenset({"grid_worker"}),
     ("dispatch", "GET", "/v1/cases"): CASE_READERS,
     ("dispatch", "GET", "/v1/cases/{case_id}"): CASE_READERS,
