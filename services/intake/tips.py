@@ -66,6 +66,7 @@ STATUS_TEXT = {
     "reopened": "已重新办理",
     "rated": "已评价",
     "follow_up_unreachable": "回访电话未能联系到您",
+    "contacted": "承办单位已与您联系",
     "declined": "经县级准入审核，不属于乡镇事项清单，不予立案办理；如有疑问请拨打12345",
 }
 JOINED_CASE_NOTE = "您反映的问题已与其他群众反映的同一问题合并办理"
@@ -123,6 +124,14 @@ async def follow_case(
     given. ``tip_id`` is the case's own tip, which may not be linked to it yet."""
     for tip in await _tips_of(session, case_id, tip_id):
         _advance(session, tip, status, at, mark)
+
+
+async def mark_case(
+    session: AsyncSession, case_id: UUID, tip_id: UUID, mark: str, at: datetime
+) -> None:
+    """A mark on the timelines of the tips following the case, their status unchanged."""
+    for tip in await _tips_of(session, case_id, tip_id):
+        session.add(TipTimelineEntry(tip_id=tip.id, status=mark, at=at))
 
 
 async def _tips_of(session: AsyncSession, case_id: UUID, tip_id: UUID) -> list[Tip]:

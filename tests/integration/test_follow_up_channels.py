@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from contracts.events import CaseContacted
 from services.intake.models import Tip
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
@@ -29,6 +31,7 @@ from tests.integration.test_wechat import (
     text,
     tip_of,
 )
+from tests.support.infra import eventually
 
 PROBLEM = "application/problem+json"
 
@@ -235,3 +238,27 @@ async def test_a_bare_number_rates_only_while_a_tip_waits_for_it(
     opened = content_of(await wechat.post(text(openid, "1", msg_id)))
     assert "您的诉求已受理" in opened
     assert (await tip_of(wechat.runtime, msg_id)).text == "1"
+
+
+async def test_the_citizen_sees_when_the_unit_says_it_contacted_them(
+    wechat: WeChat, dispatch_events: Dispatch
+) -> None:
+    client = wechat.client
+    tip = await submit(client)
+    tip_id = UUID(tip["tip_id"])
+    case_id = await dispatch_events.open(tip_id)
+    said = datetime(2026, 11, 21, 2, 20, tzinfo=UTC)
+    step = dispatch_events._step(case_id, tip_id)
+    await dispatch_events.publish(
+        case_id, CaseContacted(**step, contacted_at=said, method="phone", note="电话告知已受理")
+    )
+
+    async def marked() -> dict[str, Any] | None:
+        shown = await status_of(client, tip)
+        found = [e for e in shown["timeline"] if e["status"] == "contacted"]
+        return found[0] if found else None
+
+    mark = await eventually(marked, what="the contact on the citizen's timeline")
+    assert mark["status_text"] == "承办单位已与您联系"
+    assert datetime.fromisoformat(mark["at"]) == said
+    assert "电话告知已受理" not in str(await status_of(client, tip))  # the unit's note stays
