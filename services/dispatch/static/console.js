@@ -102,6 +102,8 @@ class ApiError extends Error {
   }
 }
 
+const FOLLOW_UP_PENDING = "https://whistle.example/problems/follow-up-pending";
+
 // An RFC 9457 problem document, said to a dispatcher in Chinese.
 function problemMessage(status, problem) {
   const p = problem || {};
@@ -114,6 +116,8 @@ function problemMessage(status, problem) {
     case 404:
       return "案件不存在，或不在您的管辖范围内。";
     case 409: {
+      // 回访 first: the server's words say until when the case may not be closed.
+      if (p.type === FOLLOW_UP_PENDING && p.detail) return p.detail;
       const allowed = (p.allowed_actions || []).map((a) => label(ACTION, a));
       return allowed.length
         ? `案件当前状态不允许此操作。现在可以：${allowed.join("、")}。`
