@@ -284,9 +284,11 @@ async def test_a_unit_member_accepts_an_assigned_case_on_a_tablet(
         await context.close()
 
 
-async def test_a_unit_member_records_the_contact_with_the_citizen(
+async def accepted_case_shown(
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
-) -> None:
+) -> tuple[UUID, str]:
+    """A case assigned to 城关镇's 城管 squad and accepted, shown to a member of the squad:
+    the case id and the member's token."""
     case_id = await unsure_tip(served, producer)
     unit_token = token("unit_member", "unit:T03-CGJ")
     await act(
@@ -298,6 +300,13 @@ async def test_a_unit_member_records_the_contact_with_the_citizen(
     )
     await act(served, unit_token, case_id, "accept", {})
     await sign_in(page, served, unit_token, f"#/case/{case_id}")
+    return case_id, unit_token
+
+
+async def test_a_unit_member_records_the_contact_with_the_citizen(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
     await page.get_by_label("联系方式").select_option("visit")
     await page.get_by_label("联系情况（选填）").fill("上门告知已受理")
     await page.click("#do-contact")
@@ -334,17 +343,7 @@ async def test_a_unit_member_rejects_with_a_reason_and_the_case_returns_to_triag
 async def test_a_stale_edit_shows_the_conflict_message(
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
-    case_id = await unsure_tip(served, producer)
-    unit_token = token("unit_member", "unit:T03-CGJ")
-    await act(
-        served,
-        token("dispatcher", "township:T03"),
-        case_id,
-        "assign",
-        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
-    )
-    await act(served, unit_token, case_id, "accept", {})
-    await sign_in(page, served, unit_token, f"#/case/{case_id}")
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
     assert await page.get_attribute("#case-title", "data-version") == "3"
 
     await act(served, unit_token, case_id, "start", {})  # a colleague, meanwhile
