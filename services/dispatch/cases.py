@@ -44,6 +44,7 @@ from contracts.events import (
     CaseStarted,
     CaseStep,
     CaseTriageRequired,
+    ContactMethod,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -539,6 +540,7 @@ class CaseService:
 
         async def event(case: Case, fields: dict[str, Any]) -> EventData:
             if action is Action.CLOSE:
+                # The step's own time: _take has just set it as the case's updated_at.
                 follow_up = FollowUp(case.resolved_at, case.followed_up_at)
                 not_before = closes_at(follow_up, case.updated_at, self._settings.follow_up_window)
                 if not_before is not None:
@@ -628,7 +630,7 @@ class CaseService:
         expected: int,
         *,
         contacted_at: datetime,
-        method: str,
+        method: ContactMethod,
         note: str | None = None,
     ) -> Case:
         """联系群众: the unit records when and how it contacted the citizen. A time before the
