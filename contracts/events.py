@@ -79,8 +79,29 @@ class TipRated(EventData):
     case_id: UUID
     rating: Rating
     comment: str | None = Field(default=None, max_length=1000)
-    channel: Channel
+    channel: Channel = Field(
+        description="how the 回访 was taken: the citizen page (web), a WeChat reply (wechat), "
+        "a 12345 operator's follow-up call (hotline)"
+    )
     rated_at: AwareDatetime
+    recorded_by: str | None = Field(
+        default=None, description="the hotline operator who recorded the call's answer"
+    )
+
+
+class TipFollowUpUnreachable(EventData):
+    """回访 attempted and failed: a 12345 operator called the citizen about their resolved case
+    and could not reach them. Not a rating (满意率 does not count it); the case's follow-up
+    window still runs. Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.tip.follow_up_unreachable"
+
+    tip_id: UUID
+    case_id: UUID
+    channel: Channel
+    call_id: str = Field(min_length=1, max_length=64, description="the telephony system's call id")
+    recorded_by: str = Field(description="the hotline operator")
+    attempted_at: AwareDatetime
 
 
 class CaseOpened(EventData):
@@ -191,6 +212,19 @@ class CaseClosed(CaseStep):
     reason: str | None = Field(
         default=None, description="why, when closed without being resolved (准入 declined)"
     )
+
+
+ContactMethod = Literal["phone", "visit", "sms", "wechat"]
+
+
+class CaseContacted(CaseStep):
+    """联系群众: the acting unit contacted the citizen about the case (when and how). 响应率
+    counts a case whose citizen was first contacted by its first-response deadline."""
+
+    event_type = "whistle.case.contacted"
+    contacted_at: AwareDatetime = Field(description="when the unit contacted the citizen")
+    method: ContactMethod
+    note: str | None = Field(default=None, max_length=500)
 
 
 class CaseReopened(CaseStep):
@@ -529,6 +563,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     TipSupplemented,
     TipRated,
+    TipFollowUpUnreachable,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,
@@ -539,6 +574,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseResolved,
     CaseClosed,
     CaseReopened,
+    CaseContacted,
     CaseMerged,
     CaseSplit,
     CaseAdmissionProposed,

@@ -18,6 +18,7 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
@@ -36,6 +37,7 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     LeadershipNotified,
+    TipFollowUpUnreachable,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -142,9 +144,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         TIPS,
         "intake",
-        "Tips accepted from every channel, what citizens added to them, and their ratings. "
-        "Key: tip id.",
-        (TipReceived, TipSupplemented, TipRated),
+        "Tips accepted from every channel, what citizens added to them, their ratings (回访, "
+        "on every channel) and the follow-up calls that could not reach them. Key: tip id.",
+        (TipReceived, TipSupplemented, TipRated, TipFollowUpUnreachable),
         consumers=("dispatch", "ledger"),
     ),
     Topic(
@@ -162,6 +164,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseResolved,
             CaseClosed,
             CaseReopened,
+            CaseContacted,
             CaseMerged,
             CaseSplit,
             CaseAdmissionProposed,

@@ -1,5 +1,6 @@
 """Dispatch's HTTP API for one case: read it, take the lifecycle's steps on it (assign, accept,
-reject, start, progress, resolve, close, reopen), and list or split off its merged tips.
+reject, start, progress, contact, resolve, close, reopen), and list or split off its merged
+tips.
 
 A thin edge: each route parses the request and calls the case service (cases.py), whose
 refusals are answered as problems (problems.py)."""
@@ -11,8 +12,9 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from contracts.events import ContactMethod
 from services.dispatch.cases import PLAIN_STEPS, find_case
 from services.dispatch.dependencies import (
     CaseActor,
@@ -155,6 +157,43 @@ async def resolve(
             note=body.note,
             rectification_due=body.rectification_due,
             evidence=body.evidence,
+        ),
+    )
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contacted_at: AwareDatetime = Field(description="when the unit contacted the citizen")
+    method: ContactMethod = Field(description="phone, visit, sms or wechat")
+    note: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+@router.post(
+    "/cases/{case_id}/contact",
+    response_model=CaseView,
+    responses={422: {"description": "a contact time before the case was opened, or to come"}},
+)
+async def contact(
+    case_id: UUID,
+    body: ContactIn,
+    principal: CaseActor,
+    runtime: RuntimeDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> CaseView:
+    """联系群众: the assigned unit records when and how it contacted the citizen; 响应率 counts
+    a case whose citizen was first contacted by its first-response deadline."""
+    return await change_case(
+        runtime,
+        if_match,
+        response,
+        lambda cases, expected: cases.contact(
+            principal,
+            case_id,
+            expected,
+            contacted_at=body.contacted_at,
+            method=body.method,
+            note=body.note,
         ),
     )
 

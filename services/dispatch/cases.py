@@ -35,6 +35,7 @@ from contracts.events import (
     CaseAdmissionProposed,
     CaseAssigned,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
@@ -45,6 +46,7 @@ from contracts.events import (
     CaseStarted,
     CaseStep,
     CaseTriageRequired,
+    ContactMethod,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -58,6 +60,8 @@ from services.dispatch.errors import (
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
+    ClosingBeforeFollowUp,
+    ContactRefused,
     NotAwaitingAdmission,
     NotPermitted,
     SplitRefused,
@@ -73,9 +77,11 @@ from services.dispatch.lifecycle import (
     UNIT,
     Action,
     Allowed,
+    FollowUp,
     Refused,
     acting_as,
     check,
+    closes_at,
 )
 from services.dispatch.merging import (
     MERGEABLE_STATUSES,
@@ -154,6 +160,7 @@ class DispatchSettings:
     confidence_threshold: float  # below it, a dispatcher decides the matter
     zone: ZoneInfo  # the county's: certificates are valid by its date
     merge: MergePolicy
+    follow_up_window: timedelta = timedelta(days=3)  # 回访: before it, no close without one
 
     @classmethod
     def of(cls, settings: Settings) -> DispatchSettings:
@@ -164,6 +171,7 @@ class DispatchSettings:
                 distance_m=settings.merge_distance_m,
                 window=timedelta(hours=settings.merge_window_hours),
             ),
+            follow_up_window=timedelta(days=settings.follow_up_days),
         )
 
 
@@ -326,15 +334,21 @@ class CaseService:
         await self._route(case, triaged, explanation, now, cause)
 
     async def rated(self, rating: TipRated) -> None:
-        """回访不满意: a dissatisfied citizen reopens the resolved or closed case, by the
-        lifecycle's rules; other ratings change nothing in dispatch."""
-        if rating.rating != "dissatisfied":
-            return
+        """回访, on any channel. A dissatisfied citizen reopens the resolved or closed case, by
+        the lifecycle's rules; any other rating of the case's latest resolution is its recorded
+        follow-up, after which the case may close (lifecycle.closes_at)."""
         case = await self._session.get(Case, rating.case_id, with_for_update=True)
         if case is None:
             raise CaseNotFound(rating.case_id)
         if rating.tip_id != case.tip_id and await self._session.get(CaseTip, rating.tip_id) is None:
             raise TipNotOfCase(rating.tip_id, case.id)
+        if rating.rating != "dissatisfied":
+            # A rating of an earlier resolution (reopened and resolved again since) is not a
+            # follow-up of this one.
+            latest = case.resolved_at
+            if case.status == CaseStatus.RESOLVED and (latest is None or rating.rated_at >= latest):
+                case.followed_up_at = rating.rated_at
+            return
         reason = f"群众不满意: {rating.comment}" if rating.comment else "群众不满意"
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
@@ -537,10 +551,17 @@ class CaseService:
     # ------------------------------------------------------------ the lifecycle
 
     async def step(self, actor: Principal, case_id: UUID, expected: int, action: Action) -> Case:
-        """One of the :data:`PLAIN_STEPS` (accept, start, close)."""
+        """One of the :data:`PLAIN_STEPS` (accept, start, close); a close only after the
+        case's 回访 (lifecycle.closes_at)."""
         model = PLAIN_STEPS[action]
 
-        async def event(_: Case, fields: dict[str, Any]) -> EventData:
+        async def event(case: Case, fields: dict[str, Any]) -> EventData:
+            if action is Action.CLOSE:
+                # The step's own time: _take has just set it as the case's updated_at.
+                follow_up = FollowUp(case.resolved_at, case.followed_up_at)
+                not_before = closes_at(follow_up, case.updated_at, self._settings.follow_up_window)
+                if not_before is not None:
+                    raise ClosingBeforeFollowUp(not_before.astimezone(self._settings.zone))
             return model(**fields)
 
         return await self._act(actor, case_id, expected, action, event)
@@ -609,7 +630,9 @@ class CaseService:
         rectification_due: date | None = None,
         evidence: Sequence[str] = (),
     ) -> Case:
-        async def event(_: Case, step: dict[str, Any]) -> EventData:
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            # A new resolution: the citizen's 回访 of it is still to come.
+            case.resolved_at, case.followed_up_at = case.updated_at, None
             return CaseResolved(
                 **step,
                 resolution=resolution,
@@ -619,6 +642,28 @@ class CaseService:
             )
 
         return await self._act(actor, case_id, expected, Action.RESOLVE, event)
+
+    async def contact(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        contacted_at: datetime,
+        method: ContactMethod,
+        note: str | None = None,
+    ) -> Case:
+        """联系群众: the unit records when and how it contacted the citizen. A time before the
+        case was opened, or still to come, is refused; 响应率 counts the earliest contact."""
+
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            if contacted_at > case.updated_at or contacted_at < case.created_at:
+                raise ContactRefused(case.created_at, case.updated_at)
+            if case.contacted_at is None or contacted_at < case.contacted_at:
+                case.contacted_at = contacted_at
+            return CaseContacted(**step, contacted_at=contacted_at, method=method, note=note)
+
+        return await self._act(actor, case_id, expected, Action.CONTACT, event)
 
     async def reopen(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
         """A dispatcher or the county reopens a resolved or closed case."""

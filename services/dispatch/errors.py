@@ -7,6 +7,7 @@ knows HTTP or Kafka.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -48,6 +49,23 @@ class TransitionRefused(DispatchError):
         super().__init__(reason)
         self.reason = reason
         self.allowed = allowed
+
+
+class ClosingBeforeFollowUp(DispatchError):
+    """回访 first: the case may close once its follow-up is recorded or at ``not_before``."""
+
+    def __init__(self, not_before: datetime) -> None:
+        super().__init__(f"the case may close from {not_before.isoformat()}")
+        self.not_before = not_before
+
+
+class ContactRefused(DispatchError):
+    """A contact time outside the case's life so far (``earliest`` to ``latest``)."""
+
+    def __init__(self, earliest: datetime, latest: datetime) -> None:
+        super().__init__(f"a contact time must be between {earliest} and {latest}")
+        self.earliest = earliest
+        self.latest = latest
 
 
 class AdmissionRequired(TransitionRefused):

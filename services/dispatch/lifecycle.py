@@ -6,12 +6,20 @@
      (退单; the second rejection goes to county arbitration, whose assignment is final)  │
                                           closed ◀──close── resolved ──reopen──▶ in_progress
 
-Plain data and functions: the case service (cases.py) asks :func:`check` and applies the result.
+A resolved case closes only after its 回访 (:func:`closes_at`): once the citizen's follow-up is
+recorded, or once the follow-up window has passed since the resolution — never before the
+citizen could be heard, so that closing cannot be used to escape a rating. While accepted or
+in progress, the unit records its contact with the citizen (联系群众, ``contact``), which is
+what 响应率 counts.
+
+Plain data and functions: the case service (cases.py) asks :func:`check` and :func:`closes_at`
+and applies the result.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from contracts.cases import CaseStatus
@@ -26,6 +34,7 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     CLOSE = "close"
     REOPEN = "reopen"
+    CONTACT = "contact"
 
 
 OPEN_STATUSES: frozenset[CaseStatus] = frozenset(CaseStatus) - {CaseStatus.CLOSED}
@@ -43,6 +52,9 @@ _TRANSITIONS: dict[tuple[CaseStatus, Action], tuple[CaseStatus, frozenset[str]]]
     (CaseStatus.ACCEPTED, Action.START): (CaseStatus.IN_PROGRESS, frozenset({UNIT})),
     (CaseStatus.ACCEPTED, Action.RESOLVE): (CaseStatus.RESOLVED, frozenset({UNIT})),
     (CaseStatus.IN_PROGRESS, Action.PROGRESS): (CaseStatus.IN_PROGRESS, frozenset({UNIT})),
+    # 联系群众: recorded by the unit once it holds the case; the status stays.
+    (CaseStatus.ACCEPTED, Action.CONTACT): (CaseStatus.ACCEPTED, frozenset({UNIT})),
+    (CaseStatus.IN_PROGRESS, Action.CONTACT): (CaseStatus.IN_PROGRESS, frozenset({UNIT})),
     (CaseStatus.IN_PROGRESS, Action.RESOLVE): (CaseStatus.RESOLVED, frozenset({UNIT})),
     (CaseStatus.RESOLVED, Action.CLOSE): (CaseStatus.CLOSED, frozenset({DISPATCHER, COUNTY})),
     (CaseStatus.RESOLVED, Action.REOPEN): (
@@ -100,3 +112,25 @@ def check(
     if action is Action.REJECT and rejections + 1 >= REJECTIONS_BEFORE_ARBITRATION:
         return Allowed(CaseStatus.ARBITRATION)
     return Allowed(to)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What decides when a resolved case may close."""
+
+    resolved_at: datetime | None  # its latest resolution; None for one resolved before it was kept
+    followed_up_at: datetime | None  # a 回访 of that resolution recorded (a rating, any channel)
+
+
+def closes_at(follow_up: FollowUp, now: datetime, window: timedelta) -> datetime | None:
+    """When a resolved case may be closed, if not yet at ``now``; None if it may close now.
+
+    A recorded 回访 of the latest resolution allows it at once. Without one, the citizen keeps
+    ``window`` from the resolution to rate (a dissatisfied rating reopens the case): closing
+    earlier would take that away. A citizen who cannot be reached does not hold the case open
+    for ever: the window passes. A case resolved before the resolution's time was kept has no
+    window to wait for."""
+    if follow_up.followed_up_at is not None or follow_up.resolved_at is None:
+        return None
+    opens = follow_up.resolved_at + window
+    return opens if now < opens else None

@@ -44,6 +44,12 @@ class Case(SQLModel, table=True):
     queue: str | None = None
     rejections: int = 0
     reopens: int = 0  # citizen dissatisfied: what "反复投诉未解决" whistles look at
+    # 回访 (lifecycle.closes_at): the latest resolution, and a follow-up of it recorded (a
+    # rating on any channel); the case closes after one or the follow-up window after the other.
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    followed_up_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # 联系群众: when the unit first contacted the citizen, as it recorded it (响应率 counts it).
+    contacted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # 联合执法: units of the supporting departments, who may read the case and record progress.
     supporting_units: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(String), nullable=False, server_default="{}")

@@ -12,6 +12,8 @@ from services.dispatch.errors import (
     AssignmentRefusal,
     AssignmentRefused,
     CaseNotFound,
+    ClosingBeforeFollowUp,
+    ContactRefused,
     DispatchError,
     NotAwaitingAdmission,
     NotPermitted,
@@ -60,6 +62,24 @@ def problem(error: DispatchError) -> Problem:
                 "该事项不在本乡镇赋权清单内，须经县政府准入批准后方可指派"
                 "（县级督办提出准入：POST /v1/cases/{id}/admission）。",
                 allowed_actions=[],
+            )
+        case ClosingBeforeFollowUp():
+            return Problem(
+                409,
+                "Conflict",
+                "案件办结后须先回访群众：群众评价（网站、微信或 12345 回访电话）后即可结案，"
+                f"否则须待 {error.not_before:%Y-%m-%d %H:%M} 回访期满后方可结案。",
+                type_="https://whistle.example/problems/follow-up-pending",
+                may_close_at=error.not_before.isoformat(),
+            )
+        case ContactRefused():
+            return Problem(
+                422,
+                "Unprocessable Content",
+                "联系群众的时间须在立案之后、当前时间之前。",
+                type_="https://whistle.example/problems/contact-time",
+                earliest=error.earliest.isoformat(),
+                latest=error.latest.isoformat(),
             )
         case TransitionRefused():
             return Problem(

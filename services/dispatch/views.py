@@ -29,6 +29,11 @@ class CaseView(BaseModel):
     queue: str | None
     rejections: int
     reopens: int
+    resolved_at: datetime | None = Field(description="its latest resolution")
+    followed_up_at: datetime | None = Field(
+        description="回访 of that resolution recorded: it may close (else after the window)"
+    )
+    contacted_at: datetime | None = Field(description="联系群众: the unit's first contact")
     supporting_units: list[str]
     catalogue_version: str
     routing: dict[str, Any]

@@ -16,6 +16,7 @@ from contracts.events import (
     CaseAccepted,
     CaseAssigned,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseRejected,
@@ -49,6 +50,7 @@ def subscription(runtime: Runtime) -> Subscription:
             CaseReopened.event_type: moves_to(CaseReopened, "in_progress", mark="reopened"),
             CaseResolved.event_type: moves_to(CaseResolved, "resolved"),
             CaseClosed.event_type: case_closed,
+            CaseContacted.event_type: case_contacted,
         },
     )
 
@@ -88,3 +90,12 @@ async def case_closed(session: AsyncSession, event: CloudEvent, topic: str) -> N
     closed = event.payload(CaseClosed)
     mark = "declined" if closed.reason else None
     await tips.follow_case(session, closed.case_id, closed.tip_id, "closed", event.time, mark)
+
+
+async def case_contacted(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    """联系群众: the citizen sees on their timeline that the unit says it contacted them, when
+    it says it did — a claim they can dispute, since 响应率 rests on it."""
+    contacted = event.payload(CaseContacted)
+    await tips.mark_case(
+        session, contacted.case_id, contacted.tip_id, "contacted", contacted.contacted_at
+    )

@@ -80,9 +80,20 @@ class Attachment(SQLModel, table=True):
 
 
 class TipFeedback(SQLModel, table=True):
-    """回访: the citizen's rating of one resolution of their tip's case."""
+    """回访: the citizen's rating of one resolution of their tip's case, on the channel it was
+    taken by: the citizen page, a WeChat reply, a 12345 operator's follow-up call."""
 
     __tablename__ = "tip_feedback"
+    __table_args__ = (
+        # A retried hotline call id or WeChat MsgId finds the rating it recorded.
+        Index(
+            "ux_tip_feedback_channel_ref",
+            "channel",
+            "external_ref",
+            unique=True,
+            postgresql_where=text("external_ref IS NOT NULL"),
+        ),
+    )
 
     tip_id: UUID = Field(foreign_key="tip.id", primary_key=True)
     resolution_round: int = Field(primary_key=True)
@@ -90,6 +101,24 @@ class TipFeedback(SQLModel, table=True):
     rating: str
     comment: str | None = None
     rated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    channel: str = Field(default="web", sa_column=Column(String, nullable=False))
+    # The hotline operator who recorded the call's answer.
+    recorded_by: str | None = None
+    # The call id (hotline) or MsgId (WeChat) it was recorded from.
+    external_ref: str | None = None
+
+
+class FollowUpAttempt(SQLModel, table=True):
+    """A 12345 follow-up call that could not reach the citizen: not a rating, and the case's
+    follow-up window still runs. Its call id makes a retry harmless."""
+
+    __tablename__ = "follow_up_attempt"
+
+    call_id: str = Field(primary_key=True)
+    tip_id: UUID = Field(foreign_key="tip.id", index=True)
+    resolution_round: int
+    recorded_by: str
+    attempted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class RateLimit(SQLModel, table=True):

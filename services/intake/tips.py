@@ -13,8 +13,10 @@ number, before the code is looked at (access_codes.py says how, and why the numb
 only slows). An unknown number and a wrong code get the same answer, so a number alone reveals
 nothing. A code stored with an older hash is stored again with the keyed one once it is right.
 
-A rating (回访) commits with its timeline mark and its ``whistle.tip.rated`` event; the rules
-of when a citizen may rate are feedback.py's. A supplement (a WeChat photo or location sent
+A rating (回访) commits with its timeline mark and its ``whistle.tip.rated`` event, whichever
+channel took it (the citizen page, a WeChat reply, a 12345 follow-up call); the rules of when a
+citizen may rate are feedback.py's. A follow-up call that reached nobody leaves as
+``whistle.tip.follow_up_unreachable``. A supplement (a WeChat photo or location sent
 after the text) leaves as ``whistle.tip.supplemented`` in the caller's transaction.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from sqlalchemy import select
@@ -30,13 +33,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import new_event
-from contracts.events import Rating, TipRated, TipSupplemented
+from contracts.events import Channel, Rating, TipFollowUpUnreachable, TipRated, TipSupplemented
 from contracts.topics import TIPS
 from services.intake import SOURCE, access_codes, database
 from services.intake.contact import ContactVault
-from services.intake.errors import AccessCodeGuessesExceeded, RatingRefused, TipNotFound
-from services.intake.feedback import RatingState, Refusal, refusal
-from services.intake.models import Tip, TipFeedback, TipTimelineEntry
+from services.intake.errors import (
+    AccessCodeGuessesExceeded,
+    IdempotencyKeyReused,
+    RatingRefused,
+    TipNotFound,
+)
+from services.intake.feedback import UNREACHABLE, FollowUpAnswer, RatingState, Refusal, refusal
+from services.intake.models import FollowUpAttempt, Tip, TipFeedback, TipTimelineEntry
 from services.intake.ratelimit import HOUR, Limit, enforce, give_back
 from services.intake.tracking import CodeCheck
 from services.runtime.outbox import stage
@@ -57,6 +65,8 @@ STATUS_TEXT = {
     "split": "已从合并办理中分出，单独立案办理",
     "reopened": "已重新办理",
     "rated": "已评价",
+    "follow_up_unreachable": "回访电话未能联系到您",
+    "contacted": "承办单位已与您联系",
     "declined": "经县级准入审核，不属于乡镇事项清单，不予立案办理；如有疑问请拨打12345",
 }
 JOINED_CASE_NOTE = "您反映的问题已与其他群众反映的同一问题合并办理"
@@ -114,6 +124,14 @@ async def follow_case(
     given. ``tip_id`` is the case's own tip, which may not be linked to it yet."""
     for tip in await _tips_of(session, case_id, tip_id):
         _advance(session, tip, status, at, mark)
+
+
+async def mark_case(
+    session: AsyncSession, case_id: UUID, tip_id: UUID, mark: str, at: datetime
+) -> None:
+    """A mark on the timelines of the tips following the case, their status unchanged."""
+    for tip in await _tips_of(session, case_id, tip_id):
+        session.add(TipTimelineEntry(tip_id=tip.id, status=mark, at=at))
 
 
 async def _tips_of(session: AsyncSession, case_id: UUID, tip_id: UUID) -> list[Tip]:
@@ -189,11 +207,14 @@ class Standing:
 
     @property
     def may_rate(self) -> bool:
-        return _rating_refusal(self.tip, self.rated) is None
+        return rating_refusal(self.tip, self.rated) is None
 
 
-def _rating_refusal(tip: Tip, rated: TipFeedback | None) -> Refusal | None:
-    return refusal(RatingState(tip.status, tip.resolution_round, rated is not None))
+def rating_refusal(
+    tip: Tip, rated: TipFeedback | None, *, by_telephone: bool = False
+) -> Refusal | None:
+    reachable = tip.contact_sealed is not None or not by_telephone
+    return refusal(RatingState(tip.status, tip.resolution_round, rated is not None, reachable))
 
 
 async def standing(runtime: Runtime, tip: Tip) -> Standing:
@@ -209,44 +230,169 @@ async def standing(runtime: Runtime, tip: Tip) -> Standing:
     return Standing(tip, rated, timeline)
 
 
+@dataclass(frozen=True)
+class Taken:
+    """How a rating was taken: its channel, who recorded it, and the channel's reference of
+    it (a call id, a WeChat MsgId) that a retry is recognised by."""
+
+    channel: Channel = "web"
+    recorded_by: str | None = None
+    external_ref: str | None = None
+
+
+async def rated_tip(session: AsyncSession, tip_id: UUID) -> tuple[Tip, TipFeedback | None]:
+    """The tip, locked (a case event or a concurrent rating waits until this one is decided),
+    and its rating of the latest resolution if it has one."""
+    tip = await session.get(Tip, tip_id, with_for_update=True, populate_existing=True)
+    assert tip is not None
+    return tip, await session.get(TipFeedback, (tip.id, tip.resolution_round))
+
+
+def record_rating(
+    session: AsyncSession,
+    tip: Tip,
+    rating: Rating,
+    comment: str | None,
+    now: datetime,
+    taken: Taken,
+) -> TipFeedback:
+    """Stage the rating of the locked tip's latest resolution, its timeline mark and its
+    event in the caller's transaction; the caller has found that the citizen may rate."""
+    assert tip.case_id is not None  # resolved: its case is known
+    feedback = TipFeedback(
+        tip_id=tip.id,
+        resolution_round=tip.resolution_round,
+        case_id=tip.case_id,
+        rating=rating,
+        comment=comment,
+        rated_at=now,
+        channel=taken.channel,
+        recorded_by=taken.recorded_by,
+        external_ref=taken.external_ref,
+    )
+    session.add(feedback)
+    session.add(TipTimelineEntry(tip_id=tip.id, status="rated", at=now))
+    payload = TipRated(
+        tip_id=tip.id,
+        case_id=tip.case_id,
+        rating=rating,
+        comment=comment,
+        channel=taken.channel,
+        rated_at=now,
+        recorded_by=taken.recorded_by,
+    )
+    stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+    return feedback
+
+
 async def rate(runtime: Runtime, tip_id: UUID, rating: Rating, comment: str | None) -> TipFeedback:
-    """Record the citizen's rating of the tip's latest resolution; RatingRefused when they may
-    not rate now."""
+    """Record the citizen's rating of the tip's latest resolution from the citizen page;
+    RatingRefused when they may not rate now."""
     now = runtime.clock()
     try:
         async with database.transaction(runtime) as session:
-            # Locked: a case event or a concurrent rating waits until this one is decided.
-            tip = await session.get(Tip, tip_id, with_for_update=True, populate_existing=True)
-            assert tip is not None
-            rated = await session.get(TipFeedback, (tip.id, tip.resolution_round))
-            why = _rating_refusal(tip, rated)
+            tip, rated = await rated_tip(session, tip_id)
+            why = rating_refusal(tip, rated)
             if why is not None:
                 raise RatingRefused(why)
-            assert tip.case_id is not None  # resolved: its case is known
-            feedback = TipFeedback(
-                tip_id=tip.id,
-                resolution_round=tip.resolution_round,
-                case_id=tip.case_id,
-                rating=rating,
-                comment=comment,
-                rated_at=now,
-            )
-            session.add(feedback)
-            session.add(TipTimelineEntry(tip_id=tip.id, status="rated", at=now))
-            payload = TipRated(
-                tip_id=tip.id,
-                case_id=tip.case_id,
-                rating=rating,
-                comment=comment,
-                # Only the citizen page rates.
-                channel="web",
-                rated_at=now,
-            )
-            stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+            feedback = record_rating(session, tip, rating, comment, now, Taken())
     except IntegrityError as exc:
         # A concurrent rating of the same resolution committed first.
         raise RatingRefused("already_rated") from exc
     return feedback
+
+
+@dataclass(frozen=True)
+class FollowUpCall:
+    """What a 12345 operator recorded of a follow-up call, and whether it was recorded before
+    (the same call id sent again)."""
+
+    tracking_no: str
+    answer: FollowUpAnswer
+    comment: str | None
+    resolution_round: int
+    recorded_at: datetime
+    duplicate: bool = False
+
+
+async def follow_up_call(
+    runtime: Runtime,
+    tracking_no: str,
+    answer: FollowUpAnswer,
+    comment: str | None,
+    *,
+    call_id: str,
+    operator: str,
+) -> FollowUpCall:
+    """A 12345 operator's 回访 call about the tip: the citizen's rating, taken like any other,
+    or that they could not be reached (kept, and said as its own event). The same call id
+    again gets what it recorded; with another answer or tip it is not a retry."""
+    now = runtime.clock()
+    try:
+        async with database.transaction(runtime) as session:
+            found = await session.scalar(select(Tip.id).where(Tip.tracking_no == tracking_no))
+            if found is None:
+                raise TipNotFound()
+            tip, rated = await rated_tip(session, found)
+            before = await _call_recorded(session, tip, call_id, answer, comment)
+            if before is not None:
+                return before
+            why = rating_refusal(tip, rated, by_telephone=True)
+            if why is not None:
+                raise RatingRefused(why)
+            assert tip.case_id is not None  # resolved: its case is known
+            if answer == UNREACHABLE:
+                session.add(
+                    FollowUpAttempt(
+                        call_id=call_id,
+                        tip_id=tip.id,
+                        resolution_round=tip.resolution_round,
+                        recorded_by=operator,
+                        attempted_at=now,
+                    )
+                )
+                session.add(TipTimelineEntry(tip_id=tip.id, status="follow_up_unreachable", at=now))
+                missed = TipFollowUpUnreachable(
+                    tip_id=tip.id,
+                    case_id=tip.case_id,
+                    channel="hotline",
+                    call_id=call_id,
+                    recorded_by=operator,
+                    attempted_at=now,
+                )
+                stage(session, TIPS, new_event(SOURCE, str(tip.id), missed, now))
+            else:
+                taken = Taken("hotline", operator, call_id)
+                record_rating(session, tip, cast(Rating, answer), comment, now, taken)
+    except IntegrityError as exc:
+        # A concurrent rating of the same resolution, or the same call id, committed first.
+        raise RatingRefused("already_rated") from exc
+    return FollowUpCall(tracking_no, answer, comment, tip.resolution_round, now)
+
+
+async def _call_recorded(
+    session: AsyncSession, tip: Tip, call_id: str, answer: FollowUpAnswer, comment: str | None
+) -> FollowUpCall | None:
+    """What the call id recorded before, if anything; IdempotencyKeyReused if that was not
+    this answer about this tip."""
+    feedback = await session.scalar(
+        select(TipFeedback).where(
+            TipFeedback.channel == "hotline",
+            TipFeedback.external_ref == call_id,
+        )
+    )
+    if feedback is not None:
+        same = (feedback.tip_id, feedback.rating, feedback.comment) == (tip.id, answer, comment)
+        at, round_ = feedback.rated_at, feedback.resolution_round
+    else:
+        attempt = await session.get(FollowUpAttempt, call_id)
+        if attempt is None:
+            return None
+        same = (attempt.tip_id, UNREACHABLE) == (tip.id, answer)
+        at, round_ = attempt.attempted_at, attempt.resolution_round
+    if not same:
+        raise IdempotencyKeyReused(call_id)
+    return FollowUpCall(tip.tracking_no, answer, comment, round_, at, duplicate=True)
 
 
 def supplement(session: AsyncSession, added: TipSupplemented) -> None:

@@ -17,15 +17,23 @@ event leaves through the outbox afterwards.
 
 A WeChat text carries no place. The tip is accepted anyway — dispatch puts a tip it cannot
 place in the county's triage queue — and the reply invites a location within the window.
+
+回访 by WeChat: once a follower's tip is resolved, replying "评价 满意" (基本满意, 不满意), or
+"评价 1" (2, 3), rates it — the latest of their WeChat tips waiting for a rating — under the
+same rules as the citizen page (feedback.py). While such a tip waits, a bare "1", "2", "3" or
+满意 / 基本满意 / 不满意 rates it too; otherwise those words are a tip like any other text.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from uuid import UUID
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -35,7 +43,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.events import GeoPoint, TipSupplemented
+from contracts.events import GeoPoint, Rating, TipSupplemented
 from services.intake import database, tips
 from services.intake.channels import MAX_TEXT, NewTip, accept
 from services.intake.contact import ContactVault
@@ -44,7 +52,8 @@ from services.intake.errors import (
     WeChatCallbackReplayed,
     WeChatMessageOfAnother,
 )
-from services.intake.models import Tip, WeChatMessage, WeChatNonce
+from services.intake.feedback import RATING_TEXT, REFUSAL_TEXT, reopens
+from services.intake.models import Tip, TipFeedback, WeChatMessage, WeChatNonce
 from services.runtime.problems import is_unavailable
 from services.runtime.service import Runtime
 
@@ -58,6 +67,10 @@ BLANK = "请用文字描述您遇到的问题。"
 TOO_LONG = f"内容过长，请精简到 {MAX_TEXT} 字以内后重新发送。"
 DESCRIBE_FIRST = "请先用文字描述您遇到的问题，受理后再发送现场照片或位置，我们会附加到您的诉求中。"
 BUSY = "系统繁忙，您的消息尚未受理，请稍后重新发送。"
+RATE_AGAIN = "您的评价未能记录，请重新发送。"
+NOTHING_TO_RATE = (
+    "您没有等待评价的诉求：诉求办结后，回复“评价 满意”“评价 基本满意”或“评价 不满意”即可评价。"
+)
 
 
 class MalformedMessage(ValueError):
@@ -68,6 +81,8 @@ class Outcome(StrEnum):
     TIP_OPENED = "tip_opened"
     SUPPLEMENTED = "supplemented"
     NO_RECENT_TIP = "no_recent_tip"
+    RATED = "rated"
+    NOT_RATED = "not_rated"
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,43 @@ def answer_without_storing(message: Inbound) -> str | None:
     return None
 
 
+# 回访 words: 1, 2, 3 or the rating's own words, after an optional "评价".
+RATING_WORDS: dict[str, Rating] = {
+    "1": "satisfied",
+    "满意": "satisfied",
+    "2": "basically_satisfied",
+    "基本满意": "basically_satisfied",
+    "3": "dissatisfied",
+    "不满意": "dissatisfied",
+}
+_RATE_COMMAND = re.compile(r"^评价[\s:：,，]*(.+?)[。.!！]?$")
+
+
+@dataclass(frozen=True)
+class RatingWords:
+    rating: Rating
+    # Said with "评价": a rating whatever waits; without it, only while a tip waits for one.
+    explicit: bool
+
+
+def rating_in(text: str) -> RatingWords | None:
+    """The rating a text gives, if it is one ("评价 满意", "评价1", "2", "不满意")."""
+    said = unicodedata.normalize("NFKC", text).strip()
+    command = _RATE_COMMAND.match(said)
+    if command is not None:
+        rating = RATING_WORDS.get(command.group(1).strip())
+        return RatingWords(rating, explicit=True) if rating else None
+    rating = RATING_WORDS.get(said.rstrip("。.!！"))
+    return RatingWords(rating, explicit=False) if rating else None
+
+
+def rated_reply(rating: str, tracking_no: str) -> str:
+    reply = f"感谢您的评价：{RATING_TEXT[rating]}（受理编号 {tracking_no}）。"
+    if reopens(rating):  # type: ignore[arg-type]
+        reply += "您对办理结果不满意，案件将重新办理，请留意进度。"
+    return reply
+
+
 def _cdata(text: str) -> str:
     # "]]>" cannot appear inside a CDATA section: close it and open another around the ">".
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
@@ -181,6 +233,7 @@ def accepted_reply(tracking_no: str, access_code: str, window: timedelta) -> str
     return (
         f"您的诉求已受理，受理编号 {tracking_no}，查询码 {access_code}，请妥善保存。"
         f"如需补充现场照片或位置，请在 {minutes} 分钟内直接发送。"
+        "办结后回复“评价 满意”“评价 基本满意”或“评价 不满意”即可评价。"
     )
 
 
@@ -282,6 +335,11 @@ async def take(
         received_at=now,
     )
     text = tip_text(message)
+    said = rating_in(text) if text is not None else None
+    if said is not None:
+        waiting = await awaiting_rating(session, sender)
+        if waiting is not None or said.explicit:
+            return await _rate(session, record, waiting, said.rating, message.msg_id, now)
     if text is not None:
         receipt = await accept(
             session,
@@ -320,6 +378,54 @@ async def take(
     return supplemented_reply(message.msg_type, tip.tracking_no)
 
 
+async def _rate(
+    session: AsyncSession,
+    record: WeChatMessage,
+    tip_id: UUID | None,
+    rating: Rating,
+    msg_id: str,
+    now: datetime,
+) -> str:
+    """回访 by WeChat: rate the tip under the citizen page's rules, or say why not."""
+    record.outcome = Outcome.NOT_RATED
+    if tip_id is None:
+        session.add(record)
+        await session.flush()
+        return NOTHING_TO_RATE
+    tip, rated = await tips.rated_tip(session, tip_id)
+    record.tip_id = tip.id
+    why = tips.rating_refusal(tip, rated)
+    if why is None:
+        record.outcome = Outcome.RATED
+        tips.record_rating(session, tip, rating, None, now, tips.Taken("wechat", None, msg_id))
+    session.add(record)
+    await session.flush()
+    return rated_reply(rating, tip.tracking_no) if why is None else REFUSAL_TEXT[why]
+
+
+async def awaiting_rating(session: AsyncSession, sender: str) -> UUID | None:
+    """The id of the sender's latest WeChat tip whose case stands resolved and whose
+    resolution they have not rated yet, if any."""
+    found = await session.scalar(
+        select(Tip.id)
+        .join(WeChatMessage, WeChatMessage.tip_id == Tip.id)  # type: ignore[arg-type]
+        .outerjoin(
+            TipFeedback,
+            (TipFeedback.tip_id == Tip.id)  # type: ignore[arg-type]
+            & (TipFeedback.resolution_round == Tip.resolution_round),
+        )
+        .where(
+            WeChatMessage.openid_hash == sender,
+            WeChatMessage.outcome == Outcome.TIP_OPENED,
+            Tip.status == "resolved",
+            TipFeedback.tip_id.is_(None),  # type: ignore[union-attr]
+        )
+        .order_by(Tip.received_at.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    return found  # type: ignore[no-any-return]
+
+
 async def latest_tip(session: AsyncSession, sender: str, since: datetime) -> Tip | None:
     """The sender's most recent WeChat tip, if it was received at or after ``since``."""
     found: Tip | None = await session.scalar(
@@ -341,9 +447,24 @@ async def _reply_again(
 ) -> str:
     if taken.outcome == Outcome.NO_RECENT_TIP:
         return DESCRIBE_FIRST
+    if taken.outcome == Outcome.NOT_RATED and taken.tip_id is None:
+        return NOTHING_TO_RATE
     tip = await session.get(Tip, taken.tip_id)
     assert tip is not None  # a foreign key
     if taken.outcome == Outcome.SUPPLEMENTED:
         return supplemented_reply(taken.kind, tip.tracking_no)
+    if taken.outcome in (Outcome.RATED, Outcome.NOT_RATED):
+        feedback = await session.scalar(
+            select(TipFeedback).where(
+                TipFeedback.channel == "wechat", TipFeedback.external_ref == taken.msg_id
+            )
+        )
+        if feedback is not None:
+            return rated_reply(feedback.rating, tip.tracking_no)
+        # Refused the first time: say where the tip stands now.
+        why = tips.rating_refusal(
+            tip, await session.get(TipFeedback, (tip.id, tip.resolution_round))
+        )
+        return REFUSAL_TEXT[why or "already_rated"]
     assert tip.access_code_sealed is not None  # every tip since intake_0002 has one
     return accepted_reply(tip.tracking_no, vault.open_access_code(tip.access_code_sealed), window)

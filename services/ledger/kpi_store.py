@@ -28,13 +28,22 @@ from services.ledger.kpis import (
     period_of,
     rates,
 )
-from services.ledger.models import KpiCase, KpiLadder, KpiRating, KpiRejection, KpiWhistle
+from services.ledger.models import (
+    KpiCase,
+    KpiFollowUpMiss,
+    KpiLadder,
+    KpiRating,
+    KpiRejection,
+    KpiWhistle,
+)
 from services.runtime.clock import Clock
 from services.runtime.db import Sessions
 
 log = logging.getLogger(__name__)
 
 GroupBy = Literal["county", "township", "unit", "department", "matter"]
+# The channels 回访 is taken by; each rating counts in 满意率 whichever it came by.
+RATING_CHANNELS = ("web", "wechat", "hotline")
 GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter")
 COUNTY = "county"
 
@@ -67,6 +76,22 @@ def _count(condition: ColumnElement[bool]) -> Any:
     return func.count().filter(condition)
 
 
+def _decided(answered: Any, due: Any) -> Any:
+    """When an answer against a deadline counts: the answer if it came in time, else the
+    deadline, whether it came late or never (LEAST skips NULLs: no deadline, the answer)."""
+    return func.least(answered, due)
+
+
+def _answered_or_due(
+    answered: Any, due: Any, start: datetime, end: datetime, now: datetime
+) -> ColumnElement[bool]:
+    """Decided within the period: answered in time, or its deadline has passed by ``now``."""
+    return and_(
+        _within(_decided(answered, due), start, end),
+        or_(answered.isnot(None), due <= now),
+    )
+
+
 async def tally(
     session: AsyncSession,
     period: Period,
@@ -82,7 +107,7 @@ async def tally(
         # summoned department themselves.
         by_unit = await tally(session, period, "unit", now, timezone, unit_departments)
         out = by_unit.folded(lambda unit: unit_departments.get(unit) if unit else None)
-        await _add_whistle_counts(session, out, start, end, group_by)
+        await _add_whistle_counts(session, out, start, end, now, group_by)
         return out
     c = KpiCase
     key: Any = {
@@ -92,6 +117,11 @@ async def tally(
         "matter": c.matter,
     }[group_by]
     fr_decided = func.coalesce(c.first_response_stopped_at, c.first_response_due_at)
+    contact_decided = _decided(c.first_contacted_at, c.first_response_due_at)
+    contacted_on_time = and_(
+        _within(contact_decided, start, end),
+        c.first_contacted_at <= c.first_response_due_at,  # type: ignore[operator]
+    )
     closed = and_(
         _within(c.closed_at, start, end),
         or_(c.reopened_at.is_(None), c.closed_at > c.reopened_at),  # type: ignore[union-attr, operator]
@@ -114,6 +144,13 @@ async def tally(
         "on_the_spot": _count(
             and_(opened, or_(c.tip_on_spot.is_(True), c.resolution == "on_the_spot"))  # type: ignore[union-attr]
         ),
+        "contact_due": _count(
+            and_(
+                c.first_response_due_at.isnot(None),  # type: ignore[union-attr]
+                _answered_or_due(c.first_contacted_at, c.first_response_due_at, start, end, now),
+            )
+        ),
+        "contacted_on_time": _count(contacted_on_time),
         "first_response_due": _count(
             and_(
                 _within(fr_decided, start, end),
@@ -136,6 +173,7 @@ async def tally(
     touches_period = or_(
         opened,
         _within(fr_decided, start, end),
+        _within(contact_decided, start, end),
         _within(c.closed_at, start, end),
         _within(c.resolution_stopped_at, start, end),
         _within(c.resolution_due_at, start, end),
@@ -167,8 +205,15 @@ async def tally(
 
     rating = KpiRating
     satisfied = rating.rating.in_(SATISFIED)  # type: ignore[attr-defined]
+    # Every rating before they carried their channel came from the citizen page.
+    channel = func.coalesce(rating.channel, "web")
     query = (
-        select(key.label("key"), func.count().label("rated"), _count(satisfied).label("satisfied"))
+        select(
+            key.label("key"),
+            func.count().label("rated"),
+            _count(satisfied).label("satisfied"),
+            *(_count(channel == ch).label(f"rated_{ch}") for ch in RATING_CHANNELS),
+        )
         .select_from(rating)
         .outerjoin(c, c.case_id == rating.case_id)  # type: ignore[arg-type]
         .where(_within(rating.rated_at, start, end))
@@ -176,19 +221,35 @@ async def tally(
     )
     for row in (await session.execute(query)).mappings():
         counts = out.counts.setdefault(row["key"], Counts())
-        counts.rated += row["rated"]
-        counts.satisfied += row["satisfied"]
+        for name in ("rated", "satisfied", *(f"rated_{ch}" for ch in RATING_CHANNELS)):
+            setattr(counts, name, getattr(counts, name) + row[name])
+    miss = KpiFollowUpMiss
+    query = (
+        select(key.label("key"), func.count().label("n"))
+        .select_from(miss)
+        .outerjoin(c, c.case_id == miss.case_id)  # type: ignore[arg-type]
+        .where(_within(miss.at, start, end))
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        out.counts.setdefault(row["key"], Counts()).follow_ups_unreachable += row["n"]
     if group_by != "unit":  # whistles are the township's and the departments', not a unit's
-        await _add_whistle_counts(session, out, start, end, group_by)
+        await _add_whistle_counts(session, out, start, end, now, group_by)
     else:
         await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
     return out
 
 
 async def _add_whistle_counts(
-    session: AsyncSession, out: Tally, start: datetime, end: datetime, group_by: GroupBy
+    session: AsyncSession,
+    out: Tally,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    group_by: GroupBy,
 ) -> None:
-    """Whistles, 报到 and replies, and the chases and supervisions, into ``out``."""
+    """Whistles, 报到 and replies — and the summons left unanswered past their deadlines — and
+    the chases and supervisions, into ``out``."""
     w, c = KpiWhistle, KpiCase
     key: Any = {
         "county": literal(COUNTY),
@@ -198,20 +259,30 @@ async def _add_whistle_counts(
     }[group_by]
     reported = _within(w.reported_at, start, end)
     replied = _within(w.replied_at, start, end)
+    report_due = _answered_or_due(w.reported_at, w.receipt_due_at, start, end, now)
+    reply_due = _answered_or_due(w.replied_at, w.reply_due_at, start, end, now)
     columns = {
         "whistles": _count(_within(w.blown_at, start, end)),
         "whistle_reports": _count(reported),
-        "whistle_reports_on_time": _count(and_(reported, w.report_on_time.is_(True))),  # type: ignore[union-attr]
+        "whistle_reports_due": _count(report_due),
+        "whistle_reports_on_time": _count(and_(report_due, w.report_on_time.is_(True))),  # type: ignore[union-attr]
         "whistle_report_latency_seconds": func.coalesce(
             func.sum(w.report_latency_seconds).filter(reported), 0
         ),
         "whistle_replies": _count(replied),
-        "whistle_replies_on_time": _count(and_(replied, w.reply_on_time.is_(True))),  # type: ignore[union-attr]
+        "whistle_replies_due": _count(reply_due),
+        "whistle_replies_on_time": _count(and_(reply_due, w.reply_on_time.is_(True))),  # type: ignore[union-attr]
     }
     query = select(key.label("key"), *(v.label(k) for k, v in columns.items())).select_from(w)
     if group_by == "matter":
         query = query.outerjoin(c, c.case_id == w.case_id)  # type: ignore[arg-type]
-    touches = or_(_within(w.blown_at, start, end), reported, replied)
+    touches = or_(
+        _within(w.blown_at, start, end),
+        reported,
+        replied,
+        _within(_decided(w.reported_at, w.receipt_due_at), start, end),
+        _within(_decided(w.replied_at, w.reply_due_at), start, end),
+    )
     for row in (await session.execute(query.where(touches).group_by(key))).mappings():
         counts = out.counts.setdefault(row["key"], Counts())
         for name in columns:

@@ -35,13 +35,17 @@ class Definition:
 
 
 # The one place the rates are defined; the API serves these texts and the README repeats them.
+# Each is written so that it cannot be gamed (issue #15): a case closes only after its 回访, so
+# closing cannot escape a rating; every channel's rating counts; a department that never
+# answers its summons lowers its rate; 响应率 needs the citizen contacted, not the case accepted.
 DEFINITIONS: dict[str, Definition] = {
     "response_rate": Definition(
         "响应率 (response rate)",
-        "cases whose first-response clock stopped on time (accepted by the assigned unit by its "
-        "first-response deadline)",
-        "cases whose first-response clock stopped, or fell due without stopping",
-        "the moment the clock stopped, or else its due time",
+        "cases whose citizen the assigned unit contacted (联系群众, recorded with when and how) "
+        "by the case's first-response deadline",
+        "cases with a first-response deadline: contacted by it, or past it (contacted late or "
+        "never; accepting the case is not contacting the citizen)",
+        "the moment of the contact if it was on time, else the deadline",
     ),
     "resolution_rate": Definition(
         "解决率 (resolution rate)",
@@ -54,9 +58,12 @@ DEFINITIONS: dict[str, Definition] = {
     "satisfaction_rate": Definition(
         "满意率 (satisfaction rate)",
         "ratings of satisfied or basically satisfied",
-        "ratings citizens gave (回访): each tip's latest rating of its case's resolution (a tip "
-        "rated again after a reopening counts once, with its new rating; every citizen whose tip "
-        "joined a merged case rates it)",
+        "ratings citizens gave (回访) on every channel — the citizen page, a WeChat reply, a "
+        "12345 operator's follow-up call: each tip's latest rating of its case's resolution (a "
+        "tip rated again after a reopening counts once, with its new rating; every citizen "
+        "whose tip joined a merged case rates it). A call that reached nobody is not a rating "
+        "(follow_ups_unreachable). A case closes only once rated or after the follow-up window "
+        "(WHISTLE_FOLLOW_UP_DAYS), so closing it early cannot keep a rating out",
         "the moment of the rating",
     ),
     "on_time_resolution_rate": Definition(
@@ -75,28 +82,47 @@ DEFINITIONS: dict[str, Definition] = {
     "whistle_report_on_time_rate": Definition(
         "报到及时率 (on-time report-in rate)",
         "summoned departments that reported in (报到) by their receipt deadline",
-        "summoned departments that reported in; grouped by township, or by the summoned "
-        "department (a whistle on two departments counts for each)",
-        "the moment of the 报到",
+        "summoned departments that reported in, or whose receipt deadline passed without a "
+        "报到 (a department that never reports in counts against itself); grouped by township, "
+        "or by the summoned department (a whistle on two departments counts for each)",
+        "the moment of the 报到 if it was on time, else the receipt deadline",
     ),
     "whistle_reply_on_time_rate": Definition(
         "答复及时率 (on-time reply rate)",
         "summoned departments that replied with the result by their reply deadline",
-        "summoned departments that replied",
-        "the moment of the reply",
+        "summoned departments that replied, or whose reply deadline passed without a reply",
+        "the moment of the reply if it was on time, else the reply deadline",
     ),
 }
 
 COUNT_DEFINITIONS: dict[str, str] = {
     "opened": "cases opened",
+    "contact_due": "响应率's denominator: cases contacted by their first-response deadline, or "
+    "past it, by the contact or the deadline",
+    "contacted_on_time": "响应率's numerator: cases whose citizen was contacted (联系群众) by "
+    "the first-response deadline, by the contact",
+    "first_response_due": "first-response clocks that stopped (the unit accepted, 接单) or fell "
+    "due without stopping, by the stop or the due time; not 响应率, which needs the contact",
+    "first_response_met": "first-response clocks stopped on time (accepted by the deadline)",
     "resolution_overdue": "resolution clocks that stopped late (超期办结), by the stop",
     "resolution_overdue_open": "resolution clocks past due and still running, by the due time",
     "rejections": "退单: rejections by the assigned unit, by the rejection, with their reasons",
+    "rated_web": "ratings given on the citizen page (and every rating recorded before ratings "
+    "carried their channel), by the rating",
+    "rated_wechat": "ratings given by a WeChat reply, by the rating",
+    "rated_hotline": "ratings recorded from a 12345 follow-up call, by the rating",
+    "follow_ups_unreachable": "12345 follow-up calls that could not reach the citizen (not "
+    "ratings), by the call",
     "whistles": "吹哨: departments summoned, one per department per whistle, by when it was blown",
     "whistle_reports": "报到: summoned departments that reported in, by the 报到",
+    "whistle_reports_due": "报到及时率's denominator: summoned departments that reported in on "
+    "time, by the 报到, or whose receipt deadline passed (reported late or never), by the "
+    "deadline",
     "whistle_report_latency_seconds": "the summed time from the summons to each 报到 (see the "
     "average whistle_report_latency_avg_seconds)",
     "whistle_replies": "summoned departments that replied with the result, by the reply",
+    "whistle_replies_due": "答复及时率's denominator: replies on time, by the reply, and reply "
+    "deadlines passed (replied late or never), by the deadline",
     "chases": "催办 fired, by when it fired: of a case's clocks (the case's township, unit and its "
     "department) and of whistle clocks (the summoned department; not a unit)",
     "supervisions": "督办 fired, by when it fired, counted like chases",
@@ -151,12 +177,18 @@ class Counts:
 
     opened: int = 0
     on_the_spot: int = 0
+    contact_due: int = 0  # contacted by the first-response deadline, or past it
+    contacted_on_time: int = 0
     first_response_due: int = 0  # stopped, or fell due without stopping
     first_response_met: int = 0
     closed: int = 0
     closed_resolved: int = 0
     rated: int = 0
     satisfied: int = 0
+    rated_web: int = 0
+    rated_wechat: int = 0
+    rated_hotline: int = 0
+    follow_ups_unreachable: int = 0
     resolution_stopped: int = 0
     resolution_on_time: int = 0
     resolution_overdue: int = 0
@@ -164,9 +196,11 @@ class Counts:
     rejections: int = 0
     whistles: int = 0
     whistle_reports: int = 0
+    whistle_reports_due: int = 0  # reported on time, or the receipt deadline passed
     whistle_reports_on_time: int = 0
     whistle_report_latency_seconds: int = 0
     whistle_replies: int = 0
+    whistle_replies_due: int = 0  # replied on time, or the reply deadline passed
     whistle_replies_on_time: int = 0
     chases: int = 0
     supervisions: int = 0
@@ -195,7 +229,7 @@ def _rate(numerator: int, denominator: int, empty: str = "no cases") -> Rate:
 
 
 def response_rate(c: Counts) -> Rate:
-    return _rate(c.first_response_met, c.first_response_due)
+    return _rate(c.contacted_on_time, c.contact_due)
 
 
 def resolution_rate(c: Counts) -> Rate:
@@ -215,11 +249,11 @@ def on_the_spot_rate(c: Counts) -> Rate:
 
 
 def whistle_report_on_time_rate(c: Counts) -> Rate:
-    return _rate(c.whistle_reports_on_time, c.whistle_reports, "no 报到")
+    return _rate(c.whistle_reports_on_time, c.whistle_reports_due, "no 报到 due")
 
 
 def whistle_reply_on_time_rate(c: Counts) -> Rate:
-    return _rate(c.whistle_replies_on_time, c.whistle_replies, "no replies")
+    return _rate(c.whistle_replies_on_time, c.whistle_replies_due, "no replies due")
 
 
 def report_latency_avg_seconds(c: Counts) -> float | None:

@@ -106,6 +106,10 @@ class KpiCase(SQLModel, table=True):
     )
     first_response_met: bool | None = None
     first_response_late_seconds: int | None = None
+    # 联系群众: the earliest contact with the citizen the unit recorded (响应率 counts it).
+    first_contacted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     resolution_round: int | None = None
     resolution_due_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
@@ -165,6 +169,18 @@ class KpiRating(SQLModel, table=True):
     )
     case_id: UUID = Field(index=True)
     rating: str
+    channel: str | None = None  # web, wechat, hotline; None for ratings recorded before it was
+
+
+class KpiFollowUpMiss(SQLModel, table=True):
+    """A 12345 回访 call that could not reach the citizen: not a rating, counted beside them."""
+
+    __tablename__ = "kpi_follow_up_miss"
+
+    call_id: str = Field(primary_key=True)
+    tip_id: UUID
+    case_id: UUID = Field(index=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
 class KpiWhistle(SQLModel, table=True):
@@ -177,6 +193,9 @@ class KpiWhistle(SQLModel, table=True):
     case_id: UUID | None = Field(default=None, index=True)
     township: str | None = None
     blown_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # From the department's notice: a summons unanswered by these counts against the department.
+    receipt_due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reply_due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     report_on_time: bool | None = None
     report_latency_seconds: int | None = None

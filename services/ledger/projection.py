@@ -1,11 +1,12 @@
-"""The KPI facts (``kpi_case``, ``kpi_tip``, ``kpi_rejection``, ``kpi_rating``, ``kpi_whistle``,
-``kpi_ladder``), projected from the events the ledger records, in the same transaction and the
-same batch write as the entries.
+"""The KPI facts (``kpi_case``, ``kpi_tip``, ``kpi_rejection``, ``kpi_rating``,
+``kpi_follow_up_miss``, ``kpi_whistle``, ``kpi_ladder``), projected from the events the ledger
+records, in the same transaction and the same batch write as the entries.
 
 Each event contributes a partial row of its case's facts. Partial rows merge by rules that do
 not depend on the order events arrive in (tips and deadlines travel on other topics than the
-case's own events): a fact keyed by a time or a round takes the later one, a count adds up, a
-plain fact takes the newer non-null value. The same rules merge a batch's rows in Python and a
+case's own events): a fact keyed by a time or a round takes the later one, a first time (the
+first contact with the citizen) the earlier one, a count adds up, a plain fact takes the newer
+non-null value. The same rules merge a batch's rows in Python and a
 batch with the stored row in one ``INSERT … ON CONFLICT DO UPDATE``.
 
 A tip's channel and whether it was resolved on the spot arrive on ``whistle.tip.received``,
@@ -13,8 +14,9 @@ which has no case id; ``kpi_tip`` keeps them, and one ``UPDATE … FROM kpi_tip`
 them onto the cases of the tips and cases that batch touched, whichever came first.
 
 Ratings, whistles and ladder steps are facts of their own, each set by one kind of event, so
-their order does not matter either: a whistle's row merges its blowing, its 报到 and its reply
-whichever is recorded first.
+their order does not matter either: a whistle's row merges its blowing, the department's notice
+with its deadlines (an approved extension moves the reply deadline later: the later one holds),
+its 报到 and its reply whichever is recorded first.
 
 The projection never stops an event from being recorded: an event it cannot read is recorded,
 logged and left out of the KPIs.
@@ -32,7 +34,15 @@ from sqlalchemy import Connection, and_, case, delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts.envelope import CloudEvent
-from services.ledger.models import KpiCase, KpiLadder, KpiRating, KpiRejection, KpiTip, KpiWhistle
+from services.ledger.models import (
+    KpiCase,
+    KpiFollowUpMiss,
+    KpiLadder,
+    KpiRating,
+    KpiRejection,
+    KpiTip,
+    KpiWhistle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +71,10 @@ ORDERED: dict[str, tuple[str, ...]] = {
     "closed_at": (),
     "reopened_at": (),
 }
+# Facts that take the earlier non-null value.
+EARLIEST = ("first_contacted_at",)
 COUNTS = ("reopened",)
-COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *COUNTS)
+COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *EARLIEST, *COUNTS)
 # Tip facts the batch's UPDATE copies onto cases.
 FROM_TIP = ("channel", "tip_on_spot")
 
@@ -77,6 +89,8 @@ WHISTLE_FACTS = (
     "replied_at",
     "reply_on_time",
 )
+# A summoned department's deadlines: the later holds (an extension only moves one later).
+WHISTLE_DUES = ("receipt_due_at", "reply_due_at")
 LADDER_STEPS = {"case.chased": "chase", "case.supervised": "supervise"}
 
 
@@ -91,6 +105,9 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
             old[order] = value
             for fact in facts:
                 old[fact] = new.get(fact)
+    for name in EARLIEST:
+        if new.get(name) is not None and (old.get(name) is None or new[name] < old[name]):
+            old[name] = new[name]
     for name in COUNTS:
         old[name] = old.get(name, 0) + new.get(name, 0)
 
@@ -108,6 +125,8 @@ def _on_conflict() -> dict[str, Any]:
         )
         for name in (order, *facts):
             values[name] = case((newer, excluded[name]), else_=table.c[name])
+    for name in EARLIEST:
+        values[name] = func.least(excluded[name], table.c[name])  # LEAST skips NULLs
     for name in COUNTS:
         values[name] = table.c[name] + excluded[name]
     return values
@@ -122,6 +141,7 @@ class KpiBatch:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     tip_ids: set[UUID] = field(default_factory=set)
     ratings: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    misses: dict[str, dict[str, Any]] = field(default_factory=dict)
     whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
     ladder: list[dict[str, Any]] = field(default_factory=list)
     # Ladder events that fired although their clock had stopped first (the stop reached
@@ -144,7 +164,9 @@ class KpiBatch:
         row = self.whistles.setdefault(
             (whistle_id, department), {"whistle_id": whistle_id, "department": department}
         )
-        row.update({k: v for k, v in facts.items() if v is not None})
+        for name, value in facts.items():
+            if value is not None and not (name in WHISTLE_DUES and row.get(name, value) > value):
+                row[name] = value
 
     def _observe_whistle(self, kind: str, event: CloudEvent) -> bool:
         """Ratings, whistles and ladder steps; False if the event is none of them."""
@@ -158,7 +180,30 @@ class KpiBatch:
                     "rated_at": rated_at,
                     "case_id": UUID(data["case_id"]),
                     "rating": data["rating"],
+                    "channel": data.get("channel"),
                 }
+        elif kind == "tip.follow_up_unreachable":
+            self.misses[data["call_id"]] = {
+                "call_id": data["call_id"],
+                "tip_id": UUID(data["tip_id"]),
+                "case_id": UUID(data["case_id"]),
+                "at": _time(data["attempted_at"]),
+            }
+        elif kind == "whistle.notified":
+            self._whistle(
+                UUID(data["whistle_id"]),
+                data["department_code"],
+                case_id=UUID(data["case_id"]),
+                township=data.get("township_code"),
+                receipt_due_at=_time(data["receipt_due_at"]),
+                reply_due_at=_time(data["reply_due_at"]),
+            )
+        elif kind == "deadline.extension_decided" and data.get("whistle_id") and data["approved"]:
+            self._whistle(
+                UUID(data["whistle_id"]),
+                data["department_code"],
+                reply_due_at=_time(data["new_due_at"]),
+            )
         elif kind == "case.whistle_blown":
             for department in data["departments"]:
                 self._whistle(
@@ -283,6 +328,8 @@ class KpiBatch:
             facts["closed_at"] = at
         elif kind == "case.reopened":
             facts.update(reopened_at=at, reopened=1)
+        elif kind == "case.contacted":
+            facts["first_contacted_at"] = _time(data["contacted_at"])
         self._case(case_id, **facts)
 
     def write(self, connection: Connection) -> None:
@@ -315,24 +362,31 @@ class KpiBatch:
             connection.execute(
                 rating.on_conflict_do_update(
                     index_elements=["tip_id"],
-                    set_={c: rating.excluded[c] for c in ("rated_at", "case_id", "rating")},
+                    set_={
+                        c: rating.excluded[c] for c in ("rated_at", "case_id", "rating", "channel")
+                    },
                     where=rating.excluded.rated_at >= KpiRating.__table__.c.rated_at,  # type: ignore[attr-defined]
                 ),
                 list(self.ratings.values()),
+            )
+        if self.misses:
+            connection.execute(
+                insert(KpiFollowUpMiss.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                list(self.misses.values()),
             )
         if self.whistles:
             table = KpiWhistle.__table__  # type: ignore[attr-defined]
             statement = insert(table)
             rows = [
-                {c: row.get(c) for c in ("whistle_id", "department", *WHISTLE_FACTS)}
+                {c: row.get(c) for c in ("whistle_id", "department", *WHISTLE_FACTS, *WHISTLE_DUES)}
                 for row in self.whistles.values()
             ]
+            merged = {c: func.coalesce(statement.excluded[c], table.c[c]) for c in WHISTLE_FACTS}
+            for c in WHISTLE_DUES:
+                merged[c] = func.greatest(statement.excluded[c], table.c[c])  # skips NULLs
             connection.execute(
                 statement.on_conflict_do_update(
-                    index_elements=["whistle_id", "department"],
-                    set_={
-                        c: func.coalesce(statement.excluded[c], table.c[c]) for c in WHISTLE_FACTS
-                    },
+                    index_elements=["whistle_id", "department"], set_=merged
                 ),
                 rows,
             )

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # 行政执法公示: a closed enforcement case is published this many days after it was closed
     # (services/dispatch/publicity.py), so that the parties hear the result first.
     publicity_delay_days: float = 7.0
+    # 回访: a resolved case may close only once the citizen's follow-up (a rating, on any
+    # channel) is recorded or this many days have passed since its resolution
+    # (services/dispatch/lifecycle.py). Calendar days: the business calendar is escalation's.
+    follow_up_days: float = 3.0
 
     # The ledger's Ed25519 key for tree heads; unset: a development key under WHISTLE_HOME,
     # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).

@@ -361,6 +361,38 @@ async def test_a_unit_member_accepts_an_assigned_case_on_a_tablet(
         await context.close()
 
 
+async def accepted_case_shown(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> tuple[UUID, str]:
+    """A case assigned to 城关镇's 城管 squad and accepted, shown to a member of the squad:
+    the case id and the member's token."""
+    case_id = await unsure_tip(served, producer)
+    unit_token = token("unit_member", "unit:T03-CGJ")
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
+    )
+    await act(served, unit_token, case_id, "accept", {})
+    await sign_in(page, served, unit_token, f"#/case/{case_id}")
+    return case_id, unit_token
+
+
+async def test_a_unit_member_records_the_contact_with_the_citizen(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
+    await page.get_by_label("联系方式").select_option("visit")
+    await page.get_by_label("联系情况（选填）").fill("上门告知已受理")
+    await page.click("#do-contact")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已联系群众" in await page.inner_text("#notice")
+    case = (await call(served, unit_token, "GET", f"/v1/cases/{case_id}")).json()
+    assert case["contacted_at"] is not None and case["status"] == "accepted"
+
+
 async def test_a_unit_member_rejects_with_a_reason_and_the_case_returns_to_triage(
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
@@ -388,17 +420,7 @@ async def test_a_unit_member_rejects_with_a_reason_and_the_case_returns_to_triag
 async def test_a_stale_edit_shows_the_conflict_message(
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
-    case_id = await unsure_tip(served, producer)
-    unit_token = token("unit_member", "unit:T03-CGJ")
-    await act(
-        served,
-        token("dispatcher", "township:T03"),
-        case_id,
-        "assign",
-        {"matter_code": "CG-001", "unit_id": "T03-CGJ"},
-    )
-    await act(served, unit_token, case_id, "accept", {})
-    await sign_in(page, served, unit_token, f"#/case/{case_id}")
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
     assert await page.get_attribute("#case-title", "data-version") == "3"
 
     await act(served, unit_token, case_id, "start", {})  # a colleague, meanwhile
@@ -419,7 +441,16 @@ async def test_a_stale_edit_shows_the_conflict_message(
         "([status, body]) => window.whistleConsole.problemMessage(status, body)",
         [answer.status_code, answer.json()],
     )
-    assert message == "案件当前状态不允许此操作。现在可以：记录进展、办结。"
+    assert message == "案件当前状态不允许此操作。现在可以：记录进展、联系群众、办结。"
+    # A close before the 回访 says until when, in the server's words.
+    pending = {
+        "type": "https://whistle.example/problems/follow-up-pending",
+        "detail": "案件办结后须先回访群众：…2026-12-04 10:00 回访期满后方可结案。",
+    }
+    message = await page.evaluate(
+        "([status, body]) => window.whistleConsole.problemMessage(status, body)", [409, pending]
+    )
+    assert message == pending["detail"]
 
 
 async def test_a_dispatcher_of_another_township_does_not_see_the_case(

@@ -23,6 +23,7 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseRejected,
@@ -187,7 +188,8 @@ def lifecycle(
     resolution: str,
     resolution_late: bool,
 ) -> list[CloudEvent]:
-    """Opened, assigned, accepted, resolved and closed, its clocks stopping as said."""
+    """Opened, assigned, accepted and the citizen contacted at once (联系群众), resolved and
+    closed, its clocks stopping as said."""
     first_due, resolution_due = opened + timedelta(days=1), opened + timedelta(days=7)
     accepted = first_due + timedelta(hours=2 if first_response_late else -2)
     resolved = resolution_due + timedelta(hours=5 if resolution_late else -5)
@@ -196,6 +198,7 @@ def lifecycle(
         s.assigned(opened, unit),
         s.deadlines(opened, first_due, resolution_due),
         s.step(CaseAccepted, accepted, unit, 2),
+        s.step(CaseContacted, accepted, unit, 2, contacted_at=accepted, method="phone"),
         s.stopped("first_response", first_due, accepted),
         s.step(CaseResolved, resolved, unit, 3, resolution=resolution, note="办结"),
         s.stopped("resolution", resolution_due, resolved),
@@ -224,7 +227,7 @@ async def record_the_scripted_cases(sessions: Sessions) -> dict[str, Script]:
        clock fell due on 12 Dec and is still running.                          (no unit)
     F  opened 2026-11-30T15:59Z = 23:59 local on 30 November: November, not December.
 
-    响应率 (T03+T05): met A, C, D = 3 / stopped or due A, B, C, D, E = 5 → 60 %
+    响应率 (T03+T05): contacted in time A, C, D = 3 / contacted or due A, B, C, D, E = 5 → 60 %
                       T03 alone: 3 / 4 = 75 %; T05: 0 / 1 = 0 %
     解决率: closed A, B, C = 3 (D reopened); resolved A, B = 2 (C unsubstantiated) → 2/3
     按期办结率: stopped (latest round) A, B, C = 3; on time A, C = 2 → 2/3; overdue 1 (B)

@@ -56,6 +56,7 @@ AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
 STAFF: dict[Route, frozenset[str]] = {
     ("intake", "POST", "/v1/hotline/tickets"): frozenset({"hotline_operator"}),
+    ("intake", "POST", "/v1/hotline/follow-ups"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/grid/reports"): frozenset({"grid_worker"}),
     ("dispatch", "GET", "/v1/cases"): CASE_READERS,
     ("dispatch", "GET", "/v1/cases/{case_id}"): CASE_READERS,
@@ -70,6 +71,7 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/accept"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/start"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/close"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/contact"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/whistle"): CASE_ACTORS,
     ("dispatch", "GET", "/v1/queues/triage"): frozenset({"dispatcher", "county_supervisor"}),
     ("dispatch", "GET", "/v1/queues/admission"): COUNTY,

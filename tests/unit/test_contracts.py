@@ -29,6 +29,7 @@ from contracts.events import (
     CaseAssigned,
     CaseChased,
     CaseClosed,
+    CaseContacted,
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
@@ -50,6 +51,7 @@ from contracts.events import (
     ExtensionRequested,
     GeoPoint,
     LeadershipNotified,
+    TipFollowUpUnreachable,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -170,6 +172,17 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     ),
     CaseClosed: lambda: CaseClosed(**STEP),
     CaseReopened: lambda: CaseReopened(**STEP, reason="群众不满意"),
+    CaseContacted: lambda: CaseContacted(
+        **STEP, contacted_at=NOW - timedelta(minutes=20), method="phone", note="电话告知已受理"
+    ),
+    TipFollowUpUnreachable: lambda: TipFollowUpUnreachable(
+        tip_id=TIP_ID,
+        case_id=CASE_ID,
+        channel="hotline",
+        call_id="CALL-20250301-0042",
+        recorded_by="operator-7",
+        attempted_at=NOW,
+    ),
     DeadlineStopped: lambda: DeadlineStopped(
         case_id=CASE_ID,
         kind="first_response",

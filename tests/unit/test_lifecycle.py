@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from contracts.cases import CaseStatus
@@ -11,8 +13,10 @@ from services.dispatch.lifecycle import (
     UNIT,
     Action,
     Allowed,
+    FollowUp,
     Refused,
     check,
+    closes_at,
 )
 
 ANYONE = frozenset({DISPATCHER, UNIT, COUNTY})
@@ -77,10 +81,41 @@ def test_the_wrong_actor_is_refused(status: CaseStatus, action: Action, actor: s
 def test_an_impossible_step_names_the_possible_ones() -> None:
     refused = check(CaseStatus.ACCEPTED, Action.CLOSE, ANYONE)
     assert isinstance(refused, Refused)
-    assert set(refused.allowed) == {Action.START, Action.RESOLVE}
+    assert set(refused.allowed) == {Action.START, Action.RESOLVE, Action.CONTACT}
 
 
 def test_a_closed_case_can_only_be_reopened() -> None:
     for action in Action:
         verdict = check(CaseStatus.CLOSED, action, ANYONE)
         assert isinstance(verdict, Allowed) == (action is Action.REOPEN)
+
+
+RESOLVED = datetime(2026, 12, 1, 2, tzinfo=UTC)
+WINDOW = timedelta(days=3)
+
+
+@pytest.mark.parametrize(
+    ("followed_up_at", "now", "may_close_at"),
+    [
+        (None, RESOLVED, RESOLVED + WINDOW),  # just resolved: the citizen has not been heard
+        (None, RESOLVED + WINDOW - timedelta(seconds=1), RESOLVED + WINDOW),
+        (None, RESOLVED + WINDOW, None),  # the window has passed: a silent citizen
+        (RESOLVED + timedelta(hours=1), RESOLVED + timedelta(hours=1), None),  # 回访 recorded
+    ],
+)
+def test_a_resolved_case_closes_after_its_follow_up_or_its_window(
+    followed_up_at: datetime | None, now: datetime, may_close_at: datetime | None
+) -> None:
+    assert closes_at(FollowUp(RESOLVED, followed_up_at), now, WINDOW) == may_close_at
+
+
+def test_a_case_resolved_before_the_rule_has_no_window_to_wait_for() -> None:
+    assert closes_at(FollowUp(None, None), RESOLVED, WINDOW) is None
+
+
+@pytest.mark.parametrize("status", [CaseStatus.ACCEPTED, CaseStatus.IN_PROGRESS])
+def test_the_unit_records_its_contact_with_the_citizen_without_changing_the_status(
+    status: CaseStatus,
+) -> None:
+    assert check(status, Action.CONTACT, frozenset({UNIT})) == Allowed(status)
+    assert isinstance(check(status, Action.CONTACT, frozenset({DISPATCHER})), Refused)

@@ -14,9 +14,11 @@ from services.intake.wechat_messages import (
     UNSUPPORTED,
     WELCOME,
     MalformedMessage,
+    RatingWords,
     accepted_reply,
     answer_without_storing,
     inbound,
+    rating_in,
     read_fields,
     text_reply,
 )
@@ -154,3 +156,21 @@ def test_the_acceptance_reply_names_tracking_number_code_and_window() -> None:
     reply = accepted_reply("QX20261121-263724", "321278", timedelta(minutes=30))
     assert "受理编号 QX20261121-263724" in reply and "查询码 321278" in reply
     assert "30 分钟" in reply
+
+
+@pytest.mark.parametrize(
+    ("said", "words"),
+    [
+        ("评价 满意", RatingWords("satisfied", explicit=True)),
+        ("评价：基本满意。", RatingWords("basically_satisfied", explicit=True)),
+        ("评价3", RatingWords("dissatisfied", explicit=True)),
+        (" 2 ", RatingWords("basically_satisfied", explicit=False)),
+        ("１", RatingWords("satisfied", explicit=False)),  # full-width, as phones type it
+        ("不满意！", RatingWords("dissatisfied", explicit=False)),
+        ("评价 很好", None),
+        ("村口有人占道摆摊，不满意", None),
+        ("12", None),
+    ],
+)
+def test_a_reply_rates_with_evaluation_words_or_1_2_3(said: str, words: RatingWords | None) -> None:
+    assert rating_in(said) == words

@@ -21,12 +21,14 @@ const ACTION = {
   reject: "退单",
   start: "开始办理",
   progress: "记录进展",
+  contact: "联系群众",
   resolve: "办结",
   close: "结案",
   reopen: "重新办理",
   whistle: "吹哨",
   split: "拆分",
 };
+const CONTACT_METHOD = { phone: "电话", visit: "上门", sms: "短信", wechat: "微信" };
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
 const CLOCK = { first_response: "首次响应", resolution: "办结" };
 const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
@@ -41,6 +43,7 @@ const EVENT = {
   "whistle.case.resolved": "办结",
   "whistle.case.closed": "结案",
   "whistle.case.reopened": "重新办理",
+  "whistle.case.contacted": "联系群众",
   "whistle.case.merged": "合并重复诉求",
   "whistle.case.split": "拆分",
   "whistle.case.whistle_blown": "吹哨",
@@ -118,6 +121,8 @@ class ApiError extends Error {
   }
 }
 
+const FOLLOW_UP_PENDING = "https://whistle.example/problems/follow-up-pending";
+
 // An RFC 9457 problem document, said to a dispatcher in Chinese.
 function problemMessage(status, problem) {
   const p = problem || {};
@@ -130,6 +135,8 @@ function problemMessage(status, problem) {
     case 404:
       return "案件不存在，或不在您的管辖范围内。";
     case 409: {
+      // 回访 first: the server's words say until when the case may not be closed.
+      if (p.type === FOLLOW_UP_PENDING && p.detail) return p.detail;
       const allowed = (p.allowed_actions || []).map((a) => label(ACTION, a));
       return allowed.length
         ? `案件当前状态不允许此操作。现在可以：${allowed.join("、")}。`
@@ -872,6 +879,29 @@ function actionForms(page) {
         form("progress", textField("progress-note", "进展说明", 2000), () => ({
           note: document.getElementById("progress-note").value,
         })),
+      );
+    } else if (action === "contact") {
+      // 联系群众: 响应率 counts the first contact by the first-response deadline.
+      const method = el(
+        "select",
+        { id: "contact-method", required: true },
+        Object.entries(CONTACT_METHOD).map(([k, v]) => el("option", { value: k }, v)),
+      );
+      forms.push(
+        form(
+          "contact",
+          [
+            el("label", { for: "contact-method" }, "联系方式"),
+            method,
+            el("label", { for: "contact-note" }, "联系情况（选填）"),
+            el("input", { id: "contact-note", type: "text", maxlength: 500 }),
+          ],
+          () => {
+            const note = document.getElementById("contact-note").value.trim();
+            return { contacted_at: new Date().toISOString(), method: method.value, ...(note ? { note } : {}) };
+          },
+          "记录现在已联系群众。",
+        ),
       );
     } else if (action === "resolve") {
       const kind = el(
