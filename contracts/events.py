@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.envelope import EventData
+from contracts.envelope import PERSONAL, EventData
 
 Channel = Literal["web", "open311", "wechat", "hotline", "grid"]
 Urgency = Literal["emergency", "utilities", "general", "complex"]
@@ -37,16 +37,18 @@ class TipReceived(EventData):
     tracking_no: str
     channel: Channel
     external_ref: str | None = None
-    text: str = Field(min_length=1, max_length=4000)
-    location: GeoPoint | None = None
-    address: str | None = None
+    text: str = Field(min_length=1, max_length=4000, json_schema_extra=PERSONAL)
+    location: GeoPoint | None = Field(default=None, json_schema_extra=PERSONAL)
+    address: str | None = Field(default=None, json_schema_extra=PERSONAL)
     grid_id: str | None = None
     category_hint: str | None = None
-    contact: ContactRef | None = None
+    contact: ContactRef | None = Field(default=None, json_schema_extra=PERSONAL)
     anonymous: bool = False
     attachments: list[str] = Field(default_factory=list, description="SHA-256 of each attachment")
     resolved_on_spot: bool = False
-    resolution_note: str | None = Field(default=None, description="what was done on the spot")
+    resolution_note: str | None = Field(
+        default=None, description="what was done on the spot", json_schema_extra=PERSONAL
+    )
     urgency_hint: Urgency | None = Field(default=None, description="the hotline operator's call")
     received_at: AwareDatetime
 
@@ -63,9 +65,9 @@ class TipSupplemented(EventData):
     attachments: list[str] = Field(
         default_factory=list, description="SHA-256 of each stored file, or the channel's media id"
     )
-    location: GeoPoint | None = None
-    address: str | None = None
-    text: str | None = Field(default=None, max_length=4000)
+    location: GeoPoint | None = Field(default=None, json_schema_extra=PERSONAL)
+    address: str | None = Field(default=None, json_schema_extra=PERSONAL)
+    text: str | None = Field(default=None, max_length=4000, json_schema_extra=PERSONAL)
     supplemented_at: AwareDatetime
 
 
@@ -78,9 +80,27 @@ class TipRated(EventData):
     tip_id: UUID
     case_id: UUID
     rating: Rating
-    comment: str | None = Field(default=None, max_length=1000)
+    comment: str | None = Field(default=None, max_length=1000, json_schema_extra=PERSONAL)
     channel: Channel
     rated_at: AwareDatetime
+
+
+class PersonalDataErased(EventData):
+    """Intake, which owns the tip, erased its citizen's personal data — when its retention ran
+    out, or on request (``whistle erase``). Dispatch erases its copies at once; the ledger
+    destroys the tip's key, so that the personal fields sealed in its entries can no longer be
+    read, while every entry and proof stays. Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.personal_data.erased"
+
+    tip_id: UUID
+    tracking_no: str
+    reason: Literal["retention", "request"]
+    legal_basis: str = Field(min_length=1, max_length=500, description="the rule it was erased by")
+    erased_at: AwareDatetime
+    erased_by: str = Field(
+        description="the staff member's subject, or whistle/intake for the retention job"
+    )
 
 
 class CaseOpened(EventData):
@@ -497,6 +517,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     TipSupplemented,
     TipRated,
+    PersonalDataErased,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,

@@ -34,6 +34,7 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     LeadershipNotified,
+    PersonalDataErased,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -140,9 +141,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         TIPS,
         "intake",
-        "Tips accepted from every channel, what citizens added to them, and their ratings. "
-        "Key: tip id.",
-        (TipReceived, TipSupplemented, TipRated),
+        "Tips accepted from every channel, what citizens added to them, their ratings, and "
+        "the erasure of their personal data. Key: tip id.",
+        (TipReceived, TipSupplemented, TipRated, PersonalDataErased),
         consumers=("dispatch", "ledger"),
     ),
     Topic(

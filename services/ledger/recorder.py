@@ -1,6 +1,10 @@
 """The recorder: appends each event to the ledger's log, whatever its type, and grows its
 Merkle tree. What reaches it is said in ``services/ledger/consumers.py``.
 
+An event's personal fields are sealed under its tip's key before it is canonicalised, so the
+log commits to their ciphertext (services/ledger/shredding.py); a tip's erasure
+(``whistle.personal_data.erased``) destroys that key in the transaction that records it.
+
 The inbox applies a partition's batch in one transaction and calls the recorder once per event.
 Appending needs the log's size and the tree's frontier; they are read once per transaction,
 locking the size row so that appends serialise and sequence numbers never gap. The entries and
@@ -23,10 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
 from services.ledger import store
+from services.ledger.keys import ERASED, TransactionKeys, tip_of
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.models import CaseTip, LedgerState
 from services.ledger.projection import KpiBatch
+from services.ledger.shredding import seal, to_seal
 from services.runtime.clock import Clock
+from services.runtime.inbox import PoisonEvent
 from services.runtime.metrics import after_commit
 
 # Where a session keeps the appends of its open transaction.
@@ -63,6 +70,7 @@ class PendingAppends:
     nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
     case_tips: list[dict[str, Any]] = field(default_factory=list)
     kpis: KpiBatch = field(default_factory=KpiBatch)
+    keys: TransactionKeys = field(default_factory=TransactionKeys)
 
     async def copy(self, session: AsyncSession) -> None:
         """The entries and nodes, by COPY on the transaction's own connection: a tenth of the
@@ -77,6 +85,7 @@ class PendingAppends:
 
     def write(self, connection: Connection) -> None:
         """Everything else, once the entries are in."""
+        self.keys.write(connection)
         if self.case_tips:
             connection.execute(
                 insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
@@ -107,7 +116,19 @@ class Recorder:
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         pending = await _pending(session)
-        canonical = canonical_bytes(event.to_json())
+        document = event.to_json()
+        personal = to_seal(event.type, event.data)
+        if personal or event.type == ERASED:
+            tip_id = tip_of(event.data)
+            if tip_id is None:
+                raise PoisonEvent(f"{event.type} names no tip_id, whose key its data needs")
+            if event.type == ERASED:
+                # In this transaction, before the erasure is recorded: both commit, or neither.
+                await pending.keys.destroy(session, tip_id)
+            else:
+                key = await pending.keys.key_for(session, tip_id, self._clock())
+                document["data"] = seal(event.data, personal, key, event.source, event.id)
+        canonical = canonical_bytes(document)
         leaf = leaf_hash(canonical)
         pending.entries.append(
             (
