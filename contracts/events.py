@@ -24,7 +24,12 @@ class ContactRef(BaseModel):
     """What events may say about a citizen's contact: never the number itself."""
 
     model_config = ConfigDict(extra="forbid")
-    masked_phone: str | None = Field(default=None, examples=["138****1234"])
+    masked_phone: str | None = Field(
+        default=None,
+        description="no longer sent (issue #20: no consumer needs it); kept so that events "
+        "published before still validate",
+        examples=[None],
+    )
     phone_hash: str | None = Field(default=None, description="keyed hash, to spot repeat callers")
 
 

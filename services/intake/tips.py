@@ -33,7 +33,7 @@ from contracts.envelope import new_event
 from contracts.events import Rating, TipRated, TipSupplemented
 from contracts.topics import TIPS
 from services.intake import SOURCE, access_codes, database
-from services.intake.contact import ContactVault
+from services.intake.contact import ContactVault, redact_for_events
 from services.intake.errors import AccessCodeGuessesExceeded, RatingRefused, TipNotFound
 from services.intake.feedback import RatingState, Refusal, refusal
 from services.intake.models import Tip, TipFeedback, TipTimelineEntry
@@ -237,7 +237,7 @@ async def rate(runtime: Runtime, tip_id: UUID, rating: Rating, comment: str | No
                 tip_id=tip.id,
                 case_id=tip.case_id,
                 rating=rating,
-                comment=comment,
+                comment=redact_for_events(comment) if comment else None,
                 # Only the citizen page rates.
                 channel="web",
                 rated_at=now,
