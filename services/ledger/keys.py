@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, delete, exists, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import PersonalDataErased
@@ -21,50 +21,62 @@ ERASED = PersonalDataErased.event_type
 
 
 class TransactionKeys:
-    """The keys one recording transaction uses: looked up once per tip, new ones written with
-    the transaction's other appends (:meth:`write`)."""
+    """The keys one recording transaction uses, fetched for all its tips at once
+    (:meth:`load`: two queries a transaction, not two a tip); new keys written, destroyed ones
+    deleted, with the transaction's other appends (:meth:`write`)."""
 
     def __init__(self) -> None:
         self._keys: dict[UUID, bytes] = {}
-        self._new: dict[UUID, dict[str, Any]] = {}
+        self._stored: set[UUID] = set()
+        self._new: dict[UUID, datetime] = {}
         self._erased: set[UUID] = set()
+        self._destroyed: set[UUID] = set()
 
-    async def key_for(self, session: AsyncSession, tip_id: UUID, now: datetime) -> bytes:
+    async def load(self, session: AsyncSession, tip_ids: Collection[UUID]) -> None:
+        """The stored keys of these tips, and which of them were erased before."""
+        if not tip_ids:
+            return
+        self._keys = await keys_of(session, tip_ids)
+        self._stored = set(self._keys)
+        erased = await session.scalars(
+            select(LedgerEntry.subject).where(
+                LedgerEntry.subject.in_([str(tip) for tip in tip_ids]),  # type: ignore[union-attr]
+                LedgerEntry.type == ERASED,  # type: ignore[arg-type]
+            )
+        )
+        self._erased = {UUID(subject) for subject in erased if subject}
+
+    def key_for(self, tip_id: UUID, now: datetime) -> bytes:
         """The tip's key, made if it has none. A tip already erased gets a key that is never
         stored: what arrives after its erasure (a late rating, a redelivery) is sealed and
         forgotten in one step."""
         if tip_id in self._erased:
             return new_key()
-        if tip_id in self._keys:
-            return self._keys[tip_id]
-        stored = await session.scalar(select(TipKey.key).where(TipKey.tip_id == tip_id))  # type: ignore[arg-type]
-        if stored is not None:
-            self._keys[tip_id] = stored
-            return stored
-        if await session.scalar(select(_erasure_recorded(tip_id))):
-            self._erased.add(tip_id)
-            return new_key()
-        key = new_key()
-        self._keys[tip_id] = key
-        self._new[tip_id] = {"tip_id": tip_id, "key": key, "created_at": now}
-        return key
+        if tip_id not in self._keys:
+            self._keys[tip_id] = new_key()
+            self._new[tip_id] = now
+        return self._keys[tip_id]
 
-    async def destroy(self, session: AsyncSession, tip_id: UUID) -> None:
+    def destroy(self, tip_id: UUID) -> None:
         self._erased.add(tip_id)
         self._keys.pop(tip_id, None)
-        if self._new.pop(tip_id, None) is None:
-            await session.execute(delete(TipKey).where(TipKey.tip_id == tip_id))  # type: ignore[arg-type]
+        self._new.pop(tip_id, None)
+        if tip_id in self._stored:
+            self._destroyed.add(tip_id)
 
     def write(self, connection: Connection) -> None:
+        if self._destroyed:
+            connection.execute(
+                delete(TipKey).where(TipKey.tip_id.in_(list(self._destroyed)))  # type: ignore[attr-defined]
+            )
         if self._new:
-            connection.execute(TipKey.__table__.insert(), list(self._new.values()))  # type: ignore[attr-defined]
-
-
-def _erasure_recorded(tip_id: UUID) -> Any:
-    return exists().where(
-        LedgerEntry.subject == str(tip_id),  # type: ignore[arg-type]
-        LedgerEntry.type == ERASED,  # type: ignore[arg-type]
-    )
+            connection.execute(
+                TipKey.__table__.insert(),  # type: ignore[attr-defined]
+                [
+                    {"tip_id": tip_id, "key": self._keys[tip_id], "created_at": at}
+                    for tip_id, at in self._new.items()
+                ],
+            )
 
 
 async def keys_of(session: AsyncSession, tip_ids: Collection[UUID]) -> dict[UUID, bytes]:

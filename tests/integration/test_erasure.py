@@ -9,11 +9,13 @@ searches all of its database.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -21,22 +23,28 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from contracts.events import PersonalDataErased
+from contracts.envelope import CloudEvent, new_event
+from contracts.events import PersonalDataErased, TipRated, TipReceived, TipSupplemented
+from contracts.topics import TIPS
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, TipText
 from services.intake.app import create_app as create_intake
 from services.intake.models import Tip
 from services.ledger.app import create_app as create_ledger
 from services.ledger.heads import TreeHead, load_public_key
+from services.ledger.keys import reveal_documents
 from services.ledger.merkle import leaf_hash, verify_inclusion
 from services.ledger.models import LedgerEntry, TipKey
 from services.ledger.verify import verify_export
+from services.runtime.inbox import PoisonEvent
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import _in_process
+from tests.integration.test_ledger import record
 from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
+from tests.support.tips import case_of
 
 PROBLEM = "application/problem+json"
 ERASED_TYPE = PersonalDataErased.event_type
@@ -127,14 +135,6 @@ async def submit(pipeline: Pipeline, citizen: Citizen) -> tuple[UUID, str]:
     return UUID(response.json()["tip_id"]), response.json()["tracking_no"]
 
 
-async def case_of(pipeline: Pipeline, tip_id: UUID) -> UUID:
-    async def probe() -> UUID | None:
-        async with pipeline.dispatch_runtime.sessions() as session:
-            return await session.scalar(select(Case.id).where(Case.tip_id == tip_id))  # type: ignore[arg-type]
-
-    return await eventually(probe, within=30, what=f"dispatch's case for tip {tip_id}")
-
-
 async def recorded(pipeline: Pipeline, tip_id: UUID, event_type: str) -> None:
     async def probe() -> bool | None:
         async with pipeline.ledger_runtime.sessions() as session:
@@ -203,8 +203,8 @@ async def test_an_erased_tip_is_forgotten_and_the_ledger_still_verifies(
     caplog.set_level(logging.WARNING, logger="aiokafka")
     erased_tip, tracking_no = await submit(pipeline, ERASED)
     kept_tip, _ = await submit(pipeline, KEPT)
-    erased_case = await case_of(pipeline, erased_tip)
-    kept_case = await case_of(pipeline, kept_tip)
+    erased_case = (await case_of(pipeline.dispatch_runtime, erased_tip)).id
+    kept_case = (await case_of(pipeline.dispatch_runtime, kept_tip)).id
     await recorded(pipeline, erased_tip, "whistle.tip.received")
     await recorded(pipeline, kept_tip, "whistle.tip.received")
 
@@ -302,3 +302,72 @@ async def signed_head(pipeline: Pipeline, token: TokenFactory) -> TreeHead:
     response = await pipeline.ledger.post("/v1/tree-heads", headers=bearer(token, "auditor"))
     assert response.status_code in (200, 201), response.text
     return TreeHead.from_json(response.json())
+
+
+async def opened(runtime: Runtime, tip_id: UUID) -> list[dict[str, Any]]:
+    """What the ledger opens each of the tip's entries to, in log order."""
+    async with runtime.sessions() as session:
+        rows = await session.scalars(
+            select(LedgerEntry.canonical)
+            .where(LedgerEntry.subject == str(tip_id))  # type: ignore[arg-type]
+            .order_by(LedgerEntry.seq)  # type: ignore[arg-type]
+        )
+        return await reveal_documents(session, [json.loads(row) for row in rows])
+
+
+async def test_what_comes_with_or_after_an_erasure_is_sealed_and_forgotten(
+    pipeline: Pipeline,
+) -> None:
+    """In one transaction, a tip's rating before its erasure and a supplement after it; then,
+    later, a rating sent again: none can ever be read, and the tip gets no key again."""
+    runtime, now = pipeline.ledger_runtime, datetime.now(UTC)
+    tip_id = uuid4()
+
+    def tip_event(data: Any) -> tuple[str, CloudEvent]:
+        return TIPS, new_event("whistle/intake", str(tip_id), data, now)
+
+    received = TipReceived(
+        tip_id=tip_id, tracking_no="QX1", channel="web", text=ERASED.text, received_at=now
+    )
+    rated = TipRated(
+        tip_id=tip_id,
+        case_id=uuid4(),
+        rating="satisfied",
+        comment="王师傅很负责",
+        channel="web",
+        rated_at=now,
+    )
+    erased = PersonalDataErased(
+        tip_id=tip_id,
+        tracking_no="QX1",
+        reason="request",
+        legal_basis="本人要求",
+        erased_at=now,
+        erased_by="S1",
+    )
+    supplemented = TipSupplemented(
+        tip_id=tip_id, channel="wechat", address=ERASED.address, supplemented_at=now
+    )
+    await record(runtime, [tip_event(received), tip_event(rated), tip_event(erased)])
+    await record(runtime, [tip_event(supplemented), tip_event(rated)])
+
+    views = await opened(runtime, tip_id)
+    assert [set(view.values()) for view in views] == [{ERASED_TEXT}] * 2 + [set()] + [
+        {ERASED_TEXT}
+    ] * 2
+    async with runtime.sessions() as session:
+        assert await session.get(TipKey, tip_id) is None
+
+
+async def test_an_event_with_personal_data_and_no_tip_is_refused_for_the_dead_letters(
+    pipeline: Pipeline,
+) -> None:
+    event = CloudEvent(
+        id="e1",
+        source="whistle/intake",
+        type=TipRated.event_type,
+        time=datetime.now(UTC),
+        data={"comment": "王师傅很负责"},
+    )
+    with pytest.raises(PoisonEvent, match="names no tip_id"):
+        await record(pipeline.ledger_runtime, [(TIPS, event)])
