@@ -30,6 +30,7 @@ from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, TipText
 from services.intake.app import create_app as create_intake
 from services.intake.models import Tip
+from services.ledger import api as ledger_api
 from services.ledger.app import create_app as create_ledger
 from services.ledger.heads import TreeHead, load_public_key
 from services.ledger.keys import reveal_documents
@@ -371,3 +372,41 @@ async def test_an_event_with_personal_data_and_no_tip_is_refused_for_the_dead_le
     )
     with pytest.raises(PoisonEvent, match="names no tip_id"):
         await record(pipeline.ledger_runtime, [(TIPS, event)])
+
+
+async def test_an_export_in_many_batches_opens_each_batchs_sealed_fields(
+    pipeline: Pipeline, token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys are read batch by batch while the entries stream: batches of three here."""
+    monkeypatch.setattr(ledger_api, "EXPORT_BATCH", 3)
+    now = datetime.now(UTC)
+    tips = [uuid4() for _ in range(7)]
+    await record(
+        pipeline.ledger_runtime,
+        [
+            (
+                TIPS,
+                new_event(
+                    "whistle/intake",
+                    str(tip_id),
+                    TipReceived(
+                        tip_id=tip_id,
+                        tracking_no=f"QX{n}",
+                        channel="web",
+                        text=f"第{n}条：{KEPT.text}",
+                        received_at=now,
+                    ),
+                    now,
+                ),
+            )
+            for n, tip_id in enumerate(tips)
+        ],
+    )
+    await signed_head(pipeline, token)
+    export = await pipeline.ledger.get("/v1/export", headers=bearer(token, "auditor"))
+    assert export.status_code == 200, export.text
+    lines = [json.loads(line) for line in export.content.splitlines()[1:]]
+    texts = {line["personal"].get("text") for line in lines if "personal" in line}
+    assert {f"第{n}条：{KEPT.text}" for n in range(len(tips))} <= texts
+    key = load_public_key((await pipeline.ledger.get("/v1/public-key")).content)
+    assert verify_export(export.content.splitlines(keepends=True), key).ok
