@@ -283,12 +283,16 @@ async def test_an_erased_tip_is_forgotten_and_the_ledger_still_verifies(
     assert report.ok, report.render()
     assert KEPT.text.encode() in export.content  # another tip's data is still readable
 
-    # Nothing of the erased citizen, anywhere the ledger keeps or shows anything.
+    # Nothing of the erased citizen, anywhere the ledger keeps or shows anything…
     haystacks: list[tuple[str, bytes]] = [("the export", export.content)]
-    haystacks += [
-        (f"ledger table {table}.{column}", as_bytes(value))
-        for table, column, value in await database_values(own_settings.database_url_for("ledger"))
-    ]
+    # …and in intake's and dispatch's databases, outboxes included.
+    for service in ("ledger", "intake", "dispatch"):
+        haystacks += [
+            (f"{service} table {table}.{column}", as_bytes(value))
+            for table, column, value in await database_values(
+                own_settings.database_url_for(service)
+            )
+        ]
     haystacks.append(("the logs", caplog.text.encode()))
     found = [
         f"{what} in {where}"
