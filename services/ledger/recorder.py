@@ -169,9 +169,12 @@ class Recorder:
             after_commit(session, lambda: TREE_SIZE.set(size))
 
     async def __call__(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        # Refused here, one event at a time, so that the inbox parks this one alone.
         if _needs_key(event) and tip_of(event.data) is None:
-            # Refused here, one event at a time, so that the inbox parks this one alone.
             raise PoisonEvent(f"{event.type} names no tip_id, whose key its data needs")
+        if event.type == ERASED and event.subject != str(tip_of(event.data)):
+            # Later events find a tip's erasure by the entry's subject (keys.py).
+            raise PoisonEvent(f"{event.type} must have its tip id as its subject")
         pending = await _pending(session)
         pending.recorded.append((event, topic, self._clock()))
         case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")

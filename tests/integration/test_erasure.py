@@ -309,6 +309,17 @@ async def signed_head(pipeline: Pipeline, token: TokenFactory) -> TreeHead:
     return TreeHead.from_json(response.json())
 
 
+def erasure_of(tip_id: UUID, now: datetime) -> PersonalDataErased:
+    return PersonalDataErased(
+        tip_id=tip_id,
+        tracking_no="QX1",
+        reason="request",
+        legal_basis="本人要求",
+        erased_at=now,
+        erased_by="S1",
+    )
+
+
 async def opened(runtime: Runtime, tip_id: UUID) -> list[dict[str, Any]]:
     """What the ledger opens each of the tip's entries to, in log order."""
     async with runtime.sessions() as session:
@@ -342,14 +353,7 @@ async def test_what_comes_with_or_after_an_erasure_is_sealed_and_forgotten(
         channel="web",
         rated_at=now,
     )
-    erased = PersonalDataErased(
-        tip_id=tip_id,
-        tracking_no="QX1",
-        reason="request",
-        legal_basis="本人要求",
-        erased_at=now,
-        erased_by="S1",
-    )
+    erased = erasure_of(tip_id, now)
     supplemented = TipSupplemented(
         tip_id=tip_id, channel="wechat", address=ERASED.address, supplemented_at=now
     )
@@ -364,7 +368,7 @@ async def test_what_comes_with_or_after_an_erasure_is_sealed_and_forgotten(
         assert await session.get(TipKey, tip_id) is None
 
 
-async def test_an_event_with_personal_data_and_no_tip_is_refused_for_the_dead_letters(
+async def test_an_event_that_cannot_be_keyed_to_its_tip_is_refused_for_the_dead_letters(
     pipeline: Pipeline,
 ) -> None:
     event = CloudEvent(
@@ -376,6 +380,10 @@ async def test_an_event_with_personal_data_and_no_tip_is_refused_for_the_dead_le
     )
     with pytest.raises(PoisonEvent, match="names no tip_id"):
         await record(pipeline.ledger_runtime, [(TIPS, event)])
+    now, tip_id = datetime.now(UTC), uuid4()
+    elsewhere = new_event("whistle/intake", str(uuid4()), erasure_of(tip_id, now), now)
+    with pytest.raises(PoisonEvent, match="its tip id as its subject"):
+        await record(pipeline.ledger_runtime, [(TIPS, elsewhere)])
 
 
 async def test_an_export_in_many_batches_opens_each_batchs_sealed_fields(
