@@ -6,8 +6,9 @@ Two ways in: the retention job, ``WHISTLE_TIP_RETENTION_DAYS`` after the case la
 (services/intake/retention.py), and a request (``whistle erase TRACKING_NO`` or ``POST
 /v1/admin/tips/{tracking_no}/erasure``), at any time. What is erased: the words (replaced by
 已按规定删除), address, point, attachments, resolution note, contact, rating comments and the
-WeChat messages' place and photo references, and the personal fields of the tip's events still
-in intake's outbox. The tip's number, channel, grid, matter and dates stay: they are the
+WeChat messages' place and photo references, the submission's digest (kept to tell a retry
+from a reused idempotency key), and the personal fields of the tip's events still in intake's
+outbox. The tip's number, channel, grid, matter and dates stay: they are the
 county's record, not the person's.
 """
 
@@ -69,6 +70,8 @@ async def erase(
             lon=None,
             attachments=[],
             resolution_note=None,
+            # A plain digest of the words and number: enough to confirm a guess of them.
+            request_digest=None,
             erased_at=now,
             **CONTACT_FIELDS,
         )

@@ -78,6 +78,7 @@ async def _tip(
         phone_hash="hash",
         attachments=list(attachments),
         resolution_note="当事人王五已整改",
+        request_digest="d" * 64,
         received_at=timeline[0][1],
         status=timeline[-1][0],
     )
@@ -230,6 +231,7 @@ async def test_whistle_erase_erases_one_tip_at_once_whatever_its_case(
     assert "已删除" in capsys.readouterr().out
     tip, feedback = await _read(runtime, open_tip)
     assert tip.text == ERASED_TEXT and tip.address is None and tip.masked_phone is None
+    assert tip.request_digest is None
     assert feedback.comment is None and tip.erased_at is not None
     told = (await _erasures(runtime))[open_tip]
     assert (told["reason"], told["erased_by"]) == ("request", "S0042")
