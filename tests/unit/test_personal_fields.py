@@ -20,6 +20,9 @@ from pydantic import Field
 from contracts import generate
 from contracts.envelope import PERSONAL, PERSONAL_KEY, EventData
 from contracts.events import EVENT_MODELS, GeoPoint
+from services.intake.erasure import scrubbed
+from services.runtime.retention import ERASED_TEXT
+from tests.unit.test_contracts import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,3 +147,24 @@ def test_an_event_with_an_undeclared_personal_field_is_caught() -> None:
         "data.where.lon",
     ]
     assert Leaky.personal_fields() == ("comment",)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [m for m in EVENT_MODELS if m.personal_fields()],
+    ids=[m.event_type for m in EVENT_MODELS if m.personal_fields()],
+)
+def test_an_event_scrubbed_of_its_personal_fields_is_still_a_valid_payload(
+    model: type[EventData],
+) -> None:
+    """What intake leaves in its outbox of an erased tip's events (services/intake/erasure.py)
+    may be sent again after a broker's loss: it must still be a valid event, with nothing of
+    the citizen in it."""
+    data = SAMPLES[model]().model_dump(mode="json")
+    data.update({name: data.get(name) or "王五 13912345678" for name in model.personal_fields()})
+    erased = scrubbed(model.event_type, data)
+    model.model_validate(erased)
+    assert {erased[name] for name in model.personal_fields()} <= {ERASED_TEXT, None}
+    assert {k: v for k, v in erased.items() if k not in model.personal_fields()} == {
+        k: v for k, v in data.items() if k not in model.personal_fields()
+    }
