@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
@@ -11,12 +12,32 @@ from uuid6 import uuid7
 
 CONTENT_TYPE = "application/cloudevents+json"
 
+PERSONAL_KEY = "x-personal"
+PERSONAL: dict[str, Any] = {PERSONAL_KEY: True}
+"""``json_schema_extra`` of a payload field that is a citizen's personal data (their words,
+place, contact): the generated JSON Schemas carry ``"x-personal": true`` on it, and the ledger
+seals it under the tip's key (services/ledger/shredding.py) so that erasure can forget it."""
+
 
 class EventData(BaseModel):
     """Base of every typed event payload; subclasses name their CloudEvents ``type``."""
 
     model_config = ConfigDict(extra="forbid")
     event_type: ClassVar[str]
+
+    @classmethod
+    def personal_fields(cls) -> tuple[str, ...]:
+        """The payload's fields declared personal (:data:`PERSONAL`), in declaration order."""
+        return _personal_fields(cls)
+
+
+@cache
+def _personal_fields(model: type[EventData]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(PERSONAL_KEY)
+    )
 
 
 D = TypeVar("D", bound=EventData)

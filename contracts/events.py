@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.envelope import EventData
+from contracts.envelope import PERSONAL, EventData
 
 Channel = Literal["web", "open311", "wechat", "hotline", "grid"]
 Urgency = Literal["emergency", "utilities", "general", "complex"]
@@ -24,7 +24,12 @@ class ContactRef(BaseModel):
     """What events may say about a citizen's contact: never the number itself."""
 
     model_config = ConfigDict(extra="forbid")
-    masked_phone: str | None = Field(default=None, examples=["138****1234"])
+    masked_phone: str | None = Field(
+        default=None,
+        description="no longer sent (issue #20: no consumer needs it); kept so that events "
+        "published before still validate",
+        examples=[None],
+    )
     phone_hash: str | None = Field(default=None, description="keyed hash, to spot repeat callers")
 
 
@@ -37,16 +42,18 @@ class TipReceived(EventData):
     tracking_no: str
     channel: Channel
     external_ref: str | None = None
-    text: str = Field(min_length=1, max_length=4000)
-    location: GeoPoint | None = None
-    address: str | None = None
+    text: str = Field(min_length=1, max_length=4000, json_schema_extra=PERSONAL)
+    location: GeoPoint | None = Field(default=None, json_schema_extra=PERSONAL)
+    address: str | None = Field(default=None, json_schema_extra=PERSONAL)
     grid_id: str | None = None
     category_hint: str | None = None
-    contact: ContactRef | None = None
+    contact: ContactRef | None = Field(default=None, json_schema_extra=PERSONAL)
     anonymous: bool = False
     attachments: list[str] = Field(default_factory=list, description="SHA-256 of each attachment")
     resolved_on_spot: bool = False
-    resolution_note: str | None = Field(default=None, description="what was done on the spot")
+    resolution_note: str | None = Field(
+        default=None, description="what was done on the spot", json_schema_extra=PERSONAL
+    )
     urgency_hint: Urgency | None = Field(default=None, description="the hotline operator's call")
     received_at: AwareDatetime
 
@@ -63,9 +70,9 @@ class TipSupplemented(EventData):
     attachments: list[str] = Field(
         default_factory=list, description="SHA-256 of each stored file, or the channel's media id"
     )
-    location: GeoPoint | None = None
-    address: str | None = None
-    text: str | None = Field(default=None, max_length=4000)
+    location: GeoPoint | None = Field(default=None, json_schema_extra=PERSONAL)
+    address: str | None = Field(default=None, json_schema_extra=PERSONAL)
+    text: str | None = Field(default=None, max_length=4000, json_schema_extra=PERSONAL)
     supplemented_at: AwareDatetime
 
 
@@ -78,7 +85,7 @@ class TipRated(EventData):
     tip_id: UUID
     case_id: UUID
     rating: Rating
-    comment: str | None = Field(default=None, max_length=1000)
+    comment: str | None = Field(default=None, max_length=1000, json_schema_extra=PERSONAL)
     channel: Channel = Field(
         description="how the 回访 was taken: the citizen page (web), a WeChat reply (wechat), "
         "a 12345 operator's follow-up call (hotline)"
@@ -102,6 +109,24 @@ class TipFollowUpUnreachable(EventData):
     call_id: str = Field(min_length=1, max_length=64, description="the telephony system's call id")
     recorded_by: str = Field(description="the hotline operator")
     attempted_at: AwareDatetime
+
+
+class PersonalDataErased(EventData):
+    """Intake, which owns the tip, erased its citizen's personal data — when its retention ran
+    out, or on request (``whistle erase``). Dispatch erases its copies at once; the ledger
+    destroys the tip's key, so that the personal fields sealed in its entries can no longer be
+    read, while every entry and proof stays. Subject and Kafka key: the tip id."""
+
+    event_type = "whistle.personal_data.erased"
+
+    tip_id: UUID
+    tracking_no: str
+    reason: Literal["retention", "request"]
+    legal_basis: str = Field(min_length=1, max_length=500, description="the rule it was erased by")
+    erased_at: AwareDatetime
+    erased_by: str = Field(
+        description="the staff member's subject, or whistle/intake for the retention job"
+    )
 
 
 class CaseOpened(EventData):
@@ -564,6 +589,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipSupplemented,
     TipRated,
     TipFollowUpUnreachable,
+    PersonalDataErased,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,

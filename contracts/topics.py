@@ -37,6 +37,7 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     LeadershipNotified,
+    PersonalDataErased,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -145,8 +146,9 @@ TOPICS: tuple[Topic, ...] = (
         TIPS,
         "intake",
         "Tips accepted from every channel, what citizens added to them, their ratings (回访, "
-        "on every channel) and the follow-up calls that could not reach them. Key: tip id.",
-        (TipReceived, TipSupplemented, TipRated, TipFollowUpUnreachable),
+        "on every channel), the follow-up calls that could not reach them, and the erasure "
+        "of their personal data. Key: tip id.",
+        (TipReceived, TipSupplemented, TipRated, TipFollowUpUnreachable, PersonalDataErased),
         consumers=("dispatch", "ledger"),
     ),
     Topic(

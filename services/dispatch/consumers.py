@@ -1,7 +1,8 @@
 """Everything dispatch consumes, and what each event does: the whole subscription in one place.
 
 Tips (``intake.tips.v1``) go to the case service (cases.py): a received tip opens or joins a
-case, a supplied place re-places a case waiting for one, a dissatisfied rating reopens its case.
+case, a supplied place re-places a case waiting for one, a dissatisfied rating reopens its case,
+an erased tip's words and place are erased here too (retention.py).
 Every event of a case (``dispatch.cases.v1``, ``escalation.deadlines.v1``), and each tip's
 words, are kept for the console (console_feed.py). Each handler runs in the inbox's
 transaction: its effects commit with the event's ``(source, id)``, exactly once.
@@ -16,9 +17,9 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
-from contracts.events import TipRated, TipReceived, TipSupplemented
+from contracts.events import PersonalDataErased, TipRated, TipReceived, TipSupplemented
 from contracts.topics import CASES, DEADLINES, TIPS, TOPICS
-from services.dispatch import console_feed
+from services.dispatch import console_feed, retention
 from services.dispatch.cases import CaseService
 from services.dispatch.errors import CaseNotFound, TipNotOfCase, TransitionRefused
 from services.dispatch.wiring import case_service
@@ -49,6 +50,7 @@ def subscription(runtime: Runtime) -> Subscription:
             TipReceived.event_type: with_cases(tip_received),
             TipSupplemented.event_type: with_cases(tip_supplemented),
             TipRated.event_type: with_cases(tip_rated),
+            PersonalDataErased.event_type: personal_data_erased,
             **{
                 message.event_type: on_timeline
                 for topic in TOPICS
@@ -81,6 +83,12 @@ async def tip_rated(cases: CaseService, session: AsyncSession, event: CloudEvent
     except TransitionRefused as refused:
         # Intake only lets a resolved case be rated, but the topic is not proof of that.
         log.warning("ignoring a dissatisfied rating of tip %s: %s", rating.tip_id, refused.reason)
+
+
+async def personal_data_erased(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    """Intake erased the tip: dispatch's copies of its words and place go with it, now."""
+    erased = event.payload(PersonalDataErased)
+    await retention.erase_tip(session, erased.tip_id)
 
 
 async def on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> None:

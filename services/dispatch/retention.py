@@ -2,13 +2,16 @@
 the case's point, each merged tip as received), ``WHISTLE_TIP_RETENTION_DAYS`` after the case
 last closed — as intake forgets its own (services/intake/retention.py, docs/privacy.md). The
 case itself stays: matter, township, village, grid, unit, dates and its timeline are the
-county's record."""
+county's record. A tip erased earlier by intake (on request) is erased here at once, when its
+``whistle.personal_data.erased`` arrives (``erase_tip``, services/dispatch/consumers.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import func, or_, select, union, update
+from sqlalchemy import ColumnElement, func, literal, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
@@ -38,6 +41,29 @@ async def erase_tip_texts(session: AsyncSession, cutoff: datetime) -> int:
         select(Case.tip_id).where(Case.id.in_(closed)),  # type: ignore[union-attr]
         select(CaseTip.tip_id).where(CaseTip.case_id.in_(closed)),  # type: ignore[attr-defined]
     )
+    return await _erase(session, tips, Case.id.in_(closed), CaseTip.case_id.in_(closed))  # type: ignore[union-attr, attr-defined]
+
+
+async def erase_tip(session: AsyncSession, tip_id: UUID) -> int:
+    """Erase one tip's words and place at once, as intake erased it
+    (``whistle.personal_data.erased``): its ``tip_text``, the point of the case it opened, and
+    its record as merged into another case. The case stays; 1 if there were words to erase."""
+    return await _erase(
+        session,
+        select(literal(tip_id)),
+        Case.tip_id == tip_id,  # type: ignore[arg-type]
+        CaseTip.tip_id == tip_id,  # type: ignore[arg-type]
+    )
+
+
+async def _erase(
+    session: AsyncSession,
+    tips: Any,
+    cases: ColumnElement[bool],
+    merged: ColumnElement[bool],
+) -> int:
+    """Erase the words of ``tips``, the points of the ``cases`` and the ``merged`` tips as
+    received; how many tips' words were erased."""
     result = await session.execute(
         update(TipText)
         .where(
@@ -47,15 +73,11 @@ async def erase_tip_texts(session: AsyncSession, cutoff: datetime) -> int:
         .values(text=ERASED_TEXT, address=None)
     )
     await session.execute(
-        update(Case)
-        .where(Case.id.in_(closed), Case.lat.is_not(None))  # type: ignore[union-attr]
-        .values(lat=None, lon=None)
+        update(Case).where(cases, Case.lat.is_not(None)).values(lat=None, lon=None)  # type: ignore[union-attr]
     )
     # A merged tip as received, kept to split it off while the case is open: all of it.
     await session.execute(
-        update(CaseTip)
-        .where(CaseTip.case_id.in_(closed), CaseTip.tip != {})  # type: ignore[attr-defined]
-        .values(tip={})
+        update(CaseTip).where(merged, CaseTip.tip != {}).values(tip={})  # type: ignore[attr-defined]
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -8,6 +8,7 @@ from services.intake import (
     attachments_api,
     citizen,
     consumers,
+    erasure_api,
     feedback_api,
     grid,
     hotline,
@@ -55,6 +56,7 @@ INTAKE = ServiceDefinition(
         grid.router,
         wechat.router,
         open311.router,
+        erasure_api.router,
     ],
     setup=setup,
 )

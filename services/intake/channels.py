@@ -43,7 +43,7 @@ from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
 from contracts.topics import TIPS
 from services.intake import SOURCE, attachments, database
 from services.intake.attachments import StoredFile
-from services.intake.contact import ContactVault, mask_phone
+from services.intake.contact import ContactVault, mask_phone, redact_for_events
 from services.intake.errors import IdempotencyKeyReused, NoTrackingNumber, UnknownAttachment
 from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.intake.ratelimit import DAY, HOUR, Limit, enforce
@@ -272,19 +272,19 @@ async def accept(
         tracking_no=tracking_no,
         channel=new.channel,
         external_ref=new.external_ref,
-        text=new.text,
+        # What consumers need to act, no more (issue #20): the words without the numbers and
+        # e-mail addresses typed into them, and of the contact only the keyed hash.
+        text=redact_for_events(new.text),
         location=new.location,
         address=new.address,
         grid_id=new.grid_id,
         category_hint=new.category_hint,
         urgency_hint=new.urgency_hint,
-        contact=ContactRef(masked_phone=tip.masked_phone, phone_hash=tip.phone_hash)
-        if phone
-        else None,
+        contact=ContactRef(phone_hash=tip.phone_hash) if phone else None,
         anonymous=new.anonymous,
         attachments=list(new.attachments),
         resolved_on_spot=new.resolved_on_spot,
-        resolution_note=new.resolution_note,
+        resolution_note=redact_for_events(new.resolution_note) if new.resolution_note else None,
         received_at=now,
     )
     stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))

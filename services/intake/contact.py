@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -28,6 +29,33 @@ def mask_phone(phone: str) -> str:
     if len(digits) <= 7:
         return "*" * len(digits)
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def phone_tail(phone: str) -> str:
+    """``13812341234`` → ``****1234``: what an event may say of a number, if anything."""
+    digits = normalise_phone(phone)
+    return "****" + digits[-4:] if len(digits) > 4 else "****"
+
+
+# Mainland mobiles and landlines with an area code, with the separators people type.
+_PHONE_IN_TEXT = re.compile(
+    r"(?<!\d)(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d{4}){2}|0\d{2,3}-?\d{7,8})(?!\d)"
+)
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redact_contacts(text: str, mask: Callable[[str], str] = mask_phone) -> str:
+    """``text`` without the numbers and e-mail addresses a citizen typed into it: each number
+    masked by ``mask``, each address ``***@***``. Published descriptions mask as
+    :func:`mask_phone` does; events keep only the last four digits (:func:`redact_for_events`)."""
+    text = _PHONE_IN_TEXT.sub(lambda m: mask(m.group()), text)
+    return _EMAIL_IN_TEXT.sub("***@***", text)
+
+
+def redact_for_events(text: str) -> str:
+    """Free text as events carry it (issue #20): no consumer calls a citizen back from an
+    event — intake does, from the sealed contact — so none of the numbers they typed."""
+    return redact_contacts(text, phone_tail)
 
 
 class ContactVault:

@@ -9,6 +9,7 @@ class builds on this one to say the same problem in the GeoReport error format.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response
@@ -17,6 +18,7 @@ from fastapi.routing import APIRoute
 from services.intake.channels import Receipt, TipAccepted
 from services.intake.errors import (
     AccessCodeGuessesExceeded,
+    AlreadyErased,
     AttachmentTooLarge,
     IdempotencyKeyReused,
     IntakeError,
@@ -25,6 +27,7 @@ from services.intake.errors import (
     RatingRefused,
     TipNotFound,
     UnknownAttachment,
+    UnknownTip,
     UnsupportedAttachment,
 )
 from services.intake.feedback import REFUSAL_TEXT
@@ -104,6 +107,16 @@ def problem(error: IntakeError) -> Problem:
         return Problem(503, "Service Unavailable", "No tracking number is free; try again.")
     if isinstance(error, TipNotFound):
         return Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
+    if isinstance(error, UnknownTip):
+        return Problem(404, "Not Found", "未找到该受理编号。")
+    if isinstance(error, AlreadyErased):
+        when = error.erased_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return Problem(
+            409,
+            "Conflict",
+            f"该线索的个人信息已于 {when} 按规定删除，无需再次删除。",
+            type_="https://whistle.example/problems/already-erased",
+        )
     if isinstance(error, RatingRefused):
         return Problem(
             409,

@@ -8,6 +8,7 @@ message with a reply, asks the follower to send it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from services.intake.feedback import Refusal
 
@@ -62,6 +63,18 @@ class NoTrackingNumber(IntakeError):
 class TipNotFound(IntakeError):
     """No tip has this tracking number, or the access code is wrong. One error for both, so
     that a tracking number alone reveals nothing."""
+
+
+class UnknownTip(IntakeError):
+    """No tip has this tracking number (for staff, who need no access code)."""
+
+
+class AlreadyErased(IntakeError):
+    """The tip's personal data was erased before (by retention or an earlier request)."""
+
+    def __init__(self, erased_at: datetime) -> None:
+        super().__init__(f"erased at {erased_at.isoformat()}")
+        self.erased_at = erased_at
 
 
 class RatingRefused(IntakeError):

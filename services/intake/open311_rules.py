@@ -17,7 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from reference.county import Grid, MatterItem, Township, Village
-from services.intake.contact import mask_phone
+from services.intake.contact import redact_contacts
 from services.intake.models import Tip
 from services.intake.open311_format import w3c
 
@@ -343,19 +343,6 @@ def parse_query(
             raise InvalidRequest("status is open, closed or both (comma delimited)")
         statuses = frozenset(s for s, shown in OPEN311_STATUS.items() if shown in wanted)
     return RequestQuery(ids=None, start=start, end=end, hints=hints, statuses=statuses)
-
-
-# Mainland mobiles and landlines with an area code, with the separators people type.
-_PHONE_IN_TEXT = re.compile(
-    r"(?<!\d)(?:\+?86[\s-]?)?(?:1[3-9]\d(?:[\s-]?\d{4}){2}|0\d{2,3}-?\d{7,8})(?!\d)"
-)
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-def redact_contacts(text: str) -> str:
-    """Published descriptions never carry a number or address a citizen typed into them."""
-    text = _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group()), text)
-    return _EMAIL_IN_TEXT.sub("***@***", text)
 
 
 def service_of(tip: Tip, services: Mapping[str, Service]) -> Service | None:

@@ -16,8 +16,9 @@ must still be reachable for 回访 while the case is open:
 - ``rate_limit``: a limit's state two days after it returned to a full allowance (its keys are
   addresses and phone hashes, kept no longer than they limit anything).
 
-The ledger keeps its own copy of each tip's events; erasing that is ``whistle erase`` and
-issue #20's crypto-shredding, not this job.
+Each tip erased is erased through services/intake/erasure.py, which also stages its
+``whistle.personal_data.erased`` event: dispatch erases its copies and the ledger destroys the
+tip's key when they consume it.
 """
 
 from __future__ import annotations
@@ -32,16 +33,12 @@ from uuid import UUID
 from sqlalchemy import delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import ratelimit
+from services.intake import SOURCE, ratelimit
+from services.intake import erasure as erasure_service
 from services.intake.attachments import content_path
-from services.intake.models import (
-    Attachment,
-    Tip,
-    TipFeedback,
-    TipTimelineEntry,
-    WeChatMessage,
-)
-from services.runtime.retention import ERASED_TEXT, Sweep
+from services.intake.erasure import CONTACT_FIELDS, RETENTION_BASIS, Erasure
+from services.intake.models import Attachment, Tip, TipTimelineEntry
+from services.runtime.retention import Sweep
 from services.runtime.service import Runtime
 
 CLOSED = "closed"
@@ -62,7 +59,6 @@ def _closed_before(cutoff: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-CONTACT_FIELDS = {"contact_sealed": None, "masked_phone": None, "phone_hash": None}
 HAS_CONTACT = or_(
     Tip.contact_sealed.is_not(None),  # type: ignore[union-attr]
     Tip.masked_phone.is_not(None),  # type: ignore[union-attr]
@@ -79,41 +75,21 @@ async def erase_contacts(session: AsyncSession, cutoff: datetime) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def erase_tips(session: AsyncSession, cutoff: datetime, now: datetime) -> list[UUID]:
-    """Erase up to BATCH tips' personal data; the ids erased."""
-    ids = list(
-        await session.scalars(
-            select(Tip.id)
+async def erase_tips(
+    session: AsyncSession, cutoff: datetime, now: datetime, erasure: Erasure
+) -> list[UUID]:
+    """Erase up to BATCH tips' personal data, each with its erasure event; the ids erased."""
+    tips = [
+        (tip_id, tracking_no)
+        for tip_id, tracking_no in await session.execute(
+            select(Tip.id, Tip.tracking_no)
             .where(Tip.id.in_(_closed_before(cutoff)), Tip.erased_at.is_(None))  # type: ignore[union-attr]
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         )
-    )
-    if not ids:
-        return []
-    await session.execute(
-        update(Tip)
-        .where(Tip.id.in_(ids))  # type: ignore[union-attr]
-        .values(
-            text=ERASED_TEXT,
-            address=None,
-            lat=None,
-            lon=None,
-            attachments=[],
-            resolution_note=None,
-            erased_at=now,
-            **CONTACT_FIELDS,
-        )
-    )
-    await session.execute(
-        update(TipFeedback).where(TipFeedback.tip_id.in_(ids)).values(comment=None)  # type: ignore[attr-defined]
-    )
-    await session.execute(
-        update(WeChatMessage)
-        .where(WeChatMessage.tip_id.in_(ids))  # type: ignore[union-attr]
-        .values(media_id=None, pic_url=None, lat=None, lon=None, label=None)
-    )
-    return ids
+    ]
+    await erasure_service.erase(session, tips, erasure, now)
+    return [tip_id for tip_id, _ in tips]
 
 
 async def orphaned_attachments(session: AsyncSession, stored_before: datetime) -> list[str]:
@@ -145,11 +121,17 @@ def sweeps(runtime: Runtime) -> list[Sweep]:
         async with runtime.transaction() as session:
             return await erase_contacts(session, now - contact_days)
 
+    by_retention = Erasure(
+        "retention",
+        RETENTION_BASIS.format(days=settings.tip_retention_days),
+        SOURCE,
+    )
+
     async def tips(now: datetime) -> int:
         erased = 0
         while True:
             async with runtime.transaction() as session:
-                batch = await erase_tips(session, now - tip_days, now)
+                batch = await erase_tips(session, now - tip_days, now, by_retention)
             erased += len(batch)
             if len(batch) < BATCH:
                 return erased

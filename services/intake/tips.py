@@ -36,7 +36,7 @@ from contracts.envelope import new_event
 from contracts.events import Channel, Rating, TipFollowUpUnreachable, TipRated, TipSupplemented
 from contracts.topics import TIPS
 from services.intake import SOURCE, access_codes, database
-from services.intake.contact import ContactVault
+from services.intake.contact import ContactVault, redact_for_events
 from services.intake.errors import (
     AccessCodeGuessesExceeded,
     IdempotencyKeyReused,
@@ -276,7 +276,7 @@ def record_rating(
         tip_id=tip.id,
         case_id=tip.case_id,
         rating=rating,
-        comment=comment,
+        comment=redact_for_events(comment) if comment else None,
         channel=taken.channel,
         rated_at=now,
         recorded_by=taken.recorded_by,

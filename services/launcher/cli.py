@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import json
 import os
@@ -121,6 +122,39 @@ def _replay(args: argparse.Namespace) -> int:
 
     count = asyncio.run(run())
     print(f"{count} {args.service} events marked for republishing")
+    return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from services.intake.erasure import REQUEST_BASIS, Erasure, erase_on_request
+    from services.intake.errors import AlreadyErased, UnknownTip
+    from services.runtime.db import command_sessions
+
+    erasure = Erasure("request", args.basis or REQUEST_BASIS, args.by)
+
+    async def run() -> str:
+        async with (
+            command_sessions(Settings().database_url_for("intake")) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            return str(
+                await erase_on_request(session, args.tracking_no, erasure, datetime.now(UTC))
+            )
+
+    try:
+        tip_id = asyncio.run(run())
+    except UnknownTip:
+        print(f"whistle erase: 未找到受理编号 {args.tracking_no}", file=sys.stderr)
+        return 1
+    except AlreadyErased as exc:
+        print(f"whistle erase: {args.tracking_no} 的个人信息已于 {_utc(exc.erased_at)} 删除过")
+        return 0
+    # The event leaves through intake's outbox, with intake's next relay pass.
+    print(
+        f"已删除 {args.tracking_no}（线索 {tip_id}）的个人信息；"
+        "调度与账本将在收到 whistle.personal_data.erased 后删除各自的副本与密钥。"
+    )
     return 0
 
 
@@ -319,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("service", choices=SERVICES)
     replay.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-01T00:00Z")
     replay.set_defaults(func=_replay)
+
+    erase = commands.add_parser(
+        "erase",
+        help="erase one tip's personal data now (个人信息删除); cannot be undone",
+        description="Erases the tip's words, place, photos and contact in intake's database and "
+        "sends whistle.personal_data.erased: dispatch erases its copies, the ledger destroys "
+        "the tip's key. Exit status: 0 erased (or erased before), 1 no such tracking number.",
+    )
+    erase.add_argument("tracking_no", help="the tip's tracking number (受理编号)")
+    erase.add_argument(
+        "--basis", help="the legal basis, recorded (default: PIPL art. 47, the person's request)"
+    )
+    erase.add_argument(
+        "--by",
+        default=f"cli:{getpass.getuser()}",
+        help="who asked for it, recorded (default cli:<login name>)",
+    )
+    erase.set_defaults(func=_erase)
 
     commands.add_parser(
         "recompute-deadlines",

@@ -22,8 +22,10 @@ from services.ledger import store
 from services.ledger.export import MEDIA_TYPE, entry_line, header_line
 from services.ledger.heads import HeadSigner, TreeHead, public_key_pem
 from services.ledger.issuer import issue
+from services.ledger.keys import reveal_documents
 from services.ledger.merkle import NodeId, consistency_plan, inclusion_plan, leaf_hash
 from services.ledger.models import CaseTip, LedgerEntry, LedgerNode
+from services.ledger.shredding import SEALED
 from services.runtime.auth import Principal, require_roles
 from services.runtime.db import Sessions
 from services.runtime.problems import Problem
@@ -34,6 +36,8 @@ router = APIRouter(prefix="/v1", tags=["ledger"])
 Auditor = Annotated[Principal, Depends(require_roles("auditor"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 EXPORT_BATCH = 1000
+# Only an entry with a sealed field needs parsing to be opened.
+SEALED_MARK = f'"{SEALED}"'.encode()
 # Tree sizes are PostgreSQL bigints: a size beyond one is no tree's, and is refused before it
 # reaches a query.
 MAX_TREE_SIZE = 2**63 - 1
@@ -68,6 +72,11 @@ class TrailEntry(BaseModel):
     canonical: str = Field(
         description="the entry as stored: a JSON string whose UTF-8 bytes are exactly the bytes "
         "leaf_hash is computed over (RFC 8785), for a verifier to hash itself"
+    )
+    personal: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the event's personal fields, sealed in canonical, opened with the tip's "
+        "key — or 已按规定删除 once the tip was erased; not covered by leaf_hash",
     )
 
 
@@ -209,6 +218,8 @@ async def case_trail(
         head = await store.latest_head(session)
         size = head.tree_size if head else 0
         covered = [row.seq for row in rows if row.seq < size]
+        events = [json.loads(row.canonical) for row in rows]
+        personal = await reveal_documents(session, events)
         paths = dict(
             zip(
                 covered,
@@ -232,10 +243,11 @@ async def case_trail(
                 # Of the bytes as stored now, so that a changed entry cannot show its old hash.
                 leaf_hash=leaf_hash(row.canonical).hex(),
                 inclusion_path=[h.hex() for h in paths[row.seq]] if row.seq in paths else None,
-                event=json.loads(row.canonical),
+                event=event,
                 canonical=row.canonical.decode(),
+                personal=opened,
             )
-            for row in rows
+            for row, event, opened in zip(rows, events, personal, strict=True)
         ],
     )
 
@@ -289,7 +301,16 @@ async def _export_lines(
     async with sessions() as session:
         result = await session.stream(query)
         async for rows in result.partitions():
-            yield b"".join(entry_line(seq, leaf, canonical) for seq, leaf, canonical in rows)
+            documents = [
+                json.loads(canonical) if canonical and SEALED_MARK in canonical else {}
+                for _, _, canonical in rows
+            ]
+            # Opened in the session that reads them, batch by batch: the keys as they are now.
+            personal = await reveal_documents(session, documents)
+            yield b"".join(
+                entry_line(seq, leaf, canonical, opened)
+                for (seq, leaf, canonical), opened in zip(rows, personal, strict=True)
+            )
 
 
 @router.get("/public-key")

@@ -15,8 +15,11 @@ of the signed tree, in order::
 
 ``leaf_hash`` is the leaf the tree committed at position ``i``; ``canonical`` is the entry the
 database now holds with sequence number ``i``, exactly as stored (its UTF-8 bytes are what was
-hashed), or ``null`` if there is none. Keeping the two apart is what lets the verifier say which
-entry no longer matches what the log committed to, and how.
+hashed), or ``null`` if there is none. An entry whose personal fields are sealed in
+``canonical`` (services/ledger/shredding.py) also has ``"personal": {"<field>": <value>}``,
+opened with its tip's key at export time, or ``"已按规定删除"`` once the tip was erased; the
+tree does not cover it, and the verifier does not read it. Keeping leaf and entry apart is what
+lets the verifier say which entry no longer matches what the log committed to, and how.
 """
 
 from __future__ import annotations
@@ -61,14 +64,17 @@ def header_line(from_seq: int, prefix: Sequence[bytes], head: TreeHead) -> bytes
     )
 
 
-def entry_line(seq: int, leaf_hash: bytes, canonical: bytes | None) -> bytes:
-    return _encode(
-        {
-            "seq": seq,
-            "leaf_hash": leaf_hash.hex(),
-            "canonical": None if canonical is None else canonical.decode(),
-        }
-    )
+def entry_line(
+    seq: int, leaf_hash: bytes, canonical: bytes | None, personal: dict[str, Any] | None = None
+) -> bytes:
+    line: dict[str, Any] = {
+        "seq": seq,
+        "leaf_hash": leaf_hash.hex(),
+        "canonical": None if canonical is None else canonical.decode(),
+    }
+    if personal:
+        line["personal"] = personal
+    return _encode(line)
 
 
 def parse_header(raw: bytes) -> Header:

@@ -1,5 +1,5 @@
 """The ledger's tables: append-only entries, the Merkle tree over them, signed tree heads, the
-log's size, and which tips belong to a case."""
+log's size, each tip's key (outside the log), and which tips belong to a case."""
 
 from __future__ import annotations
 
@@ -68,6 +68,18 @@ class LedgerState(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TipKey(SQLModel, table=True):
+    """A tip's AES-256-GCM key: its events' personal fields are sealed under it in the log
+    (services.ledger.shredding). Outside the log: erasure deletes the row, and what it sealed
+    can no longer be read, while the entries and their hashes stay as they were."""
+
+    __tablename__ = "ledger_tip_key"
+
+    tip_id: UUID = Field(primary_key=True)
+    key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class CaseTip(SQLModel, table=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -17,6 +18,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from contracts.envelope import new_event
+from contracts.events import CaseTriageRequired, PersonalDataErased, TipReceived
+from contracts.topics import CASES as CASES_TOPIC
+from contracts.topics import TIPS
 from services.ledger.app import create_app
 from services.ledger.merkle import Frontier, NodeId, inclusion_plan, verify_inclusion
 from services.runtime.service import Runtime
@@ -235,3 +240,51 @@ async def test_the_pages_inclusion_verifier_agrees_with_the_ledgers_for_every_tr
     )
     wrong = [case[1:3] for case, got in zip(cases, results, strict=True) if got != case[5]]
     assert not wrong and len(cases) == 5 * 820
+
+
+async def test_a_tips_words_show_until_it_is_erased_and_then_read_erased_still_verified(
+    page: Page, served: Served, token: TokenFactory
+) -> None:
+    """The words are sealed in the verified bytes; the page shows what the ledger opened them
+    to, and 已按规定删除 once the tip's key was destroyed — every entry still 已验证."""
+    now = datetime.now(UTC)
+    case_id, tip_id = uuid4(), uuid4()
+    tip = TipReceived(
+        tip_id=tip_id,
+        tracking_no="QX20261121-424242",
+        channel="web",
+        text="幸福路8号门口有人占道摆摊",
+        address="幸福路8号",
+        received_at=now,
+    )
+    triage = CaseTriageRequired(
+        case_id=case_id, tip_id=tip_id, queue="county", reason="无法定位", catalogue_version="v1"
+    )
+    await record(
+        served.runtime,
+        [
+            (TIPS, new_event("whistle/intake", str(tip_id), tip, now)),
+            (CASES_TOPIC, new_event("whistle/dispatch", str(case_id), triage, now)),
+        ],
+    )
+    await sign_head(served, token)
+    await look_up(page, served, case_id, token("auditor"))
+    shown = await page.inner_text("#trail tbody")
+    assert "内容：幸福路8号门口有人占道摆摊" in shown and "地址：幸福路8号" in shown
+    assert await page.locator("#trail tbody .mark").all_inner_texts() == ["已验证"] * 2
+
+    erased = PersonalDataErased(
+        tip_id=tip_id,
+        tracking_no=tip.tracking_no,
+        reason="request",
+        legal_basis="本人要求删除",
+        erased_at=now,
+        erased_by="S0001",
+    )
+    await record(served.runtime, [(TIPS, new_event("whistle/intake", str(tip_id), erased, now))])
+    await sign_head(served, token)
+    await look_up(page, served, case_id, token("auditor"))
+    shown = await page.inner_text("#trail tbody")
+    assert "幸福路" not in shown
+    assert "内容：已按规定删除" in shown and "删除个人信息" in shown
+    assert await page.locator("#trail tbody .mark").all_inner_texts() == ["已验证"] * 3

@@ -49,10 +49,25 @@ async def test_an_accepted_tip_and_its_event_are_stored_before_the_answer(
         "name": "李四",
         "phone": "13512345678",
     }
-    assert event.event["data"]["contact"] == {
-        "masked_phone": "135****5678",
-        "phone_hash": tip.phone_hash,
-    }
+    # Of the contact, the event carries the keyed hash alone (issue #20).
+    assert event.event["data"]["contact"] == {"masked_phone": None, "phone_hash": tip.phone_hash}
+
+
+async def test_numbers_and_addresses_typed_into_the_words_stay_out_of_the_event(
+    intake: tuple[httpx.AsyncClient, Runtime],
+) -> None:
+    """Intake keeps what the citizen wrote; the event, which every consumer and the ledger
+    read, keeps the last four digits of a number and no e-mail address (issue #20)."""
+    client, runtime = intake
+    words = "河边倒垃圾，请回电 139-8765-4321 或发邮件 zhao.tiezhu@example.com"
+    response = await client.post("/v1/tips", json={"text": words, "address": "城关镇"})
+    assert response.status_code == 201, response.text
+    tip_id = UUID(response.json()["tip_id"])
+    async with runtime.sessions() as session:
+        tip = await session.get(Tip, tip_id)
+        event = await session.scalar(select(OutboxMessage).where(OutboxMessage.key == str(tip_id)))
+    assert tip is not None and event is not None and tip.text == words
+    assert event.event["data"]["text"] == "河边倒垃圾，请回电 ****4321 或发邮件 ***@***"
 
 
 async def test_an_anonymous_tip_keeps_no_contact(intake: tuple[httpx.AsyncClient, Runtime]) -> None:

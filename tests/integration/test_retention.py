@@ -6,10 +6,12 @@ only this module's rows, never what other tests wrote at today's date."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -17,12 +19,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from uuid6 import uuid7
 
+from contracts.events import PersonalDataErased
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText
 from services.intake.app import create_app as create_intake
 from services.intake.attachments import content_path
 from services.intake.models import Attachment, Tip, TipFeedback, TipTimelineEntry
+from services.launcher.cli import main
 from services.runtime.inbox import InboxRecord
+from services.runtime.outbox import OutboxMessage
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -73,6 +78,7 @@ async def _tip(
         phone_hash="hash",
         attachments=list(attachments),
         resolution_note="当事人王五已整改",
+        request_digest="d" * 64,
         received_at=timeline[0][1],
         status=timeline[-1][0],
     )
@@ -179,6 +185,63 @@ async def test_a_tip_s_words_place_photos_and_comments_go_after_three_years(
     assert not content_path(migrated.attachments_path, own).exists()
     assert content_path(migrated.attachments_path, shared).exists()
     assert any("retention: removed" in r.getMessage() for r in caplog.records)
+
+    # Each erased tip tells dispatch and the ledger, through the outbox, why and by what rule.
+    erasures = await _erasures(runtime)
+    assert erased in erasures and reclosed not in erasures
+    told = erasures[erased]
+    assert (told["reason"], told["erased_by"], told["tracking_no"]) == (
+        "retention",
+        "whistle/intake",
+        tip.tracking_no,
+    )
+    assert "第四十七条" in told["legal_basis"] and "1095" in told["legal_basis"]
+
+
+async def _erasure_events(runtime: Runtime) -> list[dict[str, Any]]:
+    """The payloads of the ``whistle.personal_data.erased`` events intake staged."""
+    async with runtime.sessions() as session:
+        events = await session.scalars(
+            select(OutboxMessage.event).where(
+                OutboxMessage.event["type"].astext == PersonalDataErased.event_type  # type: ignore[index]
+            )
+        )
+        return [e["data"] for e in events]
+
+
+async def _erasures(runtime: Runtime) -> dict[UUID, dict[str, Any]]:
+    return {UUID(data["tip_id"]): data for data in await _erasure_events(runtime)}
+
+
+async def test_whistle_erase_erases_one_tip_at_once_whatever_its_case(
+    intake: tuple[Runtime, MovableClock],
+    migrated: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On request: ``whistle erase TRACKING_NO``, the case still open; a second time changes
+    nothing; an unknown number exits 1."""
+    runtime, _ = intake
+    open_tip = await _tip(runtime, [("received", CLOSED)])
+    untouched = await _tip(runtime, [("received", CLOSED)])
+    tracking_no = (await _read(runtime, open_tip))[0].tracking_no
+    monkeypatch.setenv("WHISTLE_DATABASE_URL", str(migrated.database_url))
+
+    assert await asyncio.to_thread(main, ["erase", tracking_no, "--by", "S0042"]) == 0
+    assert "已删除" in capsys.readouterr().out
+    tip, feedback = await _read(runtime, open_tip)
+    assert tip.text == ERASED_TEXT and tip.address is None and tip.masked_phone is None
+    assert tip.request_digest is None
+    assert feedback.comment is None and tip.erased_at is not None
+    told = (await _erasures(runtime))[open_tip]
+    assert (told["reason"], told["erased_by"]) == ("request", "S0042")
+    assert (await _read(runtime, untouched))[0].text == WORDS
+
+    assert await asyncio.to_thread(main, ["erase", tracking_no]) == 0
+    assert "删除过" in capsys.readouterr().out
+    assert list(await _erasures(runtime)).count(open_tip) == 1
+    assert await asyncio.to_thread(main, ["erase", "QX20200101-nonexistent"]) == 1
+    assert "未找到" in capsys.readouterr().err
 
 
 async def test_an_upload_no_tip_cites_goes_after_a_day(

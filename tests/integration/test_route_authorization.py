@@ -58,6 +58,7 @@ STAFF: dict[Route, frozenset[str]] = {
     ("intake", "POST", "/v1/hotline/tickets"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/hotline/follow-ups"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/grid/reports"): frozenset({"grid_worker"}),
+    ("intake", "POST", "/v1/admin/tips/{tracking_no}/erasure"): frozenset({"admin"}),
     ("dispatch", "GET", "/v1/cases"): CASE_READERS,
     ("dispatch", "GET", "/v1/cases/{case_id}"): CASE_READERS,
     ("dispatch", "GET", "/v1/cases/{case_id}/tips"): CASE_READERS,

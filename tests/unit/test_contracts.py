@@ -51,6 +51,7 @@ from contracts.events import (
     ExtensionRequested,
     GeoPoint,
     LeadershipNotified,
+    PersonalDataErased,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -121,6 +122,14 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         contact=ContactRef(masked_phone="138****1234", phone_hash="ab12"),
         attachments=["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
         received_at=NOW,
+    ),
+    PersonalDataErased: lambda: PersonalDataErased(
+        tip_id=TIP_ID,
+        tracking_no="WH20250301-0001",
+        reason="request",
+        legal_basis="《个人信息保护法》第四十七条",
+        erased_at=NOW,
+        erased_by="S0001",
     ),
     CaseOpened: lambda: CaseOpened(
         case_id=CASE_ID,
@@ -555,7 +564,7 @@ def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None
 
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
-    key = "tip_id" if model in (TipReceived, TipSupplemented) else "case_id"
+    key = "tip_id" if model in (TipReceived, TipSupplemented, PersonalDataErased) else "case_id"
     wire = _wire(_event(model))
     del wire["data"][key]
     errors = list(_validator(model.event_type).iter_errors(wire))

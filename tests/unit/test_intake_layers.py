@@ -19,12 +19,12 @@ from tests.support.source import private
 PACKAGE = "services.intake"
 
 CHANNELS = {"web", "hotline", "grid", "open311", "wechat"}
-ROUTERS = CHANNELS | {"attachments_api", "feedback_api", "citizen"}
+ROUTERS = CHANNELS | {"attachments_api", "feedback_api", "citizen", "erasure_api"}
 EDGES = ROUTERS | {"consumers"}
 # What wires the edges into a service.
 WIRING = {"app"}
 # What stores tips and stages their events.
-SERVICE = {"channels", "tips"}
+SERVICE = {"channels", "tips", "erasure"}
 # What says an HTTP answer: the service layer leaves that to the edges.
 HTTP = ("fastapi", "starlette", "services.runtime.problems", "services.intake.edges")
 

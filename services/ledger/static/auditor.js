@@ -188,12 +188,17 @@ const TYPES = {
   "whistle.case.chased": "催办",
   "whistle.case.supervised": "督办",
   "whistle.leadership.notified": "报告领导",
+  "whistle.personal_data.erased": "删除个人信息",
 };
 
 const FIELDS = [
   ["tracking_no", "受理编号"],
   ["channel", "渠道"],
   ["text", "内容"],
+  ["address", "地址"],
+  ["comment", "评价意见"],
+  ["legal_basis", "法律依据"],
+  ["erased_by", "执行人"],
   ["matter_name", "事项"],
   ["matter_code", "事项编码"],
   ["township_code", "乡镇"],
@@ -212,11 +217,20 @@ const FIELDS = [
   ["actor", "操作人"],
 ];
 
-function describe(event) {
+// A personal field is sealed in the verified bytes ({"x-sealed": …}, docs/ledger.md): the page
+// shows what the ledger opened it to (`personal`, not covered by the hash) — 已按规定删除 once
+// the tip was erased.
+function isSealed(value) {
+  return value !== null && typeof value === "object" && typeof value["x-sealed"] === "string";
+}
+
+function describe(event, personal) {
   const data = (event && typeof event.data === "object" && event.data) || {};
+  const opened = (personal && typeof personal === "object" && personal) || {};
   const parts = [];
   for (const [key, label] of FIELDS) {
-    const value = data[key];
+    let value = data[key];
+    if (isSealed(value)) value = typeof opened[key] === "string" ? opened[key] : "（已加密）";
     if (value !== undefined && value !== null && value !== "") parts.push(`${label}：${value}`);
   }
   if (Array.isArray(data.deadlines)) {
@@ -336,7 +350,7 @@ function showEntries(rows) {
         element("td", { class: "seq" }, String(entry.seq)),
         element("td", { class: "time" }, formatTime(event.time ?? entry.time)),
         element("td", { class: "type" }, TYPES[type] || type, element("br"), element("code", {}, type)),
-        element("td", { class: "what" }, describe(event)),
+        element("td", { class: "what" }, describe(event, entry.personal)),
         cell,
       );
     }),

@@ -2,15 +2,15 @@
 (联系群众, 响应率); each rating's channel; 回访 calls that reached nobody; each summoned
 department's receipt and reply deadlines, so that a summons never answered counts.
 
-Revision ID: ledger_0009
-Revises: ledger_0006_outbox_positions
+Revision ID: ledger_0008_rates
+Revises: ledger_0007_tip_keys
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "ledger_0009"
-down_revision = "ledger_0006_outbox_positions"
+revision = "ledger_0008_rates"
+down_revision = "ledger_0007_tip_keys"
 
 ROLE = "whistle_ledger_writer"
 
