@@ -120,9 +120,9 @@ async def loaded(
     prometheus: EmbeddedPrometheus,
     token: TokenFactory,
 ) -> EmbeddedPrometheus:
-    """A few tips all the way to a case, one case accepted by its unit (so the response rate
-    has a denominator) and whistled to a department that reports in, then Prometheus has
-    scraped every service since."""
+    """A few tips all the way to a case, one case accepted by its unit and its citizen
+    contacted (so the response rate has a denominator) and whistled to a department that
+    reports in, then Prometheus has scraped every service since."""
     async with httpx.AsyncClient(timeout=10) as http:
         bodies = [
             {"text": "村口有人占道摆摊，车都过不去了", "grid_id": "T03V02G01"},
@@ -139,6 +139,13 @@ async def loaded(
 
         etag = await eventually(assigned, what="the first case assigned to its unit")
         accepted = await http.post(f"{case_url}/accept", headers={**unit, "If-Match": etag})
+        assert accepted.status_code == 200, accepted.text
+        # 响应率 counts the unit's contact with the citizen (联系群众), not the acceptance.
+        accepted = await http.post(
+            f"{case_url}/contact",
+            headers={**unit, "If-Match": accepted.headers["etag"]},
+            json={"contacted_at": datetime.now(UTC).isoformat(), "method": "phone"},
+        )
         assert accepted.status_code == 200, accepted.text
         # The township whistles the market regulator in (吹哨), which reports in (报到): the
         # whistle panels and the on-time rates have something to show.
