@@ -5,11 +5,13 @@ their validation when the catalogue is loaded."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
+from uuid6 import uuid7
 
 from contracts.cases import PenaltyKind
 from contracts.events import ActingFor, Penalty
@@ -27,6 +29,7 @@ from services.dispatch.enforcement import (
     entrustment_refusal,
     major_decisions,
 )
+from services.dispatch.publicity import ClosedCase, public_record
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 WARNING, FINE = PenaltyKind.WARNING, PenaltyKind.FINE
@@ -201,3 +204,31 @@ def test_a_ceiling_on_an_item_that_is_not_entrusted_is_refused_at_load(tmp_path:
 def test_a_ceiling_with_a_fine_but_no_limit_is_refused_at_load(tmp_path: Path) -> None:
     [reason] = _load_with(tmp_path, "SC-005", {"penalties": ["fine"]})
     assert "entrusted_ceiling" in reason and "max_fine_yuan" in reason
+
+
+# ---------------------------------------------------------------- publicity
+
+
+def test_the_public_record_marks_a_decision_made_by_entrustment(sample: ReferenceData) -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    case = ClosedCase(
+        case_id=uuid7(),
+        matter_code="SC-002",
+        township_code="T03",
+        village_code="T03V02",
+        unit_id="T03-SCJGJ",
+        staff_id=None,
+        opened_at=at,
+        assigned_at=at,
+        resolved_at=at,
+        resolution="penalised",
+        closed_at=at,
+        acting_in_name_of=_capacity(sample, "SC-002", "T03-SCJGJ"),
+        penalty=_fine(2000),
+    )
+    record = public_record(case, sample)
+    assert record is not None
+    assert (record.acting_in_name_of, record.result) == (
+        "县市场监督管理局（委托执法）",
+        "立案处罚：罚款2000元",
+    )
