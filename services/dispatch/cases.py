@@ -650,6 +650,10 @@ class CaseService:
     def _within_entrustment(self, case: Case, penalty: Penalty) -> None:
         """Refuse a penalty beyond the ceiling of the entrustment the case is handled under."""
         item = self._reference.items.get(case.matter_code or "")
+        unit = self._reference.units.get(case.unit_id or "")
+        if case.acting is None and item is not None and unit is not None:
+            # Assigned before dispatch recorded in whose name (dispatch_0008): recorded now.
+            self._act_for(case, item, unit)
         acting = case.acting and case.acting.get("acting_in_name_of")
         refusal = (
             entrustment_refusal(item, ActingFor.model_validate(acting), penalty)

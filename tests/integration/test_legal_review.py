@@ -6,10 +6,12 @@ returns it with an opinion (in progress again); the ledger records the review.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import select
+from uuid6 import uuid7
 
 from services.dispatch.models import Case, LegalReview
 from services.runtime.service import Runtime
@@ -222,3 +224,31 @@ async def test_a_major_decision_waits_for_legal_review(
     ]
     assert all(d["time"] for d in decisions)
     assert [e["type"] for e in entries].count("whistle.case.legal_review_requested") == 2
+
+
+async def test_a_case_assigned_before_the_capacity_was_recorded_is_held_to_the_ceiling(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch
+    now = datetime.now(UTC)
+    case = Case(
+        id=uuid7(),
+        tip_id=uuid7(),
+        status="in_progress",
+        matter_code="SC-002",
+        township_code="T03",
+        urgency="general",
+        unit_id="T03-SCJGJ",
+        catalogue_version="test",
+        routing={"rule": "authority"},
+        created_at=now,
+        updated_at=now,
+    )
+    async with runtime.transaction() as session:
+        session.add(case)  # as dispatch_0008 found it: no acting
+    unit = bearer(token, "unit_member", "unit:T03-SCJGJ")
+    over = await act(client, case.id, "resolve", unit, _penalised(["fine"], 3000))
+    assert over.status_code == 422 and "2000元以下罚款" in over.json()["detail"]
+    within = await act(client, case.id, "resolve", unit, _penalised(["fine"], 300))
+    assert within.status_code == 200, within.text
+    assert within.json()["acting"]["acting_in_name_of"] == MARKET
