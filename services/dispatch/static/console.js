@@ -481,42 +481,27 @@ function admissionView() {
   );
 }
 
-// 准入, second step: the county government approves the proposal (the case is assigned to the
-// proposed unit) or rejects it with its opinion (back to 待准入). The supervisor only reads.
-function approvalForms(row, n) {
-  const p = row.proposal;
-  const facts = p
-    ? el(
-        "dl",
-        { class: "proposal" },
-        el("dt", {}, "事项"),
-        el("dd", {}, `${p.matter_code} ${p.matter_name || ""}`),
-        el("dt", {}, "承办单位"),
-        el("dd", {}, p.unit_name || p.unit_id),
-        el("dt", {}, "批准机关"),
-        el("dd", {}, p.approving_body),
-        el("dt", {}, "批准文号"),
-        el("dd", {}, p.document_no),
-        el("dt", {}, "准入理由"),
-        el("dd", {}, p.reason),
-        el("dt", {}, "提议人"),
-        el("dd", {}, `${p.proposed_by} · ${when(p.proposed_at)}`),
-      )
-    : null;
-  if (!me.roles.includes("county_government")) return facts;
-  const opinion = el("input", { id: `g${n}-opinion`, type: "text", maxlength: 500 });
+// Terms and what they say, as a list of facts on a card.
+function factList(pairs) {
+  return el("dl", { class: "proposal" }, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+// A second role's decision on what another proposed: approve, or send it back with an opinion
+// (required then). ``how`` names the endpoint, the role, the words and the notices.
+function secondStepForm(row, n, facts, how) {
+  if (!me.roles.includes(how.role)) return facts;
+  const opinion = el("input", { id: `${how.prefix}${n}-opinion`, type: "text", maxlength: 1000 });
   const decide = (decision) =>
     run(async () => {
       const text = opinion.value.trim();
-      if (decision === "reject" && !text) throw new Error("不予批准须填写审批意见");
-      const answer = await api(`/v1/cases/${row.id}/admission/approval`, {
+      if (decision === how.sendBack && !text) throw new Error(how.opinionNeeded);
+      const answer = await api(`/v1/cases/${row.id}/${how.path}`, {
         method: "POST",
         body: text ? { decision, opinion: text } : { decision },
         version: row.version,
       });
-      showNotice(
-        `${decision === "approve" ? "已批准准入" : "已不予批准"}：案件现为「${label(STATUS, answer.status)}」。`,
-      );
+      const done = decision === "approve" ? how.approved : how.sentBack;
+      showNotice(`${done}：案件现为「${label(STATUS, answer.status)}」。`);
       await route();
     });
   return el(
@@ -527,18 +512,48 @@ function approvalForms(row, n) {
       "form",
       {
         class: "assign",
-        "data-action": "approval",
+        "data-action": how.action,
         onsubmit: (event) => {
           event.preventDefault();
-          decide(event.submitter && event.submitter.value === "reject" ? "reject" : "approve");
+          const back = event.submitter && event.submitter.value === how.sendBack;
+          decide(back ? how.sendBack : "approve");
         },
       },
-      el("label", { for: opinion.id }, "审批意见"),
+      el("label", { for: opinion.id }, how.opinionLabel),
       opinion,
-      el("button", { type: "submit", value: "approve" }, "批准准入"),
-      el("button", { type: "submit", value: "reject", class: "secondary" }, "不予批准"),
+      el("button", { type: "submit", value: "approve" }, how.approveButton),
+      el("button", { type: "submit", value: how.sendBack, class: "secondary" }, how.sendBackButton),
     ),
   );
+}
+
+// 准入, second step: the county government approves the proposal (the case is assigned to the
+// proposed unit) or rejects it with its opinion (back to 待准入). The supervisor only reads.
+function approvalForms(row, n) {
+  const p = row.proposal;
+  const facts = p
+    ? factList([
+        ["事项", `${p.matter_code} ${p.matter_name || ""}`],
+        ["承办单位", p.unit_name || p.unit_id],
+        ["批准机关", p.approving_body],
+        ["批准文号", p.document_no],
+        ["准入理由", p.reason],
+        ["提议人", `${p.proposed_by} · ${when(p.proposed_at)}`],
+      ])
+    : null;
+  return secondStepForm(row, n, facts, {
+    role: "county_government",
+    prefix: "g",
+    path: "admission/approval",
+    action: "approval",
+    sendBack: "reject",
+    opinionLabel: "审批意见",
+    opinionNeeded: "不予批准须填写审批意见",
+    approveButton: "批准准入",
+    sendBackButton: "不予批准",
+    approved: "已批准准入",
+    sentBack: "已不予批准",
+  });
 }
 
 function approvalView() {
@@ -555,62 +570,29 @@ function approvalView() {
 // it (it takes effect: the case is resolved) or returns it with an opinion (in progress again).
 // The county supervisor only reads.
 function legalReviewForms(row, n) {
-  const facts = el(
-    "dl",
-    { class: "proposal" },
-    el("dt", {}, "事项"),
-    el("dd", {}, `${row.matter_code || ""} ${row.matter_name || ""}`),
-    el("dt", {}, "承办单位"),
-    el("dd", {}, row.unit_name || row.unit_id || "—"),
-    el("dt", {}, "执法名义"),
-    el("dd", {}, row.acting_in_name_of || "—"),
-    el("dt", {}, "执法依据"),
-    el("dd", {}, row.legal_basis || "—"),
-    el("dt", {}, "处罚决定"),
-    el("dd", { class: "penalty" }, row.penalty_words),
-    el("dt", {}, "属于重大执法决定"),
-    el("dd", {}, row.major_decisions.join("；")),
-    el("dt", {}, "办理情况"),
-    el("dd", {}, row.note),
-    el("dt", {}, "提请人"),
-    el("dd", {}, `${row.requested_by} · ${when(row.requested_at)}`),
-  );
-  if (!me.roles.includes("legal_reviewer")) return facts;
-  const opinion = el("input", { id: `r${n}-opinion`, type: "text", maxlength: 1000 });
-  const decide = (decision) =>
-    run(async () => {
-      const text = opinion.value.trim();
-      if (decision === "return" && !text) throw new Error("退回须填写审核意见");
-      const answer = await api(`/v1/cases/${row.id}/legal-review`, {
-        method: "POST",
-        body: text ? { decision, opinion: text } : { decision },
-        version: row.version,
-      });
-      showNotice(
-        `${decision === "approve" ? "已审核通过，处罚决定生效" : "已退回承办单位"}：案件现为「${label(STATUS, answer.status)}」。`,
-      );
-      await route();
-    });
-  return el(
-    "div",
-    { class: "admission" },
-    facts,
-    el(
-      "form",
-      {
-        class: "assign",
-        "data-action": "legal-review",
-        onsubmit: (event) => {
-          event.preventDefault();
-          decide(event.submitter && event.submitter.value === "return" ? "return" : "approve");
-        },
-      },
-      el("label", { for: opinion.id }, "审核意见"),
-      opinion,
-      el("button", { type: "submit", value: "approve" }, "审核通过"),
-      el("button", { type: "submit", value: "return", class: "secondary" }, "退回"),
-    ),
-  );
+  const facts = factList([
+    ["事项", `${row.matter_code || ""} ${row.matter_name || ""}`],
+    ["承办单位", row.unit_name || row.unit_id || "—"],
+    ["执法名义", row.acting_in_name_of || "—"],
+    ["执法依据", row.legal_basis || "—"],
+    ["处罚决定", row.penalty_words],
+    ["属于重大执法决定", row.major_decisions.join("；")],
+    ["办理情况", row.note],
+    ["提请人", `${row.requested_by} · ${when(row.requested_at)}`],
+  ]);
+  return secondStepForm(row, n, facts, {
+    role: "legal_reviewer",
+    prefix: "r",
+    path: "legal-review",
+    action: "legal-review",
+    sendBack: "return",
+    opinionLabel: "审核意见",
+    opinionNeeded: "退回须填写审核意见",
+    approveButton: "审核通过",
+    sendBackButton: "退回",
+    approved: "已审核通过，处罚决定生效",
+    sentBack: "已退回承办单位",
+  });
 }
 
 function legalReviewView() {
