@@ -6,8 +6,9 @@ from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from contracts.cases import PenaltyKind
 from contracts.envelope import PERSONAL, EventData
 
 Channel = Literal["web", "open311", "wechat", "hotline", "grid"]
@@ -147,6 +148,37 @@ class CaseOpened(EventData):
     explanation: list[str]
 
 
+class ActingFor(BaseModel):
+    """In whose name a case is handled: the township for its statutory, devolved (赋权) and
+    admitted matters, the county department for its own; for an entrusted (委托) matter the
+    entrusting department, with whose legal documents the township acts."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["township", "department"]
+    code: str = Field(description="the township's or the department's code")
+    name: str
+    entrusted: bool = Field(
+        default=False, description="acting in the department's name by entrustment (委托)"
+    )
+
+
+class Penalty(BaseModel):
+    """What a penalty decision imposes: its kinds (行政处罚法 art. 9) and, with a fine, the
+    amount in yuan."""
+
+    model_config = ConfigDict(extra="forbid")
+    kinds: list[PenaltyKind] = Field(min_length=1, max_length=len(PenaltyKind))
+    fine_yuan: int | None = Field(default=None, ge=1, description="罚款金额（元）, with a fine")
+
+    @model_validator(mode="after")
+    def _an_amount_with_a_fine(self) -> Penalty:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError("each penalty kind once")
+        if (PenaltyKind.FINE in self.kinds) != (self.fine_yuan is not None):
+            raise ValueError("fine_yuan is given with a fine, and only with a fine")
+        return self
+
+
 class CaseTriageRequired(EventData):
     """The case waits in a dispatcher's queue: routing could not decide on its own."""
 
@@ -183,6 +215,9 @@ class CaseAssigned(EventData):
         default_factory=list,
         description="联合执法: units of the supporting departments acting with the lead unit",
     )
+    acting_in_name_of: ActingFor | None = None
+    legal_basis: str | None = Field(default=None, description="the catalogue item's legal basis")
+    document_type: str | None = Field(default=None, description="whose legal documents are used")
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -199,6 +234,11 @@ class CaseStep(EventData):
     version: int = Field(ge=1)
     township_code: str | None
     unit_id: str | None
+    acting_in_name_of: ActingFor | None = Field(
+        default=None, description="in whose name the case is handled, once it is assigned"
+    )
+    legal_basis: str | None = Field(default=None, description="the catalogue item's legal basis")
+    document_type: str | None = Field(default=None, description="whose legal documents are used")
 
 
 class CaseAccepted(CaseStep):
@@ -230,6 +270,12 @@ class CaseResolved(CaseStep):
     note: str
     rectification_due: date | None = None
     evidence: list[Sha256] = Field(default_factory=list)
+    penalty: Penalty | None = Field(default=None, description="what a penalised resolution imposes")
+    legal_review_id: UUID | None = Field(
+        default=None,
+        description="the legal review (法制审核) that approved it, for a major decision; the "
+        "actor is then who made the decision, the reviewer is in legal_review_decided",
+    )
 
 
 class CaseClosed(CaseStep):
@@ -284,6 +330,34 @@ class CaseAdmissionDecided(CaseStep):
     approving_body: str
     document_no: str
     opinion: str | None = None
+
+
+class CaseLegalReviewRequested(CaseStep):
+    """法制审核: a penalised resolution on the county's 重大执法决定 list does not take effect; it
+    waits for a legal reviewer (待法制审核). The actor is the unit member who made it."""
+
+    event_type = "whistle.case.legal_review_requested"
+    review_id: UUID
+    resolution: Literal["penalised"] = "penalised"
+    note: str
+    penalty: Penalty
+    evidence: list[Sha256] = Field(default_factory=list)
+    major_decisions: list[str] = Field(
+        min_length=1, description="the entries of the 重大执法决定 list it matches"
+    )
+
+
+class CaseLegalReviewDecided(CaseStep):
+    """法制审核, decided: the legal reviewer (the actor) approves — the resolution then takes
+    effect, ``whistle.case.resolved`` follows — or returns it with an opinion, and the case is
+    in progress again."""
+
+    event_type = "whistle.case.legal_review_decided"
+    review_id: UUID
+    approved: bool
+    opinion: str | None = Field(default=None, description="审核意见; always given on a return")
+    requested_by: str
+    requested_at: AwareDatetime
 
 
 class CaseMerged(EventData):
@@ -605,6 +679,8 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     CaseSplit,
     CaseAdmissionProposed,
     CaseAdmissionDecided,
+    CaseLegalReviewRequested,
+    CaseLegalReviewDecided,
     WhistleBlown,
     DeadlinesSet,
     DeadlineStopped,

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
-from contracts.cases import CaseStatus
+from contracts.cases import CaseStatus, PenaltyKind
 from reference.geometry import GridLocator, polygon_problem
 from reference.segmentation import KeywordIndex, KeywordSegmenter
 
@@ -166,6 +173,29 @@ class KeywordRule(_Strict):
     weight: float = Field(default=1.0, gt=0)
 
 
+class EntrustedCeiling(_Strict):
+    """How far a penalty may go that a township decides in an entrusting department's name (委托):
+    which kinds, and a fine up to ``max_fine_yuan`` yuan. Beyond it the matter goes back to the
+    department ("部分行政处罚权(指行政警告权和小额的行政罚款权)")."""
+
+    penalties: list[PenaltyKind] = Field(min_length=1)
+    max_fine_yuan: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _a_limit_with_a_fine(self) -> EntrustedCeiling:
+        if (PenaltyKind.FINE in self.penalties) != (self.max_fine_yuan is not None):
+            raise ValueError("max_fine_yuan is given with the fine kind, and only with it")
+        return self
+
+
+# The ceiling of an entrusted item whose catalogue entry states none: a warning, or a fine up
+# to 200 yuan — what 行政处罚法 art. 51 lets an officer decide on the spot against a citizen,
+# the smallest of the "小额罚款" the entrustment documents speak of.
+DEFAULT_ENTRUSTED_CEILING = EntrustedCeiling(
+    penalties=[PenaltyKind.WARNING, PenaltyKind.FINE], max_fine_yuan=200
+)
+
+
 class MatterItem(_Strict):
     code: str
     name: str
@@ -182,11 +212,38 @@ class MatterItem(_Strict):
     deadline_policy: str
     keywords: list[KeywordRule] = Field(min_length=1)
     open311_service_code: str | None = None
+    # Entrusted (委托) items only: the penalties a township may decide in the department's name.
+    entrusted_ceiling: EntrustedCeiling | None = None
+
+    @property
+    def ceiling(self) -> EntrustedCeiling | None:
+        """The entrusted ceiling in force: the item's own, else the default; None for an item
+        that is not entrusted (no ceiling beyond the law's)."""
+        if self.authority is not Authority.ENTRUSTED:
+            return None
+        return self.entrusted_ceiling or DEFAULT_ENTRUSTED_CEILING
+
+
+class MajorDecision(_Strict):
+    """One entry of the county's 重大执法决定 list: a penalty decision imposing ``kind`` (for a
+    fine, above ``above_yuan`` yuan) takes effect only after legal review (法制审核)."""
+
+    label: str = Field(min_length=1)
+    kind: PenaltyKind
+    above_yuan: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _an_amount_for_a_fine(self) -> MajorDecision:
+        if self.above_yuan is not None and self.kind is not PenaltyKind.FINE:
+            raise ValueError("above_yuan is for the fine kind only")
+        return self
 
 
 class Catalogue(_Strict):
     version: str
     items: list[MatterItem] = Field(min_length=1)
+    # 重大执法决定法制审核目录: the penalty decisions that wait for a legal reviewer.
+    major_decisions: list[MajorDecision] = []
 
 
 class TownshipClaims(_Strict):
@@ -493,6 +550,13 @@ def _cross_check(
         for dept in [item.lead_department, *item.supporting_departments]:
             if dept not in dept_codes:
                 reasons.append(f"matter {item.code}: unknown department {dept!r}")
+        if item.entrusted_ceiling is not None and item.authority is not Authority.ENTRUSTED:
+            reasons.append(
+                f"matter {item.code}: an entrusted_ceiling is for entrusted items, "
+                f"not {item.authority.value}"
+            )
+        if item.entrusted_ceiling is not None and item.action_type != "penalty":
+            reasons.append(f"matter {item.code}: an entrusted_ceiling needs action_type penalty")
 
     claimed_townships = [c.township for c in claims]
     for dup in _duplicates(claimed_townships):

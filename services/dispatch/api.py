@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.events import ContactMethod
+from contracts.events import ContactMethod, Penalty
 from services.dispatch.cases import PLAIN_STEPS, find_case
 from services.dispatch.dependencies import (
     CaseActor,
@@ -68,11 +68,18 @@ class ProgressIn(BaseModel):
 class ResolveIn(ProgressIn):
     resolution: Literal["on_the_spot", "rectified", "penalised", "unsubstantiated"]
     rectification_due: date | None = None
+    penalty: Penalty | None = Field(
+        default=None,
+        description="penalised: what the decision imposes (kinds; fine_yuan with a fine)",
+    )
 
     @model_validator(mode="after")
     def _due_date_for_rectification(self) -> ResolveIn:
         if self.resolution == "rectified" and self.rectification_due is None:
             raise ValueError("a rectification order needs its rectification_due date")
+        # The penalty is what the entrusted ceiling and the 重大执法决定 list are judged on.
+        if (self.resolution == "penalised") != (self.penalty is not None):
+            raise ValueError("a penalised resolution gives its penalty, and only it does")
         return self
 
 
@@ -157,6 +164,7 @@ async def resolve(
             note=body.note,
             rectification_due=body.rectification_due,
             evidence=body.evidence,
+            penalty=body.penalty,
         ),
     )
 

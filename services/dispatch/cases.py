@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -30,12 +30,15 @@ from uuid6 import uuid7
 from contracts.cases import CaseStatus
 from contracts.envelope import EventData, new_event
 from contracts.events import (
+    ActingFor,
     CaseAccepted,
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
     CaseClosed,
     CaseContacted,
+    CaseLegalReviewDecided,
+    CaseLegalReviewRequested,
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
@@ -47,6 +50,7 @@ from contracts.events import (
     CaseStep,
     CaseTriageRequired,
     ContactMethod,
+    Penalty,
     TipRated,
     TipReceived,
     TipSupplemented,
@@ -54,15 +58,19 @@ from contracts.events import (
 from contracts.topics import CASES
 from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
 from services.dispatch.authority import AdmissionInForce, Verdict, judge_assignment
+from services.dispatch.enforcement import acting_capacity, entrustment_refusal, major_decisions
 from services.dispatch.errors import (
     AdmissionRequired,
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
     ContactRefused,
+    DispatchError,
     NotAwaitingAdmission,
+    NotAwaitingLegalReview,
     NotPermitted,
     SplitRefused,
     StaleVersion,
@@ -96,11 +104,14 @@ from services.dispatch.merging import (
 )
 from services.dispatch.models import (
     APPROVED,
+    PENDING,
     PROPOSED,
     REJECTED,
+    RETURNED,
     AdmissionDecision,
     Case,
     CaseTip,
+    LegalReview,
     TipText,
 )
 from services.dispatch.queries import open_load, readable_case, summoned
@@ -137,6 +148,8 @@ ROLE_OF_ACTOR = {
 SUPPORTING = "supporting_unit"  # acts on a joint operation it is not the lead of
 # 县政府: approves or rejects what the county supervisor proposes for admission (准入).
 GOVERNMENT = "county_government"
+# 法制审核人员: approves or returns the penalty decisions on the 重大执法决定 list.
+LEGAL_REVIEWER = "legal_reviewer"
 # Who assigns beyond a township's own units: the county, in arbitration or by admission.
 COUNTY_ROLES = frozenset({ROLE_OF_ACTOR[COUNTY], GOVERNMENT})
 
@@ -248,6 +261,8 @@ def _merge_lock_key(matter_code: str) -> int:
 
 
 StepEvent = Callable[[Case, dict[str, Any]], Awaitable[EventData]]
+# What waits on a case for a second role's decision.
+Held = TypeVar("Held", AdmissionDecision, LegalReview)
 
 
 class CaseService:
@@ -450,6 +465,7 @@ class CaseService:
             case.staff_id = outcome.staff.id if outcome.staff else None
             case.supporting_units = [u.id for u in outcome.supporting]
             case.routing["explanation"].extend(outcome.explanation)
+            self._act_for(case, item, outcome.unit)
             data = case.assignment(
                 outcome.unit.kind.value,
                 item,
@@ -600,7 +616,7 @@ class CaseService:
                 case.queue = "arbitration"
             else:
                 case.queue = f"township:{case.township_code}" if case.township_code else "county"
-            case.unit_id = case.staff_id = None
+            case.unit_id = case.staff_id = case.acting = None
             return CaseRejected(**step, reason=reason, rejections=case.rejections, queue=case.queue)
 
         return await self._act(actor, case_id, expected, Action.REJECT, event)
@@ -629,8 +645,18 @@ class CaseService:
         note: str,
         rectification_due: date | None = None,
         evidence: Sequence[str] = (),
+        penalty: Penalty | None = None,
     ) -> Case:
+        """办结. A penalty decided in an entrusting department's name must stay within the
+        entrusted ceiling (refused otherwise, nothing kept); a penalty on the county's 重大执法决定
+        list does not take effect yet: the case waits for legal review (待法制审核)."""
+
         async def event(case: Case, step: dict[str, Any]) -> EventData:
+            if resolution == "penalised" and penalty is not None:
+                self._within_entrustment(case, penalty)
+                major = major_decisions(penalty, self._reference.catalogue.major_decisions)
+                if major:
+                    return self._hold_for_review(case, step, note, evidence, penalty, major)
             # A new resolution: the citizen's 回访 of it is still to come.
             case.resolved_at, case.followed_up_at = case.updated_at, None
             return CaseResolved(
@@ -639,6 +665,7 @@ class CaseService:
                 note=note,
                 rectification_due=rectification_due,
                 evidence=list(evidence),
+                penalty=penalty,
             )
 
         return await self._act(actor, case_id, expected, Action.RESOLVE, event)
@@ -664,6 +691,112 @@ class CaseService:
             return CaseContacted(**step, contacted_at=contacted_at, method=method, note=note)
 
         return await self._act(actor, case_id, expected, Action.CONTACT, event)
+
+    def _within_entrustment(self, case: Case, penalty: Penalty) -> None:
+        """Refuse a penalty beyond the ceiling of the entrustment the case is handled under."""
+        item = self._reference.items.get(case.matter_code or "")
+        unit = self._reference.units.get(case.unit_id or "")
+        if case.acting is None and item is not None and unit is not None:
+            # Assigned before dispatch recorded in whose name (dispatch_0009): recorded now.
+            self._act_for(case, item, unit)
+        acting = case.acting and case.acting.get("acting_in_name_of")
+        refusal = (
+            entrustment_refusal(item, ActingFor.model_validate(acting), penalty)
+            if item is not None and acting
+            else None
+        )
+        if refusal is not None:
+            assert item is not None and item.ceiling is not None
+            raise BeyondEntrustment(refusal, item.ceiling)
+
+    def _hold_for_review(
+        self,
+        case: Case,
+        step: dict[str, Any],
+        note: str,
+        evidence: Sequence[str],
+        penalty: Penalty,
+        major: list[str],
+    ) -> CaseLegalReviewRequested:
+        """The decision is kept, not yet in effect, and the case waits for a legal reviewer."""
+        case.status = CaseStatus.LEGAL_REVIEW.value
+        review = LegalReview(
+            id=uuid7(),
+            case_id=case.id,
+            note=note,
+            penalty=penalty.model_dump(mode="json"),
+            evidence=list(evidence),
+            major_decisions=major,
+            requested_by=step["actor"],
+            requested_role=step["actor_role"],
+            requested_at=case.updated_at,
+            status=PENDING,
+        )
+        self._session.add(review)
+        return CaseLegalReviewRequested(
+            **step,
+            review_id=review.id,
+            note=note,
+            penalty=penalty,
+            evidence=list(evidence),
+            major_decisions=major,
+        )
+
+    async def decide_legal_review(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        approve: bool,
+        opinion: str | None,
+    ) -> Case:
+        """法制审核: a legal reviewer approves the decision waiting on the case — it takes effect,
+        the case is resolved (by who made the decision, naming the review) — or returns it with
+        an opinion, and the unit has the case in progress again."""
+        if LEGAL_REVIEWER not in actor.roles:
+            raise NotPermitted(
+                "重大执法决定须经法制审核：只有法制审核人员（legal_reviewer）可以审核。"
+            )
+        case, review, step, now = await self._second_step(
+            actor,
+            case_id,
+            expected,
+            LEGAL_REVIEWER,
+            LegalReview,
+            PENDING,
+            lambda c: c.status == CaseStatus.LEGAL_REVIEW,
+            NotAwaitingLegalReview("该案件没有待法制审核的处罚决定。"),
+        )
+        review.status = APPROVED if approve else RETURNED
+        review.reviewed_by, review.reviewed_at, review.opinion = actor.subject, now, opinion
+        decided = CaseLegalReviewDecided(
+            **step,
+            review_id=review.id,
+            approved=approve,
+            opinion=opinion,
+            requested_by=review.requested_by,
+            requested_at=review.requested_at,
+        )
+        self._emit(case.id, decided, now)
+        if not approve:
+            case.status = CaseStatus.IN_PROGRESS.value
+            return case
+        case.status = CaseStatus.RESOLVED.value
+        # In effect now: the citizen's 回访 of this resolution is still to come.
+        case.resolved_at, case.followed_up_at = now, None
+        # The decision is the unit's: the resolution is recorded as theirs, in effect now.
+        made = self._changed(case, review.requested_by, review.requested_role, now)
+        resolved = CaseResolved(
+            **made,
+            resolution="penalised",
+            note=review.note,
+            evidence=review.evidence,
+            penalty=Penalty.model_validate(review.penalty),
+            legal_review_id=review.id,
+        )
+        self._emit(case.id, resolved, now)
+        return case
 
     async def reopen(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
         """A dispatcher or the county reopens a resolved or closed case."""
@@ -784,6 +917,7 @@ class CaseService:
             "rule": rule,
             "explanation": [*case.routing.get("explanation", []), *explanation],
         }
+        self._act_for(case, item, unit)
         return case.assignment(
             unit.kind.value,
             item,
@@ -793,6 +927,13 @@ class CaseService:
             actor=step["actor"],
             actor_role=step["actor_role"],
         )
+
+    def _act_for(self, case: Case, item: MatterItem, unit: Unit) -> None:
+        """Record on the case in whose name ``unit`` handles ``item`` (enforcement.py); every
+        later step of the case carries it."""
+        township = self._reference.townships.get(case.township_code or unit.township or "")
+        capacity = acting_capacity(item, unit, township, self._reference.departments)
+        case.acting = capacity.record()
 
     def _unit(self, unit_id: str) -> Unit:
         unit = self._reference.units.get(unit_id)
@@ -1004,22 +1145,16 @@ class CaseService:
         again (待准入), who may propose anew or decline."""
         if GOVERNMENT not in actor.roles:
             raise NotPermitted("准入须经县政府批准：只有县政府（county_government）可以审批。")
-        case = await find_case(self._session, actor, case_id, for_update=True)
-        proposal = await self._session.scalar(
-            select(AdmissionDecision)
-            .where(
-                AdmissionDecision.case_id == case.id,  # type: ignore[arg-type]
-                AdmissionDecision.status == PROPOSED,  # type: ignore[arg-type]
-            )
-            .with_for_update()
+        case, proposal, step, now = await self._second_step(
+            actor,
+            case_id,
+            expected,
+            GOVERNMENT,
+            AdmissionDecision,
+            PROPOSED,
+            lambda c: c.status == CaseStatus.TRIAGE and c.queue == ADMISSION_APPROVAL_QUEUE,
+            NotAwaitingAdmission("该案件没有待县政府审批的准入提议。"),
         )
-        waiting = case.status == CaseStatus.TRIAGE and case.queue == ADMISSION_APPROVAL_QUEUE
-        if not waiting or proposal is None:
-            raise NotAwaitingAdmission("该案件没有待县政府审批的准入提议。")
-        if case.version != expected:
-            raise StaleVersion(case.version)
-        now = self._clock()
-        step = self._changed(case, actor.subject, GOVERNMENT, now)
         proposal.status = APPROVED if approve else REJECTED
         proposal.decided_by, proposal.decided_at, proposal.opinion = actor.subject, now, opinion
         decided = CaseAdmissionDecided(
@@ -1048,6 +1183,36 @@ class CaseService:
         )
         self._emit(case.id, assigned, now)
         return case
+
+    async def _second_step(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        role: str,
+        record: type[Held],
+        pending: str,
+        waiting: Callable[[Case], bool],
+        nothing_waits: DispatchError,
+    ) -> tuple[Case, Held, dict[str, Any], datetime]:
+        """The case, locked, with what waits on a second role's decision (an admission
+        proposal, a penalty decision under legal review) — the ``record`` row in state
+        ``pending``, locked too — at the case's next version, taken by ``actor`` as ``role``."""
+        case = await find_case(self._session, actor, case_id, for_update=True)
+        held = await self._session.scalar(
+            select(record)
+            .where(
+                record.case_id == case.id,  # type: ignore[arg-type]
+                record.status == pending,  # type: ignore[arg-type]
+            )
+            .with_for_update()
+        )
+        if not waiting(case) or held is None:
+            raise nothing_waits
+        if case.version != expected:
+            raise StaleVersion(case.version)
+        now = self._clock()
+        return case, held, self._changed(case, actor.subject, role, now), now
 
     async def decline(self, actor: Principal, case_id: UUID, expected: int, *, reason: str) -> Case:
         """不予准入: the county declines an out-of-list case, which closes with the reason (told to

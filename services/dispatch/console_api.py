@@ -15,16 +15,25 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from contracts.cases import CaseStatus
+from contracts.events import Penalty
 from reference.county import Code, ReferenceData
 from services.dispatch.cases import find_case, permitted_actions
 from services.dispatch.deadline_colour import ClockKey, Colour, case_colour, clock_colour
-from services.dispatch.dependencies import AdmissionReader, County, RuntimeDep, reading
+from services.dispatch.dependencies import (
+    AdmissionReader,
+    County,
+    LegalReviewReader,
+    RuntimeDep,
+    reading,
+)
+from services.dispatch.enforcement import describe_penalty
 from services.dispatch.labels import for_console
 from services.dispatch.models import Case, CaseClock
 from services.dispatch.queries import (
     Waiting,
     admission_queue,
     case_clocks,
+    legal_review_queue,
     open_cases,
     open_load,
     pending_proposals,
@@ -45,7 +54,11 @@ router = APIRouter(prefix="/v1/console", tags=["console"])
 
 ConsoleUser = Annotated[
     Principal,
-    Depends(require_roles("dispatcher", "unit_member", "county_supervisor", "county_government")),
+    Depends(
+        require_roles(
+            "dispatcher", "unit_member", "county_supervisor", "county_government", "legal_reviewer"
+        )
+    ),
 ]
 
 # Without a state filter the case list shows what is being worked: triage has its own view.
@@ -149,7 +162,9 @@ class CasePage(BaseModel):
 async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
     """Who the caller is, and what the console's filters and forms offer them."""
     reference = current_reference(runtime)
-    everywhere = bool(principal.roles & {"county_supervisor", "county_government"})
+    everywhere = bool(
+        principal.roles & {"county_supervisor", "county_government", "legal_reviewer"}
+    )
     townships = scoped_codes(principal, "township") if "dispatcher" in principal.roles else set()
     unit_codes = scoped_codes(principal, "unit") if "unit_member" in principal.roles else set()
     units = [
@@ -299,6 +314,52 @@ async def approval(principal: AdmissionReader, runtime: RuntimeDep) -> list[Appr
                 )
                 if proposal
                 else None,
+            )
+        )
+    return out
+
+
+class ReviewRow(CaseRow):
+    """A penalty decision waiting for legal review (法制审核), as the reviewer reads it."""
+
+    review_id: UUID
+    penalty: Penalty
+    penalty_words: str = Field(description="the penalty in words: 罚款20000元")
+    note: str
+    major_decisions: list[str] = Field(description="the 重大执法决定 entries it matches")
+    acting_in_name_of: str | None = Field(description="in whose name it would be decided")
+    legal_basis: str | None
+    requested_by: str
+    requested_at: datetime
+
+
+@router.get("/legal-review", response_model=list[ReviewRow])
+async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> list[ReviewRow]:
+    """Penalty decisions waiting for legal review (待法制审核), longest waiting first."""
+    reference = current_reference(runtime)
+    now = runtime.clock()
+    async with runtime.sessions() as session:
+        rows = await legal_review_queue(session, principal)
+        cases = [case for case, _ in rows]
+        texts = await tip_texts(session, cases)
+        clocks = await case_clocks(session, [c.id for c in cases])
+    out = []
+    for case, review in rows:
+        penalty = Penalty.model_validate(review.penalty)
+        acting = (case.acting or {}).get("acting_in_name_of") or {}
+        text = texts.get(case.tip_id)
+        out.append(
+            ReviewRow(
+                **_row(reference, case, text.text if text else None, clocks.get(case.id, []), now),
+                review_id=review.id,
+                penalty=penalty,
+                penalty_words=describe_penalty(penalty),
+                note=review.note,
+                major_decisions=review.major_decisions,
+                acting_in_name_of=acting.get("name"),
+                legal_basis=(case.acting or {}).get("legal_basis"),
+                requested_by=review.requested_by,
+                requested_at=review.requested_at,
             )
         )
     return out

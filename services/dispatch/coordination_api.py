@@ -1,5 +1,6 @@
 """Dispatch's HTTP API beyond a single unit's lifecycle: the whistle (吹哨), the queues, the
-county's admission decisions (准入) and the reference data in force (and its reload).
+county's admission decisions (准入), legal review of major penalty decisions (法制审核) and the
+reference data in force (and its reload).
 
 A thin edge: changes go through the case service (cases.py), whose refusals are answered as
 problems (problems.py); lists come from queries.py."""
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.cases import CaseStatus
+from contracts.events import Penalty
 from reference.county import Code, ReferenceData, ReferenceDataError
 from services.dispatch.cases import CaseService
 from services.dispatch.dependencies import (
@@ -23,14 +25,17 @@ from services.dispatch.dependencies import (
     County,
     Government,
     IfMatch,
+    LegalReviewer,
+    LegalReviewReader,
     RuntimeDep,
     change_case,
 )
-from services.dispatch.models import AdmissionDecision, Case
+from services.dispatch.models import AdmissionDecision, Case, LegalReview
 from services.dispatch.queries import (
     COUNTY_QUEUE,
     Waiting,
     admission_queue,
+    legal_review_queue,
     open_cases,
     pending_proposals,
     scoped_codes,
@@ -259,18 +264,29 @@ async def decide_admission(
     return await change_case(runtime, if_match, response, decide)
 
 
-class ApprovalIn(BaseModel):
+class SecondStepIn(BaseModel):
+    """A second role's decision on what another proposed: approve it, or send it back saying
+    why (the opinion)."""
+
     model_config = ConfigDict(extra="forbid")
-    decision: Literal["approve", "reject"]
+    decision: str
     opinion: str | None = Field(
-        default=None, min_length=1, max_length=500, description="审批意见; required to reject"
+        default=None, min_length=1, max_length=1000, description="意见; required to send it back"
     )
 
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approve"
+
     @model_validator(mode="after")
-    def _a_rejection_says_why(self) -> ApprovalIn:
-        if self.decision == "reject" and not self.opinion:
-            raise ValueError("rejecting needs the opinion")
+    def _sending_back_says_why(self) -> SecondStepIn:
+        if not self.approved and not self.opinion:
+            raise ValueError(f"{self.decision} needs the opinion")
         return self
+
+
+class ApprovalIn(SecondStepIn):
+    decision: Literal["approve", "reject"]  # 审批意见 with a rejection
 
 
 @router.post("/cases/{case_id}/admission/approval", response_model=CaseView)
@@ -292,7 +308,7 @@ async def approve_admission(
             principal,
             case_id,
             expected,
-            approve=body.decision == "approve",
+            approve=body.approved,
             opinion=body.opinion,
         ),
     )
@@ -343,6 +359,86 @@ async def approval_list(
             else None,
         )
         for waiting in _waiting_out(rows)
+    ]
+
+
+# ---------------------------------------------------------------- 法制审核
+
+
+class LegalReviewIn(SecondStepIn):
+    decision: Literal["approve", "return"]  # 审核意见 with a return
+
+
+@router.post("/cases/{case_id}/legal-review", response_model=CaseView)
+async def decide_legal_review(
+    case_id: UUID,
+    body: LegalReviewIn,
+    principal: LegalReviewer,
+    runtime: RuntimeDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> CaseView:
+    """A legal reviewer approves the penalty decision waiting on the case (it takes effect: the
+    case is resolved) or returns it with an opinion (the case is in progress again)."""
+    return await change_case(
+        runtime,
+        if_match,
+        response,
+        lambda cases, expected: cases.decide_legal_review(
+            principal,
+            case_id,
+            expected,
+            approve=body.approved,
+            opinion=body.opinion,
+        ),
+    )
+
+
+class ReviewOut(BaseModel):
+    """A penalty decision waiting for legal review, and why it must wait."""
+
+    review_id: UUID
+    note: str
+    penalty: Penalty
+    evidence: list[str]
+    major_decisions: list[str] = Field(description="the 重大执法决定 entries it matches")
+    requested_by: str
+    requested_at: datetime
+
+    @classmethod
+    def of(cls, review: LegalReview) -> ReviewOut:
+        return cls(
+            review_id=review.id,
+            **review.model_dump(
+                include={
+                    "note",
+                    "penalty",
+                    "evidence",
+                    "major_decisions",
+                    "requested_by",
+                    "requested_at",
+                }
+            ),
+        )
+
+
+class ReviewWaitingOut(BaseModel):
+    case: CaseView
+    review: ReviewOut
+
+
+@router.get("/queues/legal-review", response_model=list[ReviewWaitingOut])
+async def legal_review_list(
+    principal: LegalReviewReader, runtime: RuntimeDep
+) -> list[ReviewWaitingOut]:
+    """Penalty decisions waiting for legal review (待法制审核), longest waiting first."""
+    async with runtime.sessions() as session:
+        rows = await legal_review_queue(session, principal)
+    return [
+        ReviewWaitingOut(
+            case=CaseView.model_validate(case, from_attributes=True), review=ReviewOut.of(review)
+        )
+        for case, review in rows
     ]
 
 

@@ -30,6 +30,7 @@ CaseReader = Annotated[
             "unit_member",
             "county_supervisor",
             "county_government",
+            "legal_reviewer",
             "auditor",
             "admin",
         )
@@ -44,6 +45,13 @@ Government = Annotated[Principal, Depends(require_roles("county_government"))]
 # Who reads what waits for an admission approval: the government, and the supervisor proposing.
 AdmissionReader = Annotated[
     Principal, Depends(require_roles("county_government", "county_supervisor"))
+]
+
+# 法制审核人员: approves or returns the penalty decisions on the 重大执法决定 list.
+LegalReviewer = Annotated[Principal, Depends(require_roles("legal_reviewer"))]
+# Who reads what waits for legal review: the reviewers, and the county supervising them.
+LegalReviewReader = Annotated[
+    Principal, Depends(require_roles("legal_reviewer", "county_supervisor"))
 ]
 
 IfMatch = Annotated[

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from reference.county import EntrustedCeiling
 from services.dispatch import authority
 from services.dispatch.lifecycle import Action
 from services.dispatch.merging import SplitRefusal
@@ -77,6 +78,20 @@ class AdmissionRequired(TransitionRefused):
 
 class NotAwaitingAdmission(DispatchError):
     """An admission step (proposal, decline, approval) for a case not waiting for it."""
+
+
+class NotAwaitingLegalReview(DispatchError):
+    """A legal review decision for a case with no penalty decision waiting for one."""
+
+
+class BeyondEntrustment(DispatchError):
+    """A penalty decided in an entrusting department's name goes beyond the entrusted ceiling
+    (enforcement.py); ``detail`` names the ceiling in Chinese."""
+
+    def __init__(self, detail: str, ceiling: EntrustedCeiling) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.ceiling = ceiling
 
 
 class AssignmentNotAuthorised(DispatchError):

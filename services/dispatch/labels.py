@@ -1,5 +1,5 @@
 """The Chinese words a person reads for dispatch's codes (urgency, case state, authority type,
-resolution).
+resolution, penalty kind).
 
 One vocabulary for every text dispatch writes (the whistle's refusal reasons) and for the
 console, which receives it with its caller's scope (``/v1/console/me``) rather than keeping
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TypeVar
 
-from contracts.cases import CaseStatus
+from contracts.cases import CaseStatus, PenaltyKind
 from reference.county import Authority, Urgency
 
 URGENCY: Mapping[Urgency, str] = {
@@ -29,6 +29,7 @@ STATUS: Mapping[CaseStatus, str] = {
     CaseStatus.ASSIGNED: "已派单",
     CaseStatus.ACCEPTED: "已接单",
     CaseStatus.IN_PROGRESS: "处理中",
+    CaseStatus.LEGAL_REVIEW: "待法制审核",
     CaseStatus.RESOLVED: "已办结",
     CaseStatus.CLOSED: "已结案",
 }
@@ -51,6 +52,19 @@ RESOLUTION: Mapping[str, str] = {
     "unsubstantiated": "查无实据",
 }
 
+# The kinds of administrative penalty, as 行政处罚法 art. 9 names them.
+PENALTY: Mapping[PenaltyKind, str] = {
+    PenaltyKind.WARNING: "警告",
+    PenaltyKind.CRITICISM: "通报批评",
+    PenaltyKind.FINE: "罚款",
+    PenaltyKind.CONFISCATION: "没收违法所得、没收非法财物",
+    PenaltyKind.LICENCE_SUSPENSION: "暂扣许可证件",
+    PenaltyKind.LICENCE_REVOCATION: "吊销许可证件",
+    PenaltyKind.BUSINESS_RESTRICTION: "限制开展生产经营活动",
+    PenaltyKind.SUSPENSION: "责令停产停业",
+    PenaltyKind.CLOSURE: "责令关闭",
+}
+
 Code = TypeVar("Code", bound=StrEnum)
 
 
@@ -66,4 +80,5 @@ def for_console() -> dict[str, dict[str, str]]:
         "status": {code.value: word for code, word in STATUS.items()},
         "authority": {code.value: word for code, word in AUTHORITY.items()},
         "resolution": dict(RESOLUTION),
+        "penalty": {code.value: word for code, word in PENALTY.items()},
     }

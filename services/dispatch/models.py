@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Index, String, Text, Uuid
+from sqlalchemy import Column, DateTime, Index, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -56,6 +56,9 @@ class Case(SQLModel, table=True):
     )
     catalogue_version: str
     routing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    # In whose name it is handled, the legal basis and the documents used (enforcement.py's
+    # Capacity.record()), set by every assignment; every step of the case carries it.
+    acting: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     version: int = 1
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -71,6 +74,7 @@ class Case(SQLModel, table=True):
             "version": self.version,
             "township_code": self.township_code,
             "unit_id": self.unit_id,
+            **(self.acting or {}),
         }
 
     def assignment(
@@ -104,6 +108,7 @@ class Case(SQLModel, table=True):
             actor=actor,
             actor_role=actor_role,
             supporting_units=self.supporting_units,
+            **(self.acting or {}),
         )
 
 
@@ -208,4 +213,40 @@ class AdmissionDecision(SQLModel, table=True):
     status: str = Field(description="proposed, approved or rejected")
     decided_by: str | None = None
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    opinion: str | None = Field(default=None, sa_column=Column(Text))
+
+
+# A legal review's states (LegalReview.status).
+PENDING, RETURNED = "pending", "returned"
+
+
+class LegalReview(SQLModel, table=True):
+    """法制审核: a penalised resolution on the county's 重大执法决定 list, held until a legal
+    reviewer approves it (it then takes effect: the case is resolved) or returns it with an
+    opinion (the case is in progress again). At most one is pending per case."""
+
+    __tablename__ = "legal_review"
+    __table_args__ = (
+        Index(
+            "uq_legal_review_pending",
+            "case_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id", index=True)
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    penalty: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    evidence: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(String), nullable=False, server_default="{}")
+    )
+    major_decisions: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
+    requested_by: str
+    requested_role: str
+    requested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = Field(description="pending, approved or returned")
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opinion: str | None = Field(default=None, sa_column=Column(Text))

@@ -11,11 +11,13 @@ from services.dispatch.errors import (
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
     ContactRefused,
     DispatchError,
     NotAwaitingAdmission,
+    NotAwaitingLegalReview,
     NotPermitted,
     SplitRefused,
     StaleVersion,
@@ -46,8 +48,16 @@ def problem(error: DispatchError) -> Problem:
             return Problem(404, "Not Found", f"No case {error.case_id} that you may see.")
         case NotPermitted():
             return Problem(403, "Forbidden", str(error))
-        case NotAwaitingAdmission():
+        case NotAwaitingAdmission() | NotAwaitingLegalReview():
             return Problem(409, "Conflict", str(error))
+        case BeyondEntrustment():
+            return Problem(
+                422,
+                "超出委托范围",
+                error.detail,
+                type_="https://whistle.example/problems/beyond-entrustment",
+                entrusted_ceiling=error.ceiling.model_dump(mode="json"),
+            )
         case StaleVersion():
             return Problem(
                 412,

@@ -1,7 +1,8 @@
 """行政执法公示: what the county publishes of each enforcement case it has closed, and when.
 
 The 三项制度 guideline (国办发〔2018〕118号) asks that enforcement matters, their legal basis,
-the process, the results, the officers and the channels of remedy be public. Whistle publishes
+the process, the results, the officers and the channels of remedy be public — and in whose
+name each decision was made (the township, or the department that entrusted it). Whistle publishes
 each case closed after a resolution, once ``delay`` has passed since it was closed (time for
 the parties to be told first), from what dispatch and the catalogue hold — and nothing of the
 citizen who reported it: no words of the tip, no contact, no place finer than the village, no
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from contracts.events import ActingFor, Penalty
 from reference.county import ReferenceData
+from services.dispatch.enforcement import describe_penalty
 from services.dispatch.labels import RESOLUTION
 
 # The remedy every administrative decision carries: 行政复议法 art. 20 (sixty days) and
@@ -50,6 +53,9 @@ class ClosedCase:
     resolved_at: datetime
     resolution: str
     closed_at: datetime
+    # As the resolution recorded them: in whose name it was decided, and what it imposed.
+    acting_in_name_of: ActingFor | None = None
+    penalty: Penalty | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class PublicRecord:
     legal_basis: str
     result: str
     acting_unit: str | None
+    acting_in_name_of: str | None  # 决定机关: the township, or the (entrusting) department
     officer: Officer | None
     township: str | None
     village: str | None
@@ -101,6 +108,9 @@ def public_record(case: ClosedCase, reference: ReferenceData) -> PublicRecord | 
     if case.assigned_at is not None:
         steps.append(Step("派单", case.assigned_at))
     steps += [Step("办结", case.resolved_at), Step("结案", case.closed_at)]
+    result = RESOLUTION[case.resolution]
+    if case.penalty is not None:
+        result = f"{result}：{describe_penalty(case.penalty)}"
     return PublicRecord(
         case_id=case.case_id,
         matter_code=item.code,
@@ -108,8 +118,9 @@ def public_record(case: ClosedCase, reference: ReferenceData) -> PublicRecord | 
         open311_service_code=item.open311_service_code,
         action_type=ACTION_TYPE[item.action_type],
         legal_basis=item.legal_basis,
-        result=RESOLUTION[case.resolution],
+        result=result,
         acting_unit=unit.name if unit else None,
+        acting_in_name_of=_in_name_of(case.acting_in_name_of),
         officer=Officer(staff.name, staff.certificate.number if staff.certificate else None)
         if staff
         else None,
@@ -118,3 +129,10 @@ def public_record(case: ClosedCase, reference: ReferenceData) -> PublicRecord | 
         process=tuple(steps),
         closed_at=case.closed_at,
     )
+
+
+def _in_name_of(acting: ActingFor | None) -> str | None:
+    """决定机关 as the public reads it; an entrusted decision says it was made by entrustment."""
+    if acting is None:
+        return None
+    return f"{acting.name}（委托执法）" if acting.entrusted else acting.name

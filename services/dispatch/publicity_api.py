@@ -40,6 +40,10 @@ class PublicRecordOut(BaseModel):
     legal_basis: str = Field(description="执法依据")
     result: str = Field(description="执法结果")
     agency_responsible: str | None = Field(description="the acting unit (执法主体)")
+    acting_in_name_of: str | None = Field(
+        description="决定机关: in whose name the decision was made — the township, or the "
+        "county department (marked 委托执法 when a township decided by its entrustment)"
+    )
     officer: OfficerOut | None = Field(description="执法人员")
     township: str | None
     village: str | None = Field(description="the finest place published")
@@ -64,6 +68,7 @@ def _out(record: PublicRecord) -> PublicRecordOut:
         legal_basis=record.legal_basis,
         result=record.result,
         agency_responsible=record.acting_unit,
+        acting_in_name_of=record.acting_in_name_of,
         officer=OfficerOut(
             name=record.officer.name, certificate_number=record.officer.certificate_number
         )

@@ -9,23 +9,27 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
-from contracts.events import DeadlineRecomputed, DeadlinesSet
+from contracts.events import ActingFor, DeadlineRecomputed, DeadlinesSet, Penalty
 from reference.county import ReferenceData
 from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
     HELD_STATUSES,
+    PENDING,
     PROPOSED,
     AdmissionDecision,
     Case,
     CaseClock,
     CaseTimelineEntry,
     CaseTip,
+    LegalReview,
     TipText,
     Whistle,
 )
@@ -35,6 +39,8 @@ from services.dispatch.triage import rank
 from services.runtime.auth import Principal
 
 SUGGESTIONS = 3
+
+M = TypeVar("M", bound=BaseModel)
 LIST_LIMIT = 500
 COUNTY_QUEUE = "county"
 ARBITRATION_QUEUE = "arbitration"
@@ -46,10 +52,12 @@ def scoped_codes(principal: Principal, kind: str) -> set[str]:
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """The cases the principal may read, as a condition: the county, auditors and admins all;
+    """The cases the principal may read, as a condition: the county (its supervisor, government
+    and legal reviewers), auditors and admins all;
     a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
     their units support."""
-    if principal.roles & {"county_supervisor", "county_government", "auditor", "admin"}:
+    county_wide = {"county_supervisor", "county_government", "legal_reviewer", "auditor", "admin"}
+    if principal.roles & county_wide:
         return true()
     conditions: list[ColumnElement[bool]] = []
     if "dispatcher" in principal.roles:
@@ -251,6 +259,24 @@ async def pending_proposals(
     return {row.case_id: row for row in rows}
 
 
+async def legal_review_queue(
+    session: AsyncSession, principal: Principal
+) -> list[tuple[Case, LegalReview]]:
+    """Penalty decisions waiting for legal review (待法制审核) on cases the principal may read,
+    each with its case, longest waiting first."""
+    rows = await session.execute(
+        select(Case, LegalReview)
+        .join(LegalReview, LegalReview.case_id == Case.id)  # type: ignore[arg-type]
+        .where(
+            Case.status == CaseStatus.LEGAL_REVIEW.value,  # type: ignore[arg-type]
+            LegalReview.status == PENDING,  # type: ignore[arg-type]
+            visible_to(principal),
+        )
+        .order_by(LegalReview.requested_at)  # type: ignore[arg-type]
+    )
+    return [(case, review) for case, review in rows.all()]
+
+
 async def open_cases(
     session: AsyncSession,
     principal: Principal,
@@ -417,7 +443,13 @@ async def closed_cases(
             resolved_at=resolved[case.id].time,
             resolution=resolved[case.id].data["resolution"],
             closed_at=closed_at,
+            acting_in_name_of=_model(ActingFor, resolved[case.id].data.get("acting_in_name_of")),
+            penalty=_model(Penalty, resolved[case.id].data.get("penalty")),
         )
         for case, closed_at in rows
         if case.id in resolved and resolved[case.id].time <= closed_at
     ]
+
+
+def _model(model: type[M], data: dict[str, Any] | None) -> M | None:
+    return model.model_validate(data) if data else None

@@ -37,6 +37,10 @@ class CaseView(BaseModel):
     supporting_units: list[str]
     catalogue_version: str
     routing: dict[str, Any]
+    acting: dict[str, Any] | None = Field(
+        default=None,
+        description="in whose name it is handled (acting_in_name_of), legal_basis, document_type",
+    )
     version: int
     created_at: datetime
     updated_at: datetime

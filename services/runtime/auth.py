@@ -32,6 +32,9 @@ ROLES: tuple[str, ...] = (
     # 县政府: approves or rejects the admission (准入) of out-of-list matters the county
     # supervisor proposes, so that no single office moves duties onto a township.
     "county_government",
+    # 法制审核人员: reviews the major enforcement decisions (重大执法决定) before they take
+    # effect, approving or returning them with an opinion.
+    "legal_reviewer",
     "auditor",
     "admin",
 )

@@ -688,3 +688,58 @@ async def test_a_dispatcher_splits_a_merged_tip_into_a_case_of_its_own(
     await open_list.wait_for(timeout=10_000)  # the list replaces the case page when loaded
     assert second in await open_list.inner_text()
     await screenshot(page, "split")
+
+
+async def test_a_major_penalty_waits_for_the_legal_reviewer_who_returns_then_approves_it(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id = await unsure_tip(served, producer)
+    unit = token("unit_member", "unit:T03-SCJGJ")
+    # 无照经营 (SC-001) is devolved: decided in 城关镇's own name.
+    await act(
+        served,
+        token("dispatcher", "township:T03"),
+        case_id,
+        "assign",
+        {"matter_code": "SC-001", "unit_id": "T03-SCJGJ"},
+    )
+    for step in ("accept", "start"):
+        await act(served, unit, case_id, step, None)
+
+    await sign_in(page, served, unit, f"#/case/{case_id}")
+    assert "城关镇" in await page.inner_text("#facts")
+    await page.select_option("#resolve-kind", "penalised")
+    penalty = page.locator("#resolve-penalty")
+    await penalty.get_by_label("罚款", exact=True).check()
+    await penalty.get_by_label("没收违法所得、没收非法财物").check()
+    await page.fill("#resolve-fine", "20000")
+    await page.get_by_label("办理情况").fill("无照经营加工厂，拟罚款并没收违法所得")
+    await page.click("#do-resolve")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "待法制审核" in await page.inner_text("#facts")
+
+    reviewer = token("legal_reviewer")
+    await sign_in(page, served, reviewer, "#/legal-review")
+    assert await page.locator("#tab-legal-review").is_visible()
+    assert not await page.locator("#tab-triage").is_visible()
+    card = page.locator(f'#legal-review-list li[data-case-id="{case_id}"]')
+    await screenshot(page, "legal-review")
+    facts = await card.locator("dl.proposal").inner_text()
+    for fact in ("罚款20000元、没收违法所得、没收非法财物", "罚款金额超过10000元", "城关镇"):
+        assert fact in facts
+    await card.get_by_label("审核意见").fill("违法所得数额未核定，请补充")
+    await card.get_by_role("button", name="退回").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已退回承办单位：案件现为「处理中」" in await page.inner_text("#notice")
+    assert await card.count() == 0
+
+    again = {
+        "resolution": "penalised",
+        "note": "补充核定后罚款",
+        "penalty": {"kinds": ["fine"], "fine_yuan": 15000},
+    }
+    await act(served, unit, case_id, "resolve", again)
+    await show(page, served, "/legal-review")
+    await card.get_by_role("button", name="审核通过").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已审核通过，处罚决定生效：案件现为「已办结」" in await page.inner_text("#notice")

@@ -20,6 +20,7 @@ from contracts.events import Deadline, DeadlinesSet
 from services.dispatch.app import create_app as create_dispatch
 from services.intake.app import create_app as create_intake
 from services.launcher.stack import EMBEDDED_GROUP_TIMING
+from services.ledger.app import create_app as create_ledger
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.inbox import Handler, InboxConsumer, InboxRecord, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer
@@ -125,6 +126,13 @@ async def intake(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, R
 async def dispatch(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     async for pair in _in_process(create_dispatch(migrated)):
         yield pair
+
+
+@pytest.fixture(scope="module")
+async def ledger(migrated: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The ledger in process, consuming what dispatch publishes (its trail read over HTTP)."""
+    async for client, _ in _in_process(create_ledger(migrated)):
+        yield client
 
 
 @asynccontextmanager

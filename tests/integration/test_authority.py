@@ -6,24 +6,19 @@ with nobody holding a valid 执法证. The sample county's data throughout."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import httpx
-import pytest
 from sqlalchemy import select
 from uuid6 import uuid7
 
 from services.dispatch.models import AdmissionDecision, Case
-from services.ledger.app import create_app as create_ledger
 from services.runtime.service import Runtime
-from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
-from tests.integration.conftest import _in_process
 from tests.support.infra import eventually
-from tests.support.tips import case_events, case_of, send_tip
+from tests.support.tips import act, bearer, case_events, case_of, send_tip
 
 PROBLEM = "application/problem+json"
 NOT_ADMITTED = "该事项不在本乡镇赋权清单内，须经县政府准入批准后方可指派"
@@ -35,17 +30,6 @@ PROPOSAL = {
     "document_no": "五政发〔2026〕12号",
     "reason": "劳动争议调处由司法所承担",
 }
-
-
-@pytest.fixture(scope="module")
-async def ledger(migrated: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The ledger in process, consuming what dispatch publishes."""
-    async for client, _ in _in_process(create_ledger(migrated)):
-        yield client
-
-
-def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token(role, *scopes)}"}
 
 
 async def _case(
@@ -77,21 +61,6 @@ async def _case(
     return case.id
 
 
-async def _post(
-    client: httpx.AsyncClient,
-    case_id: UUID,
-    action: str,
-    headers: dict[str, str],
-    body: dict[str, Any],
-) -> httpx.Response:
-    """POST ``action`` on the case at the version it now has."""
-    seen = await client.get(f"/v1/cases/{case_id}", headers=headers)
-    etag = seen.headers.get("etag", '"1"')
-    return await client.post(
-        f"/v1/cases/{case_id}/{action}", json=body, headers={**headers, "If-Match": etag}
-    )
-
-
 async def _unchanged(runtime: Runtime, case_id: UUID, status: str, events: int) -> None:
     """Nothing of a refused command was kept: the case as it was, no event staged."""
     async with runtime.sessions() as session:
@@ -114,20 +83,20 @@ async def test_a_dispatcher_cannot_assign_what_the_township_does_not_hold(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    as_t03 = _bearer(token, "dispatcher", "township:T03")
+    as_t03 = bearer(token, "dispatcher", "township:T03")
     case_id = await _case(runtime, "T03", "SC-006")  # 电梯 hazards: county-only
 
-    county_only = await _post(client, case_id, "assign", as_t03, {"unit_id": "T03-SCJGJ"})
+    county_only = await act(client, case_id, "assign", as_t03, {"unit_id": "T03-SCJGJ"})
     detail = _refused(county_only, ["county_only"])
     assert detail == "电梯等特种设备安全隐患为县级专属事项，须由县直部门办理，不得指派给乡镇"
-    out_of_list = await _post(
+    out_of_list = await act(
         client, case_id, "assign", as_t03, {"unit_id": "T03-SFJ", "matter_code": "LD-005"}
     )
     assert _refused(out_of_list, ["not_admitted"]) == NOT_ADMITTED
     await _unchanged(runtime, case_id, "triage", 0)
 
     # What the township holds it assigns: 占道经营, devolved and claimed.
-    allowed = await _post(
+    allowed = await act(
         client, case_id, "assign", as_t03, {"unit_id": "T03-CGJ", "matter_code": "CG-001"}
     )
     assert allowed.status_code == 200, allowed.text
@@ -143,20 +112,20 @@ async def test_county_arbitration_is_held_to_the_same_rule(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    county = _bearer(token, "county_supervisor", "township:*")
+    county = bearer(token, "county_supervisor", "township:*")
     # 燃气泄漏 (YJ-002), an assist matter, rejected twice: the county decides.
     case_id = await _case(
         runtime, "T03", "YJ-002", status="arbitration", queue="arbitration", rejections=2
     )
-    township_lead = await _post(client, case_id, "assign", county, {"unit_id": "T03-YJGLJ"})
+    township_lead = await act(client, case_id, "assign", county, {"unit_id": "T03-YJGLJ"})
     assert "由县直部门牵头、乡镇协助" in _refused(township_lead, ["assist"])
-    elsewhere = await _post(
+    elsewhere = await act(
         client, case_id, "assign", county, {"unit_id": "T05-TEAM", "matter_code": "CG-001"}
     )
     assert "不得跨乡镇指派" in _refused(elsewhere, ["other_township"])
     await _unchanged(runtime, case_id, "arbitration", 0)
 
-    decided = await _post(client, case_id, "assign", county, {"unit_id": "YJGLJ-COUNTY"})
+    decided = await act(client, case_id, "assign", county, {"unit_id": "YJGLJ-COUNTY"})
     assert decided.status_code == 200, decided.text
     [assigned] = await case_events(runtime, case_id)
     assert (assigned["data"]["rule"], assigned["data"]["unit_id"]) == (
@@ -171,17 +140,17 @@ async def test_admission_takes_a_proposal_and_the_governments_approval(
     token: TokenFactory,
 ) -> None:
     client, runtime = dispatch
-    county = _bearer(token, "county_supervisor", "township:*")
-    government = _bearer(token, "county_government")
-    dispatcher = _bearer(token, "dispatcher", "township:T05")
+    county = bearer(token, "county_supervisor", "township:*")
+    government = bearer(token, "county_government")
+    dispatcher = bearer(token, "dispatcher", "township:T05")
     tip = await send_tip(runtime, "公司拖欠工伤待遇，劳动争议", "T05V01G01", hint="LD-005")
     case_id = (await case_of(runtime, tip)).id
 
     # Nobody assigns it before the county government has approved: not the township...
-    bypass = await _post(client, case_id, "assign", dispatcher, {"unit_id": "T05-SFJ"})
+    bypass = await act(client, case_id, "assign", dispatcher, {"unit_id": "T05-SFJ"})
     assert bypass.status_code == 409 and NOT_ADMITTED in bypass.json()["detail"]
     # ... nor the government before anything was proposed, nor anyone in the wrong role.
-    early = await _post(client, case_id, "admission/approval", government, {"decision": "approve"})
+    early = await act(client, case_id, "admission/approval", government, {"decision": "approve"})
     assert early.status_code == 409
     for who, action, body in (
         (dispatcher, "admission", PROPOSAL),
@@ -189,14 +158,14 @@ async def test_admission_takes_a_proposal_and_the_governments_approval(
         (dispatcher, "admission/approval", {"decision": "approve"}),
         (county, "admission/approval", {"decision": "approve"}),
     ):
-        refused = await _post(client, case_id, action, who, body)
+        refused = await act(client, case_id, action, who, body)
         assert refused.status_code == 403, (action, refused.text)
         assert refused.headers["content-type"] == PROBLEM
 
-    proposed = await _post(client, case_id, "admission", county, PROPOSAL)
+    proposed = await act(client, case_id, "admission", county, PROPOSAL)
     assert proposed.status_code == 200, proposed.text
     assert (proposed.json()["status"], proposed.json()["queue"]) == ("triage", "admission_approval")
-    county_assigns = await _post(client, case_id, "assign", county, {"unit_id": "T05-SFJ"})
+    county_assigns = await act(client, case_id, "assign", county, {"unit_id": "T05-SFJ"})
     assert county_assigns.status_code == 409  # proposed is not approved
 
     waiting = await client.get("/v1/queues/admission-approval", headers=government)
@@ -213,9 +182,7 @@ async def test_admission_takes_a_proposal_and_the_governments_approval(
         "劳动合同、工伤待遇等劳动争议",
     )
 
-    approved = await _post(
-        client, case_id, "admission/approval", government, {"decision": "approve"}
-    )
+    approved = await act(client, case_id, "admission/approval", government, {"decision": "approve"})
     assert approved.status_code == 200, approved.text
     assert (approved.json()["status"], approved.json()["unit_id"]) == ("assigned", "T05-SFJ")
     *_, proposal, decision, assigned = await case_events(runtime, case_id)
@@ -252,14 +219,14 @@ async def test_admission_takes_a_proposal_and_the_governments_approval(
 
     # The decision stays in force for the case: sent back by the unit, the township may give
     # it to another of its units.
-    unit = _bearer(token, "unit_member", "unit:T05-SFJ")
-    rejected = await _post(client, case_id, "reject", unit, {"reason": "不属于本单位职责"})
+    unit = bearer(token, "unit_member", "unit:T05-SFJ")
+    rejected = await act(client, case_id, "reject", unit, {"reason": "不属于本单位职责"})
     assert rejected.status_code == 200, rejected.text
-    reassigned = await _post(client, case_id, "assign", dispatcher, {"unit_id": "T05-TEAM"})
+    reassigned = await act(client, case_id, "assign", dispatcher, {"unit_id": "T05-TEAM"})
     assert reassigned.status_code == 200, reassigned.text
 
     # Both steps are in the ledger, with who took them and the document they rest on.
-    trail_reader = _bearer(token, "auditor")
+    trail_reader = bearer(token, "auditor")
 
     async def recorded() -> list[dict[str, Any]] | None:
         answer = await ledger.get(f"/v1/cases/{case_id}/trail", headers=trail_reader)
@@ -277,20 +244,20 @@ async def test_a_rejected_proposal_goes_back_to_the_county_supervisor(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    county = _bearer(token, "county_supervisor", "township:*")
-    government = _bearer(token, "county_government")
+    county = bearer(token, "county_supervisor", "township:*")
+    government = bearer(token, "county_government")
     tip = await send_tip(runtime, "有人高息揽储", "T05V01G01", hint="GA-003")
     case_id = (await case_of(runtime, tip)).id
     proposal = {**PROPOSAL, "unit_id": "T05-GAJ", "matter_code": "GA-003", "reason": "协查线索"}
 
     # A proposal is checked as the assignment it would make: another township's unit is not.
-    foreign = await _post(client, case_id, "admission", county, {**proposal, "unit_id": "T03-GAJ"})
+    foreign = await act(client, case_id, "admission", county, {**proposal, "unit_id": "T03-GAJ"})
     assert "不得跨乡镇指派" in _refused(foreign, ["other_township"])
-    assert (await _post(client, case_id, "admission", county, proposal)).status_code == 200
+    assert (await act(client, case_id, "admission", county, proposal)).status_code == 200
 
-    silent = await _post(client, case_id, "admission/approval", government, {"decision": "reject"})
+    silent = await act(client, case_id, "admission/approval", government, {"decision": "reject"})
     assert silent.status_code == 422  # a rejection says why
-    rejected = await _post(
+    rejected = await act(
         client,
         case_id,
         "admission/approval",
@@ -305,11 +272,11 @@ async def test_a_rejected_proposal_goes_back_to_the_county_supervisor(
         False,
         "属金融监管部门职责，不宜由乡镇承担",
     )
-    again = await _post(client, case_id, "admission/approval", government, {"decision": "approve"})
+    again = await act(client, case_id, "admission/approval", government, {"decision": "approve"})
     assert again.status_code == 409  # nothing waits for approval any more
     queue = await client.get("/v1/queues/admission", headers=county)
     assert str(case_id) in {r["case_id"] for r in queue.json()}
-    declined = await _post(
+    declined = await act(
         client,
         case_id,
         "admission",
@@ -339,9 +306,9 @@ async def test_a_penalty_is_never_given_to_a_unit_with_nobody_certified(
     triage = (await case_events(runtime, case.id))[-1]
     assert (triage["type"], triage["data"]["reason"]) == ("whistle.case.triage_required", reason)
 
-    dispatcher = _bearer(token, "dispatcher", "township:T01")
-    by_hand = await _post(client, case.id, "assign", dispatcher, {"unit_id": "T01-NYNCJ"})
+    dispatcher = bearer(token, "dispatcher", "township:T01")
+    by_hand = await act(client, case.id, "assign", dispatcher, {"unit_id": "T01-NYNCJ"})
     assert "无持有效执法证人员" in _refused(by_hand, ["no_certificate"])
-    team = await _post(client, case.id, "assign", dispatcher, {"unit_id": "T01-TEAM"})
+    team = await act(client, case.id, "assign", dispatcher, {"unit_id": "T01-TEAM"})
     assert team.status_code == 200, team.text
     assert team.json()["staff_id"] is not None

@@ -122,6 +122,28 @@ async def test_a_closed_case_is_published_after_the_delay_with_its_matter_basis_
     assert "行政复议" in record["remedy"] and "行政诉讼" in record["remedy"]
 
 
+async def test_the_record_names_in_whose_name_the_decision_was_made_and_its_penalty(
+    public: tuple[httpx.AsyncClient, Runtime, MovableClock],
+) -> None:
+    client, runtime, clock = public
+    township = {"kind": "township", "code": "T03", "name": "城关镇", "entrusted": False}
+    resolved = {
+        "resolution": "penalised",
+        "note": UNIT_NOTE,
+        "acting_in_name_of": township,
+        "penalty": {"kinds": ["warning", "fine"], "fine_yuan": 500},
+    }
+    steps = closed_after_a_resolution()
+    steps[1] = ("resolved", steps[1][1], resolved)
+    case_id = str(await a_case(runtime, "closed", steps))
+    clock.now = CLOSED_AT + timedelta(days=7)
+    record = (await _published(client))[case_id]
+    assert (record["acting_in_name_of"], record["result"]) == (
+        "城关镇",
+        "立案处罚：警告、罚款500元",
+    )
+
+
 async def test_the_record_holds_nothing_of_the_citizen_nor_a_place_finer_than_the_village(
     public: tuple[httpx.AsyncClient, Runtime, MovableClock],
 ) -> None:

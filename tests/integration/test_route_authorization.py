@@ -43,14 +43,25 @@ from services.runtime.settings import SERVICES, Settings
 Route = tuple[str, str, str]  # service, method, path
 
 CASE_READERS = frozenset(
-    {"dispatcher", "unit_member", "county_supervisor", "county_government", "auditor", "admin"}
+    {
+        "dispatcher",
+        "unit_member",
+        "county_supervisor",
+        "county_government",
+        "legal_reviewer",
+        "auditor",
+        "admin",
+    }
 )
 CASE_ACTORS = frozenset({"dispatcher", "unit_member", "county_supervisor"})
-CONSOLE_USERS = CASE_ACTORS | {"county_government"}
+CONSOLE_USERS = CASE_ACTORS | {"county_government", "legal_reviewer"}
 COUNTY = frozenset({"county_supervisor"})
 # 准入: the county government approves what the county supervisor proposes; both read the list.
 GOVERNMENT = frozenset({"county_government"})
 ADMISSION_READERS = COUNTY | GOVERNMENT
+# 法制审核: a legal reviewer decides; the county supervisor reads what waits.
+LEGAL_REVIEWER = frozenset({"legal_reviewer"})
+LEGAL_REVIEW_READERS = LEGAL_REVIEWER | COUNTY
 AUDITOR = frozenset({"auditor"})
 AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
@@ -79,11 +90,14 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/admission"): COUNTY,
     ("dispatch", "POST", "/v1/cases/{case_id}/admission/approval"): GOVERNMENT,
     ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/legal-review"): LEGAL_REVIEWER,
+    ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/admission"): COUNTY,
     ("dispatch", "GET", "/v1/console/approval"): ADMISSION_READERS,
+    ("dispatch", "GET", "/v1/console/legal-review"): LEGAL_REVIEW_READERS,
     ("dispatch", "GET", "/v1/console/cases"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/cases/{case_id}"): CONSOLE_USERS,
     ("escalation", "GET", "/v1/cases/{case_id}/deadlines"): frozenset(

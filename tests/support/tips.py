@@ -1,5 +1,5 @@
-"""Feeding dispatch a tip the way intake does (through the outbox and the broker), and reading
-back what dispatch decided."""
+"""Feeding dispatch a tip the way intake does (through the outbox and the broker), reading
+back what dispatch decided, and acting on its cases over HTTP as a role would."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import select
 from uuid6 import uuid7
@@ -18,6 +19,7 @@ from contracts.topics import TIPS
 from services.dispatch.models import Case
 from services.runtime.outbox import OutboxMessage, stage
 from services.runtime.service import Runtime
+from tests.conftest import TokenFactory
 from tests.support.infra import eventually
 
 
@@ -78,3 +80,23 @@ async def published(bootstrap: str, topic: str, key: str, event_type: str) -> di
         return await eventually(probe, what=f"{event_type} for {key} on {topic}")
     finally:
         await consumer.stop()
+
+
+def bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
+    """The headers of a caller holding ``role`` with ``scopes``."""
+    return {"authorization": f"Bearer {token(role, *scopes)}"}
+
+
+async def act(
+    client: httpx.AsyncClient,
+    case_id: UUID,
+    action: str,
+    headers: dict[str, str],
+    body: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """POST ``action`` on the case at the version it now has (as the caller reads it)."""
+    seen = await client.get(f"/v1/cases/{case_id}", headers=headers)
+    etag = seen.headers.get("etag", '"1"')
+    return await client.post(
+        f"/v1/cases/{case_id}/{action}", json=body, headers={**headers, "If-Match": etag}
+    )

@@ -30,6 +30,7 @@ PURE = {
     "deadline_colour",
     "publicity",
     "authority",
+    "enforcement",
 }
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).

@@ -6,15 +6,18 @@ from uuid import UUID
 
 import pytest
 
+from reference.county import DEFAULT_ENTRUSTED_CEILING
 from services.dispatch import authority
 from services.dispatch.errors import (
     AdmissionRequired,
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    BeyondEntrustment,
     CaseNotFound,
     DispatchError,
     NotAwaitingAdmission,
+    NotAwaitingLegalReview,
     NotPermitted,
     SplitRefused,
     StaleVersion,
@@ -45,6 +48,13 @@ CASE = UUID("01890000-0000-7000-8000-000000000001")
         ),
         (AdmissionRequired(), 409, "Conflict", {"allowed_actions": []}),
         (NotAwaitingAdmission("no"), 409, "Conflict", {}),
+        (NotAwaitingLegalReview("no"), 409, "Conflict", {}),
+        (
+            BeyondEntrustment("超出委托范围：…", DEFAULT_ENTRUSTED_CEILING),
+            422,
+            "超出委托范围",
+            {"entrusted_ceiling": {"penalties": ["warning", "fine"], "max_fine_yuan": 200}},
+        ),
         (AssignmentRefused(AssignmentRefusal.UNKNOWN_UNIT, "x"), 422, "Unknown unit", {}),
         (AssignmentRefused(AssignmentRefusal.FOREIGN_UNIT, "x"), 403, "Forbidden", {}),
         (AssignmentRefused(AssignmentRefusal.MATTER_NEEDED, "x"), 422, "Matter needed", {}),

@@ -40,6 +40,9 @@ NOT_PERSONAL: dict[tuple[str, str], str] = {
     ("whistle.case.resolved", "data.note"): (
         "the acting unit's record of how it resolved the case, written by staff"
     ),
+    ("whistle.case.legal_review_requested", "data.note"): (
+        "the acting unit's record of its penalty decision, written by staff, as in resolved"
+    ),
     ("whistle.case.contacted", "data.note"): (
         "the acting unit's record of its contact with the citizen (联系群众), written by staff as "
         "the progress notes are; the citizen's own words stay in the tip"
@@ -48,6 +51,16 @@ NOT_PERSONAL: dict[tuple[str, str], str] = {
         "the county's note on an extension it decided"
     ),
 }
+# Every case step says in whose name the case is handled: a township's or a department's name.
+NOT_PERSONAL.update(
+    {
+        (model.event_type, path): "the township or county department in whose name the case "
+        "is handled (ActingFor)"
+        for model in EVENT_MODELS
+        if "acting_in_name_of" in model.model_fields
+        for path in ("data.acting_in_name_of", "data.acting_in_name_of.name")
+    }
+)
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const STATUS = {};
 const URGENCY = {};
 const RESOLUTION = {};
+const PENALTY = {};
 const ACTION = {
   assign: "派单",
   accept: "接单",
@@ -49,6 +50,8 @@ const EVENT = {
   "whistle.case.whistle_blown": "吹哨",
   "whistle.case.admission_proposed": "提出准入",
   "whistle.case.admission_decided": "准入审批",
+  "whistle.case.legal_review_requested": "提请法制审核",
+  "whistle.case.legal_review_decided": "法制审核",
   "whistle.deadlines.set": "设定时限",
   "whistle.deadline.stopped": "时限停止",
   "whistle.deadline.warning": "时限预警",
@@ -227,6 +230,7 @@ function roleLine(data) {
     unit_member: "承办单位人员",
     county_supervisor: "县级督办",
     county_government: "县政府",
+    legal_reviewer: "法制审核人员",
   };
   const where = [
     ...data.townships.map((t) => t.name),
@@ -242,6 +246,7 @@ async function signIn() {
   Object.assign(STATUS, me.labels.status);
   Object.assign(URGENCY, me.labels.urgency);
   Object.assign(RESOLUTION, me.labels.resolution);
+  Object.assign(PENALTY, me.labels.penalty);
   $("#who").textContent = roleLine(me);
   $("#tabs").hidden = false;
   const dispatching = me.roles.includes("dispatcher") || me.roles.includes("county_supervisor");
@@ -251,6 +256,9 @@ async function signIn() {
   $("#tab-admission").hidden = !me.roles.includes("county_supervisor");
   $("#tab-approval").hidden = !(
     me.roles.includes("county_government") || me.roles.includes("county_supervisor")
+  );
+  $("#tab-legal-review").hidden = !(
+    me.roles.includes("legal_reviewer") || me.roles.includes("county_supervisor")
   );
 }
 
@@ -347,7 +355,8 @@ function assignForm(row, suggestions, units, prefix) {
   );
 }
 
-// A case waiting for a decision: the citizen's words, why it waits, the suggestions, a form.
+// A case waiting for a decision: the citizen's words, why it waits, the suggestions (for a
+// case waiting for its matter and unit), a form.
 function waitingCard(row, form) {
   return el(
     "li",
@@ -361,7 +370,7 @@ function waitingCard(row, form) {
     ),
     el("p", { class: "tip-text" }, row.text || "（无诉求原文）"),
     row.reason && el("p", { class: "detail" }, row.reason),
-    el(
+    row.suggestions && el(
       "div",
       { class: "suggestions" },
       el("span", { class: "detail" }, "系统建议事项："),
@@ -494,42 +503,27 @@ function admissionView() {
   );
 }
 
-// 准入, second step: the county government approves the proposal (the case is assigned to the
-// proposed unit) or rejects it with its opinion (back to 待准入). The supervisor only reads.
-function approvalForms(row, n) {
-  const p = row.proposal;
-  const facts = p
-    ? el(
-        "dl",
-        { class: "proposal" },
-        el("dt", {}, "事项"),
-        el("dd", {}, `${p.matter_code} ${p.matter_name || ""}`),
-        el("dt", {}, "承办单位"),
-        el("dd", {}, p.unit_name || p.unit_id),
-        el("dt", {}, "批准机关"),
-        el("dd", {}, p.approving_body),
-        el("dt", {}, "批准文号"),
-        el("dd", {}, p.document_no),
-        el("dt", {}, "准入理由"),
-        el("dd", {}, p.reason),
-        el("dt", {}, "提议人"),
-        el("dd", {}, `${p.proposed_by} · ${when(p.proposed_at)}`),
-      )
-    : null;
-  if (!me.roles.includes("county_government")) return facts;
-  const opinion = el("input", { id: `g${n}-opinion`, type: "text", maxlength: 500 });
+// Terms and what they say, as a list of facts on a card.
+function factList(pairs) {
+  return el("dl", { class: "proposal" }, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+// A second role's decision on what another proposed: approve, or send it back with an opinion
+// (required then). ``how`` names the endpoint, the role, the words and the notices.
+function secondStepForm(row, n, facts, how) {
+  if (!me.roles.includes(how.role)) return facts;
+  const opinion = el("input", { id: `${how.prefix}${n}-opinion`, type: "text", maxlength: 1000 });
   const decide = (decision) =>
     run(async () => {
       const text = opinion.value.trim();
-      if (decision === "reject" && !text) throw new Error("不予批准须填写审批意见");
-      const answer = await api(`/v1/cases/${row.id}/admission/approval`, {
+      if (decision === how.sendBack && !text) throw new Error(how.opinionNeeded);
+      const answer = await api(`/v1/cases/${row.id}/${how.path}`, {
         method: "POST",
         body: text ? { decision, opinion: text } : { decision },
         version: row.version,
       });
-      showNotice(
-        `${decision === "approve" ? "已批准准入" : "已不予批准"}：案件现为「${label(STATUS, answer.status)}」。`,
-      );
+      const done = decision === "approve" ? how.approved : how.sentBack;
+      showNotice(`${done}：案件现为「${label(STATUS, answer.status)}」。`);
       await route();
     });
   return el(
@@ -540,18 +534,48 @@ function approvalForms(row, n) {
       "form",
       {
         class: "assign",
-        "data-action": "approval",
+        "data-action": how.action,
         onsubmit: (event) => {
           event.preventDefault();
-          decide(event.submitter && event.submitter.value === "reject" ? "reject" : "approve");
+          const back = event.submitter && event.submitter.value === how.sendBack;
+          decide(back ? how.sendBack : "approve");
         },
       },
-      el("label", { for: opinion.id }, "审批意见"),
+      el("label", { for: opinion.id }, how.opinionLabel),
       opinion,
-      el("button", { type: "submit", value: "approve" }, "批准准入"),
-      el("button", { type: "submit", value: "reject", class: "secondary" }, "不予批准"),
+      el("button", { type: "submit", value: "approve" }, how.approveButton),
+      el("button", { type: "submit", value: how.sendBack, class: "secondary" }, how.sendBackButton),
     ),
   );
+}
+
+// 准入, second step: the county government approves the proposal (the case is assigned to the
+// proposed unit) or rejects it with its opinion (back to 待准入). The supervisor only reads.
+function approvalForms(row, n) {
+  const p = row.proposal;
+  const facts = p
+    ? factList([
+        ["事项", `${p.matter_code} ${p.matter_name || ""}`],
+        ["承办单位", p.unit_name || p.unit_id],
+        ["批准机关", p.approving_body],
+        ["批准文号", p.document_no],
+        ["准入理由", p.reason],
+        ["提议人", `${p.proposed_by} · ${when(p.proposed_at)}`],
+      ])
+    : null;
+  return secondStepForm(row, n, facts, {
+    role: "county_government",
+    prefix: "g",
+    path: "admission/approval",
+    action: "approval",
+    sendBack: "reject",
+    opinionLabel: "审批意见",
+    opinionNeeded: "不予批准须填写审批意见",
+    approveButton: "批准准入",
+    sendBackButton: "不予批准",
+    approved: "已批准准入",
+    sentBack: "已不予批准",
+  });
 }
 
 function approvalView() {
@@ -561,6 +585,45 @@ function approvalView() {
     "approval-list",
     "没有等待县政府批准的准入提议。",
     approvalForms,
+  );
+}
+
+// 法制审核: a penalty decision on the 重大执法决定 list waits for a legal reviewer, who approves
+// it (it takes effect: the case is resolved) or returns it with an opinion (in progress again).
+// The county supervisor only reads.
+function legalReviewForms(row, n) {
+  const facts = factList([
+    ["事项", `${row.matter_code || ""} ${row.matter_name || ""}`],
+    ["承办单位", row.unit_name || row.unit_id || "—"],
+    ["执法名义", row.acting_in_name_of || "—"],
+    ["执法依据", row.legal_basis || "—"],
+    ["处罚决定", row.penalty_words],
+    ["属于重大执法决定", row.major_decisions.join("；")],
+    ["办理情况", row.note],
+    ["提请人", `${row.requested_by} · ${when(row.requested_at)}`],
+  ]);
+  return secondStepForm(row, n, facts, {
+    role: "legal_reviewer",
+    prefix: "r",
+    path: "legal-review",
+    action: "legal-review",
+    sendBack: "return",
+    opinionLabel: "审核意见",
+    opinionNeeded: "退回须填写审核意见",
+    approveButton: "审核通过",
+    sendBackButton: "退回",
+    approved: "已审核通过，处罚决定生效",
+    sentBack: "已退回承办单位",
+  });
+}
+
+function legalReviewView() {
+  return queueView(
+    "/v1/console/legal-review",
+    "待法制审核",
+    "legal-review-list",
+    "没有等待法制审核的处罚决定。",
+    legalReviewForms,
   );
 }
 
@@ -910,6 +973,25 @@ function actionForms(page) {
         Object.entries(RESOLUTION).map(([k, v]) => el("option", { value: k }, v)),
       );
       const due = el("input", { id: "resolve-due", type: "date" });
+      // 立案处罚 states its penalty: the entrusted ceiling and the 重大执法决定 list judge it.
+      const kinds = Object.entries(PENALTY).map(([k, v]) =>
+        el("label", { class: "check" }, el("input", { type: "checkbox", name: "penalty-kind", value: k }), v),
+      );
+      const fine = el("input", { id: "resolve-fine", type: "number", min: 1, step: 1 });
+      const penalty = el(
+        "fieldset",
+        { id: "resolve-penalty", hidden: true },
+        el("legend", {}, "处罚种类（立案处罚时必选）"),
+        kinds,
+        el("label", { for: "resolve-fine" }, "罚款金额（元，处以罚款时必填）"),
+        fine,
+      );
+      kind.addEventListener("change", () => {
+        penalty.hidden = kind.value !== "penalised";
+      });
+      penalty.hidden = kind.value !== "penalised";
+      const chosen = () =>
+        [...penalty.querySelectorAll("input[name=penalty-kind]:checked")].map((box) => box.value);
       forms.push(
         form(
           "resolve",
@@ -919,11 +1001,20 @@ function actionForms(page) {
             ...textField("resolve-note", "办理情况", 2000),
             el("label", { for: "resolve-due" }, "整改期限（责令整改时必填）"),
             due,
+            penalty,
           ],
           () => ({
             resolution: kind.value,
             note: document.getElementById("resolve-note").value,
             ...(due.value ? { rectification_due: due.value } : {}),
+            ...(kind.value === "penalised"
+              ? {
+                  penalty: {
+                    kinds: chosen(),
+                    ...(fine.value ? { fine_yuan: Number(fine.value) } : {}),
+                  },
+                }
+              : {}),
           }),
         ),
       );
@@ -945,12 +1036,28 @@ function describe(item) {
   if (d.reason) parts.push(`${d.reason_code ? "说明" : "原因"}：${d.reason}`);
   if (d.note) parts.push(d.note);
   if (d.resolution) parts.push(label(RESOLUTION, d.resolution));
+  if (d.penalty) {
+    const words = d.penalty.kinds.map((k) => (k === "fine" ? `罚款${d.penalty.fine_yuan}元` : label(PENALTY, k)));
+    parts.push(`处罚：${words.join("、")}`);
+  }
+  if (d.major_decisions) parts.push(`重大执法决定：${d.major_decisions.join("；")}`);
+  if (d.approved !== undefined && item.type === "whistle.case.legal_review_decided") {
+    parts.push(d.approved ? "审核通过" : "退回");
+  }
+  if (d.opinion) parts.push(`意见：${d.opinion}`);
   if (d.kind) parts.push(`${label(CLOCK, d.kind)}时限 ${when(d.due_at)}`);
   if (d.deadlines) {
     parts.push(d.deadlines.map((x) => `${label(CLOCK, x.kind)}期限 ${when(x.due_at)}`).join("，"));
   }
   if (Array.isArray(d.explanation) && d.explanation.length) parts.push(d.explanation.join("；"));
   return parts.join(" · ");
+}
+
+// In whose name the case is handled: the township, or the (entrusting) county department.
+function actingLine(acting) {
+  const who = acting && acting.acting_in_name_of;
+  if (!who) return "—";
+  return who.entrusted ? `${who.name}（委托执法，使用委托机关文书）` : who.name;
 }
 
 async function caseView(id) {
@@ -967,6 +1074,8 @@ async function caseView(id) {
     ["乡镇 / 村 / 网格", [c.township_code, c.village_code, c.grid_id].filter(Boolean).join(" / ") || "未定位"],
     ["事项", page.matter_name ? `${c.matter_code} ${page.matter_name}` : "未确定"],
     ["承办单位", page.unit_name || "—"],
+    ["执法名义", actingLine(c.acting)],
+    ["执法依据", (c.acting && c.acting.legal_basis) || "—"],
     ["紧急程度", label(URGENCY, c.urgency)],
     ["退单次数", String(c.rejections)],
     ["版本", String(c.version)],
@@ -1065,11 +1174,14 @@ async function route() {
   if (path === "/triage") return triageView();
   if (path === "/admission") return admissionView();
   if (path === "/approval") return approvalView();
+  if (path === "/legal-review") return legalReviewView();
   // The default view is shown within this same run, so that the page says "done" only once it
   // shows it: assigning location.hash would show it in a later run, after a "done" too early.
   const home = me.roles.includes("unit_member") && !me.roles.includes("dispatcher");
   const government = me.roles.includes("county_government") && me.roles.length === 1;
-  history.replaceState(null, "", government ? "#/approval" : home ? "#/mine" : "#/triage");
+  const reviewer = me.roles.includes("legal_reviewer") && me.roles.length === 1;
+  const landing = reviewer ? "#/legal-review" : government ? "#/approval" : home ? "#/mine" : "#/triage";
+  history.replaceState(null, "", landing);
   return route();
 }
 

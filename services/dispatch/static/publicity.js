@@ -28,6 +28,7 @@ function render(record) {
   row(facts, "执法依据", record.legal_basis);
   row(facts, "执法结果", record.result);
   row(facts, "执法主体", record.agency_responsible || "—");
+  row(facts, "决定机关", record.acting_in_name_of || "—");
   const officer = record.officer
     ? `${record.officer.name}（执法证号 ${record.officer.certificate_number || "—"}）`
     : "—";
