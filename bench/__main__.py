@@ -1,16 +1,17 @@
-"""``python -m bench [pipeline|ledger|scheduler|routing|faults] [options]``; with no arguments,
-the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``) with
-their defaults."""
+"""``python -m bench [pipeline|ledger|scheduler|routing|triage|faults] [options]``; with no
+arguments, the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``)
+with their defaults."""
 
 import sys
 
-from bench import faults, ledger, pipeline, routing, scheduler
+from bench import faults, ledger, pipeline, routing, scheduler, triage
 
 BENCHMARKS = {
     "pipeline": pipeline.main,
     "ledger": ledger.main,
     "scheduler": scheduler.main,
     "routing": routing.main,
+    "triage": triage.main,
 }
 SUITES = {"faults": faults.main}
 

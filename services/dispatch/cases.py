@@ -49,6 +49,7 @@ from contracts.events import (
 )
 from contracts.topics import CASES
 from reference.county import MatterItem, ReferenceData, Urgency
+from services.dispatch.classifier import TriageModel
 from services.dispatch.errors import (
     AdmissionRequired,
     AssignmentRefusal,
@@ -210,9 +211,9 @@ def waiting_for_a_place(case: Case) -> bool:
     return case.status == CaseStatus.TRIAGE and case.routing.get("rule") == UNLOCATED
 
 
-def _examine(tip: TipReceived, reference: ReferenceData) -> Triaged:
+def _examine(tip: TipReceived, reference: ReferenceData, model: TriageModel | None) -> Triaged:
     return Triaged(
-        classify(tip.text, tip.category_hint, reference),
+        classify(tip.text, tip.category_hint, reference, model),
         locate(tip.grid_id, tip.address, reference, tip.location),
     )
 
@@ -235,9 +236,11 @@ class CaseService:
         reference: ReferenceData,
         clock: Clock,
         settings: DispatchSettings,
+        model: TriageModel | None = None,
     ) -> None:
         self._session = session
         self._reference = reference
+        self._model = model
         self._clock = clock
         self._settings = settings
 
@@ -247,7 +250,7 @@ class CaseService:
         """A tip joins an open case of the same matter nearby (merging.py) when routing may
         decide its matter and place; otherwise, or with no such case, it opens its own."""
         now = self._clock()
-        triaged = _examine(tip, self._reference)
+        triaged = _examine(tip, self._reference, self._model)
         item = triaged.classification.item
         routable = waiting_queue(triaged, self._settings.confidence_threshold) is None
         if routable and item is not None and self._settings.merge.enabled:
@@ -280,7 +283,7 @@ class CaseService:
             return
         reference = self._reference
         triaged = Triaged(
-            classify(said.text, None, reference),
+            classify(said.text, None, reference, self._model),
             locate(None, supplement.address or said.address, reference, supplement.location),
         )
         location = triaged.location
@@ -332,7 +335,7 @@ class CaseService:
         """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
         it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
         reference = self._reference
-        triaged = triaged or _examine(tip, reference)
+        triaged = triaged or _examine(tip, reference, self._model)
         classification, location = triaged.classification, triaged.location
         item = classification.item
         urgency = item.default_urgency if item else Urgency.GENERAL

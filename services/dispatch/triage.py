@@ -11,6 +11,7 @@ from typing import Protocol
 
 from reference.county import MatterItem, ReferenceData
 from reference.segmentation import Found, fold
+from services.dispatch.classifier import NONE, Guess, TriageModel
 
 # Keyword weight at which a single item's match counts as fully confident on its own.
 CONFIDENT_SCORE = 2.0
@@ -25,6 +26,9 @@ class Classification:
     item: MatterItem | None
     confidence: float
     explanation: tuple[str, ...]
+    # The model's best matters, each with its confidence and the words behind it (Chinese),
+    # for the dispatcher who decides when the confidence is too low.
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,15 +57,28 @@ class LatLon(Protocol):
     def lon(self) -> float: ...
 
 
-def classify(text: str, category_hint: str | None, reference: ReferenceData) -> Classification:
+def classify(
+    text: str,
+    category_hint: str | None,
+    reference: ReferenceData,
+    model: TriageModel | None = None,
+) -> Classification:
     """The channel's category hint wins when it names an item; otherwise weighted keywords
-    found as words of the tip's segmentation (jieba, with the catalogue's keywords added)."""
+    found as words of the tip's segmentation (jieba, with the catalogue's keywords added),
+    combined with the trained model when there is one (:func:`combine`)."""
     if category_hint:
         for item in reference.catalogue.items:
             if category_hint in (item.code, item.open311_service_code):
                 return Classification(
                     item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
                 )
+    by_keywords = _by_keywords(text, reference)
+    if model is None:
+        return by_keywords
+    return combine(by_keywords, model.guesses(text), model.version, reference)
+
+
+def _by_keywords(text: str, reference: ReferenceData) -> Classification:
     scored, passed_over = rank(text, reference)
     not_counted = [f"{word}（分词为 {words}）" for word, words in sorted(passed_over.items())]
     if not scored:
@@ -82,6 +99,48 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
     if not_counted:
         explanation.append(f"不计入：{'、'.join(not_counted)}")
     return Classification(best, round(confidence, 3), tuple(explanation))
+
+
+def _named(guess: Guess, reference: ReferenceData) -> str:
+    item = reference.items.get(guess.matter)
+    what = f"{item.code} {item.name}" if item else "不属于清单事项"
+    why = f"，依据 {'、'.join(guess.because)}" if guess.because else ""
+    return f"{what}（置信度 {guess.confidence:.2f}{why}）"
+
+
+def combine(
+    by_keywords: Classification,
+    guesses: tuple[Guess, ...],
+    model_version: str,
+    reference: ReferenceData,
+) -> Classification:
+    """The keywords' and the model's verdicts as one. When they name the same matter, either
+    being sure is enough: 1 − (1 − a)(1 − b). When they differ, the surer one's matter is
+    taken, its confidence discounted by the other's (a·(1 − b)): a tip whose words point two
+    ways goes to a dispatcher unless one side is nearly certain and the other nearly blank
+    ("摆摊" is the catalogue's word for 占道经营, yet someone 摆摊给人拔牙 is practising
+    medicine without a licence)."""
+    top = guesses[0]
+    by_model = reference.items.get(top.matter) if top.matter != NONE else None
+    kw_item, kw = by_keywords.item, by_keywords.confidence
+    model_line = f"分类模型 {model_version}：{_named(top, reference)}"
+    if kw_item is None:
+        item, confidence = by_model, top.confidence
+    elif by_model is not None and by_model.code == kw_item.code:
+        item, confidence = kw_item, 1 - (1 - kw) * (1 - top.confidence)
+    elif kw >= top.confidence:
+        item, confidence = kw_item, kw * (1 - top.confidence)
+    else:
+        item, confidence = by_model, top.confidence * (1 - kw)
+    explanation = [*by_keywords.explanation, model_line]
+    if kw_item is not None and (by_model is None or by_model.code != kw_item.code):
+        kept = "以关键词为准" if item is kw_item else "以分类模型为准"
+        explanation.append(f"关键词与分类模型结论不一致，{kept}，置信度按另一方下调")
+    if item is None:
+        confidence = 0.0
+    candidates = tuple(_named(g, reference) for g in guesses)
+    explanation.append(f"候选事项：{'；'.join(candidates)}")
+    return Classification(item, round(confidence, 3), tuple(explanation), candidates)
 
 
 def rank(
