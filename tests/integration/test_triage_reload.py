@@ -5,51 +5,29 @@ learned on the next reference reload, without a restart."""
 from __future__ import annotations
 
 import csv
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from contracts.cases import CaseStatus
-from services.dispatch.app import create_app
 from services.dispatch.training import train
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
-from tests.conftest import REPO, TokenFactory
+from tests.conftest import TokenFactory
 from tests.support.tips import case_events, case_of, send_tip
 from tests.unit.test_triage_model import BIKES
 
 GRID = "T03V02G01"
 
 
-@pytest.fixture(scope="module")
-def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("triage") / "config"
-    shutil.copytree(REPO / "deploy" / "config", target)
-    return target
-
-
-@pytest.fixture(scope="module")
-async def dispatch(
-    migrated: Settings, config_dir: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    app = create_app(migrated.model_copy(update={"config_dir": config_dir}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, app.state.runtime
-
-
 async def test_everyday_words_are_routed_and_a_history_import_is_learned_on_reload(
-    dispatch: tuple[httpx.AsyncClient, Runtime],
+    dispatch_with_own_config: tuple[httpx.AsyncClient, Runtime],
     config_dir: Path,
     migrated: Settings,
     token: TokenFactory,
     tmp_path: Path,
 ) -> None:
-    client, runtime = dispatch
+    client, runtime = dispatch_with_own_config
     admin = {"authorization": f"Bearer {token('admin')}"}
     before = (await client.get("/v1/reference", headers=admin)).json()
     version = before["triage_model_version"]
@@ -85,9 +63,11 @@ async def test_everyday_words_are_routed_and_a_history_import_is_learned_on_relo
 
 
 async def test_invalid_labelled_tips_are_refused_and_the_model_in_force_stays(
-    dispatch: tuple[httpx.AsyncClient, Runtime], config_dir: Path, token: TokenFactory
+    dispatch_with_own_config: tuple[httpx.AsyncClient, Runtime],
+    config_dir: Path,
+    token: TokenFactory,
 ) -> None:
-    client, _ = dispatch
+    client, _ = dispatch_with_own_config
     admin = {"authorization": f"Bearer {token('admin')}"}
     in_force = (await client.get("/v1/reference", headers=admin)).json()
     learned = config_dir / "triage" / "learned.csv"
