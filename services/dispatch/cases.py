@@ -85,7 +85,7 @@ from services.dispatch.merging import (
     check_split,
     find_merge,
 )
-from services.dispatch.models import Case, CaseTip, TipText
+from services.dispatch.models import Case, CaseTip, TipText, TriageLabel
 from services.dispatch.queries import open_load, readable_case, summoned
 from services.dispatch.routing import (
     ADMISSION_QUEUE,
@@ -102,6 +102,7 @@ from services.dispatch.whistles import WhistleFacts, automatic_whistle, judge, n
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
 from services.runtime.outbox import stage
+from services.runtime.retention import ERASED_TEXT
 from services.runtime.settings import Settings
 
 # The CloudEvents source of everything dispatch says.
@@ -721,6 +722,7 @@ class CaseService:
             load = await open_load(self._session)
             staff = pick_staff(unit, case.village_code, load, today, "", "").staff
         supporting = supporting_units(item, unit, case.township_code or "", reference)
+        await self._label(case, item.code, step)
         case.unit_id, case.staff_id = unit.id, staff.id if staff else None
         case.matter_code, case.queue = item.code, None
         case.supporting_units = [u.id for u in supporting]
@@ -740,6 +742,26 @@ class CaseService:
             explanation,
             actor=step["actor"],
             actor_role=step["actor_role"],
+        )
+
+    async def _label(self, case: Case, matter_code: str, step: dict[str, Any]) -> None:
+        """A person chose the matter: the tip's words and that matter are a labelled example
+        for the triage model, whether they confirm what triage suggested or correct it."""
+        said = await self._session.get(TipText, case.tip_id)
+        if said is None or said.text == ERASED_TEXT:
+            return
+        self._session.add(
+            TriageLabel(
+                id=uuid7(),
+                tip_id=case.tip_id,
+                case_id=case.id,
+                text=said.text,
+                matter_code=matter_code,
+                suggested=case.matter_code,
+                actor=step["actor"],
+                actor_role=step["actor_role"],
+                labelled_at=self._clock(),
+            )
         )
 
     # ------------------------------------------------------------ beyond the lifecycle

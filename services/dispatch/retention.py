@@ -1,18 +1,18 @@
 """What dispatch forgets, and when: its copies of a citizen's words and place (``tip_text``,
-the case's point, each merged tip as received), ``WHISTLE_TIP_RETENTION_DAYS`` after the case
-last closed — as intake forgets its own (services/intake/retention.py, docs/privacy.md). The
-case itself stays: matter, township, village, grid, unit, dates and its timeline are the
-county's record."""
+the case's point, each merged tip as received, the words a dispatcher labelled for triage),
+``WHISTLE_TIP_RETENTION_DAYS`` after the case last closed — as intake forgets its own
+(services/intake/retention.py, docs/privacy.md). The case itself stays: matter, township,
+village, grid, unit, dates and its timeline are the county's record."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, union, update
+from sqlalchemy import delete, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
-from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText
+from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText, TriageLabel
 from services.runtime.retention import ERASED_TEXT, Sweep
 from services.runtime.service import Runtime
 
@@ -51,6 +51,8 @@ async def erase_tip_texts(session: AsyncSession, cutoff: datetime) -> int:
         .where(Case.id.in_(closed), Case.lat.is_not(None))  # type: ignore[union-attr]
         .values(lat=None, lon=None)
     )
+    # The words a dispatcher labelled for the triage model go with the tip's.
+    await session.execute(delete(TriageLabel).where(TriageLabel.tip_id.in_(tips)))  # type: ignore[attr-defined]
     # A merged tip as received, kept to split it off while the case is open: all of it.
     await session.execute(
         update(CaseTip)

@@ -164,7 +164,12 @@ def _triage(args: argparse.Namespace) -> int:
         if args.triage_command == "evaluate":
             print(evaluate_corpus(config_dir, threshold).render())
             return 0
-        trained = train(config_dir, threshold, args.history)
+        learned = None
+        if args.console and settings.database_url:
+            learned = asyncio.run(_dispatchers_labels(settings))
+        elif args.console:
+            print("未设置 WHISTLE_DATABASE_URL：不读取调度员的人工分类，learned.csv 保持不变。")
+        trained = train(config_dir, threshold, args.history, learned)
     except (CorpusError, ReferenceDataError) as exc:
         print(f"whistle triage {args.triage_command}: 标注数据无效，未训练：", file=sys.stderr)
         for reason in exc.reasons:
@@ -175,12 +180,25 @@ def _triage(args: argparse.Namespace) -> int:
     print("训练后：")
     print(trained.after.render())
     print(f"新增历史工单 {trained.added} 条（history.csv 共 {trained.history} 条）。")
-    if trained.added:
+    if trained.learned is not None:
+        print(f"调度员人工分类 {trained.learned} 条，已写入 learned.csv。")
+    if trained.added or trained.learned is not None:
         print(
             "运行中的 dispatch 重新加载参考数据后启用新模型："
             "POST /v1/reference/reload，或 kill -HUP <dispatch 进程号>。"
         )
     return 0
+
+
+async def _dispatchers_labels(settings: Settings) -> list[Any]:
+    from services.dispatch.training import labelled_by_dispatchers
+    from services.runtime.db import command_sessions
+
+    async with (
+        command_sessions(settings.database_url_for("dispatch")) as sessions,
+        sessions() as session,
+    ):
+        return await labelled_by_dispatchers(session)
 
 
 def _dept_listen(args: argparse.Namespace) -> int:
@@ -382,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
                 type=Path,
                 help="a CSV of past tickets with the columns text and matter (a catalogue "
                 "code or none), added to deploy/config/triage/history.csv",
+            )
+            command.add_argument(
+                "--no-console",
+                dest="console",
+                action="store_false",
+                help="do not read the dispatchers' classifications from dispatch's database "
+                "(by default they replace deploy/config/triage/learned.csv)",
             )
 
     listen = commands.add_parser(
