@@ -6,15 +6,28 @@ reached, which travel into the case's events, the console and the ledger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from reference.county import MatterItem, ReferenceData
+from reference.county import MatterItem, ReferenceData, Urgency
 from reference.segmentation import Found, fold
 from services.dispatch.classifier import NONE, Guess, TriageModel
 
 # Keyword weight at which a single item's match counts as fully confident on its own.
 CONFIDENT_SCORE = 2.0
+
+# A tip about several problems ("占道经营还噪音扰民") is read clause by clause too: a clause is
+# what lies between punctuation, spaces and the words citizens join problems with.
+CLAUSE_BREAK = re.compile(r"[，。；！？、,.;!?\s]+|还有|而且|并且|另外|同时|还")
+# A clause shorter than this says too little to name a matter on its own.
+MIN_CLAUSE = 4
+# A matter counts as seen in a clause when the clause alone reaches this confidence: higher
+# than the routing threshold, so that a fragment does not invent a second problem.
+SEEN_CONFIDENCE = 0.8
+# Of several matters seen in one tip, an emergency by the catalogue's default urgency comes
+# first (a gas leak before the stall beside it); otherwise the matter the whole tip reads as.
+# The other urgencies are deadline classes, not importance: they do not decide.
 
 # A point outside every grid still belongs to the nearest grid up to this far away (GPS error,
 # a grid drawn a little short of the road); farther away it locates nothing.
@@ -75,7 +88,72 @@ def classify(
     by_keywords = _by_keywords(text, reference)
     if model is None:
         return by_keywords
-    return combine(by_keywords, model.guesses(text), model.version, reference)
+    guesses = model.guesses(text)
+    whole = combine(by_keywords, guesses, model.version, reference)
+    clauses = [c for c in CLAUSE_BREAK.split(text) if len(c) >= MIN_CLAUSE]
+    if len(clauses) < 2:
+        return whole
+    # A clause read alone is easily over-read ("还在冰柜里卖" sounds like 私售汽油): a matter
+    # it names counts only if the whole tip's reading has it among its candidates too.
+    plausible = {g.matter for g in guesses} | (
+        {by_keywords.item.code} if by_keywords.item else set()
+    )
+    seen: dict[str, tuple[float, str, MatterItem]] = {}  # code → confidence, clause, item
+    for clause in clauses:
+        found = combine(_by_keywords(clause, reference), model.guesses(clause), "", reference)
+        if (
+            found.item is not None
+            and found.item.code in plausible
+            and found.confidence >= SEEN_CONFIDENCE
+        ):
+            best = seen.get(found.item.code)
+            if best is None or found.confidence > best[0]:
+                seen[found.item.code] = (found.confidence, clause, found.item)
+    return several_matters(whole, list(seen.values()))
+
+
+def several_matters(
+    whole: Classification, seen: list[tuple[float, str, MatterItem]]
+) -> Classification:
+    """The tip read whole, or — when its clauses name two matters or more with confidence —
+    the primary among them (an emergency by the catalogue's default urgency, else the matter
+    the whole tip reads as, else the surer clause), at the confidence of its clause (or of the
+    whole tip, if surer), with the others named."""
+    known = {item.code for _, _, item in seen}
+    if (
+        whole.item is not None
+        and whole.item.code not in known
+        and whole.confidence >= SEEN_CONFIDENCE
+    ):
+        seen.append((whole.confidence, "", whole.item))
+    if len({item.code for _, _, item in seen}) < 2:
+        return whole
+    read_whole = whole.item.code if whole.item else None
+    ranked = sorted(
+        seen,
+        key=lambda s: (
+            s[2].default_urgency is not Urgency.EMERGENCY,
+            s[2].code != read_whole,
+            -s[0],
+            s[2].code,
+        ),
+    )
+    confidence, _, primary = ranked[0]
+    if whole.item is not None and whole.item.code == primary.code:
+        confidence = max(confidence, whole.confidence)
+    others = "；".join(
+        f"{item.code} {item.name}（“{said}”，置信度 {conf:.2f}）" for conf, said, item in ranked[1:]
+    )
+    line = (
+        f"一诉多事：主办事项 {primary.code} {primary.name}"
+        f"（紧急事项优先，否则按整体识别），另见 {others}"
+    )
+    return replace(
+        whole,
+        item=primary,
+        confidence=round(confidence, 3),
+        explanation=(*whole.explanation, line),
+    )
 
 
 def _by_keywords(text: str, reference: ReferenceData) -> Classification:
