@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reference.county import ReferenceData, load_reference
 from services.dispatch.classifier import NONE, Example, Guess, TriageModel
@@ -273,3 +274,11 @@ def test_the_primary_of_several_matters_by_the_catalogues_urgency(ref: Reference
     assert calm.item is stall and calm.confidence == pytest.approx(0.95)
     alone = several_matters(whole, [(0.95, "摆摊", stall)])
     assert alone == whole
+
+
+def test_the_kubernetes_triage_configmap_is_the_corpus() -> None:
+    # Generated with kubectl create configmap whistle-triage --from-file=deploy/config/triage.
+    manifest = CONFIG.parents[1] / "deploy" / "k8s" / "triage.configmap.yaml"
+    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))["data"]
+    files = {p.name: p.read_text(encoding="utf-8") for p in (CONFIG / "triage").iterdir()}
+    assert data == files
