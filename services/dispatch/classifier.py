@@ -10,9 +10,9 @@ The SVM's scores are not probabilities. ``confidence`` is calibrated: a logistic
 learns, from out-of-fold predictions on the training examples (5-fold cross-validation), how
 often the best-scoring matter is right given its score and its lead over the next one. A
 confidence of 0.8 means four times in five the matter was right on tips the model had not
-seen. Training is deterministic (fixed folds; LinearSVC's solver is seeded) and takes about a
-second for a thousand tips, so the model is trained from text when dispatch loads its
-reference data and never stored as a pickle.
+seen. Training is deterministic (fixed folds; LinearSVC's solver is seeded) and takes about
+half a second for the sample's thousand tips (bench/triage.py), so the model is trained from
+text when dispatch loads its reference data and never stored as a pickle.
 
 Pure: no files, no clock. The examples come from ``services.dispatch.corpus``.
 """

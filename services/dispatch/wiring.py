@@ -61,7 +61,7 @@ def _load_prepared(runtime: Runtime) -> tuple[ReferenceData, TriageModel | None]
     loaded = load_reference(config_dir)
     loaded.prepare()
     try:
-        # Trained from text (about a second): nothing is unpickled, nothing downloaded.
+        # Trained from text (~0.5 s for the sample's tips): nothing unpickled, nothing downloaded.
         model = load_model(config_dir, loaded)
     except CorpusError as exc:
         # Refused like any other invalid reference data: the version in force stays.

@@ -282,3 +282,23 @@ def test_the_kubernetes_triage_configmap_is_the_corpus() -> None:
     data = yaml.safe_load(manifest.read_text(encoding="utf-8"))["data"]
     files = {p.name: p.read_text(encoding="utf-8") for p in (CONFIG / "triage").iterdir()}
     assert data == files
+
+
+def test_the_whistle_triage_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.launcher.cli import main
+
+    config = _county_copy(tmp_path)
+    assert main(["triage", "evaluate", "--config-dir", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert "留出集 445 条" in printed and "错派" in printed and "各事项" in printed
+
+    bad = _write(tmp_path / "bad.csv", [("路灯坏了", "XX-999")])
+    args = ["triage", "train", "--config-dir", str(config), "--no-console"]
+    assert main([*args, "--history", str(bad)]) == 2
+    assert "matter 'XX-999' is not in the catalogue" in capsys.readouterr().err
+
+    good = _write(tmp_path / "good.csv", [(text, "CG-001") for text in BIKES])
+    assert main([*args, "--history", str(good), "--threshold", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert "训练前：" in printed and "训练后：" in printed and "阈值 0.80" in printed
+    assert f"新增历史工单 {len(BIKES)} 条" in printed and "POST /v1/reference/reload" in printed
