@@ -101,7 +101,6 @@ class TriageModel:
             raise ValueError(f"matters not in the catalogue: {', '.join(unknown)}")
         self.version = model_version(examples, reference)
         self.examples = len(examples)
-        self.per_matter = Counter(e.matter for e in examples)
         # Each keyword alone, and each item's name, is an example of its item: a tip in the
         # catalogue's own words is then the model's as well as the keywords' to recognise.
         catalogue = [
@@ -145,8 +144,8 @@ class TriageModel:
 
     def guesses(self, text: str, top: int = CANDIDATES) -> tuple[Guess, ...]:
         """The ``top`` best matters (NONE among them) for a tip, best first. Each candidate's
-        confidence is calibrated on its own score and its lead over the best of the others,
-        so only the first can be above one half."""
+        confidence is calibrated on its own score and its lead over the best of the others
+        (a lead the runners-up do not have, so their confidence stays low)."""
         row = self._features.transform([fold(text)])
         scores = self._svm.decision_function(row)[0]
         order = np.argsort(-scores, kind="stable")[:top]

@@ -25,9 +25,6 @@ MIN_CLAUSE = 4
 # A matter counts as seen in a clause when the clause alone reaches this confidence: higher
 # than the routing threshold, so that a fragment does not invent a second problem.
 SEEN_CONFIDENCE = 0.8
-# Of several matters seen in one tip, an emergency by the catalogue's default urgency comes
-# first (a gas leak before the stall beside it); otherwise the matter the whole tip reads as.
-# The other urgencies are deadline classes, not importance: they do not decide.
 
 # A point outside every grid still belongs to the nearest grid up to this far away (GPS error,
 # a grid drawn a little short of the road); farther away it locates nothing.
@@ -132,6 +129,8 @@ def several_matters(
     ranked = sorted(
         seen,
         key=lambda s: (
+            # An emergency first (a gas leak before the stall beside it); the other default
+            # urgencies are deadline classes, not importance, and do not decide.
             s[2].default_urgency is not Urgency.EMERGENCY,
             s[2].code != read_whole,
             -s[0],
