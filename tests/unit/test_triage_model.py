@@ -64,7 +64,10 @@ def test_the_corpus_covers_every_item_with_a_fixed_held_out_quarter(
 ) -> None:
     train = {e.matter for e in corpus.train}
     held_out = {e.matter for e in corpus.held_out}
-    assert train == held_out == {*ref.items, NONE}
+    # Every item of the sample catalogue's enforcement list (60), and tips about no matter;
+    # items a catalogue gains later are known to the model by their keywords until tips come.
+    assert train == held_out and NONE in train
+    assert len(train - {NONE}) >= 60 and train - {NONE} <= set(ref.items)
     share = len(corpus.held_out) / (len(corpus.train) + len(corpus.held_out))
     assert 0.25 <= share <= 0.35
     # Training never reads a held-out tip.
