@@ -1,10 +1,10 @@
-"""``python -m bench [pipeline|ledger|scheduler|routing|roundtrips|faults] [options]``; with
-no arguments, the benchmarks (not the fault suite, which takes 15–20 minutes: ``make faults``) with
-their defaults."""
+"""``python -m bench [pipeline|ledger|scheduler|routing|roundtrips|triage|faults] [options]``;
+with no arguments, the benchmarks (not the fault suite, which takes 15–20 minutes:
+``make faults``) with their defaults."""
 
 import sys
 
-from bench import faults, ledger, pipeline, roundtrips, routing, scheduler
+from bench import faults, ledger, pipeline, roundtrips, routing, scheduler, triage
 
 BENCHMARKS = {
     "pipeline": pipeline.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "scheduler": scheduler.main,
     "routing": routing.main,
     "roundtrips": roundtrips.main,
+    "triage": triage.main,
 }
 SUITES = {"faults": faults.main}
 

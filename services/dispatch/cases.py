@@ -58,6 +58,7 @@ from contracts.events import (
 from contracts.topics import CASES
 from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
 from services.dispatch.authority import AdmissionInForce, Verdict, judge_assignment
+from services.dispatch.classifier import TriageModel
 from services.dispatch.enforcement import acting_capacity, entrustment_refusal, major_decisions
 from services.dispatch.errors import (
     AdmissionRequired,
@@ -113,6 +114,7 @@ from services.dispatch.models import (
     CaseTip,
     LegalReview,
     TipText,
+    TriageLabel,
 )
 from services.dispatch.queries import open_load, readable_case, summoned
 from services.dispatch.routing import (
@@ -131,6 +133,7 @@ from services.dispatch.whistles import WhistleFacts, automatic_whistle, judge, n
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
 from services.runtime.outbox import stage
+from services.runtime.retention import ERASED_TEXT
 from services.runtime.settings import Settings
 
 # The CloudEvents source of everything dispatch says.
@@ -248,9 +251,9 @@ def waiting_for_a_place(case: Case) -> bool:
     return case.status == CaseStatus.TRIAGE and case.routing.get("rule") == UNLOCATED
 
 
-def _examine(tip: TipReceived, reference: ReferenceData) -> Triaged:
+def _examine(tip: TipReceived, reference: ReferenceData, model: TriageModel | None) -> Triaged:
     return Triaged(
-        classify(tip.text, tip.category_hint, reference),
+        classify(tip.text, tip.category_hint, reference, model),
         locate(tip.grid_id, tip.address, reference, tip.location),
     )
 
@@ -275,9 +278,11 @@ class CaseService:
         reference: ReferenceData,
         clock: Clock,
         settings: DispatchSettings,
+        model: TriageModel | None = None,
     ) -> None:
         self._session = session
         self._reference = reference
+        self._model = model
         self._clock = clock
         self._settings = settings
 
@@ -287,7 +292,7 @@ class CaseService:
         """A tip joins an open case of the same matter nearby (merging.py) when routing may
         decide its matter and place; otherwise, or with no such case, it opens its own."""
         now = self._clock()
-        triaged = _examine(tip, self._reference)
+        triaged = _examine(tip, self._reference, self._model)
         item = triaged.classification.item
         routable = waiting_queue(triaged, self._settings.confidence_threshold) is None
         if routable and item is not None and self._settings.merge.enabled:
@@ -320,7 +325,7 @@ class CaseService:
             return
         reference = self._reference
         triaged = Triaged(
-            classify(said.text, None, reference),
+            classify(said.text, None, reference, self._model),
             locate(None, supplement.address or said.address, reference, supplement.location),
         )
         location = triaged.location
@@ -378,7 +383,7 @@ class CaseService:
         """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
         it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
         reference = self._reference
-        triaged = triaged or _examine(tip, reference)
+        triaged = triaged or _examine(tip, reference, self._model)
         classification, location = triaged.classification, triaged.location
         item = classification.item
         urgency = item.default_urgency if item else Urgency.GENERAL
@@ -906,6 +911,7 @@ class CaseService:
             load = await open_load(self._session)
             staff = pick_staff(unit, case.village_code, load, today, "", "").staff
         supporting = supporting_units(item, unit, case.township_code or "", reference)
+        await self._label(case, item.code, step)
         case.unit_id, case.staff_id = unit.id, staff.id if staff else None
         case.matter_code, case.queue = item.code, None
         case.supporting_units = [u.id for u in supporting]
@@ -1000,6 +1006,26 @@ class CaseService:
             .limit(1)
         )
         return _in_force(decision) if decision else None
+
+    async def _label(self, case: Case, matter_code: str, step: dict[str, Any]) -> None:
+        """A person chose the matter: the tip's words and that matter are a labelled example
+        for the triage model, whether they confirm what triage suggested or correct it."""
+        said = await self._session.get(TipText, case.tip_id)
+        if said is None or said.text == ERASED_TEXT:
+            return
+        self._session.add(
+            TriageLabel(
+                id=uuid7(),
+                tip_id=case.tip_id,
+                case_id=case.id,
+                text=said.text,
+                matter_code=matter_code,
+                suggested=case.matter_code,
+                actor=step["actor"],
+                actor_role=step["actor_role"],
+                labelled_at=self._clock(),
+            )
+        )
 
     # ------------------------------------------------------------ beyond the lifecycle
 

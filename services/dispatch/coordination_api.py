@@ -18,6 +18,7 @@ from contracts.cases import CaseStatus
 from contracts.events import Penalty
 from reference.county import Code, ReferenceData, ReferenceDataError
 from services.dispatch.cases import CaseService
+from services.dispatch.classifier import TriageModel
 from services.dispatch.dependencies import (
     AdmissionReader,
     CaseActor,
@@ -44,7 +45,12 @@ from services.dispatch.queries import (
 )
 from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, suggestions_out
-from services.dispatch.wiring import current_reference, local_today, reload_reference
+from services.dispatch.wiring import (
+    current_model,
+    current_reference,
+    local_today,
+    reload_reference,
+)
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
 
@@ -453,11 +459,17 @@ class ReferenceView(BaseModel):
     townships: int
     units: int
     items: int
+    triage_model_version: str | None = Field(
+        default=None, description="the triage model every classification names; null: keywords only"
+    )
+    triage_model_examples: int | None = None
 
 
-def _describe(reference: ReferenceData) -> ReferenceView:
+def _describe(reference: ReferenceData, model: TriageModel | None) -> ReferenceView:
     rules = reference.whistle_rules
     return ReferenceView(
+        triage_model_version=model.version if model else None,
+        triage_model_examples=model.examples if model else None,
         version=reference.version,
         catalogue_version=reference.catalogue.version,
         whistle_rules_version=rules.version if rules else None,
@@ -470,7 +482,7 @@ def _describe(reference: ReferenceData) -> ReferenceView:
 
 @router.get("/reference", response_model=ReferenceView)
 async def reference_in_force(principal: CaseReader, runtime: RuntimeDep) -> ReferenceView:
-    return _describe(current_reference(runtime))
+    return _describe(current_reference(runtime), current_model(runtime))
 
 
 @router.post("/reference/reload", response_model=ReferenceView)
@@ -485,4 +497,4 @@ async def reload(principal: ReferenceKeeper, runtime: RuntimeDep) -> ReferenceVi
             reasons=exc.reasons,
             version_in_force=current_reference(runtime).version,
         ) from exc
-    return _describe(loaded)
+    return _describe(loaded, current_model(runtime))

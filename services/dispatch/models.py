@@ -127,6 +127,23 @@ class TipText(SQLModel, table=True):
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class TriageLabel(SQLModel, table=True):
+    """A matter a dispatcher gave a tip by hand, with the tip's words: a labelled example for
+    the triage model (``whistle triage train``). ``suggested`` is what triage had made of it."""
+
+    __tablename__ = "triage_label"
+
+    id: UUID = Field(primary_key=True)
+    tip_id: UUID = Field(index=True)
+    case_id: UUID
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    matter_code: str
+    suggested: str | None = None
+    actor: str
+    actor_role: str
+    labelled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class CaseClock(SQLModel, table=True):
     """A case's first-response or resolution clock as escalation announced it."""
 

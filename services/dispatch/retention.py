@@ -1,9 +1,10 @@
 """What dispatch forgets, and when: its copies of a citizen's words and place (``tip_text``,
-the case's point, each merged tip as received), ``WHISTLE_TIP_RETENTION_DAYS`` after the case
-last closed — as intake forgets its own (services/intake/retention.py, docs/privacy.md). The
-case itself stays: matter, township, village, grid, unit, dates and its timeline are the
-county's record. A tip erased earlier by intake (on request) is erased here at once, when its
-``whistle.personal_data.erased`` arrives (``erase_tip``, services/dispatch/consumers.py)."""
+the case's point, each merged tip as received, the words a dispatcher labelled for triage),
+``WHISTLE_TIP_RETENTION_DAYS`` after the case last closed — as intake forgets its own
+(services/intake/retention.py, docs/privacy.md). The case itself stays: matter, township,
+village, grid, unit, dates and its timeline are the county's record. A tip erased earlier by
+intake (on request) is erased here at once, when its ``whistle.personal_data.erased``
+arrives (``erase_tip``, services/dispatch/consumers.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, func, literal, or_, select, union, update
+from sqlalchemy import ColumnElement, delete, func, literal, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
-from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText
+from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText, TriageLabel
 from services.runtime.retention import ERASED_TEXT, Sweep
 from services.runtime.service import Runtime
 
@@ -75,6 +76,8 @@ async def _erase(
     await session.execute(
         update(Case).where(cases, Case.lat.is_not(None)).values(lat=None, lon=None)  # type: ignore[union-attr]
     )
+    # The words a dispatcher labelled for the triage model go with the tip's.
+    await session.execute(delete(TriageLabel).where(TriageLabel.tip_id.in_(tips)))  # type: ignore[attr-defined]
     # A merged tip as received, kept to split it off while the case is open: all of it.
     await session.execute(
         update(CaseTip).where(merged, CaseTip.tip != {}).values(tip={})  # type: ignore[attr-defined]

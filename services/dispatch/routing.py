@@ -56,11 +56,15 @@ def waiting_queue(triaged: Triaged, confidence_threshold: float) -> NeedsTriage 
     if location.township is None:
         return NeedsTriage("county", UNLOCATED, "无法确定所属乡镇，转县级分拨")
     if classification.item is None or classification.confidence < confidence_threshold:
+        # The dispatcher who decides sees the model's best guesses and why.
+        candidates = (
+            f"；候选：{'；'.join(classification.candidates)}" if classification.candidates else ""
+        )
         return NeedsTriage(
             f"township:{location.township}",
             "low_confidence",
             f"事项识别置信度 {classification.confidence:.2f} 低于 {confidence_threshold:.2f}，"
-            "待调度员人工分拨",
+            f"待调度员人工分拨{candidates}",
         )
     return None
 

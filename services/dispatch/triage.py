@@ -6,14 +6,25 @@ reached, which travel into the case's events, the console and the ledger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from reference.county import MatterItem, ReferenceData
+from reference.county import MatterItem, ReferenceData, Urgency
 from reference.segmentation import Found, fold
+from services.dispatch.classifier import NONE, Guess, TriageModel
 
 # Keyword weight at which a single item's match counts as fully confident on its own.
 CONFIDENT_SCORE = 2.0
+
+# A tip about several problems ("占道经营还噪音扰民") is read clause by clause too: a clause is
+# what lies between punctuation, spaces and the words citizens join problems with.
+CLAUSE_BREAK = re.compile(r"[，。；！？、,.;!?\s]+|还有|而且|并且|另外|同时|还")
+# A clause shorter than this says too little to name a matter on its own.
+MIN_CLAUSE = 4
+# A matter counts as seen in a clause when the clause alone reaches this confidence: higher
+# than the routing threshold, so that a fragment does not invent a second problem.
+SEEN_CONFIDENCE = 0.8
 
 # A point outside every grid still belongs to the nearest grid up to this far away (GPS error,
 # a grid drawn a little short of the road); farther away it locates nothing.
@@ -25,6 +36,9 @@ class Classification:
     item: MatterItem | None
     confidence: float
     explanation: tuple[str, ...]
+    # The model's best matters, each with its confidence and the words behind it (Chinese),
+    # for the dispatcher who decides when the confidence is too low.
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,15 +67,95 @@ class LatLon(Protocol):
     def lon(self) -> float: ...
 
 
-def classify(text: str, category_hint: str | None, reference: ReferenceData) -> Classification:
+def classify(
+    text: str,
+    category_hint: str | None,
+    reference: ReferenceData,
+    model: TriageModel | None = None,
+) -> Classification:
     """The channel's category hint wins when it names an item; otherwise weighted keywords
-    found as words of the tip's segmentation (jieba, with the catalogue's keywords added)."""
+    found as words of the tip's segmentation (jieba, with the catalogue's keywords added),
+    combined with the trained model when there is one (:func:`combine`)."""
     if category_hint:
         for item in reference.catalogue.items:
             if category_hint in (item.code, item.open311_service_code):
                 return Classification(
                     item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
                 )
+    by_keywords = _by_keywords(text, reference)
+    if model is None:
+        return by_keywords
+    guesses = model.guesses(text)
+    whole = combine(by_keywords, guesses, model.version, reference)
+    clauses = [c for c in CLAUSE_BREAK.split(text) if len(c) >= MIN_CLAUSE]
+    if len(clauses) < 2:
+        return whole
+    # A clause read alone is easily over-read ("还在冰柜里卖" sounds like 私售汽油): a matter
+    # it names counts only if the whole tip's reading has it among its candidates too.
+    plausible = {g.matter for g in guesses} | (
+        {by_keywords.item.code} if by_keywords.item else set()
+    )
+    seen: dict[str, tuple[float, str, MatterItem]] = {}  # code → confidence, clause, item
+    for clause in clauses:
+        found = combine(_by_keywords(clause, reference), model.guesses(clause), "", reference)
+        if (
+            found.item is not None
+            and found.item.code in plausible
+            and found.confidence >= SEEN_CONFIDENCE
+        ):
+            best = seen.get(found.item.code)
+            if best is None or found.confidence > best[0]:
+                seen[found.item.code] = (found.confidence, clause, found.item)
+    return several_matters(whole, list(seen.values()))
+
+
+def several_matters(
+    whole: Classification, seen: list[tuple[float, str, MatterItem]]
+) -> Classification:
+    """The tip read whole, or — when its clauses name two matters or more with confidence —
+    the primary among them (an emergency by the catalogue's default urgency, else the matter
+    the whole tip reads as, else the surer clause), at the confidence of its clause (or of the
+    whole tip, if surer), with the others named."""
+    known = {item.code for _, _, item in seen}
+    if (
+        whole.item is not None
+        and whole.item.code not in known
+        and whole.confidence >= SEEN_CONFIDENCE
+    ):
+        seen.append((whole.confidence, "", whole.item))
+    if len({item.code for _, _, item in seen}) < 2:
+        return whole
+    read_whole = whole.item.code if whole.item else None
+    ranked = sorted(
+        seen,
+        key=lambda s: (
+            # An emergency first (a gas leak before the stall beside it); the other default
+            # urgencies are deadline classes, not importance, and do not decide.
+            s[2].default_urgency is not Urgency.EMERGENCY,
+            s[2].code != read_whole,
+            -s[0],
+            s[2].code,
+        ),
+    )
+    confidence, _, primary = ranked[0]
+    if whole.item is not None and whole.item.code == primary.code:
+        confidence = max(confidence, whole.confidence)
+    others = "；".join(
+        f"{item.code} {item.name}（“{said}”，置信度 {conf:.2f}）" for conf, said, item in ranked[1:]
+    )
+    line = (
+        f"一诉多事：主办事项 {primary.code} {primary.name}"
+        f"（紧急事项优先，否则按整体识别），另见 {others}"
+    )
+    return replace(
+        whole,
+        item=primary,
+        confidence=round(confidence, 3),
+        explanation=(*whole.explanation, line),
+    )
+
+
+def _by_keywords(text: str, reference: ReferenceData) -> Classification:
     scored, passed_over = rank(text, reference)
     not_counted = [f"{word}（分词为 {words}）" for word, words in sorted(passed_over.items())]
     if not scored:
@@ -82,6 +176,48 @@ def classify(text: str, category_hint: str | None, reference: ReferenceData) -> 
     if not_counted:
         explanation.append(f"不计入：{'、'.join(not_counted)}")
     return Classification(best, round(confidence, 3), tuple(explanation))
+
+
+def _named(guess: Guess, reference: ReferenceData) -> str:
+    item = reference.items.get(guess.matter)
+    what = f"{item.code} {item.name}" if item else "不属于清单事项"
+    why = f"，依据 {'、'.join(guess.because)}" if guess.because else ""
+    return f"{what}（置信度 {guess.confidence:.2f}{why}）"
+
+
+def combine(
+    by_keywords: Classification,
+    guesses: tuple[Guess, ...],
+    model_version: str,
+    reference: ReferenceData,
+) -> Classification:
+    """The keywords' and the model's verdicts as one. When they name the same matter, either
+    being sure is enough: 1 − (1 − a)(1 − b). When they differ, the surer one's matter is
+    taken, its confidence discounted by the other's (a·(1 − b)): a tip whose words point two
+    ways goes to a dispatcher unless one side is nearly certain and the other nearly blank
+    ("摆摊" is the catalogue's word for 占道经营, yet someone 摆摊给人拔牙 is practising
+    medicine without a licence)."""
+    top = guesses[0]
+    by_model = reference.items.get(top.matter) if top.matter != NONE else None
+    kw_item, kw = by_keywords.item, by_keywords.confidence
+    model_line = f"分类模型 {model_version}：{_named(top, reference)}"
+    if kw_item is None:
+        item, confidence = by_model, top.confidence
+    elif by_model is not None and by_model.code == kw_item.code:
+        item, confidence = kw_item, 1 - (1 - kw) * (1 - top.confidence)
+    elif kw >= top.confidence:
+        item, confidence = kw_item, kw * (1 - top.confidence)
+    else:
+        item, confidence = by_model, top.confidence * (1 - kw)
+    explanation = [*by_keywords.explanation, model_line]
+    if kw_item is not None and (by_model is None or by_model.code != kw_item.code):
+        kept = "以关键词为准" if item is kw_item else "以分类模型为准"
+        explanation.append(f"关键词与分类模型结论不一致，{kept}，置信度按另一方下调")
+    if item is None:
+        confidence = 0.0
+    candidates = tuple(_named(g, reference) for g in guesses)
+    explanation.append(f"候选事项：{'；'.join(candidates)}")
+    return Classification(item, round(confidence, 3), tuple(explanation), candidates)
 
 
 def rank(

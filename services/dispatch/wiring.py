@@ -1,6 +1,7 @@
 """How a dispatch process hands its parts to the case service: the reference data in force
-(loaded at start; a reload, by HTTP or ``kill -HUP``, swaps it whole), the county's date, and a
-case service over a session with the process's clock and settings."""
+and the triage model trained from the county's labelled tips over it (loaded at start; a
+reload, by HTTP or ``kill -HUP``, swaps both whole), the county's date, and a case service
+over a session with the process's clock and settings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reference.county import ReferenceData, ReferenceDataError, load_reference
 from services.dispatch.cases import CaseService, DispatchSettings
+from services.dispatch.classifier import TriageModel
+from services.dispatch.corpus import CorpusError, load_model
 from services.runtime.service import Runtime
 from services.runtime.signals import on_sighup
 
@@ -20,15 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def load_reference_data(runtime: Runtime) -> None:
-    """Put deploy/config's reference data in force, prepared: jieba's dictionary and the grid
-    index are built before the first tip arrives."""
-    runtime.state["reference"] = _load_prepared(runtime)
+    """Put deploy/config's reference data in force, prepared: jieba's dictionary, the grid
+    index and the triage model are built before the first tip arrives."""
+    runtime.state["reference"], runtime.state["triage_model"] = _load_prepared(runtime)
 
 
 def current_reference(runtime: Runtime) -> ReferenceData:
     """The reference data routing uses now (a reload swaps it whole)."""
     reference: ReferenceData = runtime.state["reference"]
     return reference
+
+
+def current_model(runtime: Runtime) -> TriageModel | None:
+    """The triage model trained over the reference data in force (None: keywords only)."""
+    model: TriageModel | None = runtime.state.get("triage_model")
+    return model
 
 
 def local_today(runtime: Runtime) -> date:
@@ -41,15 +50,25 @@ def case_service(runtime: Runtime, session: AsyncSession) -> CaseService:
     return CaseService(
         session,
         reference=current_reference(runtime),
+        model=current_model(runtime),
         clock=runtime.clock,
         settings=DispatchSettings.of(runtime.settings),
     )
 
 
-def _load_prepared(runtime: Runtime) -> ReferenceData:
-    loaded = load_reference(runtime.settings.config_dir)
+def _load_prepared(runtime: Runtime) -> tuple[ReferenceData, TriageModel | None]:
+    config_dir = runtime.settings.config_dir
+    loaded = load_reference(config_dir)
     loaded.prepare()
-    return loaded
+    try:
+        # Trained from text (~0.5 s for the sample's tips): nothing unpickled, nothing downloaded.
+        model = load_model(config_dir, loaded)
+    except CorpusError as exc:
+        # Refused like any other invalid reference data: the version in force stays.
+        raise ReferenceDataError(exc.reasons) from exc
+    if model is not None:
+        log.info("triage model %s trained on %d tips", model.version, model.examples)
+    return loaded, model
 
 
 async def reload_reference(runtime: Runtime) -> ReferenceData:
@@ -59,8 +78,8 @@ async def reload_reference(runtime: Runtime) -> ReferenceData:
     async with lock:
         # Parsing and building jieba's dictionary take a while: off the event loop, so that
         # tips keep being routed with the old version until the new one is whole.
-        loaded = await asyncio.to_thread(_load_prepared, runtime)
-        runtime.state["reference"] = loaded
+        loaded, model = await asyncio.to_thread(_load_prepared, runtime)
+        runtime.state["reference"], runtime.state["triage_model"] = loaded, model
     log.info("reference data %s in force", loaded.version)
     return loaded
 

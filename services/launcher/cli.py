@@ -201,6 +201,55 @@ def _ledger_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _triage(args: argparse.Namespace) -> int:
+    from reference.county import ReferenceDataError
+    from services.dispatch.corpus import CorpusError
+    from services.dispatch.training import evaluate_corpus, train
+
+    settings = Settings()
+    config_dir = args.config_dir or settings.config_dir
+    threshold = settings.triage_confidence_threshold if args.threshold is None else args.threshold
+    try:
+        if args.triage_command == "evaluate":
+            print(evaluate_corpus(config_dir, threshold).render())
+            return 0
+        learned = None
+        if args.console and settings.database_url:
+            learned = asyncio.run(_dispatchers_labels(settings))
+        elif args.console:
+            print("未设置 WHISTLE_DATABASE_URL：不读取调度员的人工分类，learned.csv 保持不变。")
+        trained = train(config_dir, threshold, args.history, learned)
+    except (CorpusError, ReferenceDataError) as exc:
+        print(f"whistle triage {args.triage_command}: 标注数据无效，未训练：", file=sys.stderr)
+        for reason in exc.reasons:
+            print(f"  {reason}", file=sys.stderr)
+        return 2
+    print("训练前：")
+    print(trained.before.render())
+    print("训练后：")
+    print(trained.after.render())
+    print(f"新增历史工单 {trained.added} 条（history.csv 共 {trained.history} 条）。")
+    if trained.learned is not None:
+        print(f"调度员人工分类 {trained.learned} 条，已写入 learned.csv。")
+    if trained.added or trained.learned is not None:
+        print(
+            "运行中的 dispatch 重新加载参考数据后启用新模型："
+            "POST /v1/reference/reload，或 kill -HUP <dispatch 进程号>。"
+        )
+    return 0
+
+
+async def _dispatchers_labels(settings: Settings) -> list[Any]:
+    from services.dispatch.training import labelled_by_dispatchers
+    from services.runtime.db import command_sessions
+
+    async with (
+        command_sessions(settings.database_url_for("dispatch")) as sessions,
+        sessions() as session,
+    ):
+        return await labelled_by_dispatchers(session)
+
+
 def _dept_listen(args: argparse.Namespace) -> int:
     from services.escalation.dept_listen import main
 
@@ -399,6 +448,44 @@ def build_parser() -> argparse.ArgumentParser:
         "default: $WHISTLE_HOME/keys/ledger-ed25519.pub.pem",
     )
     verify.set_defaults(func=_ledger_verify)
+
+    triage = commands.add_parser(
+        "triage", help="the triage model: its held-out figures, training with past tickets"
+    )
+    triage_commands = triage.add_subparsers(dest="triage_command", required=True)
+    for name, what in (
+        ("evaluate", "train from deploy/config/triage/ and report on its held-out split"),
+        (
+            "train",
+            "import past tickets (--history) and report the held-out figures before "
+            "and after; dispatch uses them after a reference reload",
+        ),
+    ):
+        command = triage_commands.add_parser(name, help=what, description=what + ".")
+        command.add_argument(
+            "--config-dir", type=Path, help="reference data; default $WHISTLE_CONFIG_DIR"
+        )
+        command.add_argument(
+            "--threshold",
+            type=float,
+            help="confidence below which a tip goes to a dispatcher; "
+            "default $WHISTLE_TRIAGE_CONFIDENCE_THRESHOLD",
+        )
+        command.set_defaults(func=_triage)
+        if name == "train":
+            command.add_argument(
+                "--history",
+                type=Path,
+                help="a CSV of past tickets with the columns text and matter (a catalogue "
+                "code or none), added to deploy/config/triage/history.csv",
+            )
+            command.add_argument(
+                "--no-console",
+                dest="console",
+                action="store_false",
+                help="do not read the dispatchers' classifications from dispatch's database "
+                "(by default they replace deploy/config/triage/learned.csv)",
+            )
 
     listen = commands.add_parser(
         "dept-listen",

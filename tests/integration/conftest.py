@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
@@ -27,6 +29,7 @@ from services.runtime.kafka import BrokerLogs, create_producer
 from services.runtime.outbox import OutboxMessage, OutboxPartition
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
+from tests.conftest import REPO
 from tests.support.infra import Infra
 
 
@@ -133,6 +136,24 @@ async def ledger(migrated: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The ledger in process, consuming what dispatch publishes (its trail read over HTTP)."""
     async for client, _ in _in_process(create_ledger(migrated)):
         yield client
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of deploy/config a module's tests may edit (and reload)."""
+    target = tmp_path_factory.mktemp("config") / "config"
+    shutil.copytree(REPO / "deploy" / "config", target)
+    return target
+
+
+@pytest.fixture(scope="module")
+async def dispatch_with_own_config(
+    migrated: Settings, config_dir: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """Dispatch over the module's own copy of the reference data."""
+    app = create_dispatch(migrated.model_copy(update={"config_dir": config_dir}))
+    async for pair in _in_process(app):
+        yield pair
 
 
 @asynccontextmanager

@@ -4,39 +4,16 @@ the version in force, and routing records whichever version is in force at that 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
-from services.dispatch.app import create_app
 from services.runtime.service import Runtime
-from services.runtime.settings import Settings
-from tests.conftest import REPO, TokenFactory
+from tests.conftest import TokenFactory
 from tests.support.infra import eventually
 from tests.support.tips import case_events, case_of, send_tip
-
-
-@pytest.fixture(scope="module")
-def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("reload") / "config"
-    shutil.copytree(REPO / "deploy" / "config", target)
-    return target
-
-
-@pytest.fixture(scope="module")
-async def dispatch_with_own_config(
-    migrated: Settings, config_dir: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    app = create_app(migrated.model_copy(update={"config_dir": config_dir}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, app.state.runtime
 
 
 def _edit(config_dir: Path, name: str, edit) -> None:

@@ -21,7 +21,7 @@ from uuid6 import uuid7
 
 from contracts.events import PersonalDataErased
 from services.dispatch.app import create_app as create_dispatch
-from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText
+from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText, TriageLabel
 from services.intake.app import create_app as create_intake
 from services.intake.attachments import content_path
 from services.intake.models import Attachment, Tip, TipFeedback, TipTimelineEntry
@@ -313,6 +313,13 @@ async def test_dispatch_forgets_its_copy_of_the_words_and_the_point_with_intake(
                         received_at=CLOSED,
                     )
                 )
+            session.add(
+                TriageLabel(
+                    id=uuid7(), tip_id=row.tip_id, case_id=row.id, text=WORDS,
+                    matter_code="CG-001", actor="d1", actor_role="dispatcher",
+                    labelled_at=CLOSED - timedelta(days=5),
+                )
+            )  # fmt: skip
             if closed is not None:
                 session.add(
                     CaseTimelineEntry(
@@ -331,7 +338,10 @@ async def test_dispatch_forgets_its_copy_of_the_words_and_the_point_with_intake(
         joined = {t.case_id: t.tip for t in await session.scalars(select(CaseTip))}
         closed_case = await session.get(Case, closed_id)
         open_case = await session.get(Case, open_id)
+        labelled = set(await session.scalars(select(TriageLabel.tip_id)))
     assert closed_case is not None and open_case is not None
+    # The words a dispatcher labelled for the triage model go with the tip's.
+    assert opened_for not in labelled and open_tip in labelled
     for tip in (opened_for, merged):
         assert (texts[tip].text, texts[tip].address) == (ERASED_TEXT, None)
     assert (closed_case.lat, closed_case.lon) == (None, None)

@@ -25,6 +25,8 @@ PURE = {
     "merging",
     "routing",
     "triage",
+    "classifier",
+    "evaluation",
     "whistles",
     "labels",
     "deadline_colour",
