@@ -212,6 +212,11 @@ class MatterItem(_Strict):
     deadline_policy: str
     keywords: list[KeywordRule] = Field(min_length=1)
     open311_service_code: str | None = None
+    # Where the public Open311 feed puts a request of this matter: ``coarse`` shows the
+    # citizen's address and the point rounded to about 100 m; ``withheld`` is for matters whose
+    # place names the reporter (noise next door, a neighbour's dog, one's own employer): no
+    # address of theirs, the grid's name and centre instead (docs/privacy.md).
+    public_location: Literal["coarse", "withheld"] = "coarse"
     # Entrusted (委托) items only: the penalties a township may decide in the department's name.
     entrusted_ceiling: EntrustedCeiling | None = None
 

@@ -49,7 +49,6 @@ from services.intake.open311_rules import (
     category_hint,
     parse_attributes,
     parse_query,
-    published_address,
     request_document,
     services_from_catalogue,
     tip_text,
@@ -356,7 +355,7 @@ async def _requests(
             updated or tip.received_at,
             services,
             STATUS_TEXT.get(tip.status, tip.status),
-            published_address(tip.address, _grid_of(tip, reference)),
+            _grid_of(tip, reference),
         )
         for tip, updated in rows
     ]

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import shapely
+
 from reference.county import Grid, MatterItem, Township, Village
 from services.intake.contact import redact_contacts
 from services.intake.models import Tip
@@ -71,11 +73,18 @@ class Service:
     keywords: tuple[str, ...]
     matters: tuple[Choice, ...]
     attributes: tuple[Attribute, ...]
+    # The category hints whose requests are published without the citizen's place: each
+    # matter marked ``public_location: withheld``, and the service's own code when any of its
+    # matters is (a request that names only the service might be that matter).
+    withheld: frozenset[str] = frozenset()
 
     def hints(self) -> frozenset[str]:
         """Every category hint a tip of this service may carry: its code or a matter code."""
         return frozenset({self.code, *(m.key for m in self.matters)})
 
+
+# How the location_detail answer (door number, floor, landmark) is labelled in the tip's text.
+LOCATION_DETAIL_LABEL = "位置补充"
 
 OCCURRENCE = (
     Choice("morning", "上午"),
@@ -112,7 +121,7 @@ def _attributes(matters: tuple[Choice, ...]) -> tuple[Attribute, ...]:
             "location_detail",
             "string",
             "具体位置补充（门牌号、楼层、标志物等）",
-            "位置补充",
+            LOCATION_DETAIL_LABEL,
             "一行文字，不超过 200 字",
         ),
         Attribute(
@@ -147,6 +156,7 @@ def services_from_catalogue(items: Iterable[MatterItem]) -> dict[str, Service]:
             name = f"{first.name}等"
         keywords = dict.fromkeys(rule.word for m in members for rule in m.keywords)
         matters = tuple(Choice(m.code, m.name) for m in members)
+        withheld = {m.code for m in members if m.public_location == "withheld"}
         services[code] = Service(
             code=code,
             name=name,
@@ -155,6 +165,7 @@ def services_from_catalogue(items: Iterable[MatterItem]) -> dict[str, Service]:
             keywords=tuple(keywords),
             matters=matters,
             attributes=_attributes(matters),
+            withheld=frozenset(withheld | {code} if withheld else ()),
         )
     return services
 
@@ -358,16 +369,81 @@ NO_PLACE = "位置不详"
 NEAR_A_GRID_M = 500.0
 
 
-def published_address(address: str | None, grid: tuple[Township, Village, Grid] | None) -> str:
-    """The ``address`` of a listed request: the citizen's own words, else the township, village
-    and grid the point falls in. GeoReport v2 clients expect one on every request (the
-    open311-validator fails on a request without it), and a bare point says nothing to a reader."""
-    if address:
-        return address
-    if grid is not None:
-        township, village, cell = grid
-        return f"{township.name}{village.name}{cell.name}"
-    return NO_PLACE
+# Published coordinates are rounded to this many decimals of a degree: 0.001° is 111 m north
+# to south and about 87 m east to west at the county's latitude, so a point says which block,
+# not which door.
+PUBLIC_DECIMALS = 3
+
+Place = tuple[Township, Village, Grid]
+
+
+@dataclass(frozen=True)
+class PublicPlace:
+    """Where a listed request is, as anyone may read it."""
+
+    address: str
+    lat: float | None
+    lon: float | None
+
+
+def grid_centre(grid: Grid) -> tuple[float, float] | None:
+    """(lat, lon) of the grid's centroid, or of a point surely inside it when the centroid
+    falls outside (a bent grid); None for a grid without a surveyed polygon."""
+    if not grid.polygon:
+        return None
+    polygon = shapely.Polygon(grid.polygon[0], grid.polygon[1:])
+    centre = polygon.centroid
+    if not polygon.contains(centre):
+        centre = polygon.representative_point()
+    return centre.y, centre.x
+
+
+def _grid_name(place: Place) -> str:
+    township, village, cell = place
+    return f"{township.name}{village.name}{cell.name}"
+
+
+def _coarse(value: float | None) -> float | None:
+    return None if value is None else round(value, PUBLIC_DECIMALS)
+
+
+def public_place(
+    address: str | None,
+    lat: float | None,
+    lon: float | None,
+    place: Place | None,
+    withheld: bool,
+) -> PublicPlace:
+    """The ``address``, ``lat`` and ``long`` of a listed request.
+
+    Every request carries an address — GeoReport v2 clients expect one (the open311-validator
+    fails with ``KeyError: 'address'`` without it), and a bare point says nothing to a reader:
+    the citizen's own words, else the township, village and grid its place lies in, else
+    :data:`NO_PLACE`. The point is never the citizen's exact one: rounded to about 100 m
+    (:data:`PUBLIC_DECIMALS`). For a matter whose place names the reporter (``withheld``)
+    neither their words nor their point are shown: the grid's name and its centre.
+    """
+    named = _grid_name(place) if place is not None else NO_PLACE
+    if withheld:
+        centre = grid_centre(place[2]) if place is not None else None
+        if centre is None:
+            return PublicPlace(named, None, None)
+        return PublicPlace(named, _coarse(centre[0]), _coarse(centre[1]))
+    return PublicPlace(address or named, _coarse(lat), _coarse(lon))
+
+
+def is_withheld(tip: Tip, services: Mapping[str, Service]) -> bool:
+    service = service_of(tip, services)
+    return service is not None and tip.category_hint in service.withheld
+
+
+def published_description(text: str, withheld: bool) -> str:
+    """The tip's words as published: numbers and e-mail addresses masked, and, where the place
+    is withheld, without the door number or landmark the citizen added as location_detail."""
+    if withheld:
+        detail = f"【{LOCATION_DETAIL_LABEL}】"
+        text = "\n".join(line for line in text.split("\n") if not line.startswith(detail))
+    return redact_contacts(text)
 
 
 def request_document(
@@ -375,23 +451,25 @@ def request_document(
     updated_at: datetime,
     services: Mapping[str, Service],
     status_notes: str,
-    address: str,
+    place: Place | None,
 ) -> dict[str, object]:
     """A tip as a GeoReport service request: no contact data, no staff, only what the citizen
-    reported (phone numbers and e-mail addresses in it masked), where (``address``, see
-    :func:`published_address`) and where it stands."""
+    reported (phone numbers and e-mail addresses in it masked), where in public terms (see
+    :func:`public_place`) and where it stands."""
     service = service_of(tip, services)
+    withheld = is_withheld(tip, services)
+    where = public_place(tip.address, tip.lat, tip.lon, place, withheld)
     return {
         "service_request_id": tip.tracking_no,
         "status": OPEN311_STATUS.get(tip.status, "open"),
         "status_notes": status_notes,
         "service_name": service.name if service else None,
         "service_code": service.code if service else None,
-        "description": redact_contacts(tip.text),
+        "description": published_description(tip.text, withheld),
         "requested_datetime": w3c(tip.received_at),
         "updated_datetime": w3c(max(updated_at, tip.received_at)),
-        "address": address,
+        "address": where.address,
         "address_id": tip.grid_id,
-        "lat": tip.lat,
-        "long": tip.lon,
+        "lat": where.lat,
+        "long": where.lon,
     }

@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import Sha256
+from contracts.events import GeoPoint, Sha256
 from services.intake import channels, tips
 from services.intake.channels import Located, NewTip, TipAccepted, TipText
 from services.intake.contact import PHONE
@@ -74,6 +74,12 @@ class TipStatus(BaseModel):
     may_rate: bool = Field(description="POST /v1/tips/{tracking_no}/feedback is open")
     feedback: FeedbackOut | None = Field(description="the rating of the latest resolution")
     timeline: list[TimelineStep]
+    address: str | None = Field(
+        description="the address as the citizen gave it; only they see it, with the access code"
+    )
+    location: GeoPoint | None = Field(
+        description="the exact point the citizen gave (the public Open311 feed coarsens it)"
+    )
 
 
 @router.post(
@@ -167,4 +173,8 @@ async def tip_status(
             TimelineStep(status=e.status, status_text=STATUS_TEXT.get(e.status, e.status), at=e.at)
             for e in shown.timeline
         ],
+        address=tip.address,
+        location=GeoPoint(lat=tip.lat, lon=tip.lon)
+        if tip.lat is not None and tip.lon is not None
+        else None,
     )

@@ -125,6 +125,10 @@ async def test_a_citizen_reports_with_a_photo_follows_the_tip_and_rates_it(
 
     await page.get_by_role("button", name="查看办理进度").click()
     await expect(page.locator("#status-text")).to_have_text("已受理")
+    # With the access code the citizen sees the exact point they gave.
+    await expect(page.locator("#reported-place")).to_contain_text(
+        f"纬度 {WHERE['latitude']}，经度 {WHERE['longitude']}"
+    )
     assert await page.get_by_role("tab", name="查询进度").get_attribute("aria-selected") == "true"
     assert await page.locator("#rate-form").is_hidden()
 

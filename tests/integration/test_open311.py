@@ -22,6 +22,7 @@ from contracts.topics import CASES, TIPS
 from reference.county import load_reference
 from services.intake.app import create_app
 from services.intake.models import Tip
+from services.intake.open311_rules import grid_centre
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.support.infra import Infra, eventually, read_topic
@@ -101,6 +102,97 @@ async def test_a_request_given_only_a_point_is_listed_with_the_place_it_falls_in
     assert listed["address"] == place
     xml = _xml(await client.get(f"/open311/v2/requests.xml?service_request_id={tracking_no}"))
     assert xml.find("request").findtext("address") == place
+    # And in the plain lists a validator walks, where every request must have one.
+    every = _json(await client.get("/open311/v2/requests.json"))
+    assert next(r for r in every if r["service_request_id"] == tracking_no)["address"] == place
+    assert all(r["address"] for r in every)
+    requests = _xml(await client.get("/open311/v2/requests.xml")).findall("request")
+    assert all(r.findtext("address") for r in requests)
+    (mine,) = [r for r in requests if r.findtext("service_request_id") == tracking_no]
+    assert mine.findtext("address") == place
+
+
+def _shown(fmt: str, answer: httpx.Response, tracking_no: str) -> dict[str, Any]:
+    """The request ``tracking_no`` of a GET's answer, as a dict of its fields, whichever the
+    format."""
+    if fmt == "json":
+        requests = [dict(r) for r in _json(answer)]
+    else:
+        requests = [{c.tag: c.text for c in r} for r in _xml(answer).findall("request")]
+    (shown,) = [r for r in requests if r["service_request_id"] == tracking_no]
+    return shown
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_a_published_point_is_rounded_to_about_100_m(intake: Intake, fmt: str) -> None:
+    client, runtime = intake
+    tracking_no = await _post(
+        client,
+        _form(
+            "street-vending",
+            lat="38.654321",
+            long="113.535678",
+            address_string="城关镇人民路88号门口",
+        ),
+    )
+    for url in (f"/open311/v2/requests/{tracking_no}.{fmt}", f"/open311/v2/requests.{fmt}"):
+        answer = await client.get(url)
+        shown = _shown(fmt, answer, tracking_no)
+        assert shown["address"] == "城关镇人民路88号门口"  # a stall's place names no reporter
+        assert (float(shown["lat"]), float(shown["long"])) == (38.654, 113.536)
+        assert "38.654321" not in answer.text and "113.535678" not in answer.text
+    tip = await _tip(runtime, tracking_no)
+    assert (tip.lat, tip.lon) == (38.654321, 113.535678)  # intake keeps what was given
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_a_matter_that_names_the_reporter_is_published_by_its_grid_alone(
+    intake: Intake, migrated: Settings, fmt: str
+) -> None:
+    """Noise is reported from next door: the public sees the grid, its centre, and the
+    citizen's words without the door number they added; the citizen, with the access code,
+    sees their own place exactly."""
+    client, _ = intake
+    answer = await client.post(
+        "/open311/v2/requests.json",
+        data=_form(
+            "noise",
+            lat="38.654321",
+            long="113.535678",
+            address_string="幸福小区5号楼",
+            description="楼上每晚跳绳到十二点",
+            **{"attribute[location_detail]": "5号楼3单元302室"},
+        ),
+    )
+    assert answer.status_code == 201, answer.text
+    (created,) = _json(answer)
+    tracking_no = created["service_request_id"]
+    reference = load_reference(migrated.config_dir)
+    hit = reference.grid_locator.locate(38.654321, 113.535678)
+    assert hit is not None and hit.distance_m == 0
+    township, village, grid = reference.grids[hit.grid_id]
+    centre = grid_centre(grid)
+    assert centre is not None
+
+    for url in (f"/open311/v2/requests/{tracking_no}.{fmt}", f"/open311/v2/requests.{fmt}"):
+        shown = _shown(fmt, await client.get(url), tracking_no)
+        published = json.dumps(shown, ensure_ascii=False)
+        for secret in ("幸福小区", "5号楼", "302", "38.6543", "113.5357"):
+            assert secret not in published, (url, secret)
+        assert shown["address"] == f"{township.name}{village.name}{grid.name}"
+        assert (float(shown["lat"]), float(shown["long"])) == (
+            round(centre[0], 3),
+            round(centre[1], 3),
+        )
+        assert str(shown["description"]).startswith("楼上每晚跳绳到十二点")
+
+    code = re.search(r"查询码 (\d{6})", created["service_notice"]).group(1)  # type: ignore[union-attr]
+    own = await client.get(f"/v1/tips/{tracking_no}", headers={"Access-Code": code})
+    assert own.status_code == 200
+    assert own.json()["address"] == "幸福小区5号楼"
+    assert own.json()["location"] == {"lat": 38.654321, "lon": 113.535678}
+    without = await client.get(f"/v1/tips/{tracking_no}")
+    assert without.status_code == 400 and "幸福小区" not in without.text
 
 
 async def _tip(runtime: Runtime, tracking_no: str) -> Tip:

@@ -9,9 +9,10 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
+import shapely
 from defusedxml import ElementTree
 
-from reference.county import MatterItem, load_reference
+from reference.county import Grid, MatterItem, load_reference
 from services.intake.models import Tip
 from services.intake.open311_format import render, w3c
 from services.intake.open311_rules import (
@@ -19,11 +20,14 @@ from services.intake.open311_rules import (
     NO_PLACE,
     Attribute,
     InvalidRequest,
+    Place,
+    PublicPlace,
     Service,
     category_hint,
+    grid_centre,
     parse_attributes,
     parse_query,
-    published_address,
+    public_place,
     redact_contacts,
     request_document,
     services_from_catalogue,
@@ -187,7 +191,7 @@ def test_without_dates_a_query_covers_the_last_90_days(services: dict[str, Servi
 def test_one_date_gives_the_other_90_days_away(services: dict[str, Service]) -> None:
     start = parse_query({"start_date": "2026-11-01"}, services, NOW, TZ)
     assert start.start == datetime(2026, 11, 1, tzinfo=ZoneInfo(TZ))  # county's local day
-    assert start.end == start.start + MAX_RANGE  # type: ignore[operator]
+    assert start.end == start.start + MAX_RANGE
     end = parse_query({"end_date": "2026-11-01T00:00:00Z"}, services, NOW, TZ)
     assert end.start == datetime(2026, 11, 1, tzinfo=UTC) - MAX_RANGE
 
@@ -274,28 +278,103 @@ def _tip(**fields: object) -> Tip:
 def test_a_request_document_shows_status_and_place_but_no_contact(
     services: dict[str, Service],
 ) -> None:
-    document = request_document(
-        _tip(lat=38.75, lon=113.25), NOW + timedelta(hours=2), services, "已办结", "城关镇"
-    )
+    stall = _tip(category_hint="CG-001", lat=38.75, lon=113.25, address="城关镇")
+    document = request_document(stall, NOW + timedelta(hours=2), services, "已办结", None)
     assert document["status"] == "closed" and document["status_notes"] == "已办结"
-    assert document["service_code"] == "noise"  # the matter's service
+    assert document["service_code"] == "street-vending"  # the matter's service
     assert document["requested_datetime"] == "2026-11-20T09:00:05Z"
     assert document["updated_datetime"] == "2026-11-20T11:00:05Z"
     assert document["lat"] == 38.75 and document["long"] == 113.25
     assert "13812345678" not in json.dumps(document) and "abc" not in json.dumps(document)
     assert document["address"] == "城关镇"
-    in_progress = request_document(_tip(status="in_progress"), NOW, services, "", NO_PLACE)
+    in_progress = request_document(_tip(status="in_progress"), NOW, services, "", None)
     assert in_progress["status"] == "open"
+    assert in_progress["address"] == NO_PLACE and "lat" not in render_json(in_progress)
+
+
+def render_json(document: dict[str, object]) -> dict[str, object]:
+    shown: dict[str, object] = json.loads(render("json", "request", document))
+    return shown
+
+
+def _place() -> Place:
+    reference = load_reference(CONFIG)
+    return reference.grids["T12V02G02"]
+
+
+def test_the_published_point_is_rounded_to_about_100_m() -> None:
+    place = _place()
+    shown = public_place("城关镇迎宾社区3号楼", 38.654321, 113.535678, place, withheld=False)
+    assert shown == PublicPlace("城关镇迎宾社区3号楼", 38.654, 113.536)
+    # At most half of 0.001° off: 56 m north to south, 44 m east to west here.
+    assert abs(shown.lat - 38.654321) <= 0.0005 and abs(shown.lon - 113.535678) <= 0.0005
 
 
 def test_the_published_address_is_the_citizens_else_the_grid_the_point_is_in() -> None:
-    reference = load_reference(CONFIG)
-    township, village, grid = next(iter(reference.grids.values()))
-    assert published_address("城关镇迎宾社区", (township, village, grid)) == "城关镇迎宾社区"
-    assert published_address(None, (township, village, grid)) == (
-        f"{township.name}{village.name}{grid.name}"
+    township, village, grid = _place()
+    named = f"{township.name}{village.name}{grid.name}"
+    assert public_place("城关镇迎宾社区", None, None, _place(), False).address == "城关镇迎宾社区"
+    assert public_place(None, 38.65, 113.53, _place(), False).address == named
+    assert public_place("", None, None, None, False) == PublicPlace(NO_PLACE, None, None)
+
+
+def test_a_withheld_place_is_the_grids_name_and_centre_never_the_citizens() -> None:
+    township, village, grid = _place()
+    shown = public_place("幸福小区5号楼302楼上", 38.654321, 113.535678, _place(), withheld=True)
+    assert shown.address == f"{township.name}{village.name}{grid.name}"
+    centre = grid_centre(grid)
+    assert centre is not None
+    assert (shown.lat, shown.lon) == (round(centre[0], 3), round(centre[1], 3))
+    polygon = shapely.Polygon(grid.polygon[0])
+    assert polygon.contains(shapely.Point(centre[1], centre[0]))
+    # Whatever point the citizen gave in the grid, the same point is published.
+    assert public_place(None, 38.66, 113.54, _place(), withheld=True) == shown
+    assert public_place("某处", 38.66, 113.54, None, withheld=True) == PublicPlace(
+        NO_PLACE, None, None
     )
-    assert published_address("", None) == NO_PLACE
+
+
+def test_a_bent_grids_centre_is_inside_it() -> None:
+    # An L: its centroid falls in the notch, outside the grid.
+    ring = [(0.0, 0.0), (0.02, 0.0), (0.02, 0.002), (0.002, 0.002), (0.002, 0.02), (0.0, 0.02)]
+    grid = Grid(id="T99V01G01", name="拐角网格", polygon=[[*ring, ring[0]]])
+    lat, lon = grid_centre(grid) or (None, None)
+    assert shapely.Polygon(ring).contains(shapely.Point(lon, lat))
+    assert grid_centre(Grid(id="T99V01G02", name="未测绘网格")) is None
+
+
+def test_matters_that_name_the_reporter_withhold_the_place(services: dict[str, Service]) -> None:
+    text = "楼上每晚跳绳到十二点\n【位置补充】幸福小区5号楼302\n【发生时段】夜间"
+    noise = _tip(
+        category_hint="CG-007", text=text, address="幸福小区5号楼", lat=38.6543, lon=113.5357
+    )
+    document = request_document(noise, NOW, services, "", _place())
+    assert "幸福小区" not in json.dumps(document, ensure_ascii=False)
+    assert document["description"] == "楼上每晚跳绳到十二点\n【发生时段】夜间"
+    # By the service's code too, and the service shared by another matter still withholds.
+    by_service = request_document(
+        _tip(category_hint="noise", address="幸福小区5号楼"),
+        NOW,
+        services,
+        "",
+        _place(),
+    )
+    assert by_service["address"] == document["address"]
+    assert services["noise"].withheld == {"CG-007", "noise"}
+    assert services["street-vending"].withheld == frozenset()
+    stall = _tip(category_hint="CG-001", text=text, address="幸福小区5号楼")
+    shown = request_document(stall, NOW, services, "", _place())
+    assert shown["address"] == "幸福小区5号楼" and "【位置补充】" in str(shown["description"])
+
+
+def test_each_matter_says_where_the_public_feed_puts_it(items: list[MatterItem]) -> None:
+    withheld = {i.code for i in items if i.public_location == "withheld"}
+    assert {
+        "CG-007",
+        "GA-002",
+        "NY-003",
+    } <= withheld  # noise, a neighbour's dog, a neighbour's house
+    assert "CG-001" not in withheld
 
 
 def test_documents_render_as_spec_xml_and_spark_json() -> None:

@@ -226,6 +226,16 @@ def test_a_duplicate_grid_id_is_refused(tmp_path: Path) -> None:
     assert any("duplicate grid id" in r and grid in r for r in reasons), reasons
 
 
+def _hide_noise_somewhere(doc: dict) -> None:
+    noise = next(i for i in doc["items"] if i["code"] == "CG-007")
+    noise["public_location"] = "hidden"
+
+
+def test_an_unknown_public_location_is_refused(tmp_path: Path) -> None:
+    reasons = _refusal(_broken_copy(tmp_path, "catalogue.yaml", _hide_noise_somewhere))
+    assert any("public_location" in r and "withheld" in r for r in reasons), reasons
+
+
 def _break_grid_polygons(doc: dict) -> None:
     grids = doc["townships"][0]["villages"][0]["grids"]
     # A bow-tie: its edges cross.

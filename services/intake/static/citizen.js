@@ -201,6 +201,13 @@ function formatTime(iso) {
 
 function renderStatus(tip) {
   $("status-text").textContent = tip.status_text;
+  // The exact place the citizen gave: shown to them alone, after the access code (the public
+  // Open311 feed shows it coarsened, or not at all for matters that name the reporter).
+  const place = $("reported-place");
+  const point = tip.location ? `纬度 ${tip.location.lat}，经度 ${tip.location.lon}` : "";
+  const where = [tip.address, point].filter(Boolean).join("；");
+  place.hidden = !where;
+  place.textContent = where ? `反映位置：${where}` : "";
   const joined = $("joined-note");
   joined.hidden = !tip.joined_case;
   joined.textContent = tip.joined_case_note || "";
