@@ -104,6 +104,14 @@ def distance_m(a: Point, b: Point) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
+def within_one_township(tip: ArrivingTip, case: Candidate) -> bool:
+    """May the tip join this case as far as township lines go? Only a case of the tip's own
+    township: the case's township would read the tip (its words, its place) and act on the
+    ground it names, so another township's case is never joined, however near — the tip opens
+    a case of its own township. A tip located in no township joins no case."""
+    return tip.township is not None and case.township == tip.township
+
+
 def find_merge(
     tip: ArrivingTip, candidates: Iterable[Candidate], now: datetime, policy: MergePolicy
 ) -> Merge | None:
@@ -118,7 +126,7 @@ def find_merge(
     for case in candidates:
         if case.matter_code != tip.matter_code or case.status not in MERGEABLE_STATUSES:
             continue
-        if tip.township is None or case.township != tip.township:
+        if not within_one_township(tip, case):
             continue
         age = now - case.opened_at
         if age > policy.window:

@@ -1,7 +1,8 @@
 """Near-duplicate tips through the real dispatch: tips published on intake.tips.v1, cases in
 PostgreSQL, events on dispatch.cases.v1; a dispatcher splits a merged tip back out over HTTP.
 
-Every test works in grids of 陈家庄乡 (T12) and 槐荫镇 (T09) that no other test uses, with the
+Every test works in grids of 陈家庄乡 (T12), 槐荫镇 (T09) and, across T12's northern line, T04
+that no other test uses, with the
 flyposting item (CG-008) named by the channel's category hint, so triage is certain and no
 other test's case can absorb these tips. Dispatch runs here with the merge settings spelled
 out, whatever the session's defaults.
@@ -144,6 +145,40 @@ async def test_tips_300_m_apart_in_different_grids_are_two_cases(
     async with runtime.sessions() as session:
         grids = {(await session.get(Case, c)).grid_id for _, c in (one, two)}  # type: ignore[union-attr]
     assert grids == {"T12V01G01", "T12V01G02"}
+
+
+async def test_tips_100_m_apart_across_a_township_line_are_two_cases(
+    dispatch: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer
+) -> None:
+    """Latitude 38.70 at longitude 113.59 is the line between 陈家庄乡 (T12V05G02, south) and
+    东冶镇 (T04V05G01, north); 38.766667 at 113.53 the line between two grids of 东冶镇
+    (T04V02G02, T04V02G03). The same 100 m merges within the township and not across its
+    line: the other township would read the tip."""
+    _, runtime = dispatch
+    reference = runtime.state["reference"]
+    south = north(38.70, 113.59, -50)
+    across = await send_tip(producer, *south)
+    beyond = await send_tip(producer, *north(*south, 100))
+    one, two = await where_tip_went(runtime, across), await where_tip_went(runtime, beyond)
+    assert one[0] == two[0] == "opened" and one[1] != two[1]
+    async with runtime.sessions() as session:
+        cases = [await session.get(Case, c) for _, c in (one, two)]
+    assert [(c.township_code, c.grid_id) for c in cases if c] == [
+        ("T12", "T12V05G02"),
+        ("T04", "T04V05G01"),
+    ]
+
+    inside = north(38.766667, 113.53, -50)
+    first = await send_tip(producer, *inside)
+    _, case_id = await where_tip_went(runtime, first)
+    second = await send_tip(producer, *north(*inside, 100))
+    assert await where_tip_went(runtime, second) == ("merged", case_id)
+    async with runtime.sessions() as session:
+        link = await session.get(CaseTip, second)
+        case = await session.get(Case, case_id)
+    assert link is not None and link.rule == "within_distance" and link.distance_m == 100.0
+    assert case is not None and (case.township_code, case.grid_id) == ("T04", "T04V02G02")
+    assert reference.grid_locator.locate(*north(*inside, 100)).grid_id == "T04V02G03"
 
 
 async def test_only_a_case_opened_within_the_window_absorbs_a_tip(

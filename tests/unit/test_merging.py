@@ -19,6 +19,7 @@ from services.dispatch.merging import (
     check_split,
     distance_m,
     find_merge,
+    within_one_township,
 )
 
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -51,6 +52,13 @@ def case(
         point=None if metres is None else north(HERE, metres),
         opened_at=NOW - age,
     )
+
+
+def test_a_tip_may_join_only_a_case_of_its_own_township() -> None:
+    assert within_one_township(TIP, case(1, township="T03"))
+    assert not within_one_township(TIP, case(1, township="T04"))
+    assert not within_one_township(TIP, case(1, township=None))
+    assert not within_one_township(replace(TIP, township=None), case(1, township=None))
 
 
 # (what, candidates, the tip, the case it joins or None, rule)
