@@ -19,6 +19,8 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.kpis import (
+    DISCOVERY_BUCKETS,
+    GRID_CHANNEL,
     PERIOD_KINDS,
     RESOLVED_KINDS,
     SATISFIED,
@@ -74,6 +76,11 @@ def _within(column: Any, start: datetime, end: datetime) -> ColumnElement[bool]:
 
 def _count(condition: ColumnElement[bool]) -> Any:
     return func.count().filter(condition)
+
+
+def _latency_sum(latency: Any, condition: ColumnElement[bool]) -> Any:
+    """Whole seconds summed over the cases meeting ``condition`` (0 when none)."""
+    return func.coalesce(func.sum(func.floor(latency)).filter(condition), 0)
 
 
 def _decided(answered: Any, due: Any) -> Any:
@@ -139,6 +146,13 @@ async def tally(
         ),
     )
     opened = _within(c.opened_at, start, end)
+    by_grid = c.channel == GRID_CHANNEL
+    by_citizen = and_(c.channel.isnot(None), c.channel != GRID_CHANNEL)  # type: ignore[union-attr]
+    # 发现时效: the township's first action on the case — the unit accepting it (the
+    # first-response clock stopping) or contacting the citizen, whichever came first.
+    first_action = func.least(c.first_response_stopped_at, c.first_contacted_at)
+    discovered = and_(_within(first_action, start, end), c.reported_at.isnot(None))  # type: ignore[union-attr]
+    latency = func.greatest(func.extract("epoch", first_action - c.reported_at), 0)
     columns = {
         "opened": _count(opened),
         "on_the_spot": _count(
@@ -169,6 +183,16 @@ async def tally(
         "resolution_on_time": _count(and_(resolution_stopped, c.resolution_met.is_(True))),  # type: ignore[union-attr]
         "resolution_overdue": _count(and_(resolution_stopped, c.resolution_met.is_(False))),  # type: ignore[union-attr]
         "resolution_overdue_open": _count(running_overdue),
+        "reported_first_by_grid": _count(and_(opened, by_grid)),
+        "reported_first_by_citizen": _count(and_(opened, by_citizen)),
+        "discovered_by_grid": _count(and_(discovered, by_grid)),
+        "discovered_by_citizen": _count(and_(discovered, by_citizen)),
+        "discovery_latency_seconds_grid": _latency_sum(latency, and_(discovered, by_grid)),
+        "discovery_latency_seconds_citizen": _latency_sum(latency, and_(discovered, by_citizen)),
+        **{
+            name: _count(and_(discovered, c.channel.isnot(None), latency <= bound))  # type: ignore[union-attr]
+            for name, bound in DISCOVERY_BUCKETS
+        },
     }
     touches_period = or_(
         opened,
@@ -177,6 +201,7 @@ async def tally(
         _within(c.closed_at, start, end),
         _within(c.resolution_stopped_at, start, end),
         _within(c.resolution_due_at, start, end),
+        _within(first_action, start, end),
     )
     rows = await session.execute(
         select(key.label("key"), *(v.label(k) for k, v in columns.items()))
@@ -185,7 +210,7 @@ async def tally(
     )
     out = Tally()
     for row in rows.mappings():
-        out.counts[row["key"]] = Counts(**{k: row[k] for k in columns})
+        out.counts[row["key"]] = Counts(**{k: int(row[k]) for k in columns})
 
     r = KpiRejection
     rejection_key: Any = {
@@ -357,6 +382,12 @@ METRIC_COUNTS = (
     "whistle_reports",
     "chases",
     "supervisions",
+    "reported_first_by_grid",
+    "reported_first_by_citizen",
+    "discovered_by_grid",
+    "discovered_by_citizen",
+    "discovery_latency_seconds_grid",
+    "discovery_latency_seconds_citizen",
 )
 OTHER, NONE = "other", "none"
 

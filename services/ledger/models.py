@@ -109,6 +109,8 @@ class KpiCase(SQLModel, table=True):
     matter: str | None = None
     channel: str | None = None  # from the tip, whichever arrives first
     tip_on_spot: bool | None = None  # a grid worker's tip already resolved on the spot
+    # The first report: when the tip the case was opened for was received (发现时效 runs from it).
+    reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     first_response_due_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))

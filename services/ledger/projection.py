@@ -76,7 +76,7 @@ EARLIEST = ("first_contacted_at",)
 COUNTS = ("reopened",)
 COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *EARLIEST, *COUNTS)
 # Tip facts the batch's UPDATE copies onto cases.
-FROM_TIP = ("channel", "tip_on_spot")
+FROM_TIP = ("channel", "tip_on_spot", "reported_at")
 
 RESOLVED_KINDS = ("on_the_spot", "rectified", "penalised")
 WHISTLE_FACTS = (
@@ -410,7 +410,11 @@ class KpiBatch:
                     kpi_case.c.channel.is_(None),
                     tip.c.tip_id.in_(list(self.tip_ids)),
                 )
-                .values(channel=tip.c.channel, tip_on_spot=tip.c.resolved_on_spot)
+                .values(
+                    channel=tip.c.channel,
+                    tip_on_spot=tip.c.resolved_on_spot,
+                    reported_at=tip.c.received_at,
+                )
             )
 
 

@@ -363,6 +363,7 @@ async def test_the_rates_of_a_scripted_month(
         "on_the_spot_rate",
         "whistle_report_on_time_rate",
         "whistle_reply_on_time_rate",
+        "citizen_first_rate",
     }
 
     township = groups(
