@@ -34,6 +34,7 @@ from services.ledger.models import (
     KpiCase,
     KpiFollowUpMiss,
     KpiLadder,
+    KpiLegalReview,
     KpiRating,
     KpiRejection,
     KpiWhistle,
@@ -43,10 +44,12 @@ from services.runtime.db import Sessions
 
 log = logging.getLogger(__name__)
 
-GroupBy = Literal["county", "township", "unit", "department", "matter"]
+# "staff" is 考核's (issue #15): an officer's row counts the cases they resolved, the
+# rejections they sent back and the legal reviews they asked for.
+GroupBy = Literal["county", "township", "unit", "department", "matter", "staff"]
 # The channels 回访 is taken by; each rating counts in 满意率 whichever it came by.
 RATING_CHANNELS = ("web", "wechat", "hotline")
-GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter")
+GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter", "staff")
 COUNTY = "county"
 
 
@@ -122,6 +125,7 @@ async def tally(
         "township": c.township,
         "unit": c.unit,
         "matter": c.matter,
+        "staff": c.resolved_by,
     }[group_by]
     fr_decided = func.coalesce(c.first_response_stopped_at, c.first_response_due_at)
     contact_decided = _decided(c.first_contacted_at, c.first_response_due_at)
@@ -218,6 +222,7 @@ async def tally(
         "township": r.township,
         "unit": r.unit,
         "matter": c.matter,
+        "staff": r.staff,
     }[group_by]
     query = select(rejection_key.label("key"), r.reason, func.count().label("n")).where(
         _within(r.at, start, end)
@@ -258,11 +263,41 @@ async def tally(
     )
     for row in (await session.execute(query)).mappings():
         out.counts.setdefault(row["key"], Counts()).follow_ups_unreachable += row["n"]
-    if group_by != "unit":  # whistles are the township's and the departments', not a unit's
+    await _add_legal_review_counts(session, out, start, end, group_by)
+    if group_by not in ("unit", "staff"):  # whistles: the township's and departments', only
         await _add_whistle_counts(session, out, start, end, now, group_by)
     else:
         await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
     return out
+
+
+async def _add_legal_review_counts(
+    session: AsyncSession, out: Tally, start: datetime, end: datetime, group_by: GroupBy
+) -> None:
+    """法制审核 decided and returned, into ``out`` (an officer's: the reviews they asked for)."""
+    review, c = KpiLegalReview, KpiCase
+    key: Any = {
+        "county": literal(COUNTY),
+        "township": review.township,
+        "unit": review.unit,
+        "matter": c.matter,
+        "staff": review.staff,
+    }[group_by]
+    query = (
+        select(
+            key.label("key"),
+            func.count().label("legal_reviews"),
+            _count(review.approved.is_(False)).label("legal_review_returns"),  # type: ignore[attr-defined]
+        )
+        .select_from(review)
+        .outerjoin(c, c.case_id == review.case_id)  # type: ignore[arg-type]
+        .where(_within(review.at, start, end))
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        counts.legal_reviews += row["legal_reviews"]
+        counts.legal_review_returns += row["legal_review_returns"]
 
 
 async def _add_whistle_counts(

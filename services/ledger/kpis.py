@@ -162,6 +162,10 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "discovered_within_4h": "see discovered_within_1h",
     "discovered_within_1d": "see discovered_within_1h",
     "discovered_within_3d": "see discovered_within_1h",
+    "legal_reviews": "法制审核 decided (approved or returned), by the decision; with "
+    "group_by=staff, counted for the officer who asked for the review",
+    "legal_review_returns": "法制审核 returned with an opinion (the decision did not stand as "
+    "proposed), by the decision; counted like legal_reviews",
 }
 
 
@@ -250,6 +254,8 @@ class Counts:
     discovered_within_4h: int = 0
     discovered_within_1d: int = 0
     discovered_within_3d: int = 0
+    legal_reviews: int = 0
+    legal_review_returns: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(

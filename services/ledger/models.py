@@ -136,6 +136,8 @@ class KpiCase(SQLModel, table=True):
     resolution_late_seconds: int | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     resolution: str | None = None
+    # 考核: the officer who resolved the case (the latest resolution's actor).
+    resolved_by: str | None = None
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reopened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reopened: int = Field(default=0, sa_column=Column(Integer, nullable=False))
@@ -168,6 +170,7 @@ class KpiRejection(SQLModel, table=True):
     reason: str
     township: str | None = None
     unit: str | None = None
+    staff: str | None = None  # the officer who sent it back
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
@@ -228,4 +231,18 @@ class KpiLadder(SQLModel, table=True):
     step: str  # chase, supervise
     clock: str  # the clock kind
     department: str | None = None
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class KpiLegalReview(SQLModel, table=True):
+    """A legal review (法制审核) decided: approved, or returned to the officer who asked for it."""
+
+    __tablename__ = "kpi_legal_review"
+
+    review_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    staff: str | None = None  # who requested it: a return counts against their decision
+    township: str | None = None
+    unit: str | None = None
+    approved: bool
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

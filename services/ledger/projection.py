@@ -38,6 +38,7 @@ from services.ledger.models import (
     KpiCase,
     KpiFollowUpMiss,
     KpiLadder,
+    KpiLegalReview,
     KpiRating,
     KpiRejection,
     KpiTip,
@@ -66,7 +67,7 @@ ORDERED: dict[str, tuple[str, ...]] = {
         "resolution_met",
         "resolution_late_seconds",
     ),
-    "resolved_at": ("resolution",),
+    "resolved_at": ("resolution", "resolved_by"),
     "last_rejected_at": ("rejections", "last_rejection_reason"),
     "closed_at": (),
     "reopened_at": (),
@@ -144,6 +145,7 @@ class KpiBatch:
     misses: dict[str, dict[str, Any]] = field(default_factory=dict)
     whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
     ladder: list[dict[str, Any]] = field(default_factory=list)
+    legal_reviews: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     # Ladder events that fired although their clock had stopped first (the stop reached
     # escalation late): not chases or supervisions to count.
     premature: set[str] = field(default_factory=set)
@@ -319,11 +321,23 @@ class KpiBatch:
                     "reason": data["reason"],
                     "township": data.get("township_code"),
                     "unit": data.get("unit_id"),
+                    "staff": data.get("actor"),
                     "at": at,
                 }
             )
         elif kind == "case.resolved":
-            facts.update(resolved_at=at, resolution=data["resolution"])
+            facts.update(resolved_at=at, resolution=data["resolution"], resolved_by=data["actor"])
+        elif kind == "case.legal_review_decided":
+            review_id = UUID(data["review_id"])
+            self.legal_reviews[review_id] = {
+                "review_id": review_id,
+                "case_id": case_id,
+                "staff": data["requested_by"],
+                "township": data.get("township_code"),
+                "unit": data.get("unit_id"),
+                "approved": bool(data["approved"]),
+                "at": at,
+            }
         elif kind == "case.closed":
             facts["closed_at"] = at
         elif kind == "case.reopened":
@@ -356,6 +370,11 @@ class KpiBatch:
             connection.execute(
                 insert(KpiRejection.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
                 self.rejections,
+            )
+        if self.legal_reviews:
+            connection.execute(
+                insert(KpiLegalReview.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                list(self.legal_reviews.values()),
             )
         if self.ratings:
             rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]

@@ -161,12 +161,18 @@ class Script:
         return new_event("whistle/escalation", str(self.case_id), data, at)
 
     def step(
-        self, model: Any, at: datetime, unit: str | None, version: int, **extra: Any
+        self,
+        model: Any,
+        at: datetime,
+        unit: str | None,
+        version: int,
+        actor: str = "S0001",
+        **extra: Any,
     ) -> CloudEvent:
         data = model(
             case_id=self.case_id,
             tip_id=self.tip_id,
-            actor="S0001",
+            actor=actor,
             actor_role="unit",
             version=version,
             township_code=self.township,
