@@ -246,3 +246,22 @@ class KpiLegalReview(SQLModel, table=True):
     unit: str | None = None
     approved: bool
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class KpiAssessment(SQLModel, table=True):
+    """A township's assessment opinion (双重考核) of one seconded officer for one period: the
+    latest given holds."""
+
+    __tablename__ = "kpi_assessment"
+
+    staff: str = Field(primary_key=True)
+    period: str = Field(primary_key=True)  # 2026-12, 2026-Q4 or 2026
+    assessment_id: UUID
+    unit: str
+    department: str | None = None
+    township: str
+    grade: str
+    opinion: str
+    seal: str
+    assessed_by: str
+    assessed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from contracts.envelope import CloudEvent
 from services.ledger.models import (
+    KpiAssessment,
     KpiCase,
     KpiFollowUpMiss,
     KpiLadder,
@@ -146,6 +147,7 @@ class KpiBatch:
     whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
     ladder: list[dict[str, Any]] = field(default_factory=list)
     legal_reviews: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    assessments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # Ladder events that fired although their clock had stopped first (the stop reached
     # escalation late): not chases or supervisions to count.
     premature: set[str] = field(default_factory=set)
@@ -232,6 +234,23 @@ class KpiBatch:
                 replied_at=_time(data["replied_at"]),
                 reply_on_time=bool(data["on_time"]),
             )
+        elif kind == "staff.assessed":
+            row = {
+                "staff": data["staff_id"],
+                "period": data["period"],
+                "assessment_id": UUID(data["assessment_id"]),
+                "unit": data["unit_id"],
+                "department": data.get("department_code"),
+                "township": data["township_code"],
+                "grade": data["grade"],
+                "opinion": data["opinion"],
+                "seal": data["seal"],
+                "assessed_by": data["assessed_by"],
+                "assessed_at": _time(data["assessed_at"]),
+            }
+            earlier = self.assessments.get((row["staff"], row["period"]))
+            if earlier is None or earlier["assessed_at"] <= row["assessed_at"]:
+                self.assessments[(row["staff"], row["period"])] = row
         elif kind in LADDER_STEPS:
             self.ladder.append(
                 {
@@ -375,6 +394,21 @@ class KpiBatch:
             connection.execute(
                 insert(KpiLegalReview.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
                 list(self.legal_reviews.values()),
+            )
+        if self.assessments:
+            table = KpiAssessment.__table__  # type: ignore[attr-defined]
+            statement = insert(table)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["staff", "period"],
+                    set_={
+                        c.name: statement.excluded[c.name]
+                        for c in table.columns
+                        if c.name not in ("staff", "period")
+                    },
+                    where=statement.excluded.assessed_at >= table.c.assessed_at,
+                ),
+                list(self.assessments.values()),
             )
         if self.ratings:
             rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]

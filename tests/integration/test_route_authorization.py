@@ -94,6 +94,10 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
     ("dispatch", "POST", "/v1/cases/{case_id}/legal-review"): LEGAL_REVIEWER,
     ("dispatch", "POST", "/v1/assessments"): TOWNSHIP_LEADER,
+    # The sheet: the county, the township's leader and the seconding department (by scope).
+    ("ledger", "GET", "/v1/assessments/sheet"): AUDITOR_OR_COUNTY
+    | TOWNSHIP_LEADER
+    | frozenset({"county_department"}),
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
