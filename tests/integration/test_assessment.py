@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from services.dispatch import consumers as dispatch_consumers
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
@@ -71,3 +72,11 @@ async def test_a_township_leader_assesses_the_officers_seconded_to_the_township(
     )
     assert ungraded.status_code == 422
     assert len(await staged(runtime, "S0077")) == 1
+
+
+def test_dispatch_does_not_put_an_assessment_on_a_case_timeline() -> None:
+    """Dispatch reads its own topic back for the case timelines; an opinion (keyed by the
+    officer, not a case) is ignored there, not sent to the DLQ as a case event without a case."""
+    subscription = dispatch_consumers.subscription(None)  # type: ignore[arg-type]
+    assert subscription.handler_for("whistle.staff.assessed") is None
+    assert subscription.handler_for("whistle.case.resolved") is not None
