@@ -658,6 +658,30 @@ class WhistleReplied(EventData):
     actor: str | None = None
 
 
+# 考核 grades, as the assessment regulations name them: 优秀, 称职, 基本称职, 不称职.
+AssessmentGrade = Literal["excellent", "competent", "basically_competent", "incompetent"]
+
+
+class StaffAssessed(EventData):
+    """双重考核: a township's assessment opinion of one seconded officer for one period
+    ("派驻人员的平时考核、绩效考核由乡镇(街道)…出具考核意见并盖章"). A later opinion for the same
+    officer and period replaces the earlier one."""
+
+    event_type = "whistle.staff.assessed"
+
+    assessment_id: UUID
+    staff_id: str
+    unit_id: str = Field(description="the seconded squad the officer serves in")
+    department_code: str | None = Field(description="the department that seconded them")
+    township_code: str
+    period: str = Field(description="the period assessed: 2026-12, 2026-Q4 or 2026")
+    grade: AssessmentGrade
+    opinion: str = Field(description="考核意见, in the township's words")
+    seal: str = Field(description="盖章: the township government in whose name it is sealed")
+    assessed_by: str = Field(description="the township leader's subject")
+    assessed_at: AwareDatetime
+
+
 EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     TipSupplemented,
@@ -697,5 +721,6 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     WhistleReplySubmitted,
     WhistleReported,
     WhistleReplied,
+    StaffAssessed,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

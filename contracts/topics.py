@@ -40,6 +40,7 @@ from contracts.events import (
     ExtensionRequested,
     LeadershipNotified,
     PersonalDataErased,
+    StaffAssessed,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -156,7 +157,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         CASES,
         "dispatch",
-        "The case lifecycle, from opening to closing. Key: case id.",
+        "The case lifecycle, from opening to closing (key: case id), and townships' assessment "
+        "opinions of seconded officers (双重考核; key: staff id).",
         (
             CaseOpened,
             CaseTriageRequired,
@@ -176,6 +178,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseLegalReviewRequested,
             CaseLegalReviewDecided,
             WhistleBlown,
+            StaffAssessed,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
     ),

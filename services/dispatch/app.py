@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.dispatch import (
     api,
+    assessment_api,
     console,
     console_api,
     consumers,
@@ -41,6 +42,7 @@ DISPATCH = ServiceDefinition(
         console_api.router,
         console.router,
         publicity_api.router,
+        assessment_api.router,
         publicity_api.page,
     ],
     setup=setup,

@@ -17,7 +17,13 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
-from contracts.events import PersonalDataErased, TipRated, TipReceived, TipSupplemented
+from contracts.events import (
+    PersonalDataErased,
+    StaffAssessed,
+    TipRated,
+    TipReceived,
+    TipSupplemented,
+)
 from contracts.topics import CASES, DEADLINES, TIPS, TOPICS
 from services.dispatch import console_feed, retention
 from services.dispatch.cases import CaseService
@@ -56,6 +62,8 @@ def subscription(runtime: Runtime) -> Subscription:
                 for topic in TOPICS
                 if topic.name in TIMELINE_TOPICS
                 for message in topic.messages
+                # An assessment opinion is of an officer, not a case: no timeline to keep it on.
+                if message is not StaffAssessed
             },
         },
     )

@@ -230,6 +230,7 @@ def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
         DevToken("county supervisor", ("county_supervisor",), ("township:*", "dept:*")),
         DevToken("county government", ("county_government",), ()),
         DevToken("legal reviewer", ("legal_reviewer",), ()),
+        DevToken("township leader", ("township_leader",), (f"township:{township}",)),
         DevToken("county department", ("county_department",), (f"dept:{department}",)),
         DevToken("hotline operator", ("hotline_operator",), ()),
         DevToken("grid worker", ("grid_worker",), (f"grid:{grid}",)),

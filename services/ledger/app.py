@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from reference.county import ReferenceData, load_reference
-from services.ledger import api, auditor, consumers, kpi_api
+from services.ledger import api, assessment_api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
 from services.ledger.kpi_store import MetricScope, refresh_periodically
@@ -49,7 +49,7 @@ async def setup(runtime: Runtime) -> Subscription:
             head,
         ),
     )
-    reference = load_reference(runtime.settings.config_dir)
+    reference = runtime.state["reference"] = load_reference(runtime.settings.config_dir)
     scope = runtime.state["kpi_scope"] = kpi_scope(reference, runtime.settings.timezone)
     runtime.run_in_background(
         "kpi-gauges",
@@ -63,7 +63,7 @@ async def setup(runtime: Runtime) -> Subscription:
 
 LEDGER = ServiceDefinition(
     name="ledger",
-    routers=[api.router, kpi_api.router, auditor.router],
+    routers=[api.router, kpi_api.router, assessment_api.router, auditor.router],
     setup=setup,
     # Not the tables' owner, so it cannot disable the append-only triggers (ledger_0005).
     database_role="whistle_ledger_writer",

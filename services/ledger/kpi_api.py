@@ -15,6 +15,7 @@ from services.ledger.kpis import (
     DEFINITIONS,
     Definition,
     PeriodKind,
+    discovery,
     local_day,
     period_of,
     rates,
@@ -46,11 +47,22 @@ class ReasonCount(BaseModel):
     count: int
 
 
+class DiscoveryOut(BaseModel):
+    """发现时效 (see services.ledger.kpis.Discovery): means per first reporter, and the bounds
+    (seconds) within which half and nine in ten of the cases were first acted on."""
+
+    avg_seconds_grid: float | None
+    avg_seconds_citizen: float | None
+    p50_within_seconds: int | None
+    p90_within_seconds: int | None
+
+
 class GroupOut(BaseModel):
     key: str | None
     counts: dict[str, int]
     rates: dict[str, RateOut]
     whistle_report_latency_avg_seconds: float | None
+    discovery: DiscoveryOut
     rejections_by_reason: list[ReasonCount]
 
 
@@ -123,6 +135,7 @@ async def kpis(
             counts=counts.as_dict(),
             rates={name: RateOut(**vars(rate)) for name, rate in rates(counts).items()},
             whistle_report_latency_avg_seconds=report_latency_avg_seconds(counts),
+            discovery=DiscoveryOut(**vars(discovery(counts))),
             rejections_by_reason=[
                 ReasonCount(reason=reason, count=n)
                 for reason, n in sorted(

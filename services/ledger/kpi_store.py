@@ -19,6 +19,8 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.kpis import (
+    DISCOVERY_BUCKETS,
+    GRID_CHANNEL,
     PERIOD_KINDS,
     RESOLVED_KINDS,
     SATISFIED,
@@ -32,6 +34,7 @@ from services.ledger.models import (
     KpiCase,
     KpiFollowUpMiss,
     KpiLadder,
+    KpiLegalReview,
     KpiRating,
     KpiRejection,
     KpiWhistle,
@@ -41,10 +44,12 @@ from services.runtime.db import Sessions
 
 log = logging.getLogger(__name__)
 
-GroupBy = Literal["county", "township", "unit", "department", "matter"]
+# "staff" is 考核's (issue #15): an officer's row counts the cases they resolved, the
+# rejections they sent back and the legal reviews they asked for.
+GroupBy = Literal["county", "township", "unit", "department", "matter", "staff"]
 # The channels 回访 is taken by; each rating counts in 满意率 whichever it came by.
 RATING_CHANNELS = ("web", "wechat", "hotline")
-GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter")
+GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter", "staff")
 COUNTY = "county"
 
 
@@ -74,6 +79,11 @@ def _within(column: Any, start: datetime, end: datetime) -> ColumnElement[bool]:
 
 def _count(condition: ColumnElement[bool]) -> Any:
     return func.count().filter(condition)
+
+
+def _latency_sum(latency: Any, condition: ColumnElement[bool]) -> Any:
+    """Whole seconds summed over the cases meeting ``condition`` (0 when none)."""
+    return func.coalesce(func.sum(func.floor(latency)).filter(condition), 0)
 
 
 def _decided(answered: Any, due: Any) -> Any:
@@ -115,6 +125,7 @@ async def tally(
         "township": c.township,
         "unit": c.unit,
         "matter": c.matter,
+        "staff": c.resolved_by,
     }[group_by]
     fr_decided = func.coalesce(c.first_response_stopped_at, c.first_response_due_at)
     contact_decided = _decided(c.first_contacted_at, c.first_response_due_at)
@@ -139,6 +150,13 @@ async def tally(
         ),
     )
     opened = _within(c.opened_at, start, end)
+    by_grid = c.channel == GRID_CHANNEL
+    by_citizen = and_(c.channel.isnot(None), c.channel != GRID_CHANNEL)  # type: ignore[union-attr]
+    # 发现时效: the township's first action on the case — the unit accepting it (the
+    # first-response clock stopping) or contacting the citizen, whichever came first.
+    first_action = func.least(c.first_response_stopped_at, c.first_contacted_at)
+    discovered = and_(_within(first_action, start, end), c.reported_at.isnot(None))  # type: ignore[union-attr]
+    latency = func.greatest(func.extract("epoch", first_action - c.reported_at), 0)
     columns = {
         "opened": _count(opened),
         "on_the_spot": _count(
@@ -169,6 +187,16 @@ async def tally(
         "resolution_on_time": _count(and_(resolution_stopped, c.resolution_met.is_(True))),  # type: ignore[union-attr]
         "resolution_overdue": _count(and_(resolution_stopped, c.resolution_met.is_(False))),  # type: ignore[union-attr]
         "resolution_overdue_open": _count(running_overdue),
+        "reported_first_by_grid": _count(and_(opened, by_grid)),
+        "reported_first_by_citizen": _count(and_(opened, by_citizen)),
+        "discovered_by_grid": _count(and_(discovered, by_grid)),
+        "discovered_by_citizen": _count(and_(discovered, by_citizen)),
+        "discovery_latency_seconds_grid": _latency_sum(latency, and_(discovered, by_grid)),
+        "discovery_latency_seconds_citizen": _latency_sum(latency, and_(discovered, by_citizen)),
+        **{
+            name: _count(and_(discovered, c.channel.isnot(None), latency <= bound))  # type: ignore[union-attr]
+            for name, bound in DISCOVERY_BUCKETS
+        },
     }
     touches_period = or_(
         opened,
@@ -177,6 +205,7 @@ async def tally(
         _within(c.closed_at, start, end),
         _within(c.resolution_stopped_at, start, end),
         _within(c.resolution_due_at, start, end),
+        _within(first_action, start, end),
     )
     rows = await session.execute(
         select(key.label("key"), *(v.label(k) for k, v in columns.items()))
@@ -185,7 +214,7 @@ async def tally(
     )
     out = Tally()
     for row in rows.mappings():
-        out.counts[row["key"]] = Counts(**{k: row[k] for k in columns})
+        out.counts[row["key"]] = Counts(**{k: int(row[k]) for k in columns})
 
     r = KpiRejection
     rejection_key: Any = {
@@ -193,6 +222,7 @@ async def tally(
         "township": r.township,
         "unit": r.unit,
         "matter": c.matter,
+        "staff": r.staff,
     }[group_by]
     query = select(rejection_key.label("key"), r.reason, func.count().label("n")).where(
         _within(r.at, start, end)
@@ -233,11 +263,41 @@ async def tally(
     )
     for row in (await session.execute(query)).mappings():
         out.counts.setdefault(row["key"], Counts()).follow_ups_unreachable += row["n"]
-    if group_by != "unit":  # whistles are the township's and the departments', not a unit's
+    await _add_legal_review_counts(session, out, start, end, group_by)
+    if group_by not in ("unit", "staff"):  # whistles: the township's and departments', only
         await _add_whistle_counts(session, out, start, end, now, group_by)
     else:
         await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
     return out
+
+
+async def _add_legal_review_counts(
+    session: AsyncSession, out: Tally, start: datetime, end: datetime, group_by: GroupBy
+) -> None:
+    """法制审核 decided and returned, into ``out`` (an officer's: the reviews they asked for)."""
+    review, c = KpiLegalReview, KpiCase
+    key: Any = {
+        "county": literal(COUNTY),
+        "township": review.township,
+        "unit": review.unit,
+        "matter": c.matter,
+        "staff": review.staff,
+    }[group_by]
+    query = (
+        select(
+            key.label("key"),
+            func.count().label("legal_reviews"),
+            _count(review.approved.is_(False)).label("legal_review_returns"),  # type: ignore[attr-defined]
+        )
+        .select_from(review)
+        .outerjoin(c, c.case_id == review.case_id)  # type: ignore[arg-type]
+        .where(_within(review.at, start, end))
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        counts.legal_reviews += row["legal_reviews"]
+        counts.legal_review_returns += row["legal_review_returns"]
 
 
 async def _add_whistle_counts(
@@ -357,6 +417,12 @@ METRIC_COUNTS = (
     "whistle_reports",
     "chases",
     "supervisions",
+    "reported_first_by_grid",
+    "reported_first_by_citizen",
+    "discovered_by_grid",
+    "discovered_by_citizen",
+    "discovery_latency_seconds_grid",
+    "discovery_latency_seconds_citizen",
 )
 OTHER, NONE = "other", "none"
 

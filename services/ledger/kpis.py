@@ -24,6 +24,17 @@ PERIOD_KINDS: tuple[PeriodKind, ...] = ("month", "quarter", "year")
 RESOLVED_KINDS: tuple[str, ...] = ("on_the_spot", "rectified", "penalised")
 # The ratings 满意率 counts as satisfied.
 SATISFIED: tuple[str, ...] = ("satisfied", "basically_satisfied")
+# Who reported a problem first (liability both ways, issue #15): the township's own grid
+# workers (网格员) through this channel; every other channel is a citizen's.
+GRID_CHANNEL = "grid"
+# The buckets of discovery latency (seconds, cumulative "within"): counts add up where medians
+# do not, and a quantile is read off them as "within this bound".
+DISCOVERY_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("discovered_within_1h", 3600),
+    ("discovered_within_4h", 4 * 3600),
+    ("discovered_within_1d", 24 * 3600),
+    ("discovered_within_3d", 72 * 3600),
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,13 @@ DEFINITIONS: dict[str, Definition] = {
         "summoned departments that replied, or whose reply deadline passed without a reply",
         "the moment of the reply if it was on time, else the reply deadline",
     ),
+    "citizen_first_rate": Definition(
+        "群众先报率 (citizen-first share; 乡镇未及时发现)",
+        "cases opened whose first report came from a citizen (12345, WeChat, the web, Open311): "
+        "no grid worker of the township had reported the problem before",
+        "cases opened whose first report's channel is known: a grid worker's or a citizen's",
+        "the moment the case was opened",
+    ),
 }
 
 COUNT_DEFINITIONS: dict[str, str] = {
@@ -126,6 +144,28 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "chases": "催办 fired, by when it fired: of a case's clocks (the case's township, unit and its "
     "department) and of whistle clocks (the summoned department; not a unit)",
     "supervisions": "督办 fired, by when it fired, counted like chases",
+    "reported_first_by_grid": "cases opened whose first report (the tip the case was opened "
+    "for) was a grid worker's, by the opening",
+    "reported_first_by_citizen": "cases opened whose first report was a citizen's: the "
+    "township had not found the problem itself (群众先报率's numerator), by the opening",
+    "discovered_by_grid": "发现时效: cases first reported by a grid worker on which the "
+    "township first acted (the unit accepted the case or contacted the citizen, whichever came "
+    "first), by that first action",
+    "discovered_by_citizen": "发现时效: cases first reported by a citizen on which the township "
+    "first acted, by that first action",
+    "discovery_latency_seconds_grid": "the summed time from the first report to the township's "
+    "first action, of discovered_by_grid (see discovery_latency_avg_seconds)",
+    "discovery_latency_seconds_citizen": "the same, of discovered_by_citizen",
+    "discovered_within_1h": "cases discovered (either reporter) whose first action came within "
+    "1 hour of the first report; likewise _4h, _1d and _3d (cumulative: a case within 1 hour is "
+    "within 4 hours too); the median and p90 are read off these as 'within'",
+    "discovered_within_4h": "see discovered_within_1h",
+    "discovered_within_1d": "see discovered_within_1h",
+    "discovered_within_3d": "see discovered_within_1h",
+    "legal_reviews": "法制审核 decided (approved or returned), by the decision; with "
+    "group_by=staff, counted for the officer who asked for the review",
+    "legal_review_returns": "法制审核 returned with an opinion (the decision did not stand as "
+    "proposed), by the decision; counted like legal_reviews",
 }
 
 
@@ -204,6 +244,18 @@ class Counts:
     whistle_replies_on_time: int = 0
     chases: int = 0
     supervisions: int = 0
+    reported_first_by_grid: int = 0
+    reported_first_by_citizen: int = 0
+    discovered_by_grid: int = 0
+    discovered_by_citizen: int = 0
+    discovery_latency_seconds_grid: int = 0
+    discovery_latency_seconds_citizen: int = 0
+    discovered_within_1h: int = 0
+    discovered_within_4h: int = 0
+    discovered_within_1d: int = 0
+    discovered_within_3d: int = 0
+    legal_reviews: int = 0
+    legal_review_returns: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -261,6 +313,44 @@ def report_latency_avg_seconds(c: Counts) -> float | None:
     return c.whistle_report_latency_seconds / c.whistle_reports if c.whistle_reports else None
 
 
+def citizen_first_rate(c: Counts) -> Rate:
+    return _rate(
+        c.reported_first_by_citizen, c.reported_first_by_grid + c.reported_first_by_citizen
+    )
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """发现时效 of one group: the mean latency per first reporter and, from the buckets, the
+    bound within which half (p50) and nine in ten (p90) of the cases were acted on (None: no
+    case, or beyond the last bucket — say "over 3 days")."""
+
+    avg_seconds_grid: float | None
+    avg_seconds_citizen: float | None
+    p50_within_seconds: int | None
+    p90_within_seconds: int | None
+
+
+def _within_bound(c: Counts, share: float) -> int | None:
+    total = c.discovered_by_grid + c.discovered_by_citizen
+    if total == 0:
+        return None
+    for name, bound in DISCOVERY_BUCKETS:
+        if getattr(c, name) >= share * total:
+            return bound
+    return None
+
+
+def discovery(c: Counts) -> Discovery:
+    grid, citizen = c.discovered_by_grid, c.discovered_by_citizen
+    return Discovery(
+        avg_seconds_grid=c.discovery_latency_seconds_grid / grid if grid else None,
+        avg_seconds_citizen=c.discovery_latency_seconds_citizen / citizen if citizen else None,
+        p50_within_seconds=_within_bound(c, 0.5),
+        p90_within_seconds=_within_bound(c, 0.9),
+    )
+
+
 RATES = {
     "response_rate": response_rate,
     "resolution_rate": resolution_rate,
@@ -269,6 +359,7 @@ RATES = {
     "on_the_spot_rate": on_the_spot_rate,
     "whistle_report_on_time_rate": whistle_report_on_time_rate,
     "whistle_reply_on_time_rate": whistle_reply_on_time_rate,
+    "citizen_first_rate": citizen_first_rate,
 }
 
 

@@ -109,6 +109,8 @@ class KpiCase(SQLModel, table=True):
     matter: str | None = None
     channel: str | None = None  # from the tip, whichever arrives first
     tip_on_spot: bool | None = None  # a grid worker's tip already resolved on the spot
+    # The first report: when the tip the case was opened for was received (发现时效 runs from it).
+    reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     first_response_due_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
@@ -134,6 +136,8 @@ class KpiCase(SQLModel, table=True):
     resolution_late_seconds: int | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     resolution: str | None = None
+    # 考核: the officer who resolved the case (the latest resolution's actor).
+    resolved_by: str | None = None
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reopened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reopened: int = Field(default=0, sa_column=Column(Integer, nullable=False))
@@ -166,6 +170,7 @@ class KpiRejection(SQLModel, table=True):
     reason: str
     township: str | None = None
     unit: str | None = None
+    staff: str | None = None  # the officer who sent it back
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
@@ -227,3 +232,36 @@ class KpiLadder(SQLModel, table=True):
     clock: str  # the clock kind
     department: str | None = None
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class KpiLegalReview(SQLModel, table=True):
+    """A legal review (法制审核) decided: approved, or returned to the officer who asked for it."""
+
+    __tablename__ = "kpi_legal_review"
+
+    review_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    staff: str | None = None  # who requested it: a return counts against their decision
+    township: str | None = None
+    unit: str | None = None
+    approved: bool
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class KpiAssessment(SQLModel, table=True):
+    """A township's assessment opinion (双重考核) of one seconded officer for one period: the
+    latest given holds."""
+
+    __tablename__ = "kpi_assessment"
+
+    staff: str = Field(primary_key=True)
+    period: str = Field(primary_key=True)  # 2026-12, 2026-Q4 or 2026
+    assessment_id: UUID
+    unit: str
+    department: str | None = None
+    township: str
+    grade: str
+    opinion: str
+    seal: str
+    assessed_by: str
+    assessed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

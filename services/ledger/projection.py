@@ -35,9 +35,11 @@ from sqlalchemy.dialects.postgresql import insert
 
 from contracts.envelope import CloudEvent
 from services.ledger.models import (
+    KpiAssessment,
     KpiCase,
     KpiFollowUpMiss,
     KpiLadder,
+    KpiLegalReview,
     KpiRating,
     KpiRejection,
     KpiTip,
@@ -66,7 +68,7 @@ ORDERED: dict[str, tuple[str, ...]] = {
         "resolution_met",
         "resolution_late_seconds",
     ),
-    "resolved_at": ("resolution",),
+    "resolved_at": ("resolution", "resolved_by"),
     "last_rejected_at": ("rejections", "last_rejection_reason"),
     "closed_at": (),
     "reopened_at": (),
@@ -76,7 +78,7 @@ EARLIEST = ("first_contacted_at",)
 COUNTS = ("reopened",)
 COLUMNS = (*LATEST, *ORDERED, *(c for cs in ORDERED.values() for c in cs), *EARLIEST, *COUNTS)
 # Tip facts the batch's UPDATE copies onto cases.
-FROM_TIP = ("channel", "tip_on_spot")
+FROM_TIP = ("channel", "tip_on_spot", "reported_at")
 
 RESOLVED_KINDS = ("on_the_spot", "rectified", "penalised")
 WHISTLE_FACTS = (
@@ -144,6 +146,8 @@ class KpiBatch:
     misses: dict[str, dict[str, Any]] = field(default_factory=dict)
     whistles: dict[tuple[UUID, str], dict[str, Any]] = field(default_factory=dict)
     ladder: list[dict[str, Any]] = field(default_factory=list)
+    legal_reviews: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    assessments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # Ladder events that fired although their clock had stopped first (the stop reached
     # escalation late): not chases or supervisions to count.
     premature: set[str] = field(default_factory=set)
@@ -230,6 +234,23 @@ class KpiBatch:
                 replied_at=_time(data["replied_at"]),
                 reply_on_time=bool(data["on_time"]),
             )
+        elif kind == "staff.assessed":
+            row = {
+                "staff": data["staff_id"],
+                "period": data["period"],
+                "assessment_id": UUID(data["assessment_id"]),
+                "unit": data["unit_id"],
+                "department": data.get("department_code"),
+                "township": data["township_code"],
+                "grade": data["grade"],
+                "opinion": data["opinion"],
+                "seal": data["seal"],
+                "assessed_by": data["assessed_by"],
+                "assessed_at": _time(data["assessed_at"]),
+            }
+            earlier = self.assessments.get((row["staff"], row["period"]))
+            if earlier is None or earlier["assessed_at"] <= row["assessed_at"]:
+                self.assessments[(row["staff"], row["period"])] = row
         elif kind in LADDER_STEPS:
             self.ladder.append(
                 {
@@ -319,11 +340,23 @@ class KpiBatch:
                     "reason": data["reason"],
                     "township": data.get("township_code"),
                     "unit": data.get("unit_id"),
+                    "staff": data.get("actor"),
                     "at": at,
                 }
             )
         elif kind == "case.resolved":
-            facts.update(resolved_at=at, resolution=data["resolution"])
+            facts.update(resolved_at=at, resolution=data["resolution"], resolved_by=data["actor"])
+        elif kind == "case.legal_review_decided":
+            review_id = UUID(data["review_id"])
+            self.legal_reviews[review_id] = {
+                "review_id": review_id,
+                "case_id": case_id,
+                "staff": data["requested_by"],
+                "township": data.get("township_code"),
+                "unit": data.get("unit_id"),
+                "approved": bool(data["approved"]),
+                "at": at,
+            }
         elif kind == "case.closed":
             facts["closed_at"] = at
         elif kind == "case.reopened":
@@ -356,6 +389,26 @@ class KpiBatch:
             connection.execute(
                 insert(KpiRejection.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
                 self.rejections,
+            )
+        if self.legal_reviews:
+            connection.execute(
+                insert(KpiLegalReview.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                list(self.legal_reviews.values()),
+            )
+        if self.assessments:
+            table = KpiAssessment.__table__  # type: ignore[attr-defined]
+            statement = insert(table)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["staff", "period"],
+                    set_={
+                        c.name: statement.excluded[c.name]
+                        for c in table.columns
+                        if c.name not in ("staff", "period")
+                    },
+                    where=statement.excluded.assessed_at >= table.c.assessed_at,
+                ),
+                list(self.assessments.values()),
             )
         if self.ratings:
             rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]
@@ -410,7 +463,11 @@ class KpiBatch:
                     kpi_case.c.channel.is_(None),
                     tip.c.tip_id.in_(list(self.tip_ids)),
                 )
-                .values(channel=tip.c.channel, tip_on_spot=tip.c.resolved_on_spot)
+                .values(
+                    channel=tip.c.channel,
+                    tip_on_spot=tip.c.resolved_on_spot,
+                    reported_at=tip.c.received_at,
+                )
             )
 
 

@@ -35,6 +35,8 @@ ROLES: tuple[str, ...] = (
     # 法制审核人员: reviews the major enforcement decisions (重大执法决定) before they take
     # effect, approving or returning them with an opinion.
     "legal_reviewer",
+    # 乡镇领导: gives the township's assessment opinion (考核意见, 盖章) of seconded officers.
+    "township_leader",
     "auditor",
     "admin",
 )

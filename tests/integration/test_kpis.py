@@ -6,6 +6,7 @@ expected rates are worked out by hand next to the script.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import generate_latest
 from sqlalchemy import select
 
@@ -161,12 +162,18 @@ class Script:
         return new_event("whistle/escalation", str(self.case_id), data, at)
 
     def step(
-        self, model: Any, at: datetime, unit: str | None, version: int, **extra: Any
+        self,
+        model: Any,
+        at: datetime,
+        unit: str | None,
+        version: int,
+        actor: str = "S0001",
+        **extra: Any,
     ) -> CloudEvent:
         data = model(
             case_id=self.case_id,
             tip_id=self.tip_id,
-            actor="S0001",
+            actor=actor,
             actor_role="unit",
             version=version,
             township_code=self.township,
@@ -274,14 +281,16 @@ async def record_the_scripted_cases(sessions: Sessions) -> dict[str, Script]:
     return {"A": a, "B": b, "C": c, "D": d, "E": e, "F": f}
 
 
-@pytest.fixture
-async def kpis(
-    sessions: Sessions, settings: Settings
+@asynccontextmanager
+async def ledger_router(
+    sessions: Sessions, settings: Settings, router: APIRouter
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    """The KPI router in process, on the scripted database, with the clock at NOW."""
+    """One ledger router in process, on the scripted database, with the clock at NOW and the
+    reference data and KPI scope in its state."""
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(kpi_api.router)
+    app.include_router(router)
+    reference = load_reference(settings.config_dir)
     runtime = Runtime(
         service="ledger",
         settings=settings,
@@ -296,12 +305,21 @@ async def kpis(
             audience=settings.audience_of("ledger"),
         ),
         retention=RetentionJob("ledger", lambda: NOW, timedelta(days=1)),
-        state={"kpi_scope": kpi_scope(load_reference(settings.config_dir), settings.timezone)},
+        state={"kpi_scope": kpi_scope(reference, settings.timezone), "reference": reference},
     )
     app.state.runtime = runtime
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client, runtime
+
+
+@pytest.fixture
+async def kpis(
+    sessions: Sessions, settings: Settings
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """The KPI router in process, on the scripted database, with the clock at NOW."""
+    async with ledger_router(sessions, settings, kpi_api.router) as pair:
+        yield pair
 
 
 def auth(token: TokenFactory, role: str = "auditor") -> dict[str, str]:
@@ -363,6 +381,7 @@ async def test_the_rates_of_a_scripted_month(
         "on_the_spot_rate",
         "whistle_report_on_time_rate",
         "whistle_reply_on_time_rate",
+        "citizen_first_rate",
     }
 
     township = groups(

@@ -65,6 +65,8 @@ LEGAL_REVIEW_READERS = LEGAL_REVIEWER | COUNTY
 AUDITOR = frozenset({"auditor"})
 AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
+# 乡镇领导: the township's assessment opinion of its seconded officers (双重考核), no one else's.
+TOWNSHIP_LEADER = frozenset({"township_leader"})
 STAFF: dict[Route, frozenset[str]] = {
     ("intake", "POST", "/v1/hotline/tickets"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/hotline/follow-ups"): frozenset({"hotline_operator"}),
@@ -91,6 +93,11 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/admission/approval"): GOVERNMENT,
     ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
     ("dispatch", "POST", "/v1/cases/{case_id}/legal-review"): LEGAL_REVIEWER,
+    ("dispatch", "POST", "/v1/assessments"): TOWNSHIP_LEADER,
+    # The sheet: the county, the township's leader and the seconding department (by scope).
+    ("ledger", "GET", "/v1/assessments/sheet"): AUDITOR_OR_COUNTY
+    | TOWNSHIP_LEADER
+    | frozenset({"county_department"}),
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,

@@ -54,6 +54,7 @@ from contracts.events import (
     GeoPoint,
     LeadershipNotified,
     PersonalDataErased,
+    StaffAssessed,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -377,6 +378,19 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         on_time=True,
         via="kafka",
     ),
+    StaffAssessed: lambda: StaffAssessed(
+        assessment_id=WHISTLE_ID,
+        staff_id="S0077",
+        unit_id="T03-SCJGJ",
+        department_code="SCJGJ",
+        township_code="T03",
+        period="2026-12",
+        grade="competent",
+        opinion="工作认真负责。",
+        seal="城关镇人民政府",
+        assessed_by="L-T03-01",
+        assessed_at=NOW,
+    ),
 }
 
 
@@ -587,6 +601,7 @@ def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
     key = "tip_id" if model in (TipReceived, TipSupplemented, PersonalDataErased) else "case_id"
+    key = "staff_id" if model is StaffAssessed else key
     wire = _wire(_event(model))
     del wire["data"][key]
     errors = list(_validator(model.event_type).iter_errors(wire))

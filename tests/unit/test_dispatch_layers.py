@@ -15,10 +15,17 @@ from tests.support import source
 
 PACKAGE = "services.dispatch"
 
-ROUTERS = {"api", "console_api", "coordination_api", "console", "publicity_api"}
+ROUTERS = {
+    "api",
+    "console_api",
+    "coordination_api",
+    "console",
+    "publicity_api",
+    "assessment_api",
+}
 EDGES = ROUTERS | {"consumers"}
 # Modules that change cases and say so in events.
-SERVICE = {"cases"}
+SERVICE = {"cases", "assessment_service"}
 # The rules: plain data and functions.
 PURE = {
     "lifecycle",
@@ -33,6 +40,7 @@ PURE = {
     "publicity",
     "authority",
     "enforcement",
+    "assessments",
 }
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).
