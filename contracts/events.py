@@ -179,6 +179,33 @@ class Penalty(BaseModel):
         return self
 
 
+class CaseReferred(EventData):
+    """移送: a county department found a matter that belongs to a township and referred it
+    ("及时移送乡镇(街道)"). Dispatch opens a case for the township from it, as from a tip
+    (``whistle.case.opened`` follows, then the assignment by the authority rule); the
+    referral's ``referral_id`` stands as the case's ``tip_id``. Escalation starts the
+    referral's own clock: the township accepts within the policy's first-response time.
+    Subject and Kafka key: the case id."""
+
+    event_type = "whistle.case.referred"
+
+    case_id: UUID
+    tip_id: UUID = Field(description="the referral's id, standing for the case's tip")
+    referral_id: UUID
+    department_code: str = Field(description="the referring county department")
+    referred_by: str = Field(description="the department officer's subject")
+    matter_code: str
+    township_code: str
+    village_code: str | None = None
+    grid_id: str | None = None
+    place: str | None = Field(default=None, max_length=500, description="where, in words")
+    facts: str = Field(min_length=1, max_length=4000, description="what the department found")
+    urgency: Urgency
+    deadline_policy: str
+    catalogue_version: str
+    referred_at: AwareDatetime
+
+
 class CaseTriageRequired(EventData):
     """The case waits in a dispatcher's queue: routing could not decide on its own."""
 
@@ -402,8 +429,11 @@ class WhistleBlown(CaseStep):
     urgency: Urgency
 
 
-ClockKind = Literal["first_response", "resolution", "whistle_receipt", "whistle_reply"]
-"""A case's own clocks, and a summoned department's clocks under the whistle protocol."""
+ClockKind = Literal[
+    "first_response", "resolution", "whistle_receipt", "whistle_reply", "referral_acceptance"
+]
+"""A case's own clocks, a summoned department's clocks under the whistle protocol, and a
+referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``)."""
 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 
@@ -664,6 +694,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipRated,
     TipFollowUpUnreachable,
     PersonalDataErased,
+    CaseReferred,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,

@@ -24,6 +24,7 @@ from contracts.events import (
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
+    CaseReferred,
     CaseRejected,
     CaseReopened,
     CaseResolved,
@@ -156,8 +157,10 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         CASES,
         "dispatch",
-        "The case lifecycle, from opening to closing. Key: case id.",
+        "The case lifecycle, from opening (or a department's referral, 移送) to closing. "
+        "Key: case id.",
         (
+            CaseReferred,
             CaseOpened,
             CaseTriageRequired,
             CaseAssigned,

@@ -42,6 +42,7 @@ from contracts.events import (
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
+    CaseReferred,
     CaseRejected,
     CaseReopened,
     CaseResolved,
@@ -50,6 +51,7 @@ from contracts.events import (
     CaseStep,
     CaseTriageRequired,
     ContactMethod,
+    GeoPoint,
     Penalty,
     TipRated,
     TipReceived,
@@ -57,7 +59,12 @@ from contracts.events import (
 )
 from contracts.topics import CASES
 from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
-from services.dispatch.authority import AdmissionInForce, Verdict, judge_assignment
+from services.dispatch.authority import (
+    AdmissionInForce,
+    Verdict,
+    judge_assignment,
+    judge_referral,
+)
 from services.dispatch.classifier import TriageModel
 from services.dispatch.enforcement import acting_capacity, entrustment_refusal, major_decisions
 from services.dispatch.errors import (
@@ -73,6 +80,7 @@ from services.dispatch.errors import (
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralRefused,
     SplitRefused,
     StaleVersion,
     TipNotOfCase,
@@ -128,7 +136,7 @@ from services.dispatch.routing import (
     supporting_units,
     waiting_queue,
 )
-from services.dispatch.triage import Triaged, classify, locate
+from services.dispatch.triage import Classification, Location, Triaged, classify, locate
 from services.dispatch.whistles import WhistleFacts, automatic_whistle, judge, new_whistle
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
@@ -189,6 +197,21 @@ class DispatchSettings:
             ),
             follow_up_window=timedelta(days=settings.follow_up_days),
         )
+
+
+@dataclass(frozen=True)
+class Referral:
+    """What a county department says when it refers a matter to a township (移送)."""
+
+    department_code: str
+    matter_code: str
+    township_code: str
+    facts: str
+    grid_id: str | None = None
+    place: str | None = None
+
+
+REFERRAL_CHANNEL = "referral"  # how the console tells a referred case's words from a tip's
 
 
 # ---------------------------------------------------------------- who may act
@@ -372,6 +395,63 @@ class CaseService:
         reason = f"群众不满意: {rating.comment}" if rating.comment else "群众不满意"
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
+    async def refer(self, actor: Principal, referral: Referral) -> Case:
+        """移送: open a case for the township from a county department's referral, as a tip
+        would open one, and route it under the authority rule. Only a matter the township may
+        lead is referred (``judge_referral``); the department must be the caller's own. The
+        referral's id stands as the case's tip; the facts are kept as the tip's words are."""
+        if not actor.may_act_on("dept", referral.department_code):
+            raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
+        reference = self._reference
+        department = reference.departments.get(referral.department_code)
+        item = reference.items.get(referral.matter_code)
+        township = reference.townships.get(referral.township_code)
+        if department is None or item is None or township is None:
+            raise ReferralRefused("移送须写明本县的县直部门、事项清单中的事项和乡镇（街道）。")
+        verdict = judge_referral(item, township.code, reference.claims.get(township.code, ()))
+        if not verdict.allowed:
+            raise ReferralRefused(f"不予移送：{verdict.reason}", verdict.refusals)
+        location = Location(township.code, None, None, (f"移送至{township.name}",))
+        if referral.grid_id is not None:
+            location = locate(referral.grid_id, None, reference)
+            if location.township != township.code:
+                raise ReferralRefused(f"网格 {referral.grid_id} 不在{township.name}。")
+        now = self._clock()
+        referral_id = case_id = uuid7()
+        said = f"{department.name}移送：{item.name}（{verdict.grounds}）"
+        triaged = Triaged(Classification(item, 1.0, (said,)), location)
+        self._emit(
+            case_id,
+            CaseReferred(
+                case_id=case_id,
+                tip_id=referral_id,
+                referral_id=referral_id,
+                department_code=department.code,
+                referred_by=actor.subject,
+                matter_code=item.code,
+                township_code=township.code,
+                village_code=location.village,
+                grid_id=location.grid,
+                place=referral.place,
+                facts=referral.facts,
+                urgency=item.default_urgency.value,
+                deadline_policy=item.deadline_policy,
+                catalogue_version=reference.version,
+                referred_at=now,
+            ),
+            now,
+        )
+        self._session.add(
+            TipText(
+                tip_id=referral_id,
+                text=referral.facts,
+                address=referral.place,
+                channel=REFERRAL_CHANNEL,
+                received_at=now,
+            )
+        )
+        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id)
+
     async def _open(
         self,
         tip: TipReceived,
@@ -382,22 +462,35 @@ class CaseService:
     ) -> Case:
         """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
         it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
+        triaged = triaged or _examine(tip, self._reference, self._model)
+        return await self._open_triaged(tip.tip_id, tip.location, triaged, now, case_id=case_id)
+
+    async def _open_triaged(
+        self,
+        tip_id: UUID,
+        point: GeoPoint | None,
+        triaged: Triaged,
+        now: datetime,
+        *,
+        case_id: UUID | None = None,
+    ) -> Case:
+        """Open the case of ``tip_id`` (a tip's, or a referral's) as ``triaged``, reported at
+        ``point``: route it and stage ``whistle.case.opened`` and what routing decided."""
         reference = self._reference
-        triaged = triaged or _examine(tip, reference, self._model)
         classification, location = triaged.classification, triaged.location
         item = classification.item
         urgency = item.default_urgency if item else Urgency.GENERAL
         case_id = case_id or uuid7()
         case = Case(
             id=case_id,
-            tip_id=tip.tip_id,
+            tip_id=tip_id,
             status=CaseStatus.TRIAGE.value,
             matter_code=item.code if item else None,
             township_code=location.township,
             village_code=location.village,
             grid_id=location.grid,
-            lat=tip.location.lat if tip.location else None,
-            lon=tip.location.lon if tip.location else None,
+            lat=point.lat if point else None,
+            lon=point.lon if point else None,
             urgency=urgency.value,
             catalogue_version=reference.version,
             routing={},
@@ -407,7 +500,7 @@ class CaseService:
         explanation = [*location.explanation, *classification.explanation]
         opened = CaseOpened(
             case_id=case_id,
-            tip_id=tip.tip_id,
+            tip_id=tip_id,
             matter_code=case.matter_code,
             matter_name=item.name if item else None,
             confidence=classification.confidence,

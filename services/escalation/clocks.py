@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import (
     CaseAssigned,
+    CaseReferred,
     Deadline,
     DeadlinesSet,
     DeadlineStopped,
@@ -35,7 +36,12 @@ from contracts.events import (
 from contracts.topics import DEADLINES
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import deadlines_for, stop_outcome
+from services.escalation.deadlines import (
+    ComputedDeadline,
+    deadline_for,
+    deadlines_for,
+    stop_outcome,
+)
 from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
@@ -43,6 +49,8 @@ from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
 
 log = logging.getLogger(__name__)
+# 移送: the township's acceptance of a referred case, on a clock of its own.
+REFERRAL_ACCEPTANCE = "referral_acceptance"
 PROVISIONAL_DEADLINES = Counter(
     "whistle_deadlines_provisional_total",
     "Deadlines counted Monday to Friday because the business calendar lacks their year",
@@ -61,6 +69,38 @@ async def start_clocks(
     ``policy`` (frozen onto each clock with the calendar's version), each with its warning step;
     record who holds the case; stage ``DeadlinesSet`` for the clocks newly set."""
     computed = deadlines_for(policy, start, calendar)
+    created = await _set_clocks(session, assigned.case_id, computed, policy, start, calendar)
+    await _hold(session, assigned, start)
+    _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
+
+
+async def start_referral_clock(
+    session: AsyncSession,
+    referred: CaseReferred,
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """移送: the referral's own clock, ``referral_acceptance`` — the township accepts the
+    referred case within the policy's first-response time from the referral — with its
+    warning step and ladder like any case clock; stopped by ``whistle.case.accepted``."""
+    computed = deadline_for(
+        REFERRAL_ACCEPTANCE, start, policy.first_response, policy.warn_at_fraction, calendar
+    )
+    created = await _set_clocks(session, referred.case_id, [computed], policy, start, calendar)
+    _announce(session, referred.case_id, policy, referred.urgency, created, now)
+
+
+async def _set_clocks(
+    session: AsyncSession,
+    case_id: UUID,
+    computed: list[ComputedDeadline],
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+) -> list[ComputedDeadline]:
+    """Insert the case's clocks not set yet, each with its warning step; those it inserted."""
     # Which holidays and working hours counted is part of the terms, like the policy.
     snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
     created = []
@@ -70,7 +110,7 @@ async def start_clocks(
         inserted = await session.scalar(
             insert(CaseDeadline)
             .values(
-                case_id=assigned.case_id,
+                case_id=case_id,
                 kind=deadline.kind,
                 status="running",
                 started_at=start,
@@ -94,13 +134,24 @@ async def start_clocks(
                 log.warning(
                     "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
                 )
-    await _hold(session, assigned, start)
+    return created
+
+
+def _announce(
+    session: AsyncSession,
+    case_id: UUID,
+    policy: DeadlinePolicy,
+    urgency: str,
+    created: list[ComputedDeadline],
+    now: datetime,
+) -> None:
+    """Stage ``DeadlinesSet`` for the clocks newly set, if any."""
     if not created:
         return
     payload = DeadlinesSet(
-        case_id=assigned.case_id,
+        case_id=case_id,
         policy_id=policy.id,
-        urgency=assigned.urgency,
+        urgency=urgency,  # type: ignore[arg-type]
         deadlines=[
             Deadline(
                 kind=d.kind,  # type: ignore[arg-type]
@@ -111,7 +162,7 @@ async def start_clocks(
             for d in created
         ],
     )
-    stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, now))
+    stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
 
 
 async def stop_case_clock(

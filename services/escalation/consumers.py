@@ -33,6 +33,7 @@ from contracts.events import (
     CaseAccepted,
     CaseAssigned,
     CaseClosed,
+    CaseReferred,
     CaseReopened,
     CaseResolved,
     WhistleBlown,
@@ -42,7 +43,7 @@ from contracts.events import (
 from contracts.topics import CASES, WHISTLES
 from services.escalation import clocks, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.policies import PolicyBook
+from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
@@ -64,7 +65,8 @@ def subscription(
     return Subscription(
         topics=(CASES, WHISTLES),
         handlers={
-            # dispatch.cases.v1: the case's own clocks
+            # dispatch.cases.v1: the case's own clocks, and a referral's (移送)
+            CaseReferred.event_type: on.case_referred,
             CaseAssigned.event_type: on.case_assigned,
             CaseAccepted.event_type: on.case_accepted,
             CaseResolved.event_type: on.case_resolved,
@@ -99,16 +101,23 @@ class Handlers:
 
     async def case_assigned(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         assigned = event.payload(CaseAssigned)
-        policy = self._policies().get(assigned.deadline_policy)
-        if policy is None:
-            raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
+        policy = self._policy(assigned.deadline_policy)
         await clocks.start_clocks(
             session, assigned, policy, event.time, self._calendar(), self._clock()
+        )
+
+    async def case_referred(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        referred = event.payload(CaseReferred)
+        policy = self._policy(referred.deadline_policy)
+        await clocks.start_referral_clock(
+            session, referred, policy, event.time, self._calendar(), self._clock()
         )
 
     async def case_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseAccepted).case_id
         await self._stop(session, event, case_id, "first_response")
+        # A referred case's acceptance also answers the referral (移送); none runs otherwise.
+        await self._stop(session, event, case_id, clocks.REFERRAL_ACCEPTANCE)
 
     async def case_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseResolved).case_id
@@ -167,6 +176,13 @@ class Handlers:
             case_id=submitted.case_id,
         )
         await _submission("reply", recording)
+
+    def _policy(self, policy_id: str) -> DeadlinePolicy:
+        """The policy in force a case event names; an unknown one dead-letters the event."""
+        policy = self._policies().get(policy_id)
+        if policy is None:
+            raise PoisonEvent(f"unknown deadline policy {policy_id!r}")
+        return policy
 
     async def _stop(
         self, session: AsyncSession, event: CloudEvent, case_id: UUID, kind: str

@@ -92,6 +92,8 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
     ("dispatch", "POST", "/v1/cases/{case_id}/legal-review"): LEGAL_REVIEWER,
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
+    # 移送: a county department refers a township's matter.
+    ("dispatch", "POST", "/v1/referrals"): frozenset({"county_department"}),
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,

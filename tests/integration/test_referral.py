@@ -1,0 +1,225 @@
+"""移送 (issue #14, item 6): a county department refers a matter that belongs to a township,
+through dispatch's HTTP API and the pipeline — the township's case opened and assigned by the
+authority rule, the referral's own clock in escalation, stopped by the township's acceptance,
+and the whole trail in the ledger. The sample county's data; time fixed by hand on Monday
+16 November 2026, 09:00 in the county (no holidays that week)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.models import Case, TipText
+from services.escalation.app import create_app as create_escalation
+from services.escalation.models import CaseDeadline
+from services.runtime.service import Runtime
+from services.runtime.settings import Settings
+from tests.conftest import TokenFactory
+from tests.integration.conftest import MovableClock, _in_process
+from tests.integration.test_escalation_clocks import local
+from tests.support.infra import eventually
+from tests.support.tips import act, bearer, case_events
+
+PROBLEM = "application/problem+json"
+MONDAY_9 = local(2026, 11, 16, 9, 0)
+# 县城市管理局 finds a street stall in 城关镇五里铺村: 占道经营 (CG-001) is devolved to the
+# township, which has claimed it.
+STALL = {
+    "department_code": "CGJ",
+    "matter_code": "CG-001",
+    "township_code": "T03",
+    "grid_id": "T03V02G01",
+    "place": "五里铺村村口",
+    "facts": "巡查发现村口有人占道摆摊，影响通行，属城关镇赋权事项，依法移送",
+}
+
+
+@pytest.fixture(scope="module")
+def fixed_clock() -> MovableClock:
+    return MovableClock(MONDAY_9)
+
+
+@pytest.fixture(scope="module")
+async def dispatch_at(
+    migrated: Settings, fixed_clock: MovableClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    async for pair in _in_process(create_dispatch(migrated, fixed_clock)):
+        yield pair
+
+
+@pytest.fixture(scope="module")
+async def escalation(migrated: Settings, fixed_clock: MovableClock) -> AsyncIterator[Runtime]:
+    async for _, runtime in _in_process(create_escalation(migrated, fixed_clock)):
+        yield runtime
+
+
+def _cgj(token: TokenFactory) -> dict[str, str]:
+    return bearer(token, "county_department", "dept:CGJ")
+
+
+async def _cases(runtime: Runtime) -> int:
+    async with runtime.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Case)) or 0)
+
+
+async def test_a_referral_opens_the_townships_case_assigned_by_the_authority_rule(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch_at
+    answer = await client.post("/v1/referrals", json=STALL, headers=_cgj(token))
+    assert answer.status_code == 201, answer.text
+    case = answer.json()
+    assert (case["status"], case["township_code"], case["grid_id"]) == (
+        "assigned",
+        "T03",
+        "T03V02G01",
+    )
+    assert case["unit_id"] == "T03-CGJ"  # the seconded squad of the item's domain
+    assert case["acting"]["acting_in_name_of"]["code"] == "T03"
+
+    referred, opened, assigned = await case_events(runtime, UUID(case["id"]))
+    assert [e["type"] for e in (referred, opened, assigned)] == [
+        "whistle.case.referred",
+        "whistle.case.opened",
+        "whistle.case.assigned",
+    ]
+    assert {k: referred["data"][k] for k in ("department_code", "referred_by", "facts")} == {
+        "department_code": "CGJ",
+        "referred_by": "test-county_department",
+        "facts": STALL["facts"],
+    }
+    assert referred["data"]["referral_id"] == case["tip_id"] == opened["data"]["tip_id"]
+    assert opened["data"]["explanation"][-1].startswith("县城市管理局移送：占道经营、出店经营")
+    # Routing chose the unit and the authority rule allowed it (routing.py asks it).
+    assert assigned["data"]["explanation"][0] == "赋权事项，由城关镇城市管理派驻组办理"
+    assert (assigned["data"]["authority"], assigned["data"]["rule"]) == ("devolved", "devolved")
+    # The township's console keeps the department's words as it keeps a citizen's.
+    async with runtime.sessions() as session:
+        said = await session.get(TipText, UUID(case["tip_id"]))
+    assert said is not None and (said.channel, said.text) == ("referral", STALL["facts"])
+
+
+@pytest.mark.parametrize(
+    ("matter", "rule", "detail"),
+    [
+        (
+            "SC-006",
+            "county_only",
+            "不予移送：电梯等特种设备安全隐患为县级专属事项，须由县直部门办理，不得指派给乡镇",
+        ),
+        ("YJ-002", "assist", None),
+        ("LD-005", "not_admitted", None),
+    ],
+)
+async def test_a_department_may_not_refer_what_the_township_may_not_lead(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime],
+    token: TokenFactory,
+    matter: str,
+    rule: str,
+    detail: str | None,
+) -> None:
+    client, runtime = dispatch_at
+    before = await _cases(runtime)
+    body = {**STALL, "matter_code": matter}
+    refused = await client.post("/v1/referrals", json=body, headers=_cgj(token))
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == PROBLEM
+    problem = refused.json()
+    assert (problem["type"], problem["title"]) == (
+        "https://whistle.example/problems/referral-refused",
+        "不予移送",
+    )
+    assert problem["rules"] == [rule]
+    assert problem["detail"].startswith("不予移送：")
+    if detail is not None:
+        assert problem["detail"] == detail
+    assert await _cases(runtime) == before  # nothing opened
+
+
+async def test_only_a_department_refers_and_only_for_itself(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch_at
+    before = await _cases(runtime)
+    for role, scope in (("dispatcher", "township:T03"), ("county_supervisor", "township:*")):
+        answer = await client.post("/v1/referrals", json=STALL, headers=bearer(token, role, scope))
+        assert answer.status_code == 403, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+    other = bearer(token, "county_department", "dept:SCJGJ")
+    foreign = await client.post("/v1/referrals", json=STALL, headers=other)
+    assert foreign.status_code == 403, foreign.text
+    assert "不得以其名义移送" in foreign.json()["detail"]
+    elsewhere = {**STALL, "grid_id": "T01V01G01"}
+    misplaced = await client.post("/v1/referrals", json=elsewhere, headers=_cgj(token))
+    assert misplaced.status_code == 422, misplaced.text
+    assert await _cases(runtime) == before
+
+
+async def test_the_referral_has_its_own_clock_and_trail(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime],
+    escalation: Runtime,
+    ledger: httpx.AsyncClient,
+    token: TokenFactory,
+) -> None:
+    client, _ = dispatch_at
+    answer = await client.post("/v1/referrals", json=STALL, headers=_cgj(token))
+    assert answer.status_code == 201, answer.text
+    case_id = UUID(answer.json()["id"])
+
+    async def referral_clock() -> CaseDeadline | None:
+        async with escalation.sessions() as session:
+            return await session.scalar(
+                select(CaseDeadline).where(
+                    CaseDeadline.case_id == case_id,  # type: ignore[arg-type]
+                    CaseDeadline.kind == "referral_acceptance",  # type: ignore[arg-type]
+                )
+            )
+
+    clock = await eventually(referral_clock, what="the referral's clock")
+    # P-GENERAL: the township responds within one working day of the referral.
+    assert (clock.status, clock.started_at, clock.due_at) == (
+        "running",
+        MONDAY_9,
+        local(2026, 11, 17, 9, 0),
+    )
+
+    unit = bearer(token, "unit_member", "unit:T03-CGJ")
+    accepted = await act(client, case_id, "accept", unit)
+    assert accepted.status_code == 200, accepted.text
+
+    async def stopped() -> CaseDeadline | None:
+        found = await referral_clock()
+        return found if found is not None and found.status != "running" else None
+
+    assert (await eventually(stopped, what="the referral's clock stopped")).status == "met"
+
+    auditor = bearer(token, "auditor")
+
+    async def trail() -> list[dict[str, Any]] | None:
+        got = await ledger.get(f"/v1/cases/{case_id}/trail", headers=auditor)
+        entries = [e["event"] for e in got.json()["entries"]]
+        stops = [e for e in entries if e["type"] == "whistle.deadline.stopped"]
+        return entries if any(s["data"]["kind"] == "referral_acceptance" for s in stops) else None
+
+    entries = await eventually(trail, what="the referral in the ledger")
+    types = [e["type"] for e in entries]
+    assert types[:3] == ["whistle.case.referred", "whistle.case.opened", "whistle.case.assigned"]
+    kinds = {
+        d["kind"]
+        for e in entries
+        if e["type"] == "whistle.deadlines.set"
+        for d in e["data"]["deadlines"]
+    }
+    assert kinds == {"referral_acceptance", "first_response", "resolution"}
+    [stop] = [
+        e["data"]
+        for e in entries
+        if e["type"] == "whistle.deadline.stopped" and e["data"]["kind"] == "referral_acceptance"
+    ]
+    assert (stop["on_time"], stop["stopped_by"]) == (True, "whistle.case.accepted")
