@@ -38,8 +38,8 @@ from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import (
     ComputedDeadline,
-    deadline_for,
     deadlines_for,
+    referral_deadline,
     stop_outcome,
 )
 from services.escalation.extensions import replanned_step
@@ -49,8 +49,6 @@ from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
 
 log = logging.getLogger(__name__)
-# 移送: the township's acceptance of a referred case, on a clock of its own.
-REFERRAL_ACCEPTANCE = "referral_acceptance"
 PROVISIONAL_DEADLINES = Counter(
     "whistle_deadlines_provisional_total",
     "Deadlines counted Monday to Friday because the business calendar lacks their year",
@@ -85,9 +83,7 @@ async def start_referral_clock(
     """移送: the referral's own clock, ``referral_acceptance`` — the township accepts the
     referred case within the policy's first-response time from the referral — with its
     warning step and ladder like any case clock; stopped by ``whistle.case.accepted``."""
-    computed = deadline_for(
-        REFERRAL_ACCEPTANCE, start, policy.first_response, policy.warn_at_fraction, calendar
-    )
+    computed = referral_deadline(policy, start, calendar)
     created = await _set_clocks(session, referred.case_id, [computed], policy, start, calendar)
     _announce(session, referred.case_id, policy, referred.urgency, created, now)
 

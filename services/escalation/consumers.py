@@ -43,6 +43,7 @@ from contracts.events import (
 from contracts.topics import CASES, WHISTLES
 from services.escalation import clocks, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.deadlines import REFERRAL_ACCEPTANCE
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
@@ -117,7 +118,7 @@ class Handlers:
         case_id = event.payload(CaseAccepted).case_id
         await self._stop(session, event, case_id, "first_response")
         # A referred case's acceptance also answers the referral (移送); none runs otherwise.
-        await self._stop(session, event, case_id, clocks.REFERRAL_ACCEPTANCE)
+        await self._stop(session, event, case_id, REFERRAL_ACCEPTANCE)
 
     async def case_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseResolved).case_id

@@ -61,6 +61,20 @@ def deadlines_for(
     ]
 
 
+REFERRAL_ACCEPTANCE = "referral_acceptance"
+"""移送: the township's acceptance of a case a county department referred to it."""
+
+
+def referral_deadline(
+    policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
+) -> ComputedDeadline:
+    """The referral's own clock: the township accepts within the policy's first-response
+    time, counted from the referral."""
+    return deadline_for(
+        REFERRAL_ACCEPTANCE, start, policy.first_response, policy.warn_at_fraction, calendar
+    )
+
+
 def deadline_for(
     kind: str, start: datetime, duration: Duration, fraction: float, calendar: BusinessCalendar
 ) -> ComputedDeadline:

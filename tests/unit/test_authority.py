@@ -15,6 +15,7 @@ from services.dispatch.authority import (
     Verdict,
     certified_on,
     judge_assignment,
+    judge_referral,
 )
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
@@ -217,3 +218,21 @@ def test_every_township_unit_and_matter_of_the_sample_is_judged_by_the_catalogue
                 assert (not rules) == (item.authority.value in held and item.code in claims)
                 if AuthorityRefusal.NO_CERTIFICATE in _rules(verdict):
                     assert item.action_type == "penalty" and not certified_on(unit, TODAY)
+
+
+@pytest.mark.parametrize(
+    ("matter", "township", "rules"),
+    [
+        ("CG-001", "T03", []),  # 占道经营: devolved, claimed by 城关镇
+        ("SC-006", "T03", [AuthorityRefusal.COUNTY_ONLY]),
+        ("YJ-002", "T03", [AuthorityRefusal.ASSIST]),
+        ("LD-005", "T05", [AuthorityRefusal.NOT_ADMITTED]),  # no admission stands behind it
+    ],
+)
+def test_a_department_refers_only_what_the_township_may_lead(
+    sample: ReferenceData, matter: str, township: str, rules: list[AuthorityRefusal]
+) -> None:
+    verdict = judge_referral(sample.items[matter], township, sample.claims[township])
+    assert _rules(verdict) == rules
+    if not rules:
+        assert verdict.grounds == "赋权事项，本乡镇已认领，由乡镇办理"
