@@ -289,6 +289,26 @@ class CaseProgressRecorded(CaseStep):
     event_type = "whistle.case.progress_recorded"
     note: str
     evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
+    supporting_unit_id: str | None = Field(
+        default=None,
+        description="联合执法/协助: the supporting unit whose member recorded it (not the lead)",
+    )
+
+
+class CaseAssistanceRequested(CaseStep):
+    """协助: the county department's unit leading an assist matter asks the township to assist
+    ("镇政府应指定综合执法联动中心积极协助"): the township's unit (its enforcement team, or a
+    named squad) becomes a supporting unit of the case with its own ``task``. Escalation
+    starts its clock (``assistance_response``, the policy's first-response time), stopped by
+    the assisting unit's first recorded progress."""
+
+    event_type = "whistle.case.assistance_requested"
+    assistance_id: UUID
+    department_code: str = Field(description="the department leading the case")
+    assisting_unit_id: str
+    task: str = Field(min_length=1, max_length=2000)
+    urgency: Urgency
+    deadline_policy: str
 
 
 class CaseResolved(CaseStep):
@@ -430,10 +450,17 @@ class WhistleBlown(CaseStep):
 
 
 ClockKind = Literal[
-    "first_response", "resolution", "whistle_receipt", "whistle_reply", "referral_acceptance"
+    "first_response",
+    "resolution",
+    "whistle_receipt",
+    "whistle_reply",
+    "referral_acceptance",
+    "assistance_response",
 ]
 """A case's own clocks, a summoned department's clocks under the whistle protocol, and a
-referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``)."""
+referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``) and the
+township's response to a department's request for assistance (协助, stopped by the assisting
+unit's first progress)."""
 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 
@@ -694,6 +721,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipRated,
     TipFollowUpUnreachable,
     PersonalDataErased,
+    CaseAssistanceRequested,
     CaseReferred,
     CaseOpened,
     CaseTriageRequired,

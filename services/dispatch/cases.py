@@ -35,6 +35,7 @@ from contracts.events import (
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseClosed,
     CaseContacted,
     CaseLegalReviewDecided,
@@ -58,10 +59,11 @@ from contracts.events import (
     TipSupplemented,
 )
 from contracts.topics import CASES
-from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
+from reference.county import MatterItem, ReferenceData, Staff, Unit, UnitKind, Urgency
 from services.dispatch.authority import (
     AdmissionInForce,
     Verdict,
+    assistance_refusal,
     judge_assignment,
     judge_referral,
 )
@@ -72,6 +74,7 @@ from services.dispatch.errors import (
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
@@ -113,6 +116,7 @@ from services.dispatch.merging import (
 )
 from services.dispatch.models import (
     APPROVED,
+    HELD_STATUSES,
     PENDING,
     PROPOSED,
     REJECTED,
@@ -242,6 +246,13 @@ def _supports(principal: Principal, case: Case) -> bool:
     return "unit_member" in principal.roles and any(
         principal.may_act_on("unit", unit) for unit in case.supporting_units
     )
+
+
+def _supporting_unit_of(principal: Principal, case: Case) -> str | None:
+    """The supporting unit the principal acts for on the case, if not for its lead unit."""
+    if case.unit_id is not None and principal.may_act_on("unit", case.unit_id):
+        return None
+    return next((u for u in case.supporting_units if principal.may_act_on("unit", u)), None)
 
 
 def permitted_actions(principal: Principal, case: Case) -> list[str]:
@@ -728,8 +739,13 @@ class CaseService:
         note: str,
         evidence: Sequence[str] = (),
     ) -> Case:
-        async def event(_: Case, step: dict[str, Any]) -> EventData:
-            return CaseProgressRecorded(**step, note=note, evidence=list(evidence))
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            return CaseProgressRecorded(
+                **step,
+                note=note,
+                evidence=list(evidence),
+                supporting_unit_id=_supporting_unit_of(actor, case),
+            )
 
         return await self._act(actor, case_id, expected, Action.PROGRESS, event)
 
@@ -1170,6 +1186,68 @@ class CaseService:
         self._session.add(record)
         self._emit(case.id, blown, now)
         return case
+
+    async def request_assistance(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        task: str,
+        unit_id: str | None = None,
+    ) -> Case:
+        """协助: the county department's unit leading an assist matter asks the township to
+        assist: ``unit_id`` (a township squad), else the township's enforcement team, becomes a
+        supporting unit with ``task``; its clock is escalation's (assistance_response)."""
+        case, actors = await self._to_act_on(actor, case_id, expected)
+        if UNIT not in actors or _supporting_unit_of(actor, case) is not None:
+            raise NotPermitted("只有牵头办理本案的县直部门单位可请求乡镇协助。")
+        if case.status not in HELD_STATUSES:
+            raise AssistanceRefused("案件须处于已派单、已接单或处理中，方可请求乡镇协助。")
+        reference = self._reference
+        item = reference.items.get(case.matter_code or "")
+        lead = reference.units.get(case.unit_id or "")
+        assisting = self._assisting_unit(case, unit_id)
+        refusal = assistance_refusal(item, lead, assisting, case.township_code)
+        if refusal is not None:
+            raise AssistanceRefused(refusal)
+        assert item is not None and lead is not None and lead.department is not None
+        if assisting.id in case.supporting_units:
+            raise AssistanceRefused(f"{assisting.name}已是本案的协助单位。")
+        now = self._clock()
+        case.supporting_units = [*case.supporting_units, assisting.id]
+        self._explain(case, f"{lead.name}请求{assisting.name}协助：{task}")
+        step = self._changed(case, actor.subject, ROLE_OF_ACTOR[UNIT], now)
+        requested = CaseAssistanceRequested(
+            **step,
+            assistance_id=uuid7(),
+            department_code=lead.department,
+            assisting_unit_id=assisting.id,
+            task=task,
+            urgency=case.urgency,  # type: ignore[arg-type]
+            deadline_policy=item.deadline_policy,
+        )
+        self._emit(case.id, requested, now)
+        return case
+
+    def _assisting_unit(self, case: Case, unit_id: str | None) -> Unit:
+        """The unit named, or the township's comprehensive enforcement team, which the
+        township designates to assist (its 综合执法联动中心)."""
+        if unit_id is not None:
+            return self._unit(unit_id)
+        team = next(
+            (
+                u
+                for u in self._reference.units.values()
+                if u.kind is UnitKind.TOWNSHIP_TEAM and u.township == case.township_code
+            ),
+            None,
+        )
+        if team is None:
+            raise AssistanceRefused(
+                "本案未定位到乡镇，或该乡镇没有综合行政执法队，请指定协助单位。"
+            )
+        return team
 
     async def split(
         self, actor: Principal, case_id: UUID, expected: int, *, tip_id: UUID, reason: str

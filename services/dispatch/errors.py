@@ -150,3 +150,11 @@ class ReferralRefused(DispatchError):
         super().__init__(detail)
         self.detail = detail
         self.refusals = refusals
+
+
+class AssistanceRefused(DispatchError):
+    """A request for the township's assistance (协助) the rule refuses; ``detail`` in Chinese."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

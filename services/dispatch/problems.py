@@ -11,6 +11,7 @@ from services.dispatch.errors import (
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
@@ -103,6 +104,13 @@ def problem(error: DispatchError) -> Problem:
                 str(error),
                 rules=[r.rule.value for r in error.refusals],
                 refusals=[{"rule": r.rule.value, "reason": r.reason} for r in error.refusals],
+            )
+        case AssistanceRefused():
+            return Problem(
+                422,
+                "不能请求协助",
+                error.detail,
+                type_="https://whistle.example/problems/assistance-refused",
             )
         case ReferralRefused():
             return Problem(

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import new_event
 from contracts.events import (
     CaseAssigned,
-    CaseReferred,
     Deadline,
     DeadlinesSet,
     DeadlineStopped,
@@ -38,8 +37,8 @@ from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import (
     ComputedDeadline,
+    answer_deadline,
     deadlines_for,
-    referral_deadline,
     stop_outcome,
 )
 from services.escalation.extensions import replanned_step
@@ -72,20 +71,23 @@ async def start_clocks(
     _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
 
 
-async def start_referral_clock(
+async def start_answer_clock(
     session: AsyncSession,
-    referred: CaseReferred,
+    case_id: UUID,
+    kind: str,
+    urgency: str,
     policy: DeadlinePolicy,
     start: datetime,
     calendar: BusinessCalendar,
     now: datetime,
 ) -> None:
-    """移送: the referral's own clock, ``referral_acceptance`` — the township accepts the
-    referred case within the policy's first-response time from the referral — with its
-    warning step and ladder like any case clock; stopped by ``whistle.case.accepted``."""
-    computed = referral_deadline(policy, start, calendar)
-    created = await _set_clocks(session, referred.case_id, [computed], policy, start, calendar)
-    _announce(session, referred.case_id, policy, referred.urgency, created, now)
+    """A clock the township answers within the policy's first-response time from ``start``
+    (``deadlines.ANSWER_KINDS``): a referral's (移送, stopped by the case's acceptance) or a
+    request for assistance's (协助, stopped by the assisting unit's first progress), with its
+    warning step and ladder like any case clock; ``DeadlinesSet`` announces it."""
+    computed = answer_deadline(kind, policy, start, calendar)
+    created = await _set_clocks(session, case_id, [computed], policy, start, calendar)
+    _announce(session, case_id, policy, urgency, created, now)
 
 
 async def _set_clocks(

@@ -32,7 +32,9 @@ from contracts.envelope import CloudEvent
 from contracts.events import (
     CaseAccepted,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseClosed,
+    CaseProgressRecorded,
     CaseReferred,
     CaseReopened,
     CaseResolved,
@@ -43,7 +45,7 @@ from contracts.events import (
 from contracts.topics import CASES, WHISTLES
 from services.escalation import clocks, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import REFERRAL_ACCEPTANCE
+from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
@@ -68,6 +70,8 @@ def subscription(
         handlers={
             # dispatch.cases.v1: the case's own clocks, and a referral's (移送)
             CaseReferred.event_type: on.case_referred,
+            CaseAssistanceRequested.event_type: on.assistance_requested,
+            CaseProgressRecorded.event_type: on.progress_recorded,
             CaseAssigned.event_type: on.case_assigned,
             CaseAccepted.event_type: on.case_accepted,
             CaseResolved.event_type: on.case_resolved,
@@ -109,10 +113,34 @@ class Handlers:
 
     async def case_referred(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         referred = event.payload(CaseReferred)
-        policy = self._policy(referred.deadline_policy)
-        await clocks.start_referral_clock(
-            session, referred, policy, event.time, self._calendar(), self._clock()
+        await self._answer_clock(
+            session,
+            event,
+            referred.case_id,
+            REFERRAL_ACCEPTANCE,
+            referred.urgency,
+            referred.deadline_policy,
         )
+
+    async def assistance_requested(
+        self, session: AsyncSession, event: CloudEvent, topic: str
+    ) -> None:
+        requested = event.payload(CaseAssistanceRequested)
+        await self._answer_clock(
+            session,
+            event,
+            requested.case_id,
+            ASSISTANCE_RESPONSE,
+            requested.urgency,
+            requested.deadline_policy,
+        )
+
+    async def progress_recorded(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        recorded = event.payload(CaseProgressRecorded)
+        # The assisting township unit answered the department's request (协助); the lead
+        # unit's own progress answers nothing.
+        if recorded.supporting_unit_id is not None:
+            await self._stop(session, event, recorded.case_id, ASSISTANCE_RESPONSE)
 
     async def case_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseAccepted).case_id
@@ -177,6 +205,26 @@ class Handlers:
             case_id=submitted.case_id,
         )
         await _submission("reply", recording)
+
+    async def _answer_clock(
+        self,
+        session: AsyncSession,
+        event: CloudEvent,
+        case_id: UUID,
+        kind: str,
+        urgency: str,
+        policy_id: str,
+    ) -> None:
+        await clocks.start_answer_clock(
+            session,
+            case_id,
+            kind,
+            urgency,
+            self._policy(policy_id),
+            event.time,
+            self._calendar(),
+            self._clock(),
+        )
 
     def _policy(self, policy_id: str) -> DeadlinePolicy:
         """The policy in force a case event names; an unknown one dead-letters the event."""

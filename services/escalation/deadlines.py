@@ -63,16 +63,17 @@ def deadlines_for(
 
 REFERRAL_ACCEPTANCE = "referral_acceptance"
 """移送: the township's acceptance of a case a county department referred to it."""
+ASSISTANCE_RESPONSE = "assistance_response"
+"""协助: the township unit's response to a department's request for assistance."""
+ANSWER_KINDS = (REFERRAL_ACCEPTANCE, ASSISTANCE_RESPONSE)
+"""Clocks the township answers within the policy's first-response time, from the request."""
 
 
-def referral_deadline(
-    policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
+def answer_deadline(
+    kind: str, policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
 ) -> ComputedDeadline:
-    """The referral's own clock: the township accepts within the policy's first-response
-    time, counted from the referral."""
-    return deadline_for(
-        REFERRAL_ACCEPTANCE, start, policy.first_response, policy.warn_at_fraction, calendar
-    )
+    """A clock of :data:`ANSWER_KINDS`: due the policy's first-response time after ``start``."""
+    return deadline_for(kind, start, policy.first_response, policy.warn_at_fraction, calendar)
 
 
 def deadline_for(

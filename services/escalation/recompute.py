@@ -46,10 +46,10 @@ from contracts.topics import DEADLINES, department_topic
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import (
-    REFERRAL_ACCEPTANCE,
+    ANSWER_KINDS,
     ComputedDeadline,
+    answer_deadline,
     deadlines_for,
-    referral_deadline,
 )
 from services.escalation.extensions import moved_warning, requested_deadline
 from services.escalation.ladder import PlannedStep, Step, first_step, next_step
@@ -85,8 +85,8 @@ def recount(
     """The clock counted again on ``calendar`` by the rule that set it; None while the
     calendar still lacks a year. ``case_resolution``: for a reply clock due with the case's
     resolution clock, that clock as counted again."""
-    if kind == REFERRAL_ACCEPTANCE:
-        counted = referral_deadline(policy, started_at, calendar)
+    if kind in ANSWER_KINDS:
+        counted = answer_deadline(kind, policy, started_at, calendar)
     elif kind in CASE_KINDS:
         (counted,) = [d for d in deadlines_for(policy, started_at, calendar) if d.kind == kind]
     else:

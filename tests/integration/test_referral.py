@@ -1,12 +1,15 @@
-"""移送 (issue #14, item 6): a county department refers a matter that belongs to a township,
-through dispatch's HTTP API and the pipeline — the township's case opened and assigned by the
-authority rule, the referral's own clock in escalation, stopped by the township's acceptance,
-and the whole trail in the ledger. The sample county's data; time fixed by hand on Monday
+"""移送 and 协助 (issue #14, items 6 and 2): a county department refers a matter that belongs to
+a township, through dispatch's HTTP API and the pipeline — the township's case opened and
+assigned by the authority rule, the referral's own clock in escalation, stopped by the
+township's acceptance, and the whole trail in the ledger; and the department leading an assist
+matter asks the township to assist — its unit a supporting unit with a task and a clock of its
+own, stopped by the unit's first progress. The sample county's data; time fixed by hand on Monday
 16 November 2026, 09:00 in the county (no holidays that week)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +27,7 @@ from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock, _in_process
 from tests.integration.test_escalation_clocks import local
 from tests.support.infra import eventually
-from tests.support.tips import act, bearer, case_events
+from tests.support.tips import act, bearer, case_events, case_of, send_tip
 
 PROBLEM = "application/problem+json"
 MONDAY_9 = local(2026, 11, 16, 9, 0)
@@ -173,13 +176,7 @@ async def test_the_referral_has_its_own_clock_and_trail(
     case_id = UUID(answer.json()["id"])
 
     async def referral_clock() -> CaseDeadline | None:
-        async with escalation.sessions() as session:
-            return await session.scalar(
-                select(CaseDeadline).where(
-                    CaseDeadline.case_id == case_id,  # type: ignore[arg-type]
-                    CaseDeadline.kind == "referral_acceptance",  # type: ignore[arg-type]
-                )
-            )
+        return await _clock_of(escalation, case_id, "referral_acceptance")
 
     clock = await eventually(referral_clock, what="the referral's clock")
     # P-GENERAL: the township responds within one working day of the referral.
@@ -223,3 +220,103 @@ async def test_the_referral_has_its_own_clock_and_trail(
         if e["type"] == "whistle.deadline.stopped" and e["data"]["kind"] == "referral_acceptance"
     ]
     assert (stop["on_time"], stop["stopped_by"]) == (True, "whistle.case.accepted")
+
+
+async def _clock_of(escalation: Runtime, case_id: UUID, kind: str) -> CaseDeadline | None:
+    async with escalation.sessions() as session:
+        return await session.scalar(
+            select(CaseDeadline).where(
+                CaseDeadline.case_id == case_id,  # type: ignore[arg-type]
+                CaseDeadline.kind == kind,  # type: ignore[arg-type]
+            )
+        )
+
+
+async def test_the_department_leading_an_assist_matter_asks_the_township_to_assist(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime],
+    escalation: Runtime,
+    ledger: httpx.AsyncClient,
+    token: TokenFactory,
+) -> None:
+    client, runtime = dispatch_at
+    # 燃气泄漏 (YJ-002) is an assist matter: 县应急管理局's own unit leads it.
+    tip = await send_tip(runtime, "五里铺村有燃气泄漏，气味很大", "T03V02G01", hint="YJ-002")
+    case = await case_of(runtime, tip)
+    assert (case.status, case.unit_id) == ("assigned", "YJGLJ-COUNTY"), case.routing
+    lead = bearer(token, "unit_member", "unit:YJGLJ-COUNTY")
+    assert (await act(client, case.id, "accept", lead)).status_code == 200
+    task = {"task": "协助疏散周边群众、设置警戒区"}
+
+    # Only the lead unit asks; a township's dispatcher or unit may not ask for itself.
+    for who in (
+        bearer(token, "dispatcher", "township:T03"),
+        bearer(token, "unit_member", "unit:T03-TEAM"),
+    ):
+        refused = await act(client, case.id, "assistance", who, task)
+        assert refused.status_code in (403, 404), refused.text
+        assert refused.headers["content-type"] == PROBLEM
+    elsewhere = await act(client, case.id, "assistance", lead, {**task, "unit_id": "T01-TEAM"})
+    assert elsewhere.status_code == 422, elsewhere.text
+    assert elsewhere.json()["title"] == "不能请求协助"
+    assert "不是本案所在乡镇" in elsewhere.json()["detail"]
+
+    asked = await act(client, case.id, "assistance", lead, task)
+    assert asked.status_code == 200, asked.text
+    assert "T03-TEAM" in asked.json()["supporting_units"]  # the township's team, by default
+    requested = (await case_events(runtime, case.id))[-1]
+    assert requested["type"] == "whistle.case.assistance_requested"
+    assert {k: requested["data"][k] for k in ("department_code", "assisting_unit_id", "task")} == {
+        "department_code": "YJGLJ",
+        "assisting_unit_id": "T03-TEAM",
+        "task": task["task"],
+    }
+    again = await act(client, case.id, "assistance", lead, task)
+    assert again.status_code == 422 and "已是本案的协助单位" in again.json()["detail"]
+
+    # The township's team sees it in its list, and its clock runs: P-EMERGENCY, two hours.
+    team = bearer(token, "unit_member", "unit:T03-TEAM")
+    listed = await client.get("/v1/cases", params={"unit": "T03-TEAM"}, headers=team)
+    assert str(case.id) in {c["id"] for c in listed.json()}, listed.text
+    clock = await eventually(
+        lambda: _clock_of(escalation, case.id, "assistance_response"), what="the assistance clock"
+    )
+    assert (clock.status, clock.due_at) == ("running", MONDAY_9 + timedelta(hours=2))
+
+    # The lead's own progress answers nothing; the team's first progress answers the request.
+    assert (await act(client, case.id, "start", lead)).status_code == 200
+    mine = await act(client, case.id, "progress", lead, {"note": "已关闭燃气总阀"})
+    assert mine.status_code == 200, mine.text
+    theirs = await act(client, case.id, "progress", team, {"note": "已疏散群众12人，设置警戒"})
+    assert theirs.status_code == 200, theirs.text
+    *_, own, supported = await case_events(runtime, case.id)
+    assert (own["data"]["supporting_unit_id"], supported["data"]["supporting_unit_id"]) == (
+        None,
+        "T03-TEAM",
+    )
+
+    async def answered() -> CaseDeadline | None:
+        found = await _clock_of(escalation, case.id, "assistance_response")
+        return found if found is not None and found.status != "running" else None
+
+    assert (await eventually(answered, what="the assistance clock stopped")).status == "met"
+
+    auditor = bearer(token, "auditor")
+
+    async def trail() -> list[str] | None:
+        got = await ledger.get(f"/v1/cases/{case.id}/trail", headers=auditor)
+        types = [e["event"]["type"] for e in got.json()["entries"]]
+        return types if "whistle.case.assistance_requested" in types else None
+
+    assert "whistle.case.assistance_requested" in await eventually(trail, what="the ledger")
+
+
+async def test_assistance_is_only_for_assist_matters(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, _ = dispatch_at
+    answer = await client.post("/v1/referrals", json=STALL, headers=_cgj(token))
+    case_id = UUID(answer.json()["id"])
+    unit = bearer(token, "unit_member", "unit:T03-CGJ")
+    refused = await act(client, case_id, "assistance", unit, {"task": "协助"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"].startswith("仅协助事项可请求乡镇协助")

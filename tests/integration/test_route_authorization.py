@@ -85,6 +85,7 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/close"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/contact"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/whistle"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/assistance"): CASE_ACTORS,
     ("dispatch", "GET", "/v1/queues/triage"): frozenset({"dispatcher", "county_supervisor"}),
     ("dispatch", "GET", "/v1/queues/admission"): COUNTY,
     ("dispatch", "POST", "/v1/cases/{case_id}/admission"): COUNTY,

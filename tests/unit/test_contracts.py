@@ -27,6 +27,7 @@ from contracts.events import (
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseChased,
     CaseClosed,
     CaseContacted,
@@ -286,6 +287,15 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         note="无照经营，罚款并没收违法所得",
         penalty={"kinds": ["fine", "confiscation"], "fine_yuan": 20000},
         major_decisions=["罚款金额超过10000元", "没收违法所得、没收非法财物"],
+    ),
+    CaseAssistanceRequested: lambda: CaseAssistanceRequested(
+        **{**STEP, "unit_id": "YJGLJ-ZD"},
+        assistance_id=UUID("01956f3a-0000-7000-8000-000000000009"),
+        department_code="YJGLJ",
+        assisting_unit_id="T03-TEAM",
+        task="协助疏散周边群众、设置警戒",
+        urgency="emergency",
+        deadline_policy="P-EMERGENCY",
     ),
     CaseReferred: lambda: CaseReferred(
         case_id=CASE_ID,
@@ -764,6 +774,8 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
     }
     assert handled == {
         CaseReferred.event_type,
+        CaseAssistanceRequested.event_type,
+        CaseProgressRecorded.event_type,
         CaseAssigned.event_type,
         CaseAccepted.event_type,
         CaseResolved.event_type,
