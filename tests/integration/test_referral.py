@@ -282,6 +282,15 @@ async def test_the_department_leading_an_assist_matter_asks_the_township_to_assi
     )
     assert (clock.status, clock.due_at) == ("running", MONDAY_9 + timedelta(hours=2))
 
+    # The township's console shows the request and its clock, to the assisting team.
+    async def on_console() -> dict[str, Any] | None:
+        page = (await client.get(f"/v1/console/cases/{case.id}", headers=team)).json()
+        kinds = {c["kind"] for c in page.get("clocks", [])}
+        return page if "assistance_response" in kinds else None
+
+    page = await eventually(on_console, what="the assistance clock on the console")
+    assert "whistle.case.assistance_requested" in {e["type"] for e in page["timeline"]}
+
     # The lead's own progress answers nothing; the team's first progress answers the request.
     assert (await act(client, case.id, "start", lead)).status_code == 200
     mine = await act(client, case.id, "progress", lead, {"note": "已关闭燃气总阀"})

@@ -31,8 +31,20 @@ const ACTION = {
 };
 const CONTACT_METHOD = { phone: "电话", visit: "上门", sms: "短信", wechat: "微信" };
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
-const CLOCK = { first_response: "首次响应", resolution: "办结" };
-const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
+const CLOCK = {
+  first_response: "首次响应",
+  resolution: "办结",
+  referral_acceptance: "移送接收",
+  assistance_response: "协助响应",
+};
+const CHANNEL = {
+  web: "网站",
+  open311: "Open311",
+  wechat: "微信",
+  hotline: "12345 热线",
+  grid: "网格员",
+  referral: "县直部门移送",
+};
 const EVENT = {
   "whistle.case.opened": "立案",
   "whistle.case.triage_required": "转人工分拨",
@@ -48,6 +60,8 @@ const EVENT = {
   "whistle.case.merged": "合并重复诉求",
   "whistle.case.split": "拆分",
   "whistle.case.whistle_blown": "吹哨",
+  "whistle.case.referred": "县直部门移送",
+  "whistle.case.assistance_requested": "请求乡镇协助",
   "whistle.case.admission_proposed": "提出准入",
   "whistle.case.admission_decided": "准入审批",
   "whistle.case.legal_review_requested": "提请法制审核",
