@@ -656,6 +656,24 @@ class WhistleNotified(EventData):
     policy_id: str
 
 
+class ReferralSubmitted(EventData):
+    """移送 from a county department's own system, produced onto ``dispatch.referrals.v1`` with
+    the department's token (as ``POST /v1/referrals``). ``referral_id`` is the department's
+    own id for it, chosen once: a resubmission with the same id opens nothing more. Subject
+    and Kafka key: the referral id."""
+
+    event_type = "whistle.referral.submitted"
+
+    referral_id: UUID
+    department_code: str
+    matter_code: str
+    township_code: str
+    grid_id: str | None = None
+    place: str | None = Field(default=None, max_length=500)
+    facts: str = Field(min_length=1, max_length=4000)
+    officer: str | None = Field(default=None, max_length=200)
+
+
 class WhistleReceiptSubmitted(EventData):
     """报到 from a department's own system, produced onto ``escalation.whistles.v1``."""
 
@@ -752,6 +770,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ExtensionDecided,
     DeadlineRecomputed,
     WhistleNotified,
+    ReferralSubmitted,
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,
     WhistleReported,

@@ -42,6 +42,7 @@ from contracts.events import (
     ExtensionRequested,
     LeadershipNotified,
     PersonalDataErased,
+    ReferralSubmitted,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -59,6 +60,7 @@ CASES = "dispatch.cases.v1"
 DEADLINES = "escalation.deadlines.v1"
 WHISTLES = "escalation.whistles.v1"
 LEADERSHIP = "escalation.leadership.v1"
+REFERRALS = "dispatch.referrals.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
 DLQ_SUFFIX = ".dlq"
 SOURCE_TEMPLATE = "whistle/{producer}"
@@ -118,6 +120,17 @@ DEPARTMENTS = Submitters(
     source="whistle/dept/{code}",
 )
 """The county departments' own systems, reporting in (报到) and replying to their whistles."""
+
+
+DEPARTMENT_REFERRALS = Submitters(
+    "county departments' referrals",
+    (ReferralSubmitted,),
+    role="county_department",
+    scope="dept",
+    field="department_code",
+    source="whistle/dept/{code}",
+)
+"""The county departments' own systems, referring a township's matter to it (移送)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,16 @@ TOPICS: tuple[Topic, ...] = (
             WhistleBlown,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
+    ),
+    Topic(
+        REFERRALS,
+        "dispatch",
+        "Referrals (移送) from the county departments' own systems (source `whistle/dept/<code>`, "
+        "the department's token in the Kafka header `authorization`); dispatch opens the "
+        "township's case from each, as `POST /v1/referrals` does. Key: referral id.",
+        (ReferralSubmitted,),
+        consumers=("dispatch", "ledger"),
+        submitters=DEPARTMENT_REFERRALS,
     ),
     Topic(
         DEADLINES,

@@ -213,6 +213,7 @@ class Referral:
     facts: str
     grid_id: str | None = None
     place: str | None = None
+    officer: str | None = None  # who referred it, if not the token's subject
 
 
 REFERRAL_CHANNEL = "referral"  # how the console tells a referred case's words from a tip's
@@ -406,11 +407,21 @@ class CaseService:
         reason = f"群众不满意: {rating.comment}" if rating.comment else "群众不满意"
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
-    async def refer(self, actor: Principal, referral: Referral) -> Case:
+    async def refer(
+        self, actor: Principal, referral: Referral, referral_id: UUID | None = None
+    ) -> Case:
         """移送: open a case for the township from a county department's referral, as a tip
         would open one, and route it under the authority rule. Only a matter the township may
         lead is referred (``judge_referral``); the department must be the caller's own. The
-        referral's id stands as the case's tip; the facts are kept as the tip's words are."""
+        referral's id (``referral_id`` if the department chose it, else a new one) stands as
+        the case's tip; the same id again returns its case and opens nothing. The facts are
+        kept as the tip's words are."""
+        if referral_id is not None:
+            opened = await self._session.scalar(
+                select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
+            )
+            if opened is not None:
+                return opened
         if not actor.may_act_on("dept", referral.department_code):
             raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
         reference = self._reference
@@ -428,7 +439,8 @@ class CaseService:
             if location.township != township.code:
                 raise ReferralRefused(f"网格 {referral.grid_id} 不在{township.name}。")
         now = self._clock()
-        referral_id = case_id = uuid7()
+        case_id = uuid7()
+        referral_id = referral_id or case_id
         said = f"{department.name}移送：{item.name}（{verdict.grounds}）"
         triaged = Triaged(Classification(item, 1.0, (said,)), location)
         self._emit(
@@ -438,7 +450,7 @@ class CaseService:
                 tip_id=referral_id,
                 referral_id=referral_id,
                 department_code=department.code,
-                referred_by=actor.subject,
+                referred_by=referral.officer or actor.subject,
                 matter_code=item.code,
                 township_code=township.code,
                 village_code=location.village,

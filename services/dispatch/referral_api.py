@@ -29,6 +29,7 @@ class ReferralIn(BaseModel):
     grid_id: str | None = Field(default=None, max_length=64, description="the grid, if known")
     place: str | None = Field(default=None, max_length=500, description="where, in words")
     facts: str = Field(min_length=1, max_length=4000, description="what the department found")
+    officer: str | None = Field(default=None, max_length=200, description="else the token's")
 
 
 @router.post("/referrals", status_code=201, response_model=CaseView)

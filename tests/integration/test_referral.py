@@ -15,18 +15,24 @@ from uuid import UUID
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
+from uuid6 import uuid7
 
+from contracts.envelope import CONTENT_TYPE, new_event
+from contracts.events import ReferralSubmitted
+from contracts.topics import REFERRALS, dlq_topic
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, TipText
 from services.escalation.app import create_app as create_escalation
 from services.escalation.models import CaseDeadline
+from services.runtime.inbox import InboxRecord
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock, _in_process
 from tests.integration.test_escalation_clocks import local
-from tests.support.infra import eventually
+from tests.support.infra import Infra, eventually, find_on_topic
 from tests.support.tips import act, bearer, case_events, case_of, send_tip
 
 PROBLEM = "application/problem+json"
@@ -205,8 +211,13 @@ async def test_the_referral_has_its_own_clock_and_trail(
         return entries if any(s["data"]["kind"] == "referral_acceptance" for s in stops) else None
 
     entries = await eventually(trail, what="the referral in the ledger")
-    types = [e["type"] for e in entries]
-    assert types[:3] == ["whistle.case.referred", "whistle.case.opened", "whistle.case.assigned"]
+    # In the order dispatch wrote them (escalation's, on another topic, may interleave).
+    case_types = [e["type"] for e in entries if e["type"].startswith("whistle.case.")]
+    assert case_types[:3] == [
+        "whistle.case.referred",
+        "whistle.case.opened",
+        "whistle.case.assigned",
+    ]
     kinds = {
         d["kind"]
         for e in entries
@@ -329,3 +340,74 @@ async def test_assistance_is_only_for_assist_matters(
     refused = await act(client, case_id, "assistance", unit, {"task": "协助"})
     assert refused.status_code == 422, refused.text
     assert refused.json()["detail"].startswith("仅协助事项可请求乡镇协助")
+
+
+async def _submit(producer: AIOKafkaProducer, referral: ReferralSubmitted, token: str) -> str:
+    """Put the referral on dispatch.referrals.v1 as the department's own system would: its
+    source, its token in the ``authorization`` header."""
+    event = new_event(
+        f"whistle/dept/{referral.department_code.lower()}",
+        str(referral.referral_id),
+        referral,
+        MONDAY_9,
+    )
+    await producer.send_and_wait(
+        REFERRALS,
+        value=event.to_bytes(),
+        key=str(referral.referral_id).encode(),
+        headers=[
+            ("content-type", CONTENT_TYPE.encode()),
+            ("authorization", f"Bearer {token}".encode()),
+        ],
+    )
+    return event.id
+
+
+async def test_a_department_refers_over_kafka_once_and_a_refusal_is_dead_lettered(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime],
+    producer: AIOKafkaProducer,
+    infra: Infra,
+    token: TokenFactory,
+) -> None:
+    _, runtime = dispatch_at
+    cgj = token("county_department", "dept:CGJ")
+    referral = ReferralSubmitted(referral_id=uuid7(), officer="王科长", **STALL)
+    await _submit(producer, referral, cgj)
+
+    async def opened() -> Case | None:
+        async with runtime.sessions() as session:
+            return await session.scalar(
+                select(Case).where(Case.tip_id == referral.referral_id)  # type: ignore[arg-type]
+            )
+
+    case = await eventually(opened, what="the referred case")
+    assert (case.status, case.unit_id) == ("assigned", "T03-CGJ")
+    [referred, *_] = await case_events(runtime, case.id)
+    assert referred["data"]["referral_id"] == str(referral.referral_id)
+    assert referred["data"]["referred_by"] == "王科长"
+
+    # Sent again (at least once): handled, and nothing more is opened.
+    again = await _submit(producer, referral, cgj)
+
+    async def handled() -> bool:
+        async with runtime.sessions() as session:
+            return await session.get(InboxRecord, ("whistle/dept/cgj", again)) is not None
+
+    await eventually(handled, what="the resubmission handled")
+    async with runtime.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Case).where(Case.tip_id == referral.referral_id)  # type: ignore[arg-type]
+        )
+    assert count == 1
+
+    # A county-only matter is refused: parked on the dead-letter topic, no case.
+    county_only = ReferralSubmitted(referral_id=uuid7(), **{**STALL, "matter_code": "SC-006"})
+    refused = await _submit(producer, county_only, cgj)
+    await find_on_topic(infra.bootstrap, dlq_topic(REFERRALS), lambda e: e.get("id") == refused)
+    async with runtime.sessions() as session:
+        assert (
+            await session.scalar(
+                select(Case).where(Case.tip_id == county_only.referral_id)  # type: ignore[arg-type]
+            )
+            is None
+        )

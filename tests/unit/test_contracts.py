@@ -56,6 +56,7 @@ from contracts.events import (
     GeoPoint,
     LeadershipNotified,
     PersonalDataErased,
+    ReferralSubmitted,
     TipFollowUpUnreachable,
     TipRated,
     TipReceived,
@@ -296,6 +297,15 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         task="协助疏散周边群众、设置警戒",
         urgency="emergency",
         deadline_policy="P-EMERGENCY",
+    ),
+    ReferralSubmitted: lambda: ReferralSubmitted(
+        referral_id=UUID("01956f3a-0000-7000-8000-00000000000a"),
+        department_code="CGJ",
+        matter_code="CG-001",
+        township_code="T03",
+        grid_id="T03V02G01",
+        facts="巡查发现村口占道摆摊，依法移送",
+        officer="王科长",
     ),
     CaseReferred: lambda: CaseReferred(
         case_id=CASE_ID,
@@ -615,6 +625,7 @@ def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
     key = "tip_id" if model in (TipReceived, TipSupplemented, PersonalDataErased) else "case_id"
+    key = "referral_id" if model is ReferralSubmitted else key
     wire = _wire(_event(model))
     del wire["data"][key]
     errors = list(_validator(model.event_type).iter_errors(wire))
