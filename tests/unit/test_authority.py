@@ -13,6 +13,7 @@ from services.dispatch.authority import (
     AdmissionInForce,
     AuthorityRefusal,
     Verdict,
+    assistance_refusal,
     certified_on,
     judge_assignment,
     judge_referral,
@@ -236,3 +237,26 @@ def test_a_department_refers_only_what_the_township_may_lead(
     assert _rules(verdict) == rules
     if not rules:
         assert verdict.grounds == "赋权事项，本乡镇已认领，由乡镇办理"
+
+
+@pytest.mark.parametrize(
+    ("matter", "lead", "assisting", "refused"),
+    [
+        ("YJ-002", "YJGLJ-COUNTY", "T03-TEAM", None),  # 燃气泄漏: the department leads
+        ("YJ-002", "YJGLJ-COUNTY", "T03-CGJ", None),  # a named squad of the township
+        ("CG-001", "T03-CGJ", "T03-TEAM", "仅协助事项可请求乡镇协助"),
+        ("YJ-002", "T03-YJGLJ", "T03-TEAM", "仅由县直部门牵头办理的案件可请求乡镇协助"),
+        ("YJ-002", "YJGLJ-COUNTY", "T01-TEAM", "不是本案所在乡镇（T03）的单位"),
+        ("YJ-002", "YJGLJ-COUNTY", "CGJ-COUNTY", "不是本案所在乡镇（T03）的单位"),
+    ],
+)
+def test_only_the_department_leading_an_assist_matter_asks_its_township(
+    sample: ReferenceData, matter: str, lead: str, assisting: str, refused: str | None
+) -> None:
+    reason = assistance_refusal(
+        sample.items[matter], sample.units[lead], sample.units[assisting], "T03"
+    )
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
