@@ -36,6 +36,7 @@ from contracts.topics import DEADLINES
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import (
+    ANSWER_KINDS,
     ComputedDeadline,
     answer_deadline,
     deadlines_for,
@@ -178,6 +179,18 @@ async def stop_case_clock(
     if running is None or running.status != "running":
         return
     await stop_clock(session, running, stopped_at, stopped_by, now)
+
+
+async def lapse_answer_clocks(
+    session: AsyncSession, case_id: UUID, closed_at: datetime, closed_by: str, now: datetime
+) -> None:
+    """The case closed: a referral's or an assistance request's clock still running
+    (``deadlines.ANSWER_KINDS``: the township never answered) lapses, as a summoned
+    department's does, so that nobody is chased about a closed case."""
+    for kind in ANSWER_KINDS:
+        running = await latest_clock(session, case_id, kind)
+        if running is not None and running.status == "running":
+            await stop_clock(session, running, closed_at, closed_by, now, lapsed=True)
 
 
 async def restart_resolution(

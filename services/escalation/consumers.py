@@ -172,6 +172,7 @@ class Handlers:
         await whistle_protocol.close_whistles(
             session, case_id, event.time, event.type, self._clock()
         )
+        await clocks.lapse_answer_clocks(session, case_id, event.time, event.type, self._clock())
 
     async def receipt_submitted(
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal

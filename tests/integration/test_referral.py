@@ -9,7 +9,7 @@ own, stopped by the unit's first progress. The sample county's data; time fixed 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 from uuid6 import uuid7
 
-from contracts.envelope import CONTENT_TYPE, new_event
-from contracts.events import ReferralSubmitted
-from contracts.topics import REFERRALS, dlq_topic
+from contracts.envelope import CONTENT_TYPE, EventData, new_event
+from contracts.events import CaseAssistanceRequested, CaseClosed, ReferralSubmitted
+from contracts.topics import CASES, REFERRALS, dlq_topic
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, TipText
 from services.escalation.app import create_app as create_escalation
@@ -342,25 +342,33 @@ async def test_assistance_is_only_for_assist_matters(
     assert refused.json()["detail"].startswith("仅协助事项可请求乡镇协助")
 
 
-async def _submit(producer: AIOKafkaProducer, referral: ReferralSubmitted, token: str) -> str:
-    """Put the referral on dispatch.referrals.v1 as the department's own system would: its
-    source, its token in the ``authorization`` header."""
-    event = new_event(
-        f"whistle/dept/{referral.department_code.lower()}",
-        str(referral.referral_id),
-        referral,
-        MONDAY_9,
-    )
+async def _produce(
+    producer: AIOKafkaProducer,
+    topic: str,
+    source: str,
+    key: UUID,
+    data: EventData,
+    at: datetime,
+    token: str | None = None,
+) -> str:
+    """Put ``data`` on ``topic`` as ``source`` would; a department's submission carries its
+    ``token`` in the ``authorization`` header."""
+    event = new_event(source, str(key), data, at)
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    if token is not None:
+        headers.append(("authorization", f"Bearer {token}".encode()))
     await producer.send_and_wait(
-        REFERRALS,
-        value=event.to_bytes(),
-        key=str(referral.referral_id).encode(),
-        headers=[
-            ("content-type", CONTENT_TYPE.encode()),
-            ("authorization", f"Bearer {token}".encode()),
-        ],
+        topic, value=event.to_bytes(), key=str(key).encode(), headers=headers
     )
     return event.id
+
+
+async def _submit(producer: AIOKafkaProducer, referral: ReferralSubmitted, token: str) -> str:
+    """The referral on dispatch.referrals.v1, as the department's own system would send it."""
+    source = f"whistle/dept/{referral.department_code.lower()}"
+    return await _produce(
+        producer, REFERRALS, source, referral.referral_id, referral, MONDAY_9, token
+    )
 
 
 async def test_a_department_refers_over_kafka_once_and_a_refusal_is_dead_lettered(
@@ -411,3 +419,42 @@ async def test_a_department_refers_over_kafka_once_and_a_refusal_is_dead_lettere
             )
             is None
         )
+
+
+async def test_an_unanswered_request_for_assistance_lapses_when_the_case_closes(
+    escalation: Runtime, producer: AIOKafkaProducer
+) -> None:
+    # Dispatch is played here: its events onto dispatch.cases.v1, as it publishes them.
+    case_id = uuid7()
+    step = {
+        "case_id": case_id,
+        "tip_id": uuid7(),
+        "actor": "S0500",
+        "actor_role": "unit_member",
+        "version": 3,
+        "township_code": "T03",
+        "unit_id": "YJGLJ-COUNTY",
+    }
+    requested = CaseAssistanceRequested(
+        **step,
+        assistance_id=uuid7(),
+        department_code="YJGLJ",
+        assisting_unit_id="T03-TEAM",
+        task="协助设置警戒区",
+        urgency="emergency",
+        deadline_policy="P-EMERGENCY",
+    )
+    await _produce(producer, CASES, "whistle/dispatch", case_id, requested, MONDAY_9)
+    await eventually(
+        lambda: _clock_of(escalation, case_id, "assistance_response"), what="its clock"
+    )
+    closed_at = MONDAY_9 + timedelta(hours=1)
+    closed = CaseClosed(**{**step, "version": 9})
+    await _produce(producer, CASES, "whistle/dispatch", case_id, closed, closed_at)
+
+    async def lapsed() -> CaseDeadline | None:
+        found = await _clock_of(escalation, case_id, "assistance_response")
+        return found if found is not None and found.status == "lapsed" else None
+
+    clock = await eventually(lapsed, what="the assistance clock lapsed")
+    assert clock.stopped_at == closed_at
