@@ -168,16 +168,18 @@ def _held_by_township(
 
 
 def assistance_refusal(
-    item: MatterItem | None, lead: Unit | None, assisting: Unit, township: str | None
+    item: MatterItem | None, lead: Unit | None, assisting: Unit | None, township: str | None
 ) -> str | None:
     """Why the department's unit ``lead`` may not ask ``assisting`` to assist on a case of
     ``item`` in ``township`` (协助: "镇政府应指定综合执法联动中心积极协助"); None if it may. Only
     an assist matter, led by a county department's unit, is assisted; the assisting unit is
-    one of the case's township."""
+    one of the case's township (``None``: whether any may be asked, the unit not chosen yet)."""
     if item is None or item.authority is not Authority.ASSIST:
         return "仅协助事项可请求乡镇协助：该案件事项不是县直部门牵头、乡镇协助的事项"
     if lead is None or lead.kind is not UnitKind.COUNTY_DEPARTMENT:
         return "仅由县直部门牵头办理的案件可请求乡镇协助"
+    if assisting is None:
+        return None
     if assisting.kind is UnitKind.COUNTY_DEPARTMENT or assisting.township != township:
         return f"{assisting.name}不是本案所在乡镇（{township or '未定位'}）的单位，不能协助本案"
     return None

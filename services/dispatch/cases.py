@@ -170,6 +170,8 @@ COUNTY_ROLES = frozenset({ROLE_OF_ACTOR[COUNTY], GOVERNMENT})
 
 # Steps beyond the lifecycle's, offered to the township's dispatcher while the case is open.
 WHISTLE, SPLIT = "whistle", "split"
+# ... and to the county unit leading an assist matter (协助).
+ASSISTANCE = "assistance"
 
 # The steps whose event records only who took them, and when.
 PLAIN_STEPS: dict[Action, type[CaseStep]] = {
@@ -254,6 +256,22 @@ def _supporting_unit_of(principal: Principal, case: Case) -> str | None:
     if case.unit_id is not None and principal.may_act_on("unit", case.unit_id):
         return None
     return next((u for u in case.supporting_units if principal.may_act_on("unit", u)), None)
+
+
+def _asks_as_lead(principal: Principal, case: Case) -> bool:
+    """协助 is asked by the lead unit's members, not by a supporting unit's."""
+    return UNIT in actors_of(principal, case) and _supporting_unit_of(principal, case) is None
+
+
+def may_ask_assistance(principal: Principal, case: Case, reference: ReferenceData) -> bool:
+    """Whether the console offers 请求乡镇协助 (``request_assistance``) to the principal now."""
+    item = reference.items.get(case.matter_code or "")
+    lead = reference.units.get(case.unit_id or "")
+    return (
+        _asks_as_lead(principal, case)
+        and case.status in HELD_STATUSES
+        and assistance_refusal(item, lead, None, case.township_code) is None
+    )
 
 
 def permitted_actions(principal: Principal, case: Case) -> list[str]:
@@ -1211,8 +1229,8 @@ class CaseService:
         """协助: the county department's unit leading an assist matter asks the township to
         assist: ``unit_id`` (a township squad), else the township's enforcement team, becomes a
         supporting unit with ``task``; its clock is escalation's (assistance_response)."""
-        case, actors = await self._to_act_on(actor, case_id, expected)
-        if UNIT not in actors or _supporting_unit_of(actor, case) is not None:
+        case, _ = await self._to_act_on(actor, case_id, expected)
+        if not _asks_as_lead(actor, case):
             raise NotPermitted("只有牵头办理本案的县直部门单位可请求乡镇协助。")
         if case.status not in HELD_STATUSES:
             raise AssistanceRefused("案件须处于已派单、已接单或处理中，方可请求乡镇协助。")

@@ -271,6 +271,13 @@ async def test_the_department_leading_an_assist_matter_asks_the_township_to_assi
     assert elsewhere.json()["title"] == "不能请求协助"
     assert "不是本案所在乡镇" in elsewhere.json()["detail"]
 
+    # The console offers it to the lead unit only.
+    offered = (await client.get(f"/v1/console/cases/{case.id}", headers=lead)).json()
+    assert "assistance" in offered["actions"]
+    dispatcher = bearer(token, "dispatcher", "township:T03")
+    not_offered = (await client.get(f"/v1/console/cases/{case.id}", headers=dispatcher)).json()
+    assert "assistance" not in not_offered["actions"]
+
     asked = await act(client, case.id, "assistance", lead, task)
     assert asked.status_code == 200, asked.text
     assert "T03-TEAM" in asked.json()["supporting_units"]  # the township's team, by default

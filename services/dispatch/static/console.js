@@ -28,6 +28,7 @@ const ACTION = {
   reopen: "重新办理",
   whistle: "吹哨",
   split: "拆分",
+  assistance: "请求乡镇协助",
 };
 const CONTACT_METHOD = { phone: "电话", visit: "上门", sms: "短信", wechat: "微信" };
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
@@ -951,6 +952,13 @@ function actionForms(page) {
       forms.push(whistleForm(page));
     } else if (action === "split") {
       continue; // beside each merged tip, in the tips section
+    } else if (action === "assistance") {
+      // 协助: the township's enforcement team becomes a supporting unit, with this task.
+      forms.push(
+        form("assistance", textField("assistance-task", "协助任务", 2000), () => ({
+          task: document.getElementById("assistance-task").value,
+        }), "请本案所在乡镇综合行政执法队协助办理，对方须在首次响应时限内响应。"),
+      );
     } else if (action === "progress") {
       forms.push(
         form("progress", textField("progress-note", "进展说明", 2000), () => ({
