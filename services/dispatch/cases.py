@@ -434,14 +434,14 @@ class CaseService:
         referral's id (``referral_id`` if the department chose it, else a new one) stands as
         the case's tip; the same id again returns its case and opens nothing. The facts are
         kept as the tip's words are."""
+        if not actor.may_act_on("dept", referral.department_code):
+            raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
         if referral_id is not None:
             opened = await self._session.scalar(
                 select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
             )
             if opened is not None:
                 return opened
-        if not actor.may_act_on("dept", referral.department_code):
-            raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
         reference = self._reference
         department = reference.departments.get(referral.department_code)
         item = reference.items.get(referral.matter_code)

@@ -3,9 +3,11 @@
 Two topics:
 
 - ``dispatch.cases.v1``: the case lifecycle sets, stops and restarts the case's clocks
-  (``services/escalation/clocks.py``); a whistle blown summons county departments and the
-  closing lapses their clocks (``services/escalation/whistle_protocol.py``). Any other case
-  event has no handler here, so the inbox leaves it alone.
+  (``services/escalation/clocks.py``); a referral (移送) and a request for assistance (协助)
+  each start a clock the township answers (by its acceptance, by the assisting unit's
+  progress); a whistle blown summons county departments and the closing lapses their clocks
+  (``services/escalation/whistle_protocol.py``). Any other case event has no handler here, so
+  the inbox leaves it alone.
 - ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
   own systems. The inbox takes one only with the department's token (the Kafka header
   ``authorization``), verified as over HTTP and acting for the department the payload names;
@@ -68,7 +70,8 @@ def subscription(
     return Subscription(
         topics=(CASES, WHISTLES),
         handlers={
-            # dispatch.cases.v1: the case's own clocks, and a referral's (移送)
+            # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
+            # request's (协助), which the township answers
             CaseReferred.event_type: on.case_referred,
             CaseAssistanceRequested.event_type: on.assistance_requested,
             CaseProgressRecorded.event_type: on.progress_recorded,
