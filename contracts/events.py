@@ -179,6 +179,33 @@ class Penalty(BaseModel):
         return self
 
 
+class CaseReferred(EventData):
+    """移送: a county department found a matter that belongs to a township and referred it
+    ("及时移送乡镇(街道)"). Dispatch opens a case for the township from it, as from a tip
+    (``whistle.case.opened`` follows, then the assignment by the authority rule); the
+    referral's ``referral_id`` stands as the case's ``tip_id``. Escalation starts the
+    referral's own clock: the township accepts within the policy's first-response time.
+    Subject and Kafka key: the case id."""
+
+    event_type = "whistle.case.referred"
+
+    case_id: UUID
+    tip_id: UUID = Field(description="the referral's id, standing for the case's tip")
+    referral_id: UUID
+    department_code: str = Field(description="the referring county department")
+    referred_by: str = Field(description="the department officer's subject")
+    matter_code: str
+    township_code: str
+    village_code: str | None = None
+    grid_id: str | None = None
+    place: str | None = Field(default=None, max_length=500, description="where, in words")
+    facts: str = Field(min_length=1, max_length=4000, description="what the department found")
+    urgency: Urgency
+    deadline_policy: str
+    catalogue_version: str
+    referred_at: AwareDatetime
+
+
 class CaseTriageRequired(EventData):
     """The case waits in a dispatcher's queue: routing could not decide on its own."""
 
@@ -262,6 +289,26 @@ class CaseProgressRecorded(CaseStep):
     event_type = "whistle.case.progress_recorded"
     note: str
     evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
+    supporting_unit_id: str | None = Field(
+        default=None,
+        description="联合执法/协助: the supporting unit whose member recorded it (not the lead)",
+    )
+
+
+class CaseAssistanceRequested(CaseStep):
+    """协助: the county department's unit leading an assist matter asks the township to assist
+    ("镇政府应指定综合执法联动中心积极协助"): the township's unit (its enforcement team, or a
+    named squad) becomes a supporting unit of the case with its own ``task``. Escalation
+    starts its clock (``assistance_response``, the policy's first-response time), stopped by
+    the assisting unit's first recorded progress."""
+
+    event_type = "whistle.case.assistance_requested"
+    assistance_id: UUID
+    department_code: str = Field(description="the department leading the case")
+    assisting_unit_id: str
+    task: str = Field(min_length=1, max_length=2000)
+    urgency: Urgency
+    deadline_policy: str
 
 
 class CaseResolved(CaseStep):
@@ -402,8 +449,18 @@ class WhistleBlown(CaseStep):
     urgency: Urgency
 
 
-ClockKind = Literal["first_response", "resolution", "whistle_receipt", "whistle_reply"]
-"""A case's own clocks, and a summoned department's clocks under the whistle protocol."""
+ClockKind = Literal[
+    "first_response",
+    "resolution",
+    "whistle_receipt",
+    "whistle_reply",
+    "referral_acceptance",
+    "assistance_response",
+]
+"""A case's own clocks, a summoned department's clocks under the whistle protocol, and a
+referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``) and the
+township's response to a department's request for assistance (协助, stopped by the assisting
+unit's first progress)."""
 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 
@@ -599,6 +656,24 @@ class WhistleNotified(EventData):
     policy_id: str
 
 
+class ReferralSubmitted(EventData):
+    """移送 from a county department's own system, produced onto ``dispatch.referrals.v1`` with
+    the department's token (as ``POST /v1/referrals``). ``referral_id`` is the department's
+    own id for it, chosen once: a resubmission with the same id opens nothing more. Subject
+    and Kafka key: the referral id."""
+
+    event_type = "whistle.referral.submitted"
+
+    referral_id: UUID
+    department_code: str
+    matter_code: str
+    township_code: str
+    grid_id: str | None = None
+    place: str | None = Field(default=None, max_length=500)
+    facts: str = Field(min_length=1, max_length=4000)
+    officer: str | None = Field(default=None, max_length=200)
+
+
 class WhistleReceiptSubmitted(EventData):
     """报到 from a department's own system, produced onto ``escalation.whistles.v1``."""
 
@@ -688,6 +763,8 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     TipRated,
     TipFollowUpUnreachable,
     PersonalDataErased,
+    CaseAssistanceRequested,
+    CaseReferred,
     CaseOpened,
     CaseTriageRequired,
     CaseAssigned,
@@ -717,6 +794,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ExtensionDecided,
     DeadlineRecomputed,
     WhistleNotified,
+    ReferralSubmitted,
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,
     WhistleReported,

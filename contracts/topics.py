@@ -16,6 +16,7 @@ from contracts.events import (
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseChased,
     CaseClosed,
     CaseContacted,
@@ -24,6 +25,7 @@ from contracts.events import (
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
+    CaseReferred,
     CaseRejected,
     CaseReopened,
     CaseResolved,
@@ -40,6 +42,7 @@ from contracts.events import (
     ExtensionRequested,
     LeadershipNotified,
     PersonalDataErased,
+    ReferralSubmitted,
     StaffAssessed,
     TipFollowUpUnreachable,
     TipRated,
@@ -58,6 +61,7 @@ CASES = "dispatch.cases.v1"
 DEADLINES = "escalation.deadlines.v1"
 WHISTLES = "escalation.whistles.v1"
 LEADERSHIP = "escalation.leadership.v1"
+REFERRALS = "dispatch.referrals.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
 DLQ_SUFFIX = ".dlq"
 SOURCE_TEMPLATE = "whistle/{producer}"
@@ -119,6 +123,17 @@ DEPARTMENTS = Submitters(
 """The county departments' own systems, reporting in (报到) and replying to their whistles."""
 
 
+DEPARTMENT_REFERRALS = Submitters(
+    "county departments' referrals",
+    (ReferralSubmitted,),
+    role="county_department",
+    scope="dept",
+    field="department_code",
+    source="whistle/dept/{code}",
+)
+"""The county departments' own systems, referring a township's matter to it (移送)."""
+
+
 @dataclass(frozen=True)
 class Topic:
     name: str
@@ -157,9 +172,11 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         CASES,
         "dispatch",
-        "The case lifecycle, from opening to closing (key: case id), and townships' assessment "
-        "opinions of seconded officers (双重考核; key: staff id).",
+        "The case lifecycle, from opening (or a department's referral, 移送) to closing "
+        "(key: case id), and townships' assessment opinions of seconded officers (双重考核; "
+        "key: staff id).",
         (
+            CaseReferred,
             CaseOpened,
             CaseTriageRequired,
             CaseAssigned,
@@ -177,10 +194,21 @@ TOPICS: tuple[Topic, ...] = (
             CaseAdmissionDecided,
             CaseLegalReviewRequested,
             CaseLegalReviewDecided,
+            CaseAssistanceRequested,
             WhistleBlown,
             StaffAssessed,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
+    ),
+    Topic(
+        REFERRALS,
+        "dispatch",
+        "Referrals (移送) from the county departments' own systems (source `whistle/dept/<code>`, "
+        "the department's token in the Kafka header `authorization`); dispatch opens the "
+        "township's case from each, as `POST /v1/referrals` does. Key: referral id.",
+        (ReferralSubmitted,),
+        consumers=("dispatch", "ledger"),
+        submitters=DEPARTMENT_REFERRALS,
     ),
     Topic(
         DEADLINES,

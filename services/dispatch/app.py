@@ -13,6 +13,7 @@ from services.dispatch import (
     coordination_api,
     metrics,
     publicity_api,
+    referral_api,
     retention,
 )
 from services.dispatch.wiring import load_reference_data, reload_on_sighup
@@ -39,6 +40,7 @@ DISPATCH = ServiceDefinition(
     routers=[
         api.router,
         coordination_api.router,
+        referral_api.router,
         console_api.router,
         console.router,
         publicity_api.router,

@@ -120,6 +120,27 @@ def _township_may_hold(
     if unit.township != township:
         reason = f"{unit.name}不属于本案所在乡镇（{township or '未定位'}），不得跨乡镇指派"
         return "", [Refusal(AuthorityRefusal.OTHER_TOWNSHIP, reason)]
+    return _held_by_township(item, unit.name, township, claims, admission)
+
+
+def judge_referral(item: MatterItem, township: str, claims: Collection[str]) -> Verdict:
+    """May a county department refer (移送) a matter of ``item`` to ``township``, whose
+    claimed items are ``claims``? Only what a township unit may lead: the same rule as an
+    assignment, for the township as a whole (routing then picks its unit, under
+    :func:`judge_assignment`). No admission decision stands behind a referral, so an
+    out-of-list matter is refused too: the county government admits it first."""
+    grounds, refusals = _held_by_township(item, "乡镇", township, claims, None)
+    return Verdict(grounds, tuple(refusals))
+
+
+def _held_by_township(
+    item: MatterItem,
+    holder: str,
+    township: str | None,
+    claims: Collection[str],
+    admission: AdmissionInForce | None,
+) -> tuple[str, list[Refusal]]:
+    """On what grounds ``holder`` (a township unit, or the township) may lead ``item``."""
     match item.authority:
         case Authority.COUNTY_ONLY:
             reason = f"{item.name}为县级专属事项，须由县直部门办理，不得指派给乡镇"
@@ -135,7 +156,7 @@ def _township_may_hold(
             ):
                 grounds = (
                     f"经{admission.approving_body}准入批准（{admission.document_no}），"
-                    f"由{unit.name}办理"
+                    f"由{holder}办理"
                 )
                 return grounds, []
             reason = "该事项不在本乡镇赋权清单内，须经县政府准入批准后方可指派"
@@ -143,4 +164,22 @@ def _township_may_hold(
     if item.code not in claims:
         reason = f"本乡镇未认领{item.name}，该事项由县直部门办理，不得指派给乡镇单位"
         return "", [Refusal(AuthorityRefusal.UNCLAIMED, reason)]
-    return f"{AUTHORITY[item.authority]}事项，本乡镇已认领，由{unit.name}办理", []
+    return f"{AUTHORITY[item.authority]}事项，本乡镇已认领，由{holder}办理", []
+
+
+def assistance_refusal(
+    item: MatterItem | None, lead: Unit | None, assisting: Unit | None, township: str | None
+) -> str | None:
+    """Why the department's unit ``lead`` may not ask ``assisting`` to assist on a case of
+    ``item`` in ``township`` (协助: "镇政府应指定综合执法联动中心积极协助"); None if it may. Only
+    an assist matter, led by a county department's unit, is assisted; the assisting unit is
+    one of the case's township (``None``: whether any may be asked, the unit not chosen yet)."""
+    if item is None or item.authority is not Authority.ASSIST:
+        return "仅协助事项可请求乡镇协助：该案件事项不是县直部门牵头、乡镇协助的事项"
+    if lead is None or lead.kind is not UnitKind.COUNTY_DEPARTMENT:
+        return "仅由县直部门牵头办理的案件可请求乡镇协助"
+    if assisting is None:
+        return None
+    if assisting.kind is UnitKind.COUNTY_DEPARTMENT or assisting.township != township:
+        return f"{assisting.name}不是本案所在乡镇（{township or '未定位'}）的单位，不能协助本案"
+    return None

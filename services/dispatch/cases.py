@@ -35,6 +35,7 @@ from contracts.events import (
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseClosed,
     CaseContacted,
     CaseLegalReviewDecided,
@@ -42,6 +43,7 @@ from contracts.events import (
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
+    CaseReferred,
     CaseRejected,
     CaseReopened,
     CaseResolved,
@@ -50,14 +52,21 @@ from contracts.events import (
     CaseStep,
     CaseTriageRequired,
     ContactMethod,
+    GeoPoint,
     Penalty,
     TipRated,
     TipReceived,
     TipSupplemented,
 )
 from contracts.topics import CASES
-from reference.county import MatterItem, ReferenceData, Staff, Unit, Urgency
-from services.dispatch.authority import AdmissionInForce, Verdict, judge_assignment
+from reference.county import MatterItem, ReferenceData, Staff, Unit, UnitKind, Urgency
+from services.dispatch.authority import (
+    AdmissionInForce,
+    Verdict,
+    assistance_refusal,
+    judge_assignment,
+    judge_referral,
+)
 from services.dispatch.classifier import TriageModel
 from services.dispatch.enforcement import acting_capacity, entrustment_refusal, major_decisions
 from services.dispatch.errors import (
@@ -65,6 +74,7 @@ from services.dispatch.errors import (
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
@@ -73,6 +83,7 @@ from services.dispatch.errors import (
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralRefused,
     SplitRefused,
     StaleVersion,
     TipNotOfCase,
@@ -105,6 +116,7 @@ from services.dispatch.merging import (
 )
 from services.dispatch.models import (
     APPROVED,
+    HELD_STATUSES,
     PENDING,
     PROPOSED,
     REJECTED,
@@ -128,7 +140,7 @@ from services.dispatch.routing import (
     supporting_units,
     waiting_queue,
 )
-from services.dispatch.triage import Triaged, classify, locate
+from services.dispatch.triage import Classification, Location, Triaged, classify, locate
 from services.dispatch.whistles import WhistleFacts, automatic_whistle, judge, new_whistle
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
@@ -158,6 +170,8 @@ COUNTY_ROLES = frozenset({ROLE_OF_ACTOR[COUNTY], GOVERNMENT})
 
 # Steps beyond the lifecycle's, offered to the township's dispatcher while the case is open.
 WHISTLE, SPLIT = "whistle", "split"
+# ... and to the county unit leading an assist matter (协助).
+ASSISTANCE = "assistance"
 
 # The steps whose event records only who took them, and when.
 PLAIN_STEPS: dict[Action, type[CaseStep]] = {
@@ -191,6 +205,22 @@ class DispatchSettings:
         )
 
 
+@dataclass(frozen=True)
+class Referral:
+    """What a county department says when it refers a matter to a township (移送)."""
+
+    department_code: str
+    matter_code: str
+    township_code: str
+    facts: str
+    grid_id: str | None = None
+    place: str | None = None
+    officer: str | None = None  # who referred it, if not the token's subject
+
+
+REFERRAL_CHANNEL = "referral"  # how the console tells a referred case's words from a tip's
+
+
 # ---------------------------------------------------------------- who may act
 
 
@@ -218,6 +248,29 @@ def _supports(principal: Principal, case: Case) -> bool:
     """联合执法: the principal is a member of one of the case's supporting units."""
     return "unit_member" in principal.roles and any(
         principal.may_act_on("unit", unit) for unit in case.supporting_units
+    )
+
+
+def _supporting_unit_of(principal: Principal, case: Case) -> str | None:
+    """The supporting unit the principal acts for on the case, if not for its lead unit."""
+    if case.unit_id is not None and principal.may_act_on("unit", case.unit_id):
+        return None
+    return next((u for u in case.supporting_units if principal.may_act_on("unit", u)), None)
+
+
+def _asks_as_lead(principal: Principal, case: Case) -> bool:
+    """协助 is asked by the lead unit's members, not by a supporting unit's."""
+    return UNIT in actors_of(principal, case) and _supporting_unit_of(principal, case) is None
+
+
+def may_ask_assistance(principal: Principal, case: Case, reference: ReferenceData) -> bool:
+    """Whether the console offers 请求乡镇协助 (``request_assistance``) to the principal now."""
+    item = reference.items.get(case.matter_code or "")
+    lead = reference.units.get(case.unit_id or "")
+    return (
+        _asks_as_lead(principal, case)
+        and case.status in HELD_STATUSES
+        and assistance_refusal(item, lead, None, case.township_code) is None
     )
 
 
@@ -372,6 +425,74 @@ class CaseService:
         reason = f"群众不满意: {rating.comment}" if rating.comment else "群众不满意"
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
+    async def refer(
+        self, actor: Principal, referral: Referral, referral_id: UUID | None = None
+    ) -> Case:
+        """移送: open a case for the township from a county department's referral, as a tip
+        would open one, and route it under the authority rule. Only a matter the township may
+        lead is referred (``judge_referral``); the department must be the caller's own. The
+        referral's id (``referral_id`` if the department chose it, else a new one) stands as
+        the case's tip; the same id again returns its case and opens nothing. The facts are
+        kept as the tip's words are."""
+        if not actor.may_act_on("dept", referral.department_code):
+            raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
+        if referral_id is not None:
+            opened = await self._session.scalar(
+                select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
+            )
+            if opened is not None:
+                return opened
+        reference = self._reference
+        department = reference.departments.get(referral.department_code)
+        item = reference.items.get(referral.matter_code)
+        township = reference.townships.get(referral.township_code)
+        if department is None or item is None or township is None:
+            raise ReferralRefused("移送须写明本县的县直部门、事项清单中的事项和乡镇（街道）。")
+        verdict = judge_referral(item, township.code, reference.claims.get(township.code, ()))
+        if not verdict.allowed:
+            raise ReferralRefused(f"不予移送：{verdict.reason}", verdict.refusals)
+        location = Location(township.code, None, None, (f"移送至{township.name}",))
+        if referral.grid_id is not None:
+            location = locate(referral.grid_id, None, reference)
+            if location.township != township.code:
+                raise ReferralRefused(f"网格 {referral.grid_id} 不在{township.name}。")
+        now = self._clock()
+        case_id = uuid7()
+        referral_id = referral_id or case_id
+        said = f"{department.name}移送：{item.name}（{verdict.grounds}）"
+        triaged = Triaged(Classification(item, 1.0, (said,)), location)
+        self._emit(
+            case_id,
+            CaseReferred(
+                case_id=case_id,
+                tip_id=referral_id,
+                referral_id=referral_id,
+                department_code=department.code,
+                referred_by=referral.officer or actor.subject,
+                matter_code=item.code,
+                township_code=township.code,
+                village_code=location.village,
+                grid_id=location.grid,
+                place=referral.place,
+                facts=referral.facts,
+                urgency=item.default_urgency.value,
+                deadline_policy=item.deadline_policy,
+                catalogue_version=reference.version,
+                referred_at=now,
+            ),
+            now,
+        )
+        self._session.add(
+            TipText(
+                tip_id=referral_id,
+                text=referral.facts,
+                address=referral.place,
+                channel=REFERRAL_CHANNEL,
+                received_at=now,
+            )
+        )
+        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id)
+
     async def _open(
         self,
         tip: TipReceived,
@@ -382,22 +503,35 @@ class CaseService:
     ) -> Case:
         """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
         it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
+        triaged = triaged or _examine(tip, self._reference, self._model)
+        return await self._open_triaged(tip.tip_id, tip.location, triaged, now, case_id=case_id)
+
+    async def _open_triaged(
+        self,
+        tip_id: UUID,
+        point: GeoPoint | None,
+        triaged: Triaged,
+        now: datetime,
+        *,
+        case_id: UUID | None = None,
+    ) -> Case:
+        """Open the case of ``tip_id`` (a tip's, or a referral's) as ``triaged``, reported at
+        ``point``: route it and stage ``whistle.case.opened`` and what routing decided."""
         reference = self._reference
-        triaged = triaged or _examine(tip, reference, self._model)
         classification, location = triaged.classification, triaged.location
         item = classification.item
         urgency = item.default_urgency if item else Urgency.GENERAL
         case_id = case_id or uuid7()
         case = Case(
             id=case_id,
-            tip_id=tip.tip_id,
+            tip_id=tip_id,
             status=CaseStatus.TRIAGE.value,
             matter_code=item.code if item else None,
             township_code=location.township,
             village_code=location.village,
             grid_id=location.grid,
-            lat=tip.location.lat if tip.location else None,
-            lon=tip.location.lon if tip.location else None,
+            lat=point.lat if point else None,
+            lon=point.lon if point else None,
             urgency=urgency.value,
             catalogue_version=reference.version,
             routing={},
@@ -407,7 +541,7 @@ class CaseService:
         explanation = [*location.explanation, *classification.explanation]
         opened = CaseOpened(
             case_id=case_id,
-            tip_id=tip.tip_id,
+            tip_id=tip_id,
             matter_code=case.matter_code,
             matter_name=item.name if item else None,
             confidence=classification.confidence,
@@ -635,8 +769,13 @@ class CaseService:
         note: str,
         evidence: Sequence[str] = (),
     ) -> Case:
-        async def event(_: Case, step: dict[str, Any]) -> EventData:
-            return CaseProgressRecorded(**step, note=note, evidence=list(evidence))
+        async def event(case: Case, step: dict[str, Any]) -> EventData:
+            return CaseProgressRecorded(
+                **step,
+                note=note,
+                evidence=list(evidence),
+                supporting_unit_id=_supporting_unit_of(actor, case),
+            )
 
         return await self._act(actor, case_id, expected, Action.PROGRESS, event)
 
@@ -1077,6 +1216,68 @@ class CaseService:
         self._session.add(record)
         self._emit(case.id, blown, now)
         return case
+
+    async def request_assistance(
+        self,
+        actor: Principal,
+        case_id: UUID,
+        expected: int,
+        *,
+        task: str,
+        unit_id: str | None = None,
+    ) -> Case:
+        """协助: the county department's unit leading an assist matter asks the township to
+        assist: ``unit_id`` (a township squad), else the township's enforcement team, becomes a
+        supporting unit with ``task``; its clock is escalation's (assistance_response)."""
+        case, _ = await self._to_act_on(actor, case_id, expected)
+        if not _asks_as_lead(actor, case):
+            raise NotPermitted("只有牵头办理本案的县直部门单位可请求乡镇协助。")
+        if case.status not in HELD_STATUSES:
+            raise AssistanceRefused("案件须处于已派单、已接单或处理中，方可请求乡镇协助。")
+        reference = self._reference
+        item = reference.items.get(case.matter_code or "")
+        lead = reference.units.get(case.unit_id or "")
+        assisting = self._assisting_unit(case, unit_id)
+        refusal = assistance_refusal(item, lead, assisting, case.township_code)
+        if refusal is not None:
+            raise AssistanceRefused(refusal)
+        assert item is not None and lead is not None and lead.department is not None
+        if assisting.id in case.supporting_units:
+            raise AssistanceRefused(f"{assisting.name}已是本案的协助单位。")
+        now = self._clock()
+        case.supporting_units = [*case.supporting_units, assisting.id]
+        self._explain(case, f"{lead.name}请求{assisting.name}协助：{task}")
+        step = self._changed(case, actor.subject, ROLE_OF_ACTOR[UNIT], now)
+        requested = CaseAssistanceRequested(
+            **step,
+            assistance_id=uuid7(),
+            department_code=lead.department,
+            assisting_unit_id=assisting.id,
+            task=task,
+            urgency=case.urgency,  # type: ignore[arg-type]
+            deadline_policy=item.deadline_policy,
+        )
+        self._emit(case.id, requested, now)
+        return case
+
+    def _assisting_unit(self, case: Case, unit_id: str | None) -> Unit:
+        """The unit named, or the township's comprehensive enforcement team, which the
+        township designates to assist (its 综合执法联动中心)."""
+        if unit_id is not None:
+            return self._unit(unit_id)
+        team = next(
+            (
+                u
+                for u in self._reference.units.values()
+                if u.kind is UnitKind.TOWNSHIP_TEAM and u.township == case.township_code
+            ),
+            None,
+        )
+        if team is None:
+            raise AssistanceRefused(
+                "本案未定位到乡镇，或该乡镇没有综合行政执法队，请指定协助单位。"
+            )
+        return team
 
     async def split(
         self, actor: Principal, case_id: UUID, expected: int, *, tip_id: UUID, reason: str

@@ -17,7 +17,12 @@ from pydantic import BaseModel, Field
 from contracts.cases import CaseStatus
 from contracts.events import Penalty
 from reference.county import Code, ReferenceData
-from services.dispatch.cases import find_case, permitted_actions
+from services.dispatch.cases import (
+    ASSISTANCE,
+    find_case,
+    may_ask_assistance,
+    permitted_actions,
+)
 from services.dispatch.deadline_colour import ClockKey, Colour, case_colour, clock_colour
 from services.dispatch.dependencies import (
     AdmissionReader,
@@ -454,6 +459,9 @@ async def case_page(
         responsible_departments=(
             [item.lead_department, *item.supporting_departments] if item else []
         ),
-        actions=permitted_actions(principal, case),
+        actions=[
+            *permitted_actions(principal, case),
+            *([ASSISTANCE] if may_ask_assistance(principal, case, reference) else []),
+        ],
         timeline=[TimelineItem(type=e.type, time=e.time, data=e.data) for e in events],
     )

@@ -30,8 +30,9 @@ from contracts.events import (
 )
 from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
 
-# The case's own clocks; a summoned department's whistle clocks are not the case's colour.
-CASE_CLOCKS = ("first_response", "resolution")
+# The case's own clocks, a referral's (移送) and a request for assistance's (协助) included,
+# which the township answers; a summoned department's whistle clocks are not the case's colour.
+CASE_CLOCKS = ("first_response", "resolution", "referral_acceptance", "assistance_response")
 
 
 async def keep_tip_text(session: AsyncSession, tip: TipReceived) -> None:

@@ -2,10 +2,12 @@
 
 Tips (``intake.tips.v1``) go to the case service (cases.py): a received tip opens or joins a
 case, a supplied place re-places a case waiting for one, a dissatisfied rating reopens its case,
-an erased tip's words and place are erased here too (retention.py).
-Every event of a case (``dispatch.cases.v1``, ``escalation.deadlines.v1``), and each tip's
-words, are kept for the console (console_feed.py). Each handler runs in the inbox's
-transaction: its effects commit with the event's ``(source, id)``, exactly once.
+an erased tip's words and place are erased here too (retention.py). A county department's
+referral (``dispatch.referrals.v1``, with its token) opens the township's case as ``POST
+/v1/referrals`` does. Every event of a case (``dispatch.cases.v1``,
+``escalation.deadlines.v1``), and each tip's words, are kept for the console (console_feed.py).
+Each handler runs in the inbox's transaction: its effects commit with the event's ``(source,
+id)``, exactly once.
 """
 
 from __future__ import annotations
@@ -19,16 +21,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import CloudEvent
 from contracts.events import (
     PersonalDataErased,
+    ReferralSubmitted,
     StaffAssessed,
     TipRated,
     TipReceived,
     TipSupplemented,
 )
-from contracts.topics import CASES, DEADLINES, TIPS, TOPICS
+from contracts.topics import CASES, DEADLINES, REFERRALS, TIPS, TOPICS
 from services.dispatch import console_feed, retention
-from services.dispatch.cases import CaseService
-from services.dispatch.errors import CaseNotFound, TipNotOfCase, TransitionRefused
+from services.dispatch.cases import CaseService, Referral
+from services.dispatch.errors import (
+    CaseNotFound,
+    NotPermitted,
+    ReferralRefused,
+    TipNotOfCase,
+    TransitionRefused,
+)
 from services.dispatch.wiring import case_service
+from services.runtime.auth import Principal
 from services.runtime.inbox import Handler, PoisonEvent, Subscription
 from services.runtime.service import Runtime
 
@@ -50,8 +60,13 @@ def subscription(runtime: Runtime) -> Subscription:
 
         return handler
 
+    async def referral_submitted(
+        session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
+    ) -> None:
+        await refer(case_service(runtime, session), event, sender)
+
     return Subscription(
-        topics=(TIPS, *TIMELINE_TOPICS),
+        topics=(TIPS, *TIMELINE_TOPICS, REFERRALS),
         handlers={
             TipReceived.event_type: with_cases(tip_received),
             TipSupplemented.event_type: with_cases(tip_supplemented),
@@ -66,6 +81,9 @@ def subscription(runtime: Runtime) -> Subscription:
                 if message is not StaffAssessed
             },
         },
+        # dispatch.referrals.v1: a department's referral (移送), with its verified sender
+        submissions={ReferralSubmitted.event_type: referral_submitted},
+        verifier=runtime.verifier,
     )
 
 
@@ -106,3 +124,15 @@ async def on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> N
     except ValueError as exc:
         raise PoisonEvent(f"{event.type} has no case id as its subject") from exc
     await console_feed.record_on_timeline(session, case_id, event)
+
+
+async def refer(cases: CaseService, event: CloudEvent, sender: Principal) -> None:
+    """移送 from a department's own system: the township's case, as over HTTP. Sent again (at
+    least once), the same referral id opens nothing more; one the rules refuse is
+    dead-lettered with the reason."""
+    submitted = event.payload(ReferralSubmitted)
+    referral = Referral(**submitted.model_dump(exclude={"referral_id"}))
+    try:
+        await cases.refer(sender, referral, submitted.referral_id)
+    except (ReferralRefused, NotPermitted) as exc:
+        raise PoisonEvent(f"referral {submitted.referral_id} refused: {exc}") from exc

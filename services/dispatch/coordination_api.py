@@ -95,6 +95,37 @@ async def whistle(
     )
 
 
+# ---------------------------------------------------------------- 协助
+
+
+class AssistanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(min_length=1, max_length=2000, description="what the township is asked to do")
+    unit_id: Code | None = Field(
+        default=None, description="a unit of the case's township; else its enforcement team"
+    )
+
+
+@router.post("/cases/{case_id}/assistance", response_model=CaseView)
+async def request_assistance(
+    case_id: UUID,
+    body: AssistanceIn,
+    principal: CaseActor,
+    runtime: RuntimeDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> CaseView:
+    """The county department's unit leading an assist matter asks the township to assist."""
+    return await change_case(
+        runtime,
+        if_match,
+        response,
+        lambda cases, expected: cases.request_assistance(
+            principal, case_id, expected, task=body.task, unit_id=body.unit_id
+        ),
+    )
+
+
 # ---------------------------------------------------------------- queues and lists
 
 

@@ -139,3 +139,22 @@ class TipNotOfCase(DispatchError):
         super().__init__(f"tip {tip_id} is not a tip of case {case_id}")
         self.tip_id = tip_id
         self.case_id = case_id
+
+
+class ReferralRefused(DispatchError):
+    """A county department's referral (移送) the rules refuse: the matter is not one a
+    township may lead (``refusals``, from the authority rule), or the referral names what the
+    reference data does not know (``detail`` only)."""
+
+    def __init__(self, detail: str, refusals: tuple[authority.Refusal, ...] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.refusals = refusals
+
+
+class AssistanceRefused(DispatchError):
+    """A request for the township's assistance (协助) the rule refuses; ``detail`` in Chinese."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

@@ -11,6 +11,7 @@ from services.dispatch.errors import (
     AssignmentNotAuthorised,
     AssignmentRefusal,
     AssignmentRefused,
+    AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
     ClosingBeforeFollowUp,
@@ -19,6 +20,7 @@ from services.dispatch.errors import (
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralRefused,
     SplitRefused,
     StaleVersion,
     TransitionRefused,
@@ -100,6 +102,22 @@ def problem(error: DispatchError) -> Problem:
                 422,
                 "Assignment not authorised",
                 str(error),
+                rules=[r.rule.value for r in error.refusals],
+                refusals=[{"rule": r.rule.value, "reason": r.reason} for r in error.refusals],
+            )
+        case AssistanceRefused():
+            return Problem(
+                422,
+                "不能请求协助",
+                error.detail,
+                type_="https://whistle.example/problems/assistance-refused",
+            )
+        case ReferralRefused():
+            return Problem(
+                422,
+                "不予移送",
+                error.detail,
+                type_="https://whistle.example/problems/referral-refused",
                 rules=[r.rule.value for r in error.refusals],
                 refusals=[{"rule": r.rule.value, "reason": r.reason} for r in error.refusals],
             )

@@ -35,7 +35,13 @@ from contracts.events import (
 from contracts.topics import DEADLINES
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import deadlines_for, stop_outcome
+from services.escalation.deadlines import (
+    ANSWER_KINDS,
+    ComputedDeadline,
+    answer_deadline,
+    deadlines_for,
+    stop_outcome,
+)
 from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
 from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
@@ -61,6 +67,39 @@ async def start_clocks(
     ``policy`` (frozen onto each clock with the calendar's version), each with its warning step;
     record who holds the case; stage ``DeadlinesSet`` for the clocks newly set."""
     computed = deadlines_for(policy, start, calendar)
+    created = await _set_clocks(session, assigned.case_id, computed, policy, start, calendar)
+    await _hold(session, assigned, start)
+    _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
+
+
+async def start_answer_clock(
+    session: AsyncSession,
+    case_id: UUID,
+    kind: str,
+    urgency: str,
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """A clock the township answers within the policy's first-response time from ``start``
+    (``deadlines.ANSWER_KINDS``): a referral's (移送, stopped by the case's acceptance) or a
+    request for assistance's (协助, stopped by the assisting unit's first progress), with its
+    warning step and ladder like any case clock; ``DeadlinesSet`` announces it."""
+    computed = answer_deadline(kind, policy, start, calendar)
+    created = await _set_clocks(session, case_id, [computed], policy, start, calendar)
+    _announce(session, case_id, policy, urgency, created, now)
+
+
+async def _set_clocks(
+    session: AsyncSession,
+    case_id: UUID,
+    computed: list[ComputedDeadline],
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+) -> list[ComputedDeadline]:
+    """Insert the case's clocks not set yet, each with its warning step; those it inserted."""
     # Which holidays and working hours counted is part of the terms, like the policy.
     snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
     created = []
@@ -70,7 +109,7 @@ async def start_clocks(
         inserted = await session.scalar(
             insert(CaseDeadline)
             .values(
-                case_id=assigned.case_id,
+                case_id=case_id,
                 kind=deadline.kind,
                 status="running",
                 started_at=start,
@@ -94,13 +133,24 @@ async def start_clocks(
                 log.warning(
                     "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
                 )
-    await _hold(session, assigned, start)
+    return created
+
+
+def _announce(
+    session: AsyncSession,
+    case_id: UUID,
+    policy: DeadlinePolicy,
+    urgency: str,
+    created: list[ComputedDeadline],
+    now: datetime,
+) -> None:
+    """Stage ``DeadlinesSet`` for the clocks newly set, if any."""
     if not created:
         return
     payload = DeadlinesSet(
-        case_id=assigned.case_id,
+        case_id=case_id,
         policy_id=policy.id,
-        urgency=assigned.urgency,
+        urgency=urgency,  # type: ignore[arg-type]
         deadlines=[
             Deadline(
                 kind=d.kind,  # type: ignore[arg-type]
@@ -111,7 +161,7 @@ async def start_clocks(
             for d in created
         ],
     )
-    stage(session, DEADLINES, new_event(SOURCE, str(assigned.case_id), payload, now))
+    stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
 
 
 async def stop_case_clock(
@@ -129,6 +179,18 @@ async def stop_case_clock(
     if running is None or running.status != "running":
         return
     await stop_clock(session, running, stopped_at, stopped_by, now)
+
+
+async def lapse_answer_clocks(
+    session: AsyncSession, case_id: UUID, closed_at: datetime, closed_by: str, now: datetime
+) -> None:
+    """The case closed: a referral's or an assistance request's clock still running
+    (``deadlines.ANSWER_KINDS``: the township never answered) lapses, as a summoned
+    department's does, so that nobody is chased about a closed case."""
+    for kind in ANSWER_KINDS:
+        running = await latest_clock(session, case_id, kind)
+        if running is not None and running.status == "running":
+            await stop_clock(session, running, closed_at, closed_by, now, lapsed=True)
 
 
 async def restart_resolution(

@@ -3,9 +3,11 @@
 Two topics:
 
 - ``dispatch.cases.v1``: the case lifecycle sets, stops and restarts the case's clocks
-  (``services/escalation/clocks.py``); a whistle blown summons county departments and the
-  closing lapses their clocks (``services/escalation/whistle_protocol.py``). Any other case
-  event has no handler here, so the inbox leaves it alone.
+  (``services/escalation/clocks.py``); a referral (移送) and a request for assistance (协助)
+  each start a clock the township answers (by its acceptance, by the assisting unit's
+  progress); a whistle blown summons county departments and the closing lapses their clocks
+  (``services/escalation/whistle_protocol.py``). Any other case event has no handler here, so
+  the inbox leaves it alone.
 - ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
   own systems. The inbox takes one only with the department's token (the Kafka header
   ``authorization``), verified as over HTTP and acting for the department the payload names;
@@ -32,7 +34,10 @@ from contracts.envelope import CloudEvent
 from contracts.events import (
     CaseAccepted,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseClosed,
+    CaseProgressRecorded,
+    CaseReferred,
     CaseReopened,
     CaseResolved,
     WhistleBlown,
@@ -42,7 +47,8 @@ from contracts.events import (
 from contracts.topics import CASES, WHISTLES
 from services.escalation import clocks, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.policies import PolicyBook
+from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
+from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
@@ -64,7 +70,11 @@ def subscription(
     return Subscription(
         topics=(CASES, WHISTLES),
         handlers={
-            # dispatch.cases.v1: the case's own clocks
+            # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
+            # request's (协助), which the township answers
+            CaseReferred.event_type: on.case_referred,
+            CaseAssistanceRequested.event_type: on.assistance_requested,
+            CaseProgressRecorded.event_type: on.progress_recorded,
             CaseAssigned.event_type: on.case_assigned,
             CaseAccepted.event_type: on.case_accepted,
             CaseResolved.event_type: on.case_resolved,
@@ -99,16 +109,47 @@ class Handlers:
 
     async def case_assigned(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         assigned = event.payload(CaseAssigned)
-        policy = self._policies().get(assigned.deadline_policy)
-        if policy is None:
-            raise PoisonEvent(f"unknown deadline policy {assigned.deadline_policy!r}")
+        policy = self._policy(assigned.deadline_policy)
         await clocks.start_clocks(
             session, assigned, policy, event.time, self._calendar(), self._clock()
         )
 
+    async def case_referred(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        referred = event.payload(CaseReferred)
+        await self._answer_clock(
+            session,
+            event,
+            referred.case_id,
+            REFERRAL_ACCEPTANCE,
+            referred.urgency,
+            referred.deadline_policy,
+        )
+
+    async def assistance_requested(
+        self, session: AsyncSession, event: CloudEvent, topic: str
+    ) -> None:
+        requested = event.payload(CaseAssistanceRequested)
+        await self._answer_clock(
+            session,
+            event,
+            requested.case_id,
+            ASSISTANCE_RESPONSE,
+            requested.urgency,
+            requested.deadline_policy,
+        )
+
+    async def progress_recorded(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        recorded = event.payload(CaseProgressRecorded)
+        # The assisting township unit answered the department's request (协助); the lead
+        # unit's own progress answers nothing.
+        if recorded.supporting_unit_id is not None:
+            await self._stop(session, event, recorded.case_id, ASSISTANCE_RESPONSE)
+
     async def case_accepted(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseAccepted).case_id
         await self._stop(session, event, case_id, "first_response")
+        # A referred case's acceptance also answers the referral (移送); none runs otherwise.
+        await self._stop(session, event, case_id, REFERRAL_ACCEPTANCE)
 
     async def case_resolved(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         case_id = event.payload(CaseResolved).case_id
@@ -134,6 +175,7 @@ class Handlers:
         await whistle_protocol.close_whistles(
             session, case_id, event.time, event.type, self._clock()
         )
+        await clocks.lapse_answer_clocks(session, case_id, event.time, event.type, self._clock())
 
     async def receipt_submitted(
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
@@ -167,6 +209,33 @@ class Handlers:
             case_id=submitted.case_id,
         )
         await _submission("reply", recording)
+
+    async def _answer_clock(
+        self,
+        session: AsyncSession,
+        event: CloudEvent,
+        case_id: UUID,
+        kind: str,
+        urgency: str,
+        policy_id: str,
+    ) -> None:
+        await clocks.start_answer_clock(
+            session,
+            case_id,
+            kind,
+            urgency,
+            self._policy(policy_id),
+            event.time,
+            self._calendar(),
+            self._clock(),
+        )
+
+    def _policy(self, policy_id: str) -> DeadlinePolicy:
+        """The policy in force a case event names; an unknown one dead-letters the event."""
+        policy = self._policies().get(policy_id)
+        if policy is None:
+            raise PoisonEvent(f"unknown deadline policy {policy_id!r}")
+        return policy
 
     async def _stop(
         self, session: AsyncSession, event: CloudEvent, case_id: UUID, kind: str

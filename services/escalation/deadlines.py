@@ -61,6 +61,21 @@ def deadlines_for(
     ]
 
 
+REFERRAL_ACCEPTANCE = "referral_acceptance"
+"""移送: the township's acceptance of a case a county department referred to it."""
+ASSISTANCE_RESPONSE = "assistance_response"
+"""协助: the township unit's response to a department's request for assistance."""
+ANSWER_KINDS = (REFERRAL_ACCEPTANCE, ASSISTANCE_RESPONSE)
+"""Clocks the township answers within the policy's first-response time, from the request."""
+
+
+def answer_deadline(
+    kind: str, policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
+) -> ComputedDeadline:
+    """A clock of :data:`ANSWER_KINDS`: due the policy's first-response time after ``start``."""
+    return deadline_for(kind, start, policy.first_response, policy.warn_at_fraction, calendar)
+
+
 def deadline_for(
     kind: str, start: datetime, duration: Duration, fraction: float, calendar: BusinessCalendar
 ) -> ComputedDeadline:

@@ -45,7 +45,12 @@ from contracts.events import DeadlineRecomputed
 from contracts.topics import DEADLINES, department_topic
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import ComputedDeadline, deadlines_for
+from services.escalation.deadlines import (
+    ANSWER_KINDS,
+    ComputedDeadline,
+    answer_deadline,
+    deadlines_for,
+)
 from services.escalation.extensions import moved_warning, requested_deadline
 from services.escalation.ladder import PlannedStep, Step, first_step, next_step
 from services.escalation.models import CaseDeadline, DeadlineExtension, EscalationStep
@@ -80,7 +85,9 @@ def recount(
     """The clock counted again on ``calendar`` by the rule that set it; None while the
     calendar still lacks a year. ``case_resolution``: for a reply clock due with the case's
     resolution clock, that clock as counted again."""
-    if kind in CASE_KINDS:
+    if kind in ANSWER_KINDS:
+        counted = answer_deadline(kind, policy, started_at, calendar)
+    elif kind in CASE_KINDS:
         (counted,) = [d for d in deadlines_for(policy, started_at, calendar) if d.kind == kind]
     else:
         receipt, reply = whistle_deadlines(policy, started_at, calendar, case_resolution)

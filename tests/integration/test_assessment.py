@@ -5,6 +5,7 @@ officer of another township, or of the township's own team, is not theirs to ass
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -77,6 +78,8 @@ async def test_a_township_leader_assesses_the_officers_seconded_to_the_township(
 def test_dispatch_does_not_put_an_assessment_on_a_case_timeline() -> None:
     """Dispatch reads its own topic back for the case timelines; an opinion (keyed by the
     officer, not a case) is ignored there, not sent to the DLQ as a case event without a case."""
-    subscription = dispatch_consumers.subscription(None)  # type: ignore[arg-type]
+    # Building the subscription reads only the runtime's token verifier.
+    runtime = SimpleNamespace(verifier=None)
+    subscription = dispatch_consumers.subscription(runtime)  # type: ignore[arg-type]
     assert subscription.handler_for("whistle.staff.assessed") is None
     assert subscription.handler_for("whistle.case.resolved") is not None

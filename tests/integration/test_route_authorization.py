@@ -87,6 +87,7 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/close"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/contact"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/whistle"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/assistance"): CASE_ACTORS,
     ("dispatch", "GET", "/v1/queues/triage"): frozenset({"dispatcher", "county_supervisor"}),
     ("dispatch", "GET", "/v1/queues/admission"): COUNTY,
     ("dispatch", "POST", "/v1/cases/{case_id}/admission"): COUNTY,
@@ -99,6 +100,8 @@ STAFF: dict[Route, frozenset[str]] = {
     | TOWNSHIP_LEADER
     | frozenset({"county_department"}),
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
+    # 移送: a county department refers a township's matter.
+    ("dispatch", "POST", "/v1/referrals"): frozenset({"county_department"}),
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,

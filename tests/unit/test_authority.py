@@ -13,8 +13,10 @@ from services.dispatch.authority import (
     AdmissionInForce,
     AuthorityRefusal,
     Verdict,
+    assistance_refusal,
     certified_on,
     judge_assignment,
+    judge_referral,
 )
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
@@ -217,3 +219,44 @@ def test_every_township_unit_and_matter_of_the_sample_is_judged_by_the_catalogue
                 assert (not rules) == (item.authority.value in held and item.code in claims)
                 if AuthorityRefusal.NO_CERTIFICATE in _rules(verdict):
                     assert item.action_type == "penalty" and not certified_on(unit, TODAY)
+
+
+@pytest.mark.parametrize(
+    ("matter", "township", "rules"),
+    [
+        ("CG-001", "T03", []),  # 占道经营: devolved, claimed by 城关镇
+        ("SC-006", "T03", [AuthorityRefusal.COUNTY_ONLY]),
+        ("YJ-002", "T03", [AuthorityRefusal.ASSIST]),
+        ("LD-005", "T05", [AuthorityRefusal.NOT_ADMITTED]),  # no admission stands behind it
+    ],
+)
+def test_a_department_refers_only_what_the_township_may_lead(
+    sample: ReferenceData, matter: str, township: str, rules: list[AuthorityRefusal]
+) -> None:
+    verdict = judge_referral(sample.items[matter], township, sample.claims[township])
+    assert _rules(verdict) == rules
+    if not rules:
+        assert verdict.grounds == "赋权事项，本乡镇已认领，由乡镇办理"
+
+
+@pytest.mark.parametrize(
+    ("matter", "lead", "assisting", "refused"),
+    [
+        ("YJ-002", "YJGLJ-COUNTY", "T03-TEAM", None),  # 燃气泄漏: the department leads
+        ("YJ-002", "YJGLJ-COUNTY", "T03-CGJ", None),  # a named squad of the township
+        ("CG-001", "T03-CGJ", "T03-TEAM", "仅协助事项可请求乡镇协助"),
+        ("YJ-002", "T03-YJGLJ", "T03-TEAM", "仅由县直部门牵头办理的案件可请求乡镇协助"),
+        ("YJ-002", "YJGLJ-COUNTY", "T01-TEAM", "不是本案所在乡镇（T03）的单位"),
+        ("YJ-002", "YJGLJ-COUNTY", "CGJ-COUNTY", "不是本案所在乡镇（T03）的单位"),
+    ],
+)
+def test_only_the_department_leading_an_assist_matter_asks_its_township(
+    sample: ReferenceData, matter: str, lead: str, assisting: str, refused: str | None
+) -> None:
+    reason = assistance_refusal(
+        sample.items[matter], sample.units[lead], sample.units[assisting], "T03"
+    )
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason

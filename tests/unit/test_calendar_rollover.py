@@ -74,6 +74,16 @@ def test_a_receipt_clock_is_counted_again_by_the_policy_s_whistle_receipt(
     assert counted is not None and counted.due_at == local(2027, 1, 7, 9, 0)
 
 
+def test_a_referral_clock_is_counted_again_by_the_policy_s_first_response(
+    shipped: BusinessCalendar, with_2027: BusinessCalendar, general: DeadlinePolicy
+) -> None:
+    assert recount(general, "referral_acceptance", MONDAY, shipped) is None  # 2027 missing
+    counted = recount(general, "referral_acceptance", MONDAY, with_2027)
+    assert counted is not None and counted.kind == "referral_acceptance"
+    first_response = recount(general, "first_response", MONDAY, with_2027)
+    assert first_response is not None and counted.due_at == first_response.due_at
+
+
 def test_a_reply_clock_follows_the_case_s_clock_counted_again_or_the_policy(
     with_2027: BusinessCalendar, general: DeadlinePolicy
 ) -> None:

@@ -27,6 +27,7 @@ from contracts.events import (
     CaseAdmissionDecided,
     CaseAdmissionProposed,
     CaseAssigned,
+    CaseAssistanceRequested,
     CaseChased,
     CaseClosed,
     CaseContacted,
@@ -35,6 +36,7 @@ from contracts.events import (
     CaseMerged,
     CaseOpened,
     CaseProgressRecorded,
+    CaseReferred,
     CaseRejected,
     CaseReopened,
     CaseResolved,
@@ -54,6 +56,7 @@ from contracts.events import (
     GeoPoint,
     LeadershipNotified,
     PersonalDataErased,
+    ReferralSubmitted,
     StaffAssessed,
     TipFollowUpUnreachable,
     TipRated,
@@ -286,6 +289,41 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         note="无照经营，罚款并没收违法所得",
         penalty={"kinds": ["fine", "confiscation"], "fine_yuan": 20000},
         major_decisions=["罚款金额超过10000元", "没收违法所得、没收非法财物"],
+    ),
+    CaseAssistanceRequested: lambda: CaseAssistanceRequested(
+        **{**STEP, "unit_id": "YJGLJ-ZD"},
+        assistance_id=UUID("01956f3a-0000-7000-8000-000000000009"),
+        department_code="YJGLJ",
+        assisting_unit_id="T03-TEAM",
+        task="协助疏散周边群众、设置警戒",
+        urgency="emergency",
+        deadline_policy="P-EMERGENCY",
+    ),
+    ReferralSubmitted: lambda: ReferralSubmitted(
+        referral_id=UUID("01956f3a-0000-7000-8000-00000000000a"),
+        department_code="CGJ",
+        matter_code="CG-001",
+        township_code="T03",
+        grid_id="T03V02G01",
+        facts="巡查发现村口占道摆摊，依法移送",
+        officer="王科长",
+    ),
+    CaseReferred: lambda: CaseReferred(
+        case_id=CASE_ID,
+        tip_id=UUID("01956f3a-0000-7000-8000-000000000008"),
+        referral_id=UUID("01956f3a-0000-7000-8000-000000000008"),
+        department_code="CGJ",
+        referred_by="cgj-officer-1",
+        matter_code="CG-001",
+        township_code="T03",
+        grid_id="T03V02G01",
+        village_code="T03V02",
+        place="五里铺村村口",
+        facts="巡查发现村口占道摆摊，属乡镇赋权事项，依法移送",
+        urgency="general",
+        deadline_policy="P-GENERAL",
+        catalogue_version="2026.11",
+        referred_at=NOW,
     ),
     CaseLegalReviewDecided: lambda: CaseLegalReviewDecided(
         **{**STEP, "actor_role": "legal_reviewer"},
@@ -601,7 +639,13 @@ def test_mutated_event_is_refused(model: type[EventData], mutation: str) -> None
 @pytest.mark.parametrize("model", EVENT_MODELS, ids=_ids(EVENT_MODELS))
 def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
     key = "tip_id" if model in (TipReceived, TipSupplemented, PersonalDataErased) else "case_id"
-    key = "staff_id" if model is StaffAssessed else key
+    key = (
+        "staff_id"
+        if model is StaffAssessed
+        else "referral_id"
+        if model is ReferralSubmitted
+        else key
+    )
     wire = _wire(_event(model))
     del wire["data"][key]
     errors = list(_validator(model.event_type).iter_errors(wire))
@@ -760,6 +804,9 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
         WhistleReplySubmitted.event_type,
     }
     assert handled == {
+        CaseReferred.event_type,
+        CaseAssistanceRequested.event_type,
+        CaseProgressRecorded.event_type,
         CaseAssigned.event_type,
         CaseAccepted.event_type,
         CaseResolved.event_type,

@@ -28,11 +28,24 @@ const ACTION = {
   reopen: "重新办理",
   whistle: "吹哨",
   split: "拆分",
+  assistance: "请求乡镇协助",
 };
 const CONTACT_METHOD = { phone: "电话", visit: "上门", sms: "短信", wechat: "微信" };
 const COLOUR = { green: "正常", yellow: "临近期限", red: "已超期" };
-const CLOCK = { first_response: "首次响应", resolution: "办结" };
-const CHANNEL = { web: "网站", open311: "Open311", wechat: "微信", hotline: "12345 热线", grid: "网格员" };
+const CLOCK = {
+  first_response: "首次响应",
+  resolution: "办结",
+  referral_acceptance: "移送接收",
+  assistance_response: "协助响应",
+};
+const CHANNEL = {
+  web: "网站",
+  open311: "Open311",
+  wechat: "微信",
+  hotline: "12345 热线",
+  grid: "网格员",
+  referral: "县直部门移送",
+};
 const EVENT = {
   "whistle.case.opened": "立案",
   "whistle.case.triage_required": "转人工分拨",
@@ -48,6 +61,8 @@ const EVENT = {
   "whistle.case.merged": "合并重复诉求",
   "whistle.case.split": "拆分",
   "whistle.case.whistle_blown": "吹哨",
+  "whistle.case.referred": "县直部门移送",
+  "whistle.case.assistance_requested": "请求乡镇协助",
   "whistle.case.admission_proposed": "提出准入",
   "whistle.case.admission_decided": "准入审批",
   "whistle.case.legal_review_requested": "提请法制审核",
@@ -937,6 +952,13 @@ function actionForms(page) {
       forms.push(whistleForm(page));
     } else if (action === "split") {
       continue; // beside each merged tip, in the tips section
+    } else if (action === "assistance") {
+      // 协助: the township's enforcement team becomes a supporting unit, with this task.
+      forms.push(
+        form("assistance", textField("assistance-task", "协助任务", 2000), () => ({
+          task: document.getElementById("assistance-task").value,
+        }), "请本案所在乡镇综合行政执法队协助办理，对方须在首次响应时限内响应。"),
+      );
     } else if (action === "progress") {
       forms.push(
         form("progress", textField("progress-note", "进展说明", 2000), () => ({

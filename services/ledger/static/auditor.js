@@ -10,6 +10,14 @@ const TOKEN_KEY = "whistle.auditor.token";
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
+// The clocks' names in an entry's summary.
+const CLOCK_NAMES = {
+  first_response: "首次响应",
+  resolution: "办结",
+  referral_acceptance: "移送接收",
+  assistance_response: "协助响应",
+};
+
 // --- RFC 9162 hashing and proofs ---------------------------------------------------------
 
 const encoder = new TextEncoder();
@@ -168,6 +176,7 @@ async function verifyEntry(entry, head, root) {
 
 const TYPES = {
   "whistle.tip.received": "受理线索",
+  "whistle.case.referred": "县直部门移送",
   "whistle.case.opened": "立案",
   "whistle.case.triage_required": "转人工分拨",
   "whistle.case.assigned": "派单",
@@ -179,6 +188,7 @@ const TYPES = {
   "whistle.case.closed": "结案",
   "whistle.case.reopened": "重新办理",
   "whistle.case.contacted": "联系群众",
+  "whistle.case.assistance_requested": "请求乡镇协助",
   "whistle.tip.rated": "群众评价（回访）",
   "whistle.tip.follow_up_unreachable": "回访未联系上",
   "whistle.deadlines.set": "设定办理时限",
@@ -235,7 +245,7 @@ function describe(event, personal) {
   }
   if (Array.isArray(data.deadlines)) {
     for (const d of data.deadlines) {
-      const kind = d.kind === "first_response" ? "首次响应" : "办结";
+      const kind = CLOCK_NAMES[d.kind] || d.kind;
       parts.push(`${kind}期限：${formatTime(d.due_at)}`);
     }
   }
