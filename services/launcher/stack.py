@@ -313,7 +313,8 @@ def up(
     )
     processes = plan_replicas(settings, replicas or {})
     ports = {f"{s}": settings.port_of(s) for s in SERVICES}
-    ports.update({r.name: r.port for rs in processes.values() for r in rs if r.number})
+    every = [r for rs in processes.values() for r in rs]
+    ports.update({r.name: r.port for r in every if r.number})
     if postgres:
         ports["embedded PostgreSQL"] = postgres.port
     if broker:
@@ -383,7 +384,6 @@ def up(
         for child in supervisor.children:
             if child.process is None:
                 child.process = child.start()
-        every = [r for rs in processes.values() for r in rs]
         services = _service_processes(supervisor, every)
         wait_ready({r.name: r.url(settings) for r in every}, services, timeout=60)
         kpi_token_written = datetime.now(UTC)
@@ -413,9 +413,7 @@ def up(
         return 1
     finally:
         if supervisor is not None:
-            stop_processes(
-                _service_processes(supervisor, [r for rs in processes.values() for r in rs])
-            )
+            stop_processes(_service_processes(supervisor, every))
         for balancer in balancers:
             balancer.stop()
         if prometheus:
