@@ -937,6 +937,9 @@ class CaseService:
     def _act_for(self, case: Case, item: MatterItem, unit: Unit) -> None:
         """Record on the case in whose name ``unit`` handles ``item`` (enforcement.py); every
         later step of the case carries it."""
+        if item.is_service:
+            case.acting = None  # a service request is handled in no enforcement capacity
+            return
         township = self._reference.townships.get(case.township_code or unit.township or "")
         capacity = acting_capacity(item, unit, township, self._reference.departments)
         case.acting = capacity.record()
