@@ -560,7 +560,7 @@ def test_sample_out_of_list_goes_to_the_admission_queue(sample: ReferenceData) -
         ("路灯坏了", "GF-001", "T03-CJB"),  # the issue's own words: no longer 未命中关键词
         ("小区门口井盖没了", "GF-002", "T03-CJB"),
         ("我们这片停电了", "GF-005", "T03-GDS"),
-        ("家里自来水停了一天了", "GF-007", "ZLS-COUNTY"),
+        ("楼下水管破了 家里没水了", "GF-007", "ZLS-COUNTY"),
     ],
 )
 def test_a_service_request_reaches_its_responsible_body(
