@@ -16,8 +16,9 @@ from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
+from tests.integration.test_authority import _case
 from tests.support.infra import eventually
-from tests.support.tips import case_events, case_of, send_tip
+from tests.support.tips import act, bearer, case_events, case_of, send_tip
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,25 @@ async def test_a_street_light_goes_to_the_townships_service_station_with_deadlin
 
     deadlines = await eventually(clocks, what=f"the clocks of case {case.id}")
     assert {d["kind"] for d in deadlines} >= {"first_response", "resolution"}
+
+
+async def test_a_dispatcher_gives_a_service_request_to_a_utility_and_no_enforcement_to_it(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch
+    dispatcher = bearer(token, "dispatcher", "township:T03")
+    # A water outage waiting in 城关镇's triage: the county's water company takes it, through
+    # a person of its own named by the township's dispatcher, who holds no 执法证.
+    water = await _case(runtime, "T03", "GF-007")
+    answer = await act(
+        client, water, "assign", dispatcher, {"unit_id": "ZLS-COUNTY", "staff_id": "S0592"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["unit_id"], answer.json()["staff_id"]) == ("ZLS-COUNTY", "S0592")
+    # 占道经营 is claimed by 城关镇, yet its 城建办 holds no enforcement power.
+    stall = await _case(runtime, "T03", "CG-001")
+    refused = await act(client, stall, "assign", dispatcher, {"unit_id": "T03-CJB"})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["rules"] == ["not_enforcement_body"]
+    assert "无行政执法权" in refused.json()["detail"]
