@@ -44,6 +44,7 @@ contracts: $(STAMP)
 	$(BIN)/python -m contracts.generate
 	$(BIN)/python -m services.launcher.kafka_users
 	$(BIN)/python -m services.launcher.dashboards
+	$(BIN)/python -m services.launcher.configmaps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

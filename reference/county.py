@@ -74,6 +74,13 @@ class Authority(StrEnum):
     OUT_OF_LIST = "out_of_list"  # 清单之外
 
 
+class MatterKind(StrEnum):
+    """Which part of the dispatch catalogue (派单目录) an item belongs to."""
+
+    ENFORCEMENT = "enforcement"  # 事项清单: an administrative enforcement matter
+    SERVICE = "service"  # 公共服务诉求: a request a responsible body fixes (no enforcement)
+
+
 class Urgency(StrEnum):
     EMERGENCY = "emergency"
     UTILITIES = "utilities"
@@ -156,6 +163,13 @@ class UnitKind(StrEnum):
     SECONDED_SQUAD = "seconded_squad"  # officers seconded by one county team (the "9")
     COORDINATED_UNIT = "coordinated_unit"  # police station, judicial office, ... (the "N")
     COUNTY_DEPARTMENT = "county_department"  # the department's own county-level team
+    # Bodies that answer public-service requests (派单目录's service part), not enforcement:
+    SERVICE_STATION = "service_station"  # a township's 城建办, 环卫所 ...
+    UTILITY = "utility"  # 供电所, 自来水公司, 燃气公司 ...
+
+
+# Units that carry no enforcement power: an enforcement matter is never given to one.
+SERVICE_BODY_KINDS = frozenset({UnitKind.SERVICE_STATION, UnitKind.UTILITY})
 
 
 class Unit(_Strict):
@@ -197,16 +211,21 @@ DEFAULT_ENTRUSTED_CEILING = EntrustedCeiling(
 
 
 class MatterItem(_Strict):
+    """One item of the dispatch catalogue. An enforcement item (事项清单) names its legal basis,
+    action and authority type; a service item (公共服务诉求, ``kind: service``) names none of
+    them but the body responsible for fixing it (``responsible_body``)."""
+
     code: str
+    kind: MatterKind = MatterKind.ENFORCEMENT
     name: str
     major_category: str
     minor_category: str
-    domain: Domain
-    action_type: Literal["inspection", "penalty", "licence", "coercive_measure"]
-    legal_basis: str
-    authority: Authority
-    tier: Literal["core", "optional"]  # 基本盘 must be claimed, 自选盘 may be
-    lead_department: str
+    domain: Domain | None = None
+    action_type: Literal["inspection", "penalty", "licence", "coercive_measure"] | None = None
+    legal_basis: str | None = None
+    authority: Authority | None = None
+    tier: Literal["core", "optional"] | None = None  # 基本盘 must be claimed, 自选盘 may be
+    lead_department: str | None = None
     supporting_departments: list[str] = []
     default_urgency: Urgency = Urgency.GENERAL
     deadline_policy: str
@@ -219,6 +238,44 @@ class MatterItem(_Strict):
     public_location: Literal["coarse", "withheld"] = "coarse"
     # Entrusted (委托) items only: the penalties a township may decide in the department's name.
     entrusted_ceiling: EntrustedCeiling | None = None
+    # Service items only: the body that fixes it, by code: the unit ``<township>-<code>`` of the
+    # case's township when the township has one of a service body's kind (城建办 CJB, 环卫所
+    # HWS, 供电所 GDS), else the
+    # county-level unit ``<code>-COUNTY`` (自来水公司 ZLS, a county department such as JTYSJ).
+    responsible_body: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> MatterItem:
+        enforcement = {
+            "domain": self.domain,
+            "action_type": self.action_type,
+            "legal_basis": self.legal_basis,
+            "authority": self.authority,
+            "tier": self.tier,
+            "lead_department": self.lead_department,
+        }
+        if self.kind is MatterKind.ENFORCEMENT:
+            missing = [name for name, value in enforcement.items() if value is None]
+            if missing or self.responsible_body is not None:
+                raise ValueError(
+                    f"an enforcement item needs {', '.join(missing) or 'no responsible_body'}"
+                    + (" and takes no responsible_body" if self.responsible_body else "")
+                )
+        else:
+            # A street light has no legal basis, no authority type and needs no certificate.
+            given = [name for name, value in enforcement.items() if value is not None]
+            if self.entrusted_ceiling is not None or self.supporting_departments:
+                given.append("entrusted_ceiling/supporting_departments")
+            if given or self.responsible_body is None:
+                raise ValueError(
+                    "a service item names its responsible_body and none of "
+                    + ", ".join(given or ["the enforcement fields"])
+                )
+        return self
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind is MatterKind.SERVICE
 
     @property
     def ceiling(self) -> EntrustedCeiling | None:
@@ -351,11 +408,27 @@ class ReferenceData:
         first tip."""
         _ = self.keyword_index, self.segmenter, self.grid_locator
 
+    def responsible_unit(self, item: MatterItem, township: str | None) -> Unit | None:
+        """The body that fixes a service item in ``township``: the township's own station or
+        utility office if it has one, else the county-level one; None for an enforcement item."""
+        return responsible_unit(item, township, self.units)
+
     def units_of_township(self, township: str) -> list[Unit]:
         return [u for u in self.units.values() if u.township == township]
 
     def department_codes(self) -> list[str]:
         return sorted(self.departments)
+
+
+def responsible_unit(item: MatterItem, township: str | None, units: dict[str, Unit]) -> Unit | None:
+    """See :meth:`ReferenceData.responsible_unit`; also used while validating."""
+    if item.responsible_body is None:
+        return None
+    own = units.get(f"{township}-{item.responsible_body}") if township else None
+    if own is not None and own.kind in SERVICE_BODY_KINDS:
+        return own
+    # A township's seconded squad of the same code enforces; the request is the county's.
+    return units.get(f"{item.responsible_body}-COUNTY")
 
 
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -460,8 +533,9 @@ def _duplicates(values: list[str]) -> list[str]:
 def _unit_matches_department(unit: Unit, departments: dict[str, Department]) -> list[str]:
     """A squad is seconded by one of the 9 teams, an N unit belongs to an N parent, and a unit
     works in its department's domain; the township's own team has no domain of its own."""
-    if unit.kind is UnitKind.TOWNSHIP_TEAM:
-        return [f"unit {unit.id}: a township team has no domain"] if unit.domain else []
+    if unit.kind is UnitKind.TOWNSHIP_TEAM or unit.kind in SERVICE_BODY_KINDS:
+        # Neither the township's own team nor a service body works in one county team's domain.
+        return [f"unit {unit.id}: a {unit.kind.value} has no domain"] if unit.domain else []
     department = departments.get(unit.department or "")
     if department is None:
         return [] if unit.department else [f"unit {unit.id}: names no department"]
@@ -523,9 +597,13 @@ def _cross_check(
         if unit.department is not None and unit.department not in dept_codes:
             reasons.append(f"unit {unit.id}: unknown department {unit.department!r}")
         reasons.extend(_unit_matches_department(unit, departments_by_code))
-        if unit.kind is not UnitKind.COUNTY_DEPARTMENT and unit.township is None:
+        county_level = (UnitKind.COUNTY_DEPARTMENT, UnitKind.UTILITY)
+        if unit.kind not in county_level and unit.township is None:
             reasons.append(f"unit {unit.id}: a {unit.kind.value} must name its township")
-        if unit.kind is not UnitKind.TOWNSHIP_TEAM and unit.domain is None:
+        if unit.kind is UnitKind.UTILITY and unit.id.endswith("-COUNTY") != (unit.township is None):
+            reasons.append(f"unit {unit.id}: a county-wide utility is <code>-COUNTY, no township")
+        has_domain = unit.kind is not UnitKind.TOWNSHIP_TEAM and unit.kind not in SERVICE_BODY_KINDS
+        if has_domain and unit.domain is None:
             reasons.append(f"unit {unit.id}: a {unit.kind.value} must name its domain")
         township = townships.get(unit.township or "")
         own_villages = {v.code for v in township.villages} if township else set()
@@ -549,10 +627,14 @@ def _cross_check(
             reasons.append(f"township {code} ({township.name}): no seconded squad for {missing}")
 
     not_claimable = {Authority.COUNTY_ONLY, Authority.OUT_OF_LIST}
+    units_by_id = {u.id: u for u in units}
     for item in catalogue.items:
+        if item.is_service:
+            reasons.extend(_check_service_item(item, list(townships), units_by_id))
+            continue
         if item.tier == "core" and item.authority in not_claimable:
             reasons.append(f"matter {item.code}: a {item.authority.value} item cannot be core")
-        for dept in [item.lead_department, *item.supporting_departments]:
+        for dept in [item.lead_department or "", *item.supporting_departments]:
             if dept not in dept_codes:
                 reasons.append(f"matter {item.code}: unknown department {dept!r}")
         if item.entrusted_ceiling is not None and item.authority is not Authority.ENTRUSTED:
@@ -574,13 +656,40 @@ def _cross_check(
         for code in sorted(set(claim.items) - item_codes):
             reasons.append(f"claims {claim.township}: unknown matter {code!r}")
         for code in sorted(
-            c for c in claim.items if c in items and items[c].authority in not_claimable
+            c
+            for c in claim.items
+            if c in items and (items[c].authority in not_claimable or items[c].is_service)
         ):
             reasons.append(f"claims {claim.township}: {code!r} is not a township's to claim")
         for code in sorted(core - set(claim.items)):
             reasons.append(f"claims {claim.township}: core matter {code!r} must be claimed")
     for code in sorted(set(townships) - set(claimed_townships)):
         reasons.append(f"claims: township {code!r} has no claims")
+    return reasons
+
+
+def _check_service_item(
+    item: MatterItem, townships: list[str], units: dict[str, Unit]
+) -> list[str]:
+    """A service item reaches a body that fixes things in every township: a service station or
+    utility (the township's own, else the county's), or a county department's own unit."""
+    answerable = SERVICE_BODY_KINDS | {UnitKind.COUNTY_DEPARTMENT}
+    reasons: list[str] = []
+    for township in townships:
+        unit = responsible_unit(item, township, units)
+        if unit is None:
+            reasons.append(
+                f"matter {item.code}: no responsible body {item.responsible_body!r} in "
+                f"township {township} (no unit {township}-{item.responsible_body} nor "
+                f"{item.responsible_body}-COUNTY)"
+            )
+            break
+        if unit.kind not in answerable:
+            reasons.append(
+                f"matter {item.code}: responsible body {unit.id} is a {unit.kind.value}, "
+                "not a service station, utility or county department"
+            )
+            break
     return reasons
 
 

@@ -14,6 +14,11 @@ the catalogue and the county's decisions do not let it carry:
 - a matter whose action type is ``penalty`` goes only to a unit with at least one officer
   holding an enforcement certificate (执法证) valid that day.
 
+A public-service item (``kind: service``: a street light, a water outage) is no enforcement
+matter: it goes to a service station, utility or county department without the claims and
+certificate checks — only not to another township's body. An enforcement matter never goes to a
+service station or utility, which hold no enforcement power.
+
 A county department's own unit may be given any matter (the county acts in its own name); the
 certificate rule still holds for it. Every refusal is named and said in Chinese; all that
 refuse are given at once. Plain data and a function: no database, no clock, no HTTP.
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from reference.county import Authority, MatterItem, Unit, UnitKind
+from reference.county import SERVICE_BODY_KINDS, Authority, MatterItem, Unit, UnitKind
 from services.dispatch.labels import AUTHORITY
 
 # Action types that are enforcement proper: only certified officers may carry them out.
@@ -40,6 +45,7 @@ class AuthorityRefusal(StrEnum):
     UNCLAIMED = "unclaimed"
     NOT_ADMITTED = "not_admitted"
     NO_CERTIFICATE = "no_certificate"
+    NOT_ENFORCEMENT_BODY = "not_enforcement_body"
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,11 @@ def judge_assignment(
     """May ``unit`` be given a case of ``item`` in ``township`` (the case's), whose claimed
     items are ``claims``, with ``admission`` the approved admission decision of the case if
     any, on ``today`` (the county's date, by which certificates are valid)?"""
+    if item.is_service:
+        return _service_may_go(item, unit, township)
+    if unit.kind in SERVICE_BODY_KINDS:
+        reason = f"{unit.name}为公共服务单位，无行政执法权，不得指派执法事项（{item.name}）"
+        return Verdict("", (Refusal(AuthorityRefusal.NOT_ENFORCEMENT_BODY, reason),))
     refusals: list[Refusal] = []
     if unit.kind is UnitKind.COUNTY_DEPARTMENT:
         grounds = f"{unit.name}为县直部门队伍，以本部门名义办理"
@@ -107,6 +118,15 @@ def judge_assignment(
             )
         )
     return Verdict(grounds, tuple(refusals))
+
+
+def _service_may_go(item: MatterItem, unit: Unit, township: str | None) -> Verdict:
+    """A service request goes to any body that fixes things, in the case's township or
+    county-wide: no claims, no certificate, no authority type."""
+    if unit.township is not None and unit.township != township:
+        reason = f"{unit.name}不属于本案所在乡镇（{township or '未定位'}），不得跨乡镇指派"
+        return Verdict("", (Refusal(AuthorityRefusal.OTHER_TOWNSHIP, reason),))
+    return Verdict(f"公共服务诉求（{item.name}），由{unit.name}办理")
 
 
 def _township_may_hold(

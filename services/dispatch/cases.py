@@ -135,6 +135,7 @@ from services.dispatch.routing import (
     UNLOCATED,
     Assignment,
     NeedsTriage,
+    least_loaded,
     pick_staff,
     route,
     supporting_units,
@@ -1037,18 +1038,24 @@ class CaseService:
         supporting units."""
         reference = self._reference
         unit = self._unit(unit_id)
+        item = self._item(matter_code or case.matter_code)
         by_county = step["actor_role"] in COUNTY_ROLES
-        if not by_county and unit.township != case.township_code:
+        # A service request may also go to a county-wide utility (the water company).
+        county_wide_service = item.is_service and unit.township is None
+        if not by_county and unit.township != case.township_code and not county_wide_service:
             raise AssignmentRefused(
                 AssignmentRefusal.FOREIGN_UNIT, "A township dispatcher assigns to its own units."
             )
-        item = self._item(matter_code or case.matter_code)
         today = self._today(self._clock())
         verdict = self._authorise(case, item, unit, admission, today)
-        staff = self._named_staff(unit, staff_id, today)
+        staff = self._named_staff(unit, staff_id, today, certified=not item.is_service)
         if staff_id is None:
             load = await open_load(self._session)
-            staff = pick_staff(unit, case.village_code, load, today, "", "").staff
+            staff = (
+                least_loaded(unit, load)
+                if item.is_service
+                else pick_staff(unit, case.village_code, load, today, "", "").staff
+            )
         supporting = supporting_units(item, unit, case.township_code or "", reference)
         await self._label(case, item.code, step)
         case.unit_id, case.staff_id = unit.id, staff.id if staff else None
@@ -1076,6 +1083,9 @@ class CaseService:
     def _act_for(self, case: Case, item: MatterItem, unit: Unit) -> None:
         """Record on the case in whose name ``unit`` handles ``item`` (enforcement.py); every
         later step of the case carries it."""
+        if item.is_service:
+            case.acting = None  # a service request is handled in no enforcement capacity
+            return
         township = self._reference.townships.get(case.township_code or unit.township or "")
         capacity = acting_capacity(item, unit, township, self._reference.departments)
         case.acting = capacity.record()
@@ -1097,12 +1107,16 @@ class CaseService:
         return item
 
     @staticmethod
-    def _named_staff(unit: Unit, staff_id: str | None, today: date) -> Staff | None:
-        """The person named to act, if any: one of the unit's, certified on ``today``."""
+    def _named_staff(
+        unit: Unit, staff_id: str | None, today: date, certified: bool = True
+    ) -> Staff | None:
+        """The person named to act, if any: one of the unit's, certified on ``today`` unless
+        the case is a service request (``certified`` False), which needs no 执法证."""
         if staff_id is None:
             return None
         staff = next((s for s in unit.staff if s.id == staff_id), None)
-        if staff is None or not (staff.certificate and staff.certificate.valid_on(today)):
+        valid = staff is not None and staff.certificate and staff.certificate.valid_on(today)
+        if staff is None or (certified and not valid):
             raise AssignmentRefused(
                 AssignmentRefusal.STAFF_CANNOT_ENFORCE,
                 f"{staff_id} is not in {unit.id} with a valid enforcement certificate.",

@@ -99,7 +99,8 @@ class Case(SQLModel, table=True):
             township_code=self.township_code,
             staff_id=self.staff_id,
             matter_code=item.code,
-            authority=item.authority.value,
+            # A service request has no authority type: the event says "service".
+            authority=item.authority.value if item.authority else item.kind.value,
             urgency=self.urgency,  # type: ignore[arg-type]
             deadline_policy=item.deadline_policy,
             catalogue_version=catalogue_version,

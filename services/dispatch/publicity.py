@@ -94,11 +94,18 @@ def publishable_before(now: datetime, delay: timedelta) -> datetime:
     return now - delay
 
 
+def published_matters(reference: ReferenceData) -> list[str]:
+    """The matters whose closed cases are published: the enforcement list's. A service request
+    (a street light mended) is no administrative enforcement act: 行政执法公示 leaves it out."""
+    return [item.code for item in reference.catalogue.items if not item.is_service]
+
+
 def public_record(case: ClosedCase, reference: ReferenceData) -> PublicRecord | None:
     """The case as the public reads it; None for a case with no matter of the catalogue (a
-    matter the current catalogue no longer lists is not published under a guessed name)."""
+    matter the current catalogue no longer lists is not published under a guessed name) and
+    for a service request (see :func:`published_matters`)."""
     item = reference.items.get(case.matter_code or "")
-    if item is None:
+    if item is None or item.is_service or item.action_type is None:
         return None
     unit = reference.units.get(case.unit_id or "")
     staff = next((s for s in unit.staff if s.id == case.staff_id), None) if unit else None
@@ -117,7 +124,7 @@ def public_record(case: ClosedCase, reference: ReferenceData) -> PublicRecord | 
         matter_name=item.name,
         open311_service_code=item.open311_service_code,
         action_type=ACTION_TYPE[item.action_type],
-        legal_basis=item.legal_basis,
+        legal_basis=item.legal_basis or "",
         result=result,
         acting_unit=unit.name if unit else None,
         acting_in_name_of=_in_name_of(case.acting_in_name_of),

@@ -12,7 +12,12 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from services.dispatch.dependencies import RuntimeDep, reading
-from services.dispatch.publicity import PublicRecord, public_record, publishable_before
+from services.dispatch.publicity import (
+    PublicRecord,
+    public_record,
+    publishable_before,
+    published_matters,
+)
 from services.dispatch.queries import closed_cases
 from services.dispatch.wiring import current_reference
 from services.runtime.pages import page_router
@@ -94,8 +99,8 @@ async def publicity(
     cutoff = publishable_before(runtime.clock(), timedelta(days=delay))
     if before is not None:
         cutoff = min(cutoff, before - timedelta(microseconds=1))
-    async with reading(runtime) as session:
-        closed = await closed_cases(session, cutoff, limit)
     reference = current_reference(runtime)
+    async with reading(runtime) as session:
+        closed = await closed_cases(session, cutoff, limit, published_matters(reference))
     records = [r for r in (public_record(c, reference) for c in closed) if r is not None]
     return PublicityOut(delay_days=delay, records=[_out(r) for r in records])

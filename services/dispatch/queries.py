@@ -386,10 +386,14 @@ ASSIGNED = "whistle.case.assigned"
 
 
 async def closed_cases(
-    session: AsyncSession, closed_before: datetime, limit: int
+    session: AsyncSession,
+    closed_before: datetime,
+    limit: int,
+    matters: Collection[str] | None = None,
 ) -> list[ClosedCase]:
     """The cases closed (and still closed) at or before ``closed_before`` after a resolution,
-    latest closed first; each with its latest resolution and its first assignment."""
+    latest closed first, of ``matters`` only if given (in the query, so a page is full); each
+    with its latest resolution and its first assignment."""
     closes = (
         select(
             CaseTimelineEntry.case_id,
@@ -406,6 +410,7 @@ async def closed_cases(
             .where(
                 Case.status == CaseStatus.CLOSED,  # type: ignore[arg-type]
                 closes.c.closed_at <= closed_before,
+                Case.matter_code.in_(matters) if matters is not None else true(),  # type: ignore[union-attr]
                 # Closed after a resolution: a case whose admission was declined has none.
                 Case.id.in_(  # type: ignore[attr-defined]
                     select(CaseTimelineEntry.case_id).where(CaseTimelineEntry.type == RESOLVED)  # type: ignore[arg-type]

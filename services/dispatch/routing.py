@@ -136,6 +136,8 @@ def _lead(
     open_load: Mapping[str, int],
     today: date,
 ) -> Assignment | NeedsTriage:
+    if item.is_service:
+        return _service_body(item, township, reference, open_load)
     if item.authority is Authority.OUT_OF_LIST:
         return NeedsTriage(
             ADMISSION_QUEUE, "out_of_list", f"{item.name} 不在乡镇事项清单内，须走准入程序"
@@ -174,6 +176,32 @@ def _lead(
     return pick_staff(
         team, village, open_load, today, item.authority.value, "无对口派驻队伍，由综合执法队办理"
     )
+
+
+def _service_body(
+    item: MatterItem, township: str, reference: ReferenceData, open_load: Mapping[str, int]
+) -> Assignment | NeedsTriage:
+    """A public-service request goes to its responsible body (the township's station or
+    utility office, else the county's), to its least loaded person: nobody needs a
+    certificate to mend a street light."""
+    unit = reference.responsible_unit(item, township)
+    if unit is None:  # validation at load makes this unreachable for the loaded catalogue
+        return NeedsTriage("county", "no_responsible_body", f"{item.name} 无责任单位")
+    staff = least_loaded(unit, open_load)
+    return Assignment(
+        unit,
+        staff,
+        "service",
+        (
+            f"公共服务诉求（非执法事项），由责任单位{unit.name}办理",
+            f"指派 {staff.id}（在办 {open_load.get(staff.id, 0)} 件）",
+        ),
+    )
+
+
+def least_loaded(unit: Unit, open_load: Mapping[str, int]) -> Staff:
+    """Anyone of ``unit`` with the fewest open cases, for a service request (no 执法证 needed)."""
+    return min(unit.staff, key=lambda s: (open_load.get(s.id, 0), s.id))
 
 
 def pick_staff(

@@ -112,6 +112,8 @@ def _unmet_conditions(reason: WhistleReason, facts: WhistleFacts) -> list[Refusa
         unclaimed_ok = reason.or_unclaimed and matter is not None and not facts.claimed
         if matter is None:
             unmet.append("案件尚未确定事项")
+        elif matter.authority is None:  # a service request: no authority type to whistle on
+            unmet.append(f"{matter.name}为公共服务诉求，无职权类型")
         elif matter.authority not in reason.authorities and not unclaimed_ok:
             allowed = joined(AUTHORITY, reason.authorities)
             extra = "，或乡镇未认领的事项" if reason.or_unclaimed else ""

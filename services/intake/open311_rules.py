@@ -160,7 +160,9 @@ def services_from_catalogue(items: Iterable[MatterItem]) -> dict[str, Service]:
         services[code] = Service(
             code=code,
             name=name,
-            description="；".join(f"{m.name}（{m.legal_basis}）" for m in members),
+            description="；".join(
+                f"{m.name}（{m.legal_basis}）" if m.legal_basis else m.name for m in members
+            ),
             group=first.major_category,
             keywords=tuple(keywords),
             matters=matters,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from reference.county import ReferenceData, load_reference
+from reference.county import MatterKind, ReferenceData, load_reference
 from services.ledger import api, assessment_api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
@@ -29,7 +29,9 @@ def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
             "unit": frozenset(reference.units),
             "department": frozenset(reference.departments),
             "matter": frozenset(reference.items),
+            "kind": frozenset(kind.value for kind in MatterKind),
         },
+        matter_kinds={item.code: item.kind.value for item in reference.catalogue.items},
     )
 
 

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.ledger.kpi_store import KPI_REGISTRY, GroupBy, MetricScope, tally
 from services.ledger.kpis import (
     COUNT_DEFINITIONS,
     DEFINITIONS,
+    KIND_DEFINITIONS,
     Definition,
     PeriodKind,
     discovery,
@@ -88,6 +89,9 @@ class KpiReport(BaseModel):
     groups: list[GroupOut]
     definitions: dict[str, DefinitionOut]
     count_definitions: dict[str, str]
+    kind_definitions: dict[str, str] = Field(
+        description="what group_by=kind's keys mean: enforcement cases apart from service requests"
+    )
 
 
 KPI_READERS = ("auditor", "county_supervisor")
@@ -128,7 +132,15 @@ async def kpis(
     now = runtime.clock()
     chosen = period_of(period, at or local_day(now, scope.timezone))
     async with runtime.sessions() as session:
-        result = await tally(session, chosen, group_by, now, scope.timezone, scope.unit_departments)
+        result = await tally(
+            session,
+            chosen,
+            group_by,
+            now,
+            scope.timezone,
+            scope.unit_departments,
+            scope.matter_kinds,
+        )
     groups = [
         GroupOut(
             key=key,
@@ -159,4 +171,5 @@ async def kpis(
         groups=groups,
         definitions={name: DefinitionOut.of(d) for name, d in DEFINITIONS.items()},
         count_definitions=COUNT_DEFINITIONS,
+        kind_definitions=KIND_DEFINITIONS,
     )

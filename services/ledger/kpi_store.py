@@ -27,6 +27,7 @@ from services.ledger.kpis import (
     Counts,
     Period,
     local_day,
+    matter_kind,
     period_of,
     rates,
 )
@@ -45,11 +46,20 @@ from services.runtime.db import Sessions
 log = logging.getLogger(__name__)
 
 # "staff" is 考核's (issue #15): an officer's row counts the cases they resolved, the
-# rejections they sent back and the legal reviews they asked for.
-GroupBy = Literal["county", "township", "unit", "department", "matter", "staff"]
+# rejections they sent back and the legal reviews they asked for. "kind" folds the cases by
+# the catalogue's part, enforcement or public service (issue #21).
+GroupBy = Literal["county", "township", "unit", "department", "matter", "staff", "kind"]
 # The channels 回访 is taken by; each rating counts in 满意率 whichever it came by.
 RATING_CHANNELS = ("web", "wechat", "hotline")
-GROUP_BYS: tuple[GroupBy, ...] = ("county", "township", "unit", "department", "matter", "staff")
+GROUP_BYS: tuple[GroupBy, ...] = (
+    "county",
+    "township",
+    "unit",
+    "department",
+    "matter",
+    "staff",
+    "kind",
+)
 COUNTY = "county"
 
 
@@ -109,9 +119,16 @@ async def tally(
     now: datetime,
     timezone: str,
     unit_departments: Mapping[str, str | None],
+    matter_kinds: Mapping[str, str] | None = None,
 ) -> Tally:
-    """Counts per group over the period (see services.ledger.kpis for what each means)."""
+    """Counts per group over the period (see services.ledger.kpis for what each means).
+    ``matter_kinds`` names each matter's part of the catalogue, for ``group_by="kind"``."""
     start, end = period.bounds(timezone)
+    if group_by == "kind":
+        # A case's counts are its matter's part of the catalogue: service requests apart from
+        # enforcement cases (kpis.matter_kind says how a matter is placed).
+        by_matter = await tally(session, period, "matter", now, timezone, unit_departments)
+        return by_matter.folded(lambda matter: matter_kind(matter, matter_kinds or {}))
     if group_by == "department":
         # A unit's case counts are its department's; whistles and their chases name the
         # summoned department themselves.
@@ -406,7 +423,7 @@ KPI_COUNT = Gauge(
     registry=KPI_REGISTRY,
 )
 # Units are left to the API: 255 of them times every rate and period is too many series.
-METRIC_GROUPS: tuple[GroupBy, ...] = ("county", "township", "department", "matter")
+METRIC_GROUPS: tuple[GroupBy, ...] = ("county", "township", "department", "matter", "kind")
 METRIC_COUNTS = (
     "opened",
     "closed",
@@ -439,6 +456,8 @@ class MetricScope:
     timezone: str
     unit_departments: Mapping[str, str | None]
     known: Mapping[GroupBy, frozenset[str]]
+    # Each matter's part of the dispatch catalogue: "enforcement" or "service".
+    matter_kinds: Mapping[str, str] = field(default_factory=dict)
 
 
 async def refresh_gauges(session: AsyncSession, scope: MetricScope, now: datetime) -> None:
@@ -448,7 +467,13 @@ async def refresh_gauges(session: AsyncSession, scope: MetricScope, now: datetim
         period = period_of(kind, today)
         for group_by in METRIC_GROUPS:
             result = await tally(
-                session, period, group_by, now, scope.timezone, scope.unit_departments
+                session,
+                period,
+                group_by,
+                now,
+                scope.timezone,
+                scope.unit_departments,
+                scope.matter_kinds,
             )
             known = scope.known.get(group_by, frozenset({COUNTY}))
             merged: dict[str, Counts] = defaultdict(Counts)

@@ -12,6 +12,7 @@ counts in December, the fourth quarter and 2026.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, time
 from typing import Literal
@@ -167,6 +168,27 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "legal_review_returns": "法制审核 returned with an opinion (the decision did not stand as "
     "proposed), by the decision; counted like legal_reviews",
 }
+
+
+# group_by=kind: the ledger's figures for the two parts of the dispatch catalogue, apart. A
+# street light mended is a public service delivered, not an enforcement case: the county's
+# enforcement figures (and 行政执法公示) count only the first.
+KIND_DEFINITIONS: dict[str, str] = {
+    "enforcement": "enforcement cases: cases whose matter is on the enforcement list (事项清单: "
+    "a legal basis, an authority type, certified officers), or a matter the current catalogue "
+    "no longer lists (every matter before the service part was one)",
+    "service": "service requests (公共服务诉求): cases whose matter is in the catalogue's public-"
+    "service part (a street light, a water outage), handled by a service station, utility or "
+    "county department without enforcement",
+    "null": "cases not yet given a matter (waiting in triage)",
+}
+
+
+def matter_kind(matter: str | None, kinds: Mapping[str, str]) -> str | None:
+    """The part of the catalogue a case of ``matter`` counts in (see KIND_DEFINITIONS)."""
+    if matter is None:
+        return None
+    return kinds.get(matter, "enforcement")
 
 
 @dataclass(frozen=True)

@@ -716,3 +716,26 @@ async def test_a_chase_fired_before_a_late_arriving_stop_is_not_counted(
     client, _ = kpis
     [county] = (await report(client, token, period="month", at="2026-12-09"))["groups"]
     assert county["counts"]["chases"] == 1
+
+
+async def test_service_requests_are_counted_apart_from_enforcement_cases(
+    sessions: Sessions, kpis: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """group_by=kind: the scripted month's enforcement cases (A–E, SC-001/SC-002) and two
+    street lights (GF-001, 城关镇城建办), one mended on time, apart, with the definitions."""
+    await record_the_scripted_cases(sessions)
+    lights = [script(matter="GF-001"), script(matter="GF-001")]
+    await record(sessions, lifecycle(lights[0], at(6), "T03-CJB", False, "rectified", False))
+    await record(sessions, [lights[1].tip(at(7)), lights[1].opened(at(7))])
+    client, _ = kpis
+    body = await report(client, token, period="month", at="2026-12-20", group_by="kind")
+    by_kind = groups(body)
+    assert set(by_kind) == {"enforcement", "service"}
+    assert by_kind["service"]["counts"]["opened"] == 2
+    assert value(by_kind["service"], "resolution_rate") == (1.0, 1, 1)
+    # The enforcement figures are those of the scripted month, as if no street light had gone out.
+    assert by_kind["enforcement"]["counts"]["opened"] == 5
+    assert value(by_kind["enforcement"], "resolution_rate") == (2 / 3, 2, 3)
+    assert set(body["kind_definitions"]) == {"enforcement", "service", "null"}
+    county = groups(await report(client, token, period="month", at="2026-12-20"))["county"]
+    assert county["counts"]["opened"] == 7  # the county's total still counts both

@@ -45,24 +45,28 @@ def _entry(case_id: UUID, kind: str, at: datetime, data: dict[str, Any]) -> Case
 
 
 async def a_case(
-    runtime: Runtime, status: str, steps: list[tuple[str, datetime, dict[str, Any]]]
+    runtime: Runtime,
+    status: str,
+    steps: list[tuple[str, datetime, dict[str, Any]]],
+    matter: str = "CG-001",
+    unit: str = "T03-CGJ",
 ) -> UUID:
-    """A case of 城关镇五里铺村 (T03V02) for 占道经营 (CG-001), held by the urban-management
-    squad's officer 宋晓丽, with the citizen's own words stored beside it."""
+    """A case of 城关镇五里铺村 (T03V02), by default for 占道经营 (CG-001) held by the
+    urban-management squad's officer 宋晓丽, with the citizen's own words stored beside it."""
     opened = CLOSED_AT - timedelta(days=3)
     case = Case(
         id=uuid7(),
         tip_id=uuid7(),
         status=status,
-        matter_code="CG-001",
+        matter_code=matter,
         township_code="T03",
         village_code="T03V02",
         grid_id="T03V02G01",
         lat=38.7601,
         lon=113.2251,
         urgency="general",
-        unit_id="T03-CGJ",
-        staff_id="S0089",
+        unit_id=unit,
+        staff_id="S0089" if unit == "T03-CGJ" else None,
         catalogue_version="test",
         created_at=opened,
         updated_at=opened,
@@ -187,3 +191,26 @@ async def test_older_records_are_read_page_by_page(
     assert newest["service_request_id"] == str(newer)
     second = await _published(client, limit="1", before=newest["updated_datetime"])
     assert list(second) == [str(older)]
+
+
+async def test_a_service_request_is_never_published_and_does_not_shorten_a_page(
+    public: tuple[httpx.AsyncClient, Runtime, MovableClock],
+) -> None:
+    """A street light mended by 城关镇城建办 is no enforcement act: 行政执法公示 leaves it out,
+    in the query, so a page of one still holds the enforcement case closed before it."""
+    client, runtime, clock = public
+    later = CLOSED_AT + timedelta(days=30)
+    enforcement = str(await a_case(runtime, "closed", closed_after_a_resolution(later)))
+    street_light = str(
+        await a_case(
+            runtime,
+            "closed",
+            closed_after_a_resolution(later + timedelta(hours=1)),
+            matter="GF-001",
+            unit="T03-CJB",
+        )
+    )
+    clock.now = later + timedelta(days=8)
+    page = await _published(client, limit="1")
+    assert list(page) == [enforcement]
+    assert street_light not in await _published(client, limit="200")

@@ -60,7 +60,7 @@ async def test_a_dispatchers_correction_changes_the_next_similar_tip_after_train
     reloaded = await client.post("/v1/reference/reload", headers=admin)
     assert reloaded.status_code == 200, reloaded.text
     version = reloaded.json()["triage_model_version"]
-    assert reloaded.json()["triage_model_examples"] == 945 + 1
+    assert reloaded.json()["triage_model_examples"] == 1123 + 1
 
     similar = "医院门口共享单车停得乱七八糟 救护车都过不去"
     case = await case_of(runtime, await send_tip(runtime, similar, GRID))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.county import ReferenceData, load_reference
+from reference.county import SERVICE_BODY_KINDS, ReferenceData, load_reference
 from services.dispatch.authority import (
     AdmissionInForce,
     AuthorityRefusal,
@@ -216,6 +216,12 @@ def test_every_township_unit_and_matter_of_the_sample_is_judged_by_the_catalogue
                     item, unit, township=township, claims=claims, admission=None, today=TODAY
                 )
                 rules = set(_rules(verdict)) - {AuthorityRefusal.NO_CERTIFICATE}
+                if item.is_service:  # any body of the township may fix it; no enforcement check
+                    assert not verdict.refusals, (item.code, unit.id)
+                    continue
+                if unit.kind in SERVICE_BODY_KINDS:  # no enforcement power, whatever the item
+                    assert rules == {AuthorityRefusal.NOT_ENFORCEMENT_BODY}, (item.code, unit.id)
+                    continue
                 assert (not rules) == (item.authority.value in held and item.code in claims)
                 if AuthorityRefusal.NO_CERTIFICATE in _rules(verdict):
                     assert item.action_type == "penalty" and not certified_on(unit, TODAY)
@@ -260,3 +266,29 @@ def test_only_the_department_leading_an_assist_matter_asks_its_township(
         assert reason is None
     else:
         assert reason is not None and refused in reason
+
+
+# ---------------------------------------------------------------- public-service requests
+
+
+def test_a_service_request_goes_to_its_body_without_enforcement_checks(
+    sample: ReferenceData,
+) -> None:
+    # 城关镇城建办 holds no certificate, no claim and no authority type, yet mends street lights.
+    street_light = _judge(sample, "GF-001", "T03-CJB", "T03")
+    assert street_light.allowed
+    assert street_light.grounds == "公共服务诉求（路灯不亮、损坏），由城关镇城建办办理"
+    assert not certified_on(sample.units["T03-CJB"], TODAY)
+    assert _judge(sample, "GF-007", "ZLS-COUNTY", "T03").allowed  # the county's water company
+    # ... but not another township's station.
+    assert _rules(_judge(sample, "GF-001", "T05-CJB", "T03")) == [AuthorityRefusal.OTHER_TOWNSHIP]
+
+
+@pytest.mark.parametrize("unit", ["T03-CJB", "T03-GDS", "ZLS-COUNTY", "RQ-COUNTY"])
+def test_an_enforcement_matter_never_goes_to_a_service_body_or_utility(
+    sample: ReferenceData, unit: str
+) -> None:
+    # CG-001 占道经营 is claimed by 城关镇; a utility or station still may not enforce it.
+    verdict = _judge(sample, "CG-001", unit, "T03")
+    assert _rules(verdict) == [AuthorityRefusal.NOT_ENFORCEMENT_BODY]
+    assert "无行政执法权" in verdict.reason

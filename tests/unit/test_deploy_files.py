@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from services.launcher import dashboards
+from services.launcher import configmaps, dashboards
 from services.runtime import metrics
 from services.runtime.settings import SERVICES, Settings
 from tests.unit.test_metrics_inventory import loaded_metric_objects
@@ -234,6 +234,14 @@ def test_grafana_dashboards_use_only_metrics_the_services_export() -> None:
 def test_the_dashboards_are_what_their_code_generates() -> None:
     assert {path.stem for path in DASHBOARDS} == set(dashboards.DASHBOARDS)
     assert dashboards.main(["--check"]) == 0
+
+
+def test_the_configmaps_carry_the_reference_data_of_deploy_config() -> None:
+    # A catalogue changed without regenerating would reach a cluster stale.
+    for _, directory, manifest in configmaps.CONFIGMAPS:
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8"))["data"]
+        assert data == configmaps.files_of(directory), manifest.name
+    assert configmaps.main(["--check"]) == 0
 
 
 def test_grafana_is_provisioned_with_the_dashboards_and_prometheus() -> None:

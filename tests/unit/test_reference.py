@@ -16,7 +16,9 @@ import yaml
 from reference.county import (
     CODE_PATTERN,
     SECONDED_DOMAINS,
+    SERVICE_BODY_KINDS,
     Authority,
+    MatterKind,
     ReferenceData,
     ReferenceDataError,
     UnitKind,
@@ -142,7 +144,8 @@ def test_catalogue_covers_every_team_domain_and_every_item_has_keywords() -> Non
         assert per_domain[domain] >= 4, domain
     for item in items:
         assert item.keywords, item.code
-        assert item.lead_department in ref.departments, item.code
+        if not item.is_service:
+            assert item.lead_department in ref.departments, item.code
 
 
 def test_deadline_policy_follows_the_default_urgency() -> None:
@@ -156,7 +159,7 @@ def test_townships_claim_every_core_item_and_nothing_beyond_their_powers() -> No
     not_theirs = {
         i.code
         for i in ref.catalogue.items
-        if i.authority in (Authority.COUNTY_ONLY, Authority.OUT_OF_LIST)
+        if i.authority in (Authority.COUNTY_ONLY, Authority.OUT_OF_LIST) or i.is_service
     }
     assert set(ref.claims) == set(ref.townships)
     for township, claimed in ref.claims.items():
@@ -300,3 +303,100 @@ def test_an_unknown_township_is_one_reason_not_one_per_village(tmp_path: Path) -
 
     reasons = _refusal(_broken_copy(tmp_path, "units.yaml", edit))
     assert [r for r in reasons if "T01-SCJGJ" in r] == ["unit T01-SCJGJ: unknown township 'T99'"]
+
+
+# ---------------------------------------------------------------- the public-service part
+
+
+def test_the_catalogue_holds_common_service_requests_apart_from_enforcement() -> None:
+    ref = _shipped()
+    services = [i for i in ref.catalogue.items if i.kind is MatterKind.SERVICE]
+    assert 10 <= len(services) <= 15
+    names = "".join(i.name for i in services)
+    for wanted in ("路灯", "井盖", "道路", "停电", "停水", "停气", "垃圾", "物业"):
+        assert wanted in names, wanted
+    service_codes = [i.open311_service_code for i in services]
+    enforcement_codes = {i.open311_service_code for i in ref.catalogue.items if not i.is_service}
+    assert len(service_codes) == len(set(service_codes))  # one Open311 service per request
+    assert not set(service_codes) & enforcement_codes  # the two parts never share a service
+    for item in services:
+        # No enforcement: no legal basis, authority type, action or certificate-bearing body.
+        assert (item.legal_basis, item.authority, item.action_type) == (None, None, None)
+        assert item.open311_service_code and item.deadline_policy and item.keywords
+        for township in ref.townships:
+            unit = ref.responsible_unit(item, township)
+            assert unit is not None and unit.kind in (
+                *SERVICE_BODY_KINDS,
+                UnitKind.COUNTY_DEPARTMENT,
+            )
+            assert unit.township in (None, township)
+    assert ref.responsible_unit(ref.items["GF-001"], "T03").id == "T03-CJB"  # 城关镇城建办
+    assert ref.responsible_unit(ref.items["GF-005"], "T03").id == "T03-GDS"  # 城关镇供电所
+    assert ref.responsible_unit(ref.items["GF-007"], "T03").id == "ZLS-COUNTY"  # 自来水公司
+    assert ref.responsible_unit(ref.items["GF-013"], "T03").id == "JTYSJ-COUNTY"  # county dept
+
+
+def test_every_township_has_its_service_stations_and_power_office() -> None:
+    ref = _shipped()
+    for township in ref.townships:
+        for body in ("CJB", "HWS", "GDS"):
+            assert ref.units[f"{township}-{body}"].kind in SERVICE_BODY_KINDS
+
+
+def _add_item(entry: dict) -> Callable[[dict], None]:
+    def edit(doc: dict) -> None:
+        doc["items"].append(entry)
+
+    return edit
+
+
+SERVICE_ENTRY = {
+    "code": "GF-099",
+    "kind": "service",
+    "name": "路灯不亮",
+    "major_category": "市政设施",
+    "minor_category": "照明",
+    "responsible_body": "CJB",
+    "deadline_policy": "P-GENERAL",
+    "keywords": [{"word": "路灯"}],
+}
+
+
+def test_a_service_item_with_a_legal_basis_or_authority_is_refused(tmp_path: Path) -> None:
+    entry = {**SERVICE_ENTRY, "legal_basis": "《某条例》", "authority": "devolved"}
+    reasons = _refusal(_broken_copy(tmp_path, "catalogue.yaml", _add_item(entry)))
+    assert any("service item" in r and "legal_basis" in r and "authority" in r for r in reasons)
+
+
+def test_a_service_item_without_a_body_that_exists_everywhere_is_refused(tmp_path: Path) -> None:
+    missing = {**SERVICE_ENTRY, "responsible_body": "XYZ"}
+    reasons = _refusal(_broken_copy(tmp_path, "catalogue.yaml", _add_item(missing)))
+    assert any("GF-099: no responsible body 'XYZ'" in r for r in reasons)
+    no_body = {k: v for k, v in SERVICE_ENTRY.items() if k != "responsible_body"}
+    reasons = _refusal(_broken_copy(tmp_path / "b", "catalogue.yaml", _add_item(no_body)))
+    assert any("names its responsible_body" in r for r in reasons)
+
+
+def test_a_township_enforcement_team_is_no_responsible_body(tmp_path: Path) -> None:
+    # <township>-TEAM exists in every township, but it enforces: a service item never reaches it.
+    entry = {**SERVICE_ENTRY, "responsible_body": "TEAM"}
+    reasons = _refusal(_broken_copy(tmp_path, "catalogue.yaml", _add_item(entry)))
+    assert any("no responsible body 'TEAM'" in r for r in reasons)
+
+
+def test_an_enforcement_item_needs_its_legal_fields_and_takes_no_body(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        first = doc["items"][0]
+        del first["legal_basis"]
+        first["responsible_body"] = "CJB"
+
+    reasons = _refusal(_broken_copy(tmp_path, "catalogue.yaml", edit))
+    assert any("enforcement item needs legal_basis" in r for r in reasons)
+
+
+def test_a_township_cannot_claim_a_service_item(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        doc["claims"][0]["items"].append("GF-001")
+
+    reasons = _refusal(_broken_copy(tmp_path, "claims.yaml", edit))
+    assert any("'GF-001' is not a township's to claim" in r for r in reasons)

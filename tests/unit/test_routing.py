@@ -27,7 +27,7 @@ from reference.county import (
     load_reference,
 )
 from services.dispatch.routing import UNLOCATED, Assignment, NeedsTriage, route, waiting_queue
-from services.dispatch.triage import Classification, Location, Triaged
+from services.dispatch.triage import Classification, Location, Triaged, classify
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 TODAY = date(2026, 11, 21)
@@ -445,6 +445,11 @@ def test_sample_every_route_follows_the_rules(sample: ReferenceData) -> None:
         claimed = sample.claims[township]
         for item in sample.catalogue.items:
             outcome = route(item, township, None, sample, {}, TODAY)
+            if item.is_service:  # its responsible body, by anyone there: no certificate needed
+                result = _assigned(outcome)
+                assert result.unit == sample.responsible_unit(item, township)
+                assert result.rule == "service" and result.staff in result.unit.staff
+                continue
             if item.authority is Authority.OUT_OF_LIST:
                 assert isinstance(outcome, NeedsTriage)
                 continue
@@ -544,3 +549,27 @@ def test_sample_out_of_list_goes_to_the_admission_queue(sample: ReferenceData) -
         outcome = route(sample.items[code], "T05", None, sample, {}, TODAY)
         assert isinstance(outcome, NeedsTriage)
         assert (outcome.queue, outcome.rule) == ("admission", "out_of_list")
+
+
+# ---------------------------------------------------------------- public-service requests
+
+
+@pytest.mark.parametrize(
+    ("text", "matter", "unit"),
+    [
+        ("路灯坏了", "GF-001", "T03-CJB"),  # the issue's own words: no longer 未命中关键词
+        ("小区门口井盖没了", "GF-002", "T03-CJB"),
+        ("我们这片停电了", "GF-005", "T03-GDS"),
+        ("楼下水管破了 家里没水了", "GF-007", "ZLS-COUNTY"),
+    ],
+)
+def test_a_service_request_reaches_its_responsible_body(
+    sample: ReferenceData, text: str, matter: str, unit: str
+) -> None:
+    classification = classify(text, None, sample)
+    assert classification.item is not None, classification.explanation
+    assert classification.item.code == matter, classification.explanation
+    result = _assigned(route(classification.item, "T03", "T03V02", sample, {}, TODAY))
+    assert result.unit.id == unit and result.rule == "service"
+    assert result.explanation[0].startswith("公共服务诉求（非执法事项），由责任单位")
+    assert result.staff is not None and result.staff.certificate is None  # none needed
