@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.runtime.service import Runtime
 
@@ -34,3 +34,12 @@ async def reading(runtime: Runtime) -> AsyncIterator[AsyncSession]:
     deadline = runtime.settings.intake_database_deadline_seconds
     async with asyncio.timeout(deadline), runtime.sessions() as session:
         yield session
+
+
+@asynccontextmanager
+async def autocommit(runtime: Runtime) -> AsyncIterator[AsyncConnection]:
+    """A connection whose every statement commits by itself, within the deadline: for work
+    that is one statement, where BEGIN and COMMIT would double its round trips."""
+    deadline = runtime.settings.intake_database_deadline_seconds
+    async with asyncio.timeout(deadline), runtime.engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")

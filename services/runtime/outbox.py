@@ -134,10 +134,15 @@ UNSEND = text(
 )
 
 
+# Set in a session's info by ``stage``: a commit of that session has something to publish.
+_STAGED = "whistle.outbox.staged"
+
+
 def stage(session: AsyncSession, topic: str, event: CloudEvent) -> None:
     """Add an event to the current transaction; it is published once the transaction commits."""
     if not event.subject:
         raise ValueError("an outgoing event needs a subject: it is the Kafka key")
+    session.info[_STAGED] = True
     session.add(
         OutboxMessage(
             event_id=event.id,
@@ -147,6 +152,12 @@ def stage(session: AsyncSession, topic: str, event: CloudEvent) -> None:
             created_at=event.time,
         )
     )
+
+
+def staged(session: AsyncSession) -> bool:
+    """Whether ``stage`` added an event to ``session``: only then is the relay worth waking,
+    since a wake-up costs it a transaction of its own (BEGIN, lock, read, COMMIT)."""
+    return bool(session.info.get(_STAGED))
 
 
 async def replay(session: AsyncSession, since: datetime) -> int:

@@ -37,7 +37,7 @@ from services.runtime.inbox import GroupTiming, InboxConsumer, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer
 from services.runtime.limits import install_body_limit
 from services.runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.outbox import OutboxMessage, OutboxRelay, staged
 from services.runtime.problems import Problem, install_problem_handlers, problem_response
 from services.runtime.retention import RetentionJob, inbox_sweep
 from services.runtime.settings import Settings, require_production_ready
@@ -84,7 +84,8 @@ class Runtime:
         """One database transaction; events it staged leave as soon as it commits."""
         async with self.sessions() as session, session.begin():
             yield session
-        self.relay.wake()
+        if staged(session):
+            self.relay.wake()
 
 
 Setup = Callable[[Runtime], Awaitable[Subscription | None]]
