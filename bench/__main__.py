@@ -1,10 +1,11 @@
-"""``python -m bench [pipeline|ledger|scheduler|routing|roundtrips|triage|faults] [options]``;
-with no arguments, the benchmarks (not the fault suite, which takes 15–20 minutes:
-``make faults``) with their defaults."""
+"""``python -m bench [pipeline|ledger|scheduler|routing|roundtrips|triage|scaling|faults]
+[options]``; with no arguments, the benchmarks (not the scaling comparison, which runs the
+pipeline twice, nor the fault suite, which takes 15–20 minutes: ``make faults``) with their
+defaults."""
 
 import sys
 
-from bench import faults, ledger, pipeline, roundtrips, routing, scheduler, triage
+from bench import faults, ledger, pipeline, roundtrips, routing, scaling, scheduler, triage
 
 BENCHMARKS = {
     "pipeline": pipeline.main,
@@ -14,7 +15,7 @@ BENCHMARKS = {
     "roundtrips": roundtrips.main,
     "triage": triage.main,
 }
-SUITES = {"faults": faults.main}
+SUITES = {"faults": faults.main, "scaling": scaling.main}
 
 args = sys.argv[1:]
 if not args:

@@ -96,7 +96,7 @@ RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 
 
 async def post_tips(
-    url: str,
+    url: str | Sequence[str],
     load: Sequence[LoadTip],
     concurrency: int,
     rate: float = 0,
@@ -106,7 +106,8 @@ async def post_tips(
     on_accepted: Callable[[int], None] | None = None,
     posted: Posted | None = None,
 ) -> Posted:
-    """Post the ``load`` from ``concurrency`` clients, at most ``rate`` a second (0: no cap).
+    """Post the ``load`` from ``concurrency`` clients, at most ``rate`` a second (0: no cap);
+    given several ``url``s (an intake's replicas), client i posts to the i-th in turn.
 
     Each tip carries its own Idempotency-Key. With ``retry_for`` > 0 a client that is answered
     one of ``retry_statuses`` or loses its connection sends the same request, same key, again —
@@ -121,7 +122,9 @@ async def post_tips(
 
     began = time.perf_counter()
 
-    async def post(client: httpx.AsyncClient, n: int) -> None:
+    urls = [url] if isinstance(url, str) else list(url)
+
+    async def post(client: httpx.AsyncClient, url: str, n: int) -> None:
         tip = load[n]
         headers = {"Idempotency-Key": f"bench-{run}-{n}"}
         started = time.perf_counter()
@@ -158,15 +161,15 @@ async def post_tips(
             await asyncio.sleep(wait)
             backoff = min(2.0, backoff * 2)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: httpx.AsyncClient, url: str) -> None:
         while not queue.empty():
             n = queue.get_nowait()
             if rate:
                 await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
-            await post(client, n)
+            await post(client, url, n)
 
     async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client, urls[i % len(urls)]) for i in range(concurrency)))
     return posted
 
 

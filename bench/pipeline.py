@@ -15,6 +15,7 @@ triage — and latency is counted per outcome from events that name that tip, ne
 some other tip opened (``measure``).
 
     python -m bench pipeline [--tips 1000] [--concurrency 20] [--rate 0] [--duplicates 0.05]
+                             [--replicas intake=2]
 """
 
 from __future__ import annotations
@@ -33,9 +34,17 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from bench import ceilings, footprint
-from bench.load import Posted, generate_load, post_tips
-from bench.stack import LOAD_LIMITS, REPO, embedded_stack, print_table, running_services
+from bench.load import LoadTip, Posted, generate_load, post_tips
+from bench.stack import (
+    LOAD_LIMITS,
+    REPO,
+    Services,
+    embedded_stack,
+    print_table,
+    running_services,
+)
 from reference.county import load_reference
+from services.launcher.stack import parse_replicas
 from services.runtime.settings import SERVICES
 
 
@@ -154,6 +163,56 @@ class Ceilings:
     ledger_events_per_second: float
 
 
+@dataclass
+class Run:
+    """One pipeline run: what was posted and recorded, and the footprint around it."""
+
+    posted: Posted
+    measured: Measured
+    drained: float
+    at_rest: Footprint
+    loaded: Footprint
+    ceilings: Ceilings | None = None
+
+
+def _memory(services: Services) -> dict[str, int]:
+    """Resident memory per service, its replicas' added up."""
+    rss = footprint.memory({name: p.pid for name, p in services.processes.items()})
+    return {service: sum(rss[r.name] for r in services.replicas[service]) for service in SERVICES}
+
+
+def run(
+    load: list[LoadTip],
+    concurrency: int,
+    rate: float,
+    replicas: Mapping[str, int] | None = None,
+    with_ceilings: bool = True,
+) -> Run:
+    """The services (with ``replicas``) on fresh servers, the load posted and drained; then,
+    the services stopped, the ceilings on the same servers."""
+    with embedded_stack() as (settings, root):
+        with running_services(settings, root, LOAD_LIMITS, replicas) as services:
+            at_rest = Footprint(_memory(services), footprint.disk(settings))
+            posted = asyncio.run(post_tips(services.urls("intake"), load, concurrency, rate))
+            assert settings.database_url is not None
+            ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
+            measured, drained = asyncio.run(
+                wait_for_ledger(
+                    ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
+                )
+            )
+            loaded = Footprint(_memory(services), footprint.disk(settings))
+        outcome = Run(posted, measured, drained, at_rest, loaded)
+        if with_ceilings:
+            # The services are stopped: each ceiling has the machine to itself, as Whistle had.
+            outcome.ceilings = Ceilings(
+                ceilings.acceptance(settings, root / "ceiling.log", load, concurrency),
+                asyncio.run(ceilings.broker_round_trips(settings, len(load) * EVENTS_PER_TIP)),
+                ceilings.ledger_ingest(settings, len(load) * EVENTS_PER_TIP),
+            )
+    return outcome
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench pipeline")
     parser.add_argument("--tips", type=int, default=1000)
@@ -162,33 +221,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--duplicates", type=float, default=0.05, help="share of tips retelling an earlier one"
     )
+    parser.add_argument(
+        "--replicas",
+        type=parse_replicas,
+        default={},
+        help="processes per service, as whistle up --replicas: 2, or intake=2,ledger=2",
+    )
     args = parser.parse_args(argv)
     load = generate_load(load_reference(REPO / "deploy" / "config"), args.tips, args.duplicates)
-
-    with embedded_stack() as (settings, root):
-        with running_services(settings, root, LOAD_LIMITS) as services:
-            pids = {name: process.pid for name, process in services.processes.items()}
-            at_rest = Footprint(footprint.memory(pids), footprint.disk(settings))
-            posted = asyncio.run(
-                post_tips(settings.url_of("intake"), load, args.concurrency, args.rate)
-            )
-            assert settings.database_url is not None
-            ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
-            measured, drained = asyncio.run(
-                wait_for_ledger(
-                    ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
-                )
-            )
-            loaded = Footprint(footprint.memory(pids), footprint.disk(settings))
-        # The services are stopped: each ceiling has the machine to itself, as Whistle had.
-        measured_ceilings = Ceilings(
-            ceilings.acceptance(settings, root / "ceiling.log", load, args.concurrency),
-            asyncio.run(ceilings.broker_round_trips(settings, len(load) * EVENTS_PER_TIP)),
-            ceilings.ledger_ingest(settings, len(load) * EVENTS_PER_TIP),
-        )
-
-    report(args, posted, measured, drained, measured_ceilings)
-    report_footprint(at_rest, loaded, len(posted.tracking))
+    outcome = run(load, args.concurrency, args.rate, args.replicas)
+    assert outcome.ceilings is not None
+    report(args, outcome.posted, outcome.measured, outcome.drained, outcome.ceilings)
+    report_footprint(outcome.at_rest, outcome.loaded, len(outcome.posted.tracking))
 
 
 def _spread(values: list[float]) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from services.launcher.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from services.launcher.stack import (
     EMBEDDED_GROUP_TIMING,
+    Replica,
+    plan_replicas,
     prepare,
     service_environment,
     spawn_service,
@@ -90,24 +92,41 @@ def embedded_stack() -> Iterator[tuple[Settings, Path]]:
 
 class Services:
     """The four services as processes, as ``whistle up`` runs them (one log each in ``logs``);
-    a benchmark may kill one and start it again."""
+    a benchmark may kill one and start it again. With ``replicas`` (service → count), a
+    service runs as that many processes, each on a port of its own (``urls``), and no
+    balancer: the benchmark's clients spread themselves over the replicas, so that what is
+    measured is the replicas, not a proxy's byte copying."""
 
     def __init__(
-        self, settings: Settings, logs: Path, extra_env: Mapping[str, str] | None = None
+        self,
+        settings: Settings,
+        logs: Path,
+        extra_env: Mapping[str, str] | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.logs = logs
         self.env = {**service_environment(settings), **(extra_env or {})}
+        self.replicas: dict[str, list[Replica]] = plan_replicas(settings, replicas or {})
+        # By replica name: the service's own name when it runs alone, else ``intake-1``, …
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
+    def urls(self, service: str) -> list[str]:
+        return [replica.url(self.settings) for replica in self.replicas[service]]
+
     def start(self, *services: str, timeout: float = 60) -> None:
-        """Start ``services`` (default: all four) and wait until they are ready."""
-        services = services or SERVICES
-        for service in services:
-            self.processes[service] = spawn_service(service, self.env, self.logs / f"{service}.log")
+        """Start ``services`` (default: all four), every replica, and wait until ready."""
+        started = [r for s in services or SERVICES for r in self.replicas[s]]
+        for replica in started:
+            self.processes[replica.name] = spawn_service(
+                replica.service,
+                self.env,
+                self.logs / f"{replica.name}.log",
+                port=replica.port if replica.number else None,
+            )
         wait_ready(
-            {s: self.settings.url_of(s) for s in services},
-            {s: self.processes[s] for s in services},
+            {r.name: r.url(self.settings) for r in started},
+            {r.name: self.processes[r.name] for r in started},
             timeout=timeout,
         )
 
@@ -117,10 +136,13 @@ class Services:
 
 @contextmanager
 def running_services(
-    settings: Settings, logs: Path, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    logs: Path,
+    extra_env: Mapping[str, str] | None = None,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[Services]:
     """The four services, ready; stopped on exit."""
-    services = Services(settings, logs, extra_env)
+    services = Services(settings, logs, extra_env, replicas)
     try:
         services.start()
         yield services
