@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from services.launcher.cli import UVICORN_OPTIONS
 from services.runtime.db import create_engine
+from services.runtime.service import NO_OPENTELEMETRY
 
 CREATE = """CREATE TABLE IF NOT EXISTS ceiling_tip (
     id uuid PRIMARY KEY, text text NOT NULL, grid_id text NOT NULL,
@@ -44,7 +45,7 @@ def create_app(database_url: str) -> FastAPI:
         yield
         await engine.dispose()
 
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
 
     @app.post("/v1/tips", status_code=201)
     async def accept(body: TipBody) -> dict[str, str]:
