@@ -783,14 +783,16 @@ class InspectionTaskPlanned(EventData):
 
 
 class InspectionFinding(BaseModel):
-    """One problem an inspection found: it becomes a tip on channel ``inspection``."""
+    """One problem an inspection found: it becomes a tip on channel ``inspection``. The
+    officer's record of what the unit found, written by staff as progress notes are (no
+    citizen's words or contact; the tip made of it is sealed as every tip is)."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=4000, json_schema_extra=PERSONAL)
+    text: str = Field(min_length=1, max_length=4000)
     grid_id: str = Field(min_length=1, max_length=64)
-    location: GeoPoint | None = Field(default=None, json_schema_extra=PERSONAL)
+    location: GeoPoint | None = None
     resolved_on_spot: bool = False
-    resolution_note: str | None = Field(default=None, max_length=1000, json_schema_extra=PERSONAL)
+    resolution_note: str | None = Field(default=None, max_length=1000)
 
 
 class InspectionTaskCompleted(EventData):

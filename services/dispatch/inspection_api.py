@@ -30,6 +30,11 @@ STATE_TEXT = {"planned": "待巡查", "done": "已完成", "missed": "已逾期�
 KIND_TEXT = {"joint": "综合查一次", "patrol": "定岗巡查"}
 
 
+class GridRef(BaseModel):
+    id: str
+    name: str
+
+
 class TaskOut(BaseModel):
     id: UUID
     plan_id: str
@@ -47,6 +52,10 @@ class TaskOut(BaseModel):
     completed_by: str | None
     completed_at: datetime | None
     findings: list[dict[str, Any]] | None = Field(description="[] when none was found")
+    finding_grids: list[GridRef] = Field(
+        description="where a finding may be put: the route's grids, or the township's for "
+        "综合查一次 (any grid of the township is accepted)"
+    )
 
 
 class CompletionIn(BaseModel):
@@ -68,6 +77,10 @@ def _out(task: InspectionTask, today: date, runtime: RuntimeDep) -> TaskOut:
     reference = current_reference(runtime)
     unit = reference.units.get(task.unit_id)
     grids = [reference.grids[g][2].name if g in reference.grids else g for g in task.grid_ids]
+    township = reference.townships.get(task.township_code)
+    walked = task.grid_ids or [
+        g.id for v in (township.villages if township else []) for g in v.grids
+    ]
     current = state(task.status, task.due_on, today)
     return TaskOut(
         **task.model_dump(exclude={"status", "planned_at"}),
@@ -76,6 +89,9 @@ def _out(task: InspectionTask, today: date, runtime: RuntimeDep) -> TaskOut:
         grid_names=grids,
         state=current,
         state_text=STATE_TEXT[current],
+        finding_grids=[
+            GridRef(id=g, name=reference.grids[g][2].name) for g in walked if g in reference.grids
+        ],
     )
 
 
