@@ -1180,6 +1180,7 @@ async function caseView(id) {
     ["群众反映", page.text || "—"],
     ["地址", page.address || "—"],
     ["渠道", label(CHANNEL, page.channel || "") || "—"],
+    ...(c.inspection_task_id ? [["巡查任务", c.inspection_task_id]] : []),
     ["乡镇 / 村 / 网格", [c.township_code, c.village_code, c.grid_id].filter(Boolean).join(" / ") || "未定位"],
     ["事项", page.matter_name ? `${c.matter_code} ${page.matter_name}` : "未确定"],
     ["承办单位", page.unit_name || "—"],
