@@ -294,7 +294,8 @@ class Generated:
     claims: list[dict]
 
     def write(self, config_dir: Path) -> None:
-        """The five files ``load_reference`` reads, plus the shipped 两吹两不吹 rules."""
+        """The five files ``load_reference`` reads, plus the shipped 两吹两不吹 rules and
+        inspection plans of no route (every township's 综合查一次 on Tuesday by default)."""
         config_dir.mkdir(parents=True, exist_ok=True)
         for name, doc in (
             ("county.yaml", self.county),
@@ -302,6 +303,7 @@ class Generated:
             ("units.yaml", {"version": "bench", "units": self.units}),
             ("catalogue.yaml", self.catalogue),
             ("claims.yaml", {"version": "bench", "claims": self.claims}),
+            ("inspections.yaml", {"version": "bench"}),
         ):
             text = yaml.dump(
                 doc, Dumper=yaml.CSafeDumper, allow_unicode=True, sort_keys=False, width=200

@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from contracts.cases import PenaltyKind
 from contracts.envelope import PERSONAL, EventData
 
-Channel = Literal["web", "open311", "wechat", "hotline", "grid"]
+# "inspection": a finding of a unit's own inspection task (综合查一次, 定岗巡查), issue #15 item 6.
+Channel = Literal["web", "open311", "wechat", "hotline", "grid", "inspection"]
 Urgency = Literal["emergency", "utilities", "general", "complex"]
 
 
@@ -56,6 +57,9 @@ class TipReceived(EventData):
         default=None, description="what was done on the spot", json_schema_extra=PERSONAL
     )
     urgency_hint: Urgency | None = Field(default=None, description="the hotline operator's call")
+    inspection_task_id: UUID | None = Field(
+        default=None, description="channel inspection: the inspection task that found it"
+    )
     received_at: AwareDatetime
 
 
@@ -757,6 +761,58 @@ class StaffAssessed(EventData):
     assessed_at: AwareDatetime
 
 
+InspectionKind = Literal["joint", "patrol"]
+
+
+class InspectionTaskPlanned(EventData):
+    """A unit's inspection task fell due: its township's joint inspection day (综合查一次) or a
+    patrol route of its grids (定岗巡查), planned in ``deploy/config/inspections.yaml``. One per
+    unit, plan and day. Subject and Kafka key: the task id."""
+
+    event_type = "whistle.inspection.planned"
+
+    task_id: UUID
+    plan_id: str
+    kind: InspectionKind
+    name: str = Field(description="the plan's name, e.g. 城关镇综合查一次")
+    township_code: str
+    unit_id: str
+    grid_ids: list[str] = Field(description="the route's grids; empty: the whole township")
+    due_on: date = Field(description="the county's date the task is for")
+    planned_at: AwareDatetime
+
+
+class InspectionFinding(BaseModel):
+    """One problem an inspection found: it becomes a tip on channel ``inspection``. The
+    officer's record of what the unit found, written by staff as progress notes are (no
+    citizen's words or contact; the tip made of it is sealed as every tip is)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+    grid_id: str = Field(min_length=1, max_length=64)
+    location: GeoPoint | None = None
+    resolved_on_spot: bool = False
+    resolution_note: str | None = Field(default=None, max_length=1000)
+
+
+class InspectionTaskCompleted(EventData):
+    """An officer of the unit completed its inspection task, with what it found: each finding
+    becomes a tip (intake, channel ``inspection``) and so a case; none found is a result too.
+    Subject and Kafka key: the task id."""
+
+    event_type = "whistle.inspection.completed"
+
+    task_id: UUID
+    plan_id: str
+    kind: InspectionKind
+    township_code: str
+    unit_id: str
+    due_on: date
+    findings: list[InspectionFinding] = Field(max_length=50)
+    completed_by: str = Field(description="the officer's subject")
+    completed_at: AwareDatetime
+
+
 EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     TipSupplemented,
@@ -800,5 +856,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     WhistleReported,
     WhistleReplied,
     StaffAssessed,
+    InspectionTaskPlanned,
+    InspectionTaskCompleted,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

@@ -40,6 +40,8 @@ from contracts.events import (
     DeadlineWarning,
     ExtensionDecided,
     ExtensionRequested,
+    InspectionTaskCompleted,
+    InspectionTaskPlanned,
     LeadershipNotified,
     PersonalDataErased,
     ReferralSubmitted,
@@ -173,8 +175,9 @@ TOPICS: tuple[Topic, ...] = (
         CASES,
         "dispatch",
         "The case lifecycle, from opening (or a department's referral, 移送) to closing "
-        "(key: case id), and townships' assessment opinions of seconded officers (双重考核; "
-        "key: staff id).",
+        "(key: case id), townships' assessment opinions of seconded officers (双重考核; "
+        "key: staff id), and units' inspection tasks planned and completed (综合查一次, "
+        "定岗巡查; key: task id).",
         (
             CaseReferred,
             CaseOpened,
@@ -197,6 +200,8 @@ TOPICS: tuple[Topic, ...] = (
             CaseAssistanceRequested,
             WhistleBlown,
             StaffAssessed,
+            InspectionTaskPlanned,
+            InspectionTaskCompleted,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
     ),

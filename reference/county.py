@@ -27,6 +27,13 @@ from pydantic import (
 
 from contracts.cases import CaseStatus, PenaltyKind
 from reference.geometry import GridLocator, polygon_problem
+from reference.inspections import (
+    DEFAULT_JOINT_DAY,
+    InspectionPlan,
+    InspectionPlans,
+    joint_plan_id,
+    weekday_number,
+)
 from reference.segmentation import KeywordIndex, KeywordSegmenter
 
 
@@ -370,10 +377,16 @@ class ReferenceData:
         claims: list[TownshipClaims],
         version: str,
         whistle_rules: WhistleRules | None = None,
+        inspections: InspectionPlans | None = None,
     ) -> None:
         self.county = county
         # None for a county built by hand without rules: then no manual whistle is eligible.
         self.whistle_rules = whistle_rules
+        # None for a county built by hand without plans: every township still inspects on
+        # Tuesday (综合查一次), with its team and seconded squads.
+        self.inspection_plans = resolve_inspection_plans(
+            inspections or InspectionPlans(version="none"), county, units
+        )
         self.departments = {d.code: d for d in departments}
         self.units = {u.id: u for u in units}
         self.catalogue = catalogue
@@ -458,6 +471,7 @@ CONFIG_FILES = (
     "catalogue.yaml",
     "claims.yaml",
     "whistle_rules.yaml",
+    "inspections.yaml",
 )
 
 
@@ -487,15 +501,17 @@ def load_reference(config_dir: Path) -> ReferenceData:
     catalogue = _parse_one(raw["catalogue.yaml"], Catalogue, "catalogue.yaml", reasons)
     claims = _parse_list(raw["claims.yaml"], TownshipClaims, "claims.yaml", reasons)
     rules = _parse_one(raw["whistle_rules.yaml"], WhistleRules, "whistle_rules.yaml", reasons)
-    if county is None or catalogue is None or rules is None or reasons:
+    plans = _parse_one(raw["inspections.yaml"], InspectionPlans, "inspections.yaml", reasons)
+    if county is None or catalogue is None or rules is None or plans is None or reasons:
         raise ReferenceDataError(reasons)
 
     reasons.extend(_cross_check(county, departments, units, catalogue, claims))
     reasons.extend(_check_whistle_rules(rules))
+    reasons.extend(_check_inspection_plans(plans, county, units))
     if reasons:
         raise ReferenceDataError(reasons)
     version = f"{catalogue.version}+{digest.hexdigest()[:12]}"
-    return ReferenceData(county, departments, units, catalogue, claims, version, rules)
+    return ReferenceData(county, departments, units, catalogue, claims, version, rules, plans)
 
 
 def _report(exc: ValidationError, name: str, reasons: list[str], prefix: str = "") -> None:
@@ -710,4 +726,94 @@ def _check_whistle_rules(rules: WhistleRules) -> list[str]:
     for reason in rules.reasons:
         if CaseStatus.CLOSED in reason.statuses:
             reasons.append(f"{name}: reason {reason.code}: a closed case cannot be whistled on")
+    return reasons
+
+
+# The units of 综合查一次 when a township names none: its own team and its seconded squads.
+JOINT_INSPECTION_KINDS = (UnitKind.TOWNSHIP_TEAM, UnitKind.SECONDED_SQUAD)
+
+
+def resolve_inspection_plans(
+    plans: InspectionPlans, county: County, units: list[Unit]
+) -> tuple[InspectionPlan, ...]:
+    """Every plan in force: each township's 综合查一次 (its own day and units, else Tuesday with
+    its team and seconded squads), then the patrol routes."""
+    own = {day.township: day for day in plans.joint_inspection_days}
+    unit_township = {u.id: u.township for u in units}
+    resolved = []
+    for township in county.townships:
+        day = own.get(township.code)
+        taking_part = (
+            day.units
+            if day is not None and day.units is not None
+            else [
+                u.id
+                for u in units
+                if u.township == township.code and u.kind in JOINT_INSPECTION_KINDS
+            ]
+        )
+        weekday = day.weekday if day is not None else DEFAULT_JOINT_DAY
+        resolved.append(
+            InspectionPlan(
+                id=joint_plan_id(township.code),
+                kind="joint",
+                name=f"{township.name}综合查一次",
+                township=township.code,
+                units=tuple(taking_part),
+                grids=(),
+                weekdays=frozenset({weekday_number(weekday)}),
+            )
+        )
+    for route in plans.patrol_routes:
+        resolved.append(
+            InspectionPlan(
+                id=route.id,
+                kind="patrol",
+                name=route.name,
+                township=unit_township.get(route.unit) or "",
+                units=(route.unit,),
+                grids=tuple(route.grids),
+                weekdays=frozenset(weekday_number(d) for d in route.weekdays),
+            )
+        )
+    return tuple(resolved)
+
+
+def _check_inspection_plans(plans: InspectionPlans, county: County, units: list[Unit]) -> list[str]:
+    """Every township, unit and grid a plan names exists, and a patrol's unit walks grids of its
+    own township; a township or route is planned once."""
+    name = "inspections.yaml"
+    townships = {t.code for t in county.townships}
+    grid_township = {g.id: t.code for t in county.townships for v in t.villages for g in v.grids}
+    unit_of = {u.id: u for u in units}
+    reasons = [
+        f"{name}: township {dup!r} has two joint inspection days"
+        for dup in _duplicates([d.township for d in plans.joint_inspection_days])
+    ]
+    reasons += [
+        f"{name}: duplicate patrol route {dup!r}"
+        for dup in _duplicates([r.id for r in plans.patrol_routes])
+    ]
+    for day in plans.joint_inspection_days:
+        if day.township not in townships:
+            reasons.append(f"{name}: unknown township {day.township!r}")
+            continue
+        for unit_id in day.units or []:
+            unit = unit_of.get(unit_id)
+            if unit is None:
+                reasons.append(f"{name}: {day.township}: unknown unit {unit_id!r}")
+            elif unit.township != day.township:
+                reasons.append(f"{name}: {day.township}: unit {unit_id} is not the township's")
+    for route in plans.patrol_routes:
+        unit = unit_of.get(route.unit)
+        if unit is None or unit.township is None:
+            reasons.append(f"{name}: route {route.id}: unknown township unit {route.unit!r}")
+            continue
+        for grid in route.grids:
+            if grid not in grid_township:
+                reasons.append(f"{name}: route {route.id}: unknown grid {grid!r}")
+            elif grid_township[grid] != unit.township:
+                reasons.append(
+                    f"{name}: route {route.id}: grid {grid} is not in {unit.id}'s township"
+                )
     return reasons

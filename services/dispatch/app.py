@@ -11,12 +11,14 @@ from services.dispatch import (
     console_api,
     consumers,
     coordination_api,
+    inspection_api,
     metrics,
     publicity_api,
     referral_api,
     retention,
 )
-from services.dispatch.wiring import load_reference_data, reload_on_sighup
+from services.dispatch.inspection_service import InspectionScheduler
+from services.dispatch.wiring import current_reference, load_reference_data, reload_on_sighup
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -32,6 +34,15 @@ async def setup(runtime: Runtime) -> Subscription:
         "open-cases",
         metrics.refresh_periodically(runtime, metrics.OPEN_CASES_REFRESH_SECONDS),
     )
+    planner = InspectionScheduler(
+        runtime.sessions,
+        lambda: current_reference(runtime),
+        runtime.clock,
+        runtime.settings.timezone,
+        interval_seconds=runtime.settings.inspection_planning_interval_seconds,
+        after_commit=runtime.relay.wake,
+    )
+    runtime.run_in_background("inspection-planning", planner.run())
     return consumers.subscription(runtime)
 
 
@@ -45,6 +56,7 @@ DISPATCH = ServiceDefinition(
         console.router,
         publicity_api.router,
         assessment_api.router,
+        inspection_api.router,
         publicity_api.page,
     ],
     setup=setup,

@@ -505,7 +505,10 @@ class CaseService:
         """Open a case of its own for ``tip``: triage it (unless ``triaged`` already), route
         it, and stage ``whistle.case.opened`` and the assignment or the triage queue."""
         triaged = triaged or _examine(tip, self._reference, self._model)
-        return await self._open_triaged(tip.tip_id, tip.location, triaged, now, case_id=case_id)
+        case = await self._open_triaged(tip.tip_id, tip.location, triaged, now, case_id=case_id)
+        # A finding of a unit's inspection (channel inspection): the case says which task.
+        case.inspection_task_id = tip.inspection_task_id
+        return case
 
     async def _open_triaged(
         self,

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
 from contracts.events import (
+    InspectionTaskCompleted,
+    InspectionTaskPlanned,
     PersonalDataErased,
     ReferralSubmitted,
     StaffAssessed,
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # Kept on each case's timeline, for the console.
 TIMELINE_TOPICS = (CASES, DEADLINES)
+# What dispatch.cases.v1 carries that is not of a case (keyed by an officer or a task).
+NOT_OF_A_CASE = (StaffAssessed, InspectionTaskPlanned, InspectionTaskCompleted)
 
 CaseHandler = Callable[[CaseService, AsyncSession, CloudEvent], Awaitable[None]]
 """``(cases, session, event)``: a handler that changes cases, given the case service."""
@@ -77,8 +81,9 @@ def subscription(runtime: Runtime) -> Subscription:
                 for topic in TOPICS
                 if topic.name in TIMELINE_TOPICS
                 for message in topic.messages
-                # An assessment opinion is of an officer, not a case: no timeline to keep it on.
-                if message is not StaffAssessed
+                # An assessment opinion is of an officer, an inspection task of a unit, not of
+                # a case: no timeline to keep them on.
+                if message not in NOT_OF_A_CASE
             },
         },
         # dispatch.referrals.v1: a department's referral (移送), with its verified sender

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Index, String, Text, Uuid, text
+from sqlalchemy import Column, Date, DateTime, Index, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -59,6 +59,8 @@ class Case(SQLModel, table=True):
     # In whose name it is handled, the legal basis and the documents used (enforcement.py's
     # Capacity.record()), set by every assignment; every step of the case carries it.
     acting: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    # A finding of a unit's own inspection (channel inspection): the task that found it.
+    inspection_task_id: UUID | None = Field(default=None, sa_column=Column(Uuid))
     version: int = 1
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -268,3 +270,38 @@ class LegalReview(SQLModel, table=True):
     reviewed_by: str | None = None
     reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opinion: str | None = Field(default=None, sa_column=Column(Text))
+
+
+# An inspection task's states (InspectionTask.status); a task not done by the end of its day is
+# missed, which is read off the date, not stored (it can still be completed, late).
+PLANNED, DONE = "planned", "done"
+
+
+class InspectionTask(SQLModel, table=True):
+    """A unit's inspection task of one plan on one day (综合查一次, 定岗巡查), created by the
+    inspection scheduler; an officer of the unit completes it with what was found (perhaps
+    nothing). One per plan, unit and day: the unique key is what makes racing schedulers plan
+    it once."""
+
+    __tablename__ = "inspection_task"
+    __table_args__ = (
+        Index("uq_inspection_task_plan_unit_day", "plan_id", "unit_id", "due_on", unique=True),
+        Index("ix_inspection_task_unit_due", "unit_id", "due_on"),
+    )
+
+    id: UUID = Field(primary_key=True)
+    plan_id: str
+    kind: str = Field(description="joint (综合查一次) or patrol (定岗巡查)")
+    name: str
+    township_code: str = Field(index=True)
+    unit_id: str
+    grid_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(String), nullable=False, server_default="{}")
+    )
+    due_on: date = Field(sa_column=Column(Date, nullable=False))
+    planned_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = PLANNED
+    completed_by: str | None = None
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # What was found, as completed (each becomes a tip on channel inspection); [] = none found.
+    findings: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))

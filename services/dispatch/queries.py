@@ -56,6 +56,14 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     and legal reviewers), auditors and admins all;
     a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
     their units support."""
+    return scoped_to(principal, Case.township_code, Case.unit_id, Case.supporting_units)
+
+
+def scoped_to(
+    principal: Principal, township: Any, unit: Any, supporting: Any = None
+) -> ColumnElement[bool]:
+    """The rows whose ``township`` and ``unit`` columns (and ``supporting`` units) the
+    principal's scopes reach, as in :func:`visible_to`; inspection tasks are read by it too."""
     county_wide = {"county_supervisor", "county_government", "legal_reviewer", "auditor", "admin"}
     if principal.roles & county_wide:
         return true()
@@ -64,13 +72,14 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
         townships = scoped_codes(principal, "township")
         if "*" in townships:
             return true()
-        conditions.append(Case.township_code.in_(townships))  # type: ignore[union-attr]
+        conditions.append(township.in_(townships))
     if "unit_member" in principal.roles:
         units = scoped_codes(principal, "unit")
         if "*" in units:
             return true()
-        conditions.append(Case.unit_id.in_(units))  # type: ignore[union-attr]
-        conditions.append(Case.supporting_units.overlap(sorted(units)))  # type: ignore[attr-defined]
+        conditions.append(unit.in_(units))
+        if supporting is not None:
+            conditions.append(supporting.overlap(sorted(units)))
     return or_(*conditions) if conditions else false()
 
 

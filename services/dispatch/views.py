@@ -41,6 +41,9 @@ class CaseView(BaseModel):
         default=None,
         description="in whose name it is handled (acting_in_name_of), legal_basis, document_type",
     )
+    inspection_task_id: UUID | None = Field(
+        default=None, description="opened by a finding of this inspection task (巡查发现)"
+    )
     version: int
     created_at: datetime
     updated_at: datetime

@@ -112,6 +112,8 @@ class NewTip:
     # The key as the client sent it (Idempotency-Key, call id), named when it is reused for
     # another submission; the dedupe key above may carry a scope in front of it.
     client_key: str | None = None
+    # Channel inspection: the inspection task whose finding this is (the case records it).
+    inspection_task_id: str | None = None
 
 
 NOT_THE_SUBMISSION = ("dedupe_key", "external_ref", "client_key")
@@ -294,6 +296,7 @@ async def accept(
         grid_id=new.grid_id,
         category_hint=new.category_hint,
         urgency_hint=new.urgency_hint,
+        inspection_task_id=UUID(new.inspection_task_id) if new.inspection_task_id else None,
         contact=ContactRef(phone_hash=tip.phone_hash) if phone else None,
         anonymous=new.anonymous,
         attachments=list(new.attachments),

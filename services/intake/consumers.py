@@ -3,7 +3,10 @@
 Intake follows dispatch's cases (``dispatch.cases.v1``) so that citizens see where their tips
 stand: each event of a case moves the tips following it (tips.py) to the status the citizen is
 shown for that step, with a mark on their timelines where the step says more than a status.
-Each handler runs in the inbox's transaction: its effects commit with the event's
+Intake also takes from that topic the findings of units' inspections (综合查一次, 定岗巡查,
+``whistle.inspection.completed``): each becomes a tip on channel ``inspection`` through the one
+acceptance path every channel takes (channels.py), and so a case, as a grid worker's report
+does. Each handler runs in the inbox's transaction: its effects commit with the event's
 ``(source, id)``, exactly once.
 """
 
@@ -26,9 +29,12 @@ from contracts.events import (
     CaseStarted,
     CaseStep,
     CaseTriageRequired,
+    InspectionTaskCompleted,
 )
 from contracts.topics import CASES
-from services.intake import tips
+from services.intake import channels, tips
+from services.intake.channels import NewTip
+from services.intake.contact import ContactVault
 from services.runtime.inbox import Handler, Subscription
 from services.runtime.service import Runtime
 
@@ -51,8 +57,37 @@ def subscription(runtime: Runtime) -> Subscription:
             CaseResolved.event_type: moves_to(CaseResolved, "resolved"),
             CaseClosed.event_type: case_closed,
             CaseContacted.event_type: case_contacted,
+            InspectionTaskCompleted.event_type: inspection_findings(runtime),
         },
     )
+
+
+def inspection_findings(runtime: Runtime) -> Handler:
+    """Each finding of a completed inspection task is accepted as a tip on channel
+    ``inspection``, reported when the task was completed; its dedupe key (the task and the
+    finding's place in it) makes a redelivered event accept nothing twice."""
+
+    async def handle(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        completed = event.payload(InspectionTaskCompleted)
+        vault: ContactVault = runtime.state["vault"]
+        task = str(completed.task_id)
+        for n, finding in enumerate(completed.findings, start=1):
+            new = NewTip(
+                channel="inspection",
+                text=finding.text,
+                location=finding.location,
+                grid_id=finding.grid_id,
+                resolved_on_spot=finding.resolved_on_spot,
+                resolution_note=finding.resolution_note,
+                dedupe_key=f"{task}:{n}",
+                external_ref=task,
+                inspection_task_id=task,
+            )
+            await channels.accept(
+                session, vault, new, completed.completed_at, runtime.settings.timezone
+            )
+
+    return handle
 
 
 async def case_opened(session: AsyncSession, event: CloudEvent, topic: str) -> None:

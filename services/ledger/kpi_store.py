@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -19,8 +19,10 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.kpis import (
+    CITIZEN_CHANNELS,
     DISCOVERY_BUCKETS,
     GRID_CHANNEL,
+    INSPECTION_CHANNEL,
     PERIOD_KINDS,
     RESOLVED_KINDS,
     SATISFIED,
@@ -34,6 +36,7 @@ from services.ledger.kpis import (
 from services.ledger.models import (
     KpiCase,
     KpiFollowUpMiss,
+    KpiInspection,
     KpiLadder,
     KpiLegalReview,
     KpiRating,
@@ -168,7 +171,8 @@ async def tally(
     )
     opened = _within(c.opened_at, start, end)
     by_grid = c.channel == GRID_CHANNEL
-    by_citizen = and_(c.channel.isnot(None), c.channel != GRID_CHANNEL)  # type: ignore[union-attr]
+    by_citizen = c.channel.in_(CITIZEN_CHANNELS)  # type: ignore[union-attr]
+    by_inspection = c.channel == INSPECTION_CHANNEL
     # 发现时效: the township's first action on the case — the unit accepting it (the
     # first-response clock stopping) or contacting the citizen, whichever came first.
     first_action = func.least(c.first_response_stopped_at, c.first_contacted_at)
@@ -206,12 +210,13 @@ async def tally(
         "resolution_overdue_open": _count(running_overdue),
         "reported_first_by_grid": _count(and_(opened, by_grid)),
         "reported_first_by_citizen": _count(and_(opened, by_citizen)),
+        "reported_first_by_inspection": _count(and_(opened, by_inspection)),
         "discovered_by_grid": _count(and_(discovered, by_grid)),
         "discovered_by_citizen": _count(and_(discovered, by_citizen)),
         "discovery_latency_seconds_grid": _latency_sum(latency, and_(discovered, by_grid)),
         "discovery_latency_seconds_citizen": _latency_sum(latency, and_(discovered, by_citizen)),
         **{
-            name: _count(and_(discovered, c.channel.isnot(None), latency <= bound))  # type: ignore[union-attr]
+            name: _count(and_(discovered, or_(by_grid, by_citizen), latency <= bound))
             for name, bound in DISCOVERY_BUCKETS
         },
     }
@@ -281,11 +286,37 @@ async def tally(
     for row in (await session.execute(query)).mappings():
         out.counts.setdefault(row["key"], Counts()).follow_ups_unreachable += row["n"]
     await _add_legal_review_counts(session, out, start, end, group_by)
+    if group_by in ("county", "township", "unit"):  # a unit's tasks are its department's too
+        await _add_inspection_counts(session, out, period, local_day(now, timezone), group_by)
     if group_by not in ("unit", "staff"):  # whistles: the township's and departments', only
         await _add_whistle_counts(session, out, start, end, now, group_by)
     else:
         await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
     return out
+
+
+async def _add_inspection_counts(
+    session: AsyncSession, out: Tally, period: Period, today: date, group_by: GroupBy
+) -> None:
+    """Inspection tasks due in the period — planned, done, missed — and their findings."""
+    task = KpiInspection
+    key: Any = {"county": literal(COUNTY), "township": task.township, "unit": task.unit}[group_by]
+    done = task.completed_at.isnot(None)  # type: ignore[union-attr]
+    columns = {
+        "inspections_planned": func.count(),
+        "inspections_done": _count(done),
+        "inspections_missed": _count(and_(~done, task.due_on < today)),  # type: ignore[operator]
+        "inspection_findings": func.coalesce(func.sum(task.findings), 0),
+    }
+    query = (
+        select(key.label("key"), *(v.label(k) for k, v in columns.items()))
+        .where(task.due_on >= period.start, task.due_on < period.end)  # type: ignore[operator]
+        .group_by(key)
+    )
+    for row in (await session.execute(query)).mappings():
+        counts = out.counts.setdefault(row["key"], Counts())
+        for name in columns:
+            setattr(counts, name, getattr(counts, name) + int(row[name]))
 
 
 async def _add_legal_review_counts(

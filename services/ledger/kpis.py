@@ -26,8 +26,11 @@ RESOLVED_KINDS: tuple[str, ...] = ("on_the_spot", "rectified", "penalised")
 # The ratings 满意率 counts as satisfied.
 SATISFIED: tuple[str, ...] = ("satisfied", "basically_satisfied")
 # Who reported a problem first (liability both ways, issue #15): the township's own grid
-# workers (网格员) through this channel; every other channel is a citizen's.
+# workers (网格员) through this channel, its units' own inspections (综合查一次, 定岗巡查) through
+# the inspection channel; every other channel is a citizen's.
 GRID_CHANNEL = "grid"
+INSPECTION_CHANNEL = "inspection"
+CITIZEN_CHANNELS = ("web", "open311", "wechat", "hotline")
 # The buckets of discovery latency (seconds, cumulative "within"): counts add up where medians
 # do not, and a quantile is read off them as "within this bound".
 DISCOVERY_BUCKETS: tuple[tuple[str, int], ...] = (
@@ -108,9 +111,18 @@ DEFINITIONS: dict[str, Definition] = {
     "citizen_first_rate": Definition(
         "群众先报率 (citizen-first share; 乡镇未及时发现)",
         "cases opened whose first report came from a citizen (12345, WeChat, the web, Open311): "
-        "no grid worker of the township had reported the problem before",
-        "cases opened whose first report's channel is known: a grid worker's or a citizen's",
+        "no grid worker or inspection of the township had reported the problem before",
+        "cases opened whose first report's channel is known: a grid worker's, an inspection's "
+        "(综合查一次, 定岗巡查) or a citizen's",
         "the moment the case was opened",
+    ),
+    "inspection_done_rate": Definition(
+        "巡查完成率 (inspection completion rate)",
+        "inspection tasks (综合查一次, 定岗巡查) due in the period that an officer of the unit "
+        "completed, with findings or with none found (on their day or later)",
+        "inspection tasks due in the period whose day has passed or that were completed: done, "
+        "or missed (the day passed undone)",
+        "the task's day (its due date, in the county's time zone)",
     ),
 }
 
@@ -149,6 +161,17 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "for) was a grid worker's, by the opening",
     "reported_first_by_citizen": "cases opened whose first report was a citizen's: the "
     "township had not found the problem itself (群众先报率's numerator), by the opening",
+    "reported_first_by_inspection": "cases opened whose first report was a finding of a "
+    "unit's inspection task (channel inspection: 综合查一次, 定岗巡查), by the opening; not a "
+    "citizen's, nor a grid worker's",
+    "inspections_planned": "inspection tasks (one per unit, plan and day) due in the period, "
+    "by their day",
+    "inspections_done": "inspection tasks due in the period that were completed (findings or "
+    "none found), by their day",
+    "inspections_missed": "inspection tasks due in the period whose day has passed without "
+    "their being completed, by their day (a task completed late counts as done, not missed)",
+    "inspection_findings": "findings recorded by the inspection tasks due in the period (each "
+    "became a tip on channel inspection), by the task's day",
     "discovered_by_grid": "发现时效: cases first reported by a grid worker on which the "
     "township first acted (the unit accepted the case or contacted the citizen, whichever came "
     "first), by that first action",
@@ -268,6 +291,7 @@ class Counts:
     supervisions: int = 0
     reported_first_by_grid: int = 0
     reported_first_by_citizen: int = 0
+    reported_first_by_inspection: int = 0
     discovered_by_grid: int = 0
     discovered_by_citizen: int = 0
     discovery_latency_seconds_grid: int = 0
@@ -278,6 +302,10 @@ class Counts:
     discovered_within_3d: int = 0
     legal_reviews: int = 0
     legal_review_returns: int = 0
+    inspections_planned: int = 0
+    inspections_done: int = 0
+    inspections_missed: int = 0
+    inspection_findings: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -336,9 +364,12 @@ def report_latency_avg_seconds(c: Counts) -> float | None:
 
 
 def citizen_first_rate(c: Counts) -> Rate:
-    return _rate(
-        c.reported_first_by_citizen, c.reported_first_by_grid + c.reported_first_by_citizen
-    )
+    township_first = c.reported_first_by_grid + c.reported_first_by_inspection
+    return _rate(c.reported_first_by_citizen, township_first + c.reported_first_by_citizen)
+
+
+def inspection_done_rate(c: Counts) -> Rate:
+    return _rate(c.inspections_done, c.inspections_done + c.inspections_missed, "no tasks due")
 
 
 @dataclass(frozen=True)
@@ -382,6 +413,7 @@ RATES = {
     "whistle_report_on_time_rate": whistle_report_on_time_rate,
     "whistle_reply_on_time_rate": whistle_reply_on_time_rate,
     "citizen_first_rate": citizen_first_rate,
+    "inspection_done_rate": inspection_done_rate,
 }
 
 

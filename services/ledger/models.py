@@ -3,12 +3,13 @@ log's size, each tip's key (outside the log), and which tips belong to a case.""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Integer,
     LargeBinary,
@@ -265,3 +266,19 @@ class KpiAssessment(SQLModel, table=True):
     seal: str
     assessed_by: str
     assessed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class KpiInspection(SQLModel, table=True):
+    """A unit's inspection task (综合查一次, 定岗巡查): planned for a day, completed or not. Its
+    planning and its completion may arrive in either order; each fills in what it knows."""
+
+    __tablename__ = "kpi_inspection"
+
+    task_id: UUID = Field(primary_key=True)
+    plan_id: str | None = None
+    kind: str | None = None
+    township: str | None = None
+    unit: str | None = None
+    due_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True, index=True))
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    findings: int | None = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +38,7 @@ from services.ledger.models import (
     KpiAssessment,
     KpiCase,
     KpiFollowUpMiss,
+    KpiInspection,
     KpiLadder,
     KpiLegalReview,
     KpiRating,
@@ -148,6 +149,7 @@ class KpiBatch:
     ladder: list[dict[str, Any]] = field(default_factory=list)
     legal_reviews: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     assessments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    inspections: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     # Ladder events that fired although their clock had stopped first (the stop reached
     # escalation late): not chases or supervisions to count.
     premature: set[str] = field(default_factory=set)
@@ -251,6 +253,18 @@ class KpiBatch:
             earlier = self.assessments.get((row["staff"], row["period"]))
             if earlier is None or earlier["assessed_at"] <= row["assessed_at"]:
                 self.assessments[(row["staff"], row["period"])] = row
+        elif kind in ("inspection.planned", "inspection.completed"):
+            task_id = UUID(data["task_id"])
+            row = self.inspections.setdefault(task_id, {"task_id": task_id})
+            row.update(
+                plan_id=data["plan_id"],
+                kind=data["kind"],
+                township=data["township_code"],
+                unit=data["unit_id"],
+                due_on=date.fromisoformat(data["due_on"]),
+            )
+            if kind == "inspection.completed":
+                row.update(completed_at=_time(data["completed_at"]), findings=len(data["findings"]))
         elif kind in LADDER_STEPS:
             self.ladder.append(
                 {
@@ -409,6 +423,24 @@ class KpiBatch:
                     where=statement.excluded.assessed_at >= table.c.assessed_at,
                 ),
                 list(self.assessments.values()),
+            )
+        if self.inspections:
+            table = KpiInspection.__table__  # type: ignore[attr-defined]
+            statement = insert(table)
+            rows = [
+                {c.name: row.get(c.name) for c in table.columns}
+                for row in self.inspections.values()
+            ]
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["task_id"],
+                    set_={
+                        c.name: func.coalesce(statement.excluded[c.name], table.c[c.name])
+                        for c in table.columns
+                        if c.name != "task_id"
+                    },
+                ),
+                rows,
             )
         if self.ratings:
             rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # channel) is recorded or this many days have passed since its resolution
     # (services/dispatch/lifecycle.py). Calendar days: the business calendar is escalation's.
     follow_up_days: float = 3.0
+    # How often dispatch looks whether the county's day has inspection tasks (综合查一次, 定岗巡查)
+    # not planned yet, and plans them (services/dispatch/inspection_service.py).
+    inspection_planning_interval_seconds: float = 60.0
 
     # The ledger's Ed25519 key for tree heads; unset: a development key under WHISTLE_HOME,
     # generated if missing. Its public key is kept alongside (``<name>.pub.pem``).

@@ -22,10 +22,18 @@ from sqlalchemy import select
 from uuid6 import uuid7
 
 from contracts.envelope import new_event
-from contracts.events import Deadline, DeadlineRecomputed, DeadlinesSet, TipReceived
+from contracts.events import (
+    Channel,
+    Deadline,
+    DeadlineRecomputed,
+    DeadlinesSet,
+    TipReceived,
+)
 from contracts.topics import DEADLINES, TIPS
 from services.dispatch.app import create_app
+from services.dispatch.inspection_service import plan_day
 from services.dispatch.models import Case, CaseTip
+from services.dispatch.wiring import current_reference
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -100,13 +108,29 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 async def unsure_tip(served: Served, producer: AIOKafkaProducer) -> UUID:
     """A low-confidence tip, as intake publishes it; the id of the case dispatch opens."""
+    return await published_tip(served, producer, "web", UNSURE_TIP, GRID, status="triage")
+
+
+async def published_tip(
+    served: Served,
+    producer: AIOKafkaProducer,
+    channel: Channel,
+    text: str,
+    grid_id: str,
+    status: str | None = None,
+    inspection_task_id: UUID | None = None,
+) -> UUID:
+    """A tip as intake publishes it; the id of the case dispatch opens (in ``status``, if
+    given)."""
     tip_id, now = uuid7(), datetime.now(UTC)
     tip = TipReceived(
         tip_id=tip_id,
         tracking_no=f"QX{now:%Y%m%d}-{tip_id.int % 1_000_000:06d}",
-        channel="web",
-        text=UNSURE_TIP,
-        grid_id=GRID,
+        channel=channel,
+        external_ref=str(inspection_task_id) if inspection_task_id else None,
+        inspection_task_id=inspection_task_id,
+        text=text,
+        grid_id=grid_id,
         received_at=now,
     )
     event = new_event("whistle/intake", str(tip_id), tip, now)
@@ -117,7 +141,7 @@ async def unsure_tip(served: Served, producer: AIOKafkaProducer) -> UUID:
             case = await session.scalar(select(Case).where(Case.tip_id == tip_id))
         if case is None:
             return None
-        assert case.status == "triage", case.routing
+        assert status is None or case.status == status, case.routing
         return case.id
 
     return await eventually(opened, within=20, what=f"a case for tip {tip_id}")
@@ -745,3 +769,61 @@ async def test_a_major_penalty_waits_for_the_legal_reviewer_who_returns_then_app
     await card.get_by_role("button", name="审核通过").click()
     await page.wait_for_selector('body[data-state="done"]')
     assert "已审核通过，处罚决定生效：案件现为「已办结」" in await page.inner_text("#notice")
+
+
+async def test_a_unit_member_completes_an_inspection_task_in_the_console(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    """综合查一次 (issue #15, item 6): 城关镇's 城管 squad sees its task of this week's Tuesday and
+    its officer records a finding; another squad's officer records none found; the township's
+    dispatcher reads both, completes neither."""
+    today = datetime.now(ZoneInfo(served.settings.timezone)).date()
+    tuesday = today - timedelta(days=(today.weekday() - 1) % 7)  # this week's, or today
+    async with served.runtime.transaction() as session:
+        await plan_day(session, current_reference(served.runtime), tuesday, datetime.now(UTC))
+
+    await sign_in(page, served, token("unit_member", "unit:T03-CGJ"), "#/inspections")
+    assert await page.locator("#tab-inspections").is_visible()
+    card = page.locator("#inspection-list li[data-task-id]").filter(has_text="城关镇综合查一次")
+    assert await card.count() == 1
+    expected = "planned" if tuesday == today else "missed"
+    assert await card.get_attribute("data-state") == expected
+    assert "城关镇城市管理派驻组" in await card.inner_text()
+    task_id = await card.get_attribute("data-task-id")
+    assert task_id is not None
+    await card.get_by_label("发现的问题").fill("迎宾路口有商户占道经营")
+    await card.get_by_label("所在网格").select_option("T03V01G01")
+    await card.get_by_role("button", name="提交发现的问题").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "巡查结果已提交" in await page.inner_text("#notice")
+    assert await card.get_attribute("data-state") == "done"
+    assert "迎宾路口有商户占道经营" in await card.inner_text()
+    assert await card.get_by_role("button", name="未发现问题").count() == 0
+    await screenshot(page, "inspections")
+
+    await sign_in(page, served, token("unit_member", "unit:T03-SCJGJ"), "#/inspections")
+    other = page.locator("#inspection-list li[data-task-id]").filter(has_text="城关镇综合查一次")
+    await other.get_by_role("button", name="未发现问题").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert await other.get_attribute("data-state") == "done"
+    assert "未发现问题" in await other.inner_text()
+
+    await sign_in(page, served, token("dispatcher", "township:T03"), "#/inspections")
+    joint = page.locator("#inspection-list li[data-task-id]").filter(has_text="城关镇综合查一次")
+    assert await joint.count() == 5  # the five units taking part in 城关镇
+    done = page.locator('#inspection-list li[data-state="done"]')
+    assert await done.count() == 2
+    assert await page.locator("#inspection-list form").count() == 0  # a dispatcher reads only
+
+    # The finding, as intake accepts it (channel inspection), opens a case naming its task.
+    case_id = await published_tip(
+        served,
+        producer,
+        "inspection",
+        "迎宾路口有商户占道经营",
+        "T03V01G01",
+        inspection_task_id=UUID(task_id),
+    )
+    await show(page, served, f"/case/{case_id}")
+    facts = await page.inner_text("#facts")
+    assert "巡查发现" in facts and task_id in facts

@@ -382,6 +382,7 @@ async def test_the_rates_of_a_scripted_month(
         "whistle_report_on_time_rate",
         "whistle_reply_on_time_rate",
         "citizen_first_rate",
+        "inspection_done_rate",
     }
 
     township = groups(

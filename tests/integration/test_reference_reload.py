@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import yaml
 
+from services.dispatch.inspection_service import InspectionScheduler
+from services.dispatch.wiring import current_reference
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
+from tests.integration.conftest import MovableClock
 from tests.support.infra import eventually
 from tests.support.tips import case_events, case_of, send_tip
 
@@ -113,3 +117,42 @@ async def test_sighup_reloads(
         return view["catalogue_version"] == "2027.02-hup"
 
     assert await eventually(reloaded, what="the SIGHUP reload")
+
+
+async def test_a_reload_moves_a_townships_inspection_day_for_the_next_planning(
+    dispatch_with_own_config: tuple[httpx.AsyncClient, Runtime],
+    config_dir: Path,
+    token: TokenFactory,
+) -> None:
+    """综合查一次 (issue #15, item 6): 台城镇 (T05) moves its day from Tuesday to Thursday; once
+    reloaded, the planner plans it on a Thursday, and a plan naming an unknown unit is refused
+    with the plans in force kept."""
+    client, runtime = dispatch_with_own_config
+    admin = {"authorization": f"Bearer {token('admin')}"}
+    thursday = MovableClock(datetime(2027, 6, 10, 1, 0, tzinfo=UTC))  # 09:00 in the county
+    planner = InspectionScheduler(
+        runtime.sessions,
+        lambda: current_reference(runtime),
+        thursday,
+        runtime.settings.timezone,
+        interval_seconds=3600,
+    )
+    assert not any(t.plan_id == "JOINT-T05" for t in await planner.run_once())
+
+    def thursdays(doc: dict) -> None:
+        doc["joint_inspection_days"].append({"township": "T05", "weekday": "thursday"})
+
+    _edit(config_dir, "inspections.yaml", thursdays)
+    assert (await client.post("/v1/reference/reload", headers=admin)).status_code == 200
+    thursday.advance(timedelta(days=7))
+    planned = await planner.run_once()
+    assert {t.unit_id for t in planned if t.plan_id == "JOINT-T05"} >= {"T05-TEAM", "T05-SCJGJ"}
+
+    def unknown_unit(doc: dict) -> None:
+        doc["joint_inspection_days"][-1]["units"] = ["T05-NOPE"]
+
+    _edit(config_dir, "inspections.yaml", unknown_unit)
+    refused = await client.post("/v1/reference/reload", headers=admin)
+    assert refused.status_code == 422
+    assert any("T05-NOPE" in reason for reason in refused.json()["reasons"]), refused.json()
+    _edit(config_dir, "inspections.yaml", lambda doc: doc["joint_inspection_days"].pop())

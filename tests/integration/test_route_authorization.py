@@ -95,6 +95,10 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/admission-approval"): ADMISSION_READERS,
     ("dispatch", "POST", "/v1/cases/{case_id}/legal-review"): LEGAL_REVIEWER,
     ("dispatch", "POST", "/v1/assessments"): TOWNSHIP_LEADER,
+    # 综合查一次, 定岗巡查: a unit's members, the township's dispatchers and the county read the
+    # tasks; only the unit's officer completes one.
+    ("dispatch", "GET", "/v1/inspections"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/inspections/{task_id}/completion"): frozenset({"unit_member"}),
     # The sheet: the county, the township's leader and the seconding department (by scope).
     ("ledger", "GET", "/v1/assessments/sheet"): AUDITOR_OR_COUNTY
     | TOWNSHIP_LEADER

@@ -54,6 +54,9 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     GeoPoint,
+    InspectionFinding,
+    InspectionTaskCompleted,
+    InspectionTaskPlanned,
     LeadershipNotified,
     PersonalDataErased,
     ReferralSubmitted,
@@ -429,6 +432,28 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         assessed_by="L-T03-01",
         assessed_at=NOW,
     ),
+    InspectionTaskPlanned: lambda: InspectionTaskPlanned(
+        task_id=WHISTLE_ID,
+        plan_id="JOINT-T03",
+        kind="joint",
+        name="城关镇综合查一次",
+        township_code="T03",
+        unit_id="T03-CGJ",
+        grid_ids=[],
+        due_on=NOW.date(),
+        planned_at=NOW,
+    ),
+    InspectionTaskCompleted: lambda: InspectionTaskCompleted(
+        task_id=WHISTLE_ID,
+        plan_id="T03-P01",
+        kind="patrol",
+        township_code="T03",
+        unit_id="T03-CGJ",
+        due_on=NOW.date(),
+        findings=[InspectionFinding(text="迎宾路有商户占道经营", grid_id="T03V01G01")],
+        completed_by="S0100",
+        completed_at=NOW,
+    ),
 }
 
 
@@ -642,6 +667,8 @@ def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
     key = (
         "staff_id"
         if model is StaffAssessed
+        else "task_id"
+        if model in (InspectionTaskPlanned, InspectionTaskCompleted)
         else "referral_id"
         if model is ReferralSubmitted
         else key

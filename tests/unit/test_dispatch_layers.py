@@ -22,10 +22,11 @@ ROUTERS = {
     "console",
     "publicity_api",
     "assessment_api",
+    "inspection_api",
 }
 EDGES = ROUTERS | {"consumers"}
 # Modules that change cases and say so in events.
-SERVICE = {"cases", "assessment_service"}
+SERVICE = {"cases", "assessment_service", "inspection_service"}
 # The rules: plain data and functions.
 PURE = {
     "lifecycle",
@@ -41,6 +42,7 @@ PURE = {
     "authority",
     "enforcement",
     "assessments",
+    "inspections",
 }
 # What a pure rule may not reach for (whistles builds a row of models.Whistle for the service
 # to add, which is data, not a database call).

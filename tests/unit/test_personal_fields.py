@@ -50,7 +50,17 @@ NOT_PERSONAL: dict[tuple[str, str], str] = {
     ("whistle.deadline.extension_decided", "data.note"): (
         "the county's note on an extension it decided"
     ),
+    ("whistle.inspection.planned", "data.name"): "the inspection plan's name (城关镇综合查一次)",
 }
+# 综合查一次, 定岗巡查: what an officer found on the unit's own inspection, written by staff as the
+# progress notes are; each finding's tip, made of it at intake, is sealed as every tip is.
+NOT_PERSONAL.update(
+    {
+        ("whistle.inspection.completed", f"data.findings.{path}"): "the inspecting officer's "
+        "record of what the unit found (no citizen's words or contact)"
+        for path in ("text", "location", "location.lat", "location.lon", "resolution_note")
+    }
+)
 # Every case step says in whose name the case is handled: a township's or a department's name.
 NOT_PERSONAL.update(
     {

@@ -44,6 +44,7 @@ const CHANNEL = {
   wechat: "微信",
   hotline: "12345 热线",
   grid: "网格员",
+  inspection: "巡查发现",
   referral: "县直部门移送",
 };
 const EVENT = {
@@ -275,6 +276,7 @@ async function signIn() {
   $("#tab-legal-review").hidden = !(
     me.roles.includes("legal_reviewer") || me.roles.includes("county_supervisor")
   );
+  $("#tab-inspections").hidden = !(me.roles.includes("unit_member") || dispatching);
 }
 
 // --- views -------------------------------------------------------------------------------
@@ -639,6 +641,91 @@ function legalReviewView() {
     "legal-review-list",
     "没有等待法制审核的处罚决定。",
     legalReviewForms,
+  );
+}
+
+// 综合查一次, 定岗巡查: the inspection tasks of the last two weeks — a unit's member sees their
+// unit's, a dispatcher their township's. The unit's member completes a task with what was found
+// (it becomes a case, reported on channel inspection) or with nothing found; both are recorded.
+function inspectionForm(task) {
+  if (!me.roles.includes("unit_member") || task.state === "done") return null;
+  const id = `i-${task.id}`;
+  const text = el("textarea", { id: `${id}-text`, rows: 2, maxlength: 4000 });
+  const grid = el(
+    "select",
+    { id: `${id}-grid` },
+    task.finding_grids.map((g) => el("option", { value: g.id }, g.name)),
+  );
+  const complete = (body, done) =>
+    run(async () => {
+      await api(`/v1/inspections/${task.id}/completion`, { method: "POST", body });
+      showNotice(done);
+      await route();
+    });
+  return el(
+    "form",
+    {
+      class: "action",
+      onsubmit: (event) => {
+        event.preventDefault();
+        if (!text.value.trim()) return showError("请填写发现的问题，或点击“未发现问题”");
+        complete(
+          { findings: [{ text: text.value.trim(), grid_id: grid.value }] },
+          "巡查结果已提交，发现的问题已转为案件",
+        );
+      },
+    },
+    el("label", { for: `${id}-text` }, "发现的问题"),
+    text,
+    el("label", { for: `${id}-grid` }, "所在网格"),
+    grid,
+    el("button", { type: "submit", id: `${id}-found` }, "提交发现的问题"),
+    el(
+      "button",
+      {
+        type: "button",
+        class: "secondary",
+        id: `${id}-none`,
+        onclick: () => complete({ none_found: true }, "已记录：本次巡查未发现问题"),
+      },
+      "未发现问题",
+    ),
+  );
+}
+
+function inspectionCard(task) {
+  const findings = task.findings || [];
+  return el(
+    "li",
+    { class: "card", "data-task-id": task.id, "data-state": task.state },
+    el(
+      "div",
+      { class: "card-head" },
+      el("span", { class: `badge inspection-${task.state}` }, task.state_text),
+      el("span", {}, `${task.due_on} · ${task.kind_text} · ${task.name}`),
+    ),
+    factList([
+      ["巡查单位", task.unit_name],
+      ["巡查网格", task.grid_names.length ? task.grid_names.join("、") : "全乡镇"],
+      ...(task.state === "done"
+        ? [
+            ["完成", `${task.completed_by} · ${when(task.completed_at)}`],
+            ["巡查结果", findings.length ? findings.map((f) => f.text).join("；") : "未发现问题"],
+          ]
+        : []),
+    ]),
+    inspectionForm(task),
+  );
+}
+
+async function inspectionsView() {
+  const tasks = await api("/v1/inspections");
+  $("#view").replaceChildren(
+    el("h2", {}, `巡查任务（${tasks.length}）`),
+    el("p", { class: "detail" }, "近两周的综合查一次与定岗巡查任务；发现的问题将作为“巡查发现”案件办理。"),
+    tasks.length
+      ? el("ul", { id: "inspection-list", class: "cards" }, tasks.map(inspectionCard))
+      : el("p", { class: "empty" }, "近两周没有巡查任务。"),
   );
 }
 
@@ -1093,6 +1180,7 @@ async function caseView(id) {
     ["群众反映", page.text || "—"],
     ["地址", page.address || "—"],
     ["渠道", label(CHANNEL, page.channel || "") || "—"],
+    ...(c.inspection_task_id ? [["巡查任务", c.inspection_task_id]] : []),
     ["乡镇 / 村 / 网格", [c.township_code, c.village_code, c.grid_id].filter(Boolean).join(" / ") || "未定位"],
     ["事项", page.matter_name ? `${c.matter_code} ${page.matter_name}` : "未确定"],
     ["承办单位", page.unit_name || "—"],
@@ -1197,6 +1285,7 @@ async function route() {
   if (path === "/admission") return admissionView();
   if (path === "/approval") return approvalView();
   if (path === "/legal-review") return legalReviewView();
+  if (path === "/inspections") return inspectionsView();
   // The default view is shown within this same run, so that the page says "done" only once it
   // shows it: assigning location.hash would show it in a later run, after a "done" too early.
   const home = me.roles.includes("unit_member") && !me.roles.includes("dispatcher");
