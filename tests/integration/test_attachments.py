@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import func, select
 
 from services.intake.app import create_app
-from services.intake.attachments import content_path
 from services.intake.models import Attachment, Tip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
+from services.runtime.uploads import content_path
 from tests.support.serving import serving
 
 PROBLEM = "application/problem+json"
