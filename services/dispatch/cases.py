@@ -77,6 +77,7 @@ from services.dispatch.errors import (
     AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
+    CertificateRequired,
     ClosingBeforeFollowUp,
     ContactRefused,
     DispatchError,
@@ -88,7 +89,16 @@ from services.dispatch.errors import (
     StaleVersion,
     TipNotOfCase,
     TransitionRefused,
+    UnknownEvidence,
     WhistleRefused,
+)
+from services.dispatch.evidence import record as record_evidence
+from services.dispatch.evidence import stored_among
+from services.dispatch.field_record import (
+    find_staff,
+    officer_record,
+    step_place,
+    unknown_evidence,
 )
 from services.dispatch.lifecycle import (
     CITIZEN,
@@ -123,6 +133,7 @@ from services.dispatch.models import (
     RETURNED,
     AdmissionDecision,
     Case,
+    CaseEvidence,
     CaseTip,
     LegalReview,
     TipText,
@@ -148,6 +159,7 @@ from services.runtime.clock import Clock
 from services.runtime.outbox import stage
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.settings import Settings
+from services.runtime.uploads import StoredFile
 
 # The CloudEvents source of everything dispatch says.
 SOURCE = "whistle/dispatch"
@@ -273,6 +285,12 @@ def may_ask_assistance(principal: Principal, case: Case, reference: ReferenceDat
         and case.status in HELD_STATUSES
         and assistance_refusal(item, lead, None, case.township_code) is None
     )
+
+
+def may_add_evidence(principal: Principal, case: Case) -> bool:
+    """Whoever may act on the case — its unit, a supporting unit, its dispatcher, the county —
+    may upload evidence for its steps."""
+    return bool(actors_of(principal, case)) or _supports(principal, case)
 
 
 def permitted_actions(principal: Principal, case: Case) -> list[str]:
@@ -769,10 +787,16 @@ class CaseService:
         *,
         note: str,
         evidence: Sequence[str] = (),
+        point: GeoPoint | None = None,
     ) -> Case:
+        """进展: what the unit (or a supporting unit) did, with the evidence stored for the
+        case it cites, the officer's certificate and the place (field_record.py)."""
+
         async def event(case: Case, step: dict[str, Any]) -> EventData:
+            ground = await self._on_the_ground(case, step, evidence, point)
             return CaseProgressRecorded(
                 **step,
+                **ground,
                 note=note,
                 evidence=list(evidence),
                 supporting_unit_id=_supporting_unit_of(actor, case),
@@ -791,21 +815,26 @@ class CaseService:
         rectification_due: date | None = None,
         evidence: Sequence[str] = (),
         penalty: Penalty | None = None,
+        point: GeoPoint | None = None,
     ) -> Case:
         """办结. A penalty decided in an entrusting department's name must stay within the
         entrusted ceiling (refused otherwise, nothing kept); a penalty on the county's 重大执法决定
-        list does not take effect yet: the case waits for legal review (待法制审核)."""
+        list does not take effect yet: the case waits for legal review (待法制审核). Like progress,
+        it cites only evidence stored for the case and records the officer's certificate and
+        the place (field_record.py)."""
 
         async def event(case: Case, step: dict[str, Any]) -> EventData:
+            ground = await self._on_the_ground(case, step, evidence, point)
             if resolution == "penalised" and penalty is not None:
                 self._within_entrustment(case, penalty)
                 major = major_decisions(penalty, self._reference.catalogue.major_decisions)
                 if major:
-                    return self._hold_for_review(case, step, note, evidence, penalty, major)
+                    return self._hold_for_review(case, step, ground, note, evidence, penalty, major)
             # A new resolution: the citizen's 回访 of it is still to come.
             case.resolved_at, case.followed_up_at = case.updated_at, None
             return CaseResolved(
                 **step,
+                **ground,
                 resolution=resolution,
                 note=note,
                 rectification_due=rectification_due,
@@ -837,6 +866,47 @@ class CaseService:
 
         return await self._act(actor, case_id, expected, Action.CONTACT, event)
 
+    async def _on_the_ground(
+        self,
+        case: Case,
+        step: dict[str, Any],
+        evidence: Sequence[str],
+        point: GeoPoint | None,
+    ) -> dict[str, Any]:
+        """What a step taken on the ground records besides who acted (``FieldStep``): the
+        officer's certificate number checked valid on the step's date, the place and the time.
+        Refused — nothing of the step kept — if it cites evidence not stored for the case, or
+        if the officer may not act on the case's penalty matter without a valid 执法证."""
+        stored = await stored_among(self._session, case.id, list(evidence))
+        missing = unknown_evidence(evidence, stored)
+        if missing:
+            raise UnknownEvidence(missing)
+        reference = self._reference
+        staff_id = step["actor"]
+        officer = officer_record(
+            staff_id,
+            find_staff(reference.units.values(), staff_id),
+            reference.items.get(case.matter_code or ""),
+            self._today(case.updated_at),
+        )
+        if isinstance(officer, str):
+            raise CertificateRequired(officer)
+        return {
+            "certificate_number": officer.certificate_number,
+            **step_place(point, case.grid_id).record(),
+            "acted_at": case.updated_at,
+        }
+
+    async def add_evidence(
+        self, actor: Principal, case_id: UUID, stored: StoredFile
+    ) -> tuple[CaseEvidence, bool]:
+        """Record a stored file as evidence of the case, for whoever may act on it; whether
+        this upload created the record (False: the same bytes were uploaded for it before)."""
+        case = await find_case(self._session, actor, case_id)
+        if not may_add_evidence(actor, case):
+            raise NotPermitted("您可以查看本案，但不能为本案上传证据。")
+        return await record_evidence(self._session, case.id, stored, actor.subject, self._clock())
+
     def _within_entrustment(self, case: Case, penalty: Penalty) -> None:
         """Refuse a penalty beyond the ceiling of the entrustment the case is handled under."""
         item = self._reference.items.get(case.matter_code or "")
@@ -858,6 +928,7 @@ class CaseService:
         self,
         case: Case,
         step: dict[str, Any],
+        ground: dict[str, Any],
         note: str,
         evidence: Sequence[str],
         penalty: Penalty,
@@ -875,11 +946,15 @@ class CaseService:
             requested_by=step["actor"],
             requested_role=step["actor_role"],
             requested_at=case.updated_at,
+            certificate_number=ground["certificate_number"],
+            grid_id=ground["grid_id"],
+            point=ground["point"],
             status=PENDING,
         )
         self._session.add(review)
         return CaseLegalReviewRequested(
             **step,
+            **ground,
             review_id=review.id,
             note=note,
             penalty=penalty,
@@ -934,6 +1009,11 @@ class CaseService:
         made = self._changed(case, review.requested_by, review.requested_role, now)
         resolved = CaseResolved(
             **made,
+            # Recorded as the decision was made: by whom, with which certificate, where, when.
+            certificate_number=review.certificate_number,
+            grid_id=review.grid_id,
+            point=review.point,
+            acted_at=review.requested_at,
             resolution="penalised",
             note=review.note,
             evidence=review.evidence,

@@ -14,6 +14,7 @@ from services.dispatch.errors import (
     AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
+    CertificateRequired,
     ClosingBeforeFollowUp,
     ContactRefused,
     DispatchError,
@@ -24,6 +25,7 @@ from services.dispatch.errors import (
     SplitRefused,
     StaleVersion,
     TransitionRefused,
+    UnknownEvidence,
     WhistleRefused,
 )
 from services.dispatch.merging import SplitRefusal
@@ -59,6 +61,22 @@ def problem(error: DispatchError) -> Problem:
                 error.detail,
                 type_="https://whistle.example/problems/beyond-entrustment",
                 entrusted_ceiling=error.ceiling.model_dump(mode="json"),
+            )
+        case UnknownEvidence():
+            return Problem(
+                422,
+                "证据文件不存在",
+                f"以下证据文件未上传到本案：{'、'.join(error.ids)}。请先上传证据"
+                "（POST /v1/cases/{id}/evidence），再提交本步骤；本步骤未保存。",
+                type_="https://whistle.example/problems/unknown-evidence",
+                unknown=error.ids,
+            )
+        case CertificateRequired():
+            return Problem(
+                422,
+                "无有效执法证",
+                error.detail,
+                type_="https://whistle.example/problems/no-valid-certificate",
             )
         case StaleVersion():
             return Problem(

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     # see the same directory. Unset: ``$WHISTLE_HOME/attachments``.
     attachments_dir: Path | None = None
     attachment_max_bytes: int = 20 * 1024 * 1024
+    # Officers' evidence for case steps (POST /v1/cases/{id}/evidence on dispatch), stored by
+    # SHA-256; every dispatch replica must see the same directory.
+    # Unset: ``$WHISTLE_HOME/evidence``.
+    evidence_dir: Path | None = None
+    # Evidence includes video from body cameras (执法记录仪): larger than a citizen's upload.
+    evidence_max_bytes: int = 200 * 1024 * 1024
 
     # The WeChat official account's callback (开发者中心 → 服务器配置). The defaults are for
     # development only; production sets all three from the account's console.
@@ -263,6 +269,10 @@ class Settings(BaseSettings):
     @property
     def attachments_path(self) -> Path:
         return self.attachments_dir or self.home / "attachments"
+
+    @property
+    def evidence_path(self) -> Path:
+        return self.evidence_dir or self.home / "evidence"
 
     @property
     def private_key_path(self) -> Path:

@@ -33,6 +33,7 @@ from tests.browser.test_auditor_page import CHROMIUM, FLAGS
 from tests.conftest import TokenFactory
 from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
 from tests.support.serving import serving
+from tests.support.tips import OFFICER
 
 # Two keywords of weight 1 for two items (占道经营 CG-001, 非法营运 JT-001), and the triage model
 # not sure either (about 0.5, under 0.7), so the tip waits in 城关镇's (T03) triage queue. (One
@@ -369,7 +370,7 @@ async def accepted_case_shown(
     """A case assigned to 城关镇's 城管 squad and accepted, shown to a member of the squad:
     the case id and the member's token."""
     case_id = await unsure_tip(served, producer)
-    unit_token = token("unit_member", "unit:T03-CGJ")
+    unit_token = token("unit_member", "unit:T03-CGJ", subject=OFFICER)  # a valid 执法证
     await act(
         served,
         token("dispatcher", "township:T03"),
@@ -696,7 +697,7 @@ async def test_a_major_penalty_waits_for_the_legal_reviewer_who_returns_then_app
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
     case_id = await unsure_tip(served, producer)
-    unit = token("unit_member", "unit:T03-SCJGJ")
+    unit = token("unit_member", "unit:T03-SCJGJ", subject=OFFICER)
     # 无照经营 (SC-001) is devolved: decided in 城关镇's own name.
     await act(
         served,
