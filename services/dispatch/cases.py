@@ -84,6 +84,7 @@ from services.dispatch.errors import (
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralKeyReused,
     ReferralRefused,
     SplitRefused,
     StaleVersion,
@@ -136,6 +137,7 @@ from services.dispatch.models import (
     CaseEvidence,
     CaseTip,
     LegalReview,
+    ReferralRequest,
     TipText,
     TriageLabel,
 )
@@ -229,6 +231,14 @@ class Referral:
     grid_id: str | None = None
     place: str | None = None
     officer: str | None = None  # who referred it, if not the token's subject
+
+
+@dataclass(frozen=True)
+class ReferralKey:
+    """An HTTP referral's ``Idempotency-Key``, and a digest of the body it came with."""
+
+    key: str
+    fingerprint: str
 
 
 REFERRAL_CHANNEL = "referral"  # how the console tells a referred case's words from a tip's
@@ -445,14 +455,19 @@ class CaseService:
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
     async def refer(
-        self, actor: Principal, referral: Referral, referral_id: UUID | None = None
-    ) -> Case:
+        self,
+        actor: Principal,
+        referral: Referral,
+        referral_id: UUID | None = None,
+        key: ReferralKey | None = None,
+    ) -> tuple[Case, bool]:
         """移送: open a case for the township from a county department's referral, as a tip
         would open one, and route it under the authority rule. Only a matter the township may
         lead is referred (``judge_referral``); the department must be the caller's own. The
         referral's id (``referral_id`` if the department chose it, else a new one) stands as
-        the case's tip; the same id again returns its case and opens nothing. The facts are
-        kept as the tip's words are."""
+        the case's tip; the same id again returns its case and opens nothing (and, with an
+        HTTP ``key``, only if the body is the same: ReferralKeyReused otherwise). The facts
+        are kept as the tip's words are. Returns the case, and whether this call opened it."""
         if not actor.may_act_on("dept", referral.department_code):
             raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
         if referral_id is not None:
@@ -460,7 +475,8 @@ class CaseService:
                 select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
             )
             if opened is not None:
-                return opened
+                await self._same_referral(referral_id, key)
+                return opened, False
         reference = self._reference
         department = reference.departments.get(referral.department_code)
         item = reference.items.get(referral.matter_code)
@@ -510,7 +526,25 @@ class CaseService:
                 received_at=now,
             )
         )
-        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id)
+        if key is not None:
+            self._session.add(
+                ReferralRequest(
+                    referral_id=referral_id,
+                    department_code=department.code,
+                    idempotency_key=key.key,
+                    fingerprint=key.fingerprint,
+                    received_at=now,
+                )
+            )
+        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id), True
+
+    async def _same_referral(self, referral_id: UUID, key: ReferralKey | None) -> None:
+        """A referral retried under its Idempotency-Key must repeat the body it was sent with."""
+        if key is None:
+            return
+        kept = await self._session.get(ReferralRequest, referral_id)
+        if kept is not None and kept.fingerprint != key.fingerprint:
+            raise ReferralKeyReused(f"idempotency key {key.key!r} was used for another referral")
 
     async def _open(
         self,

@@ -160,6 +160,11 @@ class AssistanceRefused(DispatchError):
         self.detail = detail
 
 
+class ReferralKeyReused(DispatchError):
+    """A referral's Idempotency-Key was used before by the department for another body: not a
+    retry."""
+
+
 class UnknownEvidence(DispatchError):
     """A step cites files never stored as evidence for its case (field_record.py): ``ids``
     are the unknown SHA-256s, in the order cited."""

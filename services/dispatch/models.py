@@ -275,6 +275,20 @@ class LegalReview(SQLModel, table=True):
     opinion: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class ReferralRequest(SQLModel, table=True):
+    """A referral received over HTTP with an ``Idempotency-Key``: the referral id the key
+    stands for (per department) and a digest of the body, so that a retry gets the same case
+    and another body under the same key is refused."""
+
+    __tablename__ = "referral_request"
+
+    referral_id: UUID = Field(primary_key=True)
+    department_code: str
+    idempotency_key: str
+    fingerprint: str
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class CaseEvidence(SQLModel, table=True):
     """A file uploaded as evidence for a case (photo, video, scanned 文书), stored by SHA-256
     under ``WHISTLE_EVIDENCE_DIR``: a step of the case may cite only these (evidence.py). The

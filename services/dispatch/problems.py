@@ -21,6 +21,7 @@ from services.dispatch.errors import (
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralKeyReused,
     ReferralRefused,
     SplitRefused,
     StaleVersion,
@@ -61,6 +62,14 @@ def problem(error: DispatchError) -> Problem:
                 error.detail,
                 type_="https://whistle.example/problems/beyond-entrustment",
                 entrusted_ceiling=error.ceiling.model_dump(mode="json"),
+            )
+        case ReferralKeyReused():
+            return Problem(
+                409,
+                "Idempotency-Key 重复使用",
+                "该 Idempotency-Key 已用于内容不同的另一次移送：重试须与原请求完全相同，"
+                "新的移送请使用新的 Idempotency-Key。",
+                type_="https://whistle.example/problems/idempotency-key-reused",
             )
         case UnknownEvidence():
             return Problem(
