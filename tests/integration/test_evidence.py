@@ -27,6 +27,7 @@ from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock, _in_process
 from tests.support.files import pdf, png
+from tests.support.infra import eventually
 from tests.support.tips import OFFICER, act, bearer, case_events
 
 PROBLEM = "application/problem+json"
@@ -135,7 +136,9 @@ async def test_a_file_stored_for_another_case_is_not_evidence_of_this_one(
 
 
 async def test_a_step_records_the_officer_the_certificate_the_place_and_the_evidence(
-    dispatch_then: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+    dispatch_then: tuple[httpx.AsyncClient, Runtime],
+    ledger: httpx.AsyncClient,
+    token: TokenFactory,
 ) -> None:
     client, runtime = dispatch_then
     case_id = await _case(runtime)
@@ -196,6 +199,24 @@ async def test_a_step_records_the_officer_the_certificate_the_place_and_the_evid
     fetched = await client.get(f"/v1/cases/{case_id}/evidence/{photo['id']}", headers=dispatcher)
     assert fetched.status_code == 200
     assert (fetched.headers["content-type"], fetched.content) == ("image/png", png(3))
+    # The ledger's trail of the case records the step as it was taken.
+    auditor = bearer(token, "auditor")
+
+    async def in_the_trail() -> dict[str, Any] | None:
+        answer = await ledger.get(f"/v1/cases/{case_id}/trail", headers=auditor)
+        entries = answer.json()["entries"] if answer.is_success else []
+        return next((e for e in entries if e["event"]["type"] == progress["type"]), None)
+
+    entry = await eventually(in_the_trail, what="the progress step in the ledger")
+    recorded = entry["event"]
+    # The point is personal (where a citizen's problem is): sealed, opened for the auditor.
+    assert "x-sealed" in recorded["data"]["point"]
+    assert entry["personal"]["point"] == point
+    assert on_the_ground(recorded) == {
+        **on_the_ground(progress),
+        "point": recorded["data"]["point"],
+    }
+    assert recorded["data"]["evidence"] == [photo["id"]]
     foreign = bearer(token, "dispatcher", "township:T01")
     assert (
         await client.get(f"/v1/cases/{case_id}/evidence/{photo['id']}", headers=foreign)
