@@ -54,4 +54,8 @@ DISPATCH = ServiceDefinition(
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:
-    return create_service_app(DISPATCH, settings, clock)
+    settings = settings or Settings()
+    app = create_service_app(DISPATCH, settings, clock)
+    # The department page (escalation's origin) refers matters here from the browser.
+    app.add_middleware(referral_api.DepartmentPageCors, origins=settings.department_origins)
+    return app

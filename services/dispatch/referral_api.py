@@ -16,6 +16,8 @@ from uuid import UUID, uuid5
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.dispatch.cases import Referral, ReferralKey
 from services.dispatch.dependencies import RuntimeDep, changing
@@ -80,3 +82,25 @@ async def refer(
     view = case_view(case, response)
     response.status_code = 201 if opened else 200
     return view
+
+
+class DepartmentPageCors:
+    """CORS for ``/v1/referrals`` alone, from the department page's origin (escalation's
+    ``/dept``, WHISTLE_DEPARTMENT_PAGE_ORIGIN): its referral form calls dispatch with the
+    department's bearer token. Every other path stays same-origin."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self._app = app
+        self._cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["authorization", "content-type", "idempotency-key"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/referrals":
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)

@@ -277,4 +277,21 @@ def _clock_view(clock: CaseDeadline) -> ClockView:
 
 # --- the department page (部门吹哨报到) ------------------------------------------------------
 
-page_router = pages.page_router("dept", "/dept", Path(__file__).with_name("static"))
+# The department page also refers matters to townships (移送), which is dispatch's: its script
+# may call dispatch's origin, and learns it from GET /v1/referral-target.
+page_router = pages.page_router(
+    "dept",
+    "/dept",
+    Path(__file__).with_name("static"),
+    connect_to=lambda settings: settings.dispatch_origin,
+)
+
+
+class ReferralTarget(BaseModel):
+    url: str = Field(description="where the department page sends POST /v1/referrals")
+
+
+@router.get("/referral-target", response_model=ReferralTarget, include_in_schema=False)
+async def referral_target(runtime: RuntimeDep) -> ReferralTarget:
+    """Where browsers reach dispatch's referrals (WHISTLE_DISPATCH_PUBLIC_ORIGIN)."""
+    return ReferralTarget(url=f"{runtime.settings.dispatch_origin}/v1/referrals")

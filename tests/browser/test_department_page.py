@@ -17,7 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Page
 
+from services.dispatch.app import create_app as create_dispatch
 from services.escalation.app import create_app
+from services.launcher.embedded import free_port
 from services.runtime.settings import Settings
 
 # Chromium and a fresh zh-CN page per test, as for the auditor page.
@@ -145,3 +147,61 @@ async def test_provisional_deadlines_are_marked_and_a_missing_year_is_announced(
         served.clock.now = before
     await look_up(page, dept)
     assert "部分期限所在年度" in await notice.inner_text()
+
+
+@dataclass(frozen=True)
+class Referring:
+    """The department page (escalation) and dispatch, each told the other's origin."""
+
+    page_url: str
+    dispatch_url: str
+
+
+@pytest.fixture(scope="module")
+async def referring(migrated: Settings) -> AsyncIterator[Referring]:
+    escalation_port, dispatch_port = free_port(), free_port()
+    own = migrated.model_copy(
+        update={
+            "dispatch_public_origin": f"http://127.0.0.1:{dispatch_port}",
+            "department_page_origin": f"http://127.0.0.1:{escalation_port}",
+        }
+    )
+    async with (
+        serving(create_dispatch(own), dispatch_port) as dispatch_url,
+        serving(create_app(own), escalation_port) as page_url,
+    ):
+        yield Referring(page_url, dispatch_url)
+
+
+async def test_a_department_refers_a_townships_matter_from_its_page(
+    page: Page, referring: Referring, token: TokenFactory
+) -> None:
+    """移送 from the department page: the form posts to dispatch (another origin, allowed by
+    the page's CSP and dispatch's CORS for this one path) and says the township's case, or
+    why the rules refuse it."""
+    answer = await page.goto(f"{referring.page_url}/dept")
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert f"connect-src 'self' {referring.dispatch_url};" in policy
+    await page.fill("#token", token("county_department", "dept:CGJ"))
+    await page.fill("#department", "CGJ")
+    await page.fill("#referral-matter", "CG-001")
+    await page.fill("#referral-township", "T03")
+    await page.fill("#referral-grid", "T03V02G01")
+    await page.fill("#referral-place", "五里铺村村口")
+    await page.fill("#referral-facts", "巡查发现村口有人占道摆摊，影响通行，依法移送")
+    await page.click("#refer")
+    await page.wait_for_selector('body[data-state="done"]')
+    result = await page.inner_text("#referral-result")
+    assert result.startswith("已移送：案件 ") and "已派单" in result and "T03-CGJ" in result, result
+    assert await page.input_value("#referral-facts") == ""  # the form is ready for the next
+
+    # 电梯安全隐患 (SC-006) is county-only: refused with the rules' words, nothing opened.
+    await page.fill("#referral-matter", "SC-006")
+    await page.fill("#referral-township", "T03")
+    await page.fill("#referral-facts", "检查发现小区电梯安全隐患")
+    await page.click("#refer")
+    await page.wait_for_selector('body[data-state="done"]')
+    refused = await page.inner_text("#referral-result")
+    assert refused.startswith("不予移送：") and "县级专属事项" in refused, refused
+    assert await page.get_attribute("#referral-result", "class") == "bad"

@@ -173,6 +173,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("dispatch", "GET", "/console/console.js"),
         ("dispatch", "GET", "/console/console.css"),
         ("escalation", "GET", "/dept"),
+        # Where the department page sends referrals: a URL, nothing else.
+        ("escalation", "GET", "/v1/referral-target"),
         ("escalation", "GET", "/dept/dept.js"),
         ("escalation", "GET", "/dept/dept.css"),
         ("ledger", "GET", "/auditor"),
