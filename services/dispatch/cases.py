@@ -99,7 +99,6 @@ from services.dispatch.field_record import (
     find_staff,
     officer_record,
     step_place,
-    unknown_evidence,
 )
 from services.dispatch.lifecycle import (
     CITIZEN,
@@ -161,7 +160,7 @@ from services.runtime.clock import Clock
 from services.runtime.outbox import stage
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.settings import Settings
-from services.runtime.uploads import StoredFile
+from services.runtime.uploads import StoredFile, not_stored
 
 # The CloudEvents source of everything dispatch says.
 SOURCE = "whistle/dispatch"
@@ -912,7 +911,7 @@ class CaseService:
         Refused — nothing of the step kept — if it cites evidence not stored for the case, or
         if the officer may not act on the case's penalty matter without a valid 执法证."""
         stored = await stored_among(self._session, case.id, list(evidence))
-        missing = unknown_evidence(evidence, stored)
+        missing = not_stored(evidence, stored)
         if missing:
             raise UnknownEvidence(missing)
         reference = self._reference

@@ -25,8 +25,7 @@ from services.runtime.auth import Principal, require_roles
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 from services.runtime.uploads import (
-    ACCEPTED,
-    DOCUMENTS,
+    EVIDENCE_KINDS,
     MULTIPART_BODY,
     content_path,
     receive_upload,
@@ -38,8 +37,6 @@ router = APIRouter(prefix="/v1", tags=["evidence"])
 Uploader = Annotated[
     Principal, Depends(require_roles("dispatcher", "unit_member", "county_supervisor"))
 ]
-# Officers' evidence: what a citizen may send, and scanned legal documents (PDF).
-EVIDENCE_KINDS = {**ACCEPTED, **DOCUMENTS}
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 

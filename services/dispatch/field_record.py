@@ -8,15 +8,16 @@
   matter (authority.py's ``ENFORCEMENT_ACTIONS``, the rule an assignment is judged by too). A
   public-service request needs no certificate.
 - **The place** (:func:`step_place`): the point the officer gives, if any, and the case's grid.
-- **The evidence** (:func:`unknown_evidence`): every SHA-256 a step cites must name a file
-  stored for that case; the unknown ones are named.
+- **The evidence**: every SHA-256 a step cites must name a file stored for that case; the
+  unknown ones are named (``services/runtime/uploads.not_stored``, the rule escalation holds a
+  department's reply to as well).
 
 Plain data and functions: no database, no clock, no HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -83,9 +84,3 @@ class StepPlace:
 def step_place(point: GeoPoint | None, case_grid: str | None) -> StepPlace:
     """The place of a step: the point given with it, if any, and the case's grid."""
     return StepPlace(case_grid, point)
-
-
-def unknown_evidence(cited: Sequence[str], stored: Collection[str]) -> list[str]:
-    """The hashes among ``cited`` that name no file stored for the case, in the order cited,
-    each once."""
-    return [h for h in dict.fromkeys(cited) if h not in stored]

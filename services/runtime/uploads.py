@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ ACCEPTED: dict[str, str] = {
 }
 # Officers also upload scanned legal documents (文书): a citizen's tip has no use for them.
 DOCUMENTS: dict[str, str] = {"application/pdf": "application/pdf"}
+# What an officer or a department may upload as evidence: all of it.
+EVIDENCE_KINDS: dict[str, str] = {**ACCEPTED, **DOCUMENTS}
 # filetype never looks further than this into a file.
 SNIFF_BYTES = 8192
 
@@ -150,6 +152,12 @@ def _sync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def not_stored(cited: Sequence[str], stored: Collection[str]) -> list[str]:
+    """The rule every step citing evidence is held to: the hashes among ``cited`` that name no
+    file stored for it, in the order cited, each once (empty: the step may cite them all)."""
+    return [h for h in dict.fromkeys(cited) if h not in stored]
 
 
 # ---------------------------------------------------------------- over HTTP

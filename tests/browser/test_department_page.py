@@ -8,15 +8,19 @@ keep a picture of the page.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Page
 
+from contracts.topics import WHISTLES
 from services.dispatch.app import create_app as create_dispatch
 from services.escalation.app import create_app
 from services.launcher.embedded import free_port
@@ -29,7 +33,8 @@ from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
 from tests.integration.conftest import producer as producer
 from tests.integration.test_escalation_clocks import local
-from tests.integration.test_whistle_protocol import blow, whistle
+from tests.integration.test_whistle_protocol import about, blow, find_on_topic, whistle
+from tests.support.files import png
 from tests.support.infra import eventually
 from tests.support.serving import serving
 
@@ -58,7 +63,12 @@ async def look_up(page: Page, token: str, department: str = "") -> None:
 
 
 async def test_a_department_sees_its_whistles_and_reports_in(
-    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+    page: Page,
+    served: Served,
+    producer: AIOKafkaProducer,
+    token: TokenFactory,
+    migrated: Settings,
+    tmp_path: Path,
 ) -> None:
     fresh = whistle(uuid4(), [DEPARTMENT])
     late = whistle(uuid4(), [DEPARTMENT, "GAJ"])
@@ -96,9 +106,17 @@ async def test_a_department_sees_its_whistles_and_reports_in(
     assert await page.locator(f"{row} button.reply").count() == 1
 
     await page.fill(f"{row} textarea.result", "已现场核查，责令恢复原状")
+    # A photo as evidence: uploaded for the whistle, then cited by the reply.
+    photo = tmp_path / "现场.png"
+    photo.write_bytes(png(31))
+    await page.set_input_files(f"{row} input.evidence", str(photo))
     await page.click(f"{row} button.reply")
     await page.wait_for_selector('body[data-state="done"]')
     assert "已回复办理结果" in await page.inner_text("#status")
+    (replied,) = await find_on_topic(
+        migrated.kafka_bootstrap or "", WHISTLES, about(fresh.whistle_id, "whistle.whistle.replied")
+    )
+    assert json.loads(replied.value)["data"]["evidence"] == [hashlib.sha256(png(31)).hexdigest()]
     assert await page.locator(row).count() == 0, "a replied whistle is no longer open"
     if shot := os.environ.get("DEPT_SCREENSHOT"):
         await page.screenshot(path=shot, full_page=True)

@@ -105,6 +105,8 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
     # 移送: a county department refers a township's matter.
     ("dispatch", "POST", "/v1/referrals"): frozenset({"county_department"}),
+    # A summoned department's evidence for its reply to a whistle.
+    ("escalation", "POST", "/v1/whistles/{whistle_id}/evidence"): frozenset({"county_department"}),
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,

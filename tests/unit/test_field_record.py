@@ -15,8 +15,8 @@ from services.dispatch.field_record import (
     find_staff,
     officer_record,
     step_place,
-    unknown_evidence,
 )
+from services.runtime.uploads import not_stored
 from tests.conftest import REPO
 
 
@@ -84,6 +84,6 @@ def test_the_place_is_the_point_given_and_the_cases_grid() -> None:
 
 def test_unknown_evidence_is_named_once_in_the_order_cited() -> None:
     a, b, c = "a" * 64, "b" * 64, "c" * 64
-    assert unknown_evidence([c, a, c, b], {a}) == [c, b]
-    assert unknown_evidence([a], {a}) == []
-    assert unknown_evidence([], set()) == []
+    assert not_stored([c, a, c, b], {a}) == [c, b]
+    assert not_stored([a], {a}) == []
+    assert not_stored([], set()) == []

@@ -65,6 +65,7 @@ function explain(status, body) {
     return `请先报到，再回复办理结果${detail}`;
   }
   if (status === 409) return `已经提交过，不能重复提交${detail}`;
+  if (status === 413 || status === 415) return `证据文件未能上传${detail}`;
   if (status === 422) return `填写的内容不符合要求${detail}`;
   return `请求失败（${status}）${detail}`;
 }
@@ -89,18 +90,38 @@ function actions(whistle) {
     box.append(number, button);
   } else {
     const result = element("textarea", { class: "result", placeholder: "办理结果" });
+    // Evidence (照片、视频、扫描的文书): uploaded for this whistle first, then cited by the reply.
+    const file = element("input", {
+      type: "file", class: "evidence", "aria-label": "证据文件（选填）",
+      accept: "image/*,audio/*,video/*,application/pdf",
+    });
     const button = element("button", { type: "button", class: "reply" }, "回复");
     button.addEventListener("click", () => submit(whistle, "reply", { result: result.value.trim() },
-      "已回复办理结果"));
-    box.append(element("span", {}, `回执号 ${whistle.receipt_no}`), result, button);
+      "已回复办理结果", file.files[0]));
+    box.append(element("span", {}, `回执号 ${whistle.receipt_no}`), result, file, button);
   }
   return box;
 }
 
-async function submit(whistle, what, body, done) {
+// One file to the whistle's evidence for the department's reply (multipart, field "file").
+async function uploadEvidence(whistle, file) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const form = new FormData();
+  form.append("file", file);
+  const query = new URLSearchParams({ department_code: whistle.department_code });
+  const response = await fetch(`/v1/whistles/${whistle.whistle_id}/evidence?${query}`, {
+    method: "POST", headers: { authorization: `Bearer ${token}` }, body: form,
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(explain(response.status, data));
+  return data.id;
+}
+
+async function submit(whistle, what, body, done, evidence) {
   document.body.dataset.state = "loading";
   try {
     const department = whistle.department_code;
+    if (evidence) body = { ...body, evidence: [await uploadEvidence(whistle, evidence)] };
     await call("POST", `/v1/whistles/${whistle.whistle_id}/${what}`, { ...body, department_code: department });
     await load();
     say(`${done}（案件 ${whistle.case_id}）`, "ok");
