@@ -774,6 +774,8 @@ async def test_an_officer_uploads_evidence_cites_it_and_sees_the_step_recorded(
     assert await page.is_checked(f'input[name="cite-evidence"][value="{digest}"]')
 
     await page.fill("#progress-note", "已到现场，摊主已收摊")
+    await page.fill("#step-lat", "38.7612")
+    await page.fill("#step-lon", "113.2251")
     await page.click("#do-progress")
     await page.wait_for_selector('body[data-state="done"]')
     assert "已记录进展" in await page.inner_text("#notice")
@@ -787,7 +789,7 @@ async def test_an_officer_uploads_evidence_cites_it_and_sees_the_step_recorded(
     await eventually(recorded, within=20, what="the progress step on the timeline")
     entry = await page.inner_text(step)
     assert OFFICER in entry and "执法证 晋执字14099920240085" in entry
-    assert f"地点 网格 {GRID}" in entry
+    assert f"地点 网格 {GRID}（38.7612, 113.2251）" in entry
     async with page.expect_download() as download:
         await page.click(f'{step} button.evidence-link[data-sha256="{digest}"]')
     saved = await (await download.value).path()

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 from uuid6 import uuid7
 
 from services.dispatch.app import create_app as create_dispatch
-from services.dispatch.models import Case, CaseEvidence
+from services.dispatch.models import Case, CaseEvidence, CaseTimelineEntry
+from services.dispatch.retention import erase_tip
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
@@ -278,3 +279,31 @@ async def test_only_who_may_act_on_the_case_uploads_and_a_refused_upload_keeps_n
             select(func.count()).select_from(CaseEvidence).where(CaseEvidence.case_id == case_id)  # type: ignore[arg-type]
         )
     assert rows == 0
+
+
+async def test_erasing_the_tip_erases_where_the_officer_stood(
+    dispatch_then: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """The point of a step is where the citizen's problem is: erased with the tip's place."""
+    client, runtime = dispatch_then
+    case_id = await _case(runtime)
+    point = {"lat": 38.7612, "lon": 113.2251}
+    done = await act(client, case_id, "progress", _officer(token), {"note": "到场", "point": point})
+    assert done.status_code == 200, done.text
+
+    async def on_the_timeline() -> CaseTimelineEntry | None:
+        async with runtime.sessions() as session:
+            return await session.scalar(
+                select(CaseTimelineEntry).where(CaseTimelineEntry.case_id == case_id)  # type: ignore[arg-type]
+            )
+
+    entry = await eventually(on_the_timeline, what="the step on dispatch's timeline")
+    assert entry.data["point"] == point
+    async with runtime.transaction() as session:
+        case = await session.get(Case, case_id)
+        assert case is not None
+        await erase_tip(session, case.tip_id)
+    async with runtime.sessions() as session:
+        kept = await session.get(CaseTimelineEntry, (entry.source, entry.event_id))
+    assert kept is not None and "point" not in kept.data
+    assert kept.data["grid_id"] == "T03V02G01"  # the grid is no one's place

@@ -327,6 +327,49 @@ function citedEvidence() {
   return [...document.querySelectorAll("input[name=cite-evidence]:checked")].map((box) => box.value);
 }
 
+// Where the officer stands (optional): typed in, or the device's position on request. The case's
+// grid is recorded with every step anyway.
+function pointFields() {
+  const lat = el("input", { id: "step-lat", type: "number", step: "any", min: -90, max: 90 });
+  const lon = el("input", { id: "step-lon", type: "number", step: "any", min: -180, max: 180 });
+  const locate = el(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      id: "step-locate",
+      onclick: () =>
+        navigator.geolocation &&
+        navigator.geolocation.getCurrentPosition(
+          (at) => {
+            lat.value = at.coords.latitude.toFixed(6);
+            lon.value = at.coords.longitude.toFixed(6);
+          },
+          () => showError("无法获取当前位置，请手动填写或留空（将记录案件所在网格）。"),
+        ),
+    },
+    "使用当前位置",
+  );
+  return el(
+    "fieldset",
+    { id: "step-point" },
+    el("legend", {}, "执法地点（选填，纬度 / 经度；不填则记录案件所在网格）"),
+    el("label", { for: "step-lat" }, "纬度"),
+    lat,
+    el("label", { for: "step-lon" }, "经度"),
+    lon,
+    locate,
+  );
+}
+
+// The point typed in, as a step's body gives it; nothing when either half is empty.
+function stepPoint() {
+  const lat = document.getElementById("step-lat");
+  const lon = document.getElementById("step-lon");
+  if (!lat || !lon || lat.value === "" || lon.value === "") return {};
+  return { point: { lat: Number(lat.value), lon: Number(lon.value) } };
+}
+
 // --- page state ----------------------------------------------------------------------------
 
 let me = null;
@@ -1084,6 +1127,7 @@ function actionForms(page) {
         form("progress", textField("progress-note", "进展说明", 2000), () => ({
           note: document.getElementById("progress-note").value,
           evidence: citedEvidence(),
+          ...stepPoint(),
         })),
       );
     } else if (action === "contact") {
@@ -1150,6 +1194,7 @@ function actionForms(page) {
             resolution: kind.value,
             note: document.getElementById("resolve-note").value,
             evidence: citedEvidence(),
+            ...stepPoint(),
             ...(due.value ? { rectification_due: due.value } : {}),
             ...(kind.value === "penalised"
               ? {
@@ -1166,6 +1211,8 @@ function actionForms(page) {
       forms.push(form(action, [], null));
     }
   }
+  // One place for the steps on the ground, before their forms.
+  if (page.actions.includes("progress") || page.actions.includes("resolve")) forms.unshift(pointFields());
   return forms.length ? forms : [el("p", { class: "empty" }, "您对这件案件暂无可执行的操作。")];
 }
 
