@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,8 +39,15 @@ CERTIFICATE = "晋执字14099920240085"  # 宋晓丽's (S0089)
 
 
 @pytest.fixture(scope="module")
-async def dispatch_then(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    async for pair in _in_process(create_dispatch(migrated, MovableClock(NOW))):
+def clock() -> MovableClock:
+    return MovableClock(NOW)
+
+
+@pytest.fixture(scope="module")
+async def dispatch_then(
+    migrated: Settings, clock: MovableClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    async for pair in _in_process(create_dispatch(migrated, clock)):
         yield pair
 
 
@@ -307,3 +314,53 @@ async def test_erasing_the_tip_erases_where_the_officer_stood(
         kept = await session.get(CaseTimelineEntry, (entry.source, entry.event_id))
     assert kept is not None and "point" not in kept.data
     assert kept.data["grid_id"] == "T03V02G01"  # the grid is no one's place
+
+
+async def test_a_major_decision_keeps_its_evidence_officer_and_place_through_legal_review(
+    dispatch_then: tuple[httpx.AsyncClient, Runtime], clock: MovableClock, token: TokenFactory
+) -> None:
+    """A fine above 10000 yuan waits for legal review: held, it cites only stored evidence;
+    approved a day later, the resolution carries the decision's officer, certificate, place
+    and time, not the reviewer's."""
+    client, runtime = dispatch_then
+    case_id = await _case(runtime)
+    officer = _officer(token)
+    photo = (await _upload(client, case_id, officer, png(41))).json()["id"]
+    point = {"lat": 38.7601, "lon": 113.2249}
+    major: dict[str, Any] = {
+        "resolution": "penalised",
+        "note": "依法罚款20000元",
+        "penalty": {"kinds": ["fine"], "fine_yuan": 20000},
+        "point": point,
+    }
+    never = hashlib.sha256(b"no such record").hexdigest()
+    refused = await act(client, case_id, "resolve", officer, {**major, "evidence": [never]})
+    assert refused.status_code == 422 and refused.json()["unknown"] == [never]
+    held = await act(client, case_id, "resolve", officer, {**major, "evidence": [photo]})
+    assert held.status_code == 200 and held.json()["status"] == "legal_review", held.text
+    try:
+        clock.advance(timedelta(days=1))
+        approved = await act(
+            client,
+            case_id,
+            "legal-review",
+            bearer(token, "legal_reviewer"),
+            {"decision": "approve"},
+        )
+        assert approved.status_code == 200, approved.text
+    finally:
+        clock.now = NOW
+    requested, _, resolved = await case_events(runtime, case_id)
+    assert requested["type"] == "whistle.case.legal_review_requested"
+    expected = {
+        "actor": OFFICER,
+        "certificate_number": CERTIFICATE,
+        "grid_id": "T03V02G01",
+        "point": point,
+        "acted_at": NOW.isoformat().replace("+00:00", "Z"),
+        "evidence": [photo],
+    }
+    for event in (requested, resolved):
+        assert {k: event["data"][k] for k in expected} == expected
+    assert resolved["type"] == "whistle.case.resolved"
+    assert resolved["time"] != resolved["data"]["acted_at"]  # in effect on approval
