@@ -16,6 +16,7 @@ from uuid import UUID, uuid5
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -77,8 +78,17 @@ async def refer(
     rule; a matter the township may not lead (county-only, assist, unclaimed, out-of-list) is
     refused (422, 不予移送)."""
     referral_id, key = keyed(body, idempotency_key) if idempotency_key else (None, None)
-    async with changing(runtime) as cases:
-        case, opened = await cases.refer(caller, Referral(**body.model_dump()), referral_id, key)
+    referral = Referral(**body.model_dump())
+    try:
+        async with changing(runtime) as cases:
+            case, opened = await cases.refer(caller, referral, referral_id, key)
+    except IntegrityError:
+        if referral_id is None:
+            raise
+        # The same key sent twice at once: the other request opened the case first (the
+        # referral id is unique as the case's tip). Asked again, this one finds it.
+        async with changing(runtime) as cases:
+            case, opened = await cases.refer(caller, referral, referral_id, key)
     view = case_view(case, response)
     response.status_code = 201 if opened else 200
     return view

@@ -8,10 +8,11 @@ own, stopped by the unit's first progress. The sample county's data; time fixed 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -118,7 +119,7 @@ async def test_a_referral_retried_under_its_idempotency_key_opens_one_case(
     dispatch_at: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch_at
-    key = {**_cgj(token), "Idempotency-Key": f"CGJ-YS-{uuid7().hex[:8]}"}
+    key = {**_cgj(token), "Idempotency-Key": f"CGJ-YS-{uuid4().hex}"}
     before = await _cases(runtime)
     first = await client.post("/v1/referrals", json=STALL, headers=key)
     assert first.status_code == 201, first.text
@@ -137,6 +138,14 @@ async def test_a_referral_retried_under_its_idempotency_key_opens_one_case(
         "Idempotency-Key 重复使用",
     )
     assert await _cases(runtime) == before + 1
+    # Sent twice at once under a new key: one case, both answers naming it.
+    twice = {**_cgj(token), "Idempotency-Key": f"CGJ-YS-{uuid4().hex}"}
+    racing = await asyncio.gather(
+        *(client.post("/v1/referrals", json=STALL, headers=twice) for _ in range(2))
+    )
+    assert sorted(r.status_code for r in racing) == [200, 201], [r.text for r in racing]
+    assert racing[0].json()["id"] == racing[1].json()["id"]
+    assert await _cases(runtime) == before + 2
     # Keys are the department's own: another department's same key is another referral.
     market = {**STALL, "department_code": "SCJGJ", "matter_code": "SC-001"}
     theirs = bearer(token, "county_department", "dept:SCJGJ")
