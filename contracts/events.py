@@ -272,6 +272,30 @@ class CaseStep(EventData):
     document_type: str | None = Field(default=None, description="whose legal documents are used")
 
 
+class FieldStep(CaseStep):
+    """A step taken on the ground (progress, a resolution, a penalty decision held for legal
+    review): besides who acted, the officer's 执法证 number checked valid on the step's date,
+    where they acted and when ("执法证据有留存", 全过程记录). Its evidence, if any, names files
+    stored for the case."""
+
+    certificate_number: str | None = Field(
+        default=None,
+        description="the actor's 执法证 number, valid on the step's date; none on a service "
+        "request, or by an actor with none on a matter that is not a penalty",
+    )
+    grid_id: str | None = Field(default=None, description="the grid where the step was taken")
+    point: GeoPoint | None = Field(
+        default=None,
+        description="where the officer acted, if they gave it (WGS 84)",
+        json_schema_extra=PERSONAL,
+    )
+    acted_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the officer acted: the event's time, except for a decision that "
+        "took effect later (after legal review)",
+    )
+
+
 class CaseAccepted(CaseStep):
     event_type = "whistle.case.accepted"
 
@@ -289,7 +313,7 @@ class CaseStarted(CaseStep):
     event_type = "whistle.case.started"
 
 
-class CaseProgressRecorded(CaseStep):
+class CaseProgressRecorded(FieldStep):
     event_type = "whistle.case.progress_recorded"
     note: str
     evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
@@ -315,7 +339,7 @@ class CaseAssistanceRequested(CaseStep):
     deadline_policy: str
 
 
-class CaseResolved(CaseStep):
+class CaseResolved(FieldStep):
     event_type = "whistle.case.resolved"
     resolution: Literal["on_the_spot", "rectified", "penalised", "unsubstantiated"]
     note: str
@@ -383,7 +407,7 @@ class CaseAdmissionDecided(CaseStep):
     opinion: str | None = None
 
 
-class CaseLegalReviewRequested(CaseStep):
+class CaseLegalReviewRequested(FieldStep):
     """法制审核: a penalised resolution on the county's 重大执法决定 list does not take effect; it
     waits for a legal reviewer (待法制审核). The actor is the unit member who made it."""
 

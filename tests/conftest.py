@@ -70,12 +70,14 @@ TokenFactory = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def token(settings: Settings) -> TokenFactory:
-    """``token("dispatcher", "township:T01")``: a bearer token signed with the test keys."""
+    """``token("dispatcher", "township:T01")``: a bearer token signed with the test keys;
+    ``subject="S0089"`` for a staff member of the reference data (an officer whose 执法证 a
+    step on the ground records), else ``test-<role>``."""
 
-    def make(role: str, *scopes: str) -> str:
+    def make(role: str, *scopes: str, subject: str | None = None) -> str:
         return issue_token(
             settings.private_key_path.read_bytes(),
-            subject=f"test-{role}",
+            subject=subject or f"test-{role}",
             roles=[role],
             scopes=list(scopes),
             issuer=settings.jwt_issuer,

@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.events import ContactMethod, Penalty
+from contracts.events import ContactMethod, GeoPoint, Penalty
 from services.dispatch.cases import PLAIN_STEPS, find_case
 from services.dispatch.dependencies import (
     CaseActor,
@@ -62,7 +62,14 @@ class ReasonIn(BaseModel):
 class ProgressIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=2000)
-    evidence: list[Sha256] = Field(default_factory=list, max_length=50)
+    evidence: list[Sha256] = Field(
+        default_factory=list,
+        max_length=50,
+        description="SHA-256 of each file uploaded for this case (POST /v1/cases/{id}/evidence)",
+    )
+    point: GeoPoint | None = Field(
+        default=None, description="where the officer acted; the case's grid is recorded anyway"
+    )
 
 
 class ResolveIn(ProgressIn):
@@ -138,7 +145,7 @@ async def progress(
         if_match,
         response,
         lambda cases, expected: cases.progress(
-            principal, case_id, expected, note=body.note, evidence=body.evidence
+            principal, case_id, expected, note=body.note, evidence=body.evidence, point=body.point
         ),
     )
 
@@ -165,6 +172,7 @@ async def resolve(
             rectification_due=body.rectification_due,
             evidence=body.evidence,
             penalty=body.penalty,
+            point=body.point,
         ),
     )
 

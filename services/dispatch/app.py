@@ -11,6 +11,7 @@ from services.dispatch import (
     console_api,
     consumers,
     coordination_api,
+    evidence_api,
     inspection_api,
     metrics,
     publicity_api,
@@ -52,6 +53,7 @@ DISPATCH = ServiceDefinition(
         api.router,
         coordination_api.router,
         referral_api.router,
+        evidence_api.router,
         console_api.router,
         console.router,
         publicity_api.router,
@@ -64,4 +66,8 @@ DISPATCH = ServiceDefinition(
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> FastAPI:
-    return create_service_app(DISPATCH, settings, clock)
+    settings = settings or Settings()
+    app = create_service_app(DISPATCH, settings, clock)
+    # The department page (escalation's origin) refers matters here from the browser.
+    app.add_middleware(referral_api.DepartmentPageCors, origins=settings.department_origins)
+    return app

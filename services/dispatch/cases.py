@@ -77,18 +77,28 @@ from services.dispatch.errors import (
     AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
+    CertificateRequired,
     ClosingBeforeFollowUp,
     ContactRefused,
     DispatchError,
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralKeyReused,
     ReferralRefused,
     SplitRefused,
     StaleVersion,
     TipNotOfCase,
     TransitionRefused,
+    UnknownEvidence,
     WhistleRefused,
+)
+from services.dispatch.evidence import record as record_evidence
+from services.dispatch.evidence import stored_among
+from services.dispatch.field_record import (
+    find_staff,
+    officer_record,
+    step_place,
 )
 from services.dispatch.lifecycle import (
     CITIZEN,
@@ -123,8 +133,10 @@ from services.dispatch.models import (
     RETURNED,
     AdmissionDecision,
     Case,
+    CaseEvidence,
     CaseTip,
     LegalReview,
+    ReferralRequest,
     TipText,
     TriageLabel,
 )
@@ -148,6 +160,7 @@ from services.runtime.clock import Clock
 from services.runtime.outbox import stage
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.settings import Settings
+from services.runtime.uploads import StoredFile, not_stored
 
 # The CloudEvents source of everything dispatch says.
 SOURCE = "whistle/dispatch"
@@ -219,6 +232,14 @@ class Referral:
     officer: str | None = None  # who referred it, if not the token's subject
 
 
+@dataclass(frozen=True)
+class ReferralKey:
+    """An HTTP referral's ``Idempotency-Key``, and a digest of the body it came with."""
+
+    key: str
+    fingerprint: str
+
+
 REFERRAL_CHANNEL = "referral"  # how the console tells a referred case's words from a tip's
 
 
@@ -273,6 +294,12 @@ def may_ask_assistance(principal: Principal, case: Case, reference: ReferenceDat
         and case.status in HELD_STATUSES
         and assistance_refusal(item, lead, None, case.township_code) is None
     )
+
+
+def may_add_evidence(principal: Principal, case: Case) -> bool:
+    """Whoever may act on the case — its unit, a supporting unit, its dispatcher, the county —
+    may upload evidence for its steps."""
+    return bool(actors_of(principal, case)) or _supports(principal, case)
 
 
 def permitted_actions(principal: Principal, case: Case) -> list[str]:
@@ -427,14 +454,19 @@ class CaseService:
         self._reopen(case, frozenset({CITIZEN}), CITIZEN, reason)
 
     async def refer(
-        self, actor: Principal, referral: Referral, referral_id: UUID | None = None
-    ) -> Case:
+        self,
+        actor: Principal,
+        referral: Referral,
+        referral_id: UUID | None = None,
+        key: ReferralKey | None = None,
+    ) -> tuple[Case, bool]:
         """移送: open a case for the township from a county department's referral, as a tip
         would open one, and route it under the authority rule. Only a matter the township may
         lead is referred (``judge_referral``); the department must be the caller's own. The
         referral's id (``referral_id`` if the department chose it, else a new one) stands as
-        the case's tip; the same id again returns its case and opens nothing. The facts are
-        kept as the tip's words are."""
+        the case's tip; the same id again returns its case and opens nothing (and, with an
+        HTTP ``key``, only if the body is the same: ReferralKeyReused otherwise). The facts
+        are kept as the tip's words are. Returns the case, and whether this call opened it."""
         if not actor.may_act_on("dept", referral.department_code):
             raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
         if referral_id is not None:
@@ -442,7 +474,8 @@ class CaseService:
                 select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
             )
             if opened is not None:
-                return opened
+                await self._same_referral(referral_id, key)
+                return opened, False
         reference = self._reference
         department = reference.departments.get(referral.department_code)
         item = reference.items.get(referral.matter_code)
@@ -492,7 +525,25 @@ class CaseService:
                 received_at=now,
             )
         )
-        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id)
+        if key is not None:
+            self._session.add(
+                ReferralRequest(
+                    referral_id=referral_id,
+                    department_code=department.code,
+                    idempotency_key=key.key,
+                    fingerprint=key.fingerprint,
+                    received_at=now,
+                )
+            )
+        return await self._open_triaged(referral_id, None, triaged, now, case_id=case_id), True
+
+    async def _same_referral(self, referral_id: UUID, key: ReferralKey | None) -> None:
+        """A referral retried under its Idempotency-Key must repeat the body it was sent with."""
+        if key is None:
+            return
+        kept = await self._session.get(ReferralRequest, referral_id)
+        if kept is not None and kept.fingerprint != key.fingerprint:
+            raise ReferralKeyReused(f"idempotency key {key.key!r} was used for another referral")
 
     async def _open(
         self,
@@ -772,10 +823,16 @@ class CaseService:
         *,
         note: str,
         evidence: Sequence[str] = (),
+        point: GeoPoint | None = None,
     ) -> Case:
+        """进展: what the unit (or a supporting unit) did, with the evidence stored for the
+        case it cites, the officer's certificate and the place (field_record.py)."""
+
         async def event(case: Case, step: dict[str, Any]) -> EventData:
+            ground = await self._on_the_ground(case, step, evidence, point)
             return CaseProgressRecorded(
                 **step,
+                **ground,
                 note=note,
                 evidence=list(evidence),
                 supporting_unit_id=_supporting_unit_of(actor, case),
@@ -794,21 +851,26 @@ class CaseService:
         rectification_due: date | None = None,
         evidence: Sequence[str] = (),
         penalty: Penalty | None = None,
+        point: GeoPoint | None = None,
     ) -> Case:
         """办结. A penalty decided in an entrusting department's name must stay within the
         entrusted ceiling (refused otherwise, nothing kept); a penalty on the county's 重大执法决定
-        list does not take effect yet: the case waits for legal review (待法制审核)."""
+        list does not take effect yet: the case waits for legal review (待法制审核). Like progress,
+        it cites only evidence stored for the case and records the officer's certificate and
+        the place (field_record.py)."""
 
         async def event(case: Case, step: dict[str, Any]) -> EventData:
+            ground = await self._on_the_ground(case, step, evidence, point)
             if resolution == "penalised" and penalty is not None:
                 self._within_entrustment(case, penalty)
                 major = major_decisions(penalty, self._reference.catalogue.major_decisions)
                 if major:
-                    return self._hold_for_review(case, step, note, evidence, penalty, major)
+                    return self._hold_for_review(case, step, ground, note, evidence, penalty, major)
             # A new resolution: the citizen's 回访 of it is still to come.
             case.resolved_at, case.followed_up_at = case.updated_at, None
             return CaseResolved(
                 **step,
+                **ground,
                 resolution=resolution,
                 note=note,
                 rectification_due=rectification_due,
@@ -840,6 +902,47 @@ class CaseService:
 
         return await self._act(actor, case_id, expected, Action.CONTACT, event)
 
+    async def _on_the_ground(
+        self,
+        case: Case,
+        step: dict[str, Any],
+        evidence: Sequence[str],
+        point: GeoPoint | None,
+    ) -> dict[str, Any]:
+        """What a step taken on the ground records besides who acted (``FieldStep``): the
+        officer's certificate number checked valid on the step's date, the place and the time.
+        Refused — nothing of the step kept — if it cites evidence not stored for the case, or
+        if the officer may not act on the case's penalty matter without a valid 执法证."""
+        stored = await stored_among(self._session, case.id, list(evidence))
+        missing = not_stored(evidence, stored)
+        if missing:
+            raise UnknownEvidence(missing)
+        reference = self._reference
+        staff_id = step["actor"]
+        officer = officer_record(
+            staff_id,
+            find_staff(reference.units.values(), staff_id),
+            reference.items.get(case.matter_code or ""),
+            self._today(case.updated_at),
+        )
+        if isinstance(officer, str):
+            raise CertificateRequired(officer)
+        return {
+            "certificate_number": officer.certificate_number,
+            **step_place(point, case.grid_id).record(),
+            "acted_at": case.updated_at,
+        }
+
+    async def add_evidence(
+        self, actor: Principal, case_id: UUID, stored: StoredFile
+    ) -> tuple[CaseEvidence, bool]:
+        """Record a stored file as evidence of the case, for whoever may act on it; whether
+        this upload created the record (False: the same bytes were uploaded for it before)."""
+        case = await find_case(self._session, actor, case_id)
+        if not may_add_evidence(actor, case):
+            raise NotPermitted("您可以查看本案，但不能为本案上传证据。")
+        return await record_evidence(self._session, case.id, stored, actor.subject, self._clock())
+
     def _within_entrustment(self, case: Case, penalty: Penalty) -> None:
         """Refuse a penalty beyond the ceiling of the entrustment the case is handled under."""
         item = self._reference.items.get(case.matter_code or "")
@@ -861,6 +964,7 @@ class CaseService:
         self,
         case: Case,
         step: dict[str, Any],
+        ground: dict[str, Any],
         note: str,
         evidence: Sequence[str],
         penalty: Penalty,
@@ -878,11 +982,15 @@ class CaseService:
             requested_by=step["actor"],
             requested_role=step["actor_role"],
             requested_at=case.updated_at,
+            certificate_number=ground["certificate_number"],
+            grid_id=ground["grid_id"],
+            point=ground["point"],
             status=PENDING,
         )
         self._session.add(review)
         return CaseLegalReviewRequested(
             **step,
+            **ground,
             review_id=review.id,
             note=note,
             penalty=penalty,
@@ -937,6 +1045,11 @@ class CaseService:
         made = self._changed(case, review.requested_by, review.requested_role, now)
         resolved = CaseResolved(
             **made,
+            # Recorded as the decision was made: by whom, with which certificate, where, when.
+            certificate_number=review.certificate_number,
+            grid_id=review.grid_id,
+            point=review.point,
+            acted_at=review.requested_at,
             resolution="penalised",
             note=review.note,
             evidence=review.evidence,

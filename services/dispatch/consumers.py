@@ -138,6 +138,6 @@ async def refer(cases: CaseService, event: CloudEvent, sender: Principal) -> Non
     submitted = event.payload(ReferralSubmitted)
     referral = Referral(**submitted.model_dump(exclude={"referral_id"}))
     try:
-        await cases.refer(sender, referral, submitted.referral_id)
+        await cases.refer(sender, referral, submitted.referral_id)  # a resubmission opens nothing
     except (ReferralRefused, NotPermitted) as exc:
         raise PoisonEvent(f"referral {submitted.referral_id} refused: {exc}") from exc

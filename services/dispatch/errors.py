@@ -158,3 +158,26 @@ class AssistanceRefused(DispatchError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class ReferralKeyReused(DispatchError):
+    """A referral's Idempotency-Key was used before by the department for another body: not a
+    retry."""
+
+
+class UnknownEvidence(DispatchError):
+    """A step cites files never stored as evidence for its case (field_record.py): ``ids``
+    are the unknown SHA-256s, in the order cited."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"unknown evidence: {', '.join(ids)}")
+        self.ids = ids
+
+
+class CertificateRequired(DispatchError):
+    """The acting officer holds no 执法证 valid on the step's date, and the matter is a
+    penalty matter (field_record.py); ``detail`` in Chinese."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

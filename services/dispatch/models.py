@@ -266,6 +266,11 @@ class LegalReview(SQLModel, table=True):
     requested_by: str
     requested_role: str
     requested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Who decided, as the step recorded it (field_record.py): their 执法证 number checked valid
+    # that day, and where (the grid; the point if given): the resolution carries them on approval.
+    certificate_number: str | None = None
+    grid_id: str | None = None
+    point: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     status: str = Field(description="pending, approved or returned")
     reviewed_by: str | None = None
     reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -305,3 +310,32 @@ class InspectionTask(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # What was found, as completed (each becomes a tip on channel inspection); [] = none found.
     findings: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
+
+
+class ReferralRequest(SQLModel, table=True):
+    """A referral received over HTTP with an ``Idempotency-Key``: the referral id the key
+    stands for (per department) and a digest of the body, so that a retry gets the same case
+    and another body under the same key is refused."""
+
+    __tablename__ = "referral_request"
+
+    referral_id: UUID = Field(primary_key=True)
+    department_code: str
+    idempotency_key: str
+    fingerprint: str
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CaseEvidence(SQLModel, table=True):
+    """A file uploaded as evidence for a case (photo, video, scanned 文书), stored by SHA-256
+    under ``WHISTLE_EVIDENCE_DIR``: a step of the case may cite only these (evidence.py). The
+    same bytes uploaded for two cases are one file and two rows."""
+
+    __tablename__ = "case_evidence"
+
+    case_id: UUID = Field(foreign_key="cases.id", primary_key=True)
+    sha256: str = Field(primary_key=True)
+    content_type: str
+    size: int
+    uploaded_by: str
+    uploaded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -14,16 +14,19 @@ from services.dispatch.errors import (
     AssistanceRefused,
     BeyondEntrustment,
     CaseNotFound,
+    CertificateRequired,
     ClosingBeforeFollowUp,
     ContactRefused,
     DispatchError,
     NotAwaitingAdmission,
     NotAwaitingLegalReview,
     NotPermitted,
+    ReferralKeyReused,
     ReferralRefused,
     SplitRefused,
     StaleVersion,
     TransitionRefused,
+    UnknownEvidence,
     WhistleRefused,
 )
 from services.dispatch.merging import SplitRefusal
@@ -59,6 +62,30 @@ def problem(error: DispatchError) -> Problem:
                 error.detail,
                 type_="https://whistle.example/problems/beyond-entrustment",
                 entrusted_ceiling=error.ceiling.model_dump(mode="json"),
+            )
+        case ReferralKeyReused():
+            return Problem(
+                409,
+                "Idempotency-Key 重复使用",
+                "该 Idempotency-Key 已用于内容不同的另一次移送：重试须与原请求完全相同，"
+                "新的移送请使用新的 Idempotency-Key。",
+                type_="https://whistle.example/problems/idempotency-key-reused",
+            )
+        case UnknownEvidence():
+            return Problem(
+                422,
+                "证据文件不存在",
+                f"以下证据文件未上传到本案：{'、'.join(error.ids)}。请先上传证据"
+                "（POST /v1/cases/{id}/evidence），再提交本步骤；本步骤未保存。",
+                type_="https://whistle.example/problems/unknown-evidence",
+                unknown=error.ids,
+            )
+        case CertificateRequired():
+            return Problem(
+                422,
+                "无有效执法证",
+                error.detail,
+                type_="https://whistle.example/problems/no-valid-certificate",
             )
         case StaleVersion():
             return Problem(

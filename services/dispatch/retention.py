@@ -12,13 +12,34 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, delete, func, literal, or_, select, union, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Uuid,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
-from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText, TriageLabel
+from services.dispatch.models import (
+    Case,
+    CaseTimelineEntry,
+    CaseTip,
+    LegalReview,
+    TipText,
+    TriageLabel,
+)
 from services.runtime.retention import ERASED_TEXT, Sweep
 from services.runtime.service import Runtime
+
+# A step's point where the officer acted (contracts.events.FieldStep.point).
+POINT = "point"
 
 CLOSED = "whistle.case.closed"
 
@@ -51,7 +72,8 @@ async def erase_tip(session: AsyncSession, tip_id: UUID) -> int:
     its record as merged into another case. The case stays; 1 if there were words to erase."""
     return await _erase(
         session,
-        select(literal(tip_id)),
+        # Typed: a UUID read back from asyncpg is its own class, which literal() cannot infer.
+        select(literal(tip_id, Uuid)),
         Case.tip_id == tip_id,  # type: ignore[arg-type]
         CaseTip.tip_id == tip_id,  # type: ignore[arg-type]
     )
@@ -63,8 +85,9 @@ async def _erase(
     cases: ColumnElement[bool],
     merged: ColumnElement[bool],
 ) -> int:
-    """Erase the words of ``tips``, the points of the ``cases`` and the ``merged`` tips as
-    received; how many tips' words were erased."""
+    """Erase the words of ``tips``, the points of the ``cases`` — where reported, and where
+    their officers acted (a step's ``point``, on the timeline and in a held penalty decision) —
+    and the ``merged`` tips as received; how many tips' words were erased."""
     result = await session.execute(
         update(TipText)
         .where(
@@ -75,6 +98,21 @@ async def _erase(
     )
     await session.execute(
         update(Case).where(cases, Case.lat.is_not(None)).values(lat=None, lon=None)  # type: ignore[union-attr]
+    )
+    # An officer's point is where the citizen's problem is: it goes with the tip's place.
+    erased_cases = select(Case.id).where(cases)
+    await session.execute(
+        update(CaseTimelineEntry)
+        .where(
+            CaseTimelineEntry.case_id.in_(erased_cases),  # type: ignore[attr-defined]
+            CaseTimelineEntry.data.has_key(POINT),  # type: ignore[attr-defined]
+        )
+        .values(data=CaseTimelineEntry.data.op("-")(literal(POINT, String)))  # type: ignore[attr-defined]
+    )
+    await session.execute(
+        update(LegalReview)
+        .where(LegalReview.case_id.in_(erased_cases), LegalReview.point.is_not(None))  # type: ignore[attr-defined, union-attr]
+        .values(point=None)
     )
     # The words a dispatcher labelled for the triage model go with the tip's.
     await session.execute(delete(TriageLabel).where(TriageLabel.tip_id.in_(tips)))  # type: ignore[attr-defined]

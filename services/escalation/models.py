@@ -184,3 +184,18 @@ class WhistleSummons(SQLModel, table=True):
     evidence: list[str] | None = Field(default=None, sa_column=Column(JSONB))
     replied_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     replied_by: str | None = None
+
+
+class WhistleEvidence(SQLModel, table=True):
+    """A file a summoned department uploaded for its reply to a whistle (photos, scanned 文书),
+    stored by SHA-256 under ``$WHISTLE_EVIDENCE_DIR/whistles``: the reply may cite only these."""
+
+    __tablename__ = "whistle_evidence"
+
+    whistle_id: UUID = Field(primary_key=True)
+    department_code: str = Field(primary_key=True)
+    sha256: str = Field(primary_key=True)
+    content_type: str
+    size: int
+    uploaded_by: str
+    uploaded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,8 +25,10 @@ from services.escalation.whistle_protocol import (
     NotSummoned,
     ReceiptRequired,
     SubmissionRefused,
+    UnknownEvidence,
     UnknownWhistle,
     WhistleStatus,
+    keep_evidence,
     record_receipt,
     record_reply,
     summoned_departments,
@@ -34,8 +36,10 @@ from services.escalation.whistle_protocol import (
 )
 from services.runtime import pages
 from services.runtime.auth import Principal, require_roles
+from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 from services.runtime.service import Runtime, get_runtime
+from services.runtime.uploads import EVIDENCE_KINDS, MULTIPART_BODY, receive_upload
 
 router = APIRouter(prefix="/v1", tags=["whistles"])
 DepartmentCaller = Annotated[Principal, Depends(require_roles("county_department"))]
@@ -55,7 +59,10 @@ class ReceiptIn(BaseModel):
 
 class ReplyIn(BaseModel):
     result: str = Field(min_length=1, max_length=4000)
-    evidence: list[Sha256] = Field(default_factory=list, description="SHA-256 of each file")
+    evidence: list[Sha256] = Field(
+        default_factory=list,
+        description="SHA-256 of each file uploaded for this whistle (POST …/evidence)",
+    )
     officer: str | None = Field(default=None, max_length=200)
     department_code: str | None = None
 
@@ -98,7 +105,9 @@ async def report_in(
     whistle_id: UUID, body: ReceiptIn, caller: DepartmentCaller, runtime: RuntimeDep
 ) -> WhistleReported:
     async with runtime.transaction() as session:
-        department = _acting_for(caller, await summoned_departments(session, whistle_id), body)
+        department = _acting_for(
+            caller, await summoned_departments(session, whistle_id), body.department_code
+        )
         try:
             return await record_receipt(
                 session,
@@ -118,7 +127,9 @@ async def reply(
     whistle_id: UUID, body: ReplyIn, caller: DepartmentCaller, runtime: RuntimeDep
 ) -> WhistleReplied:
     async with runtime.transaction() as session:
-        department = _acting_for(caller, await summoned_departments(session, whistle_id), body)
+        department = _acting_for(
+            caller, await summoned_departments(session, whistle_id), body.department_code
+        )
         try:
             return await record_reply(
                 session,
@@ -132,6 +143,62 @@ async def reply(
             )
         except SubmissionRefused as exc:
             raise _refused(exc) from exc
+
+
+class EvidenceStored(BaseModel):
+    id: str
+    content_type: str
+    size: int
+    department_code: str
+
+
+@router.post(
+    "/whistles/{whistle_id}/evidence",
+    status_code=201,
+    response_model=EvidenceStored,
+    responses={
+        200: {"description": "the same bytes were uploaded for this whistle before"},
+        413: {"description": "larger than WHISTLE_EVIDENCE_MAX_BYTES"},
+        415: {"description": "not an accepted image, recording, video or PDF"},
+    },
+    openapi_extra=MULTIPART_BODY,
+)
+@own_body_limit
+async def upload_evidence(
+    whistle_id: UUID,
+    request: Request,
+    caller: DepartmentCaller,
+    runtime: RuntimeDep,
+    response: Response,
+    department_code: Annotated[Code | None, Query()] = None,
+) -> EvidenceStored:
+    """A file for the department's reply (photos, scanned 文书), stored by SHA-256 with the
+    shared upload helper; the reply cites it by the ``id`` answered, and only such files."""
+    # Who may upload is settled before the bytes are read: a refused caller stores nothing.
+    async with runtime.sessions() as session:
+        department = _acting_for(
+            caller, await summoned_departments(session, whistle_id), department_code
+        )
+    settings = runtime.settings
+    stored = await receive_upload(
+        request, settings.evidence_path / "whistles", settings.evidence_max_bytes, EVIDENCE_KINDS
+    )
+    async with runtime.transaction() as session:
+        try:
+            row, created = await keep_evidence(
+                session,
+                whistle_id=whistle_id,
+                department_code=department,
+                stored=stored,
+                by=caller.subject,
+                now=runtime.clock(),
+            )
+        except SubmissionRefused as exc:
+            raise _refused(exc) from exc
+    response.status_code = 201 if created else 200
+    return EvidenceStored(
+        id=row.sha256, content_type=row.content_type, size=row.size, department_code=department
+    )
 
 
 @router.get("/whistles", response_model=WhistleList)
@@ -172,13 +239,13 @@ async def list_whistles(
     return WhistleList(whistles=views)
 
 
-def _acting_for(caller: Principal, summoned: list[str], body: ReceiptIn | ReplyIn) -> str:
+def _acting_for(caller: Principal, summoned: list[str], department_code: str | None) -> str:
     """The summoned department the caller answers for."""
     if not summoned:
         raise Problem(404, "Not Found", "There is no such whistle.", type_=PROBLEM + "no-whistle")
     mine = [d for d in summoned if caller.may_act_on("dept", d)]
-    if body.department_code is not None:
-        mine = [d for d in mine if d == body.department_code]
+    if department_code is not None:
+        mine = [d for d in mine if d == department_code]
     if not mine:
         raise Problem(
             403,
@@ -204,6 +271,15 @@ def _refused(exc: SubmissionRefused) -> Problem:
         return Problem(403, "Forbidden", str(exc), type_=PROBLEM + "other-department")
     if isinstance(exc, AlreadyRecorded):
         return Problem(409, "Already recorded", str(exc), type_=PROBLEM + "already-recorded")
+    if isinstance(exc, UnknownEvidence):
+        return Problem(
+            422,
+            "证据文件不存在",
+            f"以下证据文件未上传到本次吹哨：{'、'.join(exc.ids)}。请先上传证据"
+            "（POST /v1/whistles/{id}/evidence），再提交回复；本次回复未保存。",
+            type_=PROBLEM + "unknown-evidence",
+            unknown=exc.ids,
+        )
     assert isinstance(exc, ReceiptRequired)
     return Problem(409, "Receipt required", str(exc), type_=PROBLEM + "receipt-required")
 
@@ -277,4 +353,21 @@ def _clock_view(clock: CaseDeadline) -> ClockView:
 
 # --- the department page (部门吹哨报到) ------------------------------------------------------
 
-page_router = pages.page_router("dept", "/dept", Path(__file__).with_name("static"))
+# The department page also refers matters to townships (移送), which is dispatch's: its script
+# may call dispatch's origin, and learns it from GET /v1/referral-target.
+page_router = pages.page_router(
+    "dept",
+    "/dept",
+    Path(__file__).with_name("static"),
+    connect_to=lambda settings: settings.dispatch_origin,
+)
+
+
+class ReferralTarget(BaseModel):
+    url: str = Field(description="where the department page sends POST /v1/referrals")
+
+
+@router.get("/referral-target", response_model=ReferralTarget, include_in_schema=False)
+async def referral_target(runtime: RuntimeDep) -> ReferralTarget:
+    """Where browsers reach dispatch's referrals (WHISTLE_DISPATCH_PUBLIC_ORIGIN)."""
+    return ReferralTarget(url=f"{runtime.settings.dispatch_origin}/v1/referrals")

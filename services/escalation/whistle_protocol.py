@@ -73,10 +73,16 @@ from services.escalation.clocks import move_clock, stop_clock
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
-from services.escalation.models import CaseDeadline, EscalationStep, WhistleSummons
+from services.escalation.models import (
+    CaseDeadline,
+    EscalationStep,
+    WhistleEvidence,
+    WhistleSummons,
+)
 from services.escalation.policies import DeadlinePolicy
 from services.runtime.metrics import after_commit
 from services.runtime.outbox import stage
+from services.runtime.uploads import StoredFile, not_stored
 
 Via = Literal["http", "kafka"]
 WhistleStatus = Literal[
@@ -163,6 +169,14 @@ class AlreadyRecorded(SubmissionRefused):
 
 class ReceiptRequired(SubmissionRefused):
     pass
+
+
+class UnknownEvidence(SubmissionRefused):
+    """A reply cites files the department never uploaded for this whistle (``ids``)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"unknown evidence: {', '.join(ids)}")
+        self.ids = ids
 
 
 # --- recording -----------------------------------------------------------------------------
@@ -298,6 +312,10 @@ async def record_reply(
         raise AlreadyRecorded(f"{department_code} already replied to this whistle")
     if summons.reported_at is None:
         raise ReceiptRequired(f"{department_code} has not reported in (报到) for this whistle")
+    # Evidence that holds: only files the department uploaded for this whistle.
+    missing = not_stored(evidence, await _stored_evidence(session, summons, evidence))
+    if missing:
+        raise UnknownEvidence(missing)
     clock = await _stop(session, summons, "whistle_reply", WhistleReplied.event_type, now)
     summons.result, summons.evidence = result, list(evidence)
     summons.replied_at, summons.replied_by = now, actor
@@ -315,6 +333,53 @@ async def record_reply(
     )
     stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), replied, now))
     return replied
+
+
+async def _stored_evidence(
+    session: AsyncSession, summons: WhistleSummons, ids: list[str]
+) -> set[str]:
+    if not ids:
+        return set()
+    return set(
+        await session.scalars(
+            select(WhistleEvidence.sha256).where(
+                WhistleEvidence.whistle_id == summons.whistle_id,  # type: ignore[arg-type]
+                WhistleEvidence.department_code == summons.department_code,  # type: ignore[arg-type]
+                WhistleEvidence.sha256.in_(ids),  # type: ignore[attr-defined]
+            )
+        )
+    )
+
+
+async def keep_evidence(
+    session: AsyncSession,
+    *,
+    whistle_id: UUID,
+    department_code: str,
+    stored: StoredFile,
+    by: str,
+    now: datetime,
+) -> tuple[WhistleEvidence, bool]:
+    """Record a file the summoned department uploaded for its reply; whether this upload
+    created the record (False: the same bytes were uploaded for the whistle before)."""
+    await _summons(session, whistle_id, department_code, None)
+    created = await session.scalar(
+        insert(WhistleEvidence)
+        .values(
+            whistle_id=whistle_id,
+            department_code=department_code,
+            sha256=stored.sha256,
+            content_type=stored.content_type,
+            size=stored.size,
+            uploaded_by=by,
+            uploaded_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["whistle_id", "department_code", "sha256"])
+        .returning(WhistleEvidence.sha256)  # type: ignore[arg-type]
+    )
+    row = await session.get(WhistleEvidence, (whistle_id, department_code, stored.sha256))
+    assert row is not None
+    return row, created is not None
 
 
 async def follow_extension(

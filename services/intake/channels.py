@@ -42,7 +42,6 @@ from contracts.envelope import new_event
 from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
 from contracts.topics import TIPS
 from services.intake import SOURCE, attachments, database
-from services.intake.attachments import StoredFile
 from services.intake.contact import ContactVault, mask_phone, redact_for_events
 from services.intake.errors import IdempotencyKeyReused, NoTrackingNumber, UnknownAttachment
 from services.intake.models import Attachment, Tip, TipTimelineEntry
@@ -51,6 +50,7 @@ from services.intake.tips import STATUS_TEXT
 from services.intake.tracking import new_access_code, new_tracking_no
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
+from services.runtime.uploads import StoredFile
 
 # As long as whistle.tip.received carries.
 MAX_TEXT = 4000

@@ -19,7 +19,6 @@ from services.intake.channels import Receipt, TipAccepted
 from services.intake.errors import (
     AccessCodeGuessesExceeded,
     AlreadyErased,
-    AttachmentTooLarge,
     IdempotencyKeyReused,
     IntakeError,
     NoTrackingNumber,
@@ -28,7 +27,6 @@ from services.intake.errors import (
     TipNotFound,
     UnknownAttachment,
     UnknownTip,
-    UnsupportedAttachment,
 )
 from services.intake.feedback import REFUSAL_TEXT
 from services.runtime import proxies
@@ -83,16 +81,6 @@ def problem(error: IntakeError) -> Problem:
             "附件不存在，请重新上传后再提交。",
             type_="https://whistle.example/problems/unknown-attachment",
             unknown=error.ids,
-        )
-    if isinstance(error, AttachmentTooLarge):
-        megabytes = error.max_bytes // (1024 * 1024)
-        return Problem(413, "Content Too Large", f"文件过大：最大 {megabytes} MB。")
-    if isinstance(error, UnsupportedAttachment):
-        return Problem(
-            415,
-            "Unsupported Media Type",
-            "不支持的文件类型：请上传照片（JPEG、PNG、WebP、HEIC）、录音（AMR、MP3、M4A、AAC、WAV）"
-            "或视频（MP4、MOV）。",
         )
     if isinstance(error, IdempotencyKeyReused):
         return Problem(

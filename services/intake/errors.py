@@ -38,22 +38,12 @@ class UnknownAttachment(IntakeError):
         self.ids = list(ids)
 
 
-class AttachmentTooLarge(IntakeError):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"larger than {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
 class IdempotencyKeyReused(IntakeError):
     """A retry's key names a submission accepted before with another body: not a retry."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"idempotency key {key!r} was used for another submission")
         self.key = key
-
-
-class UnsupportedAttachment(IntakeError):
-    """The bytes are not an accepted image, recording or video."""
 
 
 class NoTrackingNumber(IntakeError):

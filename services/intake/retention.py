@@ -35,11 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import SOURCE, ratelimit
 from services.intake import erasure as erasure_service
-from services.intake.attachments import content_path
 from services.intake.erasure import CONTACT_FIELDS, RETENTION_BASIS, Erasure
 from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.runtime.retention import Sweep
 from services.runtime.service import Runtime
+from services.runtime.uploads import content_path
 
 CLOSED = "closed"
 # A rate limit's row says nothing once its allowance is whole again; kept a little longer.

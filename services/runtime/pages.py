@@ -3,16 +3,20 @@
 
 The page is at ``path``; its script and style at ``/<name>/<name>.js`` and ``/<name>/<name>.css``.
 The strict Content-Security-Policy keeps every page to its own origin: scripts and styles from
-the service, requests only to the service's own API.
+the service, requests only to the service's own API — and, for a page that names one
+(``connect_to``), to another service's origin from the settings (the department page sends
+referrals to dispatch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+
+from services.runtime.settings import Settings
 
 MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -27,14 +31,12 @@ def page_router(
     static: Path,
     *,
     img_src: str = "'self'",
+    connect_to: Callable[[Settings], str] | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> APIRouter:
-    """``img_src``: where images may come from (the citizen page previews ``blob:`` photos)."""
+    """``img_src``: where images may come from (the citizen page previews ``blob:`` photos);
+    ``connect_to``: another origin the page's script may call, from the service's settings."""
     headers = {
-        "content-security-policy": (
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-            f"img-src {img_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        ),
         "referrer-policy": "no-referrer",
         "x-content-type-options": "nosniff",
         "cache-control": "no-cache",
@@ -45,11 +47,33 @@ def page_router(
     def asset(kind: str) -> bytes:
         return (static / f"{name}.{kind}").read_bytes()
 
-    def serve(kind: str) -> Response:
-        return Response(asset(kind), media_type=MEDIA_TYPES[kind], headers=headers)
+    def policy(request: Request) -> str:
+        connect = "'self'"
+        if connect_to is not None:
+            connect += f" {connect_to(request.app.state.runtime.settings)}"
+        return (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; "
+            f"img-src {img_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+
+    def serve(kind: str, request: Request) -> Response:
+        return Response(
+            asset(kind),
+            media_type=MEDIA_TYPES[kind],
+            headers={"content-security-policy": policy(request), **headers},
+        )
+
+    def html(request: Request) -> Response:
+        return serve("html", request)
+
+    def script(request: Request) -> Response:
+        return serve("js", request)
+
+    def style(request: Request) -> Response:
+        return serve("css", request)
 
     router = APIRouter(tags=[f"{name} page"], include_in_schema=False)
-    router.add_api_route(path, lambda: serve("html"), methods=["GET"])
-    router.add_api_route(f"/{name}/{name}.js", lambda: serve("js"), methods=["GET"])
-    router.add_api_route(f"/{name}/{name}.css", lambda: serve("css"), methods=["GET"])
+    router.add_api_route(path, html, methods=["GET"])
+    router.add_api_route(f"/{name}/{name}.js", script, methods=["GET"])
+    router.add_api_route(f"/{name}/{name}.css", style, methods=["GET"])
     return router

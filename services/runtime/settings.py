@@ -173,6 +173,18 @@ class Settings(BaseSettings):
     # see the same directory. Unset: ``$WHISTLE_HOME/attachments``.
     attachments_dir: Path | None = None
     attachment_max_bytes: int = 20 * 1024 * 1024
+    # Officers' evidence for case steps (POST /v1/cases/{id}/evidence on dispatch), stored by
+    # SHA-256; every dispatch replica must see the same directory.
+    # Unset: ``$WHISTLE_HOME/evidence``.
+    evidence_dir: Path | None = None
+    # The department page (escalation's /dept) sends referrals (移送) to dispatch from the
+    # browser: the origin browsers reach dispatch at (scheme://host:port), and the origin of
+    # the department page, which dispatch lets call POST /v1/referrals (CORS). Unset: each
+    # service's http://WHISTLE_HOST:port.
+    dispatch_public_origin: str | None = None
+    department_page_origin: str | None = None
+    # Evidence includes video from body cameras (执法记录仪): larger than a citizen's upload.
+    evidence_max_bytes: int = 200 * 1024 * 1024
 
     # The WeChat official account's callback (开发者中心 → 服务器配置). The defaults are for
     # development only; production sets all three from the account's console.
@@ -266,6 +278,25 @@ class Settings(BaseSettings):
     @property
     def attachments_path(self) -> Path:
         return self.attachments_dir or self.home / "attachments"
+
+    @property
+    def dispatch_origin(self) -> str:
+        return self.dispatch_public_origin or self.url_of("dispatch")
+
+    @property
+    def department_origins(self) -> list[str]:
+        """The department page's origins: the one set, else escalation's — on the loopback
+        address under both spellings, as a browser on this machine may open either."""
+        if self.department_page_origin:
+            return [self.department_page_origin]
+        own = self.url_of("escalation")
+        if self.host == "127.0.0.1":
+            return [own, f"http://localhost:{self.port_of('escalation')}"]
+        return [own]
+
+    @property
+    def evidence_path(self) -> Path:
+        return self.evidence_dir or self.home / "evidence"
 
     @property
     def private_key_path(self) -> Path:

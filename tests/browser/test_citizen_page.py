@@ -23,8 +23,9 @@ from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.browser.test_auditor_page import browser  # noqa: F401  (the shared Chromium)
-from tests.integration.test_attachments import png, serve
+from tests.integration.test_attachments import serve
 from tests.integration.test_feedback import Dispatch
+from tests.support.files import png
 from tests.support.infra import eventually
 
 PHONE_SCREEN = {"width": 375, "height": 740}

@@ -7,10 +7,12 @@ Set ``CONSOLE_SCREENSHOT=/tmp/console`` to keep pictures of the views (…-triag
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -39,8 +41,10 @@ from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.browser.test_auditor_page import CHROMIUM, FLAGS
 from tests.conftest import TokenFactory
+from tests.support.files import png
 from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
 from tests.support.serving import serving
+from tests.support.tips import OFFICER
 
 # Two keywords of weight 1 for two items (占道经营 CG-001, 非法营运 JT-001), and the triage model
 # not sure either (about 0.5, under 0.7), so the tip waits in 城关镇's (T03) triage queue. (One
@@ -393,7 +397,7 @@ async def accepted_case_shown(
     """A case assigned to 城关镇's 城管 squad and accepted, shown to a member of the squad:
     the case id and the member's token."""
     case_id = await unsure_tip(served, producer)
-    unit_token = token("unit_member", "unit:T03-CGJ")
+    unit_token = token("unit_member", "unit:T03-CGJ", subject=OFFICER)  # a valid 执法证
     await act(
         served,
         token("dispatcher", "township:T03"),
@@ -720,7 +724,7 @@ async def test_a_major_penalty_waits_for_the_legal_reviewer_who_returns_then_app
     page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
 ) -> None:
     case_id = await unsure_tip(served, producer)
-    unit = token("unit_member", "unit:T03-SCJGJ")
+    unit = token("unit_member", "unit:T03-SCJGJ", subject=OFFICER)
     # 无照经营 (SC-001) is devolved: decided in 城关镇's own name.
     await act(
         served,
@@ -827,3 +831,63 @@ async def test_a_unit_member_completes_an_inspection_task_in_the_console(
     await show(page, served, f"/case/{case_id}")
     facts = await page.inner_text("#facts")
     assert "巡查发现" in facts and task_id in facts
+
+
+async def test_an_officer_uploads_evidence_cites_it_and_sees_the_step_recorded(
+    page: Page,
+    served: Served,
+    producer: AIOKafkaProducer,
+    token: TokenFactory,
+    tmp_path: Path,
+) -> None:
+    """执法证据: the case page uploads a photo to the case's evidence, the progress step cites
+    it, and the timeline shows the officer, their 执法证 number, the place and the evidence,
+    which downloads with the console's token."""
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
+    await act(served, unit_token, case_id, "start", {})
+    await show(page, served, f"/case/{case_id}")
+    photo = tmp_path / "现场.png"
+    photo.write_bytes(png(11))
+    digest = hashlib.sha256(png(11)).hexdigest()
+    await page.set_input_files("#evidence-file", str(photo))
+    await page.click("#do-upload")
+    await page.wait_for_selector(f'#evidence-list li[data-sha256="{digest}"]')
+    assert "证据已上传" in await page.inner_text("#notice")
+    assert await page.is_checked(f'input[name="cite-evidence"][value="{digest}"]')
+
+    await page.fill("#progress-note", "已到现场，摊主已收摊")
+    await page.fill("#step-lat", "38.7612")
+    await page.fill("#step-lon", "113.2251")
+    await page.click("#do-progress")
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已记录进展" in await page.inner_text("#notice")
+
+    step = 'ol.timeline li[data-type="whistle.case.progress_recorded"]'
+
+    async def recorded() -> bool:
+        await show(page, served, f"/case/{case_id}")
+        return bool(await page.locator(step).count())
+
+    await eventually(recorded, within=20, what="the progress step on the timeline")
+    entry = await page.inner_text(step)
+    assert OFFICER in entry and "执法证 晋执字14099920240085" in entry
+    assert f"地点 网格 {GRID}（38.7612, 113.2251）" in entry
+    async with page.expect_download() as download:
+        await page.click(f'{step} button.evidence-link[data-sha256="{digest}"]')
+    saved = await (await download.value).path()
+    assert saved is not None and saved.read_bytes() == png(11)
+    await screenshot(page, "case-evidence")
+
+
+async def test_a_step_citing_evidence_without_a_valid_certificate_is_refused_in_chinese(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    case_id, unit_token = await accepted_case_shown(page, served, producer, token)
+    await act(served, unit_token, case_id, "start", {})
+    # An account of the squad that is no certified officer.
+    await sign_in(page, served, token("unit_member", "unit:T03-CGJ"), f"#/case/{case_id}")
+    await page.fill("#progress-note", "已到现场")
+    await page.click("#do-progress")
+    await page.wait_for_selector('body[data-state="done"]')
+    error = await page.inner_text("#error")
+    assert "无有效执法证" in error and "不在执法人员名录中" in error

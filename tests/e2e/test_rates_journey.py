@@ -17,6 +17,7 @@ from tests.conftest import TokenFactory
 from tests.support.infra import eventually
 from tests.support.journey import SubmittedTip, case_of, complete_trail
 from tests.support.stack import ServiceProcesses
+from tests.support.tips import OFFICER
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +57,8 @@ async def test_a_case_is_contacted_followed_up_by_telephone_closed_and_counted(
     settings = services.settings
     auditor = {"authorization": f"Bearer {auditor_token}"}
     operator = {"authorization": f"Bearer {token('hotline_operator')}"}
-    unit = {"authorization": f"Bearer {token('unit_member', f'unit:{UNIT}')}"}
+    officer = token("unit_member", f"unit:{UNIT}", subject=OFFICER)  # a valid 执法证
+    unit = {"authorization": f"Bearer {officer}"}
     dispatcher = {"authorization": f"Bearer {token('dispatcher', 'township:T03')}"}
     before = await unit_counts(http, settings, auditor)
 

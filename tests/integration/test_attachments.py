@@ -5,8 +5,6 @@ only reference what was stored."""
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,29 +14,16 @@ import pytest
 from sqlalchemy import func, select
 
 from services.intake.app import create_app
-from services.intake.attachments import content_path
 from services.intake.models import Attachment, Tip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
+from services.runtime.uploads import content_path
+from tests.support.files import png
 from tests.support.serving import serving
 
 PROBLEM = "application/problem+json"
 MAX_BYTES = 256 * 1024
-
-
-def png(seed: int = 0) -> bytes:
-    """A valid 1×1 PNG; ``seed`` changes its pixel, and so its digest."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(bytes([0, seed % 256, (seed >> 8) % 256, 0]))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
-    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import httpx
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
-from tests.integration.test_attachments import png
+from tests.support.files import png
 
 # What the services under test run with: the setting's default.
 LIMIT = Settings.model_fields["request_body_max_bytes"].default

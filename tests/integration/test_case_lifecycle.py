@@ -15,6 +15,8 @@ from services.dispatch.models import Case
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
+from tests.support.files import png
+from tests.support.tips import OFFICER
 
 PROBLEM = "application/problem+json"
 
@@ -45,7 +47,8 @@ async def assigned_case(dispatch: tuple[httpx.AsyncClient, Runtime]) -> UUID:
 
 @pytest.fixture
 def as_unit(token: TokenFactory) -> dict[str, str]:
-    return {"authorization": f"Bearer {token('unit_member', 'unit:T03-CGJ')}"}
+    # 宋晓丽 (S0089), whose 执法证 is valid: steps on the ground of a penalty matter need one.
+    return {"authorization": f"Bearer {token('unit_member', 'unit:T03-CGJ', subject=OFFICER)}"}
 
 
 @pytest.fixture
@@ -89,13 +92,17 @@ async def test_a_case_is_accepted_worked_resolved_and_closed_and_every_step_is_r
     as_dispatcher: dict[str, str],
 ) -> None:
     client, runtime = dispatch
+    photo = await client.post(
+        f"/v1/cases/{assigned_case}/evidence", files={"file": ("p", png(7))}, headers=as_unit
+    )
+    assert photo.status_code == 201, photo.text
     steps = [
         ("accept", as_unit, None, "accepted"),
         ("start", as_unit, None, "in_progress"),
         (
             "progress",
             as_unit,
-            {"note": "已到现场，摊主已收摊", "evidence": ["ab" * 32]},
+            {"note": "已到现场，摊主已收摊", "evidence": [photo.json()["id"]]},
             "in_progress",
         ),
         (

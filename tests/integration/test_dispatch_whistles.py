@@ -41,8 +41,10 @@ async def _case(runtime: Runtime, matter: str, status: str = "in_progress", **fi
     return case.id
 
 
-def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token(role, *scopes)}"}
+def _bearer(
+    token: TokenFactory, role: str, *scopes: str, subject: str | None = None
+) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(role, *scopes, subject=subject)}"}
 
 
 async def _whistle(
@@ -207,7 +209,8 @@ async def test_a_joint_operation_lets_the_supporting_units_read_and_record_progr
     assert not [e for e in await case_events(runtime, case.id) if "whistle_blown" in e["type"]]
 
     lead = _bearer(token, "unit_member", "unit:T03-CGJ")
-    police = _bearer(token, "unit_member", "unit:T03-GAJ")
+    # 吕玉兰 (S0091) of 城关镇派出所, whose 执法证 is valid: progress on a penalty matter.
+    police = _bearer(token, "unit_member", "unit:T03-GAJ", subject="S0091")
     stranger = _bearer(token, "unit_member", "unit:T03-WSJKJ")
     url = f"/v1/cases/{case.id}"
     assert (await client.get(url, headers=police)).status_code == 200

@@ -13,7 +13,7 @@ from services.intake.models import Tip
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
-from tests.integration.test_attachments import png
+from tests.support.files import png
 
 PROBLEM = "application/problem+json"
 

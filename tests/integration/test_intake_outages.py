@@ -37,7 +37,7 @@ from services.runtime.problems import BUSY, DEPENDENCY_UNAVAILABLE
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
-from tests.integration.test_attachments import png
+from tests.support.files import png
 from tests.support.infra import Infra, prepared_on
 
 PROBLEM = "application/problem+json"

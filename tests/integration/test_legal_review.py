@@ -17,7 +17,7 @@ from services.dispatch.models import Case, LegalReview
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.support.infra import eventually
-from tests.support.tips import act, bearer, case_events, case_of, send_tip
+from tests.support.tips import OFFICER, act, bearer, case_events, case_of, send_tip
 
 PROBLEM = "application/problem+json"
 MARKET = {"kind": "department", "code": "SCJGJ", "name": "县市场监督管理局", "entrusted": True}
@@ -30,7 +30,7 @@ async def _in_progress(
     """A tip of ``matter`` in 城关镇 (T03), routed, accepted and started by its unit."""
     case = await case_of(runtime, await send_tip(runtime, text, "T03V02G01", hint=matter))
     assert case.status == "assigned", case.routing
-    unit = bearer(token, "unit_member", f"unit:{case.unit_id}")
+    unit = bearer(token, "unit_member", f"unit:{case.unit_id}", subject=OFFICER)
     for step in ("accept", "start"):
         answer = await act(client, case.id, step, unit)
         assert answer.status_code == 200, answer.text
@@ -246,7 +246,7 @@ async def test_a_case_assigned_before_the_capacity_was_recorded_is_held_to_the_c
     )
     async with runtime.transaction() as session:
         session.add(case)  # as dispatch_0009 found it: no acting
-    unit = bearer(token, "unit_member", "unit:T03-SCJGJ")
+    unit = bearer(token, "unit_member", "unit:T03-SCJGJ", subject=OFFICER)
     over = await act(client, case.id, "resolve", unit, _penalised(["fine"], 3000))
     assert over.status_code == 422 and "2000元以下罚款" in over.json()["detail"]
     within = await act(client, case.id, "resolve", unit, _penalised(["fine"], 300))

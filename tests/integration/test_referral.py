@@ -8,10 +8,11 @@ own, stopped by the unit's first progress. The sample county's data; time fixed 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -112,6 +113,47 @@ async def test_a_referral_opens_the_townships_case_assigned_by_the_authority_rul
     async with runtime.sessions() as session:
         said = await session.get(TipText, UUID(case["tip_id"]))
     assert said is not None and (said.channel, said.text) == ("referral", STALL["facts"])
+
+
+async def test_a_referral_retried_under_its_idempotency_key_opens_one_case(
+    dispatch_at: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = dispatch_at
+    key = {**_cgj(token), "Idempotency-Key": f"CGJ-YS-{uuid4().hex}"}
+    before = await _cases(runtime)
+    first = await client.post("/v1/referrals", json=STALL, headers=key)
+    assert first.status_code == 201, first.text
+    # The answer was lost: the department sends it again, as it was.
+    retry = await client.post("/v1/referrals", json=STALL, headers=key)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["id"] == first.json()["id"]
+    assert await _cases(runtime) == before + 1
+    # The same key with another body is not a retry: 409, nothing opened.
+    other = {**STALL, "facts": "另一处占道摆摊"}
+    reused = await client.post("/v1/referrals", json=other, headers=key)
+    assert reused.status_code == 409, reused.text
+    assert reused.headers["content-type"] == PROBLEM
+    assert (reused.json()["type"], reused.json()["title"]) == (
+        "https://whistle.example/problems/idempotency-key-reused",
+        "Idempotency-Key 重复使用",
+    )
+    assert await _cases(runtime) == before + 1
+    # Sent twice at once under a new key: one case, both answers naming it.
+    twice = {**_cgj(token), "Idempotency-Key": f"CGJ-YS-{uuid4().hex}"}
+    racing = await asyncio.gather(
+        *(client.post("/v1/referrals", json=STALL, headers=twice) for _ in range(2))
+    )
+    assert sorted(r.status_code for r in racing) == [200, 201], [r.text for r in racing]
+    assert racing[0].json()["id"] == racing[1].json()["id"]
+    assert await _cases(runtime) == before + 2
+    # Keys are the department's own: another department's same key is another referral.
+    market = {**STALL, "department_code": "SCJGJ", "matter_code": "SC-001"}
+    theirs = bearer(token, "county_department", "dept:SCJGJ")
+    elsewhere = await client.post(
+        "/v1/referrals", json=market, headers={**theirs, "Idempotency-Key": key["Idempotency-Key"]}
+    )
+    assert elsewhere.status_code == 201, elsewhere.text
+    assert elsewhere.json()["id"] != first.json()["id"]
 
 
 @pytest.mark.parametrize(

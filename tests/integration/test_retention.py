@@ -23,7 +23,6 @@ from contracts.events import PersonalDataErased
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, CaseTimelineEntry, CaseTip, TipText, TriageLabel
 from services.intake.app import create_app as create_intake
-from services.intake.attachments import content_path
 from services.intake.models import Attachment, Tip, TipFeedback, TipTimelineEntry
 from services.launcher.cli import main
 from services.runtime.inbox import InboxRecord
@@ -31,6 +30,7 @@ from services.runtime.outbox import OutboxMessage
 from services.runtime.retention import ERASED_TEXT
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
+from services.runtime.uploads import content_path
 from tests.integration.conftest import MovableClock, _in_process
 
 CLOSED = datetime(2020, 3, 1, 8, 0, tzinfo=UTC)

@@ -80,6 +80,9 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "POST", "/v1/cases/{case_id}/reject"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/progress"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/resolve"): CASE_ACTORS,
+    ("dispatch", "POST", "/v1/cases/{case_id}/evidence"): CASE_ACTORS,
+    ("dispatch", "GET", "/v1/cases/{case_id}/evidence"): CASE_READERS,
+    ("dispatch", "GET", "/v1/cases/{case_id}/evidence/{sha256}"): CASE_READERS,
     ("dispatch", "POST", "/v1/cases/{case_id}/reopen"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/split"): CASE_ACTORS,
     ("dispatch", "POST", "/v1/cases/{case_id}/accept"): CASE_ACTORS,
@@ -106,6 +109,8 @@ STAFF: dict[Route, frozenset[str]] = {
     ("dispatch", "GET", "/v1/queues/legal-review"): LEGAL_REVIEW_READERS,
     # 移送: a county department refers a township's matter.
     ("dispatch", "POST", "/v1/referrals"): frozenset({"county_department"}),
+    # A summoned department's evidence for its reply to a whistle.
+    ("escalation", "POST", "/v1/whistles/{whistle_id}/evidence"): frozenset({"county_department"}),
     ("dispatch", "POST", "/v1/reference/reload"): frozenset({"admin", "county_supervisor"}),
     ("dispatch", "GET", "/v1/console/me"): CONSOLE_USERS,
     ("dispatch", "GET", "/v1/console/triage"): CONSOLE_USERS,
@@ -174,6 +179,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("dispatch", "GET", "/console/console.js"),
         ("dispatch", "GET", "/console/console.css"),
         ("escalation", "GET", "/dept"),
+        # Where the department page sends referrals: a URL, nothing else.
+        ("escalation", "GET", "/v1/referral-target"),
         ("escalation", "GET", "/dept/dept.js"),
         ("escalation", "GET", "/dept/dept.css"),
         ("ledger", "GET", "/auditor"),

@@ -40,6 +40,7 @@ from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
 from tests.integration.test_escalation_clocks import local
+from tests.support.files import png
 from tests.support.infra import eventually
 
 LADDER = {
@@ -262,12 +263,29 @@ async def test_notice_receipt_on_time_then_reply_stops_both_clocks(
     assert early.status_code == 409 and early.json()["type"].endswith("receipt-required")
 
     escalation.clock.now = local(2026, 11, 24, 16, 0)
+    result = "已会同乡镇清理占道摊点，设置临时疏导区"
+    reply_url = f"/v1/whistles/{blown.whistle_id}/reply"
+    # A reply cites only files the department uploaded for this whistle: refused, nothing kept.
+    unproven = await escalation.http.post(
+        reply_url, json={"result": result, "evidence": ["a" * 64]}, headers=auth(cgj)
+    )
+    assert unproven.status_code == 422, unproven.text
+    assert (unproven.json()["title"], unproven.json()["unknown"]) == ("证据文件不存在", ["a" * 64])
+    # Another department summoned by the whistle may not upload in CGJ's name, nor a stranger.
+    evidence_url = f"/v1/whistles/{blown.whistle_id}/evidence"
+    stranger = token("county_department", "dept:WSJKJ")
+    photo = {"file": ("现场.png", png(21))}
+    assert (
+        await escalation.http.post(evidence_url, files=photo, headers=auth(stranger))
+    ).status_code == 403
+    uploaded = await escalation.http.post(evidence_url, files=photo, headers=auth(cgj))
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["department_code"] == "CGJ"
     replied = await escalation.http.post(
-        f"/v1/whistles/{blown.whistle_id}/reply",
-        json={"result": "已会同乡镇清理占道摊点，设置临时疏导区", "evidence": ["a" * 64]},
-        headers=auth(cgj),
+        reply_url, json={"result": result, "evidence": [uploaded.json()["id"]]}, headers=auth(cgj)
     )
     assert replied.status_code == 201, replied.text
+    assert replied.json()["evidence"] == [uploaded.json()["id"]]
     assert replied.json()["on_time"] is True
 
     events = await escalation.events(blown.whistle_id)
@@ -426,6 +444,15 @@ async def test_kafka_submissions_are_recorded_and_the_wrong_department_is_dead_l
         department_code="YJGLJ",
         result="已排除险情",
     )
+    # A reply citing a file never uploaded for the whistle is dead-lettered, nothing recorded.
+    unproven = await produce(
+        producer,
+        WHISTLES,
+        reply.model_copy(update={"evidence": ["b" * 64]}),
+        start,
+        source,
+        yjglj,
+    )
     await produce(producer, WHISTLES, reply, start, source, yjglj)
 
     (replied,) = await find_on_topic(
@@ -446,12 +473,13 @@ async def test_kafka_submissions_are_recorded_and_the_wrong_department_is_dead_l
     dead = await find_on_topic(
         bootstrap,
         dlq_topic(WHISTLES),
-        lambda r: json.loads(r.value)["id"] in (wrong, stray),
-        count=2,
+        lambda r: json.loads(r.value)["id"] in (wrong, stray, unproven),
+        count=3,
     )
     reasons = {json.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead}
     assert "did not summon department GAJ" in reasons[wrong]
     assert "no whistle" in reasons[stray]
+    assert f"unknown evidence: {'b' * 64}" in reasons[unproven]
 
 
 async def test_closing_the_case_lapses_its_whistle_clocks_and_nothing_climbs_after(

@@ -14,9 +14,10 @@ from services.launcher.embedded import free_port
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """The app running under uvicorn (lifespan included) until the block ends; yields its URL."""
-    port = free_port()
+async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """The app running under uvicorn (lifespan included) until the block ends; yields its URL.
+    ``port``: one chosen beforehand (two apps that must know each other's origin)."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

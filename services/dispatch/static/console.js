@@ -4,7 +4,9 @@
 // supervisor's queue (待准入: propose or decline) and the county government's (待批准: approve or
 // reject). It reads /v1/console/* and /v1/cases/{id}/tips, and acts through the JSON API with
 // If-Match (/v1/cases/{id}/{action}, …/whistle, …/split, …/admission, …/admission/approval),
-// as anyone could.
+// as anyone could. Evidence (执法证据) is uploaded to /v1/cases/{id}/evidence and cited by a
+// progress or resolution step; each step on the timeline shows who acted, their 执法证 number,
+// the place and its evidence, fetched with the token when clicked.
 "use strict";
 
 const TOKEN_KEY = "whistle.console.token";
@@ -206,6 +208,167 @@ async function api(path, { method = "GET", body, version } = {}) {
   }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
+}
+
+// --- evidence (执法证据) ------------------------------------------------------------------------
+
+// The answer of a fetch, as api() reads it: its JSON, or an ApiError with the problem.
+async function answerOf(request) {
+  let response;
+  try {
+    response = await request;
+  } catch {
+    throw new ApiError(0, { detail: "无法连接调度服务" });
+  }
+  if (response.ok) return response;
+  throw new ApiError(response.status, await response.json().catch(() => null));
+}
+
+// One file to the case's evidence store (multipart, field "file"); the stored file's record.
+async function uploadEvidence(caseId, file) {
+  const form = new FormData();
+  form.append("file", file);
+  const request = fetch(`/v1/cases/${caseId}/evidence`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token()}` },
+    body: form,
+  });
+  return (await answerOf(request)).json();
+}
+
+// A file is served only with the token: fetched, then saved from a blob URL.
+async function downloadEvidence(caseId, sha) {
+  const request = fetch(`/v1/cases/${caseId}/evidence/${sha}`, {
+    headers: { authorization: `Bearer ${token()}` },
+  });
+  const url = URL.createObjectURL(await (await answerOf(request)).blob());
+  const link = el("a", { href: url, download: `证据-${sha.slice(0, 12)}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function evidenceLink(caseId, sha) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "link evidence-link",
+      "data-sha256": sha,
+      title: sha,
+      onclick: () => run(() => downloadEvidence(caseId, sha)),
+    },
+    `证据 ${sha.slice(0, 8)}…`,
+  );
+}
+
+// The case's evidence, each with a box to cite it in the next progress or resolution, and the
+// upload form for those who may act on the case.
+function evidenceSection(page, files) {
+  const c = page.case;
+  const mayCite = page.actions.includes("progress") || page.actions.includes("resolve");
+  const list = files.length
+    ? el(
+        "ul",
+        { id: "evidence-list" },
+        files.map((f) =>
+          el(
+            "li",
+            { "data-sha256": f.id },
+            mayCite
+              ? el("input", { type: "checkbox", name: "cite-evidence", value: f.id, id: `cite-${f.id}`, checked: true })
+              : null,
+            evidenceLink(c.id, f.id),
+            ` ${f.content_type} · ${Math.ceil(f.size / 1024)} KB · ${f.uploaded_by} 上传于 ${when(f.uploaded_at)}`,
+          ),
+        ),
+      )
+    : el("p", { class: "empty", id: "evidence-list" }, "尚未上传证据。");
+  const file = el("input", { id: "evidence-file", type: "file", accept: "image/*,audio/*,video/*,application/pdf", required: true });
+  const form = mayCite
+    ? el(
+        "form",
+        {
+          id: "evidence-upload",
+          onsubmit: (event) => {
+            event.preventDefault();
+            run(async () => {
+              const stored = await uploadEvidence(c.id, file.files[0]);
+              showNotice(`证据已上传（${stored.id.slice(0, 8)}…），勾选后随进展或办结一并提交。`);
+              await route();
+            });
+          },
+        },
+        el("label", { for: "evidence-file" }, "上传证据（照片、录音、视频或扫描的文书 PDF）"),
+        file,
+        el("button", { type: "submit", id: "do-upload" }, "上传"),
+      )
+    : null;
+  return el(
+    "section",
+    { id: "evidence", "aria-labelledby": "evidence-title" },
+    el("h3", { id: "evidence-title" }, "执法证据"),
+    mayCite ? el("p", { class: "detail" }, "已勾选的证据随下一次“记录进展”或“办结”提交，执法证号与地点一并记录。") : null,
+    list,
+    form,
+  );
+}
+
+// The steps on the ground whose evidence is in this case's store (a department's reply to a
+// whistle cites its own files, which dispatch does not hold).
+const FIELD_STEPS = new Set([
+  "whistle.case.progress_recorded",
+  "whistle.case.resolved",
+  "whistle.case.legal_review_requested",
+]);
+
+// The evidence boxes ticked on the case page: what a progress or resolution step cites.
+function citedEvidence() {
+  return [...document.querySelectorAll("input[name=cite-evidence]:checked")].map((box) => box.value);
+}
+
+// Where the officer stands (optional): typed in, or the device's position on request. The case's
+// grid is recorded with every step anyway.
+function pointFields() {
+  const lat = el("input", { id: "step-lat", type: "number", step: "any", min: -90, max: 90 });
+  const lon = el("input", { id: "step-lon", type: "number", step: "any", min: -180, max: 180 });
+  const locate = el(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      id: "step-locate",
+      onclick: () =>
+        navigator.geolocation &&
+        navigator.geolocation.getCurrentPosition(
+          (at) => {
+            lat.value = at.coords.latitude.toFixed(6);
+            lon.value = at.coords.longitude.toFixed(6);
+          },
+          () => showError("无法获取当前位置，请手动填写或留空（将记录案件所在网格）。"),
+        ),
+    },
+    "使用当前位置",
+  );
+  return el(
+    "fieldset",
+    { id: "step-point" },
+    el("legend", {}, "执法地点（选填，纬度 / 经度；不填则记录案件所在网格）"),
+    el("label", { for: "step-lat" }, "纬度"),
+    lat,
+    el("label", { for: "step-lon" }, "经度"),
+    lon,
+    locate,
+  );
+}
+
+// The point typed in, as a step's body gives it; nothing when either half is empty.
+function stepPoint() {
+  const lat = document.getElementById("step-lat");
+  const lon = document.getElementById("step-lon");
+  if (!lat || !lon || lat.value === "" || lon.value === "") return {};
+  return { point: { lat: Number(lat.value), lon: Number(lon.value) } };
 }
 
 // --- page state ----------------------------------------------------------------------------
@@ -1050,6 +1213,8 @@ function actionForms(page) {
       forms.push(
         form("progress", textField("progress-note", "进展说明", 2000), () => ({
           note: document.getElementById("progress-note").value,
+          evidence: citedEvidence(),
+          ...stepPoint(),
         })),
       );
     } else if (action === "contact") {
@@ -1115,6 +1280,8 @@ function actionForms(page) {
           () => ({
             resolution: kind.value,
             note: document.getElementById("resolve-note").value,
+            evidence: citedEvidence(),
+            ...stepPoint(),
             ...(due.value ? { rectification_due: due.value } : {}),
             ...(kind.value === "penalised"
               ? {
@@ -1131,6 +1298,8 @@ function actionForms(page) {
       forms.push(form(action, [], null));
     }
   }
+  // One place for the steps on the ground, before their forms.
+  if (page.actions.includes("progress") || page.actions.includes("resolve")) forms.unshift(pointFields());
   return forms.length ? forms : [el("p", { class: "empty" }, "您对这件案件暂无可执行的操作。")];
 }
 
@@ -1138,6 +1307,12 @@ function describe(item) {
   const d = item.data || {};
   const parts = [];
   if (d.actor) parts.push(`${d.actor_role === "unit_member" ? "承办人" : "操作人"} ${d.actor}`);
+  if ("certificate_number" in d) parts.push(d.certificate_number ? `执法证 ${d.certificate_number}` : "无需执法证");
+  if (d.grid_id || d.point) {
+    const point = d.point && d.point.lat !== undefined ? `（${d.point.lat}, ${d.point.lon}）` : "";
+    parts.push(`地点 网格 ${d.grid_id || "—"}${point}`);
+  }
+  if (d.acted_at && d.acted_at !== item.time) parts.push(`决定于 ${when(d.acted_at)}`);
   if (d.unit_id && item.type === "whistle.case.assigned") parts.push(`承办单位 ${d.unit_id}`);
   if (d.matter_name) parts.push(`事项 ${d.matter_code} ${d.matter_name}`);
   if (d.departments) parts.push(`召集 ${d.departments.map(departmentName).join("、")}`);
@@ -1171,7 +1346,11 @@ function actingLine(acting) {
 
 async function caseView(id) {
   if (!UUID_RE.test(id)) throw new Error("案件编号格式不正确");
-  const [page, tips] = await Promise.all([api(`/v1/console/cases/${id}`), api(`/v1/cases/${id}/tips`)]);
+  const [page, tips, files] = await Promise.all([
+    api(`/v1/console/cases/${id}`),
+    api(`/v1/cases/${id}/tips`),
+    api(`/v1/cases/${id}/evidence`),
+  ]);
   const c = page.case;
   showCalendarNotice(page.provisional);
   const facts = [
@@ -1217,6 +1396,7 @@ async function caseView(id) {
           ),
         )
       : null,
+    evidenceSection(page, files),
     el(
       "section",
       { id: "actions", "aria-labelledby": "actions-title" },
@@ -1259,6 +1439,7 @@ async function caseView(id) {
                 el("time", { datetime: item.time }, when(item.time)),
                 el("strong", {}, label(EVENT, item.type)),
                 el("span", { class: "detail" }, describe(item)),
+                FIELD_STEPS.has(item.type) ? (item.data.evidence || []).map((sha) => evidenceLink(c.id, sha)) : null,
               ),
             ),
           )

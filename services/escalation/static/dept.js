@@ -5,6 +5,10 @@
 // while the business calendar lacks the current year). The token stays in this tab's session
 // storage. Times are shown in the county's time zone; a due time counted Monday to Friday in a
 // year the calendar lacks is marked 暂定.
+//
+// The referral form (移送) is dispatch's: the page asks escalation where dispatch is
+// (GET /v1/referral-target) and posts POST /v1/referrals there with the same token and an
+// Idempotency-Key kept until the referral is answered, so a retry after a lost answer refers once.
 "use strict";
 
 const TOKEN_KEY = "whistle.dept.token";
@@ -61,6 +65,7 @@ function explain(status, body) {
     return `请先报到，再回复办理结果${detail}`;
   }
   if (status === 409) return `已经提交过，不能重复提交${detail}`;
+  if (status === 413 || status === 415) return `证据文件未能上传${detail}`;
   if (status === 422) return `填写的内容不符合要求${detail}`;
   return `请求失败（${status}）${detail}`;
 }
@@ -85,18 +90,38 @@ function actions(whistle) {
     box.append(number, button);
   } else {
     const result = element("textarea", { class: "result", placeholder: "办理结果" });
+    // Evidence (照片、视频、扫描的文书): uploaded for this whistle first, then cited by the reply.
+    const file = element("input", {
+      type: "file", class: "evidence", "aria-label": "证据文件（选填）",
+      accept: "image/*,audio/*,video/*,application/pdf",
+    });
     const button = element("button", { type: "button", class: "reply" }, "回复");
     button.addEventListener("click", () => submit(whistle, "reply", { result: result.value.trim() },
-      "已回复办理结果"));
-    box.append(element("span", {}, `回执号 ${whistle.receipt_no}`), result, button);
+      "已回复办理结果", file.files[0]));
+    box.append(element("span", {}, `回执号 ${whistle.receipt_no}`), result, file, button);
   }
   return box;
 }
 
-async function submit(whistle, what, body, done) {
+// One file to the whistle's evidence for the department's reply (multipart, field "file").
+async function uploadEvidence(whistle, file) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const form = new FormData();
+  form.append("file", file);
+  const query = new URLSearchParams({ department_code: whistle.department_code });
+  const response = await fetch(`/v1/whistles/${whistle.whistle_id}/evidence?${query}`, {
+    method: "POST", headers: { authorization: `Bearer ${token}` }, body: form,
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(explain(response.status, data));
+  return data.id;
+}
+
+async function submit(whistle, what, body, done, evidence) {
   document.body.dataset.state = "loading";
   try {
     const department = whistle.department_code;
+    if (evidence) body = { ...body, evidence: [await uploadEvidence(whistle, evidence)] };
     await call("POST", `/v1/whistles/${whistle.whistle_id}/${what}`, { ...body, department_code: department });
     await load();
     say(`${done}（案件 ${whistle.case_id}）`, "ok");
@@ -196,7 +221,79 @@ async function lookUp(event) {
   }
 }
 
+// One key per referral being written: kept across retries, a new one once it is answered.
+let referralKey = null;
+
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
+}
+
+function referralMessage(status, body) {
+  if (body && body.title === "不予移送") return body.detail;
+  if (status === 409) return `该移送已以不同内容提交过，请刷新页面后重新填写${body && body.detail ? `（${body.detail}）` : ""}`;
+  return explain(status, body);
+}
+
+async function refer(event) {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  const result = $("#referral-result");
+  const department = $("#department").value.trim() || departmentOf(token);
+  if (!token || !department) {
+    result.textContent = "请先在上方填写访问令牌和部门代码";
+    result.className = "bad";
+    result.hidden = false;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  const optional = (id) => $(id).value.trim() || null;
+  const body = {
+    department_code: department,
+    matter_code: $("#referral-matter").value.trim(),
+    township_code: $("#referral-township").value.trim(),
+    grid_id: optional("#referral-grid"),
+    place: optional("#referral-place"),
+    facts: $("#referral-facts").value.trim(),
+    officer: optional("#referral-officer"),
+  };
+  referralKey = referralKey || newKey();
+  document.body.dataset.state = "loading";
+  try {
+    const target = await call("GET", "/v1/referral-target");
+    let response;
+    try {
+      response = await fetch(target.url, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "idempotency-key": referralKey,
+        },
+        body: JSON.stringify(body),
+      });
+    } catch {
+      throw new Error("无法连接调度服务，请稍后重试（重试不会重复移送）");
+    }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(referralMessage(response.status, data));
+    referralKey = null;
+    const state = data.status === "assigned" ? "已派单" : "待乡镇分拨";
+    result.textContent = `已移送：案件 ${data.id}，${state}${data.unit_id ? `，承办单位 ${data.unit_id}` : ""}`;
+    result.className = "ok";
+    result.dataset.caseId = data.id;
+    $("#referral").reset();
+  } catch (error) {
+    result.textContent = error.message;
+    result.className = "bad";
+  } finally {
+    result.hidden = false;
+    document.body.dataset.state = "done";
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("#referral").addEventListener("submit", refer);
   $("#token").value = sessionStorage.getItem(TOKEN_KEY) || "";
   $("#lookup").addEventListener("submit", lookUp);
   $("#forget").addEventListener("click", () => {

@@ -2,7 +2,7 @@
 and day, and on each case the inspection task whose finding opened it.
 
 Revision ID: dispatch_0013_inspections
-Revises: dispatch_0010_triage_labels
+Revises: dispatch_0011_case_evidence
 """
 
 import sqlalchemy as sa
@@ -10,9 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "dispatch_0013_inspections"
-# 0011 and 0012 are other branches' numbers: whichever of them is merged last is this one's
-# parent once they meet.
-down_revision = "dispatch_0010_triage_labels"
+down_revision = "dispatch_0011_case_evidence"
 
 
 def upgrade() -> None:
