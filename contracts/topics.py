@@ -41,6 +41,12 @@ from contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     LeadershipNotified,
+    MeetingConvened,
+    MeetingDecisionDone,
+    MeetingDecisionRecorded,
+    MeetingDecisionReportSubmitted,
+    MeetingHeld,
+    MeetingSummoned,
     PersonalDataErased,
     ReferralSubmitted,
     StaffAssessed,
@@ -62,6 +68,7 @@ DEADLINES = "escalation.deadlines.v1"
 WHISTLES = "escalation.whistles.v1"
 LEADERSHIP = "escalation.leadership.v1"
 REFERRALS = "dispatch.referrals.v1"
+MEETINGS = "escalation.meetings.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
 DLQ_SUFFIX = ".dlq"
 SOURCE_TEMPLATE = "whistle/{producer}"
@@ -132,6 +139,17 @@ DEPARTMENT_REFERRALS = Submitters(
     source="whistle/dept/{code}",
 )
 """The county departments' own systems, referring a township's matter to it (移送)."""
+
+
+DEPARTMENT_DECISIONS = Submitters(
+    "county departments' decision reports",
+    (MeetingDecisionReportSubmitted,),
+    role="county_department",
+    scope="dept",
+    field="department_code",
+    source="whistle/dept/{code}",
+)
+"""The county departments' own systems, reporting a joint meeting's decision done (联席会议)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,24 @@ TOPICS: tuple[Topic, ...] = (
         submitters=DEPARTMENTS,
     ),
     Topic(
+        MEETINGS,
+        "escalation",
+        "The townships' joint meetings (联席会议): convened, held (attendance and minutes), "
+        "their decisions (议定事项) and each reported done — as escalation records them, and the "
+        "departments' reports as they submit them from their own systems (source "
+        "`whistle/dept/<code>`, the department's token in the Kafka header `authorization`). "
+        "Key: meeting id.",
+        (
+            MeetingConvened,
+            MeetingHeld,
+            MeetingDecisionRecorded,
+            MeetingDecisionReportSubmitted,
+            MeetingDecisionDone,
+        ),
+        consumers=("escalation", "ledger"),
+        submitters=DEPARTMENT_DECISIONS,
+    ),
+    Topic(
         LEADERSHIP,
         "escalation",
         "Supervised (督办) cases for county leadership. Key: case id.",
@@ -253,11 +289,15 @@ DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (
     CaseSupervised,
     ExtensionDecided,
     DeadlineRecomputed,
+    MeetingSummoned,
+    MeetingDecisionRecorded,
 )
 """What a county department's own topic carries: its summons, and copies of the chases and
 supervisions of its whistle clocks, of an extension that moved its reply clock and of a
 provisional clock counted again once the calendar had its year (the originals are on
-``escalation.deadlines.v1``)."""
+``escalation.deadlines.v1``); its summons to a joint meeting (联席会议), and a copy of each
+decision of the meeting it owns (the original on ``escalation.meetings.v1``), whose chases and
+supervisions are copied to it as a whistle's are."""
 
 DEPARTMENT = "department"
 """A county department's own systems, as the consumer of its topic (``whistle dept-listen`` is
