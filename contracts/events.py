@@ -866,6 +866,24 @@ class MeetingDecisionReportSubmitted(EventData):
     officer: str | None = Field(default=None, max_length=200)
 
 
+class MeetingDecisionReported(EventData):
+    """A unit of the township reported a joint meeting's decision it owns done, through
+    dispatch (``POST /v1/meeting-decisions/{id}/done``, the unit member's token checked
+    there); escalation stops the decision's clock and records ``whistle.meeting.decision_done``.
+    Subject and Kafka key: the case id."""
+
+    event_type = "whistle.meeting.decision_reported"
+
+    meeting_id: UUID
+    decision_id: UUID
+    case_id: UUID
+    unit_id: str = Field(description="the owner unit the member acts for")
+    result: str = Field(min_length=1, max_length=4000)
+    evidence: list[Sha256] = Field(default_factory=list)
+    actor: str = Field(description="the unit member's subject, or the officer named")
+    reported_at: AwareDatetime
+
+
 class MeetingDecisionDone(EventData):
     """The owner reported the decision done: its clock stopped, on time or late. Subject and
     Kafka key: the meeting id."""
@@ -882,7 +900,9 @@ class MeetingDecisionDone(EventData):
     done_at: AwareDatetime
     due_at: AwareDatetime
     on_time: bool
-    via: Literal["http", "kafka"]
+    via: Literal["http", "kafka", "dispatch"] = Field(
+        description="a department over HTTP or from its own system; a unit through dispatch"
+    )
     actor: str | None = None
 
 
@@ -934,6 +954,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     MeetingHeld,
     MeetingDecisionRecorded,
     MeetingDecisionReportSubmitted,
+    MeetingDecisionReported,
     MeetingDecisionDone,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

@@ -44,6 +44,7 @@ from contracts.events import (
     MeetingConvened,
     MeetingDecisionDone,
     MeetingDecisionRecorded,
+    MeetingDecisionReported,
     MeetingDecisionReportSubmitted,
     MeetingHeld,
     MeetingSummoned,
@@ -191,8 +192,9 @@ TOPICS: tuple[Topic, ...] = (
         CASES,
         "dispatch",
         "The case lifecycle, from opening (or a department's referral, 移送) to closing "
-        "(key: case id), and townships' assessment opinions of seconded officers (双重考核; "
-        "key: staff id).",
+        "(key: case id), a township unit's report that a joint meeting's decision it owns is "
+        "done (联席会议; key: case id), and townships' assessment opinions of seconded officers "
+        "(双重考核; key: staff id).",
         (
             CaseReferred,
             CaseOpened,
@@ -215,6 +217,7 @@ TOPICS: tuple[Topic, ...] = (
             CaseAssistanceRequested,
             WhistleBlown,
             StaffAssessed,
+            MeetingDecisionReported,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
     ),
@@ -270,7 +273,8 @@ TOPICS: tuple[Topic, ...] = (
             MeetingDecisionReportSubmitted,
             MeetingDecisionDone,
         ),
-        consumers=("escalation", "ledger"),
+        # dispatch keeps the decisions its townships' units own, which they report through it
+        consumers=("dispatch", "escalation", "ledger"),
         submitters=DEPARTMENT_DECISIONS,
     ),
     Topic(

@@ -50,9 +50,9 @@ allow svc-intake --topic dispatch.cases.v1.dlq --operation Write --operation Des
 
 # the dispatch service
 allow svc-dispatch --group whistle-dispatch --operation Read
-allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic intake.tips.v1 --operation Read --operation Describe
+allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.meetings.v1 --topic intake.tips.v1 --operation Read --operation Describe
 allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --operation Read --operation Write --operation Describe
-allow svc-dispatch --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
+allow svc-dispatch --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.meetings.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
 
 # the escalation service
 allow svc-escalation --group whistle-escalation --operation Read

@@ -43,6 +43,7 @@ from contracts.events import (
     CaseReferred,
     CaseReopened,
     CaseResolved,
+    MeetingDecisionReported,
     MeetingDecisionReportSubmitted,
     WhistleBlown,
     WhistleReceiptSubmitted,
@@ -87,6 +88,8 @@ def subscription(
             # dispatch.cases.v1: the whistle protocol
             WhistleBlown.event_type: on.whistle_blown,
             CaseClosed.event_type: on.case_closed,
+            # dispatch.cases.v1: a township unit reported a joint meeting's decision done
+            MeetingDecisionReported.event_type: on.unit_reported,
         },
         # escalation.whistles.v1: the departments' submissions, with their verified senders
         submissions={
@@ -220,6 +223,24 @@ class Handlers:
         )
         await _submission("reply", recording)
 
+    async def unit_reported(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        """A township unit's decision reported done through dispatch, which checked the
+        member's unit token against the decision's owner."""
+        reported = event.payload(MeetingDecisionReported)
+        await _decision_report(
+            meeting_service.report_done(
+                session,
+                reported.decision_id,
+                owner_kind="unit",
+                acting_for=[reported.unit_id],
+                result=reported.result,
+                evidence=list(reported.evidence),
+                actor=reported.actor,
+                via="dispatch",
+                now=self._clock(),
+            )
+        )
+
     async def decision_reported(
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
     ) -> None:
@@ -228,8 +249,8 @@ class Handlers:
         department's own. A second report is ignored (sent at least once); one that can never
         be recorded (unknown decision, another's) is dead-lettered with the reason."""
         submitted = event.payload(MeetingDecisionReportSubmitted)
-        try:
-            await meeting_service.report_done(
+        await _decision_report(
+            meeting_service.report_done(
                 session,
                 submitted.decision_id,
                 owner_kind="department",
@@ -240,12 +261,7 @@ class Handlers:
                 via="kafka",
                 now=self._clock(),
             )
-        except MeetingRefused as refused:
-            if refused.refusal.kind == "conflict":
-                log.info("decision report ignored: %s", refused)
-                return
-            reason = f"decision report refused: {refused.refusal.rule}: {refused}"
-            raise PoisonEvent(reason) from refused
+        )
 
     async def _answer_clock(
         self,
@@ -293,3 +309,16 @@ async def _submission(what: str, recording: Awaitable[object]) -> None:
         log.info("%s ignored: %s", what, exc)
     except SubmissionRefused as exc:
         raise PoisonEvent(f"{what} refused: {exc}") from exc
+
+
+async def _decision_report(recording: Awaitable[object]) -> None:
+    """Record a decision reported done by event. A second report is ignored (sent at least
+    once); one that can never be recorded (unknown decision, another's) is dead-lettered."""
+    try:
+        await recording
+    except MeetingRefused as refused:
+        if refused.refusal.kind == "conflict":
+            log.info("decision report ignored: %s", refused)
+            return
+        reason = f"decision report refused: {refused.refusal.rule}: {refused}"
+        raise PoisonEvent(reason) from refused

@@ -9,10 +9,12 @@ leader's; the dispatcher blows the routine whistles and reads the meetings.
 
 The owner of a decision reports it done: a county department for its own (``county_department``
 with ``dept:<code>``, here or from its own system over Kafka), a unit of the township for its
-own (``unit_member`` with ``unit:<id>``). Who reads what: the county (``county_supervisor``,
-``auditor``) every meeting; a township's leader and dispatcher its own; a department the
-meetings it was summoned to; a unit member the meetings with a decision its unit owns. Another's
-meeting reads as missing (404). Rules: ``meetings.py``; recording: ``meeting_service.py``.
+own through dispatch (``unit_member`` with ``unit:<id>``, ``services/dispatch/decision_api.py``),
+which passes it on as ``whistle.meeting.decision_reported``. Who reads what: the county
+(``county_supervisor``, ``auditor``) every meeting; a township's leader and dispatcher its
+own; a department the meetings it was summoned to; a unit member the meetings with a decision
+its unit owns. Another's meeting reads as missing (404). Rules: ``meetings.py``; recording:
+``meeting_service.py``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from services.runtime.service import Runtime, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["meetings"])
 Leader = Annotated[Principal, Depends(require_roles("township_leader"))]
-Owner = Annotated[Principal, Depends(require_roles("county_department", "unit_member"))]
+# A unit of the township reports its decisions through dispatch, as it acts on its cases.
+Owner = Annotated[Principal, Depends(require_roles("county_department"))]
 Reader = Annotated[
     Principal,
     Depends(
@@ -271,15 +274,14 @@ async def record_decision(
 async def decision_done(
     decision_id: UUID, body: DoneIn, caller: Owner, runtime: RuntimeDep
 ) -> MeetingDecisionDone:
-    """The owner reports the decision done: a department its own, a unit its own."""
-    kind: OwnerKind = "department" if "county_department" in caller.roles else "unit"
+    """The owner department reports its decision done (a unit reports through dispatch)."""
     async with runtime.transaction() as session:
         with answered_as_problems():
             return await report_done(
                 session,
                 decision_id,
-                owner_kind=kind,
-                acting_for=_codes(caller, "dept" if kind == "department" else "unit"),
+                owner_kind="department",
+                acting_for=_codes(caller, "dept"),
                 result=body.result,
                 evidence=list(body.evidence),
                 actor=body.officer or caller.subject,

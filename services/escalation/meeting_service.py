@@ -61,7 +61,7 @@ from services.escalation.policies import DeadlinePolicy
 from services.escalation.whistle_protocol import department_copy
 from services.runtime.outbox import stage
 
-Via = Literal["http", "kafka"]
+Via = Literal["http", "kafka", "dispatch"]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from contracts.envelope import CONTENT_TYPE, new_event
 from contracts.events import CaseAssigned, CaseClosed, MeetingDecisionReportSubmitted
 from contracts.topics import CASES, DEADLINES, LEADERSHIP, MEETINGS, department_topic, dlq_topic
+from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration import test_whistle_protocol
@@ -113,6 +114,7 @@ async def test_convened_on_overdue_whistles_decided_escalated_done_and_in_the_le
     migrated: Settings,
     token: TokenFactory,
     ledger: httpx.AsyncClient,
+    dispatch: tuple[httpx.AsyncClient, Runtime],
 ) -> None:
     bootstrap = migrated.kafka_bootstrap or ""
     case_id, whistle_id = await overdue_whistle(escalation, producer, ["CGJ"])
@@ -262,11 +264,12 @@ async def test_convened_on_overdue_whistles_decided_escalated_done_and_in_the_le
     done_url = f"/v1/meeting-decisions/{decision_id}/done"
     result = {"result": "占道摊点已清理，临时疏导区已设置"}
     scjgj = token("county_department", "dept:SCJGJ")
-    for intruder in (scjgj, token("unit_member", "unit:T03-TEAM")):
-        refused = await escalation.http.post(done_url, json=result, headers=auth(intruder))
-        assert refused.status_code == 403, refused.text
-        assert refused.headers["content-type"] == PROBLEM_JSON
-        assert refused.json()["rule"] == "not-owner"
+    refused = await escalation.http.post(done_url, json=result, headers=auth(scjgj))
+    assert refused.status_code == 403 and refused.json()["rule"] == "not-owner"
+    assert refused.headers["content-type"] == PROBLEM_JSON
+    unit = token("unit_member", "unit:T03-TEAM")
+    by_unit = await escalation.http.post(done_url, json=result, headers=auth(unit))
+    assert by_unit.status_code == 403 and by_unit.headers["content-type"] == PROBLEM_JSON
     missing = await escalation.http.post(
         f"/v1/meeting-decisions/{uuid4()}/done", json=result, headers=auth(cgj)
     )
@@ -289,14 +292,53 @@ async def test_convened_on_overdue_whistles_decided_escalated_done_and_in_the_le
         "whistle.meeting.decision_done",
     )
 
-    # The township's own unit reports its decision done over HTTP with its unit token.
-    unit = token("unit_member", "unit:T03-TEAM")
-    unit_done = await escalation.http.post(
-        f"/v1/meeting-decisions/{unit_decision}/done",
-        json={"result": "已安排每日巡查"},
-        headers=auth(unit),
+    # The township's own unit reports its decision through dispatch, with its unit token;
+    # another unit may not, and a department's decision is not dispatch's to report.
+    dispatch_http, _ = dispatch
+
+    async def kept() -> list[dict[str, Any]] | None:
+        response = await dispatch_http.get("/v1/meeting-decisions", headers=auth(unit))
+        assert response.status_code == 200, response.text
+        rows = [d for d in response.json() if d["decision_id"] == unit_decision]
+        return rows or None
+
+    (row,) = await eventually(kept, what="the unit's decision kept by dispatch")
+    assert (row["unit_id"], row["case_id"], row["done_at"]) == ("T03-TEAM", str(case_id), None)
+    other_unit = token("unit_member", "unit:T03-CGJ")
+    unit_url = f"/v1/meeting-decisions/{unit_decision}/done"
+    wrong_unit = await dispatch_http.post(
+        unit_url, json={"result": "已巡查"}, headers=auth(other_unit)
     )
-    assert unit_done.status_code == 201 and unit_done.json()["on_time"] is True
+    assert wrong_unit.status_code == 403 and wrong_unit.json()["rule"] == "not-owner"
+    not_dispatchs = await dispatch_http.post(
+        f"/v1/meeting-decisions/{decision_id}/done", json=result, headers=auth(unit)
+    )
+    assert not_dispatchs.status_code == 404
+    as_dispatcher = await dispatch_http.post(
+        unit_url, json=result, headers=auth(token("dispatcher", "township:T03"))
+    )
+    assert as_dispatcher.status_code == 403
+    unit_done = await dispatch_http.post(
+        unit_url, json={"result": "已安排每日巡查"}, headers=auth(unit)
+    )
+    assert unit_done.status_code == 201, unit_done.text
+    again_unit = await dispatch_http.post(unit_url, json={"result": "再报"}, headers=auth(unit))
+    assert again_unit.status_code == 409
+
+    async def unit_recorded() -> dict[str, Any] | None:
+        response = await dispatch_http.get("/v1/meeting-decisions", headers=auth(unit))
+        (mine,) = [d for d in response.json() if d["decision_id"] == unit_decision]
+        return mine if mine["done_at"] else None
+
+    recorded_done = await eventually(unit_recorded, what="escalation recording the unit's report")
+    assert recorded_done["on_time"] is True
+    (unit_stop,) = [
+        e["data"]
+        for e in await escalation.events()
+        if e["type"] == "whistle.meeting.decision_done"
+        and e["data"]["decision_id"] == unit_decision
+    ]
+    assert (unit_stop["via"], unit_stop["owner_code"]) == ("dispatch", "T03-TEAM")
     mine = await escalation.http.get("/v1/meetings", headers=auth(unit))
     assert [m["meeting_id"] for m in mine.json()["meetings"]] == [meeting_id]
 

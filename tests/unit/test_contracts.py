@@ -58,6 +58,7 @@ from contracts.events import (
     MeetingConvened,
     MeetingDecisionDone,
     MeetingDecisionRecorded,
+    MeetingDecisionReported,
     MeetingDecisionReportSubmitted,
     MeetingHeld,
     MeetingSummoned,
@@ -468,6 +469,15 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     ),
     MeetingDecisionReportSubmitted: lambda: MeetingDecisionReportSubmitted(
         meeting_id=WHISTLE_ID, decision_id=TIP_ID, department_code="CGJ", result="已清理"
+    ),
+    MeetingDecisionReported: lambda: MeetingDecisionReported(
+        meeting_id=WHISTLE_ID,
+        decision_id=TIP_ID,
+        case_id=CASE_ID,
+        unit_id="T03-TEAM",
+        result="已安排每日巡查",
+        actor="S0025",
+        reported_at=NOW + timedelta(days=6),
     ),
     MeetingDecisionDone: lambda: MeetingDecisionDone(
         meeting_id=WHISTLE_ID,
@@ -884,6 +894,7 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
         WhistleReceiptSubmitted.event_type,
         WhistleReplySubmitted.event_type,
         MeetingDecisionReportSubmitted.event_type,
+        MeetingDecisionReported.event_type,
     }
     carried = {m.event_type for t in TOPICS if "escalation" in t.consumers for m in t.messages}
     assert handled <= carried, "a handler for an event type no consumed topic carries"

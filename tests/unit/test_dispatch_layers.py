@@ -22,10 +22,11 @@ ROUTERS = {
     "console",
     "publicity_api",
     "assessment_api",
+    "decision_api",
 }
 EDGES = ROUTERS | {"consumers"}
 # Modules that change cases and say so in events.
-SERVICE = {"cases", "assessment_service"}
+SERVICE = {"cases", "assessment_service", "meeting_decisions"}
 # The rules: plain data and functions.
 PURE = {
     "lifecycle",
