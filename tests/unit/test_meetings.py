@@ -6,9 +6,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from contracts.envelope import new_event
+from contracts.events import CaseChased, MeetingSummoned
+from services.escalation.dept_listen import describe
 from services.escalation.meetings import (
     MeetingRefused,
     WhistleFacts,
@@ -155,3 +159,36 @@ def test_only_the_owner_reports_once() -> None:
         )
         == "already-done"
     )
+
+
+def test_the_department_listener_prints_a_summons_to_a_meeting_and_a_decisions_chase() -> None:
+    zone = ZoneInfo("Asia/Shanghai")
+    meeting, case, decision = uuid4(), uuid4(), uuid4()
+    summoned = MeetingSummoned(
+        meeting_id=meeting,
+        department_code="CGJ",
+        township_code="T03",
+        held_at=NOW,
+        place="镇政府三楼会议室",
+        agenda=["占道经营整治", "油烟扰民"],
+        case_ids=[case],
+    )
+    line = describe(new_event("whistle/escalation", str(meeting), summoned, NOW), zone)
+    assert line == (
+        f"[联席会议] 会议 {meeting} 乡镇 T03 时间 2026-11-23 09:00 地点 镇政府三楼会议室 "
+        "议题 占道经营整治；油烟扰民"
+    )
+    chase = CaseChased(
+        case_id=case,
+        kind="meeting_decision",
+        round=1,
+        due_at=NOW,
+        scheduled_for=NOW + timedelta(days=1),
+        fired_at=NOW + timedelta(days=1),
+        late_by_seconds=0,
+        policy_id="P-GENERAL",
+        department_code="CGJ",
+        decision_id=decision,
+    )
+    line = describe(new_event("whistle/escalation", str(case), chase, NOW), zone)
+    assert line == f"[催办] 案件 {case} 联席会议议定事项 {decision} 已超期，时限 2026-11-23 09:00"
