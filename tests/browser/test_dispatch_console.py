@@ -515,6 +515,10 @@ async def test_a_dispatcher_blows_the_whistle_and_sees_it_on_the_timeline(
         "GAJ",
     ]
     assert await boxes.evaluate_all("bs => bs.filter(b => b.checked).map(b => b.value)") == ["CGJ"]
+    # Beside it, the way to the township's joint meeting (联席会议) on escalation, with the case.
+    host = served.url.split("://", 1)[1].split(":")[0]
+    meeting = f"http://{host}:{served.settings.escalation_port}/township?case={case_id}"
+    assert await page.get_attribute("#to-meeting", "href") == meeting
     await form.get_by_label("公安局").check()
     await form.get_by_label("吹哨理由").select_option(label="需多部门联合")
     assert "联合执法" in await page.inner_text("#whistle-reason-hint")

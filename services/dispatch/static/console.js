@@ -834,6 +834,20 @@ const whistleReason = (code) => (me.whistle_reasons.find((r) => r.code === code)
 
 // 吹哨: summon county departments (the matter's own listed first, its lead ticked), for a
 // reason the county's rules name; the server judges it and says every rule that refuses it.
+// 联席会议: what routine whistles did not settle goes to the township's joint meeting, which its
+// leader convenes on escalation's township page; the link carries this case.
+function meetingLink(page) {
+  const where = me.meeting_page.startsWith(":")
+    ? `${location.protocol}//${location.hostname}${me.meeting_page}`
+    : me.meeting_page;
+  const link = el(
+    "a",
+    { id: "to-meeting", href: `${where}?case=${page.case.id}`, target: "_blank", rel: "noopener" },
+    "提请乡镇联席会议",
+  );
+  return el("p", { class: "detail" }, "常规吹哨未能解决的，可", link, "（由乡镇领导在联席会议工作台召开）。");
+}
+
 function whistleForm(page) {
   const c = page.case;
   if (!me.whistle_reasons.length) return el("p", { class: "detail" }, "本县未配置吹哨规则，暂不能吹哨。");
@@ -1003,7 +1017,7 @@ function actionForms(page) {
         })),
       );
     } else if (action === "whistle") {
-      forms.push(whistleForm(page));
+      forms.push(whistleForm(page), meetingLink(page));
     } else if (action === "split") {
       continue; // beside each merged tip, in the tips section
     } else if (action === "assistance") {
