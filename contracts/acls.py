@@ -1,7 +1,7 @@
 """What each principal may do on the broker, from the topic registry: one principal per service
 (it writes the topics it produces and the dead-letter topics of those it consumes, reads those
-it consumes), one per county department (it reads its own topic and submits on the whistle
-and referral topics), and one for the migration job (it creates the topics). Nothing else is
+it consumes), one per county department (it reads its own topic and submits on the whistle,
+referral and meeting topics), and one for the migration job (it creates the topics). Nothing else is
 allowed.
 
 ``deploy/k8s/kafka-users.yaml`` (Strimzi ``KafkaUser``s) is generated from these rules by
@@ -16,6 +16,7 @@ from typing import Literal
 from contracts.topics import (
     DEPARTMENT_CONSUMERS,
     DEPARTMENT_TOPIC_TEMPLATE,
+    MEETINGS,
     REFERRALS,
     TOPICS,
     WHISTLES,
@@ -87,6 +88,7 @@ def department_acls(code: str) -> list[Acl]:
         Acl("topic", department_topic(code), READ),
         Acl("topic", WHISTLES, WRITE),
         Acl("topic", REFERRALS, WRITE),  # 移送 from its own system
+        Acl("topic", MEETINGS, WRITE),  # a joint meeting's decision reported done
     ]
 
 

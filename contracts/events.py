@@ -484,11 +484,13 @@ ClockKind = Literal[
     "whistle_reply",
     "referral_acceptance",
     "assistance_response",
+    "meeting_decision",
 ]
 """A case's own clocks, a summoned department's clocks under the whistle protocol, and a
 referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``) and the
 township's response to a department's request for assistance (协助, stopped by the assisting
-unit's first progress)."""
+unit's first progress); and a joint meeting's decision (联席会议议定事项), due on the date the
+meeting set, stopped by its owner's report that it is done."""
 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 
@@ -530,7 +532,12 @@ class DeadlineStopped(EventData):
     late_by_seconds: int = Field(ge=0)
     stopped_by: str = Field(description="the case event that stopped it")
     whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
-    department_code: str | None = Field(default=None, description="for a whistle clock")
+    department_code: str | None = Field(
+        default=None, description="for a whistle clock; for a decision owned by a department"
+    )
+    decision_id: UUID | None = Field(
+        default=None, description="for a joint meeting's decision (联席会议议定事项)"
+    )
     lapsed: bool = Field(
         default=False,
         description=(
@@ -563,7 +570,12 @@ class LadderStep(EventData):
     policy_id: str
     whistle_id: UUID | None = Field(default=None, description="for a whistle clock")
     department_code: str | None = Field(
-        default=None, description="the summoned department, for a whistle clock"
+        default=None,
+        description="the summoned department, for a whistle clock; the owner department, for "
+        "a joint meeting's decision",
+    )
+    decision_id: UUID | None = Field(
+        default=None, description="for a joint meeting's decision (联席会议议定事项)"
     )
 
 
@@ -837,6 +849,143 @@ class InspectionTaskCompleted(EventData):
     completed_at: AwareDatetime
 
 
+# --- the township's joint meeting (联席会议) ------------------------------------------------
+
+DecisionOwnerKind = Literal["department", "unit"]
+
+
+class MeetingConvened(EventData):
+    """联席会议: a township convened a joint meeting with county departments to settle what
+    routine whistles did not — one case, or overdue whistles of its own (whose cases it names).
+    Each department summoned hears of it on its own topic (``whistle.meeting.summoned``).
+    Subject and Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.convened"
+
+    meeting_id: UUID
+    township_code: str
+    held_at: AwareDatetime = Field(description="when the meeting sits")
+    place: str = Field(min_length=1, max_length=200)
+    departments: list[str] = Field(min_length=1, description="the departments summoned to attend")
+    agenda: list[str] = Field(min_length=1, description="议题, one line each")
+    case_ids: list[UUID] = Field(min_length=1, description="the cases it is to settle")
+    whistle_ids: list[UUID] = Field(
+        default_factory=list, description="the overdue whistles referred to it, if any"
+    )
+    convened_by: str = Field(description="the township leader's subject")
+    convened_at: AwareDatetime
+
+
+class MeetingSummoned(EventData):
+    """A department's summons to a joint meeting, on its own topic
+    ``escalation.dept.<code>.v1``. Subject and Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.summoned"
+
+    meeting_id: UUID
+    department_code: str
+    township_code: str
+    held_at: AwareDatetime
+    place: str
+    agenda: list[str]
+    case_ids: list[UUID]
+    whistle_ids: list[UUID] = Field(
+        default_factory=list, description="the meeting's overdue whistles that summoned this one"
+    )
+
+
+class MeetingHeld(EventData):
+    """The meeting sat: who of those summoned attended, and its minutes (会议纪要). Subject
+    and Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.held"
+
+    meeting_id: UUID
+    township_code: str
+    attended: list[str] = Field(description="the summoned departments present")
+    absent: list[str] = Field(description="the summoned departments that did not attend")
+    minutes: str = Field(min_length=1, max_length=20000, description="会议纪要")
+    recorded_by: str
+    recorded_at: AwareDatetime
+
+
+class MeetingDecisionRecorded(EventData):
+    """议定事项: a decision of the meeting — who owns it (a county department, or a unit of
+    the township), what they are to do and by when. Escalation runs a clock on it
+    (``meeting_decision``) that climbs the same ladder as a whistle's; a department owner gets
+    a copy on its own topic. Subject and Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.decision_recorded"
+
+    meeting_id: UUID
+    decision_id: UUID
+    case_id: UUID = Field(description="the meeting's case it settles")
+    township_code: str
+    owner_kind: DecisionOwnerKind
+    owner_code: str = Field(description="the department's code or the unit's id")
+    task: str = Field(min_length=1, max_length=2000)
+    due_at: AwareDatetime
+    warn_at: AwareDatetime
+    policy_id: str = Field(description="whose ladder (warning fraction, 催办, 督办) it climbs")
+    recorded_by: str
+    recorded_at: AwareDatetime
+
+
+class MeetingDecisionReportSubmitted(EventData):
+    """A department reports its decision done from its own system, produced onto
+    ``escalation.meetings.v1`` with its token (as the department page does over HTTP).
+    Subject and Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.decision_report_submitted"
+
+    meeting_id: UUID
+    decision_id: UUID
+    department_code: str
+    result: str = Field(min_length=1, max_length=4000)
+    evidence: list[Sha256] = Field(default_factory=list)
+    officer: str | None = Field(default=None, max_length=200)
+
+
+class MeetingDecisionReported(EventData):
+    """A unit of the township reported a joint meeting's decision it owns done, through
+    dispatch (``POST /v1/meeting-decisions/{id}/done``, the unit member's token checked
+    there); escalation stops the decision's clock and records ``whistle.meeting.decision_done``.
+    Subject and Kafka key: the case id."""
+
+    event_type = "whistle.meeting.decision_reported"
+
+    meeting_id: UUID
+    decision_id: UUID
+    case_id: UUID
+    unit_id: str = Field(description="the owner unit the member acts for")
+    result: str = Field(min_length=1, max_length=4000)
+    evidence: list[Sha256] = Field(default_factory=list)
+    actor: str = Field(description="the unit member's subject, or the officer named")
+    reported_at: AwareDatetime
+
+
+class MeetingDecisionDone(EventData):
+    """The owner reported the decision done: its clock stopped, on time or late. Subject and
+    Kafka key: the meeting id."""
+
+    event_type = "whistle.meeting.decision_done"
+
+    meeting_id: UUID
+    decision_id: UUID
+    case_id: UUID
+    owner_kind: DecisionOwnerKind
+    owner_code: str
+    result: str
+    evidence: list[Sha256] = Field(default_factory=list)
+    done_at: AwareDatetime
+    due_at: AwareDatetime
+    on_time: bool
+    via: Literal["http", "kafka", "dispatch"] = Field(
+        description="a department over HTTP or from its own system; a unit through dispatch"
+    )
+    actor: str | None = None
+
+
 EVENT_MODELS: tuple[type[EventData], ...] = (
     TipReceived,
     TipSupplemented,
@@ -882,5 +1031,12 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     StaffAssessed,
     InspectionTaskPlanned,
     InspectionTaskCompleted,
+    MeetingConvened,
+    MeetingSummoned,
+    MeetingHeld,
+    MeetingDecisionRecorded,
+    MeetingDecisionReportSubmitted,
+    MeetingDecisionReported,
+    MeetingDecisionDone,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {m.event_type: m for m in EVENT_MODELS}

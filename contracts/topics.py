@@ -43,6 +43,13 @@ from contracts.events import (
     InspectionTaskCompleted,
     InspectionTaskPlanned,
     LeadershipNotified,
+    MeetingConvened,
+    MeetingDecisionDone,
+    MeetingDecisionRecorded,
+    MeetingDecisionReported,
+    MeetingDecisionReportSubmitted,
+    MeetingHeld,
+    MeetingSummoned,
     PersonalDataErased,
     ReferralSubmitted,
     StaffAssessed,
@@ -64,6 +71,7 @@ DEADLINES = "escalation.deadlines.v1"
 WHISTLES = "escalation.whistles.v1"
 LEADERSHIP = "escalation.leadership.v1"
 REFERRALS = "dispatch.referrals.v1"
+MEETINGS = "escalation.meetings.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
 DLQ_SUFFIX = ".dlq"
 SOURCE_TEMPLATE = "whistle/{producer}"
@@ -136,6 +144,17 @@ DEPARTMENT_REFERRALS = Submitters(
 """The county departments' own systems, referring a township's matter to it (移送)."""
 
 
+DEPARTMENT_DECISIONS = Submitters(
+    "county departments' decision reports",
+    (MeetingDecisionReportSubmitted,),
+    role="county_department",
+    scope="dept",
+    field="department_code",
+    source="whistle/dept/{code}",
+)
+"""The county departments' own systems, reporting a joint meeting's decision done (联席会议)."""
+
+
 @dataclass(frozen=True)
 class Topic:
     name: str
@@ -175,9 +194,10 @@ TOPICS: tuple[Topic, ...] = (
         CASES,
         "dispatch",
         "The case lifecycle, from opening (or a department's referral, 移送) to closing "
-        "(key: case id), townships' assessment opinions of seconded officers (双重考核; "
-        "key: staff id), and units' inspection tasks planned and completed (综合查一次, "
-        "定岗巡查; key: task id).",
+        "(key: case id), a township unit's report that a joint meeting's decision it owns is "
+        "done (联席会议; key: case id), townships' assessment opinions of seconded officers "
+        "(双重考核; key: staff id), and units' inspection tasks planned and completed "
+        "(综合查一次, 定岗巡查; key: task id).",
         (
             CaseReferred,
             CaseOpened,
@@ -202,6 +222,7 @@ TOPICS: tuple[Topic, ...] = (
             StaffAssessed,
             InspectionTaskPlanned,
             InspectionTaskCompleted,
+            MeetingDecisionReported,
         ),
         consumers=("intake", "dispatch", "escalation", "ledger"),
     ),
@@ -243,6 +264,25 @@ TOPICS: tuple[Topic, ...] = (
         submitters=DEPARTMENTS,
     ),
     Topic(
+        MEETINGS,
+        "escalation",
+        "The townships' joint meetings (联席会议): convened, held (attendance and minutes), "
+        "their decisions (议定事项) and each reported done — as escalation records them, and the "
+        "departments' reports as they submit them from their own systems (source "
+        "`whistle/dept/<code>`, the department's token in the Kafka header `authorization`). "
+        "Key: meeting id.",
+        (
+            MeetingConvened,
+            MeetingHeld,
+            MeetingDecisionRecorded,
+            MeetingDecisionReportSubmitted,
+            MeetingDecisionDone,
+        ),
+        # dispatch keeps the decisions its townships' units own, which they report through it
+        consumers=("dispatch", "escalation", "ledger"),
+        submitters=DEPARTMENT_DECISIONS,
+    ),
+    Topic(
         LEADERSHIP,
         "escalation",
         "Supervised (督办) cases for county leadership. Key: case id.",
@@ -258,11 +298,15 @@ DEPARTMENT_MESSAGES: tuple[type[EventData], ...] = (
     CaseSupervised,
     ExtensionDecided,
     DeadlineRecomputed,
+    MeetingSummoned,
+    MeetingDecisionRecorded,
 )
 """What a county department's own topic carries: its summons, and copies of the chases and
 supervisions of its whistle clocks, of an extension that moved its reply clock and of a
 provisional clock counted again once the calendar had its year (the originals are on
-``escalation.deadlines.v1``)."""
+``escalation.deadlines.v1``); its summons to a joint meeting (联席会议), and a copy of each
+decision of the meeting it owns (the original on ``escalation.meetings.v1``), whose chases and
+supervisions are copied to it as a whistle's are."""
 
 DEPARTMENT = "department"
 """A county department's own systems, as the consumer of its topic (``whistle dept-listen`` is

@@ -50,96 +50,96 @@ allow svc-intake --topic dispatch.cases.v1.dlq --operation Write --operation Des
 
 # the dispatch service
 allow svc-dispatch --group whistle-dispatch --operation Read
-allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic intake.tips.v1 --operation Read --operation Describe
+allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.meetings.v1 --topic intake.tips.v1 --operation Read --operation Describe
 allow svc-dispatch --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --operation Read --operation Write --operation Describe
-allow svc-dispatch --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
+allow svc-dispatch --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.meetings.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
 
 # the escalation service
 allow svc-escalation --group whistle-escalation --operation Read
-allow svc-escalation --topic dispatch.cases.v1 --topic escalation.whistles.v1 --operation Read --operation Describe
-allow svc-escalation --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.whistles.v1 --operation Read --operation Write --operation Describe
-allow svc-escalation --topic dispatch.cases.v1.dlq --topic escalation.whistles.v1.dlq --operation Write --operation Describe
+allow svc-escalation --topic dispatch.cases.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --operation Read --operation Describe
+allow svc-escalation --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --operation Read --operation Write --operation Describe
+allow svc-escalation --topic dispatch.cases.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.whistles.v1.dlq --operation Write --operation Describe
 
 # the ledger service
 allow svc-ledger --group whistle-ledger --operation Read
-allow svc-ledger --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.whistles.v1 --topic intake.tips.v1 --operation Read --operation Describe
-allow svc-ledger --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.whistles.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
+allow svc-ledger --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --topic intake.tips.v1 --operation Read --operation Describe
+allow svc-ledger --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.whistles.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
 allow svc-ledger --topic escalation.dept. --resource-pattern-type prefixed --operation Describe
 
 # whistle migrate
-allow svc-migrate --topic intake.tips.v1 --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.whistles.v1 --topic escalation.leadership.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic intake.tips.v1.dlq --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.whistles.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --operation Create --operation Describe
+allow svc-migrate --topic intake.tips.v1 --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.whistles.v1 --topic escalation.meetings.v1 --topic escalation.leadership.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic intake.tips.v1.dlq --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.whistles.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --operation Create --operation Describe
 
 # county department CGJ
 allow dept-cgj --group dept-cgj- --resource-pattern-type prefixed --operation Read
 allow dept-cgj --topic escalation.dept.cgj.v1 --operation Read --operation Describe
-allow dept-cgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-cgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department GAJ
 allow dept-gaj --group dept-gaj- --resource-pattern-type prefixed --operation Read
 allow dept-gaj --topic escalation.dept.gaj.v1 --operation Read --operation Describe
-allow dept-gaj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-gaj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department JTYSJ
 allow dept-jtysj --group dept-jtysj- --resource-pattern-type prefixed --operation Read
 allow dept-jtysj --topic escalation.dept.jtysj.v1 --operation Read --operation Describe
-allow dept-jtysj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-jtysj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department LDJYZX
 allow dept-ldjyzx --group dept-ldjyzx- --resource-pattern-type prefixed --operation Read
 allow dept-ldjyzx --topic escalation.dept.ldjyzx.v1 --operation Read --operation Describe
-allow dept-ldjyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-ldjyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department NYNCJ
 allow dept-nyncj --group dept-nyncj- --resource-pattern-type prefixed --operation Read
 allow dept-nyncj --topic escalation.dept.nyncj.v1 --operation Read --operation Describe
-allow dept-nyncj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-nyncj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department RSJ
 allow dept-rsj --group dept-rsj- --resource-pattern-type prefixed --operation Read
 allow dept-rsj --topic escalation.dept.rsj.v1 --operation Read --operation Describe
-allow dept-rsj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-rsj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department SCJGJ
 allow dept-scjgj --group dept-scjgj- --resource-pattern-type prefixed --operation Read
 allow dept-scjgj --topic escalation.dept.scjgj.v1 --operation Read --operation Describe
-allow dept-scjgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-scjgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department SFJ
 allow dept-sfj --group dept-sfj- --resource-pattern-type prefixed --operation Read
 allow dept-sfj --topic escalation.dept.sfj.v1 --operation Read --operation Describe
-allow dept-sfj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-sfj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department SHJJ
 allow dept-shjj --group dept-shjj- --resource-pattern-type prefixed --operation Read
 allow dept-shjj --topic escalation.dept.shjj.v1 --operation Read --operation Describe
-allow dept-shjj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-shjj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department WHLYJ
 allow dept-whlyj --group dept-whlyj- --resource-pattern-type prefixed --operation Read
 allow dept-whlyj --topic escalation.dept.whlyj.v1 --operation Read --operation Describe
-allow dept-whlyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-whlyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department WSJKJ
 allow dept-wsjkj --group dept-wsjkj- --resource-pattern-type prefixed --operation Read
 allow dept-wsjkj --topic escalation.dept.wsjkj.v1 --operation Read --operation Describe
-allow dept-wsjkj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-wsjkj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department XMSYZX
 allow dept-xmsyzx --group dept-xmsyzx- --resource-pattern-type prefixed --operation Read
 allow dept-xmsyzx --topic escalation.dept.xmsyzx.v1 --operation Read --operation Describe
-allow dept-xmsyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-xmsyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department YJGLJ
 allow dept-yjglj --group dept-yjglj- --resource-pattern-type prefixed --operation Read
 allow dept-yjglj --topic escalation.dept.yjglj.v1 --operation Read --operation Describe
-allow dept-yjglj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-yjglj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department ZRZYJ
 allow dept-zrzyj --group dept-zrzyj- --resource-pattern-type prefixed --operation Read
 allow dept-zrzyj --topic escalation.dept.zrzyj.v1 --operation Read --operation Describe
-allow dept-zrzyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-zrzyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
 
 # county department ZXQYZX
 allow dept-zxqyzx --group dept-zxqyzx- --resource-pattern-type prefixed --operation Read
 allow dept-zxqyzx --topic escalation.dept.zxqyzx.v1 --operation Read --operation Describe
-allow dept-zxqyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --operation Write --operation Describe
+allow dept-zxqyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe

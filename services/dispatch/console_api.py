@@ -54,6 +54,7 @@ from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
 from services.dispatch.wiring import current_reference, local_today
 from services.runtime.auth import Principal, require_roles
+from services.runtime.settings import Settings
 
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
@@ -97,6 +98,10 @@ class Me(BaseModel):
     whistle_reasons: list[WhistleReasonRef]
     labels: dict[str, dict[str, str]] = Field(
         description="the Chinese words for codes: urgency, status, authority (code → word)"
+    )
+    meeting_page: str = Field(
+        description="escalation's township meeting page (联席会议), which a case page links to: "
+        "absolute, or ':<port>/township' on the console's own host"
     )
 
 
@@ -198,7 +203,14 @@ async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
             for r in (rules.reasons if rules else [])
         ],
         labels=for_console(),
+        meeting_page=_meeting_page(runtime.settings),
     )
+
+
+def _meeting_page(settings: Settings) -> str:
+    if settings.escalation_url:
+        return settings.escalation_url.rstrip("/") + "/township"
+    return f":{settings.escalation_port}/township"
 
 
 def _row(

@@ -6,6 +6,9 @@ an erased tip's words and place are erased here too (retention.py). A county dep
 referral (``dispatch.referrals.v1``, with its token) opens the township's case as ``POST
 /v1/referrals`` does. Every event of a case (``dispatch.cases.v1``,
 ``escalation.deadlines.v1``), and each tip's words, are kept for the console (console_feed.py).
+A joint meeting's decision a township unit owns (``escalation.meetings.v1``) is kept for the
+unit to report done through dispatch, and marked done when escalation records it
+(meeting_decisions.py).
 Each handler runs in the inbox's transaction: its effects commit with the event's ``(source,
 id)``, exactly once.
 """
@@ -22,6 +25,8 @@ from contracts.envelope import CloudEvent
 from contracts.events import (
     InspectionTaskCompleted,
     InspectionTaskPlanned,
+    MeetingDecisionDone,
+    MeetingDecisionRecorded,
     PersonalDataErased,
     ReferralSubmitted,
     StaffAssessed,
@@ -29,8 +34,8 @@ from contracts.events import (
     TipReceived,
     TipSupplemented,
 )
-from contracts.topics import CASES, DEADLINES, REFERRALS, TIPS, TOPICS
-from services.dispatch import console_feed, retention
+from contracts.topics import CASES, DEADLINES, MEETINGS, REFERRALS, TIPS, TOPICS
+from services.dispatch import console_feed, meeting_decisions, retention
 from services.dispatch.cases import CaseService, Referral
 from services.dispatch.errors import (
     CaseNotFound,
@@ -70,12 +75,15 @@ def subscription(runtime: Runtime) -> Subscription:
         await refer(case_service(runtime, session), event, sender)
 
     return Subscription(
-        topics=(TIPS, *TIMELINE_TOPICS, REFERRALS),
+        topics=(TIPS, *TIMELINE_TOPICS, REFERRALS, MEETINGS),
         handlers={
             TipReceived.event_type: with_cases(tip_received),
             TipSupplemented.event_type: with_cases(tip_supplemented),
             TipRated.event_type: with_cases(tip_rated),
             PersonalDataErased.event_type: personal_data_erased,
+            # escalation.meetings.v1: the decisions the townships' units own (联席会议)
+            MeetingDecisionRecorded.event_type: decision_recorded,
+            MeetingDecisionDone.event_type: decision_done,
             **{
                 message.event_type: on_timeline
                 for topic in TOPICS
@@ -120,6 +128,14 @@ async def personal_data_erased(session: AsyncSession, event: CloudEvent, topic: 
     """Intake erased the tip: dispatch's copies of its words and place go with it, now."""
     erased = event.payload(PersonalDataErased)
     await retention.erase_tip(session, erased.tip_id)
+
+
+async def decision_recorded(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    await meeting_decisions.keep(session, event.payload(MeetingDecisionRecorded))
+
+
+async def decision_done(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+    await meeting_decisions.mark_done(session, event.payload(MeetingDecisionDone))
 
 
 async def on_timeline(session: AsyncSession, event: CloudEvent, topic: str) -> None:

@@ -339,3 +339,25 @@ class CaseEvidence(SQLModel, table=True):
     size: int
     uploaded_by: str
     uploaded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class UnitDecision(SQLModel, table=True):
+    """A joint meeting's decision (联席会议议定事项) a unit of a township owns, kept from
+    escalation's ``whistle.meeting.decision_recorded``: the unit reports it done through
+    dispatch (services/dispatch/meeting_decisions.py), and escalation stops its clock."""
+
+    __tablename__ = "unit_decision"
+
+    decision_id: UUID = Field(primary_key=True)
+    meeting_id: UUID
+    case_id: UUID
+    township_code: str
+    unit_id: str = Field(index=True)
+    task: str
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reported_by: str | None = None
+    result: str | None = None
+    done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    on_time: bool | None = None

@@ -10,6 +10,7 @@ from services.escalation import (
     calendar_api,
     consumers,
     extension_api,
+    meeting_api,
     metrics,
     whistle_api,
 )
@@ -63,8 +64,11 @@ async def setup(runtime: Runtime) -> Subscription:
         after_commit=runtime.relay.wake,
     )
     runtime.run_in_background("scheduler", scheduler.run())
-    # The overdue gauges, labelled by the reference data's township and department codes.
-    scope = metrics.OverdueScope.of(load_reference(settings.config_dir))
+    # The county's departments and units, as the joint meeting (联席会议) checks whom it
+    # summons and who owns a decision; the overdue gauges' township and department labels.
+    reference = load_reference(settings.config_dir)
+    runtime.state["reference"] = reference
+    scope = metrics.OverdueScope.of(reference)
     runtime.run_in_background(
         "overdue-gauges",
         metrics.refresh_periodically(
@@ -85,6 +89,8 @@ ESCALATION = ServiceDefinition(
         extension_api.router,
         whistle_api.router,
         whistle_api.page_router,
+        meeting_api.router,
+        meeting_api.page_router,
     ],
     setup=setup,
 )

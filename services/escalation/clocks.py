@@ -21,7 +21,7 @@ from datetime import datetime
 from uuid import UUID
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,7 +121,11 @@ async def _set_clocks(
             )
             .on_conflict_do_nothing(
                 index_elements=["case_id", "kind", "round"],
-                index_where=CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+                # The case's own clocks: neither a whistle's nor a meeting decision's.
+                index_where=and_(
+                    CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+                    CaseDeadline.decision_id.is_(None),  # type: ignore[union-attr]
+                ),
             )
             .returning(CaseDeadline.id)
         )
@@ -191,6 +195,30 @@ async def lapse_answer_clocks(
         running = await latest_clock(session, case_id, kind)
         if running is not None and running.status == "running":
             await stop_clock(session, running, closed_at, closed_by, now, lapsed=True)
+
+
+async def lapse_running(
+    session: AsyncSession,
+    case_id: UUID,
+    which: ColumnElement[bool],
+    closed_at: datetime,
+    closed_by: str,
+    now: datetime,
+) -> list[DeadlineStopped]:
+    """The case closed: each of its running clocks ``which`` selects lapses (its pending step
+    cancelled, ``DeadlineStopped`` with ``lapsed``), in id order, locked."""
+    running = (
+        await session.scalars(
+            select(CaseDeadline)
+            .where(CaseDeadline.case_id == case_id, CaseDeadline.status == "running", which)
+            .order_by(CaseDeadline.id)  # type: ignore[arg-type]
+            .with_for_update()
+        )
+    ).all()
+    return [
+        await stop_clock(session, clock, closed_at, closed_by, now, lapsed=True)
+        for clock in running
+    ]
 
 
 async def restart_resolution(
@@ -270,6 +298,7 @@ async def stop_clock(
         stopped_by=stopped_by,
         whistle_id=running.whistle_id,
         department_code=running.department_code,
+        decision_id=running.decision_id,
         lapsed=lapsed,
         premature_steps=await _premature_steps(session, running, stopped_at),
     )

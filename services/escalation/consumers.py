@@ -1,6 +1,6 @@
 """What escalation consumes, and what it does with each event type.
 
-Two topics:
+Three topics:
 
 - ``dispatch.cases.v1``: the case lifecycle sets, stops and restarts the case's clocks
   (``services/escalation/clocks.py``); a referral (移送) and a request for assistance (协助)
@@ -8,6 +8,9 @@ Two topics:
   progress); a whistle blown summons county departments and the closing lapses their clocks
   (``services/escalation/whistle_protocol.py``). Any other case event has no handler here, so
   the inbox leaves it alone.
+- ``escalation.meetings.v1``: a department's report that a joint meeting's decision it owns
+  is done (联席会议), submitted from its own system with its token as receipts are; escalation's
+  own records of the meetings have no handler.
 - ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
   own systems. The inbox takes one only with the department's token (the Kafka header
   ``authorization``), verified as over HTTP and acting for the department the payload names;
@@ -40,14 +43,17 @@ from contracts.events import (
     CaseReferred,
     CaseReopened,
     CaseResolved,
+    MeetingDecisionReported,
+    MeetingDecisionReportSubmitted,
     WhistleBlown,
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,
 )
-from contracts.topics import CASES, WHISTLES
-from services.escalation import clocks, whistle_protocol
+from contracts.topics import CASES, MEETINGS, WHISTLES
+from services.escalation import clocks, meeting_service, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
+from services.escalation.meetings import MeetingRefused
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
@@ -68,7 +74,7 @@ def subscription(
     when an event is handled."""
     on = Handlers(policies, calendar, runtime.clock)
     return Subscription(
-        topics=(CASES, WHISTLES),
+        topics=(CASES, WHISTLES, MEETINGS),
         handlers={
             # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
             # request's (协助), which the township answers
@@ -82,11 +88,15 @@ def subscription(
             # dispatch.cases.v1: the whistle protocol
             WhistleBlown.event_type: on.whistle_blown,
             CaseClosed.event_type: on.case_closed,
+            # dispatch.cases.v1: a township unit reported a joint meeting's decision done
+            MeetingDecisionReported.event_type: on.unit_reported,
         },
         # escalation.whistles.v1: the departments' submissions, with their verified senders
         submissions={
             WhistleReceiptSubmitted.event_type: on.receipt_submitted,
             WhistleReplySubmitted.event_type: on.reply_submitted,
+            # escalation.meetings.v1: a decision of a joint meeting reported done
+            MeetingDecisionReportSubmitted.event_type: on.decision_reported,
         },
         verifier=runtime.verifier,
     )
@@ -176,6 +186,9 @@ class Handlers:
             session, case_id, event.time, event.type, self._clock()
         )
         await clocks.lapse_answer_clocks(session, case_id, event.time, event.type, self._clock())
+        await meeting_service.lapse_decisions(
+            session, case_id, event.time, event.type, self._clock()
+        )
 
     async def receipt_submitted(
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
@@ -209,6 +222,46 @@ class Handlers:
             case_id=submitted.case_id,
         )
         await _submission("reply", recording)
+
+    async def unit_reported(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        """A township unit's decision reported done through dispatch, which checked the
+        member's unit token against the decision's owner."""
+        reported = event.payload(MeetingDecisionReported)
+        await _decision_report(
+            meeting_service.report_done(
+                session,
+                reported.decision_id,
+                owner_kind="unit",
+                acting_for=[reported.unit_id],
+                result=reported.result,
+                evidence=list(reported.evidence),
+                actor=reported.actor,
+                via="dispatch",
+                now=self._clock(),
+            )
+        )
+
+    async def decision_reported(
+        self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
+    ) -> None:
+        """A department's decision reported done from its own system. The inbox checked that
+        the token acts for the ``department_code`` named; the decision must be that
+        department's own. A second report is ignored (sent at least once); one that can never
+        be recorded (unknown decision, another's) is dead-lettered with the reason."""
+        submitted = event.payload(MeetingDecisionReportSubmitted)
+        await _decision_report(
+            meeting_service.report_done(
+                session,
+                submitted.decision_id,
+                owner_kind="department",
+                acting_for=[submitted.department_code],
+                result=submitted.result,
+                evidence=list(submitted.evidence),
+                actor=submitted.officer or sender.subject,
+                via="kafka",
+                now=self._clock(),
+            )
+        )
 
     async def _answer_clock(
         self,
@@ -256,3 +309,16 @@ async def _submission(what: str, recording: Awaitable[object]) -> None:
         log.info("%s ignored: %s", what, exc)
     except SubmissionRefused as exc:
         raise PoisonEvent(f"{what} refused: {exc}") from exc
+
+
+async def _decision_report(recording: Awaitable[object]) -> None:
+    """Record a decision reported done by event. A second report is ignored (sent at least
+    once); one that can never be recorded (unknown decision, another's) is dead-lettered."""
+    try:
+        await recording
+    except MeetingRefused as refused:
+        if refused.refusal.kind == "conflict":
+            log.info("decision report ignored: %s", refused)
+            return
+        reason = f"decision report refused: {refused.refusal.rule}: {refused}"
+        raise PoisonEvent(reason) from refused

@@ -41,6 +41,8 @@ from contracts.events import (
     CaseSupervised,
     DeadlineRecomputed,
     ExtensionDecided,
+    MeetingDecisionRecorded,
+    MeetingSummoned,
     WhistleNotified,
     WhistleReceiptSubmitted,
 )
@@ -48,7 +50,7 @@ from contracts.topics import DEPARTMENTS, HEADER_AUTHORIZATION, WHISTLES, depart
 from services.runtime.kafka import NO_AUTH, BrokerAuth
 
 URGENCY = {"emergency": "紧急", "utilities": "水电气热", "general": "一般", "complex": "疑难"}
-CLOCK = {"whistle_receipt": "报到", "whistle_reply": "回复"}
+CLOCK = {"whistle_receipt": "报到", "whistle_reply": "回复", "meeting_decision": "议定事项"}
 
 Ask = Callable[[str], str]
 
@@ -70,6 +72,11 @@ def describe(event: CloudEvent, zone: ZoneInfo) -> str:
     if event.type in (CaseChased.event_type, CaseSupervised.event_type):
         step = event.payload(CaseChased if event.type == CaseChased.event_type else CaseSupervised)
         label = "催办" if event.type == CaseChased.event_type else "督办"
+        if step.decision_id is not None:
+            return (
+                f"[{label}] 案件 {step.case_id} 联席会议议定事项 {step.decision_id} "
+                f"已超期，时限 {at(step.due_at)}"
+            )
         return (
             f"[{label}] 案件 {step.case_id} 吹哨 {step.whistle_id} "
             f"{CLOCK.get(step.kind, step.kind)}已超期，时限 {at(step.due_at)}"
@@ -87,6 +94,19 @@ def describe(event: CloudEvent, zone: ZoneInfo) -> str:
             f"[重算] 案件 {recounted.case_id} 吹哨 {recounted.whistle_id} "
             f"{CLOCK.get(recounted.kind, recounted.kind)}时限按新录入的节假日安排重算，"
             f"由 {at(recounted.old_due_at)} 改为 {at(recounted.due_at)}"
+        )
+    if event.type == MeetingSummoned.event_type:
+        summoned = event.payload(MeetingSummoned)
+        return (
+            f"[联席会议] 会议 {summoned.meeting_id} 乡镇 {summoned.township_code} "
+            f"时间 {at(summoned.held_at)} 地点 {summoned.place} "
+            f"议题 {'；'.join(summoned.agenda)}"
+        )
+    if event.type == MeetingDecisionRecorded.event_type:
+        decided = event.payload(MeetingDecisionRecorded)
+        return (
+            f"[议定事项] 会议 {decided.meeting_id} 案件 {decided.case_id} "
+            f"事项 {decided.decision_id} {decided.task} 完成时限 {at(decided.due_at)}"
         )
     return f"[其他] {event.type} 案件 {event.subject}"
 

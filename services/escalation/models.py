@@ -32,7 +32,14 @@ class CaseDeadline(SQLModel, table=True):
             "kind",
             "round",
             unique=True,
-            postgresql_where=text("whistle_id IS NULL"),
+            postgresql_where=text("whistle_id IS NULL AND decision_id IS NULL"),
+        ),
+        # A joint meeting's decision (联席会议议定事项) has one clock; a case may have many.
+        Index(
+            "ux_deadline_decision_clock",
+            "decision_id",
+            unique=True,
+            postgresql_where=text("decision_id IS NOT NULL"),
         ),
         Index(
             "ux_deadline_whistle_clock",
@@ -70,6 +77,9 @@ class CaseDeadline(SQLModel, table=True):
     # Set on a summoned department's clocks (services/escalation/whistle_protocol.py).
     whistle_id: UUID | None = None
     department_code: str | None = None
+    # Set on a joint meeting's decision clock (services/escalation/meetings.py), with the
+    # owner department's code when a department owns it.
+    decision_id: UUID | None = None
 
 
 class EscalationStep(SQLModel, table=True):
@@ -199,3 +209,49 @@ class WhistleEvidence(SQLModel, table=True):
     size: int
     uploaded_by: str
     uploaded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Meeting(SQLModel, table=True):
+    """A township's joint meeting (联席会议): convened with its date, place, the departments
+    summoned and its agenda; held with attendance and minutes (services/escalation/meetings.py)."""
+
+    __tablename__ = "meeting"
+
+    id: UUID = Field(primary_key=True)
+    township_code: str = Field(index=True)
+    held_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    place: str
+    departments: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    agenda: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    case_ids: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    whistle_ids: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    convened_by: str
+    convened_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    attended: list[str] | None = Field(default=None, sa_column=Column(JSONB))
+    minutes: str | None = None
+    minutes_recorded_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+
+
+class MeetingDecision(SQLModel, table=True):
+    """A decision of a joint meeting (议定事项): its owner, task and due time; its clock is the
+    ``deadline`` row with its id. Done when the owner reports it."""
+
+    __tablename__ = "meeting_decision"
+    __table_args__ = (Index("ix_meeting_decision_owner", "owner_kind", "owner_code"),)
+
+    id: UUID = Field(primary_key=True)
+    meeting_id: UUID = Field(foreign_key="meeting.id", index=True)
+    case_id: UUID
+    township_code: str
+    owner_kind: str  # department, unit
+    owner_code: str
+    task: str
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_by: str
+    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    result: str | None = None
+    evidence: list[str] | None = Field(default=None, sa_column=Column(JSONB))
+    done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    done_by: str | None = None

@@ -171,12 +171,14 @@ class EscalationScheduler:
             policy_id=deadline.policy_id,
             whistle_id=deadline.whistle_id,
             department_code=deadline.department_code,
+            decision_id=deadline.decision_id,
         )
         subject = str(deadline.case_id)
         event = new_event(SOURCE, subject, payload, now)
         stage(session, DEADLINES, event)
         if deadline.department_code is not None and step.step in ("chase", "supervise"):
-            # A summoned department hears of its own chases and supervisions on its topic.
+            # A summoned department hears of its own chases and supervisions on its topic, as
+            # does a department owning a joint meeting's decision.
             stage(session, department_topic(deadline.department_code), department_copy(event))
         if step.step == "supervise":
             # The leadership stream: at once, with the supervision it follows.

@@ -43,7 +43,15 @@ from services.runtime.uploads import EVIDENCE_KINDS, MULTIPART_BODY, receive_upl
 
 router = APIRouter(prefix="/v1", tags=["whistles"])
 DepartmentCaller = Annotated[Principal, Depends(require_roles("county_department"))]
-Reader = Annotated[Principal, Depends(require_roles("county_department", "county_supervisor"))]
+Reader = Annotated[
+    Principal,
+    Depends(
+        require_roles("county_department", "county_supervisor", "township_leader", "dispatcher")
+    ),
+]
+# A township's leader and dispatcher read the whistles their township blew: the overdue ones
+# are what a township refers to its joint meeting (联席会议, meeting_api.py).
+TOWNSHIP_READERS = frozenset({"township_leader", "dispatcher"})
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 PROBLEM = "https://whistle.example/problems/"
@@ -207,20 +215,37 @@ async def list_whistles(
     runtime: RuntimeDep,
     department: Annotated[Code | None, Query(description="a department code")] = None,
     state: Annotated[Literal["open", "overdue"], Query()] = "open",
+    township: Annotated[Code | None, Query(description="the township that blew them")] = None,
 ) -> WhistleList:
     """A department's open whistles (not yet replied to, case not closed), or only the overdue
-    ones."""
-    if department is not None and not _may_see(caller, department):
+    ones; a township's leader or dispatcher, those its township blew."""
+    query = select(WhistleSummons).where(WhistleSummons.replied_at.is_(None))  # type: ignore[union-attr]
+    if township is not None:
+        query = query.where(WhistleSummons.township_code == township)
+    if caller.roles & TOWNSHIP_READERS and not caller.roles & {
+        "county_department",
+        "county_supervisor",
+    }:
+        if township is not None and not caller.may_act_on("township", township):
+            raise Problem(
+                403,
+                "无权查看",
+                f"该令牌不代表乡镇 {township}。",
+                type_=PROBLEM + "other-township",
+            )
+        if "township:*" not in caller.scopes:
+            own = [s.removeprefix("township:") for s in caller.scopes if s.startswith("township:")]
+            query = query.where(WhistleSummons.township_code.in_(own))  # type: ignore[union-attr]
+    elif department is not None and not _may_see(caller, department):
         raise Problem(
             403,
             "Forbidden",
             f"This token does not act for department {department}.",
             type_=PROBLEM + "other-department",
         )
-    query = select(WhistleSummons).where(WhistleSummons.replied_at.is_(None))  # type: ignore[union-attr]
     if department is not None:
         query = query.where(WhistleSummons.department_code == department)
-    elif "county_supervisor" not in caller.roles:
+    elif not caller.roles & ({"county_supervisor"} | TOWNSHIP_READERS):
         own = _own_departments(caller)
         if own is not None:
             query = query.where(WhistleSummons.department_code.in_(own))  # type: ignore[attr-defined]

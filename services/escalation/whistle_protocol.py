@@ -69,7 +69,7 @@ from contracts.topics import DEADLINES, WHISTLES, department_topic
 from reference.county import Urgency
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.clocks import move_clock, stop_clock
+from services.escalation.clocks import lapse_running, move_clock, stop_clock
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
@@ -451,22 +451,8 @@ async def close_whistles(
     ``lapsed``), its pending ladder step cancelled, so no department is chased or supervised
     about a closed case. Reopening the case does not restart them: whistling again is the
     township's call."""
-    running = (
-        await session.scalars(
-            select(CaseDeadline)
-            .where(
-                CaseDeadline.case_id == case_id,
-                CaseDeadline.whistle_id.is_not(None),  # type: ignore[union-attr]
-                CaseDeadline.status == "running",
-            )
-            .order_by(CaseDeadline.id)  # type: ignore[arg-type]
-            .with_for_update()
-        )
-    ).all()
-    return [
-        await stop_clock(session, clock, closed_at, closed_by, now, lapsed=True)
-        for clock in running
-    ]
+    whistles = CaseDeadline.whistle_id.is_not(None)  # type: ignore[union-attr]
+    return await lapse_running(session, case_id, whistles, closed_at, closed_by, now)
 
 
 async def summoned_departments(session: AsyncSession, whistle_id: UUID) -> list[str]:

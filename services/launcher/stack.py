@@ -570,13 +570,14 @@ def _backlog(
     return left
 
 
-# The page each service serves (Simplified Chinese), at the path given.
-PAGES = {
-    "intake": ("/", "群众反映 citizen page"),
-    "dispatch": ("/console", "调度台 dispatcher console"),
-    "escalation": ("/dept", "部门吹哨报到 department page"),
-    "ledger": ("/auditor", "审计核验 auditor page"),
-}
+# The pages the services serve (Simplified Chinese), at the paths given.
+PAGES = (
+    ("intake", "/", "群众反映 citizen page"),
+    ("dispatch", "/console", "调度台 dispatcher console"),
+    ("escalation", "/dept", "部门吹哨报到 department page"),
+    ("escalation", "/township", "乡镇联席会议 township meeting page"),
+    ("ledger", "/auditor", "审计核验 auditor page"),
+)
 
 
 def _banner(
@@ -589,7 +590,7 @@ def _banner(
             each = ", ".join(f"{r.name} :{r.port}" for r in processes[service])
             lines.append(f"  {'':<11} {len(processes[service])} replicas, round robin: {each}")
     lines += ["", "Pages:"]
-    for service, (path, name) in PAGES.items():
+    for service, path, name in PAGES:
         lines.append(f"  {settings.url_of(service)}{path}   {name}")
     lines += ["", "Development tokens (12 h; send as 'Authorization: Bearer …'):"]
     for token, value in dev_tokens(settings):

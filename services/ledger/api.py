@@ -24,7 +24,7 @@ from services.ledger.heads import HeadSigner, TreeHead, public_key_pem
 from services.ledger.issuer import issue
 from services.ledger.keys import reveal_documents
 from services.ledger.merkle import NodeId, consistency_plan, inclusion_plan, leaf_hash
-from services.ledger.models import CaseTip, LedgerEntry, LedgerNode
+from services.ledger.models import CaseTip, LedgerEntry, LedgerNode, MeetingCase
 from services.ledger.shredding import SEALED
 from services.runtime.auth import Principal, require_roles
 from services.runtime.db import Sessions
@@ -199,13 +199,16 @@ async def case_trail(
     _: Annotated[Principal, Depends(require_roles("auditor", "county_supervisor"))],
     runtime: RuntimeDep,
 ) -> Trail:
-    """Every event of the case and of the tips it was opened for, in the order they happened,
+    """Every event of the case, of the tips it was opened for and of the joint meetings
+    convened on it (联席会议), in the order they happened,
     each with its inclusion proof against the latest signed head."""
     # One list of subjects, so that the lookup stays on the subject index: "subject = case OR
     # subject IN (tips)" makes PostgreSQL scan every entry.
     subjects = union_all(
         select(literal(str(case_id))),
         select(cast(CaseTip.tip_id, String)).where(CaseTip.case_id == case_id),
+        # The joint meetings (联席会议) convened on the case, whose events are keyed by meeting.
+        select(cast(MeetingCase.meeting_id, String)).where(MeetingCase.case_id == case_id),
     )
     async with runtime.sessions() as session:
         rows = (

@@ -93,6 +93,16 @@ class CaseTip(SQLModel, table=True):
     case_id: UUID = Field(primary_key=True, index=True)
 
 
+class MeetingCase(SQLModel, table=True):
+    """The cases a joint meeting (联席会议) was convened on: its events are keyed by the meeting,
+    and each case's trail shows them with the case's own."""
+
+    __tablename__ = "ledger_meeting_case"
+
+    meeting_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(primary_key=True, index=True)
+
+
 # --- KPI facts: a projection of the recorded events, kept in the transaction that records them
 # (services.ledger.projection). Unlike the entries, these rows are updated as a case goes on.
 

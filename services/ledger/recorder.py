@@ -28,15 +28,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
+from contracts.events import MeetingConvened
 from services.ledger import store
 from services.ledger.keys import ERASED, TransactionKeys, tip_of
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
-from services.ledger.models import CaseTip, LedgerState
+from services.ledger.models import CaseTip, LedgerState, MeetingCase
 from services.ledger.projection import KpiBatch
 from services.ledger.shredding import seal, to_seal
 from services.runtime.clock import Clock
 from services.runtime.inbox import PoisonEvent
 from services.runtime.metrics import after_commit
+
+MEETING_CONVENED = MeetingConvened.event_type
 
 # Where a session keeps the appends of its open transaction.
 PENDING = "ledger.pending_appends"
@@ -74,6 +77,7 @@ class PendingAppends:
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # in ENTRY_COLUMNS order
     nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
     case_tips: list[dict[str, Any]] = field(default_factory=list)
+    meeting_cases: list[dict[str, Any]] = field(default_factory=list)
     kpis: KpiBatch = field(default_factory=KpiBatch)
     keys: TransactionKeys = field(default_factory=TransactionKeys)
 
@@ -133,6 +137,11 @@ class PendingAppends:
                 insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
                 self.case_tips,
             )
+        if self.meeting_cases:
+            connection.execute(
+                insert(MeetingCase.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+                self.meeting_cases,
+            )
         connection.execute(
             update(LedgerState)
             .where(LedgerState.id == 1)  # type: ignore[arg-type]
@@ -180,6 +189,12 @@ class Recorder:
         case_id, tip_id = event.data.get("case_id"), event.data.get("tip_id")
         if case_id and tip_id:
             pending.case_tips.append({"tip_id": UUID(tip_id), "case_id": UUID(case_id)})
+        if event.type == MEETING_CONVENED:
+            # A meeting's events are keyed by the meeting: each of its cases' trails shows them.
+            meeting_id = UUID(event.data["meeting_id"])
+            pending.meeting_cases.extend(
+                {"meeting_id": meeting_id, "case_id": UUID(c)} for c in event.data["case_ids"]
+            )
         pending.kpis.observe(event)
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     intake_port: int = 8001
     dispatch_port: int = 8002
     escalation_port: int = 8003
+    # Escalation as browsers reach it (e.g. https://escalation.example.gov.cn): the console's
+    # case page links to its township meeting page (联席会议). Unset: this host, escalation_port.
+    escalation_url: str | None = None
     ledger_port: int = 8004
     embedded_postgres_port: int = 54329
     embedded_broker_port: int = 9092

@@ -29,9 +29,10 @@ from contracts.events import (
     Deadline,
     DeadlineRecomputed,
     DeadlinesSet,
+    MeetingDecisionRecorded,
     TipReceived,
 )
-from contracts.topics import DEADLINES, TIPS
+from contracts.topics import DEADLINES, MEETINGS, TIPS
 from services.dispatch.app import create_app
 from services.dispatch.inspection_service import plan_day
 from services.dispatch.models import Case, CaseTip
@@ -537,6 +538,10 @@ async def test_a_dispatcher_blows_the_whistle_and_sees_it_on_the_timeline(
         "GAJ",
     ]
     assert await boxes.evaluate_all("bs => bs.filter(b => b.checked).map(b => b.value)") == ["CGJ"]
+    # Beside it, the way to the township's joint meeting (联席会议) on escalation, with the case.
+    host = served.url.split("://", 1)[1].split(":")[0]
+    meeting = f"http://{host}:{served.settings.escalation_port}/township?case={case_id}"
+    assert await page.get_attribute("#to-meeting", "href") == meeting
     await form.get_by_label("公安局").check()
     await form.get_by_label("吹哨理由").select_option(label="需多部门联合")
     assert "联合执法" in await page.inner_text("#whistle-reason-hint")
@@ -891,3 +896,41 @@ async def test_a_step_citing_evidence_without_a_valid_certificate_is_refused_in_
     await page.wait_for_selector('body[data-state="done"]')
     error = await page.inner_text("#error")
     assert "无有效执法证" in error and "不在执法人员名录中" in error
+
+
+async def test_a_unit_member_reports_a_joint_meetings_decision_done(
+    page: Page, served: Served, producer: AIOKafkaProducer, token: TokenFactory
+) -> None:
+    """A decision of a joint meeting (联席会议) owned by 城关镇城管派驻组, as escalation records
+    it: the unit's member sees it under its cases and reports it done through dispatch."""
+    meeting_id, decision_id, now = uuid7(), uuid7(), datetime.now(UTC)
+    recorded = MeetingDecisionRecorded(
+        meeting_id=meeting_id,
+        decision_id=decision_id,
+        case_id=uuid7(),
+        township_code="T03",
+        owner_kind="unit",
+        owner_code="T03-CGJ",
+        task="每日巡查五里铺村路口",
+        due_at=now + timedelta(days=3),
+        warn_at=now + timedelta(days=2),
+        policy_id="P-GENERAL",
+        recorded_by="test-township_leader",
+        recorded_at=now,
+    )
+    event = new_event("whistle/escalation", str(meeting_id), recorded, now)
+    await producer.send_and_wait(MEETINGS, event.to_bytes(), key=str(meeting_id).encode())
+    row = page.locator(f'#decisions-table tr[data-decision-id="{decision_id}"]')
+
+    async def listed() -> bool:
+        await sign_in(page, served, token("unit_member", "unit:T03-CGJ"))
+        return await row.count() == 1
+
+    await eventually(listed, what="the unit's decision under its cases")
+    assert "办理中" in await row.inner_text()
+    await row.locator("textarea.decision-result").fill("已安排每日巡查")
+    await row.get_by_role("button", name="报告办结").click()
+    await page.wait_for_selector('body[data-state="done"]')
+    assert "已报告议定事项办结" in await page.inner_text("#notice")
+    assert "已报告办结" in await row.inner_text()
+    assert "已安排每日巡查" in await row.inner_text()

@@ -67,6 +67,16 @@ AUDITOR_OR_COUNTY = frozenset({"auditor", "county_supervisor"})
 
 # 乡镇领导: the township's assessment opinion of its seconded officers (双重考核), no one else's.
 TOWNSHIP_LEADER = frozenset({"township_leader"})
+MEETING_READERS = frozenset(
+    {
+        "township_leader",
+        "dispatcher",
+        "county_department",
+        "unit_member",
+        "county_supervisor",
+        "auditor",
+    }
+)
 STAFF: dict[Route, frozenset[str]] = {
     ("intake", "POST", "/v1/hotline/tickets"): frozenset({"hotline_operator"}),
     ("intake", "POST", "/v1/hotline/follow-ups"): frozenset({"hotline_operator"}),
@@ -131,7 +141,23 @@ STAFF: dict[Route, frozenset[str]] = {
     ),
     ("escalation", "POST", "/v1/whistles/{whistle_id}/receipt"): frozenset({"county_department"}),
     ("escalation", "POST", "/v1/whistles/{whistle_id}/reply"): frozenset({"county_department"}),
-    ("escalation", "GET", "/v1/whistles"): frozenset({"county_department", "county_supervisor"}),
+    ("escalation", "GET", "/v1/whistles"): frozenset(
+        {"county_department", "county_supervisor", "township_leader", "dispatcher"}
+    ),
+    # 联席会议: the township leader convenes and records; the owner department reports done.
+    ("escalation", "POST", "/v1/meetings"): TOWNSHIP_LEADER,
+    ("escalation", "GET", "/v1/meetings"): MEETING_READERS,
+    ("escalation", "GET", "/v1/meetings/{meeting_id}"): MEETING_READERS,
+    ("escalation", "POST", "/v1/meetings/{meeting_id}/held"): TOWNSHIP_LEADER,
+    ("escalation", "POST", "/v1/meetings/{meeting_id}/decisions"): TOWNSHIP_LEADER,
+    ("escalation", "POST", "/v1/meeting-decisions/{decision_id}/done"): frozenset(
+        {"county_department"}
+    ),
+    # ... and a township unit reports its own through dispatch.
+    ("dispatch", "GET", "/v1/meeting-decisions"): frozenset(
+        {"unit_member", "dispatcher", "county_supervisor"}
+    ),
+    ("dispatch", "POST", "/v1/meeting-decisions/{decision_id}/done"): frozenset({"unit_member"}),
     ("escalation", "GET", "/v1/calendar"): frozenset(
         {"dispatcher", "county_department", "county_supervisor", "auditor", "unit_member"}
     ),
@@ -183,6 +209,9 @@ PUBLIC: frozenset[Route] = frozenset(
         ("escalation", "GET", "/v1/referral-target"),
         ("escalation", "GET", "/dept/dept.js"),
         ("escalation", "GET", "/dept/dept.css"),
+        ("escalation", "GET", "/township"),
+        ("escalation", "GET", "/township/township.js"),
+        ("escalation", "GET", "/township/township.css"),
         ("ledger", "GET", "/auditor"),
         ("ledger", "GET", "/auditor/auditor.js"),
         ("ledger", "GET", "/auditor/auditor.css"),

@@ -58,6 +58,13 @@ from contracts.events import (
     InspectionTaskCompleted,
     InspectionTaskPlanned,
     LeadershipNotified,
+    MeetingConvened,
+    MeetingDecisionDone,
+    MeetingDecisionRecorded,
+    MeetingDecisionReported,
+    MeetingDecisionReportSubmitted,
+    MeetingHeld,
+    MeetingSummoned,
     PersonalDataErased,
     ReferralSubmitted,
     StaffAssessed,
@@ -419,6 +426,74 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         on_time=True,
         via="kafka",
     ),
+    MeetingConvened: lambda: MeetingConvened(
+        meeting_id=WHISTLE_ID,
+        township_code="T03",
+        held_at=NOW + timedelta(days=1),
+        place="城关镇人民政府三楼会议室",
+        departments=["SCJGJ", "CGJ"],
+        agenda=["五里铺村占道经营反复投诉"],
+        case_ids=[CASE_ID],
+        whistle_ids=[WHISTLE_ID],
+        convened_by="L-T03-01",
+        convened_at=NOW,
+    ),
+    MeetingSummoned: lambda: MeetingSummoned(
+        meeting_id=WHISTLE_ID,
+        department_code="CGJ",
+        township_code="T03",
+        held_at=NOW + timedelta(days=1),
+        place="城关镇人民政府三楼会议室",
+        agenda=["五里铺村占道经营反复投诉"],
+        case_ids=[CASE_ID],
+    ),
+    MeetingHeld: lambda: MeetingHeld(
+        meeting_id=WHISTLE_ID,
+        township_code="T03",
+        attended=["CGJ"],
+        absent=["SCJGJ"],
+        minutes="会议议定：城管局牵头整治。",
+        recorded_by="L-T03-01",
+        recorded_at=NOW + timedelta(days=1),
+    ),
+    MeetingDecisionRecorded: lambda: MeetingDecisionRecorded(
+        meeting_id=WHISTLE_ID,
+        decision_id=TIP_ID,
+        case_id=CASE_ID,
+        township_code="T03",
+        owner_kind="department",
+        owner_code="CGJ",
+        task="清理占道摊点",
+        due_at=NOW + timedelta(days=7),
+        warn_at=NOW + timedelta(days=5),
+        policy_id="P-GENERAL",
+        recorded_by="L-T03-01",
+        recorded_at=NOW + timedelta(days=1),
+    ),
+    MeetingDecisionReportSubmitted: lambda: MeetingDecisionReportSubmitted(
+        meeting_id=WHISTLE_ID, decision_id=TIP_ID, department_code="CGJ", result="已清理"
+    ),
+    MeetingDecisionReported: lambda: MeetingDecisionReported(
+        meeting_id=WHISTLE_ID,
+        decision_id=TIP_ID,
+        case_id=CASE_ID,
+        unit_id="T03-TEAM",
+        result="已安排每日巡查",
+        actor="S0025",
+        reported_at=NOW + timedelta(days=6),
+    ),
+    MeetingDecisionDone: lambda: MeetingDecisionDone(
+        meeting_id=WHISTLE_ID,
+        decision_id=TIP_ID,
+        case_id=CASE_ID,
+        owner_kind="department",
+        owner_code="CGJ",
+        result="已清理",
+        done_at=NOW + timedelta(days=6),
+        due_at=NOW + timedelta(days=7),
+        on_time=True,
+        via="http",
+    ),
     StaffAssessed: lambda: StaffAssessed(
         assessment_id=WHISTLE_ID,
         staff_id="S0077",
@@ -671,6 +746,8 @@ def test_event_missing_its_key_field_is_refused(model: type[EventData]) -> None:
         if model in (InspectionTaskPlanned, InspectionTaskCompleted)
         else "referral_id"
         if model is ReferralSubmitted
+        else "meeting_id"  # a joint meeting's events are keyed by the meeting (联席会议)
+        if model.event_type.startswith("whistle.meeting.")
         else key
     )
     wire = _wire(_event(model))
@@ -829,6 +906,7 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
     assert set(subscription.submissions) == {
         WhistleReceiptSubmitted.event_type,
         WhistleReplySubmitted.event_type,
+        MeetingDecisionReportSubmitted.event_type,
     }
     assert handled == {
         CaseReferred.event_type,
@@ -842,6 +920,8 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
         WhistleBlown.event_type,
         WhistleReceiptSubmitted.event_type,
         WhistleReplySubmitted.event_type,
+        MeetingDecisionReportSubmitted.event_type,
+        MeetingDecisionReported.event_type,
     }
     carried = {m.event_type for t in TOPICS if "escalation" in t.consumers for m in t.messages}
     assert handled <= carried, "a handler for an event type no consumed topic carries"

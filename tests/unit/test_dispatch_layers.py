@@ -23,10 +23,11 @@ ROUTERS = {
     "publicity_api",
     "assessment_api",
     "inspection_api",
+    "decision_api",
 }
 EDGES = ROUTERS | {"consumers"}
 # Modules that change cases and say so in events.
-SERVICE = {"cases", "assessment_service", "inspection_service"}
+SERVICE = {"cases", "assessment_service", "inspection_service", "meeting_decisions"}
 # The rules: plain data and functions.
 PURE = {
     "lifecycle",

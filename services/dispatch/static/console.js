@@ -79,6 +79,7 @@ const EVENT = {
   "whistle.deadline.extension_requested": "申请延期",
   "whistle.deadline.extension_decided": "延期审批",
   "whistle.deadline.recomputed": "时限重算",
+  "whistle.meeting.decision_reported": "联席会议议定事项报告办结",
 };
 // Shown while a case in view has a clock escalation counted Monday to Friday because the
 // business calendar lacks a year it reaches into (each such due time is marked 暂定).
@@ -1009,10 +1010,63 @@ async function mineView() {
           "接单",
         )
       : null;
+  const decisions = me.roles.includes("unit_member") ? await api("/v1/meeting-decisions") : [];
   $("#view").replaceChildren(
     el("h2", {}, `我的案件（${rows.length}）`),
     el("p", { class: "detail" }, "退单、办结请进入案件详情填写原因或办理结果。"),
     rows.length ? caseTable("mine-table", rows, quick) : el("p", { class: "empty" }, "暂无指派给本单位的案件。"),
+    decisions.length ? decisionsSection(decisions) : null,
+  );
+}
+
+// 联席会议议定事项: the joint meetings' decisions the member's unit owns, each reported done here
+// (POST /v1/meeting-decisions/{id}/done); escalation then stops its clock.
+function decisionState(d) {
+  if (d.done_at) return d.on_time ? "按时办结" : "逾期办结";
+  if (d.reported_at) return "已报告办结";
+  return new Date(d.due_at) < new Date() ? "已超期" : "办理中";
+}
+
+function decisionsSection(decisions) {
+  const row = (d) => {
+    const result = el("textarea", { class: "decision-result", rows: 2, placeholder: "办理结果" });
+    const report = el(
+      "button",
+      {
+        type: "button",
+        class: "decision-done",
+        onclick: () =>
+          run(async () => {
+            await api(`/v1/meeting-decisions/${d.decision_id}/done`, {
+              method: "POST",
+              body: { result: result.value.trim() },
+            });
+            showNotice("已报告议定事项办结");
+            await route();
+          }),
+      },
+      "报告办结",
+    );
+    return el(
+      "tr",
+      { "data-decision-id": d.decision_id },
+      el("td", {}, d.task),
+      el("td", {}, el("a", { href: `#/case/${d.case_id}` }, d.case_id.slice(0, 8))),
+      el("td", {}, when(d.due_at)),
+      el("td", { class: "decision-state" }, decisionState(d)),
+      el("td", {}, d.reported_at ? d.result || "" : [result, report]),
+    );
+  };
+  return el(
+    "section",
+    { id: "decisions" },
+    el("h2", {}, `联席会议议定事项（${decisions.length}）`),
+    el(
+      "table",
+      { id: "decisions-table" },
+      el("thead", {}, el("tr", {}, ["议定事项", "案件", "完成时限", "状态", "办理结果"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, decisions.map(row)),
+    ),
   );
 }
 
@@ -1030,6 +1084,20 @@ const whistleReason = (code) => (me.whistle_reasons.find((r) => r.code === code)
 
 // 吹哨: summon county departments (the matter's own listed first, its lead ticked), for a
 // reason the county's rules name; the server judges it and says every rule that refuses it.
+// 联席会议: what routine whistles did not settle goes to the township's joint meeting, which its
+// leader convenes on escalation's township page; the link carries this case.
+function meetingLink(page) {
+  const where = me.meeting_page.startsWith(":")
+    ? `${location.protocol}//${location.hostname}${me.meeting_page}`
+    : me.meeting_page;
+  const link = el(
+    "a",
+    { id: "to-meeting", href: `${where}?case=${page.case.id}`, target: "_blank", rel: "noopener" },
+    "提请乡镇联席会议",
+  );
+  return el("p", { class: "detail" }, "常规吹哨未能解决的，可", link, "（由乡镇领导在联席会议工作台召开）。");
+}
+
 function whistleForm(page) {
   const c = page.case;
   if (!me.whistle_reasons.length) return el("p", { class: "detail" }, "本县未配置吹哨规则，暂不能吹哨。");
@@ -1199,7 +1267,7 @@ function actionForms(page) {
         })),
       );
     } else if (action === "whistle") {
-      forms.push(whistleForm(page));
+      forms.push(whistleForm(page), meetingLink(page));
     } else if (action === "split") {
       continue; // beside each merged tip, in the tips section
     } else if (action === "assistance") {

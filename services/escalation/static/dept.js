@@ -1,8 +1,10 @@
-// The department page (吹哨报到): a county department's open whistles, reporting in and replying.
+// The department page (吹哨报到): a county department's open whistles, reporting in and replying;
+// the joint meetings (联席会议) it is summoned to, and reporting its decisions there done.
 //
 // Everything goes through escalation's HTTP API with the department's own token:
-// GET /v1/whistles, POST /v1/whistles/{id}/receipt and /reply, GET /v1/calendar (the banner
-// while the business calendar lacks the current year). The token stays in this tab's session
+// GET /v1/whistles, POST /v1/whistles/{id}/receipt and /reply, GET /v1/meetings, POST
+// /v1/meeting-decisions/{id}/done, GET /v1/calendar (the banner while the business calendar
+// lacks the current year). The token stays in this tab's session
 // storage. Times are shown in the county's time zone; a due time counted Monday to Friday in a
 // year the calendar lacks is marked 暂定.
 //
@@ -19,6 +21,9 @@ const STATUS = {
   awaiting_reply: "已报到，待回复",
   reply_overdue: "回复已超期",
   replied: "已回复",
+};
+const DECISION_STATUS = {
+  running: "办理中", overdue: "已超期", met: "按时办结", late: "逾期办结", lapsed: "案件已结案",
 };
 const URGENCY = { emergency: "紧急", utilities: "水电气热", general: "一般", complex: "疑难" };
 
@@ -189,14 +194,60 @@ function render(whistles) {
   $("#overdue-section").hidden = lateCount === 0;
 }
 
+// A decision of a joint meeting this department owns, with a form to report it done.
+function decisionItem(decision) {
+  const item = element("li", { "data-decision-id": decision.decision_id },
+    `${decision.task}（时限 ${when(decision.due_at)}）`,
+    element("span", { class: `state ${decision.status}` }, DECISION_STATUS[decision.status] || decision.status));
+  if (decision.status === "running" || decision.status === "overdue") {
+    const result = element("textarea", { class: "decision-result", placeholder: "办理结果" });
+    const button = element("button", { type: "button", class: "decision-done" }, "报告办结");
+    button.addEventListener("click", () => reportDone(decision, result.value.trim()));
+    item.append(element("div", { class: "act" }, result, button));
+  } else if (decision.result) {
+    item.append(element("span", { class: "ids" }, decision.result));
+  }
+  return item;
+}
+
+async function reportDone(decision, result) {
+  document.body.dataset.state = "loading";
+  try {
+    await call("POST", `/v1/meeting-decisions/${decision.decision_id}/done`, { result });
+    await load();
+    say(`已报告议定事项办结（案件 ${decision.case_id}）`, "ok");
+  } catch (error) {
+    say(error.message, "bad");
+  } finally {
+    document.body.dataset.state = "done";
+  }
+}
+
+function renderMeetings(meetings, department) {
+  const body = $("#meetings tbody");
+  body.replaceChildren();
+  for (const m of meetings) {
+    const mine = m.decisions.filter((d) => d.owner_kind === "department"
+      && (!department || d.owner_code === department));
+    body.append(element("tr", { "data-meeting-id": m.meeting_id },
+      element("td", { class: "time" }, when(m.held_at), element("span", { class: "ids" }, m.place)),
+      element("td", {}, element("ul", {}, ...m.agenda.map((a) => element("li", {}, a)))),
+      element("td", {}, mine.length ? element("ul", {}, ...mine.map(decisionItem)) : "暂无")));
+  }
+  $("#meetings-count").textContent = `共 ${meetings.length} 次`;
+  $("#meetings-section").hidden = meetings.length === 0;
+}
+
 async function load() {
   const department = $("#department").value.trim();
   const query = new URLSearchParams({ state: "open" });
   if (department) query.set("department", department);
-  const [data, calendar] = await Promise.all([
+  const [data, calendar, meetings] = await Promise.all([
     call("GET", `/v1/whistles?${query}`),
     call("GET", "/v1/calendar").catch(() => null),
+    call("GET", "/v1/meetings").catch(() => ({ meetings: [] })),
   ]);
+  renderMeetings(meetings.meetings, department);
   render(data.whistles);
   showCalendarNotice(calendar, data.whistles);
   return data.whistles.length;
@@ -215,6 +266,7 @@ async function lookUp(event) {
   } catch (error) {
     $("#open-section").hidden = true;
     $("#overdue-section").hidden = true;
+    $("#meetings-section").hidden = true;
     say(error.message, "bad");
   } finally {
     document.body.dataset.state = "done";

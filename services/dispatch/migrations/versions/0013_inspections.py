@@ -2,7 +2,7 @@
 and day, and on each case the inspection task whose finding opened it.
 
 Revision ID: dispatch_0013_inspections
-Revises: dispatch_0011_case_evidence
+Revises: dispatch_0012
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "dispatch_0013_inspections"
-down_revision = "dispatch_0011_case_evidence"
+down_revision = "dispatch_0012"
 
 
 def upgrade() -> None:

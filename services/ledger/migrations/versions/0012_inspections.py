@@ -3,15 +3,14 @@ task's township, unit and day, when it was completed and how many findings it ha
 tasks planned, done and missed are counted per township and period.
 
 Revision ID: ledger_0012_inspections
-Revises: ledger_0010_accountability
+Revises: ledger_0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "ledger_0012_inspections"
-# 0011 is another branch's number: whichever is merged last is this one's parent once they meet.
-down_revision = "ledger_0010_accountability"
+down_revision = "ledger_0011"
 
 ROLE = "whistle_ledger_writer"
 
