@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from reference.county import county_tenancy
 from services.intake import (
     attachments_api,
     citizen,
@@ -59,6 +60,7 @@ INTAKE = ServiceDefinition(
         erasure_api.router,
     ],
     setup=setup,
+    counties=county_tenancy,
 )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from reference.county import ReferenceDataError, load_reference
+from reference.county import ReferenceDataError, load_counties, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.balancer import RoundRobin
@@ -261,7 +261,7 @@ def check_configuration(settings: Settings, now: datetime, say: Callable[[str], 
     dispatch and the ledger do not need it, and escalation counts the missing year Monday to
     Friday until the notice is added."""
     try:
-        load_reference(settings.config_dir)
+        load_counties(settings.config_dir)  # every county's, each checked and all together
         load_policies(settings.config_dir / "policies.yaml")
         calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
     except (ReferenceDataError, PolicyError, CalendarError) as exc:

@@ -258,3 +258,26 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
         bootstrap, dlq_topic(WHISTLES), lambda r: json.loads(r.value)["id"] in (event.id, later.id)
     )
     assert [json.loads(r.value)["id"] for r in parked] == [later.id]
+
+
+async def test_an_event_of_a_county_the_deployment_does_not_serve_is_dead_lettered(
+    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings
+) -> None:
+    """The admission rule's county check (contracts/tenancy.py): the county attribute names a
+    county of the reference data, or the event changes nothing."""
+    bootstrap = migrated.kafka_bootstrap or ""
+    case = assigned(uuid4())
+    escalation.clock.now = local(2026, 11, 16, 9, 0)
+    foreign = await produce(
+        producer, CASES, case, escalation.clock.now, "whistle/dispatch", county="999999"
+    )
+    reason = await dead_letter(bootstrap, CASES, foreign)
+    assert reason == "county 999999 is not one of the counties served here (140998, 140999)"
+    assert await claimed(escalation, [foreign]) == []
+    # The second sample county's is taken as any other.
+    other = assigned(uuid4())
+    served = await produce(
+        producer, CASES, other, escalation.clock.now, "whistle/dispatch", county="140998"
+    )
+    await eventually(lambda: claimed(escalation, [served]), what="the second county's event taken")
+    assert await resolution_clock(escalation, case.case_id) is None
