@@ -580,6 +580,17 @@ class CountySet(Mapping[str, ReferenceData]):
         ]
         return min(hits)[1] if hits else None
 
+    def county_of_place(
+        self, grid_id: str | None, lat: float | None, lon: float | None
+    ) -> ReferenceData:
+        """The county a tip belongs to by where it is: its grid's; else the one whose grids
+        hold its point (or lie nearest it); else, placed by an address alone or not at all (a
+        WeChat text), the default county."""
+        code = self.county_of_grid(grid_id) if grid_id else None
+        if code is None and lat is not None and lon is not None:
+            code = self.county_at(lat, lon)
+        return self.of(code)
+
 
 def load_counties(config_dir: Path) -> CountySet:
     """Every county's reference data (the default one's and each ``<config_dir>/<code>/``'s),

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, false, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
 from contracts.events import ActingFor, DeadlineRecomputed, DeadlinesSet, Penalty
+from contracts.tenancy import COUNTY_SCOPE
 from reference.county import ReferenceData
 from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
@@ -52,10 +53,17 @@ def scoped_codes(principal: Principal, kind: str) -> set[str]:
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """The cases the principal may read, as a condition: the county (its supervisor, government
-    and legal reviewers), auditors and admins all;
+    """The cases the principal may read, as a condition: of their counties (``county:<code>``;
+    ``county:*`` for the city's roles; a token naming none is the default county's), then the
+    county (its supervisor, government and legal reviewers), auditors and admins all;
     a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
-    their units support."""
+    their units support. Another county's case is then as invisible as another township's."""
+    counties = scoped_codes(principal, COUNTY_SCOPE)
+    in_county = true() if "*" in counties else Case.county.in_(counties)  # type: ignore[attr-defined]
+    return and_(in_county, _visible_in_county(principal))
+
+
+def _visible_in_county(principal: Principal) -> ColumnElement[bool]:
     county_wide = {"county_supervisor", "county_government", "legal_reviewer", "auditor", "admin"}
     if principal.roles & county_wide:
         return true()

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from reference.county import ReferenceDataError, load_counties, load_reference
+from reference.county import ReferenceDataError, county_tenancy, load_counties, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.balancer import RoundRobin
@@ -129,10 +129,11 @@ class DevToken:
 
 async def prepare(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
     """Databases, migrations and topics: idempotent, so every start runs it."""
+    county = county_tenancy(settings.config_dir).default  # what rows from before are given
     for service in services:
         url = settings.database_url_for(service)
         await ensure_database(url)
-        await upgrade(service, url)
+        await upgrade(service, url, county=county)
     reference = load_reference(settings.config_dir)
     await ensure_topics(
         settings.require_kafka(),
