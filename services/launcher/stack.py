@@ -222,12 +222,24 @@ def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], timeout: fl
 
 
 def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
-    reference = load_reference(settings.config_dir)
+    counties = load_counties(settings.config_dir)
+    reference = counties.default
     township = next(iter(reference.townships))
     department = reference.department_codes()[0]
     grid = next(iter(reference.grids))
+    # Each other county's dispatcher of its first township (docs/scale.md, "Tenancy").
+    others = [
+        DevToken(
+            f"township dispatcher, {data.county.name}",
+            ("dispatcher",),
+            (f"county:{code}", f"township:{next(iter(data.townships))}"),
+        )
+        for code, data in counties.items()
+        if code != reference.county.code
+    ]
     wanted = [
         DevToken("township dispatcher", ("dispatcher",), (f"township:{township}",)),
+        *others,
         DevToken("county supervisor", ("county_supervisor",), ("township:*", "dept:*")),
         DevToken("county government", ("county_government",), ()),
         DevToken("legal reviewer", ("legal_reviewer",), ()),
