@@ -77,6 +77,11 @@ async def test_two_counties_on_one_stack_never_see_each_others_cases(
         (taolin_dispatcher, taolin, qingxi),
     ):
         await _sees_only(staff, headers, own, other)
+    # The console names each county's places from its own reference data.
+    me = (await staff.get("/v1/console/me", headers=taolin_dispatcher)).json()
+    assert [t["code"] for t in me["townships"]] == ["L01", "L02"]
+    rows = (await staff.get("/v1/console/cases", headers=taolin_dispatcher)).json()
+    assert {r["township_name"] for r in rows if r["id"] == str(taolin.id)} == {"桃源街道"}
 
     # The city's own role (county:*) sees both.
     city = _bearer(token("county_supervisor", "county:*"))
