@@ -45,14 +45,14 @@ from contracts.events import (
     WhistleReplySubmitted,
 )
 from contracts.topics import CASES, WHISTLES
-from services.escalation import clocks, whistle_protocol
+from services.escalation import clocks, counties, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
-from services.runtime.inbox import PoisonEvent, Subscription
+from services.runtime.inbox import Handler, PoisonEvent, Subscription
 from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,24 @@ def subscription(
     """Escalation's whole subscription. ``policies`` and ``calendar`` give the ones in force
     when an event is handled."""
     on = Handlers(policies, calendar, runtime.clock)
+    case_handlers: dict[str, Handler] = {
+        # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
+        # request's (协助), which the township answers
+        CaseReferred.event_type: on.case_referred,
+        CaseAssistanceRequested.event_type: on.assistance_requested,
+        CaseProgressRecorded.event_type: on.progress_recorded,
+        CaseAssigned.event_type: on.case_assigned,
+        CaseAccepted.event_type: on.case_accepted,
+        CaseResolved.event_type: on.case_resolved,
+        CaseReopened.event_type: on.case_reopened,
+        # dispatch.cases.v1: the whistle protocol
+        WhistleBlown.event_type: on.whistle_blown,
+        CaseClosed.event_type: on.case_closed,
+    }
     return Subscription(
         topics=(CASES, WHISTLES),
-        handlers={
-            # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
-            # request's (协助), which the township answers
-            CaseReferred.event_type: on.case_referred,
-            CaseAssistanceRequested.event_type: on.assistance_requested,
-            CaseProgressRecorded.event_type: on.progress_recorded,
-            CaseAssigned.event_type: on.case_assigned,
-            CaseAccepted.event_type: on.case_accepted,
-            CaseResolved.event_type: on.case_resolved,
-            CaseReopened.event_type: on.case_reopened,
-            # dispatch.cases.v1: the whistle protocol
-            WhistleBlown.event_type: on.whistle_blown,
-            CaseClosed.event_type: on.case_closed,
-        },
+        # Each first learns the case's county: what escalation says of it carries it.
+        handlers={event_type: in_county(handler) for event_type, handler in case_handlers.items()},
         # escalation.whistles.v1: the departments' submissions, with their verified senders
         submissions={
             WhistleReceiptSubmitted.event_type: on.receipt_submitted,
@@ -90,6 +92,16 @@ def subscription(
         },
         verifier=runtime.verifier,
     )
+
+
+def in_county(handler: Handler) -> Handler:
+    """``handler`` after keeping the county its case event names (counties.py)."""
+
+    async def learning(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await counties.learn(session, event)
+        await handler(session, event, topic)
+
+    return learning
 
 
 class Handlers:
