@@ -227,3 +227,26 @@ def test_the_ledger_commits_to_the_county_and_entries_without_one_still_verify()
     moved = entries[1].replace(b'"county":"140998"', b'"county":"140999"')
     report = verify_export(export([entries[0], moved]), signer.public_key())
     assert [(f.kind, f.seq) for f in report.findings] == [("altered", 1)]
+
+
+# ------------------------------------------------------------------ deployment
+
+
+@pytest.mark.parametrize("service", ["intake", "dispatch", "escalation", "ledger"])
+def test_every_service_in_kubernetes_mounts_every_countys_configmap(service: str) -> None:
+    """A service that does not see a county's directory refuses its events: each county's
+    ConfigMap (services/launcher/configmaps.py) is mounted at <config>/<code> in all four."""
+    documents = yaml.safe_load_all((REPO / "deploy" / "k8s" / f"{service}.yaml").read_text())
+    (deployment,) = [d for d in documents if d and d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}
+    for county in county_directories(CONFIG):
+        name = f"config-{county.name}"
+        assert mounts[name] == f"/etc/whistle/config/{county.name}"
+        assert volumes[name] == f"whistle-config-{county.name}"
+    kustomization = yaml.safe_load((REPO / "deploy" / "k8s" / "kustomization.yaml").read_text())
+    assert all(
+        f"config-{c.name}.configmap.yaml" in kustomization["resources"]
+        for c in county_directories(CONFIG)
+    )
