@@ -128,7 +128,7 @@ from services.dispatch.models import (
     TipText,
     TriageLabel,
 )
-from services.dispatch.queries import open_load, readable_case, summoned
+from services.dispatch.queries import open_load, own_county, readable_case, summoned
 from services.dispatch.routing import (
     ADMISSION_APPROVAL_QUEUE,
     ADMISSION_QUEUE,
@@ -441,6 +441,8 @@ class CaseService:
         kept as the tip's words are."""
         if not actor.may_act_on("dept", referral.department_code):
             raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
+        # A department refers within its own county: its townships, its catalogue.
+        self._in_county(own_county(actor))
         if referral_id is not None:
             opened = await self._session.scalar(
                 select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
@@ -1503,9 +1505,12 @@ class CaseService:
     def _in_county_of(self, case: Case) -> Case:
         """Work in the county of ``case``, the one case a command acts on: its units, claims
         and catalogue are that county's reference data."""
-        if self._counties is not None and case.county != self._reference.county.code:
-            self._reference = self._counties[case.county]
+        self._in_county(case.county)
         return case
+
+    def _in_county(self, county: str | None) -> None:
+        if self._counties is not None and county is not None and county in self._counties:
+            self._reference = self._counties[county]
 
     def _today(self, now: datetime) -> date:
         """The county's date: routing's certificates are valid by it."""

@@ -52,6 +52,13 @@ def scoped_codes(principal: Principal, kind: str) -> set[str]:
     return {s.split(":", 1)[1] for s in principal.scopes if s.startswith(f"{kind}:")}
 
 
+def own_county(principal: Principal) -> str | None:
+    """The one county a principal's scopes name, where it acts (a department refers in it);
+    None when they name several or all (``county:*``)."""
+    counties = scoped_codes(principal, COUNTY_SCOPE)
+    return next(iter(counties)) if len(counties) == 1 and "*" not in counties else None
+
+
 def visible_to(principal: Principal) -> ColumnElement[bool]:
     """The cases the principal may read, as a condition: of their counties (``county:<code>``;
     ``county:*`` for the city's roles; a token naming none is the default county's), then the

@@ -132,3 +132,28 @@ async def test_an_event_its_producer_left_without_a_county_leaves_with_the_defau
     received = await published(bootstrap, TIPS, str(tip_id), "whistle.tip.received")
     assert received["county"] == QINGXI
     assert (await case_of(dispatch_runtime, tip_id)).county == QINGXI
+
+
+async def test_a_department_refers_within_its_own_county(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """移送 from a county department opens the case in the department's county (its token's),
+    and a department cannot hand its matter to another county's township."""
+    staff, _ = dispatch
+    referral = {
+        "department_code": "CGJ",
+        "matter_code": "CG-001",
+        "township_code": "L01",
+        "grid_id": "L01V01G01",
+        "place": "桃源社区路口",
+        "facts": "巡查发现路口有人占道摆摊，影响通行，属桃源街道赋权事项，依法移送",
+    }
+    taolin_cgj = _bearer(token("county_department", f"county:{TAOLIN}", "dept:CGJ"))
+    answer = await staff.post("/v1/referrals", json=referral, headers=taolin_cgj)
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["county"], answer.json()["township_code"]) == (TAOLIN, "L01")
+    # 清溪县's department (a token naming no county: the default county's).
+    qingxi_cgj = _bearer(token("county_department", "dept:CGJ"))
+    refused = await staff.post("/v1/referrals", json=referral, headers=qingxi_cgj)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
