@@ -157,3 +157,17 @@ async def test_a_department_refers_within_its_own_county(
     refused = await staff.post("/v1/referrals", json=referral, headers=qingxi_cgj)
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_grid_workers_report_is_the_county_of_its_grid(
+    intake: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    client, runtime = intake
+    worker = _bearer(token("grid_worker", f"county:{TAOLIN}", "grid:L02V01G01"))
+    report = {"grid_id": "L02V01G01", "text": "村口有人占道摆摊"}
+    answer = await client.post("/v1/grid/reports", json=report, headers=worker)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["tracking_no"].startswith("TL")
+    async with runtime.sessions() as session:
+        tip = await session.get(Tip, UUID(answer.json()["tip_id"]))
+    assert tip is not None and tip.county == TAOLIN
