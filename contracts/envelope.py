@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from uuid6 import uuid7
 
+from contracts.tenancy import COUNTY_PATTERN
+
 CONTENT_TYPE = "application/cloudevents+json"
 
 PERSONAL_KEY = "x-personal"
@@ -55,6 +57,10 @@ class CloudEvent(BaseModel):
     subject: str | None = None
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
+    # Extension attribute: the county (tenant) the event belongs to, by its 6-digit division
+    # code (contracts/tenancy.py). Absent only on events produced before tenancy; the outbox
+    # relay puts the deployment's default county on any event its producer left without one.
+    county: str | None = Field(default=None, pattern=COUNTY_PATTERN)
     data: dict[str, Any]
 
     @field_validator("time")
@@ -82,12 +88,17 @@ class CloudEvent(BaseModel):
         return model.model_validate(self.data)
 
 
-def new_event(source: str, subject: str, data: EventData, now: datetime) -> CloudEvent:
+def new_event(
+    source: str, subject: str, data: EventData, now: datetime, county: str | None = None
+) -> CloudEvent:
+    """A new event; ``county`` is its aggregate's county (None: the deployment's default,
+    which the outbox relay puts on it when it is published)."""
     return CloudEvent(
         id=str(uuid7()),
         source=source,
         type=data.event_type,
         subject=subject,
         time=now,
+        county=county,
         data=data.model_dump(mode="json"),
     )

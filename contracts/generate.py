@@ -44,7 +44,7 @@ from contracts.topics import (
 
 ASYNCAPI_VERSION = "3.0.0"
 API_TITLE = "Whistle events"
-API_VERSION = "1.3.0"
+API_VERSION = "1.4.0"
 """Version of the event API as a whole; bump it with every change to the generated contracts."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

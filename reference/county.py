@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from datetime import date
 from enum import StrEnum
 from functools import cached_property
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from contracts.cases import CaseStatus, PenaltyKind
+from contracts.tenancy import COUNTY_PATTERN, Counties, is_county_code
 from reference.geometry import GridLocator, polygon_problem
 from reference.inspections import (
     DEFAULT_JOINT_DAY,
@@ -132,9 +134,13 @@ class Township(_Strict):
 
 
 class County(_Strict):
-    code: str
+    # The tenant's name on every event, row and token (contracts/tenancy.py).
+    code: str = Field(pattern=COUNTY_PATTERN)
     name: str
     timezone: str = "Asia/Shanghai"
+    # The two letters the county's tracking numbers start with (QX20261121-482913): a
+    # citizen's number is unique across the city and says where it belongs.
+    tracking_prefix: str = Field(default="QX", pattern=r"^[A-Z]{2}$")
     townships: list[Township] = Field(min_length=1)
 
 
@@ -474,24 +480,57 @@ CONFIG_FILES = (
     "inspections.yaml",
 )
 
+SHARED_FILES = frozenset({"departments.yaml", "catalogue.yaml", "whistle_rules.yaml"})
+"""The files another county may leave out of its directory to take the default county's: the
+province's catalogue, rules and departments' codes. Its geography, units and claims are its own."""
 
-def load_reference(config_dir: Path) -> ReferenceData:
-    """Read, validate and cross-check the reference data; ReferenceDataError lists all reasons."""
+
+def county_directories(config_dir: Path) -> list[Path]:
+    """The directories of the counties beside the default one: ``<config_dir>/<code>/``, each
+    named by its 6-digit division code (docs/scale.md, "Tenancy")."""
+    if not config_dir.is_dir():
+        return []
+    return sorted(
+        path
+        for path in config_dir.iterdir()
+        if path.is_dir() and is_county_code(path.name) and (path / "county.yaml").is_file()
+    )
+
+
+def load_reference(config_dir: Path, county: str | None = None) -> ReferenceData:
+    """Read, validate and cross-check one county's reference data: the default county's (the
+    files directly in ``config_dir``), or ``county``'s (``config_dir/<county>/``, taking the
+    shared files it lacks from the default). ReferenceDataError lists all reasons."""
+    if county is None:
+        return _load_county(config_dir, config_dir)
+    directory = config_dir / county
+    if county not in {d.name for d in county_directories(config_dir)}:
+        default = _load_county(config_dir, config_dir)
+        if default.county.code == county:
+            return default
+        raise ReferenceDataError([f"no county {county} under {config_dir}"])
+    return _load_county(directory, config_dir)
+
+
+def _load_county(directory: Path, config_dir: Path) -> ReferenceData:
     raw: dict[str, object] = {}
     digest = hashlib.sha256()
     reasons: list[str] = []
+    where = "" if directory == config_dir else f"{directory.name}/"
     for name in CONFIG_FILES:
-        path = config_dir / name
+        path = directory / name
+        if where and name in SHARED_FILES and not path.exists():
+            path = config_dir / name
         try:
             text = path.read_bytes()
         except OSError as exc:
-            reasons.append(f"{name}: cannot read ({exc.strerror})")
+            reasons.append(f"{where}{name}: cannot read ({exc.strerror})")
             continue
         digest.update(name.encode() + b"\0" + text + b"\0")
         try:
             raw[name] = yaml.load(text, Loader=_StrictLoader)
         except yaml.YAMLError as exc:
-            reasons.append(f"{name}: not valid YAML ({exc})")
+            reasons.append(f"{where}{name}: not valid YAML ({exc})")
     if reasons:
         raise ReferenceDataError(reasons)
 
@@ -503,15 +542,127 @@ def load_reference(config_dir: Path) -> ReferenceData:
     rules = _parse_one(raw["whistle_rules.yaml"], WhistleRules, "whistle_rules.yaml", reasons)
     plans = _parse_one(raw["inspections.yaml"], InspectionPlans, "inspections.yaml", reasons)
     if county is None or catalogue is None or rules is None or plans is None or reasons:
-        raise ReferenceDataError(reasons)
+        raise ReferenceDataError([where + reason for reason in reasons])
 
     reasons.extend(_cross_check(county, departments, units, catalogue, claims))
     reasons.extend(_check_whistle_rules(rules))
     reasons.extend(_check_inspection_plans(plans, county, units))
+    if where and county.code != directory.name:
+        reasons.append(f"county.yaml: code {county.code} is not its directory's name")
     if reasons:
-        raise ReferenceDataError(reasons)
+        raise ReferenceDataError([where + reason for reason in reasons])
     version = f"{catalogue.version}+{digest.hexdigest()[:12]}"
     return ReferenceData(county, departments, units, catalogue, claims, version, rules, plans)
+
+
+class CountySet(Mapping[str, ReferenceData]):
+    """Every county a deployment serves, by division code, each with its own reference data;
+    ``default`` is the one whose files lie directly in the configuration directory: what an
+    event, a row or a token that names no county belongs to."""
+
+    def __init__(self, default: ReferenceData, others: list[ReferenceData]) -> None:
+        self.default = default
+        self._by_code = {c.county.code: c for c in [default, *others]}
+        self._grids = {grid: c.county.code for c in self._by_code.values() for grid in c.grids}
+
+    def __getitem__(self, code: str) -> ReferenceData:
+        return self._by_code[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_code)
+
+    def __len__(self) -> int:
+        return len(self._by_code)
+
+    @property
+    def tenancy(self) -> Counties:
+        return Counties(self.default.county.code, frozenset(self._by_code))
+
+    def of(self, county: str | None) -> ReferenceData:
+        """The reference data of ``county``; the default county's for None."""
+        return self._by_code[self.tenancy.of(county)]
+
+    def county_of_grid(self, grid_id: str) -> str | None:
+        """The county a grid lies in (grid ids are unique across counties)."""
+        return self._grids.get(grid_id)
+
+    def county_at(self, lat: float, lon: float) -> str | None:
+        """The county whose grids hold the point, else the one with the nearest grid; None if
+        no county has surveyed its grids."""
+        hits = [
+            (hit.distance_m, code)
+            for code, reference in self._by_code.items()
+            if (hit := reference.grid_locator.locate(lat, lon)) is not None
+        ]
+        return min(hits)[1] if hits else None
+
+    def county_of_place(
+        self, grid_id: str | None, lat: float | None, lon: float | None
+    ) -> ReferenceData:
+        """The county a tip belongs to by where it is: its grid's; else the one whose grids
+        hold its point (or lie nearest it); else, placed by an address alone or not at all (a
+        WeChat text), the default county."""
+        code = self.county_of_grid(grid_id) if grid_id else None
+        if code is None and lat is not None and lon is not None:
+            code = self.county_at(lat, lon)
+        return self.of(code)
+
+
+def load_counties(config_dir: Path) -> CountySet:
+    """Every county's reference data (the default one's and each ``<config_dir>/<code>/``'s),
+    validated each on its own and together: codes, tracking prefixes, and the township,
+    village, grid and staff codes that other services still key without a county (escalation's
+    clocks, the ledger's indicators) unique across counties. ReferenceDataError lists all."""
+    reasons: list[str] = []
+    loaded: list[ReferenceData] = []
+    for directory in [config_dir, *county_directories(config_dir)]:
+        try:
+            loaded.append(_load_county(directory, config_dir))
+        except ReferenceDataError as exc:
+            reasons.extend(exc.reasons)
+    if reasons:
+        raise ReferenceDataError(reasons)
+    reasons.extend(_check_across(loaded))
+    if reasons:
+        raise ReferenceDataError(reasons)
+    return CountySet(loaded[0], loaded[1:])
+
+
+def county_tenancy(config_dir: Path) -> Counties:
+    """Which counties ``config_dir`` holds and which is the default, from each county.yaml
+    alone: what the runtime needs to stamp and admit events before any service loads its
+    reference data (load_counties validates the rest)."""
+    reasons: list[str] = []
+    default: str | None = None
+    codes: set[str] = set()
+    for directory in [config_dir, *county_directories(config_dir)]:
+        path = directory / "county.yaml"
+        try:
+            doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ReferenceDataError([f"{path}: cannot read ({exc})"]) from exc
+        county = _parse_one(doc, County, str(path), reasons)
+        if county is not None:
+            default = default or county.code
+            codes.add(county.code)
+    if reasons or default is None:
+        raise ReferenceDataError(reasons or [f"{config_dir}: no county.yaml"])
+    return Counties(default, frozenset(codes))
+
+
+def _check_across(counties: list[ReferenceData]) -> list[str]:
+    reasons: list[str] = []
+    for what, values in (
+        ("county code", [c.county.code for c in counties]),
+        ("tracking prefix", [c.county.tracking_prefix for c in counties]),
+        ("township code", [t for c in counties for t in c.townships]),
+        ("village code", [v for c in counties for v in c.villages]),
+        ("grid id", [g for c in counties for g in c.grids]),
+        ("staff id", [s.id for c in counties for u in c.units.values() for s in u.staff]),
+    ):
+        for dup in _duplicates(values):
+            reasons.append(f"counties: {what} {dup!r} is used by more than one county")
+    return reasons
 
 
 def _report(exc: ValidationError, name: str, reasons: list[str], prefix: str = "") -> None:

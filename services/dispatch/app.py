@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from reference.county import county_tenancy
 from services.dispatch import (
     api,
     assessment_api,
@@ -64,6 +65,7 @@ DISPATCH = ServiceDefinition(
         publicity_api.page,
     ],
     setup=setup,
+    counties=county_tenancy,
 )
 
 

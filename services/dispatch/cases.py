@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -140,7 +140,7 @@ from services.dispatch.models import (
     TipText,
     TriageLabel,
 )
-from services.dispatch.queries import open_load, readable_case, summoned
+from services.dispatch.queries import open_load, own_county, readable_case, summoned
 from services.dispatch.routing import (
     ADMISSION_APPROVAL_QUEUE,
     ADMISSION_QUEUE,
@@ -360,9 +360,13 @@ class CaseService:
         clock: Clock,
         settings: DispatchSettings,
         model: TriageModel | None = None,
+        counties: Mapping[str, ReferenceData] | None = None,
     ) -> None:
         self._session = session
+        # The county the service works in: the arriving event's, or the county of the case a
+        # command acts on (_in_county_of); every county's, to switch to it.
         self._reference = reference
+        self._counties = counties
         self._model = model
         self._clock = clock
         self._settings = settings
@@ -469,6 +473,8 @@ class CaseService:
         are kept as the tip's words are. Returns the case, and whether this call opened it."""
         if not actor.may_act_on("dept", referral.department_code):
             raise NotPermitted(f"您不代表{referral.department_code}，不得以其名义移送。")
+        # A department refers within its own county: its townships, its catalogue.
+        self._in_county(own_county(actor))
         if referral_id is not None:
             opened = await self._session.scalar(
                 select(Case).where(Case.tip_id == referral_id)  # type: ignore[arg-type]
@@ -579,6 +585,7 @@ class CaseService:
         case_id = case_id or uuid7()
         case = Case(
             id=case_id,
+            county=reference.county.code,
             tip_id=tip_id,
             status=CaseStatus.TRIAGE.value,
             matter_code=item.code if item else None,
@@ -704,6 +711,8 @@ class CaseService:
         await self._session.execute(select(func.pg_advisory_xact_lock(_merge_lock_key(item.code))))
         cases = await self._session.scalars(
             select(Case).where(
+                # A tip never joins another county's case, however near.
+                Case.county == self._reference.county.code,  # type: ignore[arg-type]
                 Case.matter_code == item.code,  # type: ignore[arg-type]
                 Case.created_at >= now - policy.window,  # type: ignore[arg-type,operator]
                 Case.status.in_([s.value for s in MERGEABLE_STATUSES]),  # type: ignore[attr-defined]
@@ -1099,7 +1108,7 @@ class CaseService:
         self, actor: Principal, case_id: UUID, expected: int
     ) -> tuple[Case, frozenset[str]]:
         """The case, locked, if ``actor`` may act on it at the version they saw; and as whom."""
-        case = await find_case(self._session, actor, case_id, for_update=True)
+        case = self._in_county_of(await find_case(self._session, actor, case_id, for_update=True))
         actors = actors_of(actor, case)
         if not actors and _supports(actor, case):
             actors = frozenset({SUPPORTING})
@@ -1555,7 +1564,7 @@ class CaseService:
         """The case, locked, with what waits on a second role's decision (an admission
         proposal, a penalty decision under legal review) — the ``record`` row in state
         ``pending``, locked too — at the case's next version, taken by ``actor`` as ``role``."""
-        case = await find_case(self._session, actor, case_id, for_update=True)
+        case = self._in_county_of(await find_case(self._session, actor, case_id, for_update=True))
         held = await self._session.scalar(
             select(record)
             .where(
@@ -1604,8 +1613,20 @@ class CaseService:
         case.routing = {**case.routing, "explanation": [*case.routing.get("explanation", []), line]}
 
     def _emit(self, case_id: UUID, data: EventData, now: datetime) -> None:
-        """Stage the case's event: it leaves when the transaction commits."""
-        stage(self._session, CASES, new_event(SOURCE, str(case_id), data, now))
+        """Stage the case's event, in the county the service works in: it leaves when the
+        transaction commits."""
+        county = self._reference.county.code
+        stage(self._session, CASES, new_event(SOURCE, str(case_id), data, now, county))
+
+    def _in_county_of(self, case: Case) -> Case:
+        """Work in the county of ``case``, the one case a command acts on: its units, claims
+        and catalogue are that county's reference data."""
+        self._in_county(case.county)
+        return case
+
+    def _in_county(self, county: str | None) -> None:
+        if self._counties is not None and county is not None and county in self._counties:
+            self._reference = self._counties[county]
 
     def _today(self, now: datetime) -> date:
         """The county's date: routing's certificates are valid by it."""

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from contracts.cases import CaseStatus
 from contracts.events import Penalty
-from reference.county import Code, ReferenceData
+from contracts.tenancy import COUNTY_SCOPE
+from reference.county import Code, CountySet
 from services.dispatch.cases import (
     ASSISTANCE,
     find_case,
@@ -52,7 +53,7 @@ from services.dispatch.queries import (
 )
 from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
-from services.dispatch.wiring import current_reference, local_today
+from services.dispatch.wiring import current_counties, current_reference, local_today
 from services.runtime.auth import Principal, require_roles
 from services.runtime.settings import Settings
 
@@ -170,8 +171,11 @@ class CasePage(BaseModel):
 
 @router.get("/me", response_model=Me)
 async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
-    """Who the caller is, and what the console's filters and forms offer them."""
-    reference = current_reference(runtime)
+    """Who the caller is, and what the console's filters and forms offer them (from the
+    reference data of their county: the default county's for the city's roles)."""
+    counties = scoped_codes(principal, COUNTY_SCOPE)
+    own = next(iter(counties)) if len(counties) == 1 else None
+    reference = current_counties(runtime).of(own if own != "*" else None)
     everywhere = bool(
         principal.roles & {"county_supervisor", "county_government", "legal_reviewer"}
     )
@@ -214,13 +218,14 @@ def _meeting_page(settings: Settings) -> str:
 
 
 def _row(
-    reference: ReferenceData,
+    counties: CountySet,
     case: Case,
     text: str | None,
     clocks: list[CaseClock],
     now: datetime,
     provisional: Collection[ClockKey] = (),
 ) -> dict[str, Any]:
+    reference = counties.of(case.county)  # the names of the case's own county
     item = reference.items.get(case.matter_code or "")
     unit = reference.units.get(case.unit_id or "")
     township = reference.townships.get(case.township_code or "")
@@ -249,10 +254,10 @@ def _row(
     }
 
 
-def _triage_rows(reference: ReferenceData, rows: list[Waiting], now: datetime) -> list[TriageRow]:
+def _triage_rows(counties: CountySet, rows: list[Waiting], now: datetime) -> list[TriageRow]:
     return [
         TriageRow(
-            **_row(reference, w.case, w.text, [], now),
+            **_row(counties, w.case, w.text, [], now),
             reason=w.reason,
             suggestions=suggestions_out(w.suggestions),
         )
@@ -275,7 +280,7 @@ async def triage(principal: ConsoleUser, runtime: RuntimeDep) -> list[TriageRow]
             now,
             local_today(runtime),
         )
-    return _triage_rows(reference, rows, now)
+    return _triage_rows(current_counties(runtime), rows, now)
 
 
 @router.get("/admission", response_model=list[TriageRow])
@@ -285,7 +290,7 @@ async def admission(principal: County, runtime: RuntimeDep) -> list[TriageRow]:
     now = runtime.clock()
     async with runtime.sessions() as session:
         rows = await admission_queue(session, reference, principal, now, local_today(runtime))
-    return _triage_rows(reference, rows, now)
+    return _triage_rows(current_counties(runtime), rows, now)
 
 
 class ProposalRow(BaseModel):
@@ -317,7 +322,7 @@ async def approval(principal: AdmissionReader, runtime: RuntimeDep) -> list[Appr
         )
         proposals = await pending_proposals(session, [w.case.id for w in rows])
     out = []
-    for row in _triage_rows(reference, rows, now):
+    for row in _triage_rows(current_counties(runtime), rows, now):
         proposal = proposals.get(row.id)
         item = reference.items.get(proposal.matter_code) if proposal else None
         unit = reference.units.get(proposal.unit_id) if proposal else None
@@ -353,7 +358,6 @@ class ReviewRow(CaseRow):
 @router.get("/legal-review", response_model=list[ReviewRow])
 async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> list[ReviewRow]:
     """Penalty decisions waiting for legal review (待法制审核), longest waiting first."""
-    reference = current_reference(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
         rows = await legal_review_queue(session, principal)
@@ -367,7 +371,13 @@ async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> lis
         text = texts.get(case.tip_id)
         out.append(
             ReviewRow(
-                **_row(reference, case, text.text if text else None, clocks.get(case.id, []), now),
+                **_row(
+                    current_counties(runtime),
+                    case,
+                    text.text if text else None,
+                    clocks.get(case.id, []),
+                    now,
+                ),
                 review_id=review.id,
                 penalty=penalty,
                 penalty_words=describe_penalty(penalty),
@@ -392,7 +402,7 @@ async def case_list(
 ) -> list[CaseRow]:
     """Open cases in the caller's scope, most recently changed first, with their deadline
     colour: without a state, those past triage (triage has its own view)."""
-    reference = current_reference(runtime)
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
         cases = await open_cases(
@@ -408,7 +418,7 @@ async def case_list(
     return [
         CaseRow(
             **_row(
-                reference,
+                counties,
                 c,
                 texts[c.tip_id].text if c.tip_id in texts else None,
                 clocks.get(c.id, []),
@@ -425,7 +435,7 @@ async def case_page(
     case_id: UUID, principal: ConsoleUser, runtime: RuntimeDep, response: Response
 ) -> CasePage:
     """One case: the tip, where it stands, its clocks and timeline, what the caller may do."""
-    reference = current_reference(runtime)
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with reading(runtime) as session:
         case = await find_case(session, principal, case_id)
@@ -435,7 +445,8 @@ async def case_page(
         events = await timeline(session, case.id)
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
-    row = _row(reference, case, text.text if text else None, clocks, now, provisional)
+    row = _row(counties, case, text.text if text else None, clocks, now, provisional)
+    reference = counties.of(case.county)  # its units, its catalogue: the case's county's
     if "county_supervisor" in principal.roles:
         assignable = list(reference.units.values())
     else:

@@ -65,14 +65,15 @@ def subscription(runtime: Runtime) -> Subscription:
 
     def with_cases(handle: CaseHandler) -> Handler:
         async def handler(session: AsyncSession, event: CloudEvent, topic: str) -> None:
-            await handle(case_service(runtime, session), session, event)
+            # In the event's county: a tip is routed by its own county's reference data.
+            await handle(case_service(runtime, session, event.county), session, event)
 
         return handler
 
     async def referral_submitted(
         session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
     ) -> None:
-        await refer(case_service(runtime, session), event, sender)
+        await refer(case_service(runtime, session, event.county), event, sender)
 
     return Subscription(
         topics=(TIPS, *TIMELINE_TOPICS, REFERRALS, MEETINGS),

@@ -24,11 +24,17 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         # Merge candidates are looked up by matter among recently opened cases.
         Index("ix_cases_matter_created", "matter_code", "created_at"),
+        # A county's cases by status and township: its lists and queues (docs/scale.md,
+        # "Tenancy": the county leads).
+        Index("ix_cases_county_status", "county", "status", "township_code"),
         # A supporting unit's members list the joint operations they support.
         Index("ix_cases_supporting_units", "supporting_units", postgresql_using="gin"),
     )
 
     id: UUID = Field(primary_key=True)
+    # The county (tenant) the case belongs to, by division code: its tip's, or the referring
+    # department's. Who may read it is scoped by it first (queries.visible_to).
+    county: str = Field(sa_column=Column(String(6), nullable=False))
     tip_id: UUID = Field(sa_column=Column(Uuid, nullable=False, unique=True))
     status: str = Field(index=True)
     matter_code: str | None = None

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, false, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
 from contracts.events import ActingFor, DeadlineRecomputed, DeadlinesSet, Penalty
+from contracts.tenancy import COUNTY_SCOPE
 from reference.county import ReferenceData
 from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
@@ -51,19 +52,32 @@ def scoped_codes(principal: Principal, kind: str) -> set[str]:
     return {s.split(":", 1)[1] for s in principal.scopes if s.startswith(f"{kind}:")}
 
 
+def own_county(principal: Principal) -> str | None:
+    """The one county a principal's scopes name, where it acts (a department refers in it);
+    None when they name several or all (``county:*``)."""
+    counties = scoped_codes(principal, COUNTY_SCOPE)
+    return next(iter(counties)) if len(counties) == 1 and "*" not in counties else None
+
+
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """The cases the principal may read, as a condition: the county (its supervisor, government
-    and legal reviewers), auditors and admins all;
+    """The cases the principal may read, as a condition: of their counties (``county:<code>``;
+    ``county:*`` for the city's roles; a token naming none is the default county's), then the
+    county (its supervisor, government and legal reviewers), auditors and admins all;
     a dispatcher their townships'; a unit member their units' and the joint operations (联合执法)
-    their units support."""
-    return scoped_to(principal, Case.township_code, Case.unit_id, Case.supporting_units)
+    their units support. Another county's case is then as invisible as another township's."""
+    counties = scoped_codes(principal, COUNTY_SCOPE)
+    in_county = true() if "*" in counties else Case.county.in_(counties)  # type: ignore[attr-defined]
+    in_scope = scoped_to(principal, Case.township_code, Case.unit_id, Case.supporting_units)
+    return and_(in_county, in_scope)
 
 
 def scoped_to(
     principal: Principal, township: Any, unit: Any, supporting: Any = None
 ) -> ColumnElement[bool]:
     """The rows whose ``township`` and ``unit`` columns (and ``supporting`` units) the
-    principal's scopes reach, as in :func:`visible_to`; inspection tasks are read by it too."""
+    principal's scopes reach, within a county, as in :func:`visible_to`; inspection tasks are
+    read by it too (their townships and units are one county's: codes are unique across
+    counties, reference/county.py)."""
     county_wide = {"county_supervisor", "county_government", "legal_reviewer", "auditor", "admin"}
     if principal.roles & county_wide:
         return true()

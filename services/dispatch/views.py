@@ -17,6 +17,7 @@ from services.dispatch.queries import Suggestion
 
 class CaseView(BaseModel):
     id: UUID
+    county: str = Field(description="the county (division code) the case belongs to")
     tip_id: UUID
     status: str
     matter_code: str | None

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reference.county import ReferenceData, ReferenceDataError, load_reference
+from reference.county import CountySet, ReferenceData, ReferenceDataError, load_counties
 from services.dispatch.cases import CaseService, DispatchSettings
 from services.dispatch.classifier import TriageModel
 from services.dispatch.corpus import CorpusError, load_model
@@ -25,13 +25,30 @@ log = logging.getLogger(__name__)
 def load_reference_data(runtime: Runtime) -> None:
     """Put deploy/config's reference data in force, prepared: jieba's dictionary, the grid
     index and the triage model are built before the first tip arrives."""
-    runtime.state["reference"], runtime.state["triage_model"] = _load_prepared(runtime)
+    _put_in_force(runtime, *_load_prepared(runtime))
+
+
+def _put_in_force(runtime: Runtime, counties: CountySet, model: TriageModel | None) -> None:
+    # No await between them: a reader sees the old version or the new one whole.
+    runtime.state["counties"], runtime.state["triage_model"] = counties, model
+    runtime.state["reference"] = counties.default
+    # The model is trained over the default county's catalogue: a county with a catalogue of
+    # its own is classified by its keywords alone.
+    runtime.state["model_counties"] = frozenset(
+        code for code, data in counties.items() if data.catalogue == counties.default.catalogue
+    )
 
 
 def current_reference(runtime: Runtime) -> ReferenceData:
-    """The reference data routing uses now (a reload swaps it whole)."""
+    """The default county's reference data in force (a reload swaps it whole)."""
     reference: ReferenceData = runtime.state["reference"]
     return reference
+
+
+def current_counties(runtime: Runtime) -> CountySet:
+    """Every county's reference data in force, by division code."""
+    counties: CountySet = runtime.state["counties"]
+    return counties
 
 
 def current_model(runtime: Runtime) -> TriageModel | None:
@@ -45,30 +62,39 @@ def local_today(runtime: Runtime) -> date:
     return runtime.clock().astimezone(ZoneInfo(runtime.settings.timezone)).date()
 
 
-def case_service(runtime: Runtime, session: AsyncSession) -> CaseService:
-    """The case service for one transaction of ``session``, with the reference data in force."""
+def case_service(runtime: Runtime, session: AsyncSession, county: str | None = None) -> CaseService:
+    """The case service for one transaction of ``session``, with the reference data in force,
+    working in ``county`` (an arriving event's; None: the default, until a command's case
+    names its own)."""
+    counties = current_counties(runtime)
+    reference = counties.of(county)
+    modelled = reference.county.code in runtime.state["model_counties"]
     return CaseService(
         session,
-        reference=current_reference(runtime),
-        model=current_model(runtime),
+        reference=reference,
+        model=current_model(runtime) if modelled else None,
         clock=runtime.clock,
         settings=DispatchSettings.of(runtime.settings),
+        counties=counties,
     )
 
 
-def _load_prepared(runtime: Runtime) -> tuple[ReferenceData, TriageModel | None]:
+def _load_prepared(runtime: Runtime) -> tuple[CountySet, TriageModel | None]:
     config_dir = runtime.settings.config_dir
-    loaded = load_reference(config_dir)
-    loaded.prepare()
+    counties = load_counties(config_dir)
+    for reference in counties.values():
+        reference.prepare()
+    loaded = counties.default
     try:
         # Trained from text (~0.5 s for the sample's tips): nothing unpickled, nothing downloaded.
+        # One model over the province's catalogue, which the sample counties share.
         model = load_model(config_dir, loaded)
     except CorpusError as exc:
         # Refused like any other invalid reference data: the version in force stays.
         raise ReferenceDataError(exc.reasons) from exc
     if model is not None:
         log.info("triage model %s trained on %d tips", model.version, model.examples)
-    return loaded, model
+    return counties, model
 
 
 async def reload_reference(runtime: Runtime) -> ReferenceData:
@@ -78,10 +104,10 @@ async def reload_reference(runtime: Runtime) -> ReferenceData:
     async with lock:
         # Parsing and building jieba's dictionary take a while: off the event loop, so that
         # tips keep being routed with the old version until the new one is whole.
-        loaded, model = await asyncio.to_thread(_load_prepared, runtime)
-        runtime.state["reference"], runtime.state["triage_model"] = loaded, model
-    log.info("reference data %s in force", loaded.version)
-    return loaded
+        counties, model = await asyncio.to_thread(_load_prepared, runtime)
+        _put_in_force(runtime, counties, model)
+    log.info("reference data %s in force", counties.default.version)
+    return counties.default
 
 
 async def reload_on_sighup(runtime: Runtime) -> None:

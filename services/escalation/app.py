@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from reference.county import load_reference
+from reference.county import county_tenancy, load_reference
 from services.escalation import (
     api,
     calendar_api,
@@ -93,6 +93,7 @@ ESCALATION = ServiceDefinition(
         meeting_api.page_router,
     ],
     setup=setup,
+    counties=county_tenancy,
 )
 
 

@@ -25,7 +25,6 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import new_event
 from contracts.events import (
     CaseAssigned,
     Deadline,
@@ -33,8 +32,8 @@ from contracts.events import (
     DeadlineStopped,
 )
 from contracts.topics import DEADLINES
-from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.counties import case_event
 from services.escalation.deadlines import (
     ANSWER_KINDS,
     ComputedDeadline,
@@ -69,7 +68,7 @@ async def start_clocks(
     computed = deadlines_for(policy, start, calendar)
     created = await _set_clocks(session, assigned.case_id, computed, policy, start, calendar)
     await _hold(session, assigned, start)
-    _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
+    await _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
 
 
 async def start_answer_clock(
@@ -88,7 +87,7 @@ async def start_answer_clock(
     warning step and ladder like any case clock; ``DeadlinesSet`` announces it."""
     computed = answer_deadline(kind, policy, start, calendar)
     created = await _set_clocks(session, case_id, [computed], policy, start, calendar)
-    _announce(session, case_id, policy, urgency, created, now)
+    await _announce(session, case_id, policy, urgency, created, now)
 
 
 async def _set_clocks(
@@ -140,7 +139,7 @@ async def _set_clocks(
     return created
 
 
-def _announce(
+async def _announce(
     session: AsyncSession,
     case_id: UUID,
     policy: DeadlinePolicy,
@@ -165,7 +164,7 @@ def _announce(
             for d in created
         ],
     )
-    stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
+    stage(session, DEADLINES, await case_event(session, case_id, payload, now))
 
 
 async def stop_case_clock(
@@ -266,7 +265,7 @@ async def restart_resolution(
             )
         ],
     )
-    stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
+    stage(session, DEADLINES, await case_event(session, case_id, payload, now))
 
 
 async def stop_clock(
@@ -302,7 +301,7 @@ async def stop_clock(
         lapsed=lapsed,
         premature_steps=await _premature_steps(session, running, stopped_at),
     )
-    stage(session, DEADLINES, new_event(SOURCE, str(running.case_id), payload, now))
+    stage(session, DEADLINES, await case_event(session, running.case_id, payload, now))
     return payload
 
 

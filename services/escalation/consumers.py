@@ -50,7 +50,7 @@ from contracts.events import (
     WhistleReplySubmitted,
 )
 from contracts.topics import CASES, MEETINGS, WHISTLES
-from services.escalation import clocks, meeting_service, whistle_protocol
+from services.escalation import clocks, counties, meeting_service, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
 from services.escalation.meetings import MeetingRefused
@@ -58,7 +58,7 @@ from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
 from services.runtime.auth import Principal
 from services.runtime.clock import Clock
-from services.runtime.inbox import PoisonEvent, Subscription
+from services.runtime.inbox import Handler, PoisonEvent, Subscription
 from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -73,24 +73,26 @@ def subscription(
     """Escalation's whole subscription. ``policies`` and ``calendar`` give the ones in force
     when an event is handled."""
     on = Handlers(policies, calendar, runtime.clock)
+    case_handlers: dict[str, Handler] = {
+        # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
+        # request's (协助), which the township answers
+        CaseReferred.event_type: on.case_referred,
+        CaseAssistanceRequested.event_type: on.assistance_requested,
+        CaseProgressRecorded.event_type: on.progress_recorded,
+        CaseAssigned.event_type: on.case_assigned,
+        CaseAccepted.event_type: on.case_accepted,
+        CaseResolved.event_type: on.case_resolved,
+        CaseReopened.event_type: on.case_reopened,
+        # dispatch.cases.v1: the whistle protocol
+        WhistleBlown.event_type: on.whistle_blown,
+        CaseClosed.event_type: on.case_closed,
+        # dispatch.cases.v1: a township unit reported a joint meeting's decision done
+        MeetingDecisionReported.event_type: on.unit_reported,
+    }
     return Subscription(
         topics=(CASES, WHISTLES, MEETINGS),
-        handlers={
-            # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
-            # request's (协助), which the township answers
-            CaseReferred.event_type: on.case_referred,
-            CaseAssistanceRequested.event_type: on.assistance_requested,
-            CaseProgressRecorded.event_type: on.progress_recorded,
-            CaseAssigned.event_type: on.case_assigned,
-            CaseAccepted.event_type: on.case_accepted,
-            CaseResolved.event_type: on.case_resolved,
-            CaseReopened.event_type: on.case_reopened,
-            # dispatch.cases.v1: the whistle protocol
-            WhistleBlown.event_type: on.whistle_blown,
-            CaseClosed.event_type: on.case_closed,
-            # dispatch.cases.v1: a township unit reported a joint meeting's decision done
-            MeetingDecisionReported.event_type: on.unit_reported,
-        },
+        # Each first learns the case's county: what escalation says of it carries it.
+        handlers={event_type: in_county(handler) for event_type, handler in case_handlers.items()},
         # escalation.whistles.v1: the departments' submissions, with their verified senders
         submissions={
             WhistleReceiptSubmitted.event_type: on.receipt_submitted,
@@ -100,6 +102,16 @@ def subscription(
         },
         verifier=runtime.verifier,
     )
+
+
+def in_county(handler: Handler) -> Handler:
+    """``handler`` after keeping the county its case event names (counties.py)."""
+
+    async def learning(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        await counties.learn(session, event)
+        await handler(session, event, topic)
+
+    return learning
 
 
 class Handlers:

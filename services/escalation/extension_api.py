@@ -18,13 +18,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import new_event
 from contracts.events import ExtensionDecided, ExtensionRequested
 from contracts.topics import DEADLINES
-from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.calendar_watch import current_calendar
 from services.escalation.clocks import latest_clock, move_clock
+from services.escalation.counties import case_event
 from services.escalation.extensions import (
     ExtensionConflict,
     InvalidExtension,
@@ -194,7 +193,7 @@ async def request_extension(
             requested_by=principal.subject,
             requested_by_role="unit_member",
         )
-        stage(session, DEADLINES, new_event(SOURCE, str(case_id), payload, now))
+        stage(session, DEADLINES, await case_event(session, case_id, payload, now))
     return _view(row)
 
 
@@ -253,7 +252,7 @@ async def decide_extension(
             decided_by=principal.subject,
             decided_by_role=role,
         )
-        stage(session, DEADLINES, new_event(SOURCE, str(request.case_id), payload, now))
+        stage(session, DEADLINES, await case_event(session, request.case_id, payload, now))
         if body.approved and clock.kind == "resolution":
             await follow_extension(
                 session,

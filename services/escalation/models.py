@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    String,
     UniqueConstraint,
     text,
 )
@@ -255,3 +256,14 @@ class MeetingDecision(SQLModel, table=True):
     evidence: list[str] | None = Field(default=None, sa_column=Column(JSONB))
     done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     done_by: str | None = None
+
+
+class CaseCounty(SQLModel, table=True):
+    """The county (division code) of a case escalation keeps clocks for, as the case's events
+    say it (docs/scale.md, "Tenancy"): the events escalation produces about the case carry it.
+    A case without a row is the default county's (its events arrived before tenancy)."""
+
+    __tablename__ = "case_county"
+
+    case_id: UUID = Field(primary_key=True)
+    county: str = Field(sa_column=Column(String(6), nullable=False))

@@ -40,11 +40,10 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import new_event
 from contracts.events import DeadlineRecomputed
 from contracts.topics import DEADLINES, department_topic
-from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.counties import case_event
 from services.escalation.deadlines import (
     ANSWER_KINDS,
     ComputedDeadline,
@@ -279,7 +278,7 @@ async def _apply(
         whistle_id=deadline.whistle_id,
         department_code=deadline.department_code,
     )
-    event = new_event(SOURCE, str(deadline.case_id), payload, now)
+    event = await case_event(session, deadline.case_id, payload, now)
     stage(session, DEADLINES, event)
     if deadline.department_code is not None:
         stage(session, department_topic(deadline.department_code), department_copy(event))

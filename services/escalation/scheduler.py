@@ -40,6 +40,7 @@ from contracts.events import (
 from contracts.topics import DEADLINES, LEADERSHIP, department_topic
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
+from services.escalation.counties import counties_of
 from services.escalation.ladder import lateness, next_step
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
@@ -130,6 +131,8 @@ class EscalationScheduler:
                 )
             ).all()
             calendar = self._calendar()
+            # Each case's county, for the events fired about it (counties.py).
+            county = await counties_of(session, {deadline.case_id for _, deadline in rows})
             handled = 0
             following: list[dict[str, object]] = []
             for step, deadline in rows:
@@ -138,7 +141,9 @@ class EscalationScheduler:
                 if deadline.status != "running":
                     step.cancelled_at = now  # stopped before the stop reached this step
                     continue
-                planned = self._fire(session, step, deadline, now, calendar)
+                planned = self._fire(
+                    session, step, deadline, now, calendar, county.get(deadline.case_id)
+                )
                 if planned is not None:
                     following.append(planned)
                 handled += 1
@@ -157,8 +162,10 @@ class EscalationScheduler:
         deadline: CaseDeadline,
         now: datetime,
         calendar: BusinessCalendar,
+        county: str | None,
     ) -> dict[str, object] | None:
-        """Fire ``step``; returns the clock's next step, to be inserted with the batch."""
+        """Fire ``step`` (of a case of ``county``); returns the clock's next step, to be
+        inserted with the batch."""
         late = lateness(step.due_at, now)
         payload = STEP_EVENTS[step.step](
             case_id=deadline.case_id,
@@ -174,7 +181,7 @@ class EscalationScheduler:
             decision_id=deadline.decision_id,
         )
         subject = str(deadline.case_id)
-        event = new_event(SOURCE, subject, payload, now)
+        event = new_event(SOURCE, subject, payload, now, county)
         stage(session, DEADLINES, event)
         if deadline.department_code is not None and step.step in ("chase", "supervise"):
             # A summoned department hears of its own chases and supervisions on its topic, as
@@ -185,7 +192,7 @@ class EscalationScheduler:
             notice: EventData = LeadershipNotified(
                 **payload.model_dump(), supervision_event_id=event.id
             )
-            stage(session, LEADERSHIP, new_event(SOURCE, subject, notice, now))
+            stage(session, LEADERSHIP, new_event(SOURCE, subject, notice, now, county))
         step.fired_at, step.late_by_seconds, step.event_id = now, late, event.id
         STEPS_FIRED.labels(step.step).inc()
         STEP_LAG.observe((now - step.due_at).total_seconds())

@@ -56,7 +56,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
-from contracts.envelope import CloudEvent, new_event
+from contracts.envelope import CloudEvent
 from contracts.events import (
     DeadlineStopped,
     ExtensionDecided,
@@ -67,9 +67,9 @@ from contracts.events import (
 )
 from contracts.topics import DEADLINES, WHISTLES, department_topic
 from reference.county import Urgency
-from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.clocks import lapse_running, move_clock, stop_clock
+from services.escalation.counties import case_event
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
@@ -252,7 +252,7 @@ async def open_whistle(
         stage(
             session,
             department_topic(department),
-            new_event(SOURCE, str(blown.case_id), notice, now),
+            await case_event(session, blown.case_id, notice, now),
         )
         summoned.append(department)
     return summoned
@@ -287,7 +287,7 @@ async def record_receipt(
         via=via,
         actor=actor,
     )
-    stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), reported, now))
+    stage(session, WHISTLES, await case_event(session, summons.case_id, reported, now))
     urgency = summons.urgency if summons.urgency in URGENCIES else "other"
     latency = reported.latency_seconds
     after_commit(session, lambda: RECEIPT_LATENCY.labels(urgency).observe(latency))
@@ -331,7 +331,7 @@ async def record_reply(
         via=via,
         actor=actor,
     )
-    stage(session, WHISTLES, new_event(SOURCE, str(summons.case_id), replied, now))
+    stage(session, WHISTLES, await case_event(session, summons.case_id, replied, now))
     return replied
 
 
@@ -415,7 +415,7 @@ async def follow_extension(
                 "department_code": reply.department_code,
             }
         )
-        event = new_event(SOURCE, str(decided.case_id), moved, now)
+        event = await case_event(session, decided.case_id, moved, now)
         stage(session, DEADLINES, event)
         assert reply.department_code is not None
         stage(session, department_topic(reply.department_code), department_copy(event))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from reference.county import county_tenancy, load_counties
 from services.intake import (
     attachments_api,
     citizen,
@@ -39,6 +40,8 @@ async def setup(runtime: Runtime) -> Subscription:
     )
     # A malformed EncodingAESKey stops the start, not the first safe-mode message.
     runtime.state["wechat_aes_key"] = aes_key(runtime.settings.wechat_encoding_aes_key)
+    # Every county's reference data: a tip belongs to its place's county (channels.py).
+    runtime.state["counties"] = load_counties(settings.config_dir)
     open311.load_services(runtime)
     for sweep in retention.sweeps(runtime):
         runtime.retention.add(sweep)
@@ -59,6 +62,7 @@ INTAKE = ServiceDefinition(
         erasure_api.router,
     ],
     setup=setup,
+    counties=county_tenancy,
 )
 
 

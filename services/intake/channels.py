@@ -41,6 +41,7 @@ from uuid6 import uuid7
 from contracts.envelope import new_event
 from contracts.events import Channel, ContactRef, GeoPoint, TipReceived, Urgency
 from contracts.topics import TIPS
+from reference.county import County, CountySet
 from services.intake import SOURCE, attachments, database
 from services.intake.contact import ContactVault, mask_phone, redact_for_events
 from services.intake.errors import IdempotencyKeyReused, NoTrackingNumber, UnknownAttachment
@@ -194,18 +195,37 @@ async def require_stored(runtime: Runtime, ids: Sequence[str]) -> None:
         raise UnknownAttachment(missing)
 
 
+def counties(runtime: Runtime) -> CountySet:
+    """The counties intake takes tips for (loaded at start: app.py)."""
+    loaded: CountySet = runtime.state["counties"]
+    return loaded
+
+
+def county_of(runtime: Runtime, new: NewTip) -> County:
+    """The county a tip belongs to, by its place (reference.county.CountySet.county_of_place)."""
+    lat, lon = (new.location.lat, new.location.lon) if new.location else (None, None)
+    return counties(runtime).county_of_place(new.grid_id, lat, lon).county
+
+
 async def receive(runtime: Runtime, new: NewTip) -> Receipt:
     """Accept a tip in its own transaction; a retry of one already accepted gets the original
     receipt, marked as a duplicate."""
     await require_stored(runtime, new.attachments)
     vault: ContactVault = runtime.state["vault"]
+    county = county_of(runtime, new)
     try:
         async with database.transaction(runtime) as session:
             # Optimistic: most submissions are new, and a retry (same dedupe key) is refused by
             # the key's unique index at the insert, so it is looked for only then — one round
             # trip fewer for every new tip (docs/benchmarks.md).
             return await accept(
-                session, vault, new, runtime.clock(), runtime.settings.timezone, retry=False
+                session,
+                vault,
+                new,
+                runtime.clock(),
+                runtime.settings.timezone,
+                county,
+                retry=False,
             )
     except IntegrityError:
         # A retry, or a concurrent one with the same dedupe key that committed first: answer
@@ -240,23 +260,25 @@ async def accept(
     new: NewTip,
     now: datetime,
     timezone: str,
+    county: County,
     *,
     retry: bool = True,
 ) -> Receipt:
-    """Store the tip and stage its event; the caller commits. Flushes, so a concurrent
-    retry with the same dedupe key fails here with an IntegrityError. With ``retry`` (the
-    default) a submission accepted before is looked for first and answered with its original
-    receipt; without, the caller answers the IntegrityError so."""
+    """Store the tip as ``county``'s and stage its event; the caller commits. Flushes, so a
+    concurrent retry with the same dedupe key fails here with an IntegrityError. With ``retry``
+    (the default) a submission accepted before is looked for first and answered with its
+    original receipt; without, the caller answers the IntegrityError so."""
     duplicate = await find_duplicate(session, vault, new) if retry else None
     if duplicate is not None:
         return duplicate
     tip_id = uuid7()
     access_code = new_access_code()
-    tracking_no = await _unused_tracking_no(session, now, timezone)
+    tracking_no = await _unused_tracking_no(session, now, timezone, county.tracking_prefix)
     phone = None if new.anonymous else new.contact_phone
     name = None if new.anonymous else new.contact_name
     tip = Tip(
         id=tip_id,
+        county=county.code,
         tracking_no=tracking_no,
         access_code_hash=vault.hash_access_code(tip_id, access_code),
         access_code_sealed=vault.seal_access_code(access_code),
@@ -304,13 +326,15 @@ async def accept(
         resolution_note=redact_for_events(new.resolution_note) if new.resolution_note else None,
         received_at=now,
     )
-    stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))
+    stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now, county.code))
     return Receipt(tip_id, tracking_no, access_code, "received", False)
 
 
-async def _unused_tracking_no(session: AsyncSession, now: datetime, timezone: str) -> str:
+async def _unused_tracking_no(
+    session: AsyncSession, now: datetime, timezone: str, prefix: str
+) -> str:
     for _ in range(TRACKING_NUMBER_ATTEMPTS):
-        candidate = new_tracking_no(now, timezone)
+        candidate = new_tracking_no(now, timezone, prefix)
         taken = await session.scalar(select(Tip.id).where(Tip.tracking_no == candidate))
         if taken is None:
             return candidate

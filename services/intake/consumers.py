@@ -84,7 +84,12 @@ def inspection_findings(runtime: Runtime) -> Handler:
                 inspection_task_id=task,
             )
             await channels.accept(
-                session, vault, new, completed.completed_at, runtime.settings.timezone
+                session,
+                vault,
+                new,
+                completed.completed_at,
+                runtime.settings.timezone,
+                channels.county_of(runtime, new),  # the finding's grid says whose it is
             )
 
     return handle

@@ -60,7 +60,7 @@ async def erase(
     ids = [tip_id for tip_id, _ in tips]
     if not ids:
         return
-    await session.execute(
+    erased = await session.execute(
         update(Tip)
         .where(Tip.id.in_(ids))  # type: ignore[union-attr]
         .values(
@@ -75,7 +75,9 @@ async def erase(
             erased_at=now,
             **CONTACT_FIELDS,
         )
+        .returning(Tip.id, Tip.county)  # type: ignore[arg-type]
     )
+    county_of: dict[UUID, str] = {tip_id: county for tip_id, county in erased.all()}
     await session.execute(
         update(TipFeedback).where(TipFeedback.tip_id.in_(ids)).values(comment=None)  # type: ignore[attr-defined]
     )
@@ -94,7 +96,7 @@ async def erase(
             erased_at=now,
             erased_by=erasure.erased_by,
         )
-        stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now))
+        stage(session, TIPS, new_event(SOURCE, str(tip_id), payload, now, county_of.get(tip_id)))
 
 
 def scrubbed(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,13 @@ class Tip(SQLModel, table=True):
             unique=True,
             postgresql_where=text("dedupe_key IS NOT NULL"),
         ),
+        # A county's tips, newest first (docs/scale.md, "Tenancy": the county leads).
+        Index("ix_tip_county_received_at", "county", "received_at"),
     )
 
     id: UUID = Field(primary_key=True)
+    # The county (tenant) the tip belongs to: its place's (channels.py), by division code.
+    county: str = Field(sa_column=Column(String(6), nullable=False))
     tracking_no: str = Field(sa_column=Column(String, nullable=False, unique=True))
     access_code_hash: str
     access_code_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))

@@ -281,7 +281,7 @@ def record_rating(
         rated_at=now,
         recorded_by=taken.recorded_by,
     )
-    stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now))
+    stage(session, TIPS, new_event(SOURCE, str(tip.id), payload, now, tip.county))
     return feedback
 
 
@@ -360,7 +360,7 @@ async def follow_up_call(
                     recorded_by=operator,
                     attempted_at=now,
                 )
-                stage(session, TIPS, new_event(SOURCE, str(tip.id), missed, now))
+                stage(session, TIPS, new_event(SOURCE, str(tip.id), missed, now, tip.county))
             else:
                 taken = Taken("hotline", operator, call_id)
                 record_rating(session, tip, cast(Rating, answer), comment, now, taken)

@@ -22,10 +22,11 @@ KEYED = "hmac-sha256:"
 LEGACY = "sha256:"
 
 
-def new_tracking_no(now: datetime, timezone: str) -> str:
-    """``QX`` + local date + 6 random digits, e.g. ``QX20261121-482913``."""
+def new_tracking_no(now: datetime, timezone: str, prefix: str = "QX") -> str:
+    """The county's two-letter prefix + local date + 6 random digits, e.g.
+    ``QX20261121-482913``: unique across the city's counties, and it says where it belongs."""
     local = now.astimezone(ZoneInfo(timezone))
-    return f"QX{local:%Y%m%d}-{secrets.randbelow(10**6):06d}"
+    return f"{prefix}{local:%Y%m%d}-{secrets.randbelow(10**6):06d}"
 
 
 def new_access_code() -> str:

@@ -44,8 +44,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import GeoPoint, Rating, TipSupplemented
+from reference.county import County
 from services.intake import database, tips
-from services.intake.channels import MAX_TEXT, NewTip, accept
+from services.intake.channels import MAX_TEXT, NewTip, accept, counties
 from services.intake.contact import ContactVault
 from services.intake.errors import (
     NoTrackingNumber,
@@ -297,9 +298,18 @@ async def _take_once(runtime: Runtime, message: Inbound) -> str:
     vault: ContactVault = runtime.state["vault"]
     settings = runtime.settings
     window = timedelta(minutes=settings.wechat_supplement_window_minutes)
+    # An official account's text names no place: the default county's, until each county
+    # has its own account (docs/scale.md).
+    county = counties(runtime).default.county
     async with database.transaction(runtime) as session:
         return await take(
-            session, vault, message, runtime.clock(), window=window, timezone=settings.timezone
+            session,
+            vault,
+            message,
+            runtime.clock(),
+            window=window,
+            timezone=settings.timezone,
+            county=county,
         )
 
 
@@ -311,6 +321,7 @@ async def take(
     *,
     window: timedelta,
     timezone: str,
+    county: County,
 ) -> str:
     """Store what ``message`` adds and stage its event in the caller's transaction; return
     the reply text. A MsgId already taken gets the reply it got the first time, if it comes
@@ -352,6 +363,7 @@ async def take(
             ),
             now,
             timezone,
+            county,
         )
         record.outcome, record.tip_id = Outcome.TIP_OPENED, receipt.tip_id
         session.add(record)

@@ -1,6 +1,9 @@
-"""The Kubernetes ConfigMaps that carry the county's reference data, generated from
+"""The Kubernetes ConfigMaps that carry the counties' reference data, generated from
 ``deploy/config``: ``deploy/k8s/config.configmap.yaml`` (``whistle-config``, the top-level
-files) and ``deploy/k8s/triage.configmap.yaml`` (``whistle-triage``, the triage corpus).
+files: the default county), ``deploy/k8s/triage.configmap.yaml`` (``whistle-triage``, the
+triage corpus) and ``deploy/k8s/config-<code>.configmap.yaml`` (``whistle-config-<code>``) for
+each other county's directory (docs/scale.md, "Tenancy"): a ConfigMap holds no subdirectory, so
+each is mounted at ``<config>/<code>/`` in every service.
 
 They hold the same as ``kubectl create configmap NAME --from-file=DIR --dry-run=client -o
 yaml``; generating them here means a changed catalogue cannot reach a cluster with a stale
@@ -17,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from reference.county import county_directories
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "deploy" / "config"
 K8S = REPO / "deploy" / "k8s"
@@ -24,6 +29,10 @@ K8S = REPO / "deploy" / "k8s"
 CONFIGMAPS = (
     ("whistle-config", CONFIG, K8S / "config.configmap.yaml"),
     ("whistle-triage", CONFIG / "triage", K8S / "triage.configmap.yaml"),
+    *(
+        (f"whistle-config-{county.name}", county, K8S / f"config-{county.name}.configmap.yaml")
+        for county in county_directories(CONFIG)
+    ),
 )
 
 

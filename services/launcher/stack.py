@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from reference.county import ReferenceDataError, load_reference
+from reference.county import ReferenceDataError, county_tenancy, load_counties, load_reference
 from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.balancer import RoundRobin
@@ -129,10 +129,11 @@ class DevToken:
 
 async def prepare(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
     """Databases, migrations and topics: idempotent, so every start runs it."""
+    county = county_tenancy(settings.config_dir).default  # what rows from before are given
     for service in services:
         url = settings.database_url_for(service)
         await ensure_database(url)
-        await upgrade(service, url)
+        await upgrade(service, url, county=county)
     reference = load_reference(settings.config_dir)
     await ensure_topics(
         settings.require_kafka(),
@@ -221,12 +222,24 @@ def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], timeout: fl
 
 
 def dev_tokens(settings: Settings) -> list[tuple[DevToken, str]]:
-    reference = load_reference(settings.config_dir)
+    counties = load_counties(settings.config_dir)
+    reference = counties.default
     township = next(iter(reference.townships))
     department = reference.department_codes()[0]
     grid = next(iter(reference.grids))
+    # Each other county's dispatcher of its first township (docs/scale.md, "Tenancy").
+    others = [
+        DevToken(
+            f"township dispatcher, {data.county.name}",
+            ("dispatcher",),
+            (f"county:{code}", f"township:{next(iter(data.townships))}"),
+        )
+        for code, data in counties.items()
+        if code != reference.county.code
+    ]
     wanted = [
         DevToken("township dispatcher", ("dispatcher",), (f"township:{township}",)),
+        *others,
         DevToken("county supervisor", ("county_supervisor",), ("township:*", "dept:*")),
         DevToken("county government", ("county_government",), ()),
         DevToken("legal reviewer", ("legal_reviewer",), ()),
@@ -261,7 +274,7 @@ def check_configuration(settings: Settings, now: datetime, say: Callable[[str], 
     dispatch and the ledger do not need it, and escalation counts the missing year Monday to
     Friday until the notice is added."""
     try:
-        load_reference(settings.config_dir)
+        load_counties(settings.config_dir)  # every county's, each checked and all together
         load_policies(settings.config_dir / "policies.yaml")
         calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
     except (ReferenceDataError, PolicyError, CalendarError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from reference.county import MatterKind, ReferenceData, load_reference
+from reference.county import MatterKind, ReferenceData, county_tenancy, load_reference
 from services.ledger import api, assessment_api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
@@ -67,6 +67,7 @@ LEDGER = ServiceDefinition(
     name="ledger",
     routers=[api.router, kpi_api.router, assessment_api.router, auditor.router],
     setup=setup,
+    counties=county_tenancy,
     # Not the tables' owner, so it cannot disable the append-only triggers (ledger_0005).
     database_role="whistle_ledger_writer",
 )

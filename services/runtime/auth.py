@@ -2,8 +2,9 @@
 
 Services only ever hold the public key. Development keys are generated under ``WHISTLE_HOME``
 by ``whistle up`` and ``whistle token``; production supplies the public key of its issuer.
-A scope names what a principal may act on: ``township:<code>``, ``dept:<code>``,
-``unit:<id>``, ``grid:<id>``.
+A scope names what a principal may act on: ``county:<code>`` (the tenant; ``county:*`` for the
+city's own roles), ``township:<code>``, ``dept:<code>``, ``unit:<id>``, ``grid:<id>``. A token
+that names no county was issued for a single-county stack: it acts for the default county.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Request
 
+from contracts.tenancy import COUNTY_SCOPE
 from services.runtime.problems import Problem
 
 ROLES: tuple[str, ...] = (
@@ -141,8 +143,10 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+        default_county: str | None = None,
     ) -> None:
         self._key = public_key_pem
+        self._default_county = default_county
         self._issuer = issuer
         self._audience = audience
         self._max_lifetime = max_lifetime
@@ -170,8 +174,16 @@ class TokenVerifier:
         return Principal(
             subject=str(claims["sub"]),
             roles=frozenset(claims.get("roles") or ()),
-            scopes=frozenset(claims.get("scopes") or ()),
+            scopes=with_county(frozenset(claims.get("scopes") or ()), self._default_county),
         )
+
+
+def with_county(scopes: frozenset[str], default_county: str | None) -> frozenset[str]:
+    """A token's scopes, with ``county:<default>`` when it names no county: tokens issued
+    before tenancy (and a single county's) keep acting for the county they were issued in."""
+    if default_county is None or any(s.startswith(f"{COUNTY_SCOPE}:") for s in scopes):
+        return scopes
+    return scopes | {f"{COUNTY_SCOPE}:{default_county}"}
 
 
 def _unauthorized(detail: str) -> Problem:

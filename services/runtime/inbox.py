@@ -9,8 +9,9 @@ the error attached, and the consumer moves on.
 Before any of that, an event must be admissible where it arrived (``contracts.topics.admissible``):
 its type carried by that topic, from the topic's producer, or, for what the topic's submitters
 send from outside Whistle, with the submitter's JWT in the ``authorization`` header, verified,
-and acting for whom the payload names. An event that is not is dead-lettered with the reason,
-and nothing else happens: no inbox row, no effect.
+and acting for whom the payload names; and its ``county`` one the deployment serves
+(``contracts.tenancy.Counties``). An event that is not is dead-lettered with the reason, and
+nothing else happens: no inbox row, no effect.
 
 The broker can lose what it held (an embedded broker restarted empty, an unclean leader
 election): the producers' outboxes send it again, possibly at offsets this consumer believes it
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import CloudEvent
+from contracts.tenancy import Counties
 from contracts.topics import (
     DEFAULT_GROUP_PREFIX,
     HEADER_AUTHORIZATION,
@@ -207,8 +209,12 @@ class InboxConsumer:
         verify_seconds: float = 5.0,
         stuck_after_seconds: float = 120.0,
         auth: BrokerAuth = NO_AUTH,
+        counties: Counties | None = None,
     ) -> None:
         self._service = service
+        # The counties this deployment serves: an event of another is refused. None only for a
+        # test's consumer of its own topics.
+        self._counties = counties
         self._logs = logs
         self._verify_seconds = verify_seconds
         self._stuck_after = stuck_after_seconds
@@ -531,6 +537,10 @@ class InboxConsumer:
             return None
         if subscription.admit is not None:
             reason = subscription.admit(record.topic, event.type, event.source)
+            if reason is not None:
+                return Refused(reason)
+        if self._counties is not None:
+            reason = self._counties.refusal(event.county)
             if reason is not None:
                 return Refused(reason)
         entry = registered(record.topic)

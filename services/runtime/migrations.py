@@ -7,6 +7,8 @@ Each service keeps its history in ``services/<service>/migrations``; its ``env.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
@@ -22,19 +24,41 @@ def alembic_config(service: str) -> Config:
     return config
 
 
-async def upgrade(service: str, database_url: str, revision: str = "heads") -> None:
+async def upgrade(
+    service: str, database_url: str, revision: str = "heads", *, county: str | None = None
+) -> None:
+    """Run ``service``'s migrations up to ``revision``; ``county`` is the deployment's default
+    county, which rows stored before tenancy are given (:func:`default_county`)."""
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, service, revision)
+            await conn.run_sync(_upgrade, service, revision, county)
     finally:
         await engine.dispose()
 
 
-def _upgrade(connection: Connection, service: str, revision: str) -> None:
+def _upgrade(connection: Connection, service: str, revision: str, county: str | None) -> None:
     config = alembic_config(service)
     config.attributes["connection"] = connection
+    config.attributes["county"] = county
     command.upgrade(config, revision)
+
+
+def add_county_column(
+    table: str, index: str, columns: list[str], configured: Callable[[], str]
+) -> None:
+    """Tenancy (docs/scale.md): a ``county`` column on ``table``, leading the new ``index``
+    over ``columns``. Rows stored before are the default county's: the one the launcher passed
+    to :func:`upgrade`, else ``configured()`` (read from the configuration directory)."""
+    default = context.config.attributes.get("county") or configured()
+    op.add_column(table, sa.Column("county", sa.String(6), nullable=False, server_default=default))
+    op.alter_column(table, "county", server_default=None)
+    op.create_index(index, table, columns)
+
+
+def drop_county_column(table: str, index: str) -> None:
+    op.drop_index(index, table_name=table)
+    op.drop_column(table, "county")
 
 
 def run_env() -> None:

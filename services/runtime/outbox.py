@@ -183,9 +183,13 @@ class OutboxRelay:
         poll_seconds: float = 0.2,
         check_seconds: float = 2.0,
         retention: timedelta = timedelta(days=30),
+        county: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._producer = producer
+        # The deployment's default county: an event staged without one leaves with it, so that
+        # every event on the wire names its county (contracts/tenancy.py).
+        self._county = county
         self._logs = logs
         self._check_seconds = check_seconds
         self._last_check = -check_seconds
@@ -259,7 +263,10 @@ class OutboxRelay:
                 return 0
             acks = []
             for row in rows:
-                value = CloudEvent.model_validate(row.event).to_bytes()
+                event = CloudEvent.model_validate(row.event)
+                if event.county is None and self._county is not None:
+                    event.county = self._county
+                value = event.to_bytes()
                 acks.append(
                     await self._producer.send(
                         row.topic,

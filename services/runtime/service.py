@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -30,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from contracts.tenancy import Counties
 from contracts.topics import consumer_group
 from services.runtime.auth import TokenVerifier
 from services.runtime.clock import Clock, system_clock
@@ -60,6 +62,9 @@ class Runtime:
     verifier: TokenVerifier
     # What this process removes when its retention ends; a service's setup adds its own sweeps.
     retention: RetentionJob
+    # The counties the deployment serves (reference data, docs/scale.md); None for a service
+    # definition that names none (a test's).
+    counties: Counties | None = None
     consumer: InboxConsumer | None = None
     draining: bool = False
     state: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +112,10 @@ class ServiceDefinition:
     setup: Setup | None = None
     # The database role the service works as (created by its migrations), if not the login's.
     database_role: str | None = None
+    # Which counties the deployment serves, read from the reference data at start (the runtime
+    # cannot read it itself: reference sits beside it): the relay stamps the default on every
+    # event, the inbox refuses another county's, tokens without a county get the default.
+    counties: Callable[[Path], Counties] | None = None
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -149,6 +158,8 @@ async def _running(
 ) -> AsyncIterator[Runtime]:
     name = definition.name
     public_key = settings.public_key_path.read_bytes()
+    counties = definition.counties(settings.config_dir) if definition.counties else None
+    default_county = counties.default if counties else None
     engine = create_engine(settings.database_url_for(name), role=definition.database_role)
     sessions = session_factory(engine)
     bootstrap = settings.require_kafka()
@@ -171,6 +182,7 @@ async def _running(
         poll_seconds=settings.outbox_poll_seconds,
         check_seconds=settings.outbox_check_seconds,
         retention=timedelta(days=settings.outbox_retention_days),
+        county=default_county,
     )
     runtime = Runtime(
         service=name,
@@ -185,8 +197,10 @@ async def _running(
             issuer=settings.jwt_issuer,
             audience=settings.audience_of(name),
             max_lifetime=timedelta(hours=settings.jwt_max_lifetime_hours),
+            default_county=default_county,
         ),
         retention=RetentionJob(name, clock, timedelta(hours=settings.retention_interval_hours)),
+        counties=counties,
     )
     consumer: InboxConsumer | None = None
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -216,6 +230,7 @@ async def _running(
                 verify_seconds=settings.consumer_verify_seconds,
                 stuck_after_seconds=settings.consumer_stuck_after_seconds,
                 auth=auth,
+                counties=counties,
             )
             await consumer.start()
             runtime.consumer = consumer

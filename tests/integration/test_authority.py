@@ -43,6 +43,7 @@ async def _case(
 ) -> UUID:
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status=status,

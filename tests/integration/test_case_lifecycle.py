@@ -27,6 +27,7 @@ async def assigned_case(dispatch: tuple[httpx.AsyncClient, Runtime]) -> UUID:
     _, runtime = dispatch
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status="assigned",

@@ -190,6 +190,7 @@ async def test_only_a_case_opened_within_the_window_absorbs_a_tip(
 
     def open_case(point: tuple[float, float], grid: str, age: timedelta) -> Case:
         return Case(
+            county="140999",
             id=uuid7(),
             tip_id=uuid7(),
             status="in_progress",

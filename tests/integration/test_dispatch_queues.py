@@ -23,6 +23,7 @@ def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
 async def _waiting_case(runtime: Runtime, township: str, text: str) -> UUID:
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status="triage",

@@ -23,6 +23,7 @@ PROBLEM = "application/problem+json"
 async def _case(runtime: Runtime, matter: str, status: str = "in_progress", **fields) -> UUID:
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status=status,

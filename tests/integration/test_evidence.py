@@ -56,6 +56,7 @@ async def _case(runtime: Runtime, matter: str = "CG-001", unit: str = "T03-CGJ")
     case = Case(
         id=uuid7(),
         tip_id=uuid7(),
+        county="140999",
         status="in_progress",
         matter_code=matter,
         township_code="T03",

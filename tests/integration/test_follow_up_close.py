@@ -47,6 +47,7 @@ async def dispatch(
 async def a_case(runtime: Runtime, status: str = "assigned") -> Case:
     now = runtime.clock()
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status=status,

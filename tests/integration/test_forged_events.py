@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
@@ -258,3 +259,54 @@ async def test_a_submission_read_again_after_its_token_expired_is_not_refused_bu
         bootstrap, dlq_topic(WHISTLES), lambda r: json.loads(r.value)["id"] in (event.id, later.id)
     )
     assert [json.loads(r.value)["id"] for r in parked] == [later.id]
+
+
+async def test_an_event_of_a_county_the_deployment_does_not_serve_is_dead_lettered(
+    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings
+) -> None:
+    """The admission rule's county check (contracts/tenancy.py): the county attribute names a
+    county of the reference data, or the event changes nothing."""
+    bootstrap = migrated.kafka_bootstrap or ""
+    case = assigned(uuid4())
+    escalation.clock.now = local(2026, 11, 16, 9, 0)
+    foreign = await produce(
+        producer, CASES, case, escalation.clock.now, "whistle/dispatch", county="999999"
+    )
+    reason = await dead_letter(bootstrap, CASES, foreign)
+    assert reason == "county 999999 is not one of the counties served here (140998, 140999)"
+    assert await claimed(escalation, [foreign]) == []
+    # The second sample county's is taken as any other.
+    other = assigned(uuid4())
+    served = await produce(
+        producer, CASES, other, escalation.clock.now, "whistle/dispatch", county="140998"
+    )
+    await eventually(lambda: claimed(escalation, [served]), what="the second county's event taken")
+    assert await resolution_clock(escalation, case.case_id) is None
+
+
+async def test_escalation_speaks_of_a_case_in_the_cases_county(
+    escalation: Escalation, producer: AIOKafkaProducer
+) -> None:
+    """Tenancy (docs/scale.md): the deadlines escalation sets at once, and the ladder steps its
+    scheduler fires days later, carry the county of the case's own events."""
+    case = assigned(uuid4())
+    escalation.clock.now = local(2026, 11, 16, 9, 0)
+    await produce(producer, CASES, case, escalation.clock.now, "whistle/dispatch", county="140998")
+
+    async def about_case(event_type: str) -> list[dict[str, Any]] | None:
+        found = [
+            e
+            for e in await escalation.events()
+            if e["subject"] == str(case.case_id) and e["type"] == event_type
+        ]
+        return found or None
+
+    (deadlines,) = await eventually(
+        lambda: about_case("whistle.deadlines.set"), what="the case's deadlines"
+    )
+    assert deadlines["county"] == "140998"
+    escalation.clock.now = local(2026, 11, 30, 9, 0)  # its first-response clock long overdue
+    warnings = await eventually(
+        lambda: about_case("whistle.deadline.warning"), what="a warning fired"
+    )
+    assert {w["county"] for w in warnings} == {"140998"}

@@ -157,6 +157,7 @@ async def t02_case(dispatch: tuple[httpx.AsyncClient, Runtime]) -> UUID:
     _, runtime = dispatch
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=UUID(int=0x1A2B),
         tip_id=UUID(int=0x3C4D),
         status="assigned",

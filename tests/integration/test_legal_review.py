@@ -232,6 +232,7 @@ async def test_a_case_assigned_before_the_capacity_was_recorded_is_held_to_the_c
     client, runtime = dispatch
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status="in_progress",

@@ -55,6 +55,7 @@ async def a_case(
     urban-management squad's officer 宋晓丽, with the citizen's own words stored beside it."""
     opened = CLOSED_AT - timedelta(days=3)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status=status,

@@ -25,6 +25,7 @@ from tests.support.infra import Infra, eventually, find_on_topic
 async def a_case(runtime: Runtime, status: str) -> Case:
     now = datetime.now(UTC)
     case = Case(
+        county="140999",
         id=uuid7(),
         tip_id=uuid7(),
         status=status,

@@ -65,6 +65,7 @@ async def _tip(
     """A tip with a contact, a place, a photo and a rating comment, through ``timeline``."""
     tip = Tip(
         id=uuid7(),
+        county="140999",
         tracking_no=f"QX20200101-{secrets.randbelow(10**6):06d}{secrets.token_hex(2)}",
         access_code_hash="x",
         channel="web",
@@ -285,6 +286,7 @@ async def test_dispatch_forgets_its_copy_of_the_words_and_the_point_with_intake(
 
     async def case(status: str, closed: datetime | None) -> tuple[UUID, UUID, UUID]:
         row = Case(
+            county="140999",
             id=uuid7(), tip_id=uuid7(), status=status, matter_code="CG-001",
             township_code="T03", village_code="T03V02", grid_id="T03V02G01",
             lat=38.76, lon=113.22, urgency="general", catalogue_version="test",

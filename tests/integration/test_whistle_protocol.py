@@ -88,10 +88,11 @@ async def produce(
     at: datetime,
     source: str,
     token: str | None = None,
+    county: str | None = None,
 ) -> str:
     """Put ``data`` on ``topic`` as ``source`` would; a department's submission carries its
     ``token`` in the ``authorization`` header."""
-    event = new_event(source, str(data.case_id), data, at.astimezone(UTC))  # type: ignore[attr-defined]
+    event = new_event(source, str(data.case_id), data, at.astimezone(UTC), county)  # type: ignore[attr-defined]
     headers = [("content-type", CONTENT_TYPE.encode())]
     if token is not None:
         headers.append(("authorization", f"Bearer {token}".encode()))

@@ -1,0 +1,57 @@
+"""Which county each case belongs to, for the events escalation produces about it (tenancy's
+first step, docs/scale.md): learnt from the ``county`` of the case's own events as they arrive,
+read back when escalation speaks of the case — at once, or days later when a ladder step fires.
+A case escalation learnt no county for is the default county's: its events leave without one
+and the outbox relay stamps the default."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import CloudEvent, EventData, new_event
+from services.escalation import SOURCE
+from services.escalation.models import CaseCounty
+
+
+async def learn(session: AsyncSession, event: CloudEvent) -> None:
+    """Keep the county a case event names (its subject is the case id); the first one stays:
+    a case does not move between counties."""
+    if event.county is None or event.subject is None:
+        return
+    await session.execute(
+        insert(CaseCounty)
+        .values(case_id=UUID(event.subject), county=event.county)
+        .on_conflict_do_nothing()
+    )
+
+
+async def county_of(session: AsyncSession, case_id: UUID) -> str | None:
+    county: str | None = await session.scalar(
+        select(CaseCounty.county).where(CaseCounty.case_id == case_id)  # type: ignore[arg-type]
+    )
+    return county
+
+
+async def counties_of(session: AsyncSession, case_ids: Collection[UUID]) -> dict[UUID, str]:
+    """The counties of several cases at once (a scheduler batch)."""
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(CaseCounty.case_id, CaseCounty.county).where(
+            CaseCounty.case_id.in_(list(case_ids))  # type: ignore[attr-defined]
+        )
+    )
+    return {case_id: county for case_id, county in rows.all()}
+
+
+async def case_event(
+    session: AsyncSession, case_id: UUID, data: EventData, now: datetime
+) -> CloudEvent:
+    """Escalation's event about ``case_id``, in the case's county."""
+    return new_event(SOURCE, str(case_id), data, now, await county_of(session, case_id))
