@@ -3,7 +3,8 @@ a major penalty decision put to legal review starts escalation's ``legal_review`
 policy's five working days on the business calendar; the reviewer's approval stops it on time;
 one left alone goes overdue and climbs the ladder (催办); a return and a resubmission review it
 again on a new round. The console shows the clock on the case page and the due time on the
-legal review queue; the ledger's trail holds the clock's set, overdue and stopped events. The
+legal review queue; the ledger's trail holds the clock's set, overdue and stopped events; a
+request for a case escalation keeps no clocks for is dead-lettered. The
 sample county's data; dispatch and escalation share a clock moved by hand from Monday 16
 November 2026, 09:00 in the county (November 2026 has no holidays)."""
 
@@ -14,15 +15,20 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
+from uuid6 import uuid7
 
+from contracts.envelope import new_event
+from contracts.events import CaseLegalReviewRequested, Penalty
+from contracts.topics import CASES, dlq_topic
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
 from tests.integration.test_escalation_clocks import local
 from tests.integration.test_legal_review import _in_progress, _penalised
-from tests.support.infra import eventually
+from tests.support.infra import Infra, eventually, find_on_topic
 from tests.support.tips import act, bearer
 
 MONDAY_9 = local(2026, 11, 16, 9, 0)  # where fixed_clock starts (conftest)
@@ -205,3 +211,28 @@ async def test_an_unreviewed_decision_goes_overdue_and_a_resubmission_is_a_new_r
 def _round(event: dict[str, Any]) -> int:
     data = event["data"]
     return int(data["round"] if "round" in data else data["deadlines"][0]["round"])
+
+
+async def test_a_review_of_a_case_without_clocks_is_dead_lettered(
+    escalation: Runtime, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    """A case escalation keeps no clocks for (assigned before it kept them) gives no policy to
+    count the review by: the request is parked on the dead-letter topic, never guessed."""
+    case_id = uuid7()
+    requested = CaseLegalReviewRequested(
+        case_id=case_id,
+        tip_id=uuid7(),
+        actor="S0500",
+        actor_role="unit_member",
+        version=5,
+        township_code="T03",
+        unit_id="T03-SCJGJ",
+        review_id=uuid7(),
+        note="依法作出行政处罚决定",
+        penalty=Penalty(kinds=["fine"], fine_yuan=20000),
+        major_decisions=["罚款金额超过10000元"],
+    )
+    event = new_event("whistle/dispatch", str(case_id), requested, MONDAY_9)
+    await producer.send_and_wait(CASES, event.to_bytes(), key=str(case_id).encode())
+    await find_on_topic(infra.bootstrap, dlq_topic(CASES), lambda e: e.get("id") == event.id)
+    assert await _review_clock(escalation, case_id, 1) is None
