@@ -485,12 +485,15 @@ ClockKind = Literal[
     "referral_acceptance",
     "assistance_response",
     "meeting_decision",
+    "legal_review",
 ]
 """A case's own clocks, a summoned department's clocks under the whistle protocol, and a
 referred case's acceptance by the township (移送, stopped by ``whistle.case.accepted``) and the
 township's response to a department's request for assistance (协助, stopped by the assisting
 unit's first progress); and a joint meeting's decision (联席会议议定事项), due on the date the
-meeting set, stopped by its owner's report that it is done."""
+meeting set, stopped by its owner's report that it is done; and a penalty decision's legal
+review (法制审核, started by ``whistle.case.legal_review_requested``, stopped by
+``whistle.case.legal_review_decided``; each request a new round)."""
 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 

@@ -24,7 +24,13 @@ from services.dispatch.cases import (
     may_ask_assistance,
     permitted_actions,
 )
-from services.dispatch.deadline_colour import ClockKey, Colour, case_colour, clock_colour
+from services.dispatch.deadline_colour import (
+    LEGAL_REVIEW_CLOCK,
+    ClockKey,
+    Colour,
+    case_colour,
+    clock_colour,
+)
 from services.dispatch.dependencies import (
     AdmissionReader,
     County,
@@ -353,6 +359,18 @@ class ReviewRow(CaseRow):
     legal_basis: str | None
     requested_by: str
     requested_at: datetime
+    review_due_at: datetime | None = Field(
+        description="when the review is due (法制审核期限; escalation's legal_review clock)"
+    )
+    review_colour: Colour | None = Field(
+        description="the review clock's colour: red once it is overdue (已超期)"
+    )
+
+
+def _review_clock(clocks: list[CaseClock]) -> CaseClock | None:
+    """The running round of the case's legal review clock, if escalation announced it yet."""
+    running = [c for c in clocks if c.kind == LEGAL_REVIEW_CLOCK and c.stopped_at is None]
+    return max(running, key=lambda c: c.round) if running else None
 
 
 @router.get("/legal-review", response_model=list[ReviewRow])
@@ -369,6 +387,7 @@ async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> lis
         penalty = Penalty.model_validate(review.penalty)
         acting = (case.acting or {}).get("acting_in_name_of") or {}
         text = texts.get(case.tip_id)
+        review_clock = _review_clock(clocks.get(case.id, []))
         out.append(
             ReviewRow(
                 **_row(
@@ -387,6 +406,8 @@ async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> lis
                 legal_basis=(case.acting or {}).get("legal_basis"),
                 requested_by=review.requested_by,
                 requested_at=review.requested_at,
+                review_due_at=review_clock.due_at if review_clock else None,
+                review_colour=clock_colour(review_clock, now) if review_clock else None,
             )
         )
     return out

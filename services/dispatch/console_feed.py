@@ -28,11 +28,19 @@ from contracts.events import (
     ExtensionDecided,
     TipReceived,
 )
+from services.dispatch.deadline_colour import LEGAL_REVIEW_CLOCK
 from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
 
 # The case's own clocks, a referral's (移送) and a request for assistance's (协助) included,
-# which the township answers; a summoned department's whistle clocks are not the case's colour.
-CASE_CLOCKS = ("first_response", "resolution", "referral_acceptance", "assistance_response")
+# which the township answers, and its legal review's (法制审核, while a decision waits for it);
+# a summoned department's whistle clocks are not the case's colour.
+CASE_CLOCKS = (
+    "first_response",
+    "resolution",
+    "referral_acceptance",
+    "assistance_response",
+    LEGAL_REVIEW_CLOCK,
+)
 
 
 async def keep_tip_text(session: AsyncSession, tip: TipReceived) -> None:

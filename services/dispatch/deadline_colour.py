@@ -21,6 +21,10 @@ from uuid import UUID
 
 from contracts.events import DeadlineRecomputed, DeadlinesSet
 
+LEGAL_REVIEW_CLOCK = "legal_review"
+"""The clock of a decision waiting for legal review (法制审核): the legal reviewer's, not the
+unit's; the legal review queue shows it per decision."""
+
 ClockKey = tuple[UUID, str, int]
 """A case's clock: case id, kind, round."""
 

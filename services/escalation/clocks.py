@@ -1,6 +1,7 @@
 """The clock service: a case's clocks set on assignment, stopped when the case is accepted
 (first response) or resolved (resolution), a new round of the resolution clock when it is
-reopened; and stopping or moving any clock, a summoned department's too (the whistle protocol,
+reopened; a legal review's (法制审核) clock, a round per request; and stopping or moving any
+clock, a summoned department's too (the whistle protocol,
 ``services/escalation/whistle_protocol.py``, and extensions, ``extension_api.py``, use them).
 The consumer (``services/escalation/consumers.py``) calls it with each case event's own time.
 
@@ -36,9 +37,11 @@ from services.escalation.calendar import BusinessCalendar
 from services.escalation.counties import case_event
 from services.escalation.deadlines import (
     ANSWER_KINDS,
+    LEGAL_REVIEW,
     ComputedDeadline,
     answer_deadline,
     deadlines_for,
+    legal_review_deadline,
     stop_outcome,
 )
 from services.escalation.extensions import replanned_step
@@ -235,32 +238,85 @@ async def restart_resolution(
     frozen = {k: v for k, v in latest.policy_snapshot.items() if k != "calendar_version"}
     policy = DeadlinePolicy.model_validate(frozen)
     (resolution,) = [d for d in deadlines_for(policy, start, calendar) if d.kind == "resolution"]
-    round_ = latest.round + 1
-    reopened = CaseDeadline(
+    await _next_round(session, case_id, resolution, latest.round + 1, policy, start, calendar, now)
+
+
+async def case_policy_id(session: AsyncSession, case_id: UUID) -> str | None:
+    """The deadline policy the case's own clocks were set under (its newest resolution
+    clock's); None for a case escalation keeps no clocks for."""
+    policy_id: str | None = await session.scalar(
+        select(CaseDeadline.policy_id)
+        .where(CaseDeadline.case_id == case_id, CaseDeadline.kind == "resolution")
+        .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    return policy_id
+
+
+async def start_legal_review_clock(
+    session: AsyncSession,
+    case_id: UUID,
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """法制审核: a penalty decision put to legal review starts a clock of its own, due the
+    policy's ``legal_review`` time after ``start`` (the request), with its warning step and
+    ladder like any case clock. Each request is a round: a decision returned and submitted
+    again is reviewed again on a new round, counted from the new request."""
+    latest = await latest_clock(session, case_id, LEGAL_REVIEW)
+    if latest is not None and latest.status == "running":
+        # Dispatch holds one review at a time; a request while one runs (not sent by dispatch
+        # as it stands) lapses the old round rather than leaving two clocks for one reviewer.
+        await stop_clock(
+            session, latest, start, "whistle.case.legal_review_requested", now, lapsed=True
+        )
+    round_ = latest.round + 1 if latest is not None else 1
+    review = legal_review_deadline(policy, start, calendar)
+    await _next_round(session, case_id, review, round_, policy, start, calendar, now)
+
+
+async def _next_round(
+    session: AsyncSession,
+    case_id: UUID,
+    deadline: ComputedDeadline,
+    round_: int,
+    policy: DeadlinePolicy,
+    start: datetime,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> None:
+    """Insert round ``round_`` of the case's clock ``deadline`` with its warning step, under
+    ``policy`` (frozen onto it with the calendar's version); ``DeadlinesSet`` names the round."""
+    clock = CaseDeadline(
         case_id=case_id,
-        kind="resolution",
+        kind=deadline.kind,
         round=round_,
         started_at=start,
-        due_at=resolution.due_at,
-        warn_at=resolution.warn_at,
+        due_at=deadline.due_at,
+        warn_at=deadline.warn_at,
         policy_id=policy.id,
-        policy_snapshot={**frozen, "calendar_version": calendar.version},
-        provisional_reason=resolution.provisional_reason,
+        policy_snapshot={**policy.model_dump(mode="json"), "calendar_version": calendar.version},
+        provisional_reason=deadline.provisional_reason,
     )
-    session.add(reopened)
+    session.add(clock)
     await session.flush()  # for its id
-    assert reopened.id is not None
-    session.add(_warning_step(reopened.id, resolution.warn_at))
+    assert clock.id is not None
+    session.add(_warning_step(clock.id, deadline.warn_at))
+    if deadline.provisional_reason:
+        PROVISIONAL_DEADLINES.inc()
+        log.warning("provisional %s deadline: %s", deadline.kind, deadline.provisional_reason)
     payload = DeadlinesSet(
         case_id=case_id,
         policy_id=policy.id,
         urgency=policy.urgency,
         deadlines=[
             Deadline(
-                kind="resolution",
-                due_at=resolution.due_at,
-                warn_at=resolution.warn_at,
-                provisional_reason=resolution.provisional_reason,
+                kind=deadline.kind,  # type: ignore[arg-type]
+                due_at=deadline.due_at,
+                warn_at=deadline.warn_at,
+                provisional_reason=deadline.provisional_reason,
                 round=round_,
             )
         ],

@@ -6,7 +6,8 @@ Three topics:
   (``services/escalation/clocks.py``); a referral (移送) and a request for assistance (协助)
   each start a clock the township answers (by its acceptance, by the assisting unit's
   progress); a whistle blown summons county departments and the closing lapses their clocks
-  (``services/escalation/whistle_protocol.py``). Any other case event has no handler here, so
+  (``services/escalation/whistle_protocol.py``); a legal review (法制审核) asked for starts its
+  clock, its decision stops it. Any other case event has no handler here, so
   the inbox leaves it alone.
 - ``escalation.meetings.v1``: a department's report that a joint meeting's decision it owns
   is done (联席会议), submitted from its own system with its token as receipts are; escalation's
@@ -39,6 +40,8 @@ from contracts.events import (
     CaseAssigned,
     CaseAssistanceRequested,
     CaseClosed,
+    CaseLegalReviewDecided,
+    CaseLegalReviewRequested,
     CaseProgressRecorded,
     CaseReferred,
     CaseReopened,
@@ -52,7 +55,7 @@ from contracts.events import (
 from contracts.topics import CASES, MEETINGS, WHISTLES
 from services.escalation import clocks, counties, meeting_service, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.deadlines import ASSISTANCE_RESPONSE, REFERRAL_ACCEPTANCE
+from services.escalation.deadlines import ASSISTANCE_RESPONSE, LEGAL_REVIEW, REFERRAL_ACCEPTANCE
 from services.escalation.meetings import MeetingRefused
 from services.escalation.policies import DeadlinePolicy, PolicyBook
 from services.escalation.whistle_protocol import AlreadyRecorded, SubmissionRefused
@@ -83,6 +86,9 @@ def subscription(
         CaseAccepted.event_type: on.case_accepted,
         CaseResolved.event_type: on.case_resolved,
         CaseReopened.event_type: on.case_reopened,
+        # dispatch.cases.v1: a major penalty decision's legal review (法制审核), on its own clock
+        CaseLegalReviewRequested.event_type: on.legal_review_requested,
+        CaseLegalReviewDecided.event_type: on.legal_review_decided,
         # dispatch.cases.v1: the whistle protocol
         WhistleBlown.event_type: on.whistle_blown,
         CaseClosed.event_type: on.case_closed,
@@ -182,6 +188,27 @@ class Handlers:
         await clocks.restart_resolution(
             session, case_id, event.time, self._calendar(), self._clock()
         )
+
+    async def legal_review_requested(
+        self, session: AsyncSession, event: CloudEvent, topic: str
+    ) -> None:
+        """法制审核 asked for: the review's clock, under the policy the case's own clocks were
+        set under (as it stands in the book now, as for a referral's clock)."""
+        case_id = event.payload(CaseLegalReviewRequested).case_id
+        policy_id = await clocks.case_policy_id(session, case_id)
+        if policy_id is None:
+            raise PoisonEvent(f"case {case_id} has no clocks: no policy for its legal review")
+        await clocks.start_legal_review_clock(
+            session, case_id, self._policy(policy_id), event.time, self._calendar(), self._clock()
+        )
+
+    async def legal_review_decided(
+        self, session: AsyncSession, event: CloudEvent, topic: str
+    ) -> None:
+        """Approved or returned, the review answered: its clock stops (a return's resubmission
+        is a new request, a new round)."""
+        case_id = event.payload(CaseLegalReviewDecided).case_id
+        await self._stop(session, event, case_id, LEGAL_REVIEW)
 
     async def whistle_blown(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         blown = event.payload(WhistleBlown)

@@ -76,6 +76,17 @@ def answer_deadline(
     return deadline_for(kind, start, policy.first_response, policy.warn_at_fraction, calendar)
 
 
+LEGAL_REVIEW = "legal_review"
+"""法制审核: a legal reviewer's approval or return of a major penalty decision."""
+
+
+def legal_review_deadline(
+    policy: DeadlinePolicy, start: datetime, calendar: BusinessCalendar
+) -> ComputedDeadline:
+    """A legal review's clock: due the policy's ``legal_review`` time after its request."""
+    return deadline_for(LEGAL_REVIEW, start, policy.legal_review, policy.warn_at_fraction, calendar)
+
+
 def deadline_for(
     kind: str, start: datetime, duration: Duration, fraction: float, calendar: BusinessCalendar
 ) -> ComputedDeadline:

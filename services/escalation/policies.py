@@ -2,7 +2,9 @@
 
 A policy sets a case's clocks (first response, resolution) and its escalation ladder: a warning
 at ``warn_at_fraction`` of the time, overdue at the deadline, a chase (催办) ``chase_after``
-later, supervision (督办, and the leadership stream) ``supervise_after`` after the chase.
+later, supervision (督办, and the leadership stream) ``supervise_after`` after the chase. It
+also sets how long a legal review (法制审核) of a major penalty decision may take
+(``legal_review``), on the same ladder.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class DeadlinePolicy(BaseModel):
     # The whistle protocol (吹哨报到): a summoned department reports in (报到) within this; its
     # reply is due with the case's resolution (services/escalation/whistle_protocol.py).
     whistle_receipt: Duration = Duration(amount=1, unit="working_days")
+    # 法制审核: a legal reviewer approves or returns a major penalty decision within this of
+    # its request (services/escalation/clocks.py, start_legal_review_clock). A PLACEHOLDER: the
+    # county confirms it from its own 重大执法决定法制审核 rules.
+    legal_review: Duration = Duration(amount=5, unit="working_days")
 
 
 class PolicyBook(BaseModel):

@@ -46,9 +46,11 @@ from services.escalation.calendar import BusinessCalendar
 from services.escalation.counties import case_event
 from services.escalation.deadlines import (
     ANSWER_KINDS,
+    LEGAL_REVIEW,
     ComputedDeadline,
     answer_deadline,
     deadlines_for,
+    legal_review_deadline,
 )
 from services.escalation.extensions import moved_warning, requested_deadline
 from services.escalation.ladder import PlannedStep, Step, first_step, next_step
@@ -86,6 +88,8 @@ def recount(
     resolution clock, that clock as counted again."""
     if kind in ANSWER_KINDS:
         counted = answer_deadline(kind, policy, started_at, calendar)
+    elif kind == LEGAL_REVIEW:
+        counted = legal_review_deadline(policy, started_at, calendar)
     elif kind in CASE_KINDS:
         (counted,) = [d for d in deadlines_for(policy, started_at, calendar) if d.kind == kind]
     else:

@@ -155,7 +155,8 @@ COUNT_DEFINITIONS: dict[str, str] = {
     "whistle_replies_due": "答复及时率's denominator: replies on time, by the reply, and reply "
     "deadlines passed (replied late or never), by the deadline",
     "chases": "催办 fired, by when it fired: of a case's clocks (the case's township, unit and its "
-    "department) and of whistle clocks (the summoned department; not a unit)",
+    "department) and of whistle clocks (the summoned department; not a unit); not of a legal "
+    "review's clock (法制审核: the legal office's, in the trail only)",
     "supervisions": "督办 fired, by when it fired, counted like chases",
     "reported_first_by_grid": "cases opened whose first report (the tip the case was opened "
     "for) was a grid worker's, by the opening",

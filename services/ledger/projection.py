@@ -95,6 +95,9 @@ WHISTLE_FACTS = (
 # A summoned department's deadlines: the later holds (an extension only moves one later).
 WHISTLE_DUES = ("receipt_due_at", "reply_due_at")
 LADDER_STEPS = {"case.chased": "chase", "case.supervised": "supervise"}
+# Clocks whose chases and supervisions are not the case's unit's or township's: a legal review
+# (法制审核) is late at the legal office, which the assessment figures do not rate (README, KPIs).
+NOT_THE_UNITS_CLOCKS = frozenset({"legal_review"})
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -266,6 +269,8 @@ class KpiBatch:
             if kind == "inspection.completed":
                 row.update(completed_at=_time(data["completed_at"]), findings=len(data["findings"]))
         elif kind in LADDER_STEPS:
+            if data["kind"] in NOT_THE_UNITS_CLOCKS:
+                return True  # in the trail, not in the figures
             self.ladder.append(
                 {
                     "event_id": event.id,

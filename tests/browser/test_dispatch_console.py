@@ -753,15 +753,46 @@ async def test_a_major_penalty_waits_for_the_legal_reviewer_who_returns_then_app
     await page.wait_for_selector('body[data-state="done"]')
     assert "待法制审核" in await page.inner_text("#facts")
 
+    # Escalation announces the review's own clock, here already past its due time.
+    now = datetime.now(UTC)
+    review_clock = DeadlinesSet(
+        case_id=case_id,
+        policy_id="P-GENERAL",
+        urgency="general",
+        deadlines=[
+            Deadline(
+                kind="legal_review",
+                due_at=now - timedelta(hours=1),
+                warn_at=now - timedelta(hours=2),
+            )
+        ],
+    )
+    event = new_event("whistle/escalation", str(case_id), review_clock, now)
+    await producer.send_and_wait(DEADLINES, event.to_bytes(), key=str(case_id).encode())
+
     reviewer = token("legal_reviewer")
     await sign_in(page, served, reviewer, "#/legal-review")
     assert await page.locator("#tab-legal-review").is_visible()
     assert not await page.locator("#tab-triage").is_visible()
     card = page.locator(f'#legal-review-list li[data-case-id="{case_id}"]')
+
+    async def overdue_on_the_card() -> bool:
+        await show(page, served, "/legal-review")
+        return "（已超期）" in await card.locator("dl.proposal").inner_text()
+
+    await eventually(overdue_on_the_card, within=20, what="the review overdue on its card")
     await screenshot(page, "legal-review")
     facts = await card.locator("dl.proposal").inner_text()
-    for fact in ("罚款20000元、没收违法所得、没收非法财物", "罚款金额超过10000元", "城关镇"):
+    for fact in (
+        "罚款20000元、没收违法所得、没收非法财物",
+        "罚款金额超过10000元",
+        "城关镇",
+        "审核期限",
+    ):
         assert fact in facts
+    await show(page, served, f"/case/{case_id}")
+    assert "法制审核（第 1 轮）" in await page.inner_text("#clocks")
+    await show(page, served, "/legal-review")
     await card.get_by_label("审核意见").fill("违法所得数额未核定，请补充")
     await card.get_by_role("button", name="退回").click()
     await page.wait_for_selector('body[data-state="done"]')

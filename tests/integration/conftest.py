@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel
 from contracts.envelope import CloudEvent, new_event
 from contracts.events import Deadline, DeadlinesSet
 from services.dispatch.app import create_app as create_dispatch
+from services.escalation.app import create_app as create_escalation
 from services.intake.app import create_app as create_intake
 from services.launcher.stack import EMBEDDED_GROUP_TIMING
 from services.ledger.app import create_app as create_ledger
@@ -129,6 +130,33 @@ async def intake(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, R
 async def dispatch(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     async for pair in _in_process(create_dispatch(migrated)):
         yield pair
+
+
+MONDAY_9 = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
+"""Monday 16 November 2026, 09:00 in the county (Asia/Shanghai): a week without holidays."""
+
+
+@pytest.fixture(scope="module")
+def fixed_clock() -> MovableClock:
+    """The time of :func:`dispatch_at` and :func:`escalation`, moved by hand."""
+    return MovableClock(MONDAY_9)
+
+
+@pytest.fixture(scope="module")
+async def dispatch_at(
+    migrated: Settings, fixed_clock: MovableClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """Dispatch in process on ``fixed_clock``."""
+    async for pair in _in_process(create_dispatch(migrated, fixed_clock)):
+        yield pair
+
+
+@pytest.fixture(scope="module")
+async def escalation(migrated: Settings, fixed_clock: MovableClock) -> AsyncIterator[Runtime]:
+    """Escalation in process on ``fixed_clock``, its scheduler firing as that clock moves (a
+    module may define its own ``escalation``)."""
+    async for _, runtime in _in_process(create_escalation(migrated, fixed_clock)):
+        yield runtime
 
 
 @pytest.fixture(scope="module")

@@ -577,7 +577,8 @@ async def test_ratings_whistles_and_chases_of_a_scripted_month(
 
     满意率 December: rated G-tip, Y, H-tip = 3; satisfied G-tip = 1 → 1/3
     报到及时率: 1/2; average 报到 latency (7,200 + 169,200) / 2 = 88,200 s; 答复及时率 1/1
-    chases: 2 (ZJJ's whistle clock; G's case clock → SQUAD → CGJ); supervisions 1 (ZJJ)
+    chases: 2 (ZJJ's whistle clock; G's case clock → SQUAD → CGJ); supervisions 1 (ZJJ); G's
+       legal review chased and supervised on the 9th, counted nowhere (the legal office's)
     """
     g, h = script(), script()
     merged_tip = uuid4()
@@ -645,6 +646,9 @@ async def test_ratings_whistles_and_chases_of_a_scripted_month(
             ladder(g, CaseChased, at(7, 3), "whistle_receipt", "ZJJ"),
             ladder(g, CaseSupervised, at(7, 20), "whistle_receipt", "ZJJ"),
             ladder(g, CaseChased, at(9), "resolution"),
+            # The legal office's lateness (法制审核): in the trail, not in these counts.
+            ladder(g, CaseChased, at(9, 4), "legal_review"),
+            ladder(g, CaseSupervised, at(9, 6), "legal_review"),
             rated(g, g.tip_id, "basically_satisfied", at(12)),
             rated(g, merged_tip, "dissatisfied", at(12, 5)),
         ],

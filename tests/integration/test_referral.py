@@ -9,7 +9,6 @@ own, stopped by the unit's first progress. The sample county's data; time fixed 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -23,15 +22,11 @@ from uuid6 import uuid7
 from contracts.envelope import CONTENT_TYPE, EventData, new_event
 from contracts.events import CaseAssistanceRequested, CaseClosed, ReferralSubmitted
 from contracts.topics import CASES, REFERRALS, dlq_topic
-from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.models import Case, TipText
-from services.escalation.app import create_app as create_escalation
 from services.escalation.models import CaseDeadline
 from services.runtime.inbox import InboxRecord
 from services.runtime.service import Runtime
-from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
-from tests.integration.conftest import MovableClock, _in_process
 from tests.integration.test_escalation_clocks import local
 from tests.support.infra import Infra, eventually, find_on_topic
 from tests.support.tips import act, bearer, case_events, case_of, send_tip
@@ -48,25 +43,6 @@ STALL = {
     "place": "五里铺村村口",
     "facts": "巡查发现村口有人占道摆摊，影响通行，属城关镇赋权事项，依法移送",
 }
-
-
-@pytest.fixture(scope="module")
-def fixed_clock() -> MovableClock:
-    return MovableClock(MONDAY_9)
-
-
-@pytest.fixture(scope="module")
-async def dispatch_at(
-    migrated: Settings, fixed_clock: MovableClock
-) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    async for pair in _in_process(create_dispatch(migrated, fixed_clock)):
-        yield pair
-
-
-@pytest.fixture(scope="module")
-async def escalation(migrated: Settings, fixed_clock: MovableClock) -> AsyncIterator[Runtime]:
-    async for _, runtime in _in_process(create_escalation(migrated, fixed_clock)):
-        yield runtime
 
 
 def _cgj(token: TokenFactory) -> dict[str, str]:

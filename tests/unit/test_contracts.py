@@ -916,6 +916,8 @@ def test_escalation_handles_the_cases_and_the_departments_submissions() -> None:
         CaseAccepted.event_type,
         CaseResolved.event_type,
         CaseReopened.event_type,
+        CaseLegalReviewRequested.event_type,
+        CaseLegalReviewDecided.event_type,
         CaseClosed.event_type,
         WhistleBlown.event_type,
         WhistleReceiptSubmitted.event_type,

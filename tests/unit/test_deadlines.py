@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from reference.county import ReferenceData, load_reference
 from services.escalation.calendar import BusinessCalendar, load_calendar
-from services.escalation.deadlines import add_duration, deadlines_for
+from services.escalation.deadlines import add_duration, deadlines_for, legal_review_deadline
 from services.escalation.policies import DeadlinePolicy, Duration, PolicyBook, load_policies
+from services.escalation.recompute import recount
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -224,6 +225,31 @@ def test_warn_at_follows_the_policys_fraction(cal: BusinessCalendar) -> None:
     # Half of two days' working time is all of Wednesday's, used up at 17:30: the warning
     # falls when work resumes, Thursday 08:30.
     assert resolution.warn_at == local(2026, 11, 19, 8, 30)
+
+
+def test_a_legal_review_is_due_five_working_days_after_its_request_over_the_weekend(
+    book: PolicyBook, cal: BusinessCalendar
+) -> None:
+    policy = book.get("P-GENERAL")
+    assert policy is not None and policy.legal_review == working_days(5)
+    review = legal_review_deadline(policy, local(2026, 11, 19, 15, 0), cal)  # Thursday
+    assert (review.kind, review.due_at) == ("legal_review", local(2026, 11, 26, 15, 0))
+    # 75 % of 32.5 working hours is 24 h 22.5 min: Thursday 2.5 h, Friday, Monday and Tuesday
+    # 6.5 h each (22 h), then 2 h 22.5 min of Wednesday from 08:30.
+    assert review.warn_at == local(2026, 11, 25, 10, 52, 30)
+
+
+def test_a_provisional_legal_review_is_counted_again_by_its_own_rule(
+    book: PolicyBook, cal: BusinessCalendar
+) -> None:
+    policy = book.get("P-GENERAL")
+    assert policy is not None
+    start = local(2026, 11, 19, 15, 0)
+    assert recount(policy, "legal_review", start, cal) == legal_review_deadline(policy, start, cal)
+
+
+def test_a_policy_without_a_legal_review_time_has_five_working_days() -> None:
+    assert _policy(hours(2), hours(24)).legal_review == working_days(5)
 
 
 # ---------------------------------------------------------------- the shipped policies

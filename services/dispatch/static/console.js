@@ -39,6 +39,7 @@ const CLOCK = {
   resolution: "办结",
   referral_acceptance: "移送接收",
   assistance_response: "协助响应",
+  legal_review: "法制审核",
 };
 const CHANNEL = {
   web: "网站",
@@ -782,6 +783,7 @@ function legalReviewForms(row, n) {
     ["属于重大执法决定", row.major_decisions.join("；")],
     ["办理情况", row.note],
     ["提请人", `${row.requested_by} · ${when(row.requested_at)}`],
+    ["审核期限", reviewDue(row)],
   ]);
   return secondStepForm(row, n, facts, {
     role: "legal_reviewer",
@@ -796,6 +798,13 @@ function legalReviewForms(row, n) {
     approved: "已审核通过，处罚决定生效",
     sentBack: "已退回承办单位",
   });
+}
+
+// The review's own clock (escalation's legal_review): its due time, and 已超期 once past it.
+function reviewDue(row) {
+  if (!row.review_due_at) return "—";
+  const state = row.review_colour ? `（${label(COLOUR, row.review_colour)}）` : "";
+  return `${when(row.review_due_at)}${state}`;
 }
 
 function legalReviewView() {

@@ -16,6 +16,7 @@ const CLOCK_NAMES = {
   resolution: "办结",
   referral_acceptance: "移送接收",
   assistance_response: "协助响应",
+  legal_review: "法制审核",
 };
 
 // --- RFC 9162 hashing and proofs ---------------------------------------------------------
