@@ -136,18 +136,18 @@ async def submit(pipeline: Pipeline, citizen: Citizen) -> tuple[UUID, str]:
     return UUID(response.json()["tip_id"]), response.json()["tracking_no"]
 
 
-async def recorded(pipeline: Pipeline, tip_id: UUID, event_type: str) -> None:
+async def recorded(pipeline: Pipeline, subject: UUID, event_type: str) -> None:
     async def probe() -> bool | None:
         async with pipeline.ledger_runtime.sessions() as session:
             seq = await session.scalar(
                 select(LedgerEntry.seq).where(
-                    LedgerEntry.subject == str(tip_id),  # type: ignore[arg-type]
+                    LedgerEntry.subject == str(subject),  # type: ignore[arg-type]
                     LedgerEntry.type == event_type,  # type: ignore[arg-type]
                 )
             )
             return seq is not None or None
 
-    await eventually(probe, within=30, what=f"{event_type} of {tip_id} in the ledger")
+    await eventually(probe, within=30, what=f"{event_type} of {subject} in the ledger")
 
 
 async def trail(pipeline: Pipeline, token: TokenFactory, case_id: UUID) -> dict[str, Any]:
@@ -208,6 +208,9 @@ async def test_an_erased_tip_is_forgotten_and_the_ledger_still_verifies(
     kept_case = (await case_of(pipeline.dispatch_runtime, kept_tip)).id
     await recorded(pipeline, erased_tip, "whistle.tip.received")
     await recorded(pipeline, kept_tip, "whistle.tip.received")
+    # A case's trail reaches its tips through the case's opening: wait for that too.
+    await recorded(pipeline, erased_case, "whistle.case.opened")
+    await recorded(pipeline, kept_case, "whistle.case.opened")
 
     # Before: the log holds ciphertext, the trail opens it with the tip's key.
     async with pipeline.ledger_runtime.sessions() as session:

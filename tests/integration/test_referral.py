@@ -223,10 +223,15 @@ async def test_the_referral_has_its_own_clock_and_trail(
     auditor = bearer(token, "auditor")
 
     async def trail() -> list[dict[str, Any]] | None:
+        # The ledger reads dispatch's topic and escalation's apart: wait for both sides, the
+        # case's first three events as well as the clock's stop, whichever arrived first.
         got = await ledger.get(f"/v1/cases/{case_id}/trail", headers=auditor)
         entries = [e["event"] for e in got.json()["entries"]]
+        types = {e["type"] for e in entries}
         stops = [e for e in entries if e["type"] == "whistle.deadline.stopped"]
-        return entries if any(s["data"]["kind"] == "referral_acceptance" for s in stops) else None
+        stopped = any(s["data"]["kind"] == "referral_acceptance" for s in stops)
+        case_events = {"whistle.case.referred", "whistle.case.opened", "whistle.case.assigned"}
+        return entries if stopped and case_events <= types else None
 
     entries = await eventually(trail, what="the referral in the ledger")
     # In the order dispatch wrote them (escalation's, on another topic, may interleave).
