@@ -26,9 +26,10 @@ from reference.county import (
 )
 from services.ledger.export import entry_line, header_line
 from services.ledger.heads import HeadSigner
+from services.ledger.kpi_store import CountyScope
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.verify import verify_export
-from services.runtime.auth import TokenVerifier, ensure_dev_keys, issue_token
+from services.runtime.auth import Principal, TokenVerifier, ensure_dev_keys, issue_token
 from tests.conftest import REPO
 
 CONFIG = REPO / "deploy" / "config"
@@ -197,6 +198,20 @@ def test_a_token_without_a_county_acts_for_the_default_county(tmp_path: Path) ->
     assert scopes("township:T01") == {"township:T01", f"county:{DEFAULT}"}
     assert scopes("county:140998", "township:L01") == {"county:140998", "township:L01"}
     assert scopes("county:*") == {"county:*"}
+
+
+def test_a_principal_reads_its_counties_or_all_with_the_city_scope() -> None:
+    def counties(*scopes: str) -> frozenset[str] | None:
+        return Principal("u", frozenset({"auditor"}), frozenset(scopes)).counties()
+
+    assert counties(f"county:{DEFAULT}", "township:T01") == {DEFAULT}
+    assert counties("county:140998", f"county:{DEFAULT}") == {SECOND, DEFAULT}
+    assert counties("county:*") is None
+    # A KPI reader naming none (a verifier not told the default) counts the default county's.
+    scope = CountyScope(DEFAULT)
+    assert scope.narrowed(frozenset()).readable == {DEFAULT}
+    assert scope.narrowed(None).readable is None
+    assert scope.narrowed(frozenset({SECOND})).readable == {SECOND}
 
 
 # ------------------------------------------------------------------ the ledger

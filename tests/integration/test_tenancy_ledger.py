@@ -1,0 +1,104 @@
+"""Tenancy's second step in the ledger (issue 18, item 4; docs/scale.md, "Tenancy"): intake,
+dispatch and the ledger in process over the shipped reference data, 清溪县 (140999, the
+default) and 桃林县 (140998). The ledger keeps one Merkle log for both, and each entry's county;
+a county's auditor or supervisor reads only its county's trails, KPIs and proofs — another
+county's case or entry is 404, as dispatch answers — while the city's ``county:*`` reads all."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from services.runtime.service import Runtime
+from tests.conftest import TokenFactory
+from tests.integration.test_tenancy import IN_QINGXI, IN_TAOLIN, QINGXI, TAOLIN, _bearer, _tip
+from tests.support.infra import eventually
+from tests.support.tips import case_of
+
+PROBLEM = "application/problem+json"
+
+
+async def _trail(
+    ledger: httpx.AsyncClient, headers: dict[str, str], case_id: UUID
+) -> dict[str, Any] | None:
+    """The case's trail once its opening is recorded (None until then)."""
+    answer = await ledger.get(f"/v1/cases/{case_id}/trail", headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    opened = any(e["type"] == "whistle.case.opened" for e in body["entries"])
+    return body if opened else None
+
+
+async def _kpi_groups(ledger: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
+    answer = await ledger.get("/v1/kpis", params={"group_by": "county"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return {group["key"]: group for group in answer.json()["groups"]}
+
+
+async def test_each_countys_auditor_reads_only_its_own_county_in_the_one_log(
+    intake: tuple[httpx.AsyncClient, Runtime],
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+    ledger: httpx.AsyncClient,
+    token: TokenFactory,
+) -> None:
+    citizen, _ = intake
+    _, dispatch_runtime = dispatch
+    tips = {QINGXI: await _tip(citizen, IN_QINGXI), TAOLIN: await _tip(citizen, IN_TAOLIN)}
+    cases = {c: (await case_of(dispatch_runtime, UUID(t["tip_id"]))).id for c, t in tips.items()}
+
+    city = _bearer(token("auditor", "county:*"))
+    trails = {
+        county: await eventually(
+            lambda case_id=case_id: _trail(ledger, city, case_id),  # type: ignore[misc]
+            what=f"{county}'s case opened in the ledger",
+        )
+        for county, case_id in cases.items()
+    }
+    # One log for both counties: every entry of a case names the case's county.
+    for county, trail in trails.items():
+        assert {entry["event"].get("county") for entry in trail["entries"]} == {county}
+    head = await ledger.post("/v1/tree-heads", headers=city)
+    assert head.status_code in (200, 201), head.text
+    size = head.json()["tree_size"]
+    covered = {
+        county: (await ledger.get(f"/v1/cases/{case_id}/trail", headers=city)).json()["entries"]
+        for county, case_id in cases.items()
+    }
+
+    # 清溪县's auditor holds a token from before tenancy (no county: the default county's);
+    # 桃林县's supervisor names its county.
+    readers = {
+        QINGXI: _bearer(token("auditor")),
+        TAOLIN: _bearer(token("county_supervisor", f"county:{TAOLIN}")),
+    }
+    for county, headers in readers.items():
+        other = TAOLIN if county == QINGXI else QINGXI
+        own = await ledger.get(f"/v1/cases/{cases[county]}/trail", headers=headers)
+        assert own.status_code == 200, own.text
+        assert [e["seq"] for e in own.json()["entries"]] == [e["seq"] for e in covered[county]]
+        refused = await ledger.get(f"/v1/cases/{cases[other]}/trail", headers=headers)
+        assert refused.status_code == 404, refused.text
+        assert refused.headers["content-type"].startswith(PROBLEM)
+        # The KPIs count the reader's county alone, keyed by its division code.
+        groups = await _kpi_groups(ledger, headers)
+        assert set(groups) == {county}
+        assert groups[county]["counts"]["opened"] >= 1
+    # The city sees both counties side by side.
+    assert {QINGXI, TAOLIN} <= set(await _kpi_groups(ledger, city))
+
+    # A proof of another county's entry is 404 to a one-county auditor; its own is proved.
+    taolin_auditor = _bearer(token("auditor", f"county:{TAOLIN}"))
+    for county, status in ((TAOLIN, 200), (QINGXI, 404)):
+        seq = covered[county][0]["seq"]
+        proof = await ledger.get(
+            "/v1/proofs/inclusion", params={"seq": seq, "size": size}, headers=taolin_auditor
+        )
+        assert proof.status_code == status, proof.text
+    # The city's auditor proves any entry of the one log.
+    seq = covered[QINGXI][0]["seq"]
+    proof = await ledger.get(
+        "/v1/proofs/inclusion", params={"seq": seq, "size": size}, headers=city
+    )
+    assert proof.status_code == 200, proof.text
