@@ -8,8 +8,9 @@ also ``county_supervisor``).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -278,13 +279,14 @@ async def case_trail(
 
 @router.get("/export", response_class=StreamingResponse)
 async def export(
-    _: Auditor,
+    principal: Auditor,
     runtime: RuntimeDep,
     from_seq: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
     """The log from ``from_seq`` to the latest signed head, as JSON Lines (see docs/ledger.md):
     a header with the head, then one line per entry with its canonical bytes and the leaf the
-    tree committed. ``whistle ledger verify`` checks it offline."""
+    tree committed. ``whistle ledger verify`` checks it offline. Another county's entries are
+    withheld from a one-county token: their leaves only (docs/ledger.md)."""
     async with runtime.sessions() as session:
         head = await store.latest_head(session)
         if head is None:
@@ -295,7 +297,9 @@ async def export(
             )
         prefix = (await store.frontier(session, from_seq)).hashes
     return StreamingResponse(
-        _export_lines(runtime.sessions, from_seq, prefix, head),
+        _export_lines(
+            runtime.sessions, from_seq, prefix, head, partial(_readable, runtime, principal)
+        ),
         media_type=MEDIA_TYPE,
         headers={
             "content-disposition": (
@@ -306,12 +310,16 @@ async def export(
 
 
 async def _export_lines(
-    sessions: Sessions, from_seq: int, prefix: list[bytes], head: TreeHead
+    sessions: Sessions,
+    from_seq: int,
+    prefix: list[bytes],
+    head: TreeHead,
+    readable: Callable[[str | None], bool],
 ) -> AsyncIterator[bytes]:
     yield header_line(from_seq, prefix, head)
     # Driven by the tree's leaves, so that a position whose entry is gone still shows.
     query = (
-        select(LedgerNode.index, LedgerNode.hash, LedgerEntry.canonical)
+        select(LedgerNode.index, LedgerNode.hash, LedgerEntry.canonical, LedgerEntry.county)
         .select_from(LedgerNode)
         .outerjoin(LedgerEntry, LedgerEntry.seq == LedgerNode.index)  # type: ignore[arg-type]
         .where(
@@ -325,15 +333,20 @@ async def _export_lines(
     async with sessions() as session:
         result = await session.stream(query)
         async for rows in result.partitions():
+            withheld = [
+                canonical is not None and not readable(county) for *_, canonical, county in rows
+            ]
             documents = [
-                json.loads(canonical) if canonical and SEALED_MARK in canonical else {}
-                for _, _, canonical in rows
+                json.loads(canonical) if canonical and SEALED_MARK in canonical and not out else {}
+                for (_, _, canonical, _), out in zip(rows, withheld, strict=True)
             ]
             # Opened in the session that reads them, batch by batch: the keys as they are now.
             personal = await reveal_documents(session, documents)
             yield b"".join(
-                entry_line(seq, leaf, canonical, opened)
-                for (seq, leaf, canonical), opened in zip(rows, personal, strict=True)
+                entry_line(seq, leaf, canonical, opened, withheld=out)
+                for (seq, leaf, canonical, _), opened, out in zip(
+                    rows, personal, withheld, strict=True
+                )
             )
 
 

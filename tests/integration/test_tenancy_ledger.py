@@ -6,11 +6,14 @@ county's case or entry is 404, as dispatch answers — while the city's ``county
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
 import httpx
 
+from services.ledger.heads import load_public_key
+from services.ledger.verify import verify_export
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.test_tenancy import IN_QINGXI, IN_TAOLIN, QINGXI, TAOLIN, _bearer, _tip
@@ -62,8 +65,15 @@ async def test_each_countys_auditor_reads_only_its_own_county_in_the_one_log(
     head = await ledger.post("/v1/tree-heads", headers=city)
     assert head.status_code in (200, 201), head.text
     size = head.json()["tree_size"]
+    # The entries the head covers (recorded before it): those a proof and the export show.
     covered = {
-        county: (await ledger.get(f"/v1/cases/{case_id}/trail", headers=city)).json()["entries"]
+        county: [
+            entry
+            for entry in (await ledger.get(f"/v1/cases/{case_id}/trail", headers=city)).json()[
+                "entries"
+            ]
+            if entry["inclusion_path"] is not None
+        ]
         for county, case_id in cases.items()
     }
 
@@ -77,7 +87,9 @@ async def test_each_countys_auditor_reads_only_its_own_county_in_the_one_log(
         other = TAOLIN if county == QINGXI else QINGXI
         own = await ledger.get(f"/v1/cases/{cases[county]}/trail", headers=headers)
         assert own.status_code == 200, own.text
-        assert [e["seq"] for e in own.json()["entries"]] == [e["seq"] for e in covered[county]]
+        shown = own.json()["entries"]
+        assert {e["seq"] for e in covered[county]} <= {e["seq"] for e in shown}
+        assert {e["event"].get("county") for e in shown} == {county}
         refused = await ledger.get(f"/v1/cases/{cases[other]}/trail", headers=headers)
         assert refused.status_code == 404, refused.text
         assert refused.headers["content-type"].startswith(PROBLEM)
@@ -102,3 +114,22 @@ async def test_each_countys_auditor_reads_only_its_own_county_in_the_one_log(
         "/v1/proofs/inclusion", params={"seq": seq, "size": size}, headers=city
     )
     assert proof.status_code == 200, proof.text
+
+    # The export is the one log's: to 桃林县's auditor, 清溪县's entries are withheld (their
+    # leaves only), and the offline verifier still recomputes the signed root from every leaf.
+    exported = await ledger.get("/v1/export", headers=taolin_auditor)
+    assert exported.status_code == 200, exported.text
+    lines = exported.content.splitlines()
+    by_seq = {line["seq"]: line for line in map(json.loads, lines[1:])}
+    for entry in covered[QINGXI]:
+        assert by_seq[entry["seq"]] == {
+            "seq": entry["seq"],
+            "leaf_hash": entry["leaf_hash"],
+            "canonical": None,
+            "withheld": True,
+        }
+    assert all(by_seq[e["seq"]]["canonical"] == e["canonical"] for e in covered[TAOLIN])
+    key = load_public_key((await ledger.get("/v1/public-key")).content)
+    report = verify_export(lines, key)
+    assert report.ok, report.render()
+    assert report.withheld >= len(covered[QINGXI])

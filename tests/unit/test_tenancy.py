@@ -242,6 +242,18 @@ def test_the_ledger_commits_to_the_county_and_entries_without_one_still_verify()
     moved = entries[1].replace(b'"county":"140998"', b'"county":"140999"')
     report = verify_export(export([entries[0], moved]), signer.public_key())
     assert [(f.kind, f.seq) for f in report.findings] == [("altered", 1)]
+    # Exported to the default county's auditor, the other county's entry is withheld: its leaf
+    # still makes the signed root, its bytes are not shown.
+    lines = [header_line(0, [], head), entry_line(0, leaves[0], entries[0])]
+    withheld = entry_line(1, leaves[1], entries[1], withheld=True)
+    assert b"140998" not in withheld
+    report = verify_export([*lines, withheld], signer.public_key())
+    assert report.ok and report.withheld == 1, report.render()
+    # A withheld line's leaf is still the tree's: another leaf does not make the root.
+    forged = entry_line(1, leaf_hash(b"{}"), None, withheld=True)
+    assert [f.kind for f in verify_export([*lines, forged], signer.public_key()).findings] == [
+        "root"
+    ]
 
 
 # ------------------------------------------------------------------ deployment
