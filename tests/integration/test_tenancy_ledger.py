@@ -7,20 +7,30 @@ county's case or entry is 404, as dispatch answers — while the city's ``county
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 import httpx
+import pytest
 
+from contracts.envelope import CloudEvent
+from contracts.events import CaseChased
 from services.ledger.heads import load_public_key
+from services.ledger.kpi_store import GROUP_BYS, CountyScope, GroupBy, tally
+from services.ledger.kpis import period_of
 from services.ledger.verify import verify_export
+from services.runtime.db import Sessions
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
+from tests.integration import test_kpis as scripted
+from tests.integration.test_kpis import sessions
 from tests.integration.test_tenancy import IN_QINGXI, IN_TAOLIN, QINGXI, TAOLIN, _bearer, _tip
 from tests.support.infra import eventually
 from tests.support.tips import case_of
 
 PROBLEM = "application/problem+json"
+__all__ = ["sessions"]  # a fresh ledger database per test, as the KPI tests use
 
 
 async def _trail(
@@ -133,3 +143,44 @@ async def test_each_countys_auditor_reads_only_its_own_county_in_the_one_log(
     report = verify_export(lines, key)
     assert report.ok, report.render()
     assert report.withheld >= len(covered[QINGXI])
+
+
+async def test_every_kpi_figure_counts_only_the_readers_counties(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scripted month of tests/integration/test_kpis.py — cases, 退单, clocks — with a
+    rating and chases, every event 桃林县's: 清溪县's reader counts none of it in any grouping,
+    桃林县's counts all of it, as the city does, under its division code."""
+
+    record = scripted.record
+
+    async def in_taolin(into: Sessions, events: list[CloudEvent]) -> None:
+        await record(into, [e.model_copy(update={"county": TAOLIN}) for e in events])
+
+    monkeypatch.setattr(scripted, "record", in_taolin)
+    cases = await scripted.record_the_scripted_cases(sessions)
+    g = cases["D"]
+    await in_taolin(
+        sessions,
+        [
+            scripted.rated(g, g.tip_id, "satisfied", scripted.at(16)),
+            scripted.ladder(g, CaseChased, scripted.at(9), "resolution"),
+        ],
+    )
+    month = period_of("month", date(2026, 12, 20))
+
+    async def counted(group_by: GroupBy, readable: frozenset[str] | None) -> dict[Any, Any]:
+        county = CountyScope(QINGXI, readable)
+        async with sessions() as session:
+            result = await tally(
+                session, month, group_by, scripted.NOW, "Asia/Shanghai", {}, county
+            )
+        return {key: counts.as_dict() for key, counts in result.counts.items()}
+
+    for group_by in GROUP_BYS:
+        assert await counted(group_by, frozenset({QINGXI})) == {}, group_by
+        assert await counted(group_by, frozenset({TAOLIN})) == await counted(group_by, None)
+    [(key, counts)] = (await counted("county", frozenset({TAOLIN}))).items()
+    assert key == TAOLIN
+    assert counts["opened"] == 5 and counts["rejections"] == 1
+    assert counts["rated"] == 1 and counts["chases"] == 1
