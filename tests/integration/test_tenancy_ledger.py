@@ -9,24 +9,28 @@ from __future__ import annotations
 import json
 from datetime import date
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from contracts.envelope import CloudEvent
 from contracts.events import CaseChased
 from services.ledger.heads import load_public_key
 from services.ledger.kpi_store import GROUP_BYS, CountyScope, GroupBy, tally
 from services.ledger.kpis import period_of
+from services.ledger.merkle import canonical_bytes, leaf_hash
 from services.ledger.verify import verify_export
-from services.runtime.db import Sessions
+from services.runtime.db import Sessions, create_engine, ensure_database
+from services.runtime.migrations import upgrade
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration import test_kpis as scripted
 from tests.integration.test_kpis import sessions
 from tests.integration.test_tenancy import IN_QINGXI, IN_TAOLIN, QINGXI, TAOLIN, _bearer, _tip
-from tests.support.infra import eventually
+from tests.support.infra import Infra, eventually
 from tests.support.tips import case_of
 
 PROBLEM = "application/problem+json"
@@ -184,3 +188,51 @@ async def test_every_kpi_figure_counts_only_the_readers_counties(
     assert key == TAOLIN
     assert counts["opened"] == 5 and counts["rejections"] == 1
     assert counts["rated"] == 1 and counts["chases"] == 1
+
+
+async def test_the_entries_recorded_before_keep_the_county_their_bytes_name(infra: Infra) -> None:
+    """ledger_0014 on a log recorded since tenancy's first step: each entry's county column is
+    read from its committed bytes (none for an entry naming none), its case's KPI facts get it
+    too, and the log stays append-only afterwards."""
+    url = infra.fresh_database_url("ledger")
+    await ensure_database(url)
+    await upgrade("ledger", url, "ledger_0012_inspections")
+    case_id = uuid4()
+    entries = [
+        canonical_bytes({"id": "0", "subject": str(case_id)}),
+        canonical_bytes({"county": TAOLIN, "id": "1", "subject": str(case_id)}),
+    ]
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            for seq, entry in enumerate(entries):
+                await conn.execute(
+                    text(
+                        "INSERT INTO ledger_entry VALUES (:seq, 's', :id, 't', :subject, 'topic', "
+                        "now(), now(), :entry, :leaf)"
+                    ),
+                    {
+                        "seq": seq,
+                        "id": str(seq),
+                        "subject": str(case_id),
+                        "entry": entry,
+                        "leaf": leaf_hash(entry),
+                    },
+                )
+            await conn.execute(
+                text("INSERT INTO kpi_case (case_id, reopened, rejections) VALUES (:c, 0, 0)"),
+                {"c": case_id},
+            )
+        await upgrade("ledger", url, county=QINGXI)
+        async with engine.connect() as conn:
+            counties = (
+                await conn.execute(text("SELECT county FROM ledger_entry ORDER BY seq"))
+            ).scalars()
+            assert list(counties) == [None, TAOLIN]
+            kpi = await conn.scalar(text("SELECT county FROM kpi_case"))
+            assert kpi == TAOLIN
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE ledger_entry SET county = NULL"))
+    finally:
+        await engine.dispose()
