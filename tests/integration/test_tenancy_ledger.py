@@ -205,20 +205,25 @@ async def test_the_entries_recorded_before_keep_the_county_their_bytes_name(infr
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            for seq, entry in enumerate(entries):
-                await conn.execute(
-                    text(
-                        "INSERT INTO ledger_entry VALUES (:seq, 's', :id, 't', :subject, 'topic', "
-                        "now(), now(), :entry, :leaf)"
-                    ),
-                    {
-                        "seq": seq,
-                        "id": str(seq),
-                        "subject": str(case_id),
-                        "entry": entry,
-                        "leaf": leaf_hash(entry),
-                    },
-                )
+            # As the recorder wrote them before ledger_0014: no county column yet.
+            rows = [
+                {
+                    "n": n,
+                    "id": str(n),
+                    "entry": entry,
+                    "leaf": leaf_hash(entry),
+                    "case": str(case_id),
+                }
+                for n, entry in enumerate(entries)
+            ]
+            await conn.execute(
+                text(
+                    "INSERT INTO ledger_entry (seq, source, event_id, type, subject, topic, "
+                    "event_time, recorded_at, canonical, leaf_hash) SELECT :n, 's', "
+                    ":id, 't', :case, 'topic', now(), now(), :entry, :leaf"
+                ),
+                rows,
+            )
             await conn.execute(
                 text("INSERT INTO kpi_case (case_id, reopened, rejections) VALUES (:c, 0, 0)"),
                 {"c": case_id},
