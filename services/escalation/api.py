@@ -4,7 +4,9 @@ A case's clocks are read where the case is visible, as dispatch scopes its reads
 (``county_supervisor``, ``auditor``, ``admin``, or a ``township:*`` / ``dept:*`` scope) every
 case; a ``dispatcher`` the cases of its ``township:<code>`` scopes (the township of the case's
 latest ``CaseAssigned``, or of a whistle blown on it); a ``county_department`` the cases its
-``dept:<code>`` scopes were summoned to (吹哨). Any other case is answered as a missing one."""
+``dept:<code>`` scopes were summoned to (吹哨) — all within the token's counties (``county:*``
+for the city's roles, services/escalation/counties.py). Any other case is answered as a
+missing one, another county's as well."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.tenancy import Counties
+from services.escalation.counties import of_readers_counties
 from services.escalation.models import CaseAssignment, CaseDeadline, WhistleSummons
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
@@ -53,7 +57,7 @@ async def case_deadlines(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> CaseDeadlines:
     async with runtime.sessions() as session:
-        if not await _may_read(session, principal, case_id):
+        if not await _may_read(session, principal, case_id, runtime.counties):
             raise Problem(404, "Not Found", f"No case {case_id} that you may see.")
         rows = (
             await session.scalars(
@@ -72,10 +76,18 @@ def _codes(principal: Principal, kind: str) -> set[str]:
     return {s.split(":", 1)[1] for s in principal.scopes if s.startswith(f"{kind}:")}
 
 
-async def _may_read(session: AsyncSession, principal: Principal, case_id: UUID) -> bool:
-    """Whether the principal may see the case (and so its clocks); False for an unknown case."""
+async def _may_read(
+    session: AsyncSession, principal: Principal, case_id: UUID, counties: Counties | None
+) -> bool:
+    """Whether the principal may see the case (and so its clocks); False for an unknown case
+    and for another county's."""
     known = await session.scalar(
-        select(CaseDeadline.id).where(CaseDeadline.case_id == case_id).limit(1)  # type: ignore[arg-type]
+        select(CaseDeadline.id)
+        .where(
+            CaseDeadline.case_id == case_id,  # type: ignore[arg-type]
+            of_readers_counties(CaseDeadline.case_id, principal, counties),
+        )
+        .limit(1)
     )
     if known is None:
         return False

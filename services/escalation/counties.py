@@ -1,6 +1,8 @@
 """Which county each case belongs to, for the events escalation produces about it (tenancy's
 first step, docs/scale.md): learnt from the ``county`` of the case's own events as they arrive,
-read back when escalation speaks of the case — at once, or days later when a ladder step fires.
+read back when escalation speaks of the case — at once, or days later when a ladder step fires —
+and when a user reads the case's clocks, steps and whistles (tenancy's second step):
+:func:`of_readers_counties` is the one condition every escalation read is filtered by.
 A case escalation learnt no county for is the default county's: its events leave without one
 and the outbox relay stamps the default."""
 
@@ -8,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent, EventData, new_event
+from contracts.tenancy import Counties
 from services.escalation import SOURCE
 from services.escalation.models import CaseCounty
+from services.runtime.auth import Principal
 
 
 async def learn(session: AsyncSession, event: CloudEvent) -> None:
@@ -55,3 +60,17 @@ async def case_event(
 ) -> CloudEvent:
     """Escalation's event about ``case_id``, in the case's county."""
     return new_event(SOURCE, str(case_id), data, now, await county_of(session, case_id))
+
+
+def of_readers_counties(
+    case_id: Any, principal: Principal, counties: Counties | None
+) -> ColumnElement[bool]:
+    """The rows (clocks, whistles, extensions) about cases of the principal's counties, as a
+    condition on their ``case_id`` column; ``county:*`` reads every county's. Through
+    ``case_county`` rather than a county column on each table: a case's county is one fact,
+    learnt once, and a clock, a whistle or an extension is always about one case."""
+    readable = principal.counties()
+    if readable is None:
+        return true()
+    learnt = select(CaseCounty.county).where(CaseCounty.case_id == case_id).scalar_subquery()
+    return func.coalesce(learnt, counties.default if counties else None).in_(sorted(readable))

@@ -19,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import ExtensionDecided, ExtensionRequested
+from contracts.tenancy import Counties
 from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.calendar_watch import current_calendar
 from services.escalation.clocks import latest_clock, move_clock
-from services.escalation.counties import case_event
+from services.escalation.counties import case_event, of_readers_counties
 from services.escalation.extensions import (
     ExtensionConflict,
     InvalidExtension,
@@ -95,8 +96,24 @@ def _view(row: DeadlineExtension) -> ExtensionView:
     return ExtensionView.model_validate(row, from_attributes=True)
 
 
-async def _holder(session: AsyncSession, case_id: UUID) -> CaseAssignment:
-    held = await session.get(CaseAssignment, case_id)
+async def _assignment(
+    session: AsyncSession, case_id: UUID, principal: Principal, counties: Counties | None
+) -> CaseAssignment | None:
+    """The case's assignment, if the case is of the principal's counties: another county's
+    case is answered as a missing one (services/escalation/counties.py)."""
+    held: CaseAssignment | None = await session.scalar(
+        select(CaseAssignment).where(
+            CaseAssignment.case_id == case_id,  # type: ignore[arg-type]
+            of_readers_counties(CaseAssignment.case_id, principal, counties),
+        )
+    )
+    return held
+
+
+async def _holder(
+    session: AsyncSession, case_id: UUID, principal: Principal, counties: Counties | None
+) -> CaseAssignment:
+    held = await _assignment(session, case_id, principal, counties)
     if held is None:
         raise Problem(404, "Not Found", f"Escalation keeps no assigned case {case_id}.")
     return held
@@ -136,7 +153,7 @@ async def request_extension(
     now = runtime.clock()
     calendar = current_calendar(runtime)
     async with runtime.transaction() as session:
-        held = await _holder(session, case_id)
+        held = await _holder(session, case_id, principal, runtime.counties)
         if not principal.may_act_on("unit", held.unit_id):
             raise Problem(403, "Forbidden", "Only the unit holding the case may ask for more time.")
         clock = await latest_clock(session, case_id, body.kind)
@@ -210,7 +227,7 @@ async def decide_extension(
         found = await session.get(DeadlineExtension, request_id)
         if found is None:
             raise Problem(404, "Not Found", f"No extension request {request_id}.")
-        held = await _holder(session, found.case_id)
+        held = await _holder(session, found.case_id, principal, runtime.counties)
         role = _decider_role(principal, held)
         if role is None:
             raise Problem(
@@ -300,8 +317,8 @@ async def case_extensions(
     runtime: RuntimeDep,
 ) -> CaseExtensions:
     async with runtime.sessions() as session:
-        held = await session.get(CaseAssignment, case_id)
-        # A case outside the caller's unit or township is answered like a missing one.
+        held = await _assignment(session, case_id, principal, runtime.counties)
+        # A case outside the caller's county, unit or township is answered like a missing one.
         if held is None or not _may_read(principal, held):
             raise Problem(404, "Not Found", f"No case {case_id} that you may see.")
         rows = (

@@ -28,13 +28,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Uuid, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
 from contracts.events import MeetingDecisionDone, MeetingDecisionRecorded, MeetingHeld, Sha256
 from reference.county import Code, ReferenceData
 from services.escalation.calendar_watch import current_calendar
+from services.escalation.counties import of_readers_counties
 from services.escalation.meeting_service import (
     Convening,
     Deciding,
@@ -197,7 +198,11 @@ async def list_meetings(
     """The meetings the caller may see, the latest convened first."""
     now = runtime.clock()
     async with runtime.sessions() as session:
-        query = select(Meeting).order_by(Meeting.convened_at.desc())  # type: ignore[attr-defined]
+        query = (
+            select(Meeting)
+            .where(_of_counties(caller, runtime))
+            .order_by(Meeting.convened_at.desc())  # type: ignore[attr-defined]
+        )
         if township is not None:
             query = query.where(Meeting.township_code == township)
         meetings = [m for m in (await session.scalars(query)).all()]
@@ -214,7 +219,9 @@ async def list_meetings(
 @router.get("/meetings/{meeting_id}", response_model=MeetingView)
 async def read_meeting(meeting_id: UUID, caller: Reader, runtime: RuntimeDep) -> MeetingView:
     async with runtime.sessions() as session:
-        meeting = await session.get(Meeting, meeting_id)
+        meeting = await session.scalar(
+            select(Meeting).where(Meeting.id == meeting_id, _of_counties(caller, runtime))  # type: ignore[arg-type]
+        )
         decisions, clocks = await _decisions(session, [meeting_id])
     mine = decisions.get(meeting_id, [])
     if meeting is None or not _may_read(caller, meeting, mine):
@@ -339,6 +346,13 @@ async def _leaders_meeting(session: AsyncSession, leader: Principal, meeting_id:
     if meeting is None or not leader.may_act_on("township", meeting.township_code):
         raise _problem(_missing(meeting_id))
     return meeting
+
+
+def _of_counties(caller: Principal, runtime: Runtime) -> ColumnElement[bool]:
+    """The meetings of the caller's counties: a meeting is its cases' county (one township's
+    cases, so one county's), read through its first case; another county's is missing."""
+    first_case = cast(Meeting.case_ids[0].astext, Uuid)  # type: ignore[index]
+    return of_readers_counties(first_case, caller, runtime.counties)
 
 
 def _may_read(caller: Principal, meeting: Meeting, decisions: list[MeetingDecision]) -> bool:

@@ -1,7 +1,8 @@
 """The whistle protocol's HTTP API (吹哨报到) and the department page that uses it.
 
 A county department (role ``county_department``, scope ``dept:<code>``) reports in and replies
-for its own department only; a county supervisor sees every department's whistles. The rules
+for its own department only; a county supervisor sees every department's whistles — all within
+the token's counties: another county's whistle is a missing one (404). The rules
 and the recording are in ``services/escalation/whistle_protocol.py``.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import Sha256, WhistleReplied, WhistleReported
 from reference.county import Code
+from services.escalation.counties import of_readers_counties
 from services.escalation.models import CaseDeadline, WhistleSummons
 from services.escalation.whistle_protocol import (
     AlreadyRecorded,
@@ -114,7 +116,7 @@ async def report_in(
 ) -> WhistleReported:
     async with runtime.transaction() as session:
         department = _acting_for(
-            caller, await summoned_departments(session, whistle_id), body.department_code
+            caller, await _summoned(session, caller, runtime, whistle_id), body.department_code
         )
         try:
             return await record_receipt(
@@ -136,7 +138,7 @@ async def reply(
 ) -> WhistleReplied:
     async with runtime.transaction() as session:
         department = _acting_for(
-            caller, await summoned_departments(session, whistle_id), body.department_code
+            caller, await _summoned(session, caller, runtime, whistle_id), body.department_code
         )
         try:
             return await record_reply(
@@ -185,7 +187,7 @@ async def upload_evidence(
     # Who may upload is settled before the bytes are read: a refused caller stores nothing.
     async with runtime.sessions() as session:
         department = _acting_for(
-            caller, await summoned_departments(session, whistle_id), department_code
+            caller, await _summoned(session, caller, runtime, whistle_id), department_code
         )
     settings = runtime.settings
     stored = await receive_upload(
@@ -219,7 +221,10 @@ async def list_whistles(
 ) -> WhistleList:
     """A department's open whistles (not yet replied to, case not closed), or only the overdue
     ones; a township's leader or dispatcher, those its township blew."""
-    query = select(WhistleSummons).where(WhistleSummons.replied_at.is_(None))  # type: ignore[union-attr]
+    query = select(WhistleSummons).where(
+        WhistleSummons.replied_at.is_(None),  # type: ignore[union-attr]
+        of_readers_counties(WhistleSummons.case_id, caller, runtime.counties),
+    )
     if township is not None:
         query = query.where(WhistleSummons.township_code == township)
     if caller.roles & TOWNSHIP_READERS and not caller.roles & {
@@ -262,6 +267,22 @@ async def list_whistles(
     if state == "overdue":
         views = [v for v in views if v.status.endswith("_overdue")]
     return WhistleList(whistles=views)
+
+
+async def _summoned(
+    session: AsyncSession, caller: Principal, runtime: Runtime, whistle_id: UUID
+) -> list[str]:
+    """The departments the whistle summoned; none (a missing whistle) if its case is another
+    county's than the caller's: departments of two counties share their codes."""
+    visible = await session.scalar(
+        select(WhistleSummons.whistle_id)
+        .where(
+            WhistleSummons.whistle_id == whistle_id,  # type: ignore[arg-type]
+            of_readers_counties(WhistleSummons.case_id, caller, runtime.counties),
+        )
+        .limit(1)
+    )
+    return await summoned_departments(session, whistle_id) if visible else []
 
 
 def _acting_for(caller: Principal, summoned: list[str], department_code: str | None) -> str:

@@ -8,8 +8,9 @@ also ``county_supervisor``).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -152,9 +153,19 @@ async def issue_tree_head(_: Auditor, runtime: RuntimeDep, response: Response) -
     return SignedTreeHead.of(head)
 
 
+def _readable(runtime: Runtime, principal: Principal, county: str | None) -> bool:
+    """Whether an entry of ``county`` (None: it named none, the default county's) is one the
+    principal may read: of their counties, or any with ``county:*`` (docs/scale.md)."""
+    counties = principal.counties()
+    if counties is None:
+        return True
+    named = runtime.counties.of(county) if runtime.counties else county
+    return named is None or named in counties
+
+
 @router.get("/proofs/inclusion", response_model=InclusionProof)
 async def inclusion_proof(
-    _: Auditor,
+    principal: Auditor,
     runtime: RuntimeDep,
     seq: Annotated[int, Query(ge=0)],
     size: Annotated[int, Query(ge=1)],
@@ -165,6 +176,11 @@ async def inclusion_proof(
     plan = inclusion_plan(seq, size)
     async with runtime.sessions() as session:
         _within_log(size, await store.log_size(session))
+        # One log for all counties (docs/scale.md): another county's entry is not there for a
+        # one-county auditor, exactly as another county's case is not for its dispatcher.
+        entry = await session.get(LedgerEntry, seq)
+        if entry is not None and not _readable(runtime, principal, entry.county):
+            raise Problem(404, "未找到记录", f"没有您可查看的序号 {seq} 的记录。")
         nodes = await store.node_hashes(session, plan.nodes() | {NodeId(0, seq)})
     return InclusionProof(
         seq=seq,
@@ -196,12 +212,13 @@ async def consistency_proof(
 @router.get("/cases/{case_id}/trail", response_model=Trail)
 async def case_trail(
     case_id: UUID,
-    _: Annotated[Principal, Depends(require_roles("auditor", "county_supervisor"))],
+    principal: Annotated[Principal, Depends(require_roles("auditor", "county_supervisor"))],
     runtime: RuntimeDep,
 ) -> Trail:
     """Every event of the case, of the tips it was opened for and of the joint meetings
     convened on it (联席会议), in the order they happened,
-    each with its inclusion proof against the latest signed head."""
+    each with its inclusion proof against the latest signed head. Another county's case is
+    404 to a one-county token."""
     # One list of subjects, so that the lookup stays on the subject index: "subject = case OR
     # subject IN (tips)" makes PostgreSQL scan every entry.
     subjects = union_all(
@@ -211,13 +228,18 @@ async def case_trail(
         select(cast(MeetingCase.meeting_id, String)).where(MeetingCase.case_id == case_id),
     )
     async with runtime.sessions() as session:
-        rows = (
+        found = (
             await session.scalars(
                 select(LedgerEntry)
                 .where(LedgerEntry.subject.in_(subjects))  # type: ignore[union-attr]
                 .order_by(LedgerEntry.event_time, LedgerEntry.seq)  # type: ignore[arg-type]
             )
         ).all()
+        # Filtered entry by entry, before anything is opened: a case and its tips are one
+        # county's, so another county's case has nothing left and is answered as unknown.
+        rows = [row for row in found if _readable(runtime, principal, row.county)]
+        if found and not rows:
+            raise Problem(404, "未找到案件", f"没有您可查看的案件 {case_id} 的记录。")
         head = await store.latest_head(session)
         size = head.tree_size if head else 0
         covered = [row.seq for row in rows if row.seq < size]
@@ -257,13 +279,14 @@ async def case_trail(
 
 @router.get("/export", response_class=StreamingResponse)
 async def export(
-    _: Auditor,
+    principal: Auditor,
     runtime: RuntimeDep,
     from_seq: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
     """The log from ``from_seq`` to the latest signed head, as JSON Lines (see docs/ledger.md):
     a header with the head, then one line per entry with its canonical bytes and the leaf the
-    tree committed. ``whistle ledger verify`` checks it offline."""
+    tree committed. ``whistle ledger verify`` checks it offline. Another county's entries are
+    withheld from a one-county token: their leaves only (docs/ledger.md)."""
     async with runtime.sessions() as session:
         head = await store.latest_head(session)
         if head is None:
@@ -274,7 +297,9 @@ async def export(
             )
         prefix = (await store.frontier(session, from_seq)).hashes
     return StreamingResponse(
-        _export_lines(runtime.sessions, from_seq, prefix, head),
+        _export_lines(
+            runtime.sessions, from_seq, prefix, head, partial(_readable, runtime, principal)
+        ),
         media_type=MEDIA_TYPE,
         headers={
             "content-disposition": (
@@ -285,12 +310,16 @@ async def export(
 
 
 async def _export_lines(
-    sessions: Sessions, from_seq: int, prefix: list[bytes], head: TreeHead
+    sessions: Sessions,
+    from_seq: int,
+    prefix: list[bytes],
+    head: TreeHead,
+    readable: Callable[[str | None], bool],
 ) -> AsyncIterator[bytes]:
     yield header_line(from_seq, prefix, head)
     # Driven by the tree's leaves, so that a position whose entry is gone still shows.
     query = (
-        select(LedgerNode.index, LedgerNode.hash, LedgerEntry.canonical)
+        select(LedgerNode.index, LedgerNode.hash, LedgerEntry.canonical, LedgerEntry.county)
         .select_from(LedgerNode)
         .outerjoin(LedgerEntry, LedgerEntry.seq == LedgerNode.index)  # type: ignore[arg-type]
         .where(
@@ -304,15 +333,20 @@ async def _export_lines(
     async with sessions() as session:
         result = await session.stream(query)
         async for rows in result.partitions():
+            withheld = [
+                canonical is not None and not readable(county) for *_, canonical, county in rows
+            ]
             documents = [
-                json.loads(canonical) if canonical and SEALED_MARK in canonical else {}
-                for _, _, canonical in rows
+                json.loads(canonical) if canonical and SEALED_MARK in canonical and not out else {}
+                for (_, _, canonical, _), out in zip(rows, withheld, strict=True)
             ]
             # Opened in the session that reads them, batch by batch: the keys as they are now.
             personal = await reveal_documents(session, documents)
             yield b"".join(
-                entry_line(seq, leaf, canonical, opened)
-                for (seq, leaf, canonical), opened in zip(rows, personal, strict=True)
+                entry_line(seq, leaf, canonical, opened, withheld=out)
+                for (seq, leaf, canonical, _), opened, out in zip(
+                    rows, personal, withheld, strict=True
+                )
             )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.tenancy import Counties
 from reference.county import MatterKind, ReferenceData, county_tenancy, load_reference
 from services.ledger import api, assessment_api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
-from services.ledger.kpi_store import MetricScope, refresh_periodically
+from services.ledger.kpi_store import CountyScope, MetricScope, refresh_periodically
 from services.ledger.recorder import TREE_SIZE
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
@@ -18,13 +19,17 @@ from services.runtime.settings import Settings
 # How often the KPI gauges on /metrics are recomputed.
 
 
-def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
+def kpi_scope(
+    reference: ReferenceData, timezone: str, counties: Counties | None = None
+) -> MetricScope:
     """Which codes may appear as metric labels, and which department each unit belongs to
-    (a township team belongs to none)."""
+    (a township team belongs to none); the county of facts naming none is the default's."""
+    counties = counties or Counties.single(reference.county.code)
     return MetricScope(
         timezone=timezone,
         unit_departments={unit.id: unit.department for unit in reference.units.values()},
         known={
+            "county": counties.known,
             "township": frozenset(reference.townships),
             "unit": frozenset(reference.units),
             "department": frozenset(reference.departments),
@@ -32,6 +37,7 @@ def kpi_scope(reference: ReferenceData, timezone: str) -> MetricScope:
             "kind": frozenset(kind.value for kind in MatterKind),
         },
         matter_kinds={item.code: item.kind.value for item in reference.catalogue.items},
+        county=CountyScope(counties.default),
     )
 
 
@@ -52,7 +58,9 @@ async def setup(runtime: Runtime) -> Subscription:
         ),
     )
     reference = runtime.state["reference"] = load_reference(runtime.settings.config_dir)
-    scope = runtime.state["kpi_scope"] = kpi_scope(reference, runtime.settings.timezone)
+    scope = runtime.state["kpi_scope"] = kpi_scope(
+        reference, runtime.settings.timezone, runtime.counties
+    )
     runtime.run_in_background(
         "kpi-gauges",
         refresh_periodically(

@@ -58,7 +58,15 @@ async def sheet(
     chosen = period_of(period, at or local_day(now, scope.timezone))
     staff_ids = [member.id for member in squad.staff]
     async with runtime.sessions() as session:
-        figures = await tally(session, chosen, "staff", now, scope.timezone, scope.unit_departments)
+        figures = await tally(
+            session,
+            chosen,
+            "staff",
+            now,
+            scope.timezone,
+            scope.unit_departments,
+            scope.county.narrowed(principal.counties()),
+        )
         rows = (
             await session.scalars(
                 select(KpiAssessment).where(

@@ -20,6 +20,12 @@ hashed), or ``null`` if there is none. An entry whose personal fields are sealed
 opened with its tip's key at export time, or ``"已按规定删除"`` once the tip was erased; the
 tree does not cover it, and the verifier does not read it. Keeping leaf and entry apart is what
 lets the verifier say which entry no longer matches what the log committed to, and how.
+
+The log is one for all counties (docs/scale.md, "Tenancy"). Exported to a one-county token, an
+entry of another county is withheld: its line keeps the committed leaf, so the root is still
+recomputed from every leaf, but not the entry::
+
+    {"seq": i, "leaf_hash": "<hex>", "canonical": null, "withheld": true}
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class Line:
     seq: int
     leaf_hash: bytes
     canonical: bytes | None
+    # Another county's entry, left out for the token the export was made for.
+    withheld: bool = False
 
 
 def _encode(document: dict[str, Any]) -> bytes:
@@ -65,14 +73,21 @@ def header_line(from_seq: int, prefix: Sequence[bytes], head: TreeHead) -> bytes
 
 
 def entry_line(
-    seq: int, leaf_hash: bytes, canonical: bytes | None, personal: dict[str, Any] | None = None
+    seq: int,
+    leaf_hash: bytes,
+    canonical: bytes | None,
+    personal: dict[str, Any] | None = None,
+    *,
+    withheld: bool = False,
 ) -> bytes:
     line: dict[str, Any] = {
         "seq": seq,
         "leaf_hash": leaf_hash.hex(),
-        "canonical": None if canonical is None else canonical.decode(),
+        "canonical": None if canonical is None or withheld else canonical.decode(),
     }
-    if personal:
+    if withheld:
+        line["withheld"] = True
+    elif personal:
         line["personal"] = personal
     return _encode(line)
 
@@ -100,10 +115,14 @@ def parse_line(raw: bytes) -> Line:
         raise ValueError("seq is missing or not a non-negative integer")
     if canonical is not None and not isinstance(canonical, str):
         raise ValueError("canonical must be a string or null")
+    withheld = document.get("withheld", False)
+    if not isinstance(withheld, bool) or (withheld and canonical is not None):
+        raise ValueError("withheld must be true or false, and a withheld entry has no canonical")
     return Line(
         seq,
         hex_bytes(document.get("leaf_hash"), HASH_BYTES, "leaf_hash"),
         None if canonical is None else canonical.encode(),
+        withheld,
     )
 
 

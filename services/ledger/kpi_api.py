@@ -113,7 +113,7 @@ LAST_DAY = date(9998, 12, 31)
 
 @router.get("/kpis", response_model=KpiReport)
 async def kpis(
-    _: Annotated[Principal, Depends(require_roles(*KPI_READERS))],
+    principal: Annotated[Principal, Depends(require_roles(*KPI_READERS))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     period: PeriodKind = "month",
     at: Annotated[
@@ -127,7 +127,9 @@ async def kpis(
     group_by: GroupBy = "county",
 ) -> KpiReport:
     """三率 and the rest of issue #6 for the month, quarter or year holding ``at``, in the
-    county's time zone. A rate whose denominator is 0 is null, with a note."""
+    county's time zone, of the facts of the token's counties (``county:*``: all of them;
+    ``group_by=county`` keys each by its division code). A rate whose denominator is 0 is
+    null, with a note."""
     scope: MetricScope = runtime.state["kpi_scope"]
     now = runtime.clock()
     chosen = period_of(period, at or local_day(now, scope.timezone))
@@ -139,6 +141,7 @@ async def kpis(
             now,
             scope.timezone,
             scope.unit_departments,
+            scope.county.narrowed(principal.counties()),
             scope.matter_kinds,
         )
     groups = [

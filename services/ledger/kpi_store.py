@@ -10,12 +10,12 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.kpis import (
@@ -63,7 +63,27 @@ GROUP_BYS: tuple[GroupBy, ...] = (
     "staff",
     "kind",
 )
-COUNTY = "county"
+
+
+@dataclass(frozen=True)
+class CountyScope:
+    """Whose facts are counted, and under which county a fact naming none is (tenancy,
+    docs/scale.md): ``readable`` the reader's counties, None for all (``county:*``)."""
+
+    default: str
+    readable: frozenset[str] | set[str] | None = None
+
+    def key(self, county: Any) -> Any:
+        """The division code of a fact's ``county`` column (NULL: the default county's)."""
+        return func.coalesce(county, self.default)
+
+    def where(self, county: Any) -> ColumnElement[bool]:
+        return true() if self.readable is None else self.key(county).in_(sorted(self.readable))
+
+    def narrowed(self, readable: frozenset[str] | None) -> CountyScope:
+        """The facts a reader of ``readable`` counties may count (a token's, None for all);
+        a token naming none acts for the default county, as services.runtime.auth says."""
+        return replace(self, readable=readable or (None if readable is None else {self.default}))
 
 
 @dataclass
@@ -122,26 +142,28 @@ async def tally(
     now: datetime,
     timezone: str,
     unit_departments: Mapping[str, str | None],
+    county: CountyScope,
     matter_kinds: Mapping[str, str] | None = None,
 ) -> Tally:
-    """Counts per group over the period (see services.ledger.kpis for what each means).
+    """Counts per group over the period (see services.ledger.kpis for what each means), of
+    the facts of ``county``'s counties; ``group_by="county"`` keys them by division code.
     ``matter_kinds`` names each matter's part of the catalogue, for ``group_by="kind"``."""
     start, end = period.bounds(timezone)
     if group_by == "kind":
         # A case's counts are its matter's part of the catalogue: service requests apart from
         # enforcement cases (kpis.matter_kind says how a matter is placed).
-        by_matter = await tally(session, period, "matter", now, timezone, unit_departments)
+        by_matter = await tally(session, period, "matter", now, timezone, unit_departments, county)
         return by_matter.folded(lambda matter: matter_kind(matter, matter_kinds or {}))
     if group_by == "department":
         # A unit's case counts are its department's; whistles and their chases name the
         # summoned department themselves.
-        by_unit = await tally(session, period, "unit", now, timezone, unit_departments)
+        by_unit = await tally(session, period, "unit", now, timezone, unit_departments, county)
         out = by_unit.folded(lambda unit: unit_departments.get(unit) if unit else None)
-        await _add_whistle_counts(session, out, start, end, now, group_by)
+        await _add_whistle_counts(session, out, start, end, now, group_by, county)
         return out
     c = KpiCase
     key: Any = {
-        "county": literal(COUNTY),
+        "county": county.key(c.county),
         "township": c.township,
         "unit": c.unit,
         "matter": c.matter,
@@ -231,7 +253,7 @@ async def tally(
     )
     rows = await session.execute(
         select(key.label("key"), *(v.label(k) for k, v in columns.items()))
-        .where(touches_period)
+        .where(touches_period, county.where(c.county))
         .group_by(key)
     )
     out = Tally()
@@ -240,17 +262,18 @@ async def tally(
 
     r = KpiRejection
     rejection_key: Any = {
-        "county": literal(COUNTY),
+        "county": county.key(c.county),
         "township": r.township,
         "unit": r.unit,
         "matter": c.matter,
         "staff": r.staff,
     }[group_by]
-    query = select(rejection_key.label("key"), r.reason, func.count().label("n")).where(
-        _within(r.at, start, end)
+    query = (
+        select(rejection_key.label("key"), r.reason, func.count().label("n"))
+        .select_from(r)
+        .outerjoin(c, c.case_id == r.case_id)  # type: ignore[arg-type]
+        .where(_within(r.at, start, end), county.where(c.county))
     )
-    if group_by == "matter":
-        query = query.select_from(r).outerjoin(c, c.case_id == r.case_id)  # type: ignore[arg-type]
     for row in (await session.execute(query.group_by(rejection_key, r.reason))).mappings():
         out.reasons.setdefault(row["key"], {})[row["reason"]] = row["n"]
         out.counts.setdefault(row["key"], Counts()).rejections += row["n"]
@@ -268,7 +291,7 @@ async def tally(
         )
         .select_from(rating)
         .outerjoin(c, c.case_id == rating.case_id)  # type: ignore[arg-type]
-        .where(_within(rating.rated_at, start, end))
+        .where(_within(rating.rated_at, start, end), county.where(c.county))
         .group_by(key)
     )
     for row in (await session.execute(query)).mappings():
@@ -280,27 +303,36 @@ async def tally(
         select(key.label("key"), func.count().label("n"))
         .select_from(miss)
         .outerjoin(c, c.case_id == miss.case_id)  # type: ignore[arg-type]
-        .where(_within(miss.at, start, end))
+        .where(_within(miss.at, start, end), county.where(c.county))
         .group_by(key)
     )
     for row in (await session.execute(query)).mappings():
         out.counts.setdefault(row["key"], Counts()).follow_ups_unreachable += row["n"]
-    await _add_legal_review_counts(session, out, start, end, group_by)
+    await _add_legal_review_counts(session, out, start, end, group_by, county)
     if group_by in ("county", "township", "unit"):  # a unit's tasks are its department's too
-        await _add_inspection_counts(session, out, period, local_day(now, timezone), group_by)
+        today = local_day(now, timezone)
+        await _add_inspection_counts(session, out, period, today, group_by, county)
     if group_by not in ("unit", "staff"):  # whistles: the township's and departments', only
-        await _add_whistle_counts(session, out, start, end, now, group_by)
+        await _add_whistle_counts(session, out, start, end, now, group_by, county)
     else:
-        await _add_ladder_counts(session, out, start, end, key, KpiLadder.department.is_(None))  # type: ignore[union-attr]
+        own = and_(KpiLadder.department.is_(None), county.where(c.county))  # type: ignore[union-attr]
+        await _add_ladder_counts(session, out, start, end, key, own)
     return out
 
 
 async def _add_inspection_counts(
-    session: AsyncSession, out: Tally, period: Period, today: date, group_by: GroupBy
+    session: AsyncSession,
+    out: Tally,
+    period: Period,
+    today: date,
+    group_by: GroupBy,
+    county: CountyScope,
 ) -> None:
     """Inspection tasks due in the period — planned, done, missed — and their findings."""
     task = KpiInspection
-    key: Any = {"county": literal(COUNTY), "township": task.township, "unit": task.unit}[group_by]
+    key: Any = {"county": county.key(task.county), "township": task.township, "unit": task.unit}[
+        group_by
+    ]
     done = task.completed_at.isnot(None)  # type: ignore[union-attr]
     columns = {
         "inspections_planned": func.count(),
@@ -310,7 +342,7 @@ async def _add_inspection_counts(
     }
     query = (
         select(key.label("key"), *(v.label(k) for k, v in columns.items()))
-        .where(task.due_on >= period.start, task.due_on < period.end)  # type: ignore[operator]
+        .where(task.due_on >= period.start, task.due_on < period.end, county.where(task.county))  # type: ignore[operator]
         .group_by(key)
     )
     for row in (await session.execute(query)).mappings():
@@ -320,12 +352,17 @@ async def _add_inspection_counts(
 
 
 async def _add_legal_review_counts(
-    session: AsyncSession, out: Tally, start: datetime, end: datetime, group_by: GroupBy
+    session: AsyncSession,
+    out: Tally,
+    start: datetime,
+    end: datetime,
+    group_by: GroupBy,
+    county: CountyScope,
 ) -> None:
     """法制审核 decided and returned, into ``out`` (an officer's: the reviews they asked for)."""
     review, c = KpiLegalReview, KpiCase
     key: Any = {
-        "county": literal(COUNTY),
+        "county": county.key(c.county),
         "township": review.township,
         "unit": review.unit,
         "matter": c.matter,
@@ -339,7 +376,7 @@ async def _add_legal_review_counts(
         )
         .select_from(review)
         .outerjoin(c, c.case_id == review.case_id)  # type: ignore[arg-type]
-        .where(_within(review.at, start, end))
+        .where(_within(review.at, start, end), county.where(c.county))
         .group_by(key)
     )
     for row in (await session.execute(query)).mappings():
@@ -355,12 +392,13 @@ async def _add_whistle_counts(
     end: datetime,
     now: datetime,
     group_by: GroupBy,
+    county: CountyScope,
 ) -> None:
     """Whistles, 报到 and replies — and the summons left unanswered past their deadlines — and
     the chases and supervisions, into ``out``."""
     w, c = KpiWhistle, KpiCase
     key: Any = {
-        "county": literal(COUNTY),
+        "county": county.key(c.county),
         "township": w.township,
         "department": w.department,
         "matter": c.matter,
@@ -381,9 +419,11 @@ async def _add_whistle_counts(
         "whistle_replies_due": _count(reply_due),
         "whistle_replies_on_time": _count(and_(reply_due, w.reply_on_time.is_(True))),  # type: ignore[union-attr]
     }
-    query = select(key.label("key"), *(v.label(k) for k, v in columns.items())).select_from(w)
-    if group_by == "matter":
-        query = query.outerjoin(c, c.case_id == w.case_id)  # type: ignore[arg-type]
+    query = (
+        select(key.label("key"), *(v.label(k) for k, v in columns.items()))
+        .select_from(w)
+        .outerjoin(c, c.case_id == w.case_id)  # type: ignore[arg-type]
+    )
     touches = or_(
         _within(w.blown_at, start, end),
         reported,
@@ -391,7 +431,8 @@ async def _add_whistle_counts(
         _within(_decided(w.reported_at, w.receipt_due_at), start, end),
         _within(_decided(w.replied_at, w.reply_due_at), start, end),
     )
-    for row in (await session.execute(query.where(touches).group_by(key))).mappings():
+    query = query.where(touches, county.where(c.county)).group_by(key)
+    for row in (await session.execute(query)).mappings():
         counts = out.counts.setdefault(row["key"], Counts())
         for name in columns:
             setattr(counts, name, getattr(counts, name) + int(row[name]))
@@ -402,11 +443,16 @@ async def _add_whistle_counts(
             start,
             end,
             KpiLadder.department,
-            KpiLadder.department.isnot(None),  # type: ignore[union-attr]
+            and_(KpiLadder.department.isnot(None), county.where(c.county)),  # type: ignore[union-attr]
         )
     else:
-        ladder_key: Any = {"county": literal(COUNTY), "township": c.township, "matter": c.matter}
-        await _add_ladder_counts(session, out, start, end, ladder_key[group_by], literal(True))
+        ladder_key: Any = {
+            "county": county.key(c.county),
+            "township": c.township,
+            "matter": c.matter,
+        }
+        own = county.where(c.county)
+        await _add_ladder_counts(session, out, start, end, ladder_key[group_by], own)
 
 
 async def _add_ladder_counts(
@@ -487,6 +533,9 @@ class MetricScope:
     timezone: str
     unit_departments: Mapping[str, str | None]
     known: Mapping[GroupBy, frozenset[str]]
+    # The gauges are the city's (every county's facts, keyed by division code); a reader's
+    # report narrows it to the reader's counties.
+    county: CountyScope
     # Each matter's part of the dispatch catalogue: "enforcement" or "service".
     matter_kinds: Mapping[str, str] = field(default_factory=dict)
 
@@ -504,9 +553,10 @@ async def refresh_gauges(session: AsyncSession, scope: MetricScope, now: datetim
                 now,
                 scope.timezone,
                 scope.unit_departments,
+                scope.county,
                 scope.matter_kinds,
             )
-            known = scope.known.get(group_by, frozenset({COUNTY}))
+            known = scope.known.get(group_by, frozenset())
             merged: dict[str, Counts] = defaultdict(Counts)
             for key, counts in result.counts.items():
                 code = label_of(key, known)

@@ -35,6 +35,9 @@ class LedgerEntry(SQLModel, table=True):
     recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     canonical: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The event's county (the envelope attribute its canonical bytes commit to); None for an
+    # event naming none, the default county's. What a one-county auditor may read.
+    county: str | None = Field(default=None, sa_column=Column(String(6)))
 
 
 class LedgerNode(SQLModel, table=True):
@@ -118,6 +121,8 @@ class KpiCase(SQLModel, table=True):
     township: str | None = None
     unit: str | None = None
     matter: str | None = None
+    # None: its events named none, the default county's.
+    county: str | None = Field(default=None, sa_column=Column(String(6)))
     channel: str | None = None  # from the tip, whichever arrives first
     tip_on_spot: bool | None = None  # a grid worker's tip already resolved on the spot
     # The first report: when the tip the case was opened for was received (发现时效 runs from it).
@@ -292,3 +297,5 @@ class KpiInspection(SQLModel, table=True):
     due_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True, index=True))
     completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     findings: int | None = None
+    # None: its events named none, the default county's.
+    county: str | None = Field(default=None, sa_column=Column(String(6)))

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # Facts that take the newer non-null value.
 LATEST = (
     "tip_id",
+    "county",
     "township",
     "unit",
     "matter",
@@ -265,6 +266,7 @@ class KpiBatch:
                 township=data["township_code"],
                 unit=data["unit_id"],
                 due_on=date.fromisoformat(data["due_on"]),
+                county=event.county,
             )
             if kind == "inspection.completed":
                 row.update(completed_at=_time(data["completed_at"]), findings=len(data["findings"]))
@@ -303,6 +305,9 @@ class KpiBatch:
         if "case_id" not in data:
             return
         case_id = UUID(data["case_id"])
+        if event.county is not None:
+            # The case's county, from any of its events (a case never moves between counties).
+            self._case(case_id, county=event.county)
         if kind == "deadlines.set":
             for deadline in data["deadlines"]:
                 round_ = int(deadline.get("round", 1))

@@ -64,6 +64,7 @@ ENTRY_COLUMNS = (
     "recorded_at",
     "canonical",
     "leaf_hash",
+    "county",
 )
 NODE_COLUMNS = ("level", "index", "hash")
 
@@ -112,6 +113,7 @@ class PendingAppends:
                     recorded_at,
                     canonical,
                     leaf,
+                    event.county,
                 )
             )
             self.nodes.extend(

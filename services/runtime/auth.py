@@ -53,6 +53,14 @@ class Principal:
     def may_act_on(self, kind: str, code: str) -> bool:
         return f"{kind}:{code}" in self.scopes or f"{kind}:*" in self.scopes
 
+    def counties(self) -> frozenset[str] | None:
+        """The counties the principal reads and acts for (its ``county:<code>`` scopes, the
+        default county's added by :func:`with_county` when it names none); None for all of
+        them (``county:*``, the city's roles)."""
+        prefix = f"{COUNTY_SCOPE}:"
+        codes = frozenset(s.removeprefix(prefix) for s in self.scopes if s.startswith(prefix))
+        return None if "*" in codes else codes
+
 
 def ensure_dev_keys(private_path: Path, public_path: Path) -> None:
     """Create an Ed25519 key pair for development if there is none yet.

@@ -59,6 +59,8 @@ from tests.support.infra import Infra
 
 PROBLEM = "application/problem+json"
 NOW = datetime(2026, 12, 20, 4, tzinfo=UTC)  # 12:00 on 20 December in Asia/Shanghai
+# The default county (deploy/config): the whole county's group is keyed by its division code.
+QINGXI = "140999"
 REASON = "不属于本单位职责"
 
 
@@ -357,7 +359,7 @@ async def test_the_rates_of_a_scripted_month(
         "timezone": "Asia/Shanghai",
     }
     [whole] = county["groups"]
-    assert whole["key"] == "county"
+    assert whole["key"] == QINGXI  # the county, by its division code
     assert value(whole, "response_rate") == (pytest.approx(3 / 5), 3, 5)
     assert value(whole, "resolution_rate") == (pytest.approx(2 / 3), 2, 3)
     assert value(whole, "on_time_resolution_rate") == (pytest.approx(2 / 3), 2, 3)
@@ -437,7 +439,7 @@ async def test_prometheus_gauges_carry_codes_not_ids(
         in text
     )
     assert (
-        f'whistle_kpi_rate{{code="county",group_by="county",{month},rate="on_the_spot_rate"}} 0.2'
+        f'whistle_kpi_rate{{code="{QINGXI}",group_by="county",{month},rate="on_the_spot_rate"}} 0.2'
         in text
     )
     assert (
@@ -686,7 +688,7 @@ async def test_ratings_whistles_and_chases_of_a_scripted_month(
     assert township["T03"]["counts"]["whistles"] == 2
     assert township["T03"]["counts"]["supervisions"] == 1
     november = groups(await report(client, token, period="month", at="2026-11-01"))
-    assert november["county"]["counts"]["rated"] == 1
+    assert november[QINGXI]["counts"]["rated"] == 1
 
     async with sessions() as session:
         row = await session.get(KpiCase, g.case_id)
@@ -742,5 +744,5 @@ async def test_service_requests_are_counted_apart_from_enforcement_cases(
     assert by_kind["enforcement"]["counts"]["opened"] == 5
     assert value(by_kind["enforcement"], "resolution_rate") == (2 / 3, 2, 3)
     assert set(body["kind_definitions"]) == {"enforcement", "service", "null"}
-    county = groups(await report(client, token, period="month", at="2026-12-20"))["county"]
+    county = groups(await report(client, token, period="month", at="2026-12-20"))[QINGXI]
     assert county["counts"]["opened"] == 7  # the county's total still counts both

@@ -20,6 +20,7 @@ from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.test_kpis import (
     NOW,
+    QINGXI,
     TEAM,
     Script,
     at,
@@ -152,6 +153,6 @@ async def test_discovery_latency_and_citizen_first_share_of_a_scripted_month(
         in text
     )
     assert (
-        f'whistle_kpi_count{{code="county",count="discovered_by_grid",group_by="county",{month}}}'
+        f'whistle_kpi_count{{code="{QINGXI}",count="discovered_by_grid",group_by="county",{month}}}'
         " 3.0" in text
     )

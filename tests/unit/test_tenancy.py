@@ -26,9 +26,10 @@ from reference.county import (
 )
 from services.ledger.export import entry_line, header_line
 from services.ledger.heads import HeadSigner
+from services.ledger.kpi_store import CountyScope
 from services.ledger.merkle import Frontier, canonical_bytes, leaf_hash
 from services.ledger.verify import verify_export
-from services.runtime.auth import TokenVerifier, ensure_dev_keys, issue_token
+from services.runtime.auth import Principal, TokenVerifier, ensure_dev_keys, issue_token
 from tests.conftest import REPO
 
 CONFIG = REPO / "deploy" / "config"
@@ -199,6 +200,20 @@ def test_a_token_without_a_county_acts_for_the_default_county(tmp_path: Path) ->
     assert scopes("county:*") == {"county:*"}
 
 
+def test_a_principal_reads_its_counties_or_all_with_the_city_scope() -> None:
+    def counties(*scopes: str) -> frozenset[str] | None:
+        return Principal("u", frozenset({"auditor"}), frozenset(scopes)).counties()
+
+    assert counties(f"county:{DEFAULT}", "township:T01") == {DEFAULT}
+    assert counties("county:140998", f"county:{DEFAULT}") == {SECOND, DEFAULT}
+    assert counties("county:*") is None
+    # A KPI reader naming none (a verifier not told the default) counts the default county's.
+    scope = CountyScope(DEFAULT)
+    assert scope.narrowed(frozenset()).readable == {DEFAULT}
+    assert scope.narrowed(None).readable is None
+    assert scope.narrowed(frozenset({SECOND})).readable == {SECOND}
+
+
 # ------------------------------------------------------------------ the ledger
 
 
@@ -227,6 +242,18 @@ def test_the_ledger_commits_to_the_county_and_entries_without_one_still_verify()
     moved = entries[1].replace(b'"county":"140998"', b'"county":"140999"')
     report = verify_export(export([entries[0], moved]), signer.public_key())
     assert [(f.kind, f.seq) for f in report.findings] == [("altered", 1)]
+    # Exported to the default county's auditor, the other county's entry is withheld: its leaf
+    # still makes the signed root, its bytes are not shown.
+    lines = [header_line(0, [], head), entry_line(0, leaves[0], entries[0])]
+    withheld = entry_line(1, leaves[1], entries[1], withheld=True)
+    assert b"140998" not in withheld
+    report = verify_export([*lines, withheld], signer.public_key())
+    assert report.ok and report.withheld == 1, report.render()
+    # A withheld line's leaf is still the tree's: another leaf does not make the root.
+    forged = entry_line(1, leaf_hash(b"{}"), None, withheld=True)
+    assert [f.kind for f in verify_export([*lines, forged], signer.public_key()).findings] == [
+        "root"
+    ]
 
 
 # ------------------------------------------------------------------ deployment

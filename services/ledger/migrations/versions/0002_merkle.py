@@ -61,19 +61,23 @@ def _backfill_nodes() -> None:
     )
     frontier = Frontier()
     pending: list[dict[str, object]] = []
-    leaves = connection.execute(
-        sa.text("SELECT seq, leaf_hash FROM ledger_entry ORDER BY seq").execution_options(
-            yield_per=BACKFILL_BATCH
-        )
+    # Page by page rather than through a server-side cursor: asyncpg keeps a cursor's portal
+    # open until the transaction ends, and an open portal on ledger_entry keeps a later
+    # migration run in the same transaction from altering the table (ledger_0014).
+    page = sa.text(
+        "SELECT seq, leaf_hash FROM ledger_entry WHERE seq >= :start ORDER BY seq LIMIT :batch"
     )
-    for seq, leaf in leaves:
-        if seq != frontier.size:
-            raise RuntimeError(f"ledger_entry has a gap: entry {frontier.size} is missing")
-        for (level, index), hash_ in frontier.append(leaf):
-            pending.append({"level": level, "index": index, "hash": hash_})
-        if len(pending) >= BACKFILL_BATCH:
-            connection.execute(nodes.insert(), pending)
-            pending = []
+    while leaves := connection.execute(
+        page, {"start": frontier.size, "batch": BACKFILL_BATCH}
+    ).all():
+        for seq, leaf in leaves:
+            if seq != frontier.size:
+                raise RuntimeError(f"ledger_entry has a gap: entry {frontier.size} is missing")
+            for (level, index), hash_ in frontier.append(leaf):
+                pending.append({"level": level, "index": index, "hash": hash_})
+            if len(pending) >= BACKFILL_BATCH:
+                connection.execute(nodes.insert(), pending)
+                pending = []
     if pending:
         connection.execute(nodes.insert(), pending)
 

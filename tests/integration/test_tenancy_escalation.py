@@ -1,0 +1,129 @@
+"""Tenancy's second step in escalation (issue 18, item 4; docs/scale.md, "Tenancy"): escalation
+in process over the shipped reference data, 清溪县 (140999, the default) and 桃林县 (140998).
+A case's clocks, whistles, extensions and joint meetings are read only within the token's
+counties, through the county escalation learnt for the case; another county's is answered as a
+missing one (404), exactly as dispatch answers; the city's ``county:*`` reads both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import httpx
+
+from contracts.envelope import new_event
+from services.escalation.consumers import in_county
+from services.escalation.models import Meeting
+from tests.conftest import TokenFactory
+from tests.integration.test_deadline_visibility import Escalation, escalation
+from tests.integration.test_escalation_clocks import _assigned
+from tests.integration.test_extensions import ASSIGNED, _handlers
+from tests.integration.test_tenancy import QINGXI, TAOLIN, _bearer
+from tests.integration.test_whistle_protocol import whistle
+
+__all__ = ["escalation"]  # the module-scoped escalation app, shared as a fixture
+
+PROBLEM = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    case_id: UUID
+    whistle_id: UUID
+    meeting_id: UUID
+
+
+async def _seed(pair: Escalation, county: str) -> Seeded:
+    """A case of ``county`` assigned (its clocks started), a whistle summoning CGJ blown on it
+    and a joint meeting convened on it, its events naming the county as dispatch's do."""
+    _, runtime = pair
+    handlers = _handlers(runtime)
+    case_id = uuid4()
+    blown = whistle(case_id, ["CGJ"])
+    for data, handle in (
+        (_assigned(case_id), handlers.case_assigned),
+        (blown, handlers.whistle_blown),
+    ):
+        event = new_event("whistle/dispatch", str(case_id), data, ASSIGNED, county=county)
+        async with runtime.transaction() as session:
+            await in_county(handle)(session, event, "dispatch.cases.v1")
+    meeting_id = uuid4()
+    async with runtime.transaction() as session:
+        session.add(
+            Meeting(
+                id=meeting_id,
+                township_code="T03",
+                held_at=ASSIGNED,
+                place="乡镇会议室",
+                departments=["CGJ"],
+                agenda=["占道经营"],
+                case_ids=[str(case_id)],
+                whistle_ids=[str(blown.whistle_id)],
+                convened_by="S0003",
+                convened_at=ASSIGNED,
+            )
+        )
+    return Seeded(case_id, blown.whistle_id, meeting_id)
+
+
+async def _missing(answer: httpx.Response) -> None:
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_each_countys_users_read_only_their_countys_clocks_whistles_and_meetings(
+    escalation: Escalation, token: TokenFactory
+) -> None:
+    http, _ = escalation
+    seeded = {QINGXI: await _seed(escalation, QINGXI), TAOLIN: await _seed(escalation, TAOLIN)}
+
+    # 清溪县's supervisor and department hold tokens from before tenancy (no county: the
+    # default county's); 桃林县's name their county. Both counties' 城管局 share the code CGJ.
+    readers = {
+        QINGXI: (token("county_supervisor"), token("county_department", "dept:CGJ")),
+        TAOLIN: (
+            token("county_supervisor", f"county:{TAOLIN}"),
+            token("county_department", f"county:{TAOLIN}", "dept:CGJ"),
+        ),
+    }
+    for county, (supervisor, department) in readers.items():
+        own, other = seeded[county], seeded[TAOLIN if county == QINGXI else QINGXI]
+        for bearer in (supervisor, department):
+            headers = _bearer(bearer)
+            clocks = await http.get(f"/v1/cases/{own.case_id}/deadlines", headers=headers)
+            assert clocks.status_code == 200 and clocks.json()["deadlines"], clocks.text
+            await _missing(await http.get(f"/v1/cases/{other.case_id}/deadlines", headers=headers))
+            listed = await http.get("/v1/whistles", headers=headers)
+            assert listed.status_code == 200, listed.text
+            whistles = {w["whistle_id"] for w in listed.json()["whistles"]}
+            assert str(own.whistle_id) in whistles and str(other.whistle_id) not in whistles
+            meetings = await http.get("/v1/meetings", headers=headers)
+            assert meetings.status_code == 200, meetings.text
+            ids = {m["meeting_id"] for m in meetings.json()["meetings"]}
+            assert str(own.meeting_id) in ids and str(other.meeting_id) not in ids
+            await _missing(await http.get(f"/v1/meetings/{other.meeting_id}", headers=headers))
+        supervised = _bearer(supervisor)
+        extensions = await http.get(f"/v1/cases/{own.case_id}/extensions", headers=supervised)
+        assert extensions.status_code == 200, extensions.text
+        await _missing(await http.get(f"/v1/cases/{other.case_id}/extensions", headers=supervised))
+        # Another county's 城管局 cannot report in on this county's whistle: it is not there.
+        receipt = {"receipt_no": "BD-1", "officer": "S0101"}
+        await _missing(
+            await http.post(
+                f"/v1/whistles/{other.whistle_id}/receipt",
+                json=receipt,
+                headers=_bearer(department),
+            )
+        )
+
+    # The city's roles (county:*) read both counties.
+    city = _bearer(token("county_supervisor", "county:*"))
+    listed = {
+        w["whistle_id"] for w in (await http.get("/v1/whistles", headers=city)).json()["whistles"]
+    }
+    for own in seeded.values():
+        assert str(own.whistle_id) in listed
+        clocks = await http.get(f"/v1/cases/{own.case_id}/deadlines", headers=city)
+        assert clocks.status_code == 200, clocks.text
+        meeting = await http.get(f"/v1/meetings/{own.meeting_id}", headers=city)
+        assert meeting.status_code == 200, meeting.text
