@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -281,6 +281,14 @@ def _probe_app() -> TestClient:
     async def ping() -> dict[str, str]:
         return {"pong": "yes"}
 
+    @router.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    @router.get("/sniffed")
+    async def sniffed() -> Response:
+        return Response("x", headers={"X-Content-Type-Options": "nosniff"})
+
     app = create_service_app(ServiceDefinition("probe", routers=[router]), Settings())
     unreachable = _Unreachable()
     app.state.runtime = SimpleNamespace(
@@ -314,7 +322,12 @@ def test_a_draining_refusal_says_nosniff() -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def _requests(method: str) -> float:
+def test_a_response_naming_nosniff_itself_carries_it_once() -> None:
+    response = _probe_app().get("/sniffed")
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def _requests(method: str, **labels: str) -> float:
     total = 0.0
     for metric in REGISTRY.collect():
         if metric.name == "whistle_http_requests":
@@ -324,8 +337,16 @@ def _requests(method: str) -> float:
                 if sample.name.endswith("_total")
                 and sample.labels.get("service") == "probe"
                 and sample.labels["method"] == method
+                and all(sample.labels[k] == v for k, v in labels.items())
             )
     return total
+
+
+def test_a_request_that_raised_is_counted_as_the_500_it_was_answered() -> None:
+    before = _requests("GET", route="/broken", status="500")
+    response = _probe_app().get("/broken")
+    assert response.status_code == 500
+    assert _requests("GET", route="/broken", status="500") == before + 1
 
 
 def test_an_unknown_method_is_counted_as_other() -> None:
