@@ -20,16 +20,25 @@ def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token(role, *scopes)}"}
 
 
-async def _waiting_case(runtime: Runtime, township: str, text: str) -> UUID:
+async def waiting_case(
+    runtime: Runtime,
+    township: str,
+    text: str,
+    *,
+    county: str = "140999",
+    queue: str | None = None,
+) -> UUID:
+    """A case of ``county`` waiting in ``township``'s triage queue (or in ``queue``), with the
+    citizen's ``text``, as dispatch keeps one that routing left to a person."""
     now = datetime.now(UTC)
     case = Case(
-        county="140999",
+        county=county,
         id=uuid7(),
         tip_id=uuid7(),
         status="triage",
         township_code=township,
         urgency="general",
-        queue=f"township:{township}",
+        queue=queue or f"township:{township}",
         catalogue_version="test",
         routing={"rule": "low_confidence", "explanation": ["待调度员人工分拨"]},
         created_at=now - timedelta(minutes=30),
@@ -45,8 +54,8 @@ async def test_a_dispatcher_sees_their_own_townships_triage_queue_with_suggestio
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    own = await _waiting_case(runtime, "T03", "路边有人占道经营，还在店外摆摊，噪音也大")
-    other = await _waiting_case(runtime, "T01", "有人占道经营")
+    own = await waiting_case(runtime, "T03", "路边有人占道经营，还在店外摆摊，噪音也大")
+    other = await waiting_case(runtime, "T01", "有人占道经营")
     as_t03 = _bearer(token, "dispatcher", "township:T03")
 
     answer = await client.get("/v1/queues/triage", headers=as_t03)
@@ -75,8 +84,8 @@ async def test_the_open_case_list_is_scoped_and_filtered(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    t03 = await _waiting_case(runtime, "T03", "垃圾乱倒")
-    t01 = await _waiting_case(runtime, "T01", "垃圾乱倒")
+    t03 = await waiting_case(runtime, "T03", "垃圾乱倒")
+    t01 = await waiting_case(runtime, "T01", "垃圾乱倒")
     as_t03 = _bearer(token, "dispatcher", "township:T03")
     mine = {UUID(c["id"]) for c in (await client.get("/v1/cases", headers=as_t03)).json()}
     assert t03 in mine and t01 not in mine

@@ -23,8 +23,11 @@ from tests.conftest import TokenFactory
 from tests.support.infra import eventually
 
 
-async def send_tip(runtime: Runtime, text: str, grid_id: str, hint: str | None = None) -> UUID:
-    """Publish a ``TipReceived`` on intake's topic; dispatch (in the same test) consumes it."""
+async def send_tip(
+    runtime: Runtime, text: str, grid_id: str, hint: str | None = None, county: str | None = None
+) -> UUID:
+    """Publish a ``TipReceived`` on intake's topic, in ``county`` as intake would name it
+    (None: the default); dispatch (in the same test) consumes it."""
     tip_id = uuid7()
     now = datetime.now(UTC)
     tip = TipReceived(
@@ -37,7 +40,7 @@ async def send_tip(runtime: Runtime, text: str, grid_id: str, hint: str | None =
         received_at=now,
     )
     async with runtime.transaction() as session:
-        stage(session, TIPS, new_event("whistle/intake", str(tip_id), tip, now))
+        stage(session, TIPS, new_event("whistle/intake", str(tip_id), tip, now, county))
     return tip_id
 
 
