@@ -3,51 +3,18 @@ open-case list, each scoped to the caller."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
-from uuid6 import uuid7
 
-from services.dispatch.models import Case, TipText
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.test_authority import PROPOSAL
-from tests.support.tips import case_events, case_of, send_tip
+from tests.support.tips import case_events, case_of, send_tip, waiting_case
 
 
 def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token(role, *scopes)}"}
-
-
-async def waiting_case(
-    runtime: Runtime,
-    township: str,
-    text: str,
-    *,
-    county: str = "140999",
-    queue: str | None = None,
-) -> UUID:
-    """A case of ``county`` waiting in ``township``'s triage queue (or in ``queue``), with the
-    citizen's ``text``, as dispatch keeps one that routing left to a person."""
-    now = datetime.now(UTC)
-    case = Case(
-        county=county,
-        id=uuid7(),
-        tip_id=uuid7(),
-        status="triage",
-        township_code=township,
-        urgency="general",
-        queue=queue or f"township:{township}",
-        catalogue_version="test",
-        routing={"rule": "low_confidence", "explanation": ["待调度员人工分拨"]},
-        created_at=now - timedelta(minutes=30),
-        updated_at=now,
-    )
-    async with runtime.transaction() as session:
-        session.add(case)
-        session.add(TipText(tip_id=case.tip_id, text=text, channel="web", received_at=now))
-    return case.id
 
 
 async def test_a_dispatcher_sees_their_own_townships_triage_queue_with_suggestions(

@@ -17,9 +17,8 @@ from services.dispatch.wiring import current_counties
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.test_authority import PROPOSAL
-from tests.integration.test_dispatch_queues import waiting_case
 from tests.integration.test_metrics import sample
-from tests.support.tips import act, bearer
+from tests.support.tips import act, bearer, waiting_case
 
 QINGXI, TAOLIN = "140999", "140998"
 # Words the catalogue knows (占道经营 and more): suggestions that routing gives to a unit.
