@@ -999,3 +999,24 @@ async def test_each_card_offers_its_own_countys_units_and_matters(
     suggested = await card.locator(".suggestion .detail").all_inner_texts()
     assert suggested and all(line.removeprefix(" → ") in units for line in suggested)
     assert "城关镇" not in await card.inner_text()
+
+
+async def test_a_city_token_chooses_the_county_of_its_filters(
+    page: Page, served: Served, token: TokenFactory
+) -> None:
+    """A city supervisor (``county:*``) chooses a county for what is about no case — the case
+    list's unit and matter filters; a one-county token is offered no choice."""
+    taolin = {u.name for u in current_counties(served.runtime)["140998"].units.values()}
+    await sign_in(page, served, token("county_supervisor", "county:*"), "#/open")
+    choice = page.locator("#county")
+    assert await page.locator("#county-choice").is_visible()
+    assert await choice.locator("option").all_inner_texts() == ["清溪县", "桃林县"]
+    assert "城关镇城市管理派驻组" in await page.locator("#filter-unit").inner_text()
+
+    await choice.select_option(label="桃林县")
+    await page.wait_for_selector('body[data-state="done"]')
+    units = set(await page.locator("#filter-unit option").all_inner_texts()) - {"全部单位"}
+    assert units and units <= taolin
+
+    await sign_in(page, served, token("dispatcher", "county:140998", "township:L01"), "#/open")
+    assert not await page.locator("#county-choice").is_visible()

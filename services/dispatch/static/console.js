@@ -434,9 +434,15 @@ function roleLine(data) {
   }）`;
 }
 
-async function signIn() {
-  me = await api("/v1/console/me");
+// ``county``: the county whose lists the forms about no case offer (the case list's filters,
+// the inspection form), which a city token (county:*) chooses; none: the token's own.
+async function signIn(county) {
+  me = await api(county ? `/v1/console/me?county=${county}` : "/v1/console/me");
   countyForms = { [me.county.code]: me };
+  const choice = $("#county");
+  choice.replaceChildren(...me.counties.map((c) => el("option", { value: c.code }, c.name)));
+  choice.value = me.county.code;
+  $("#county-choice").hidden = me.counties.length < 2;
   Object.assign(STATUS, me.labels.status);
   Object.assign(URGENCY, me.labels.urgency);
   Object.assign(RESOLUTION, me.labels.resolution);
@@ -1592,9 +1598,16 @@ function start() {
     $("#token").value = "";
     me = null;
     $("#tabs").hidden = true;
+    $("#county-choice").hidden = true;
     $("#view").replaceChildren();
     $("#who").textContent = "请先粘贴访问令牌。";
   });
+  $("#county").addEventListener("change", () =>
+    run(async () => {
+      await signIn($("#county").value);
+      await route();
+    }),
+  );
   window.addEventListener("hashchange", () => {
     showNotice("");
     run(route);
