@@ -70,13 +70,17 @@ def reference_for(
     one rule of every console view and read of dispatch: for a row or page about a ``case``,
     its own county's (the reader may read it: :func:`visible_to`); for a form about no case,
     the county the reader ``chosen`` (a city token, ``county:*``, may choose any; another
-    token only its own), else the one county the token names (a city token: the default).
+    token only its own), else the one county the token names (a city token, or one naming
+    several counties: the default county if it reads it, else the first of its own).
     LookupError: that county is not served here, or not the token's."""
     if case is not None:
         return counties.of(case.county)
     county = chosen or own_county(principal)
     if county is None:
-        return counties.default
+        reached = principal.counties()
+        if not reached or counties.default.county.code in reached:
+            return counties.default
+        county = min(reached)
     if county not in counties or not principal.may_act_on(COUNTY_SCOPE, county):
         raise LookupError(county)
     return counties[county]
