@@ -73,8 +73,8 @@ def chosen_reference(runtime: Runtime, principal: Principal, county: str | None)
     (queries.reference_for); a county the caller does not read is as absent as an unknown one."""
     try:
         return reference_for(current_counties(runtime), principal, chosen=county)
-    except LookupError:
-        raise Problem(404, "未找到", f"没有您可查看的县：{county}。") from None
+    except LookupError as exc:
+        raise Problem(404, "未找到", f"没有您可查看的县：{exc.args[0]}。") from None
 
 
 IfMatch = Annotated[

@@ -145,6 +145,7 @@ async def test_a_city_token_chooses_its_county_and_another_token_cannot(
         assert refused.status_code == 404, read
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert refused.json()["title"] == "未找到"
+        assert refused.json()["detail"] == f"没有您可查看的县：{TAOLIN}。"
     assert (await client.get("/v1/console/me?county=T01", headers=city)).status_code == 422
 
 
