@@ -16,8 +16,7 @@ from pydantic import BaseModel, Field
 
 from contracts.cases import CaseStatus
 from contracts.events import Penalty
-from contracts.tenancy import COUNTY_SCOPE
-from reference.county import Code, CountySet
+from reference.county import Code, CountySet, ReferenceData
 from services.dispatch.cases import (
     ASSISTANCE,
     find_case,
@@ -33,9 +32,11 @@ from services.dispatch.deadline_colour import (
 )
 from services.dispatch.dependencies import (
     AdmissionReader,
+    ChosenCounty,
     County,
     LegalReviewReader,
     RuntimeDep,
+    chosen_reference,
     reading,
 )
 from services.dispatch.enforcement import describe_penalty
@@ -51,6 +52,8 @@ from services.dispatch.queries import (
     pending_proposals,
     provisional_case_clocks,
     queues_of,
+    readers_counties,
+    reference_for,
     scoped_codes,
     suggestions,
     timeline,
@@ -59,7 +62,7 @@ from services.dispatch.queries import (
 )
 from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
-from services.dispatch.wiring import current_counties, current_reference, local_today
+from services.dispatch.wiring import current_counties, local_today
 from services.runtime.auth import Principal, require_roles
 from services.runtime.settings import Settings
 
@@ -98,6 +101,12 @@ class WhistleReasonRef(BaseModel):
 class Me(BaseModel):
     subject: str
     roles: list[str]
+    county: Named = Field(
+        description="the county whose townships, units, matters and departments follow"
+    )
+    counties: list[Named] = Field(
+        description="the counties the caller reads, each of which ?county= may choose"
+    )
     townships: list[Named]
     units: list[UnitRef]
     matters: list[Named]
@@ -128,6 +137,7 @@ class ClockView(BaseModel):
 
 class CaseRow(BaseModel):
     id: UUID
+    county: str = Field(description="the case's county, whose reference data names it")
     status: str
     queue: str | None
     matter_code: str | None
@@ -176,12 +186,15 @@ class CasePage(BaseModel):
 
 
 @router.get("/me", response_model=Me)
-async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
+async def me(
+    principal: ConsoleUser,
+    runtime: RuntimeDep,
+    county: ChosenCounty = None,
+) -> Me:
     """Who the caller is, and what the console's filters and forms offer them (from the
-    reference data of their county: the default county's for the city's roles)."""
-    counties = scoped_codes(principal, COUNTY_SCOPE)
-    own = next(iter(counties)) if len(counties) == 1 else None
-    reference = current_counties(runtime).of(own if own != "*" else None)
+    reference data of their county, or of the county a city token chose; the console asks
+    for each case's county's when its forms are about a case)."""
+    reference = chosen_reference(runtime, principal, county)
     everywhere = bool(
         principal.roles & {"county_supervisor", "county_government", "legal_reviewer"}
     )
@@ -200,6 +213,11 @@ async def me(principal: ConsoleUser, runtime: RuntimeDep) -> Me:
     return Me(
         subject=principal.subject,
         roles=sorted(principal.roles),
+        county=Named(code=reference.county.code, name=reference.county.name),
+        counties=[
+            Named(code=c.county.code, name=c.county.name)
+            for c in readers_counties(current_counties(runtime), principal)
+        ],
         townships=[
             Named(code=t.code, name=t.name)
             for t in reference.county.townships
@@ -224,20 +242,21 @@ def _meeting_page(settings: Settings) -> str:
 
 
 def _row(
-    counties: CountySet,
+    reference: ReferenceData,
     case: Case,
     text: str | None,
     clocks: list[CaseClock],
     now: datetime,
     provisional: Collection[ClockKey] = (),
 ) -> dict[str, Any]:
-    reference = counties.of(case.county)  # the names of the case's own county
+    """What a list shows of a case, named from ``reference``: its own county's."""
     item = reference.items.get(case.matter_code or "")
     unit = reference.units.get(case.unit_id or "")
     township = reference.townships.get(case.township_code or "")
     running = [c.due_at for c in clocks if c.stopped_at is None]
     return {
         "id": case.id,
+        "county": case.county,
         "status": case.status,
         "queue": case.queue,
         "matter_code": case.matter_code,
@@ -260,10 +279,12 @@ def _row(
     }
 
 
-def _triage_rows(counties: CountySet, rows: list[Waiting], now: datetime) -> list[TriageRow]:
+def _triage_rows(
+    counties: CountySet, principal: Principal, rows: list[Waiting], now: datetime
+) -> list[TriageRow]:
     return [
         TriageRow(
-            **_row(counties, w.case, w.text, [], now),
+            **_row(reference_for(counties, principal, case=w.case), w.case, w.text, [], now),
             reason=w.reason,
             suggestions=suggestions_out(w.suggestions),
         )
@@ -275,28 +296,28 @@ def _triage_rows(counties: CountySet, rows: list[Waiting], now: datetime) -> lis
 async def triage(principal: ConsoleUser, runtime: RuntimeDep) -> list[TriageRow]:
     """The triage queues the caller works (a dispatcher: their townships'; the county: its own,
     with the cases waiting for arbitration), oldest first."""
-    reference = current_reference(runtime)
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
         rows = await triage_queue(
             session,
-            reference,
+            counties,
             principal,
-            queues_of(principal, reference),
+            queues_of(principal, counties),
             now,
             local_today(runtime),
         )
-    return _triage_rows(current_counties(runtime), rows, now)
+    return _triage_rows(counties, principal, rows, now)
 
 
 @router.get("/admission", response_model=list[TriageRow])
 async def admission(principal: County, runtime: RuntimeDep) -> list[TriageRow]:
     """Out-of-list cases waiting for the county's admission decision (准入), oldest first."""
-    reference = current_reference(runtime)
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
-        rows = await admission_queue(session, reference, principal, now, local_today(runtime))
-    return _triage_rows(current_counties(runtime), rows, now)
+        rows = await admission_queue(session, counties, principal, now, local_today(runtime))
+    return _triage_rows(counties, principal, rows, now)
 
 
 class ProposalRow(BaseModel):
@@ -320,15 +341,16 @@ class ApprovalRow(TriageRow):
 @router.get("/approval", response_model=list[ApprovalRow])
 async def approval(principal: AdmissionReader, runtime: RuntimeDep) -> list[ApprovalRow]:
     """Admission proposals waiting for the county government (待批准), oldest first."""
-    reference = current_reference(runtime)
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
         rows = await admission_queue(
-            session, reference, principal, now, local_today(runtime), ADMISSION_APPROVAL_QUEUE
+            session, counties, principal, now, local_today(runtime), ADMISSION_APPROVAL_QUEUE
         )
         proposals = await pending_proposals(session, [w.case.id for w in rows])
     out = []
-    for row in _triage_rows(current_counties(runtime), rows, now):
+    for waiting, row in zip(rows, _triage_rows(counties, principal, rows, now), strict=True):
+        reference = reference_for(counties, principal, case=waiting.case)
         proposal = proposals.get(row.id)
         item = reference.items.get(proposal.matter_code) if proposal else None
         unit = reference.units.get(proposal.unit_id) if proposal else None
@@ -376,6 +398,7 @@ def _review_clock(clocks: list[CaseClock]) -> CaseClock | None:
 @router.get("/legal-review", response_model=list[ReviewRow])
 async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> list[ReviewRow]:
     """Penalty decisions waiting for legal review (待法制审核), longest waiting first."""
+    counties = current_counties(runtime)
     now = runtime.clock()
     async with runtime.sessions() as session:
         rows = await legal_review_queue(session, principal)
@@ -391,7 +414,7 @@ async def legal_review(principal: LegalReviewReader, runtime: RuntimeDep) -> lis
         out.append(
             ReviewRow(
                 **_row(
-                    current_counties(runtime),
+                    reference_for(counties, principal, case=case),
                     case,
                     text.text if text else None,
                     clocks.get(case.id, []),
@@ -439,7 +462,7 @@ async def case_list(
     return [
         CaseRow(
             **_row(
-                counties,
+                reference_for(counties, principal, case=c),
                 c,
                 texts[c.tip_id].text if c.tip_id in texts else None,
                 clocks.get(c.id, []),
@@ -466,8 +489,8 @@ async def case_page(
         events = await timeline(session, case.id)
         waiting = case.status in (CaseStatus.TRIAGE, CaseStatus.ARBITRATION)
         load = await open_load(session) if waiting else {}
-    row = _row(counties, case, text.text if text else None, clocks, now, provisional)
-    reference = counties.of(case.county)  # its units, its catalogue: the case's county's
+    reference = reference_for(counties, principal, case=case)
+    row = _row(reference, case, text.text if text else None, clocks, now, provisional)
     if "county_supervisor" in principal.roles:
         assignable = list(reference.units.values())
     else:

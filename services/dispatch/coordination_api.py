@@ -23,6 +23,7 @@ from services.dispatch.dependencies import (
     AdmissionReader,
     CaseActor,
     CaseReader,
+    ChosenCounty,
     County,
     Government,
     IfMatch,
@@ -30,6 +31,7 @@ from services.dispatch.dependencies import (
     LegalReviewReader,
     RuntimeDep,
     change_case,
+    chosen_reference,
 )
 from services.dispatch.models import AdmissionDecision, Case, LegalReview
 from services.dispatch.queries import (
@@ -46,13 +48,15 @@ from services.dispatch.queries import (
 from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, suggestions_out
 from services.dispatch.wiring import (
-    current_model,
+    county_model,
+    current_counties,
     current_reference,
     local_today,
     reload_reference,
 )
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
+from services.runtime.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["coordination"])
 
@@ -190,7 +194,7 @@ async def triage_list(
     async with runtime.sessions() as session:
         rows = await triage_queue(
             session,
-            current_reference(runtime),
+            current_counties(runtime),
             principal,
             [queue],
             runtime.clock(),
@@ -204,7 +208,7 @@ async def admission_list(principal: County, runtime: RuntimeDep) -> list[Waiting
     """Out-of-list cases waiting for the county's admission decision (准入), oldest first."""
     async with runtime.sessions() as session:
         rows = await admission_queue(
-            session, current_reference(runtime), principal, runtime.clock(), local_today(runtime)
+            session, current_counties(runtime), principal, runtime.clock(), local_today(runtime)
         )
     return _waiting_out(rows)
 
@@ -381,7 +385,7 @@ async def approval_list(
     async with runtime.sessions() as session:
         rows = await admission_queue(
             session,
-            current_reference(runtime),
+            current_counties(runtime),
             principal,
             runtime.clock(),
             local_today(runtime),
@@ -483,6 +487,8 @@ async def legal_review_list(
 
 
 class ReferenceView(BaseModel):
+    county: str = Field(description="the county's division code (行政区划代码)")
+    county_name: str
     version: str = Field(description="the version every routing decision records")
     catalogue_version: str
     whistle_rules_version: str | None
@@ -499,6 +505,8 @@ class ReferenceView(BaseModel):
 def _describe(reference: ReferenceData, model: TriageModel | None) -> ReferenceView:
     rules = reference.whistle_rules
     return ReferenceView(
+        county=reference.county.code,
+        county_name=reference.county.name,
         triage_model_version=model.version if model else None,
         triage_model_examples=model.examples if model else None,
         version=reference.version,
@@ -511,15 +519,26 @@ def _describe(reference: ReferenceData, model: TriageModel | None) -> ReferenceV
     )
 
 
+def _in_force(runtime: Runtime, principal: Principal, county: str | None) -> ReferenceView:
+    """The reference data in force of the caller's county (or the one a city token chose)."""
+    reference = chosen_reference(runtime, principal, county)
+    return _describe(reference, county_model(runtime, reference))
+
+
 @router.get("/reference", response_model=ReferenceView)
-async def reference_in_force(principal: CaseReader, runtime: RuntimeDep) -> ReferenceView:
-    return _describe(current_reference(runtime), current_model(runtime))
+async def reference_in_force(
+    principal: CaseReader, runtime: RuntimeDep, county: ChosenCounty = None
+) -> ReferenceView:
+    """The reference data in force of the caller's county: the one county their token names,
+    or for a city token (``county:*``) the one it chooses (default: the default county)."""
+    return _in_force(runtime, principal, county)
 
 
 @router.post("/reference/reload", response_model=ReferenceView)
 async def reload(principal: ReferenceKeeper, runtime: RuntimeDep) -> ReferenceView:
+    """Reload every county's reference data; answers with the caller's county's."""
     try:
-        loaded = await reload_reference(runtime)
+        await reload_reference(runtime)
     except ReferenceDataError as exc:
         raise Problem(
             422,
@@ -528,4 +547,4 @@ async def reload(principal: ReferenceKeeper, runtime: RuntimeDep) -> ReferenceVi
             reasons=exc.reasons,
             version_in_force=current_reference(runtime).version,
         ) from exc
-    return _describe(loaded, current_model(runtime))
+    return _in_force(runtime, principal, None)

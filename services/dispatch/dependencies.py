@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, Header, Response
+from fastapi import Depends, Header, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.tenancy import COUNTY_PATTERN
+from reference.county import ReferenceData
 from services.dispatch.cases import CaseService
 from services.dispatch.models import Case
 from services.dispatch.problems import answered_as_problems
+from services.dispatch.queries import reference_for
 from services.dispatch.views import CaseView, case_view
-from services.dispatch.wiring import case_service
+from services.dispatch.wiring import case_service, current_counties
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
 from services.runtime.service import Runtime, get_runtime
@@ -53,6 +56,26 @@ LegalReviewer = Annotated[Principal, Depends(require_roles("legal_reviewer"))]
 LegalReviewReader = Annotated[
     Principal, Depends(require_roles("legal_reviewer", "county_supervisor"))
 ]
+
+# A read naming things from one county's reference data, not about a case: which county.
+ChosenCounty = Annotated[
+    str | None,
+    Query(
+        pattern=COUNTY_PATTERN,
+        description="a county the caller reads, by division code (a city token's choice; "
+        "default: the token's one county, the default county for the city's roles)",
+    ),
+]
+
+
+def chosen_reference(runtime: Runtime, principal: Principal, county: str | None) -> ReferenceData:
+    """The reference data of the county a form about no case names things from
+    (queries.reference_for); a county the caller does not read is as absent as an unknown one."""
+    try:
+        return reference_for(current_counties(runtime), principal, chosen=county)
+    except LookupError as exc:
+        raise Problem(404, "未找到", f"没有您可查看的县：{exc.args[0]}。") from None
+
 
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description="the ETag of the case as you last saw it")

@@ -26,6 +26,7 @@ from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 from services.runtime.uploads import (
     EVIDENCE_KINDS,
+    EVIDENCE_REFUSALS,
     MULTIPART_BODY,
     content_path,
     receive_upload,
@@ -64,8 +65,7 @@ def _view(row: CaseEvidence) -> EvidenceView:
     response_model=EvidenceView,
     responses={
         200: {"description": "the same bytes were uploaded for this case before: the same id"},
-        413: {"description": "larger than WHISTLE_EVIDENCE_MAX_BYTES"},
-        415: {"description": "not an accepted image, recording, video or PDF"},
+        **EVIDENCE_REFUSALS,
     },
     openapi_extra=MULTIPART_BODY,
 )

@@ -2,7 +2,9 @@
 
 The gauge is refreshed from the database every ``OPEN_CASES_REFRESH_SECONDS`` by one grouped
 count over the open cases (``cases.status`` is indexed). Its township label is a township code
-of the reference data in force, ``none`` for a case not located in any township (the county's
+of the reference data in force — of every county served: township codes are unique across
+counties (``load_counties`` refuses a repeat), so a code is one series whichever county it is
+in and no ``county`` label is needed — ``none`` for a case not located in any township (the county's
 queue) or ``other`` for a code the reference data no longer has: the label set stays bounded,
 and every known township and open state is set, to 0 if it has no case, so a quiet township
 reads 0 rather than nothing. Never a case or tip id.
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch.lifecycle import OPEN_STATUSES
 from services.dispatch.models import Case
-from services.dispatch.wiring import current_reference
+from services.dispatch.wiring import current_counties
 from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,8 @@ async def count_open_cases(
 
 
 async def refresh_open_cases(runtime: Runtime) -> dict[tuple[str, str], int]:
-    """Recount the open cases and set the gauge (townships of the reference data in force)."""
-    townships = frozenset(current_reference(runtime).townships)
+    """Recount the open cases and set the gauge (townships of every county in force)."""
+    townships = frozenset(t for data in current_counties(runtime).values() for t in data.townships)
     async with runtime.sessions() as session:
         counts = await count_open_cases(session, townships)
     # Replaced in one step (no await in between): a scrape never sees half a refresh, and a

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.cases import CaseStatus
 from contracts.events import ActingFor, DeadlineRecomputed, DeadlinesSet, Penalty
 from contracts.tenancy import COUNTY_SCOPE
-from reference.county import ReferenceData
+from reference.county import CountySet, ReferenceData
 from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
     HELD_STATUSES,
@@ -57,6 +57,39 @@ def own_county(principal: Principal) -> str | None:
     None when they name several or all (``county:*``)."""
     counties = scoped_codes(principal, COUNTY_SCOPE)
     return next(iter(counties)) if len(counties) == 1 and "*" not in counties else None
+
+
+def reference_for(
+    counties: CountySet,
+    principal: Principal,
+    *,
+    case: Case | None = None,
+    chosen: str | None = None,
+) -> ReferenceData:
+    """The reference data a reader's view names townships, units, staff and matters by — the
+    one rule of every console view and read of dispatch: for a row or page about a ``case``,
+    its own county's (the reader may read it: :func:`visible_to`); for a form about no case,
+    the county the reader ``chosen`` (a city token, ``county:*``, may choose any; another
+    token only its own), else the one county the token names (a city token, or one naming
+    several counties: the default county if it reads it, else the first of its own).
+    LookupError: that county is not served here, or not the token's."""
+    if case is not None:
+        return counties.of(case.county)
+    county = chosen or own_county(principal)
+    if county is None:
+        reached = principal.counties()
+        if not reached or counties.default.county.code in reached:
+            return counties.default
+        county = min(reached)
+    if county not in counties or not principal.may_act_on(COUNTY_SCOPE, county):
+        raise LookupError(county)
+    return counties[county]
+
+
+def readers_counties(counties: CountySet, principal: Principal) -> list[ReferenceData]:
+    """Every county's reference data the principal reads (all of them for ``county:*``)."""
+    reached = principal.counties()
+    return [data for code, data in counties.items() if reached is None or code in reached]
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
@@ -174,7 +207,7 @@ class Waiting:
 
 async def _waiting(
     session: AsyncSession,
-    reference: ReferenceData,
+    counties: CountySet,
     principal: Principal,
     now: datetime,
     today: date,
@@ -199,7 +232,11 @@ async def _waiting(
                 text=text,
                 reason=explanation[-1],
                 age_seconds=max(0, int((now - case.created_at).total_seconds())),
-                suggestions=suggestions(text, reference, case, load, today),
+                # Its own county's catalogue and units: a 桃林县 case is never proposed to a
+                # 清溪县 unit.
+                suggestions=suggestions(
+                    text, reference_for(counties, principal, case=case), case, load, today
+                ),
             )
         )
     return waiting
@@ -209,20 +246,21 @@ def township_queue(township: str) -> str:
     return f"township:{township}"
 
 
-def queues_of(principal: Principal, reference: ReferenceData) -> list[str]:
-    """The triage queues the principal works: a dispatcher their townships', the county its own
-    (where the cases rejected twice also wait, for arbitration)."""
+def queues_of(principal: Principal, counties: CountySet) -> list[str]:
+    """The triage queues the principal works: a dispatcher their townships' (``township:*``:
+    every township of their counties), the county its own (where the cases rejected twice
+    also wait, for arbitration)."""
     if "county_supervisor" in principal.roles:
         return [COUNTY_QUEUE]
     townships = scoped_codes(principal, "township") if "dispatcher" in principal.roles else set()
     if "*" in townships:
-        townships = set(reference.townships)
+        townships = {t for data in readers_counties(counties, principal) for t in data.townships}
     return [township_queue(t) for t in sorted(townships)]
 
 
 async def triage_queue(
     session: AsyncSession,
-    reference: ReferenceData,
+    counties: CountySet,
     principal: Principal,
     queues: Collection[str],
     now: datetime,
@@ -236,7 +274,7 @@ async def triage_queue(
         names.append(ARBITRATION_QUEUE)
     return await _waiting(
         session,
-        reference,
+        counties,
         principal,
         now,
         today,
@@ -247,7 +285,7 @@ async def triage_queue(
 
 async def admission_queue(
     session: AsyncSession,
-    reference: ReferenceData,
+    counties: CountySet,
     principal: Principal,
     now: datetime,
     today: date,
@@ -258,7 +296,7 @@ async def admission_queue(
     ``ADMISSION_APPROVAL_QUEUE`` for the county government's approval (待批准)."""
     return await _waiting(
         session,
-        reference,
+        counties,
         principal,
         now,
         today,

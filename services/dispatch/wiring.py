@@ -57,6 +57,13 @@ def current_model(runtime: Runtime) -> TriageModel | None:
     return model
 
 
+def county_model(runtime: Runtime, reference: ReferenceData) -> TriageModel | None:
+    """The triage model that classifies ``reference``'s county's tips: the one trained over
+    the default county's catalogue, for a county sharing it (None: its keywords alone)."""
+    modelled = reference.county.code in runtime.state["model_counties"]
+    return current_model(runtime) if modelled else None
+
+
 def local_today(runtime: Runtime) -> date:
     """The county's date now: certificates are valid by it."""
     return runtime.clock().astimezone(ZoneInfo(runtime.settings.timezone)).date()
@@ -68,11 +75,10 @@ def case_service(runtime: Runtime, session: AsyncSession, county: str | None = N
     names its own)."""
     counties = current_counties(runtime)
     reference = counties.of(county)
-    modelled = reference.county.code in runtime.state["model_counties"]
     return CaseService(
         session,
         reference=reference,
-        model=current_model(runtime) if modelled else None,
+        model=county_model(runtime, reference),
         clock=runtime.clock,
         settings=DispatchSettings.of(runtime.settings),
         counties=counties,

@@ -41,7 +41,12 @@ from services.runtime.auth import Principal, require_roles
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
 from services.runtime.service import Runtime, get_runtime
-from services.runtime.uploads import EVIDENCE_KINDS, MULTIPART_BODY, receive_upload
+from services.runtime.uploads import (
+    EVIDENCE_KINDS,
+    EVIDENCE_REFUSALS,
+    MULTIPART_BODY,
+    receive_upload,
+)
 
 router = APIRouter(prefix="/v1", tags=["whistles"])
 DepartmentCaller = Annotated[Principal, Depends(require_roles("county_department"))]
@@ -168,8 +173,7 @@ class EvidenceStored(BaseModel):
     response_model=EvidenceStored,
     responses={
         200: {"description": "the same bytes were uploaded for this whistle before"},
-        413: {"description": "larger than WHISTLE_EVIDENCE_MAX_BYTES"},
-        415: {"description": "not an accepted image, recording, video or PDF"},
+        **EVIDENCE_REFUSALS,
     },
     openapi_extra=MULTIPART_BODY,
 )

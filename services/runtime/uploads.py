@@ -294,3 +294,10 @@ MULTIPART_BODY: dict[str, Any] = {
     }
 }
 """The OpenAPI description of an upload's body, for ``openapi_extra``."""
+
+EVIDENCE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "larger than WHISTLE_EVIDENCE_MAX_BYTES"},
+    415: {"description": "not an accepted image, recording, video or PDF"},
+}
+"""The OpenAPI description of an evidence upload's refusals (:func:`too_large`,
+:func:`unsupported` with ``EVIDENCE_KINDS``), for a route's ``responses``."""

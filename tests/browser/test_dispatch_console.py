@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Locator, Page, async_playwright
 from sqlalchemy import select
 from uuid6 import uuid7
 
@@ -36,7 +36,7 @@ from contracts.topics import DEADLINES, MEETINGS, TIPS
 from services.dispatch.app import create_app
 from services.dispatch.inspection_service import plan_day
 from services.dispatch.models import Case, CaseTip
-from services.dispatch.wiring import current_reference
+from services.dispatch.wiring import current_counties, current_reference
 from services.runtime.kafka import create_producer
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
@@ -45,7 +45,7 @@ from tests.conftest import TokenFactory
 from tests.support.files import png
 from tests.support.infra import Infra, embedded_servers, eventually, prepared_on
 from tests.support.serving import serving
-from tests.support.tips import OFFICER
+from tests.support.tips import OFFICER, waiting_case
 
 # Two keywords of weight 1 for two items (占道经营 CG-001, 非法营运 JT-001), and the triage model
 # not sure either (about 0.5, under 0.7), so the tip waits in 城关镇's (T03) triage queue. (One
@@ -965,3 +965,58 @@ async def test_a_unit_member_reports_a_joint_meetings_decision_done(
     assert "已报告议定事项办结" in await page.inner_text("#notice")
     assert "已报告办结" in await row.inner_text()
     assert "已安排每日巡查" in await row.inner_text()
+
+
+async def test_each_card_offers_its_own_countys_units_and_matters(
+    page: Page, served: Served, token: TokenFactory
+) -> None:
+    """Tenancy (issue 18, item 4): the city's supervisor (``county:*``) proposes a 桃林县 case's
+    admission from 桃林县's units, and 桃林县's dispatcher assigns from 桃源街道's units, with
+    suggestions naming them; no 清溪县 unit is offered either of them."""
+    counties = current_counties(served.runtime)
+    taolin = {u.name for u in counties["140998"].units.values()}
+    qingxi = {u.name for u in counties["140999"].units.values()} - taolin
+    out_of_list = await waiting_case(
+        served.runtime, "L01", "公司拖欠工资不发，要求劳动仲裁", county="140998", queue="admission"
+    )
+    unsure = await waiting_case(served.runtime, "L01", "路边有人占道经营", county="140998")
+
+    async def offered(card: Locator) -> set[str]:
+        options = card.locator("select.unit option")
+        return {name for name in await options.all_inner_texts() if name != "请选择承办单位"}
+
+    await sign_in(page, served, token("county_supervisor", "county:*"), "#/admission")
+    card = page.locator(f'#admission-list li[data-case-id="{out_of_list}"]')
+    units = await offered(card)
+    assert {"桃源街道司法所", "桃林县劳动保障监察大队"} <= units <= taolin
+    assert not units & qingxi
+    await screenshot(page, "admission-taolin")
+
+    await sign_in(page, served, token("dispatcher", "county:140998", "township:L01"), "#/triage")
+    card = page.locator(f'#triage-list li[data-case-id="{unsure}"]')
+    units = await offered(card)
+    assert units and all(name.startswith("桃源街道") for name in units)
+    suggested = await card.locator(".suggestion .detail").all_inner_texts()
+    assert suggested and all(line.removeprefix(" → ") in units for line in suggested)
+    assert "城关镇" not in await card.inner_text()
+
+
+async def test_a_city_token_chooses_the_county_of_its_filters(
+    page: Page, served: Served, token: TokenFactory
+) -> None:
+    """A city supervisor (``county:*``) chooses a county for what is about no case — the case
+    list's unit and matter filters; a one-county token is offered no choice."""
+    taolin = {u.name for u in current_counties(served.runtime)["140998"].units.values()}
+    await sign_in(page, served, token("county_supervisor", "county:*"), "#/open")
+    choice = page.locator("#county")
+    assert await page.locator("#county-choice").is_visible()
+    assert await choice.locator("option").all_inner_texts() == ["清溪县", "桃林县"]
+    assert "城关镇城市管理派驻组" in await page.locator("#filter-unit").inner_text()
+
+    await choice.select_option(label="桃林县")
+    await page.wait_for_selector('body[data-state="done"]')
+    units = set(await page.locator("#filter-unit option").all_inner_texts()) - {"全部单位"}
+    assert units and units <= taolin
+
+    await sign_in(page, served, token("dispatcher", "county:140998", "township:L01"), "#/open")
+    assert not await page.locator("#county-choice").is_visible()

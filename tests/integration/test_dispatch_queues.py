@@ -3,50 +3,26 @@ open-case list, each scoped to the caller."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
-from uuid6 import uuid7
 
-from services.dispatch.models import Case, TipText
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.test_authority import PROPOSAL
-from tests.support.tips import case_events, case_of, send_tip
+from tests.support.tips import case_events, case_of, send_tip, waiting_case
 
 
 def _bearer(token: TokenFactory, role: str, *scopes: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token(role, *scopes)}"}
 
 
-async def _waiting_case(runtime: Runtime, township: str, text: str) -> UUID:
-    now = datetime.now(UTC)
-    case = Case(
-        county="140999",
-        id=uuid7(),
-        tip_id=uuid7(),
-        status="triage",
-        township_code=township,
-        urgency="general",
-        queue=f"township:{township}",
-        catalogue_version="test",
-        routing={"rule": "low_confidence", "explanation": ["待调度员人工分拨"]},
-        created_at=now - timedelta(minutes=30),
-        updated_at=now,
-    )
-    async with runtime.transaction() as session:
-        session.add(case)
-        session.add(TipText(tip_id=case.tip_id, text=text, channel="web", received_at=now))
-    return case.id
-
-
 async def test_a_dispatcher_sees_their_own_townships_triage_queue_with_suggestions(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    own = await _waiting_case(runtime, "T03", "路边有人占道经营，还在店外摆摊，噪音也大")
-    other = await _waiting_case(runtime, "T01", "有人占道经营")
+    own = await waiting_case(runtime, "T03", "路边有人占道经营，还在店外摆摊，噪音也大")
+    other = await waiting_case(runtime, "T01", "有人占道经营")
     as_t03 = _bearer(token, "dispatcher", "township:T03")
 
     answer = await client.get("/v1/queues/triage", headers=as_t03)
@@ -75,8 +51,8 @@ async def test_the_open_case_list_is_scoped_and_filtered(
     dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
 ) -> None:
     client, runtime = dispatch
-    t03 = await _waiting_case(runtime, "T03", "垃圾乱倒")
-    t01 = await _waiting_case(runtime, "T01", "垃圾乱倒")
+    t03 = await waiting_case(runtime, "T03", "垃圾乱倒")
+    t01 = await waiting_case(runtime, "T01", "垃圾乱倒")
     as_t03 = _bearer(token, "dispatcher", "township:T03")
     mine = {UUID(c["id"]) for c in (await client.get("/v1/cases", headers=as_t03)).json()}
     assert t03 in mine and t01 not in mine

@@ -4,7 +4,7 @@ back what dispatch decided, and acting on its cases over HTTP as a role would.""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,15 +16,18 @@ from uuid6 import uuid7
 from contracts.envelope import new_event
 from contracts.events import TipReceived
 from contracts.topics import TIPS
-from services.dispatch.models import Case
+from services.dispatch.models import Case, TipText
 from services.runtime.outbox import OutboxMessage, stage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.support.infra import eventually
 
 
-async def send_tip(runtime: Runtime, text: str, grid_id: str, hint: str | None = None) -> UUID:
-    """Publish a ``TipReceived`` on intake's topic; dispatch (in the same test) consumes it."""
+async def send_tip(
+    runtime: Runtime, text: str, grid_id: str, hint: str | None = None, county: str | None = None
+) -> UUID:
+    """Publish a ``TipReceived`` on intake's topic, in ``county`` as intake would name it
+    (None: the default); dispatch (in the same test) consumes it."""
     tip_id = uuid7()
     now = datetime.now(UTC)
     tip = TipReceived(
@@ -37,8 +40,38 @@ async def send_tip(runtime: Runtime, text: str, grid_id: str, hint: str | None =
         received_at=now,
     )
     async with runtime.transaction() as session:
-        stage(session, TIPS, new_event("whistle/intake", str(tip_id), tip, now))
+        stage(session, TIPS, new_event("whistle/intake", str(tip_id), tip, now, county))
     return tip_id
+
+
+async def waiting_case(
+    runtime: Runtime,
+    township: str,
+    text: str,
+    *,
+    county: str = "140999",
+    queue: str | None = None,
+) -> UUID:
+    """A case of ``county`` waiting in ``township``'s triage queue (or in ``queue``), with the
+    citizen's ``text``, as dispatch keeps one that routing left to a person."""
+    now = datetime.now(UTC)
+    case = Case(
+        county=county,
+        id=uuid7(),
+        tip_id=uuid7(),
+        status="triage",
+        township_code=township,
+        urgency="general",
+        queue=queue or f"township:{township}",
+        catalogue_version="test",
+        routing={"rule": "low_confidence", "explanation": ["待调度员人工分拨"]},
+        created_at=now - timedelta(minutes=30),
+        updated_at=now,
+    )
+    async with runtime.transaction() as session:
+        session.add(case)
+        session.add(TipText(tip_id=case.tip_id, text=text, channel="web", received_at=now))
+    return case.id
 
 
 async def case_of(runtime: Runtime, tip_id: UUID) -> Case:

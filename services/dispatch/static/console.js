@@ -376,6 +376,18 @@ function stepPoint() {
 // --- page state ----------------------------------------------------------------------------
 
 let me = null;
+// The townships, units, matters, departments and whistle reasons of each county the caller
+// reads, by division code (/v1/console/me?county=): a form about a case offers its own
+// county's, whichever county the caller's token names first (a city token reads them all).
+let countyForms = {};
+
+async function loadCountyForms(codes) {
+  const missing = [...new Set(codes)].filter((code) => code && !countyForms[code]);
+  const loaded = await Promise.all(missing.map((code) => api(`/v1/console/me?county=${code}`)));
+  for (const forms of loaded) countyForms[forms.county.code] = forms;
+}
+
+const formsOf = (county) => countyForms[county] || me;
 
 function showError(message) {
   const box = $("#error");
@@ -422,8 +434,15 @@ function roleLine(data) {
   }）`;
 }
 
-async function signIn() {
-  me = await api("/v1/console/me");
+// ``county``: the county whose lists the forms about no case offer (the case list's filters,
+// the inspection form), which a city token (county:*) chooses; none: the token's own.
+async function signIn(county) {
+  me = await api(county ? `/v1/console/me?county=${county}` : "/v1/console/me");
+  countyForms = { [me.county.code]: me };
+  const choice = $("#county");
+  choice.replaceChildren(...me.counties.map((c) => el("option", { value: c.code }, c.name)));
+  choice.value = me.county.code;
+  $("#county-choice").hidden = me.counties.length < 2;
   Object.assign(STATUS, me.labels.status);
   Object.assign(URGENCY, me.labels.urgency);
   Object.assign(RESOLUTION, me.labels.resolution);
@@ -446,12 +465,13 @@ async function signIn() {
 
 // --- views -------------------------------------------------------------------------------
 
-function unitsOf(township) {
-  return me.units.filter((u) => u.township === township);
+function unitsOf(forms, township) {
+  return forms.units.filter((u) => u.township === township);
 }
 
-// The matter choice: the classifier's suggestions first, then the whole catalogue.
-function matterSelect(id, suggestions, chosen) {
+// The matter choice: the classifier's suggestions first, then the whole catalogue (of the
+// county whose ``forms`` they are).
+function matterSelect(id, suggestions, chosen, forms) {
   const select = el("select", { id, class: "matter", required: true });
   if (suggestions.length) {
     select.append(
@@ -474,7 +494,7 @@ function matterSelect(id, suggestions, chosen) {
     el(
       "optgroup",
       { label: "事项清单" },
-      me.matters.map((m) => el("option", { value: m.code }, `${m.code} ${m.name}`)),
+      forms.matters.map((m) => el("option", { value: m.code }, `${m.code} ${m.name}`)),
     ),
   );
   if (chosen) select.value = chosen;
@@ -512,7 +532,8 @@ async function act(caseId, action, version, body) {
 
 function assignForm(row, suggestions, units, prefix) {
   const first = suggestions[0];
-  const matter = matterSelect(`${prefix}-matter`, suggestions, row.matter_code || (first && first.matter_code));
+  const chosen = row.matter_code || (first && first.matter_code);
+  const matter = matterSelect(`${prefix}-matter`, suggestions, chosen, formsOf(row.county));
   const unit = unitSelect(`${prefix}-unit`, units, first && first.unit_id);
   linkMatterToUnit(matter, unit);
   return el(
@@ -579,6 +600,7 @@ function waitingCard(row, form) {
 
 async function queueView(path, title, id, empty, form) {
   const rows = await api(path);
+  await loadCountyForms(rows.map((row) => row.county));
   const view = $("#view");
   view.replaceChildren(el("h2", {}, `${title}（${rows.length}）`));
   view.append(
@@ -590,7 +612,7 @@ async function queueView(path, title, id, empty, form) {
 
 function triageView() {
   return queueView("/v1/console/triage", "待分拨", "triage-list", "待分拨队列为空。", (row, n) =>
-    assignForm(row, row.suggestions, unitsOf(row.township_code), `t${n}`),
+    assignForm(row, row.suggestions, unitsOf(formsOf(row.county), row.township_code), `t${n}`),
   );
 }
 
@@ -598,10 +620,11 @@ function triageView() {
 // matter (the unit, the approving body and document number, why), or declines it.
 function admissionForms(row, n) {
   const first = row.suggestions[0];
-  const matter = matterSelect(`a${n}-matter`, row.suggestions, first && first.matter_code);
+  const forms = formsOf(row.county);
+  const matter = matterSelect(`a${n}-matter`, row.suggestions, first && first.matter_code, forms);
   // The township's own units, or a county department's (which needs no admission but may be
-  // proposed all the same).
-  const units = me.units.filter((u) => u.township === row.township_code || !u.township);
+  // proposed all the same), of the case's county.
+  const units = forms.units.filter((u) => u.township === row.township_code || !u.township);
   const unit = unitSelect(`a${n}-unit`, units, first && first.unit_id);
   linkMatterToUnit(matter, unit);
   const body = el("input", { id: `a${n}-body`, type: "text", maxlength: 100, value: "县人民政府" });
@@ -1088,8 +1111,11 @@ function textField(id, text, multiline) {
   ];
 }
 
-const departmentName = (code) => (me.departments.find((d) => d.code === code) || { name: code }).name;
-const whistleReason = (code) => (me.whistle_reasons.find((r) => r.code === code) || { label: code }).label;
+// Words of the case's county (``forms``), or of the caller's.
+const departmentName = (code, forms = me) =>
+  (forms.departments.find((d) => d.code === code) || { name: code }).name;
+const whistleReason = (code, forms = me) =>
+  (forms.whistle_reasons.find((r) => r.code === code) || { label: code }).label;
 
 // 吹哨: summon county departments (the matter's own listed first, its lead ticked), for a
 // reason the county's rules name; the server judges it and says every rule that refuses it.
@@ -1109,11 +1135,12 @@ function meetingLink(page) {
 
 function whistleForm(page) {
   const c = page.case;
-  if (!me.whistle_reasons.length) return el("p", { class: "detail" }, "本县未配置吹哨规则，暂不能吹哨。");
+  const forms = formsOf(c.county);
+  if (!forms.whistle_reasons.length) return el("p", { class: "detail" }, "本县未配置吹哨规则，暂不能吹哨。");
   const responsible = page.responsible_departments;
   const ordered = [
-    ...responsible.map((code) => me.departments.find((d) => d.code === code)).filter(Boolean),
-    ...me.departments.filter((d) => !responsible.includes(d.code)),
+    ...responsible.map((code) => forms.departments.find((d) => d.code === code)).filter(Boolean),
+    ...forms.departments.filter((d) => !responsible.includes(d.code)),
   ];
   const boxes = ordered.map((d) =>
     el(
@@ -1132,11 +1159,11 @@ function whistleForm(page) {
   const code = el(
     "select",
     { id: "whistle-reason-code", required: true },
-    me.whistle_reasons.map((r) => el("option", { value: r.code, title: r.description }, r.label)),
+    forms.whistle_reasons.map((r) => el("option", { value: r.code, title: r.description }, r.label)),
   );
   const hint = el("p", { class: "detail", id: "whistle-reason-hint" });
   const describeReason = () => {
-    const chosen = me.whistle_reasons.find((r) => r.code === code.value);
+    const chosen = forms.whistle_reasons.find((r) => r.code === code.value);
     hint.textContent = chosen ? chosen.description : "";
   };
   code.addEventListener("change", describeReason);
@@ -1159,7 +1186,8 @@ function whistleForm(page) {
             body: { departments, reason_code: code.value, reason: reason.value.trim() },
             version: c.version,
           });
-          showNotice(`已吹哨：召集 ${departments.map(departmentName).join("、")}。`);
+          const names = departments.map((d) => departmentName(d, forms));
+          showNotice(`已吹哨：召集 ${names.join("、")}。`);
           await route();
         });
       },
@@ -1257,7 +1285,7 @@ function actionForms(page) {
     );
   for (const action of page.actions) {
     if (action === "assign") {
-      const matter = matterSelect("assign-matter", page.suggestions, c.matter_code);
+      const matter = matterSelect("assign-matter", page.suggestions, c.matter_code, formsOf(c.county));
       const first = page.suggestions[0];
       const unit = unitSelect("assign-unit", page.assignable_units, first && first.unit_id);
       linkMatterToUnit(matter, unit);
@@ -1380,7 +1408,7 @@ function actionForms(page) {
   return forms.length ? forms : [el("p", { class: "empty" }, "您对这件案件暂无可执行的操作。")];
 }
 
-function describe(item) {
+function describe(item, forms) {
   const d = item.data || {};
   const parts = [];
   if (d.actor) parts.push(`${d.actor_role === "unit_member" ? "承办人" : "操作人"} ${d.actor}`);
@@ -1392,8 +1420,8 @@ function describe(item) {
   if (d.acted_at && d.acted_at !== item.time) parts.push(`决定于 ${when(d.acted_at)}`);
   if (d.unit_id && item.type === "whistle.case.assigned") parts.push(`承办单位 ${d.unit_id}`);
   if (d.matter_name) parts.push(`事项 ${d.matter_code} ${d.matter_name}`);
-  if (d.departments) parts.push(`召集 ${d.departments.map(departmentName).join("、")}`);
-  if (d.reason_code) parts.push(`理由：${whistleReason(d.reason_code)}`);
+  if (d.departments) parts.push(`召集 ${d.departments.map((x) => departmentName(x, forms)).join("、")}`);
+  if (d.reason_code) parts.push(`理由：${whistleReason(d.reason_code, forms)}`);
   if (d.reason) parts.push(`${d.reason_code ? "说明" : "原因"}：${d.reason}`);
   if (d.note) parts.push(d.note);
   if (d.resolution) parts.push(label(RESOLUTION, d.resolution));
@@ -1429,6 +1457,7 @@ async function caseView(id) {
     api(`/v1/cases/${id}/evidence`),
   ]);
   const c = page.case;
+  await loadCountyForms([c.county]);
   showCalendarNotice(page.provisional);
   const facts = [
     ["状态", statusBadge(c.status)],
@@ -1515,7 +1544,7 @@ async function caseView(id) {
                 { "data-type": item.type },
                 el("time", { datetime: item.time }, when(item.time)),
                 el("strong", {}, label(EVENT, item.type)),
-                el("span", { class: "detail" }, describe(item)),
+                el("span", { class: "detail" }, describe(item, formsOf(page.case.county))),
                 FIELD_STEPS.has(item.type) ? (item.data.evidence || []).map((sha) => evidenceLink(c.id, sha)) : null,
               ),
             ),
@@ -1569,9 +1598,16 @@ function start() {
     $("#token").value = "";
     me = null;
     $("#tabs").hidden = true;
+    $("#county-choice").hidden = true;
     $("#view").replaceChildren();
     $("#who").textContent = "请先粘贴访问令牌。";
   });
+  $("#county").addEventListener("change", () =>
+    run(async () => {
+      await signIn($("#county").value);
+      await route();
+    }),
+  );
   window.addEventListener("hashchange", () => {
     showNotice("");
     run(route);
