@@ -39,6 +39,10 @@ UVICORN_OPTIONS: dict[str, Any] = {
     # X-Forwarded-For is believed only from WHISTLE_TRUSTED_PROXIES, by the service itself
     # (services/runtime/proxies.py); uvicorn's own default would believe it from 127.0.0.1.
     "proxy_headers": False,
+    # Named, not left to uvicorn's "auto" (which falls back to asyncio's loop and h11 when
+    # they are missing): both are dependencies, and a machine without them fails at start.
+    "loop": "uvloop",
+    "http": "httptools",
 }
 
 
