@@ -33,7 +33,8 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
@@ -264,7 +265,7 @@ async def accept(
     *,
     retry: bool = True,
 ) -> Receipt:
-    """Store the tip as ``county``'s and stage its event; the caller commits. Flushes, so a
+    """Store the tip as ``county``'s and stage its event; the caller commits. Inserts at once, so a
     concurrent retry with the same dedupe key fails here with an IntegrityError. With ``retry``
     (the default) a submission accepted before is looked for first and answered with its
     original receipt; without, the caller answers the IntegrityError so."""
@@ -273,13 +274,12 @@ async def accept(
         return duplicate
     tip_id = uuid7()
     access_code = new_access_code()
-    tracking_no = await _unused_tracking_no(session, now, timezone, county.tracking_prefix)
     phone = None if new.anonymous else new.contact_phone
     name = None if new.anonymous else new.contact_name
     tip = Tip(
         id=tip_id,
         county=county.code,
-        tracking_no=tracking_no,
+        tracking_no="",  # chosen as it is inserted
         access_code_hash=vault.hash_access_code(tip_id, access_code),
         access_code_sealed=vault.seal_access_code(access_code),
         channel=new.channel,
@@ -302,9 +302,7 @@ async def accept(
         resolution_note=new.resolution_note,
         received_at=now,
     )
-    session.add(tip)
-    session.add(TipTimelineEntry(tip_id=tip_id, status="received", at=now))
-    await session.flush()
+    tracking_no = await _insert_received(session, tip, now, timezone, county.tracking_prefix)
     payload = TipReceived(
         tip_id=tip_id,
         tracking_no=tracking_no,
@@ -330,12 +328,35 @@ async def accept(
     return Receipt(tip_id, tracking_no, access_code, "received", False)
 
 
-async def _unused_tracking_no(
-    session: AsyncSession, now: datetime, timezone: str, prefix: str
+async def _insert_received(
+    session: AsyncSession, tip: Tip, now: datetime, timezone: str, prefix: str
 ) -> str:
+    """Insert ``tip`` and its first timeline entry ("received") in one statement, under a
+    tracking number no tip holds yet; the number.
+
+    Numbers are six random digits a day, so a busy county's numbers collide now and then. The
+    insert does nothing on a taken number (``ON CONFLICT (tracking_no) DO NOTHING``) and returns
+    no row; unlike a unique violation that leaves the transaction usable, so another number is
+    tried in the same transaction, with no read beforehand. Any other conflict (a retried
+    dedupe key) still raises IntegrityError."""
+    columns = {c.name: getattr(tip, c.name) for c in Tip.__table__.columns}  # type: ignore[attr-defined]
     for _ in range(TRACKING_NUMBER_ATTEMPTS):
         candidate = new_tracking_no(now, timezone, prefix)
-        taken = await session.scalar(select(Tip.id).where(Tip.tracking_no == candidate))
-        if taken is None:
+        inserted = (
+            pg_insert(Tip)
+            .values({**columns, "tracking_no": candidate})
+            .on_conflict_do_nothing(index_elements=["tracking_no"])
+            .returning(Tip.id, Tip.received_at)  # type: ignore[arg-type]
+            .cte("inserted")
+        )
+        timeline = (
+            insert(TipTimelineEntry)
+            .from_select(
+                ["tip_id", "status", "at"],
+                select(inserted.c.id, literal("received"), inserted.c.received_at),
+            )
+            .returning(TipTimelineEntry.tip_id)  # type: ignore[arg-type]
+        )
+        if await session.scalar(timeline) is not None:
             return candidate
     raise NoTrackingNumber()

@@ -92,7 +92,9 @@ def problem(error: IntakeError) -> Problem:
             idempotency_key=error.key,
         )
     if isinstance(error, NoTrackingNumber):
-        return Problem(503, "Service Unavailable", "No tracking number is free; try again.")
+        return Problem(
+            503, "Service Unavailable", "受理编号暂时无法分配，您的反映尚未受理，请稍后重试。"
+        )
     if isinstance(error, TipNotFound):
         return Problem(404, "Not Found", "未找到该编号，或查询码不正确。")
     if isinstance(error, UnknownTip):

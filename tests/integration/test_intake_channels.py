@@ -9,7 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.intake.models import Tip
+from services.intake import channels
+from services.intake.models import Tip, TipTimelineEntry
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
@@ -60,6 +61,35 @@ async def test_concurrent_retries_with_one_key_make_one_tip(
     assert sorted(a.status_code for a in answers).count(201) == 1
     assert {a.json()["tracking_no"] for a in answers} == {answers[0].json()["tracking_no"]}
     assert await _tips_with_key(runtime, "web", f"127.0.0.1:{key}") == 1
+
+
+async def _count(runtime: Runtime, *where: object, of: type = Tip) -> int:
+    async with runtime.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(of).where(*where)) or 0)
+
+
+async def test_a_taken_tracking_number_is_passed_over_and_none_free_saves_nothing(
+    intake: tuple[httpx.AsyncClient, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, runtime = intake
+    body = {"text": "河边有人倾倒建筑垃圾", "grid_id": "T02V01G01"}
+    first = await client.post("/v1/tips", json=body)
+    taken = first.json()["tracking_no"]
+    fresh = taken[:-6] + ("000001" if taken[-6:] != "000001" else "000002")
+    numbers = iter([taken, taken, fresh])
+    monkeypatch.setattr(channels, "new_tracking_no", lambda *_: next(numbers))
+    second = await client.post("/v1/tips", json=body)
+    assert second.status_code == 201 and second.json()["tracking_no"] == fresh
+    assert await _count(runtime, Tip.tracking_no == taken) == 1
+    second_id = UUID(second.json()["tip_id"])
+    assert await _count(runtime, TipTimelineEntry.tip_id == second_id, of=TipTimelineEntry) == 1
+
+    tips, events = await _count(runtime), await _count(runtime, of=OutboxMessage)
+    monkeypatch.setattr(channels, "new_tracking_no", lambda *_: taken)
+    refused = await client.post("/v1/tips", json=body)
+    assert refused.status_code == 503 and refused.headers["content-type"] == PROBLEM
+    assert "受理编号" in refused.json()["detail"]
+    assert (await _count(runtime), await _count(runtime, of=OutboxMessage)) == (tips, events)
 
 
 async def test_a_hotline_ticket_needs_an_operator(
