@@ -28,6 +28,7 @@ from pydantic import (
 
 from contracts.cases import CaseStatus, PenaltyKind
 from contracts.tenancy import COUNTY_PATTERN, Counties, is_county_code
+from contracts.topics import BrokerDepartment
 from reference.geometry import GridLocator, polygon_problem
 from reference.inspections import (
     DEFAULT_JOINT_DAY,
@@ -581,6 +582,20 @@ class CountySet(Mapping[str, ReferenceData]):
     def of(self, county: str | None) -> ReferenceData:
         """The reference data of ``county``; the default county's for None."""
         return self._by_code[self.tenancy.of(county)]
+
+    def departments(self) -> list[BrokerDepartment]:
+        """Every county's departments, as the broker knows them (their topics, users and
+        ACLs): the default county's first, then each other county's under its code."""
+        default = self.default.county.code
+        return [
+            BrokerDepartment.of(code, county, default)
+            for county, reference in self._by_code.items()
+            for code in reference.department_codes()
+        ]
+
+    def county_of_township(self, township: str) -> str | None:
+        """The county a township lies in (township codes are unique across counties)."""
+        return next((c for c, r in self._by_code.items() if township in r.townships), None)
 
     def county_of_grid(self, grid_id: str) -> str | None:
         """The county a grid lies in (grid ids are unique across counties)."""
