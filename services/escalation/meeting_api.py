@@ -264,13 +264,9 @@ async def record_decision(
     default = policies.for_urgency("general") or policies.policies[0]
     async with runtime.transaction() as session:
         meeting = await _leaders_meeting(session, leader, meeting_id, runtime)
-        # Township codes are unique across counties: the township's units are its county's.
-        units = [
-            u.id
-            for code in counties
-            for u in counties[code].units.values()
-            if u.township == meeting.township_code
-        ]
+        # The township's units, in its county's reference data (township codes are unique).
+        reference = counties.of(counties.county_of_township(meeting.township_code))
+        units = [u.id for u in reference.units.values() if u.township == meeting.township_code]
         with answered_as_problems():
             return await decide(
                 session,

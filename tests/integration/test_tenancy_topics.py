@@ -27,6 +27,7 @@ from tests.integration.test_forged_events import dead_letter
 from tests.integration.test_whistle_protocol import (
     Escalation,
     about,
+    auth,
     find_on_topic,
     produce,
     whistle,
@@ -138,3 +139,36 @@ async def test_another_countys_department_answering_on_kafka_is_dead_lettered(
     assert json.loads(reported.value)["data"]["receipt_no"] == "TL-1"
     assert json.loads(reported.value)["county"] == TAOLIN
     assert json.loads(notice.value)["county"] == TAOLIN
+
+
+async def test_a_meetings_summons_goes_to_its_countys_department_topic_only(
+    escalation: Escalation, producer: AIOKafkaProducer, migrated: Settings, token: TokenFactory
+) -> None:
+    """A joint meeting convened on 桃林县's case summons 桃林县's department, on its topic;
+    the meeting's own events name the county."""
+    bootstrap = migrated.kafka_bootstrap or ""
+    escalation.clock.now = local(2026, 11, 23, 9, 0)
+    blown = await _blow(producer, TAOLIN, [DEPARTMENT])
+    await find_on_topic(bootstrap, TOPICS[TAOLIN], about(blown.whistle_id))
+    leader = token("township_leader", f"county:{TAOLIN}", "township:T03")
+    convened = await escalation.http.post(
+        "/v1/meetings",
+        json={
+            "held_at": local(2026, 11, 25, 9, 0).isoformat(),
+            "place": "乡镇会议室",
+            "agenda": ["占道经营"],
+            "case_ids": [str(blown.case_id)],
+            "departments": [DEPARTMENT],
+        },
+        headers=auth(leader),
+    )
+    assert convened.status_code == 201, convened.text
+    meeting_id = convened.json()["meeting_id"]
+
+    def summons(record: ConsumerRecord) -> bool:
+        event = json.loads(record.value)
+        return event["type"] == "whistle.meeting.summoned" and event["subject"] == meeting_id
+
+    (summoned,) = await find_on_topic(bootstrap, TOPICS[TAOLIN], summons)
+    assert json.loads(summoned.value)["county"] == TAOLIN
+    assert not [r for r in await read_everything(bootstrap, [TOPICS[QINGXI]]) if summons(r)]
