@@ -485,6 +485,11 @@ SHARED_FILES = frozenset({"departments.yaml", "catalogue.yaml", "whistle_rules.y
 """The files another county may leave out of its directory to take the default county's: the
 province's catalogue, rules and departments' codes. Its geography, units and claims are its own."""
 
+DEFAULT_INSPECTIONS = b"version: default\n"
+"""What another county without an ``inspections.yaml`` of its own plans by: the default rule,
+each township's 综合查一次 on Tuesday with its team and seconded squads, no patrol routes. Not
+the default county's file, which names the default county's townships and units."""
+
 
 def county_directories(config_dir: Path) -> list[Path]:
     """The directories of the counties beside the default one: ``<config_dir>/<code>/``, each
@@ -523,7 +528,10 @@ def _load_county(directory: Path, config_dir: Path) -> ReferenceData:
         if where and name in SHARED_FILES and not path.exists():
             path = config_dir / name
         try:
-            text = path.read_bytes()
+            if where and name == "inspections.yaml" and not path.exists():
+                text = DEFAULT_INSPECTIONS
+            else:
+                text = path.read_bytes()
         except OSError as exc:
             reasons.append(f"{where}{name}: cannot read ({exc.strerror})")
             continue
