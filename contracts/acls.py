@@ -20,9 +20,9 @@ from contracts.topics import (
     REFERRALS,
     TOPICS,
     WHISTLES,
+    BrokerDepartment,
     all_topic_names,
     consumer_group,
-    department_topic,
     dlq_topic,
 )
 
@@ -47,20 +47,21 @@ def service_principal(service: str) -> str:
     return f"svc-{service}"
 
 
-def department_principal(code: str) -> str:
-    return f"dept-{code.lower()}"
+def department_principal(department: BrokerDepartment) -> str:
+    """``dept-cgj`` for the default county's 城管局, ``dept-140998-cgj`` for another county's."""
+    return f"dept-{department.name}"
 
 
 MIGRATE_PRINCIPAL = "svc-migrate"
 
 
-def department_group_prefix(code: str) -> str:
+def department_group_prefix(department: BrokerDepartment) -> str:
     """The consumer groups a department's systems may use (``whistle dept-listen`` takes
-    ``dept-<code>-listener``)."""
-    return f"dept-{code.lower()}-"
+    ``dept-<code>-listener``, ``dept-<county>-<code>-listener`` for another county's)."""
+    return f"dept-{department.name}-"
 
 
-def service_acls(service: str, department_codes: list[str], group_prefix: str) -> list[Acl]:
+def service_acls(service: str, departments: list[BrokerDepartment], group_prefix: str) -> list[Acl]:
     acls: set[Acl] = set()
     consumed: list[str] = []
     for topic in TOPICS:
@@ -69,9 +70,9 @@ def service_acls(service: str, department_codes: list[str], group_prefix: str) -
         if service in topic.consumers:
             consumed.append(topic.name)
     if service == "escalation":  # it summons each department on the department's own topic
-        acls.update(Acl("topic", department_topic(code), OWN) for code in department_codes)
+        acls.update(Acl("topic", d.topic, OWN) for d in departments)
     if service in DEPARTMENT_CONSUMERS:
-        consumed += [department_topic(code) for code in department_codes]
+        consumed += [d.topic for d in departments]
         # Subscribed by pattern: the metadata of every department topic, present or future.
         acls.add(Acl("topic", DEPARTMENT_TOPIC_TEMPLATE.split("{code}")[0], ("Describe",), True))
     for name in consumed:
@@ -82,17 +83,17 @@ def service_acls(service: str, department_codes: list[str], group_prefix: str) -
     return sorted(acls)
 
 
-def department_acls(code: str) -> list[Acl]:
+def department_acls(department: BrokerDepartment) -> list[Acl]:
+    """A department reads its own county's topic only; it submits on the shared topics, where
+    escalation checks its token's county against the case's (docs/scale.md)."""
     return [
-        Acl("group", department_group_prefix(code), ("Read",), prefix=True),
-        Acl("topic", department_topic(code), READ),
+        Acl("group", department_group_prefix(department), ("Read",), prefix=True),
+        Acl("topic", department.topic, READ),
         Acl("topic", WHISTLES, WRITE),
         Acl("topic", REFERRALS, WRITE),  # 移送 from its own system
         Acl("topic", MEETINGS, WRITE),  # a joint meeting's decision reported done
     ]
 
 
-def migrate_acls(department_codes: list[str]) -> list[Acl]:
-    return [
-        Acl("topic", name, ("Create", "Describe")) for name in all_topic_names(department_codes)
-    ]
+def migrate_acls(departments: list[BrokerDepartment]) -> list[Acl]:
+    return [Acl("topic", name, ("Create", "Describe")) for name in all_topic_names(departments)]

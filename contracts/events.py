@@ -681,8 +681,9 @@ class DeadlineRecomputed(EventData):
 
 
 class WhistleNotified(EventData):
-    """A summoned department's notice on its own topic ``escalation.dept.<code>.v1``, with the
-    deadlines for its receipt (报到) and its reply."""
+    """A summoned department's notice on its own topic in the case's county
+    (``escalation.dept.<code>.v1``, ``escalation.dept.<county>.<code>.v1`` outside the default
+    county), with the deadlines for its receipt (报到) and its reply."""
 
     event_type = "whistle.whistle.notified"
 
@@ -880,8 +881,9 @@ class MeetingConvened(EventData):
 
 
 class MeetingSummoned(EventData):
-    """A department's summons to a joint meeting, on its own topic
-    ``escalation.dept.<code>.v1``. Subject and Kafka key: the meeting id."""
+    """A department's summons to a joint meeting, on its own topic in the meeting's county
+    (``escalation.dept.<code>.v1``, ``escalation.dept.<county>.<code>.v1`` outside the default
+    county). Subject and Kafka key: the meeting id."""
 
     event_type = "whistle.meeting.summoned"
 

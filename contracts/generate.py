@@ -33,6 +33,7 @@ from pydantic.json_schema import models_json_schema
 from contracts.envelope import CONTENT_TYPE, CloudEvent, EventData
 from contracts.events import EVENT_MODELS
 from contracts.topics import (
+    COUNTY_DEPARTMENT_TOPIC_TEMPLATE,
     DEPARTMENT,
     DEPARTMENT_CONSUMERS,
     DEPARTMENT_MESSAGES,
@@ -44,7 +45,7 @@ from contracts.topics import (
 
 ASYNCAPI_VERSION = "3.0.0"
 API_TITLE = "Whistle events"
-API_VERSION = "1.4.0"
+API_VERSION = "1.5.0"
 """Version of the event API as a whole; bump it with every change to the generated contracts."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -179,22 +180,31 @@ def asyncapi_document() -> dict[str, Any]:
                 "summary": f"{topic.producer} publishes {m.event_type} to {topic.name}.",
                 "messages": [{"$ref": f"#/channels/{cid}/messages/{m.__name__}"}],
             }
-    dept_id = _channel_id(DEPARTMENT_TOPIC_TEMPLATE)
-    dept = _channel(DEPARTMENT_TOPIC_TEMPLATE, _summary(department_topic), DEPARTMENT_MESSAGES)
-    dept["parameters"] = {
-        "code": {
-            "description": "The county department's code, lower-cased (see department_topic()).",
-            "examples": ["scjgj"],
-        }
+    code = {
+        "description": "The county department's code, lower-cased (see department_topic()).",
+        "examples": ["scjgj"],
     }
-    channels[dept_id] = dept
-    for m in DEPARTMENT_MESSAGES:
-        operations[f"escalation.publishDepartment{m.__name__}"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{dept_id}"},
-            "summary": f"escalation publishes {m.event_type} to a department's own topic.",
-            "messages": [{"$ref": f"#/channels/{dept_id}/messages/{m.__name__}"}],
+    county = {
+        "description": "The department's county, a 6-digit division code other than the "
+        "default county's (whose departments keep escalation.dept.{code}.v1).",
+        "examples": ["140998"],
+    }
+    for template, operation, parameters in (
+        (DEPARTMENT_TOPIC_TEMPLATE, "Department", {"code": code}),
+        (COUNTY_DEPARTMENT_TOPIC_TEMPLATE, "CountyDepartment", {"county": county, "code": code}),
+    ):
+        dept_id = _channel_id(template)
+        channels[dept_id] = {
+            **_channel(template, _summary(department_topic), DEPARTMENT_MESSAGES),
+            "parameters": parameters,
         }
+        for m in DEPARTMENT_MESSAGES:
+            operations[f"escalation.publish{operation}{m.__name__}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{dept_id}"},
+                "summary": f"escalation publishes {m.event_type} to a department's own topic.",
+                "messages": [{"$ref": f"#/channels/{dept_id}/messages/{m.__name__}"}],
+            }
 
     messages = {
         m.__name__: {
@@ -234,15 +244,19 @@ def _topic_row(
 def topics_document() -> str:
     """``docs/topics.md``: who produces and who consumes each topic, and what it carries."""
     rows = [_topic_row(t.name, t.producer, t.consumers, t.messages) for t in TOPICS]
-    rows.append(
-        _topic_row(
-            DEPARTMENT_TOPIC_TEMPLATE, "escalation", DEPARTMENT_CONSUMERS, DEPARTMENT_MESSAGES
-        )
-    )
+    rows += [
+        _topic_row(template, "escalation", DEPARTMENT_CONSUMERS, DEPARTMENT_MESSAGES)
+        for template in (DEPARTMENT_TOPIC_TEMPLATE, COUNTY_DEPARTMENT_TOPIC_TEMPLATE)
+    ]
     about = [f"- `{t.name}`: {t.description}" for t in TOPICS]
     about.append(
         f"- `{DEPARTMENT_TOPIC_TEMPLATE}`: {_summary(department_topic)} One per county "
-        "department, `{code}` its code lower-cased."
+        "department of the default county, `{code}` its code lower-cased."
+    )
+    about.append(
+        f"- `{COUNTY_DEPARTMENT_TOPIC_TEMPLATE}`: the same, one per department of every other "
+        "county, `{county}` its 6-digit division code: two counties' departments share codes, "
+        'and each reads only its own county\'s summonses (docs/scale.md, "Tenancy").'
     )
     lines = [
         f"<!-- {TOPICS_DOC_NOTE} -->",

@@ -73,6 +73,10 @@ LEADERSHIP = "escalation.leadership.v1"
 REFERRALS = "dispatch.referrals.v1"
 MEETINGS = "escalation.meetings.v1"
 DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{code}.v1"
+COUNTY_DEPARTMENT_TOPIC_TEMPLATE = "escalation.dept.{county}.{code}.v1"
+"""A department of any county but the default one (docs/scale.md, "Tenancy", decision 3):
+departments of two counties share codes (both have a 城管局 ``CGJ``), so the county is in the
+name; the default county's keep the name they had before tenancy."""
 DLQ_SUFFIX = ".dlq"
 SOURCE_TEMPLATE = "whistle/{producer}"
 """The CloudEvents ``source`` of every event a Whistle service produces."""
@@ -322,7 +326,8 @@ def code_pattern(template: str) -> str:
 
 
 DEPARTMENT_TOPIC_PATTERN = code_pattern(DEPARTMENT_TOPIC_TEMPLATE)
-"""Any county department's topic, whatever its code."""
+"""Any county department's topic, whatever its code and county: another county's
+``<county>.<code>`` is matched as a code with a dot in it."""
 
 
 def registered(topic: str) -> Topic | None:
@@ -358,9 +363,40 @@ def admissible(topic: str, event_type: str, source: str) -> str | None:
     return None
 
 
-def department_topic(code: str) -> str:
-    """The topic a county department consumes for its own whistles and chases."""
-    return DEPARTMENT_TOPIC_TEMPLATE.format(code=code.lower())
+def department_topic(code: str, county: str | None = None, default: str | None = None) -> str:
+    """The topic a county department consumes for its own whistles and chases, in its county.
+
+    The one rule naming it, from the department's ``code`` and its ``county``. The ``default``
+    county's departments (and a department of no named county: a case escalation learnt no
+    county for, a deployment before tenancy) keep ``escalation.dept.<code>.v1``, so that
+    existing consumers and ACLs keep working; every other county's is
+    ``escalation.dept.<county>.<code>.v1``."""
+    if county is None or county == default:
+        return DEPARTMENT_TOPIC_TEMPLATE.format(code=code.lower())
+    return COUNTY_DEPARTMENT_TOPIC_TEMPLATE.format(county=county, code=code.lower())
+
+
+@dataclass(frozen=True, order=True)
+class BrokerDepartment:
+    """A county department as the broker knows it: its code and, unless it is the default
+    county's, its county (None: the default county's, whose names predate tenancy)."""
+
+    code: str
+    county: str | None = None
+
+    @classmethod
+    def of(cls, code: str, county: str | None, default: str | None) -> BrokerDepartment:
+        return cls(code, None if county == default else county)
+
+    @property
+    def topic(self) -> str:
+        return department_topic(self.code, self.county)
+
+    @property
+    def name(self) -> str:
+        """Its lower-cased name in broker principals and consumer groups: ``cgj`` for the
+        default county's, ``140998-cgj`` for another county's."""
+        return self.code.lower() if self.county is None else f"{self.county}-{self.code.lower()}"
 
 
 def dlq_topic(topic: str) -> str:
@@ -385,7 +421,7 @@ def topic_for(event_type: str) -> str:
     raise KeyError(f"no topic carries {event_type!r}")
 
 
-def all_topic_names(department_codes: list[str]) -> list[str]:
+def all_topic_names(departments: Collection[BrokerDepartment]) -> list[str]:
     """Every topic a deployment needs, dead-letter topics included."""
-    names = [t.name for t in TOPICS] + [department_topic(c) for c in department_codes]
+    names = [t.name for t in TOPICS] + [d.topic for d in departments]
     return names + [dlq_topic(n) for n in names]

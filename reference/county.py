@@ -28,6 +28,7 @@ from pydantic import (
 
 from contracts.cases import CaseStatus, PenaltyKind
 from contracts.tenancy import COUNTY_PATTERN, Counties, is_county_code
+from contracts.topics import BrokerDepartment
 from reference.geometry import GridLocator, polygon_problem
 from reference.inspections import (
     DEFAULT_JOINT_DAY,
@@ -484,6 +485,11 @@ SHARED_FILES = frozenset({"departments.yaml", "catalogue.yaml", "whistle_rules.y
 """The files another county may leave out of its directory to take the default county's: the
 province's catalogue, rules and departments' codes. Its geography, units and claims are its own."""
 
+DEFAULT_INSPECTIONS = b"version: default\n"
+"""What another county without an ``inspections.yaml`` of its own plans by: the default rule,
+each township's 综合查一次 on Tuesday with its team and seconded squads, no patrol routes. Not
+the default county's file, which names the default county's townships and units."""
+
 
 def county_directories(config_dir: Path) -> list[Path]:
     """The directories of the counties beside the default one: ``<config_dir>/<code>/``, each
@@ -522,7 +528,10 @@ def _load_county(directory: Path, config_dir: Path) -> ReferenceData:
         if where and name in SHARED_FILES and not path.exists():
             path = config_dir / name
         try:
-            text = path.read_bytes()
+            if where and name == "inspections.yaml" and not path.exists():
+                text = DEFAULT_INSPECTIONS
+            else:
+                text = path.read_bytes()
         except OSError as exc:
             reasons.append(f"{where}{name}: cannot read ({exc.strerror})")
             continue
@@ -581,6 +590,20 @@ class CountySet(Mapping[str, ReferenceData]):
     def of(self, county: str | None) -> ReferenceData:
         """The reference data of ``county``; the default county's for None."""
         return self._by_code[self.tenancy.of(county)]
+
+    def departments(self) -> list[BrokerDepartment]:
+        """Every county's departments, as the broker knows them (their topics, users and
+        ACLs): the default county's first, then each other county's under its code."""
+        default = self.default.county.code
+        return [
+            BrokerDepartment.of(code, county, default)
+            for county, reference in self._by_code.items()
+            for code in reference.department_codes()
+        ]
+
+    def county_of_township(self, township: str) -> str | None:
+        """The county a township lies in (township codes are unique across counties)."""
+        return next((c for c, r in self._by_code.items() if township in r.townships), None)
 
     def county_of_grid(self, grid_id: str) -> str | None:
         """The county a grid lies in (grid ids are unique across counties)."""

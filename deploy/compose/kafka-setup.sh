@@ -57,17 +57,17 @@ allow svc-dispatch --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.d
 # the escalation service
 allow svc-escalation --group whistle-escalation --operation Read
 allow svc-escalation --topic dispatch.cases.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --operation Read --operation Describe
-allow svc-escalation --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --operation Read --operation Write --operation Describe
+allow svc-escalation --topic escalation.deadlines.v1 --topic escalation.dept.140998.cgj.v1 --topic escalation.dept.140998.gaj.v1 --topic escalation.dept.140998.jtysj.v1 --topic escalation.dept.140998.ldjyzx.v1 --topic escalation.dept.140998.nyncj.v1 --topic escalation.dept.140998.rsj.v1 --topic escalation.dept.140998.scjgj.v1 --topic escalation.dept.140998.sfj.v1 --topic escalation.dept.140998.shjj.v1 --topic escalation.dept.140998.whlyj.v1 --topic escalation.dept.140998.wsjkj.v1 --topic escalation.dept.140998.xmsyzx.v1 --topic escalation.dept.140998.yjglj.v1 --topic escalation.dept.140998.zrzyj.v1 --topic escalation.dept.140998.zxqyzx.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --operation Read --operation Write --operation Describe
 allow svc-escalation --topic dispatch.cases.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.whistles.v1.dlq --operation Write --operation Describe
 
 # the ledger service
 allow svc-ledger --group whistle-ledger --operation Read
-allow svc-ledger --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --topic intake.tips.v1 --operation Read --operation Describe
-allow svc-ledger --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.whistles.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
+allow svc-ledger --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.dept.140998.cgj.v1 --topic escalation.dept.140998.gaj.v1 --topic escalation.dept.140998.jtysj.v1 --topic escalation.dept.140998.ldjyzx.v1 --topic escalation.dept.140998.nyncj.v1 --topic escalation.dept.140998.rsj.v1 --topic escalation.dept.140998.scjgj.v1 --topic escalation.dept.140998.sfj.v1 --topic escalation.dept.140998.shjj.v1 --topic escalation.dept.140998.whlyj.v1 --topic escalation.dept.140998.wsjkj.v1 --topic escalation.dept.140998.xmsyzx.v1 --topic escalation.dept.140998.yjglj.v1 --topic escalation.dept.140998.zrzyj.v1 --topic escalation.dept.140998.zxqyzx.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.leadership.v1 --topic escalation.meetings.v1 --topic escalation.whistles.v1 --topic intake.tips.v1 --operation Read --operation Describe
+allow svc-ledger --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.dept.140998.cgj.v1.dlq --topic escalation.dept.140998.gaj.v1.dlq --topic escalation.dept.140998.jtysj.v1.dlq --topic escalation.dept.140998.ldjyzx.v1.dlq --topic escalation.dept.140998.nyncj.v1.dlq --topic escalation.dept.140998.rsj.v1.dlq --topic escalation.dept.140998.scjgj.v1.dlq --topic escalation.dept.140998.sfj.v1.dlq --topic escalation.dept.140998.shjj.v1.dlq --topic escalation.dept.140998.whlyj.v1.dlq --topic escalation.dept.140998.wsjkj.v1.dlq --topic escalation.dept.140998.xmsyzx.v1.dlq --topic escalation.dept.140998.yjglj.v1.dlq --topic escalation.dept.140998.zrzyj.v1.dlq --topic escalation.dept.140998.zxqyzx.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.whistles.v1.dlq --topic intake.tips.v1.dlq --operation Write --operation Describe
 allow svc-ledger --topic escalation.dept. --resource-pattern-type prefixed --operation Describe
 
 # whistle migrate
-allow svc-migrate --topic intake.tips.v1 --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.whistles.v1 --topic escalation.meetings.v1 --topic escalation.leadership.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic intake.tips.v1.dlq --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.whistles.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --operation Create --operation Describe
+allow svc-migrate --topic intake.tips.v1 --topic dispatch.cases.v1 --topic dispatch.referrals.v1 --topic escalation.deadlines.v1 --topic escalation.whistles.v1 --topic escalation.meetings.v1 --topic escalation.leadership.v1 --topic escalation.dept.cgj.v1 --topic escalation.dept.gaj.v1 --topic escalation.dept.jtysj.v1 --topic escalation.dept.ldjyzx.v1 --topic escalation.dept.nyncj.v1 --topic escalation.dept.rsj.v1 --topic escalation.dept.scjgj.v1 --topic escalation.dept.sfj.v1 --topic escalation.dept.shjj.v1 --topic escalation.dept.whlyj.v1 --topic escalation.dept.wsjkj.v1 --topic escalation.dept.xmsyzx.v1 --topic escalation.dept.yjglj.v1 --topic escalation.dept.zrzyj.v1 --topic escalation.dept.zxqyzx.v1 --topic escalation.dept.140998.cgj.v1 --topic escalation.dept.140998.gaj.v1 --topic escalation.dept.140998.jtysj.v1 --topic escalation.dept.140998.ldjyzx.v1 --topic escalation.dept.140998.nyncj.v1 --topic escalation.dept.140998.rsj.v1 --topic escalation.dept.140998.scjgj.v1 --topic escalation.dept.140998.sfj.v1 --topic escalation.dept.140998.shjj.v1 --topic escalation.dept.140998.whlyj.v1 --topic escalation.dept.140998.wsjkj.v1 --topic escalation.dept.140998.xmsyzx.v1 --topic escalation.dept.140998.yjglj.v1 --topic escalation.dept.140998.zrzyj.v1 --topic escalation.dept.140998.zxqyzx.v1 --topic intake.tips.v1.dlq --topic dispatch.cases.v1.dlq --topic dispatch.referrals.v1.dlq --topic escalation.deadlines.v1.dlq --topic escalation.whistles.v1.dlq --topic escalation.meetings.v1.dlq --topic escalation.leadership.v1.dlq --topic escalation.dept.cgj.v1.dlq --topic escalation.dept.gaj.v1.dlq --topic escalation.dept.jtysj.v1.dlq --topic escalation.dept.ldjyzx.v1.dlq --topic escalation.dept.nyncj.v1.dlq --topic escalation.dept.rsj.v1.dlq --topic escalation.dept.scjgj.v1.dlq --topic escalation.dept.sfj.v1.dlq --topic escalation.dept.shjj.v1.dlq --topic escalation.dept.whlyj.v1.dlq --topic escalation.dept.wsjkj.v1.dlq --topic escalation.dept.xmsyzx.v1.dlq --topic escalation.dept.yjglj.v1.dlq --topic escalation.dept.zrzyj.v1.dlq --topic escalation.dept.zxqyzx.v1.dlq --topic escalation.dept.140998.cgj.v1.dlq --topic escalation.dept.140998.gaj.v1.dlq --topic escalation.dept.140998.jtysj.v1.dlq --topic escalation.dept.140998.ldjyzx.v1.dlq --topic escalation.dept.140998.nyncj.v1.dlq --topic escalation.dept.140998.rsj.v1.dlq --topic escalation.dept.140998.scjgj.v1.dlq --topic escalation.dept.140998.sfj.v1.dlq --topic escalation.dept.140998.shjj.v1.dlq --topic escalation.dept.140998.whlyj.v1.dlq --topic escalation.dept.140998.wsjkj.v1.dlq --topic escalation.dept.140998.xmsyzx.v1.dlq --topic escalation.dept.140998.yjglj.v1.dlq --topic escalation.dept.140998.zrzyj.v1.dlq --topic escalation.dept.140998.zxqyzx.v1.dlq --operation Create --operation Describe
 
 # county department CGJ
 allow dept-cgj --group dept-cgj- --resource-pattern-type prefixed --operation Read
@@ -143,3 +143,78 @@ allow dept-zrzyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --
 allow dept-zxqyzx --group dept-zxqyzx- --resource-pattern-type prefixed --operation Read
 allow dept-zxqyzx --topic escalation.dept.zxqyzx.v1 --operation Read --operation Describe
 allow dept-zxqyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department CGJ of county 140998
+allow dept-140998-cgj --group dept-140998-cgj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-cgj --topic escalation.dept.140998.cgj.v1 --operation Read --operation Describe
+allow dept-140998-cgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department GAJ of county 140998
+allow dept-140998-gaj --group dept-140998-gaj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-gaj --topic escalation.dept.140998.gaj.v1 --operation Read --operation Describe
+allow dept-140998-gaj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department JTYSJ of county 140998
+allow dept-140998-jtysj --group dept-140998-jtysj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-jtysj --topic escalation.dept.140998.jtysj.v1 --operation Read --operation Describe
+allow dept-140998-jtysj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department LDJYZX of county 140998
+allow dept-140998-ldjyzx --group dept-140998-ldjyzx- --resource-pattern-type prefixed --operation Read
+allow dept-140998-ldjyzx --topic escalation.dept.140998.ldjyzx.v1 --operation Read --operation Describe
+allow dept-140998-ldjyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department NYNCJ of county 140998
+allow dept-140998-nyncj --group dept-140998-nyncj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-nyncj --topic escalation.dept.140998.nyncj.v1 --operation Read --operation Describe
+allow dept-140998-nyncj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department RSJ of county 140998
+allow dept-140998-rsj --group dept-140998-rsj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-rsj --topic escalation.dept.140998.rsj.v1 --operation Read --operation Describe
+allow dept-140998-rsj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department SCJGJ of county 140998
+allow dept-140998-scjgj --group dept-140998-scjgj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-scjgj --topic escalation.dept.140998.scjgj.v1 --operation Read --operation Describe
+allow dept-140998-scjgj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department SFJ of county 140998
+allow dept-140998-sfj --group dept-140998-sfj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-sfj --topic escalation.dept.140998.sfj.v1 --operation Read --operation Describe
+allow dept-140998-sfj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department SHJJ of county 140998
+allow dept-140998-shjj --group dept-140998-shjj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-shjj --topic escalation.dept.140998.shjj.v1 --operation Read --operation Describe
+allow dept-140998-shjj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department WHLYJ of county 140998
+allow dept-140998-whlyj --group dept-140998-whlyj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-whlyj --topic escalation.dept.140998.whlyj.v1 --operation Read --operation Describe
+allow dept-140998-whlyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department WSJKJ of county 140998
+allow dept-140998-wsjkj --group dept-140998-wsjkj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-wsjkj --topic escalation.dept.140998.wsjkj.v1 --operation Read --operation Describe
+allow dept-140998-wsjkj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department XMSYZX of county 140998
+allow dept-140998-xmsyzx --group dept-140998-xmsyzx- --resource-pattern-type prefixed --operation Read
+allow dept-140998-xmsyzx --topic escalation.dept.140998.xmsyzx.v1 --operation Read --operation Describe
+allow dept-140998-xmsyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department YJGLJ of county 140998
+allow dept-140998-yjglj --group dept-140998-yjglj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-yjglj --topic escalation.dept.140998.yjglj.v1 --operation Read --operation Describe
+allow dept-140998-yjglj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department ZRZYJ of county 140998
+allow dept-140998-zrzyj --group dept-140998-zrzyj- --resource-pattern-type prefixed --operation Read
+allow dept-140998-zrzyj --topic escalation.dept.140998.zrzyj.v1 --operation Read --operation Describe
+allow dept-140998-zrzyj --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe
+
+# county department ZXQYZX of county 140998
+allow dept-140998-zxqyzx --group dept-140998-zxqyzx- --resource-pattern-type prefixed --operation Read
+allow dept-140998-zxqyzx --topic escalation.dept.140998.zxqyzx.v1 --operation Read --operation Describe
+allow dept-140998-zxqyzx --topic escalation.whistles.v1 --topic dispatch.referrals.v1 --topic escalation.meetings.v1 --operation Write --operation Describe

@@ -21,7 +21,7 @@ from services.dispatch import (
     retention,
 )
 from services.dispatch.inspection_service import InspectionScheduler
-from services.dispatch.wiring import current_reference, load_reference_data, reload_on_sighup
+from services.dispatch.wiring import current_counties, load_reference_data, reload_on_sighup
 from services.runtime.clock import Clock, system_clock
 from services.runtime.inbox import Subscription
 from services.runtime.service import Runtime, ServiceDefinition, create_service_app
@@ -39,7 +39,7 @@ async def setup(runtime: Runtime) -> Subscription:
     )
     planner = InspectionScheduler(
         runtime.sessions,
-        lambda: current_reference(runtime),
+        lambda: current_counties(runtime).values(),  # every county plans its own townships
         runtime.clock,
         runtime.settings.timezone,
         interval_seconds=runtime.settings.inspection_planning_interval_seconds,

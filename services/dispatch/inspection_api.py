@@ -18,7 +18,7 @@ from services.dispatch import inspection_service
 from services.dispatch.dependencies import RuntimeDep
 from services.dispatch.inspections import COMPLETER, READERS, NotCompletable, state
 from services.dispatch.models import InspectionTask
-from services.dispatch.wiring import current_reference, local_today
+from services.dispatch.wiring import current_counties, local_today
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
 
@@ -37,6 +37,7 @@ class GridRef(BaseModel):
 
 class TaskOut(BaseModel):
     id: UUID
+    county: str = Field(description="the county's 6-digit division code")
     plan_id: str
     kind: str
     kind_text: str
@@ -74,7 +75,7 @@ class CompletionIn(BaseModel):
 
 
 def _out(task: InspectionTask, today: date, runtime: RuntimeDep) -> TaskOut:
-    reference = current_reference(runtime)
+    reference = current_counties(runtime).of(task.county)  # its names are its county's
     unit = reference.units.get(task.unit_id)
     grids = [reference.grids[g][2].name if g in reference.grids else g for g in task.grid_ids]
     township = reference.townships.get(task.township_code)
@@ -120,7 +121,7 @@ async def complete(
         async with runtime.sessions() as session, session.begin():
             task = await inspection_service.complete(
                 session,
-                current_reference(runtime),
+                current_counties(runtime),
                 principal,
                 task_id,
                 body.findings,

@@ -11,18 +11,22 @@ once.
 
 The findings of a completed task travel on ``whistle.inspection.completed``; intake turns each
 into a tip on channel ``inspection`` through its one acceptance path, and the tip becomes a case
-as any other (``services/intake/consumers.py``)."""
+as any other (``services/intake/consumers.py``).
+
+Every county plans from its own ``inspections.yaml`` (tenancy, docs/scale.md): each task, and
+its events, carry the county of the plan, and a caller reads and completes only its counties'
+tasks (another county's is answered as unknown, 404)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
@@ -30,7 +34,7 @@ from uuid6 import uuid7
 from contracts.envelope import new_event
 from contracts.events import InspectionFinding, InspectionTaskCompleted, InspectionTaskPlanned
 from contracts.topics import CASES
-from reference.county import ReferenceData
+from reference.county import CountySet, ReferenceData
 from reference.inspections import tasks_due
 from services.dispatch.cases import SOURCE
 from services.dispatch.inspections import NotCompletable, TaskFacts, completion_refusal
@@ -50,17 +54,21 @@ PLANNING_LOCK_KEY = zlib.crc32(b"whistle.dispatch.inspection-planning")
 async def plan_day(
     session: AsyncSession, reference: ReferenceData, day: date, now: datetime
 ) -> list[InspectionTask]:
-    """Create the tasks due on ``day`` that do not exist yet and stage their events; the tasks
-    this call created (none if another replica is planning right now: it plans the same)."""
+    """Create the tasks of ``reference``'s county due on ``day`` that do not exist yet and stage
+    their events; the tasks this call created (none if another replica is planning right now: it
+    plans the same). The lock is the transaction's: a pass planning every county takes it once,
+    for its first county, and holds it for the others."""
     locked = await session.scalar(select(func.pg_try_advisory_xact_lock(PLANNING_LOCK_KEY)))
     if not locked:
         return []
     due = tasks_due(reference.inspection_plans, day)
     if not due:
         return []
+    county = reference.county.code
     rows = [
         {
             "id": uuid7(),
+            "county": county,
             "plan_id": task.plan_id,
             "kind": task.kind,
             "name": task.name,
@@ -98,7 +106,7 @@ async def plan_day(
             due_on=task.due_on,
             planned_at=now,
         )
-        stage(session, CASES, new_event(SOURCE, str(task.id), planned, now))
+        stage(session, CASES, new_event(SOURCE, str(task.id), planned, now, county))
     return created
 
 
@@ -109,6 +117,7 @@ async def tasks_for(
     rows = await session.scalars(
         select(InspectionTask)
         .where(
+            of_counties(principal),
             # The roles reaching this are the unit's, the township's and the county supervisor.
             scoped_to(principal, InspectionTask.township_code, InspectionTask.unit_id),
             InspectionTask.due_on >= since,  # type: ignore[operator]
@@ -119,22 +128,40 @@ async def tasks_for(
     return list(rows.all())
 
 
+def of_counties(principal: Principal) -> ColumnElement[bool]:
+    """The tasks of the principal's counties (``county:<code>``; a token naming none is the
+    default county's, ``county:*`` the city's), as dispatch scopes its cases by county."""
+    readable = principal.counties()
+    if readable is None:
+        return true()
+    return InspectionTask.county.in_(sorted(readable))  # type: ignore[attr-defined]
+
+
 async def complete(
     session: AsyncSession,
-    reference: ReferenceData,
+    counties: CountySet,
     principal: Principal,
     task_id: object,
     findings: Sequence[InspectionFinding],
     now: datetime,
 ) -> InspectionTask:
     """Record the task done with ``findings`` (none found is a result too) and stage
-    ``whistle.inspection.completed``; NotCompletable with nothing changed."""
-    task = await session.get(InspectionTask, task_id, with_for_update=True)
+    ``whistle.inspection.completed``; NotCompletable with nothing changed. A task of another
+    county than the principal's is unknown; the findings' grids are checked in the task's."""
+    task = await session.scalar(
+        select(InspectionTask)
+        .where(InspectionTask.id == task_id, of_counties(principal))  # type: ignore[arg-type]
+        .with_for_update()
+    )
     if task is None:
         raise NotCompletable(404, "未找到巡查任务", "本单位没有这项巡查任务。")
     facts = TaskFacts(task.unit_id, task.township_code, task.status, task.due_on)
     refusal = completion_refusal(
-        facts, principal.roles, principal.scopes, [f.grid_id for f in findings], reference
+        facts,
+        principal.roles,
+        principal.scopes,
+        [f.grid_id for f in findings],
+        counties.of(task.county),
     )
     if refusal is not None:
         raise refusal
@@ -151,18 +178,19 @@ async def complete(
         completed_by=principal.subject,
         completed_at=now,
     )
-    stage(session, CASES, new_event(SOURCE, str(task.id), completed, now))
+    stage(session, CASES, new_event(SOURCE, str(task.id), completed, now, task.county))
     return task
 
 
 class InspectionScheduler:
-    """Plans each day's inspection tasks, on the county's date by the injected clock, every
+    """Plans each day's inspection tasks of every county (``counties``: each county's reference
+    data in force), on the deployment's date by the injected clock, every
     ``interval_seconds``: a pass finding the day planned creates nothing."""
 
     def __init__(
         self,
         sessions: Sessions,
-        reference: Callable[[], ReferenceData],
+        counties: Callable[[], Iterable[ReferenceData]],
         clock: Clock,
         timezone: str,
         *,
@@ -170,7 +198,7 @@ class InspectionScheduler:
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessions = sessions
-        self._reference = reference
+        self._counties = counties
         self._clock = clock
         self._zone = ZoneInfo(timezone)
         self._interval = interval_seconds
@@ -187,12 +215,13 @@ class InspectionScheduler:
             await asyncio.sleep(self._interval)
 
     async def run_once(self) -> list[InspectionTask]:
-        """Plan today's tasks; the ones this pass created."""
+        """Plan today's tasks of every county, in one transaction; the ones this pass created."""
         now = self._clock()
+        today = now.astimezone(self._zone).date()
+        created: list[InspectionTask] = []
         async with self._sessions() as session, session.begin():
-            created = await plan_day(
-                session, self._reference(), now.astimezone(self._zone).date(), now
-            )
+            for reference in self._counties():
+                created += await plan_day(session, reference, today, now)
         if created:
             self._after_commit()
             log.info("planned %d inspection tasks", len(created))

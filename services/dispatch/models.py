@@ -298,9 +298,13 @@ class InspectionTask(SQLModel, table=True):
     __table_args__ = (
         Index("uq_inspection_task_plan_unit_day", "plan_id", "unit_id", "due_on", unique=True),
         Index("ix_inspection_task_unit_due", "unit_id", "due_on"),
+        # A county's tasks by day (docs/scale.md, "Tenancy": the county leads).
+        Index("ix_inspection_task_county_due", "county", "due_on", "township_code"),
     )
 
     id: UUID = Field(primary_key=True)
+    # The county (tenant) whose plan it was planned from, by division code (dispatch_0015).
+    county: str = Field(sa_column=Column(String(6), nullable=False))
     plan_id: str
     kind: str = Field(description="joint (综合查一次) or patrol (定岗巡查)")
     name: str

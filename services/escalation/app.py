@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from reference.county import county_tenancy, load_reference
+from reference.county import county_tenancy, load_counties, load_reference
 from services.escalation import (
     api,
     calendar_api,
@@ -38,6 +38,7 @@ async def setup(runtime: Runtime) -> Subscription:
         settings.timezone,
         runtime.sessions,
         runtime.clock,
+        counties=runtime.counties,
         after_commit=runtime.relay.wake,
     )
     runtime.state["calendar_watch"] = watch
@@ -59,15 +60,17 @@ async def setup(runtime: Runtime) -> Subscription:
         runtime.sessions,
         calendar,
         runtime.clock,
+        counties=runtime.counties,
         interval_seconds=settings.escalation_scheduler_interval_seconds,
         batch_size=settings.escalation_scheduler_batch_size,
         after_commit=runtime.relay.wake,
     )
     runtime.run_in_background("scheduler", scheduler.run())
-    # The county's departments and units, as the joint meeting (联席会议) checks whom it
-    # summons and who owns a decision; the overdue gauges' township and department labels.
+    # The default county's departments and townships: the overdue gauges' labels.
     reference = load_reference(settings.config_dir)
     runtime.state["reference"] = reference
+    # Every county's: a meeting summons its township's county's departments and units.
+    runtime.state["counties"] = load_counties(settings.config_dir)
     scope = metrics.OverdueScope.of(reference)
     runtime.run_in_background(
         "overdue-gauges",

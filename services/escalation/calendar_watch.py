@@ -28,6 +28,7 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 
+from contracts.tenancy import Counties
 from services.escalation.calendar import (
     BusinessCalendar,
     CalendarError,
@@ -98,9 +99,11 @@ class CalendarWatch:
         sessions: Sessions,
         clock: Clock,
         *,
+        counties: Counties | None,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.path = path
+        self._counties = counties
         self.timezone = timezone
         self._sessions = sessions
         self._clock = clock
@@ -172,7 +175,9 @@ class CalendarWatch:
         """
         calendar = self._calendar
         try:
-            recounted = await recompute_provisional(self._sessions, calendar, self._clock)
+            recounted = await recompute_provisional(
+                self._sessions, calendar, self._clock, counties=self._counties
+            )
         except Exception:
             log.exception("provisional clocks not counted again yet; retrying at the next poll")
             return 0

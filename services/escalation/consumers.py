@@ -15,7 +15,9 @@ Three topics:
 - ``escalation.whistles.v1``: the departments' receipts (报到) and replies, submitted from their
   own systems. The inbox takes one only with the department's token (the Kafka header
   ``authorization``), verified as over HTTP and acting for the department the payload names;
-  the handler gets the token's principal, whose subject is the actor if no officer is named.
+  the handler gets the token's principal, whose subject is the actor if no officer is named,
+  and dead-letters a submission about a case of another county than the token's, with the
+  reason: departments of two counties share codes, and answer only their own county's cases.
   Escalation's own records on that topic (``WhistleReported``, ``WhistleReplied``) have no
   handler: it wrote them.
 
@@ -52,6 +54,7 @@ from contracts.events import (
     WhistleReceiptSubmitted,
     WhistleReplySubmitted,
 )
+from contracts.tenancy import Counties
 from contracts.topics import CASES, MEETINGS, WHISTLES
 from services.escalation import clocks, counties, meeting_service, whistle_protocol
 from services.escalation.calendar import BusinessCalendar
@@ -75,7 +78,7 @@ def subscription(
 ) -> Subscription:
     """Escalation's whole subscription. ``policies`` and ``calendar`` give the ones in force
     when an event is handled."""
-    on = Handlers(policies, calendar, runtime.clock)
+    on = Handlers(policies, calendar, runtime.clock, runtime.counties)
     case_handlers: dict[str, Handler] = {
         # dispatch.cases.v1: the case's own clocks, a referral's (移送) and an assistance
         # request's (协助), which the township answers
@@ -130,10 +133,12 @@ class Handlers:
         policies: Callable[[], PolicyBook],
         calendar: Callable[[], BusinessCalendar],
         clock: Clock,
+        counties: Counties | None,
     ) -> None:
         self._policies = policies
         self._calendar = calendar
         self._clock = clock
+        self._counties = counties
 
     async def case_assigned(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
         assigned = event.payload(CaseAssigned)
@@ -216,7 +221,7 @@ class Handlers:
         if policy is None:
             raise PoisonEvent(f"no deadline policy for urgency {blown.urgency!r}")
         await whistle_protocol.open_whistle(
-            session, blown, event.time, policy, self._calendar(), self._clock()
+            session, blown, event.time, policy, self._calendar(), self._clock(), self._counties
         )
 
     async def case_closed(self, session: AsyncSession, event: CloudEvent, topic: str) -> None:
@@ -233,6 +238,7 @@ class Handlers:
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
     ) -> None:
         submitted = event.payload(WhistleReceiptSubmitted)
+        await self._in_senders_county("receipt", session, submitted.case_id, sender)
         recording = whistle_protocol.record_receipt(
             session,
             whistle_id=submitted.whistle_id,
@@ -249,6 +255,7 @@ class Handlers:
         self, session: AsyncSession, event: CloudEvent, topic: str, sender: Principal
     ) -> None:
         submitted = event.payload(WhistleReplySubmitted)
+        await self._in_senders_county("reply", session, submitted.case_id, sender)
         recording = whistle_protocol.record_reply(
             session,
             whistle_id=submitted.whistle_id,
@@ -299,8 +306,21 @@ class Handlers:
                 actor=submitted.officer or sender.subject,
                 via="kafka",
                 now=self._clock(),
+                reporter=sender,
+                counties=self._counties,
             )
         )
+
+    async def _in_senders_county(
+        self, what: str, session: AsyncSession, case_id: UUID, sender: Principal
+    ) -> None:
+        """Dead-letter a department's submission about another county's case: by the rule
+        of every read (counties.py), as over HTTP, where it is a missing whistle (404)."""
+        if await counties.outside_readers_counties(session, [case_id], sender, self._counties):
+            raise PoisonEvent(
+                f"{what} refused: case {case_id} is not of the counties the token acts for "
+                f"({', '.join(sorted(sender.counties() or ()))})"
+            )
 
     async def _answer_clock(
         self,

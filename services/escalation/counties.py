@@ -8,17 +8,18 @@ and the outbox relay stamps the default."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import ColumnElement, Uuid, column, func, select, true, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent, EventData, new_event
 from contracts.tenancy import Counties
+from contracts.topics import department_topic
 from services.escalation import SOURCE
 from services.escalation.models import CaseCounty
 from services.runtime.auth import Principal
@@ -62,6 +63,14 @@ async def case_event(
     return new_event(SOURCE, str(case_id), data, now, await county_of(session, case_id))
 
 
+def department_topic_for(department: str, event: CloudEvent, counties: Counties | None) -> str:
+    """The topic of ``department`` in the county ``event`` is about: a summons, or a copy of a
+    chase, a supervision, a moved or recounted clock or a meeting's decision, goes to that
+    county's department alone (departments of two counties share codes). ``counties`` says
+    which county is the default, whose departments keep the names from before tenancy."""
+    return department_topic(department, event.county, counties.default if counties else None)
+
+
 def of_readers_counties(
     case_id: Any, principal: Principal, counties: Counties | None
 ) -> ColumnElement[bool]:
@@ -74,3 +83,20 @@ def of_readers_counties(
         return true()
     learnt = select(CaseCounty.county).where(CaseCounty.case_id == case_id).scalar_subquery()
     return func.coalesce(learnt, counties.default if counties else None).in_(sorted(readable))
+
+
+async def outside_readers_counties(
+    session: AsyncSession, case_ids: Sequence[UUID], principal: Principal, counties: Counties | None
+) -> list[UUID]:
+    """Those of ``case_ids`` of another county than the principal's — by the same condition
+    as every read — for a write (a meeting convened, a department's submission): another
+    county's case is refused as a missing one."""
+    if not case_ids or principal.counties() is None:
+        return []
+    asked = values(column("case_id", Uuid), name="asked").data([(c,) for c in case_ids])
+    inside = set(
+        await session.scalars(
+            select(asked.c.case_id).where(of_readers_counties(asked.c.case_id, principal, counties))
+        )
+    )
+    return [case_id for case_id in case_ids if case_id not in inside]

@@ -1,7 +1,8 @@
-"""``whistle dept-listen --dept CODE``: a county department's reference consumer.
+"""``whistle dept-listen --dept CODE [--county CODE]``: a county department's reference consumer.
 
 The example a department's own IT team copies: it reads the department's topic
-``escalation.dept.<code>.v1`` with a consumer group of its own, prints each summons (吹哨),
+(``escalation.dept.<code>.v1`` in the default county, ``escalation.dept.<county>.<code>.v1``
+in another, ``--county``) with a consumer group of its own, prints each summons (吹哨),
 chase (催办), supervision (督办) and moved reply deadline (延期) on one line, and reports in
 (报到) by producing ``WhistleReceiptSubmitted`` onto ``escalation.whistles.v1`` — escalation
 records it and answers with ``WhistleReported`` on the same topic. Only the contracts package
@@ -46,7 +47,7 @@ from contracts.events import (
     WhistleNotified,
     WhistleReceiptSubmitted,
 )
-from contracts.topics import DEPARTMENTS, HEADER_AUTHORIZATION, WHISTLES, department_topic
+from contracts.topics import DEPARTMENTS, HEADER_AUTHORIZATION, WHISTLES, BrokerDepartment
 from services.runtime.kafka import NO_AUTH, BrokerAuth
 
 URGENCY = {"emergency": "紧急", "utilities": "水电气热", "general": "一般", "complex": "疑难"}
@@ -111,15 +112,22 @@ def describe(event: CloudEvent, zone: ZoneInfo) -> str:
     return f"[其他] {event.type} 案件 {event.subject}"
 
 
-def receipt_for(notice: WhistleNotified, source: str, receipt_no: str, now: datetime) -> CloudEvent:
-    """The 报到 a department produces onto ``escalation.whistles.v1``."""
+def receipt_for(
+    notice: WhistleNotified,
+    source: str,
+    receipt_no: str,
+    now: datetime,
+    county: str | None = None,
+) -> CloudEvent:
+    """The 报到 a department produces onto ``escalation.whistles.v1``, in the ``county`` of
+    the summons."""
     submitted = WhistleReceiptSubmitted(
         case_id=notice.case_id,
         whistle_id=notice.whistle_id,
         department_code=notice.department_code,
         receipt_no=receipt_no,
     )
-    return new_event(source, str(notice.case_id), submitted, now)
+    return new_event(source, str(notice.case_id), submitted, now, county)
 
 
 def submission_headers(token: str) -> list[tuple[str, bytes]]:
@@ -143,7 +151,7 @@ async def listen(
     *,
     bootstrap: str,
     auth: BrokerAuth = NO_AUTH,
-    department: str,
+    department: BrokerDepartment,
     group: str | None,
     ack_with: str | None,
     ask: Ask | None,
@@ -154,9 +162,9 @@ async def listen(
 ) -> int:
     """Print the department's messages (and report in with ``token``, if given) until
     ``max_messages``; returns how many were printed."""
-    source = DEPARTMENTS.source_for(department)
+    source = DEPARTMENTS.source_for(department.code)
     consumer = AIOKafkaConsumer(
-        department_topic(department),
+        department.topic,
         bootstrap_servers=bootstrap,
         group_id=group or f"{department_group_prefix(department)}listener",
         enable_auto_commit=False,
@@ -180,7 +188,8 @@ async def listen(
                     notice = event.payload(WhistleNotified)
                     number = await asyncio.to_thread(receipt_number, notice, ack_with, ask)
                     if number:
-                        receipt = receipt_for(notice, source, number, datetime.now(zone))
+                        now = datetime.now(zone)
+                        receipt = receipt_for(notice, source, number, now, event.county)
                         await producer.send_and_wait(
                             WHISTLES,
                             value=receipt.to_bytes(),
@@ -200,7 +209,7 @@ def main(
     *,
     bootstrap: str,
     auth: BrokerAuth = NO_AUTH,
-    department: str,
+    department: BrokerDepartment,
     group: str | None,
     ack_with: str | None,
     max_messages: int | None,
@@ -209,10 +218,11 @@ def main(
 ) -> int:
     ask: Ask | None = input if sys.stdin.isatty() and not ack_with else None
     if ack_with and not token:
+        county = f" --scope county:{department.county}" if department.county else ""
         print(
             "whistle dept-listen: --ack-with needs the department's token "
             "(WHISTLE_DEPT_TOKEN or --token; `whistle token --role county_department "
-            f"--scope dept:{department}` in development)",
+            f"--scope dept:{department.code}{county}` in development)",
             file=sys.stderr,
         )
         return 2

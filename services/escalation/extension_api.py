@@ -277,6 +277,7 @@ async def decide_extension(
                 extra_working_days=request.extra_working_days,
                 calendar=calendar,
                 now=now,
+                counties=runtime.counties,
             )
     return _view(request)
 

@@ -13,13 +13,16 @@ own through dispatch (``unit_member`` with ``unit:<id>``, ``services/dispatch/de
 which passes it on as ``whistle.meeting.decision_reported``. Who reads what: the county
 (``county_supervisor``, ``auditor``) every meeting; a township's leader and dispatcher its
 own; a department the meetings it was summoned to; a unit member the meetings with a decision
-its unit owns. Another's meeting reads as missing (404). Rules: ``meetings.py``; recording:
-``meeting_service.py``.
+its unit owns — one SQL condition (:func:`_readable`), for the list and each meeting. Another's
+meeting reads as missing (404). All within the token's counties, for writes as for reads: a
+leader cannot convene on, record or decide for another county's meeting, nor a department
+report another county's decision done (404; tenancy, docs/scale.md). Rules: ``meetings.py``;
+recording: ``meeting_service.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +31,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Uuid, cast, select
+from sqlalchemy import ColumnElement, Uuid, cast, exists, false, or_, select, true
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
 from contracts.events import MeetingDecisionDone, MeetingDecisionRecorded, MeetingHeld, Sha256
-from reference.county import Code, ReferenceData
+from reference.county import Code, CountySet
 from services.escalation.calendar_watch import current_calendar
 from services.escalation.counties import of_readers_counties
 from services.escalation.meeting_service import (
@@ -165,7 +169,9 @@ async def convene_meeting(body: ConveneIn, leader: Leader, runtime: RuntimeDep) 
     """Convene a joint meeting of the township on a case or its overdue whistles; each
     department summoned is notified on its own topic."""
     township = _leaders_township(leader, body.township_code)
-    reference: ReferenceData = runtime.state["reference"]
+    counties: CountySet = runtime.state["counties"]
+    # The departments of the township's county (two counties' departments share codes).
+    reference = counties.of(counties.county_of_township(township))
     now = runtime.clock()
     asked = Convening(
         township_code=township,
@@ -182,8 +188,9 @@ async def convene_meeting(body: ConveneIn, leader: Leader, runtime: RuntimeDep) 
                 session,
                 uuid7(),
                 asked,
-                convened_by=leader.subject,
+                convened_by=leader,
                 known_departments=reference.departments,
+                counties=runtime.counties,
                 now=now,
             )
         return _view(meeting, [], {}, now)
@@ -200,33 +207,30 @@ async def list_meetings(
     async with runtime.sessions() as session:
         query = (
             select(Meeting)
-            .where(_of_counties(caller, runtime))
+            .where(_of_counties(caller, runtime), _readable(caller))
             .order_by(Meeting.convened_at.desc())  # type: ignore[attr-defined]
         )
         if township is not None:
             query = query.where(Meeting.township_code == township)
         meetings = [m for m in (await session.scalars(query)).all()]
         decisions, clocks = await _decisions(session, [m.id for m in meetings])
-    return MeetingList(
-        meetings=[
-            _view(m, decisions.get(m.id, []), clocks, now)
-            for m in meetings
-            if _may_read(caller, m, decisions.get(m.id, []))
-        ]
-    )
+    return MeetingList(meetings=[_view(m, decisions.get(m.id, []), clocks, now) for m in meetings])
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingView)
 async def read_meeting(meeting_id: UUID, caller: Reader, runtime: RuntimeDep) -> MeetingView:
     async with runtime.sessions() as session:
         meeting = await session.scalar(
-            select(Meeting).where(Meeting.id == meeting_id, _of_counties(caller, runtime))  # type: ignore[arg-type]
+            select(Meeting).where(
+                Meeting.id == meeting_id,  # type: ignore[arg-type]
+                _of_counties(caller, runtime),
+                _readable(caller),
+            )
         )
+        if meeting is None:
+            raise _problem(_missing(meeting_id))
         decisions, clocks = await _decisions(session, [meeting_id])
-    mine = decisions.get(meeting_id, [])
-    if meeting is None or not _may_read(caller, meeting, mine):
-        raise _problem(_missing(meeting_id))
-    return _view(meeting, mine, clocks, runtime.clock())
+    return _view(meeting, decisions.get(meeting_id, []), clocks, runtime.clock())
 
 
 @router.post("/meetings/{meeting_id}/held", response_model=MeetingHeld)
@@ -235,7 +239,7 @@ async def record_held(
 ) -> MeetingHeld:
     """The meeting sat: who of those summoned attended, and its minutes (会议纪要)."""
     async with runtime.transaction() as session:
-        meeting = await _leaders_meeting(session, leader, meeting_id)
+        meeting = await _leaders_meeting(session, leader, meeting_id, runtime)
         with answered_as_problems():
             return await hold(
                 session,
@@ -254,12 +258,14 @@ async def record_decision(
     meeting_id: UUID, body: DecisionIn, leader: Leader, runtime: RuntimeDep
 ) -> MeetingDecisionRecorded:
     """A decision (议定事项) with its owner, task and due time; its clock starts on the ladder."""
-    reference: ReferenceData = runtime.state["reference"]
+    counties: CountySet = runtime.state["counties"]
     policies: PolicyBook = runtime.state["policies"]
     calendar = current_calendar(runtime)
     default = policies.for_urgency("general") or policies.policies[0]
     async with runtime.transaction() as session:
-        meeting = await _leaders_meeting(session, leader, meeting_id)
+        meeting = await _leaders_meeting(session, leader, meeting_id, runtime)
+        # The township's units, in its county's reference data (township codes are unique).
+        reference = counties.of(counties.county_of_township(meeting.township_code))
         units = [u.id for u in reference.units.values() if u.township == meeting.township_code]
         with answered_as_problems():
             return await decide(
@@ -271,6 +277,7 @@ async def record_decision(
                 default_policy=default,
                 recorded_by=leader.subject,
                 calendar_version=calendar.version,
+                counties=runtime.counties,
                 now=runtime.clock(),
             )
 
@@ -294,6 +301,8 @@ async def decision_done(
                 actor=body.officer or caller.subject,
                 via="http",
                 now=runtime.clock(),
+                reporter=caller,
+                counties=runtime.counties,
             )
 
 
@@ -340,9 +349,16 @@ def _leaders_township(leader: Principal, township: str | None) -> str:
     return township
 
 
-async def _leaders_meeting(session: AsyncSession, leader: Principal, meeting_id: UUID) -> Meeting:
-    """The meeting, locked, if the leader leads its township; another's reads as missing."""
-    meeting = await session.get(Meeting, meeting_id, with_for_update=True)
+async def _leaders_meeting(
+    session: AsyncSession, leader: Principal, meeting_id: UUID, runtime: Runtime
+) -> Meeting:
+    """The meeting, locked, if the leader leads its township in one of the leader's counties;
+    another's, or another county's, reads as missing."""
+    meeting = await session.scalar(
+        select(Meeting)
+        .where(Meeting.id == meeting_id, _of_counties(leader, runtime))  # type: ignore[arg-type]
+        .with_for_update()
+    )
     if meeting is None or not leader.may_act_on("township", meeting.township_code):
         raise _problem(_missing(meeting_id))
     return meeting
@@ -355,20 +371,41 @@ def _of_counties(caller: Principal, runtime: Runtime) -> ColumnElement[bool]:
     return of_readers_counties(first_case, caller, runtime.counties)
 
 
-def _may_read(caller: Principal, meeting: Meeting, decisions: list[MeetingDecision]) -> bool:
+def _readable(caller: Principal) -> ColumnElement[bool]:
+    """The meetings the caller may read, as one condition on ``meeting`` (so the list is
+    filtered by the database): the county's readers every one; a township's leader and
+    dispatcher their townships'; a department those it was summoned to; a unit member those
+    with a decision its unit owns. A ``<kind>:*`` scope stands for every code."""
     if caller.roles & COUNTY_READERS:
-        return True
-    if caller.roles & {"township_leader", "dispatcher"} and caller.may_act_on(
-        "township", meeting.township_code
-    ):
-        return True
-    if "county_department" in caller.roles and any(
-        caller.may_act_on("dept", d) for d in meeting.departments
-    ):
-        return True
-    return "unit_member" in caller.roles and any(
-        d.owner_kind == "unit" and caller.may_act_on("unit", d.owner_code) for d in decisions
-    )
+        return true()
+    allowed: list[ColumnElement[bool]] = []
+    if caller.roles & {"township_leader", "dispatcher"}:
+        allowed.append(_scoped(caller, "township", lambda codes: Meeting.township_code.in_(codes)))  # type: ignore[attr-defined]
+    if "county_department" in caller.roles:
+        allowed.append(
+            _scoped(caller, "dept", lambda codes: Meeting.departments.has_any(array(codes)))  # type: ignore[attr-defined]
+        )
+    if "unit_member" in caller.roles:
+
+        def owning(codes: list[str]) -> ColumnElement[bool]:
+            return exists().where(
+                MeetingDecision.meeting_id == Meeting.id,  # type: ignore[arg-type]
+                MeetingDecision.owner_kind == "unit",  # type: ignore[arg-type]
+                MeetingDecision.owner_code.in_(codes),  # type: ignore[attr-defined]
+            )
+
+        allowed.append(_scoped(caller, "unit", owning))
+    return or_(false(), *allowed)
+
+
+def _scoped(
+    caller: Principal, kind: str, matching: Callable[[list[str]], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """``matching`` the caller's ``<kind>:<code>`` codes; every row for ``<kind>:*``."""
+    codes = _codes(caller, kind)
+    if "*" in codes:
+        return true()
+    return matching(sorted(codes)) if codes else false()
 
 
 async def _decisions(

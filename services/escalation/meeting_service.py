@@ -12,6 +12,11 @@ township needs to refer the case; dispatch keeps the case itself.
 Events: ``MeetingConvened``, ``MeetingHeld``, ``MeetingDecisionRecorded`` and
 ``MeetingDecisionDone`` on ``escalation.meetings.v1`` (subject: the meeting id); each summoned
 department's ``MeetingSummoned``, and a copy of each decision it owns, on its own topic.
+
+A meeting is its cases' county (one township's cases, so one county's; read through its first
+case, as every read of it is): its events name that county, its notices go to that county's
+departments' topics, and a leader or a department acting for another county finds no such
+case, meeting or decision (tenancy, docs/scale.md).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from contracts.events import (
     MeetingHeld,
     MeetingSummoned,
 )
-from contracts.topics import MEETINGS, department_topic
+from contracts.tenancy import Counties
+from contracts.topics import MEETINGS
 from services.escalation import SOURCE
 from services.escalation.clocks import lapse_running, stop_clock
+from services.escalation.counties import county_of, department_topic_for, outside_readers_counties
 from services.escalation.ladder import first_step
 from services.escalation.meetings import (
     DECISION_CLOCK,
@@ -59,6 +66,7 @@ from services.escalation.models import (
 )
 from services.escalation.policies import DeadlinePolicy
 from services.escalation.whistle_protocol import department_copy
+from services.runtime.auth import Principal
 from services.runtime.outbox import stage
 
 Via = Literal["http", "kafka", "dispatch"]
@@ -82,11 +90,13 @@ async def convene(
     meeting_id: UUID,
     asked: Convening,
     *,
-    convened_by: str,
+    convened_by: Principal,
     known_departments: Collection[str],
+    counties: Counties | None,
     now: datetime,
 ) -> Meeting:
-    """Convene the meeting and summon its departments, or raise ``MeetingRefused``."""
+    """Convene the meeting and summon its departments, or raise ``MeetingRefused``; a case
+    of another county than the leader's (asked for, or a referred whistle's) is missing."""
     township = asked.township_code
     agenda = convening(
         township,
@@ -96,6 +106,9 @@ async def convene(
         departments=asked.departments,
         known_departments=known_departments,
     )
+    for case_id in await outside_readers_counties(session, agenda.case_ids, convened_by, counties):
+        raise MeetingRefused(Refusal("not_found", "no-case", f"没有可提请联席会议的案件 {case_id}"))
+    county = await county_of(session, agenda.case_ids[0])
     meeting = Meeting(
         id=meeting_id,
         township_code=township,
@@ -105,7 +118,7 @@ async def convene(
         agenda=list(asked.agenda),
         case_ids=[str(c) for c in agenda.case_ids],
         whistle_ids=[str(w) for w in agenda.whistle_ids],
-        convened_by=convened_by,
+        convened_by=convened_by.subject,
         convened_at=now,
     )
     session.add(meeting)
@@ -118,11 +131,11 @@ async def convene(
         agenda=list(asked.agenda),
         case_ids=list(agenda.case_ids),
         whistle_ids=list(agenda.whistle_ids),
-        convened_by=convened_by,
+        convened_by=convened_by.subject,
         convened_at=now,
     )
     subject = str(meeting_id)
-    stage(session, MEETINGS, new_event(SOURCE, subject, convened, now))
+    stage(session, MEETINGS, new_event(SOURCE, subject, convened, now, county))
     summoning = await _summoning_whistles(session, agenda.whistle_ids)
     for department in agenda.departments:
         notice = MeetingSummoned(
@@ -135,7 +148,8 @@ async def convene(
             case_ids=list(agenda.case_ids),
             whistle_ids=summoning.get(department, []),
         )
-        stage(session, department_topic(department), new_event(SOURCE, subject, notice, now))
+        summons = new_event(SOURCE, subject, notice, now, county)
+        stage(session, department_topic_for(department, summons, counties), summons)
     return meeting
 
 
@@ -161,8 +175,14 @@ async def hold(
         recorded_by=recorded_by,
         recorded_at=now,
     )
-    stage(session, MEETINGS, new_event(SOURCE, str(meeting.id), held, now))
+    county = await meeting_county(session, meeting)
+    stage(session, MEETINGS, new_event(SOURCE, str(meeting.id), held, now, county))
     return held
+
+
+async def meeting_county(session: AsyncSession, meeting: Meeting) -> str | None:
+    """The county of the meeting: its first case's (None: learnt for none, the default)."""
+    return await county_of(session, UUID(meeting.case_ids[0]))
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,7 @@ async def decide(
     default_policy: DeadlinePolicy,
     recorded_by: str,
     calendar_version: str,
+    counties: Counties | None,
     now: datetime,
 ) -> MeetingDecisionRecorded:
     """Record a decision and start its clock on the ladder (warning step first), or raise
@@ -241,10 +262,10 @@ async def decide(
         warn_at=deadline.warn_at,
         policy_id=policy.id,
     )
-    event = new_event(SOURCE, str(meeting.id), recorded, now)
+    event = new_event(SOURCE, str(meeting.id), recorded, now, await county_of(session, case_id))
     stage(session, MEETINGS, event)
     if department is not None:
-        stage(session, department_topic(department), department_copy(event))
+        stage(session, department_topic_for(department, event, counties), department_copy(event))
     return recorded
 
 
@@ -259,11 +280,18 @@ async def report_done(
     actor: str | None,
     via: Via,
     now: datetime,
+    reporter: Principal | None = None,
+    counties: Counties | None = None,
 ) -> MeetingDecisionDone:
     """The owner reports the decision done: its clock stops (on time or late), once. Only the
-    owner may: a department for its own decisions, a unit for its own."""
+    owner may: a department for its own decisions, a unit for its own. A ``reporter``'s token
+    acts in its counties only: another county's decision is missing (departments of two
+    counties share codes). A unit's report comes through dispatch, which checked its token."""
     decision = await session.get(MeetingDecision, decision_id, with_for_update=True)
-    if decision is None:
+    if decision is None or (
+        reporter is not None
+        and await outside_readers_counties(session, [decision.case_id], reporter, counties)
+    ):
         raise MeetingRefused(Refusal("not_found", "no-decision", f"没有议定事项 {decision_id}"))
     reporting(
         owner_kind=decision.owner_kind,
@@ -294,7 +322,8 @@ async def report_done(
         via=via,
         actor=actor,
     )
-    stage(session, MEETINGS, new_event(SOURCE, str(decision.meeting_id), done, now))
+    county = await county_of(session, decision.case_id)
+    stage(session, MEETINGS, new_event(SOURCE, str(decision.meeting_id), done, now, county))
     return done
 
 

@@ -41,9 +41,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import DeadlineRecomputed
-from contracts.topics import DEADLINES, department_topic
+from contracts.tenancy import Counties
+from contracts.topics import DEADLINES
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.counties import case_event
+from services.escalation.counties import case_event, department_topic_for
 from services.escalation.deadlines import (
     ANSWER_KINDS,
     LEGAL_REVIEW,
@@ -161,10 +162,16 @@ def rescheduled(
 
 
 async def recompute_provisional(
-    sessions: Sessions, calendar: BusinessCalendar, clock: Clock, *, batch_size: int = 200
+    sessions: Sessions,
+    calendar: BusinessCalendar,
+    clock: Clock,
+    *,
+    counties: Counties | None,
+    batch_size: int = 200,
 ) -> int:
     """Recount every running provisional clock the calendar now covers, and every pending
-    step counted provisionally on a clock that is not; returns how many clocks."""
+    step counted provisionally on a clock that is not; returns how many clocks. ``counties``
+    names the default county, whose departments' topics keep their old names."""
     recounted = 0
     skipped: set[int] = set()
     while True:
@@ -189,7 +196,7 @@ async def recompute_provisional(
                 assert deadline.id is not None
                 if deadline.status != "running" or deadline.provisional_reason is None:
                     continue  # moved with its case's clock earlier in this batch
-                if await _recount_one(session, deadline, calendar, clock()):
+                if await _recount_one(session, deadline, calendar, clock(), counties):
                     recounted += 1
                 else:
                     skipped.add(deadline.id)
@@ -203,7 +210,11 @@ def _policy(deadline: CaseDeadline) -> tuple[DeadlinePolicy, dict[str, object]]:
 
 
 async def _recount_one(
-    session: AsyncSession, deadline: CaseDeadline, calendar: BusinessCalendar, now: datetime
+    session: AsyncSession,
+    deadline: CaseDeadline,
+    calendar: BusinessCalendar,
+    now: datetime,
+    counties: Counties | None,
 ) -> bool:
     policy, _ = _policy(deadline)
     if deadline.kind == "whistle_reply" and await _followed(session, deadline) is not None:
@@ -214,13 +225,13 @@ async def _recount_one(
     if counted is None:
         return False
     old_due = deadline.due_at
-    await _apply(session, deadline, counted, calendar, now)
+    await _apply(session, deadline, counted, calendar, now, counties)
     if deadline.kind == "resolution" and deadline.whistle_id is None:
         for reply in await replies_due_with(session, deadline.case_id, old_due):
             reply_policy, _ = _policy(reply)
             moved = recount(reply_policy, reply.kind, reply.started_at, calendar, counted)
             if moved is not None:
-                await _apply(session, reply, moved, calendar, now)
+                await _apply(session, reply, moved, calendar, now, counties)
     return True
 
 
@@ -257,6 +268,7 @@ async def _apply(
     counted: ComputedDeadline,
     calendar: BusinessCalendar,
     now: datetime,
+    counties: Counties | None,
 ) -> None:
     """Put the recounted times on the locked clock, reschedule its pending step, and record
     it (on the department's topic too for a whistle clock)."""
@@ -285,7 +297,8 @@ async def _apply(
     event = await case_event(session, deadline.case_id, payload, now)
     stage(session, DEADLINES, event)
     if deadline.department_code is not None:
-        stage(session, department_topic(deadline.department_code), department_copy(event))
+        topic = department_topic_for(deadline.department_code, event, counties)
+        stage(session, topic, department_copy(event))
     log.info("recounted provisional %s deadline: %s → %s", deadline.kind, old_due, counted.due_at)
 
 

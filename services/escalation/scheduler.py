@@ -11,7 +11,9 @@ cancelled, or whose clock stopped, is not fired again: the row lock and the ``fi
 moved by an extension or recounted on a completed calendar climbs a new generation).
 
 A summoned department's clocks (吹哨报到: receipt and reply) climb the same ladder; their chase
-and supervision are also copied onto the department's own topic ``escalation.dept.<code>.v1``.
+and supervision are also copied onto the department's own topic, in the case's county
+(``escalation.dept.<code>.v1`` in the default county, ``escalation.dept.<county>.<code>.v1`` in
+another: ``counties.department_topic_for``).
 
 After downtime, one pass fires everything that fell due, in due order (a clock's next step
 is claimed by the next batch of the same pass), each marked late with how late.
@@ -37,10 +39,11 @@ from contracts.events import (
     LadderStep,
     LeadershipNotified,
 )
-from contracts.topics import DEADLINES, LEADERSHIP, department_topic
+from contracts.tenancy import Counties
+from contracts.topics import DEADLINES, LEADERSHIP
 from services.escalation import SOURCE
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.counties import counties_of
+from services.escalation.counties import counties_of, department_topic_for
 from services.escalation.ladder import lateness, next_step
 from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
@@ -74,6 +77,7 @@ class EscalationScheduler:
         calendar: Callable[[], BusinessCalendar],
         clock: Clock,
         *,
+        counties: Counties | None,
         interval_seconds: float = 1.0,
         batch_size: int = 500,
         after_commit: Callable[[], None] = lambda: None,
@@ -81,6 +85,8 @@ class EscalationScheduler:
         self._sessions = sessions
         self._calendar = calendar
         self._clock = clock
+        # Which county is the default: its departments' topics keep their old names.
+        self._counties = counties
         self._interval = interval_seconds
         self._batch_size = batch_size
         self._after_commit = after_commit
@@ -186,7 +192,8 @@ class EscalationScheduler:
         if deadline.department_code is not None and step.step in ("chase", "supervise"):
             # A summoned department hears of its own chases and supervisions on its topic, as
             # does a department owning a joint meeting's decision.
-            stage(session, department_topic(deadline.department_code), department_copy(event))
+            topic = department_topic_for(deadline.department_code, event, self._counties)
+            stage(session, topic, department_copy(event))
         if step.step == "supervise":
             # The leadership stream: at once, with the supervision it follows.
             notice: EventData = LeadershipNotified(

@@ -65,11 +65,12 @@ from contracts.events import (
     WhistleReplied,
     WhistleReported,
 )
-from contracts.topics import DEADLINES, WHISTLES, department_topic
+from contracts.tenancy import Counties
+from contracts.topics import DEADLINES, WHISTLES
 from reference.county import Urgency
 from services.escalation.calendar import BusinessCalendar
 from services.escalation.clocks import lapse_running, move_clock, stop_clock
-from services.escalation.counties import case_event
+from services.escalation.counties import case_event, department_topic_for
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
 from services.escalation.ladder import first_step
@@ -189,9 +190,11 @@ async def open_whistle(
     policy: DeadlinePolicy,
     calendar: BusinessCalendar,
     now: datetime,
+    counties: Counties | None,
 ) -> list[str]:
     """Summon each department of ``blown``: its clocks, their first ladder steps and its
-    notice, in the caller's transaction. Returns the departments newly summoned."""
+    notice on its topic in the case's county, in the caller's transaction. Returns the
+    departments newly summoned."""
     receipt, reply = whistle_deadlines(
         policy, start, calendar, await _case_resolution(session, blown.case_id)
     )
@@ -249,11 +252,8 @@ async def open_whistle(
             reply_due_at=reply.due_at,
             policy_id=policy.id,
         )
-        stage(
-            session,
-            department_topic(department),
-            await case_event(session, blown.case_id, notice, now),
-        )
+        event = await case_event(session, blown.case_id, notice, now)
+        stage(session, department_topic_for(department, event, counties), event)
         summoned.append(department)
     return summoned
 
@@ -389,6 +389,7 @@ async def follow_extension(
     extra_working_days: int | None,
     calendar: BusinessCalendar,
     now: datetime,
+    counties: Counties | None,
 ) -> list[CaseDeadline]:
     """Move with an approved extension of the case's resolution clock the running reply clocks
     due with it (a department replies within the case's resolution deadline), in the caller's
@@ -418,7 +419,8 @@ async def follow_extension(
         event = await case_event(session, decided.case_id, moved, now)
         stage(session, DEADLINES, event)
         assert reply.department_code is not None
-        stage(session, department_topic(reply.department_code), department_copy(event))
+        topic = department_topic_for(reply.department_code, event, counties)
+        stage(session, topic, department_copy(event))
     return list(replies)
 
 

@@ -163,6 +163,7 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _recompute_deadlines(args: argparse.Namespace) -> int:
+    from reference.county import county_tenancy
     from services.escalation.calendar import load_calendar
     from services.escalation.recompute import recompute_provisional
     from services.runtime.clock import system_clock
@@ -170,10 +171,11 @@ def _recompute_deadlines(args: argparse.Namespace) -> int:
 
     settings = Settings()
     calendar = load_calendar(settings.config_dir / "calendar.yaml", settings.timezone)
+    counties = county_tenancy(settings.config_dir)
 
     async def run() -> int:
         async with command_sessions(settings.database_url_for("escalation")) as sessions:
-            return await recompute_provisional(sessions, calendar, system_clock)
+            return await recompute_provisional(sessions, calendar, system_clock, counties=counties)
 
     count = asyncio.run(run())
     print(f"{count} provisional deadlines counted again on calendar {calendar.version}")
@@ -255,13 +257,20 @@ async def _dispatchers_labels(settings: Settings) -> list[Any]:
 
 
 def _dept_listen(args: argparse.Namespace) -> int:
+    from contracts.topics import BrokerDepartment
+    from reference.county import county_tenancy
     from services.escalation.dept_listen import main
 
     settings = Settings()
+    counties = county_tenancy(settings.config_dir)
+    if args.county is not None and args.county not in counties.known:
+        known = ", ".join(sorted(counties.known))
+        print(f"whistle dept-listen: 未知的县 {args.county}（已配置：{known}）", file=sys.stderr)
+        return 2
     return main(
         bootstrap=settings.require_kafka(),
         auth=settings.broker_auth(),
-        department=args.dept,
+        department=BrokerDepartment.of(args.dept, args.county, counties.default),
         group=args.group,
         ack_with=args.ack_with,
         max_messages=args.max_messages,
@@ -496,7 +505,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a county department's stream (吹哨, 催办, 督办), reporting in (报到) from here",
     )
     listen.add_argument("--dept", required=True, help="the department code, e.g. SCJGJ")
-    listen.add_argument("--group", help="consumer group; default dept-<code>-listener")
+    listen.add_argument(
+        "--county",
+        help="the department's county (6-digit code, e.g. 140998); default the default "
+        "county's, whose topics are escalation.dept.<code>.v1",
+    )
+    listen.add_argument(
+        "--group",
+        help="consumer group; default dept-<code>-listener (dept-<county>-<code>-listener)",
+    )
     listen.add_argument(
         "--ack-with",
         metavar="RECEIPT_PREFIX",

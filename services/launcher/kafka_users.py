@@ -1,5 +1,6 @@
-"""The broker's users and ACLs, from ``contracts/acls.py`` and the county's departments in
-``deploy/config``, for both deployments:
+"""The broker's users and ACLs, from ``contracts/acls.py`` and every county's departments in
+``deploy/config`` (the default county's ``dept-<code>``, another county's
+``dept-<county>-<code>``, each reading its own county's topic), for both deployments:
 
 - ``deploy/k8s/kafka-users.yaml``: a Strimzi ``KafkaUser`` (SCRAM-SHA-512, simple
   authorization) for every principal;
@@ -31,7 +32,8 @@ from contracts.acls import (
     service_acls,
     service_principal,
 )
-from reference.county import load_reference
+from contracts.topics import BrokerDepartment
+from reference.county import load_counties
 from services.runtime.settings import SERVICES, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,22 +120,29 @@ def _user(name: str, acls: list[Acl], what: str) -> dict[str, Any]:
     }
 
 
-def principals(department_codes: list[str], group_prefix: str) -> list[tuple[str, list[Acl], str]]:
+def principals(
+    departments: list[BrokerDepartment], group_prefix: str
+) -> list[tuple[str, list[Acl], str]]:
     """Every principal, its ACLs and what it is: the services, the migrate job, departments."""
     found = [
-        (service_principal(s), service_acls(s, department_codes, group_prefix), f"the {s} service")
+        (service_principal(s), service_acls(s, departments, group_prefix), f"the {s} service")
         for s in SERVICES
     ]
-    found.append((MIGRATE_PRINCIPAL, migrate_acls(department_codes), "whistle migrate"))
+    found.append((MIGRATE_PRINCIPAL, migrate_acls(departments), "whistle migrate"))
     found += [
-        (department_principal(code), department_acls(code), f"county department {code}")
-        for code in department_codes
+        (department_principal(d), department_acls(d), _department_label(d)) for d in departments
     ]
     return found
 
 
-def render(department_codes: list[str], group_prefix: str) -> str:
-    users = [_user(*principal) for principal in principals(department_codes, group_prefix)]
+def _department_label(department: BrokerDepartment) -> str:
+    if department.county is None:
+        return f"county department {department.code}"
+    return f"county department {department.code} of county {department.county}"
+
+
+def render(departments: list[BrokerDepartment], group_prefix: str) -> str:
+    users = [_user(*principal) for principal in principals(departments, group_prefix)]
     body = yaml.safe_dump_all(users, sort_keys=False, allow_unicode=True)
     return HEADER + body
 
@@ -160,13 +169,13 @@ def _allow_lines(principal: str, acls: list[Acl]) -> list[str]:
     return lines
 
 
-def render_compose_setup(department_codes: list[str], group_prefix: str) -> str:
+def render_compose_setup(departments: list[BrokerDepartment], group_prefix: str) -> str:
     lines = [COMPOSE_HEADER]
     # Departments' systems live outside Compose: their users are made one at a time (`user`).
     for principal in [*map(service_principal, SERVICES), MIGRATE_PRINCIPAL]:
         variable = password_variable(principal)
         lines.append(f'user {principal} "${{{variable}:?set {variable}}}"\n')
-    for principal, acls, what in principals(department_codes, group_prefix):
+    for principal, acls, what in principals(departments, group_prefix):
         lines.append(f"\n# {what}\n")
         lines += [line + "\n" for line in _allow_lines(principal, acls)]
     return "".join(lines)
@@ -177,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     settings = Settings()
-    codes = load_reference(settings.config_dir).department_codes()
+    departments = load_counties(settings.config_dir).departments()
     files = {
-        TARGET: render(codes, settings.kafka_group_prefix),
-        COMPOSE_TARGET: render_compose_setup(codes, settings.kafka_group_prefix),
+        TARGET: render(departments, settings.kafka_group_prefix),
+        COMPOSE_TARGET: render_compose_setup(departments, settings.kafka_group_prefix),
     }
     stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
     if args.check:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from contracts.topics import all_topic_names
-from reference.county import ReferenceDataError, county_tenancy, load_counties, load_reference
+from reference.county import ReferenceDataError, county_tenancy, load_counties
 from services.escalation.calendar import CalendarError, load_calendar, missing_years
 from services.escalation.policies import PolicyError, load_policies
 from services.launcher.balancer import RoundRobin
@@ -134,10 +134,11 @@ async def prepare(settings: Settings, services: tuple[str, ...] = SERVICES) -> N
         url = settings.database_url_for(service)
         await ensure_database(url)
         await upgrade(service, url, county=county)
-    reference = load_reference(settings.config_dir)
+    # Every county's department topics (docs/scale.md, "Tenancy"): the default county's under
+    # the names they always had, each other county's under its code.
     await ensure_topics(
         settings.require_kafka(),
-        all_topic_names(reference.department_codes()),
+        all_topic_names(load_counties(settings.config_dir).departments()),
         partitions=settings.kafka_topic_partitions,
         replication_factor=settings.kafka_replication_factor,
         auth=settings.broker_auth(),

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from contracts.tenancy import Counties
-from reference.county import MatterKind, ReferenceData, county_tenancy, load_reference
+from reference.county import (
+    MatterKind,
+    ReferenceData,
+    county_tenancy,
+    load_counties,
+    load_reference,
+)
 from services.ledger import api, assessment_api, auditor, consumers, kpi_api
 from services.ledger.heads import HeadSigner
 from services.ledger.issuer import issue, issue_periodically, report_head, signing_key
@@ -68,7 +74,9 @@ async def setup(runtime: Runtime) -> Subscription:
         ),
     )
     # What it consumes, and what it does with each event: services/ledger/consumers.py.
-    return consumers.subscription(runtime, reference.department_codes())
+    # Every county's department topics: the county's copies are recorded as the originals are.
+    departments = load_counties(runtime.settings.config_dir).departments()
+    return consumers.subscription(runtime, [d.topic for d in departments])
 
 
 LEDGER = ServiceDefinition(

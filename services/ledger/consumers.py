@@ -3,11 +3,12 @@ topic, and every event type on them, each recorded by the recorder (``recorder.p
 
 The topics (``contracts/topics.py``): ``intake.tips.v1``, ``dispatch.cases.v1``,
 ``escalation.deadlines.v1``, ``escalation.whistles.v1``, ``escalation.leadership.v1`` and
-``escalation.dept.<code>.v1`` for each department; never a dead-letter topic (``*.dlq``): what
-is there is a copy of an event already on its topic. The ledger does one thing with each event,
-whatever its type: append it to the log and its Merkle tree; the KPI facts it carries are
-derived in the same write (``projection.py``). The appends of a batch are written once, just
-before its transaction commits (``before_commit``).
+``escalation.dept.<code>.v1`` for each department of the default county,
+``escalation.dept.<county>.<code>.v1`` for each other county's; never a dead-letter topic
+(``*.dlq``): what is there is a copy of an event already on its topic. The ledger does one
+thing with each event, whatever its type: append it to the log and its Merkle tree; the KPI
+facts it carries are derived in the same write (``projection.py``). The appends of a batch are
+written once, just before its transaction commits (``before_commit``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from contracts.topics import (
     DEPARTMENT_MESSAGES,
     DEPARTMENT_TOPIC_PATTERN,
     TOPICS,
-    department_topic,
 )
 from services.ledger.recorder import Recorder
 from services.runtime.inbox import Subscription
@@ -39,16 +39,17 @@ RECORDED_TYPES: tuple[str, ...] = tuple(
 """Every event type the registry puts on a topic, in the registry's order."""
 
 
-def topics(department_codes: Iterable[str]) -> tuple[str, ...]:
+def topics(department_topics: Iterable[str]) -> tuple[str, ...]:
     """The registry's topics, then each department's own."""
-    return (*(t.name for t in TOPICS), *(department_topic(code) for code in department_codes))
+    return (*(t.name for t in TOPICS), *department_topics)
 
 
-def subscription(runtime: Runtime, department_codes: Iterable[str]) -> Subscription:
-    """The ledger's whole subscription; ``department_codes`` are the reference data's."""
+def subscription(runtime: Runtime, department_topics: Iterable[str]) -> Subscription:
+    """The ledger's whole subscription; ``department_topics`` are every county's
+    departments' (``contracts.topics.BrokerDepartment``)."""
     record = Recorder(runtime.clock)
     return Subscription(
-        topics=topics(department_codes),
+        topics=topics(department_topics),
         # Subscribed by this pattern rather than by the list above, which only says what the
         # reference data held at start: dispatch reloads the reference data while it runs
         # (POST /v1/reference/reload, SIGHUP), so a department added since can be summoned, and

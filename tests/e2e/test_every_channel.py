@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from contracts.topics import all_topic_names
-from reference.county import load_reference
+from reference.county import load_counties
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.support.infra import read_everything
@@ -147,7 +147,7 @@ async def test_a_tip_from_every_channel_is_recorded_and_no_event_or_log_holds_a_
         assert received["event"]["data"]["channel"] == name
         recorded_ids |= {e["event"]["id"] for e in trail}
 
-    departments = load_reference(settings.config_dir).department_codes()
+    departments = load_counties(settings.config_dir).departments()
     records = await read_everything(settings.require_kafka(), all_topic_names(departments))
     # The scan covers at least every event of the five trails.
     assert recorded_ids <= {json.loads(r.value or b"{}")["id"] for r in records}

@@ -88,7 +88,10 @@ async def escalation(migrated: Settings, config_dir: Path) -> AsyncIterator[Esca
 
 def _handlers(runtime: Runtime) -> Handlers:
     return Handlers(
-        lambda: runtime.state["policies"], lambda: current_calendar(runtime), runtime.clock
+        lambda: runtime.state["policies"],
+        lambda: current_calendar(runtime),
+        runtime.clock,
+        runtime.counties,
     )
 
 

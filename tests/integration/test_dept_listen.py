@@ -17,10 +17,18 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from contracts.topics import CASES
 from services.runtime.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.test_escalation_clocks import local
-from tests.integration.test_whistle_protocol import Escalation, auth, blow, summoned, whistle
+from tests.integration.test_whistle_protocol import (
+    Escalation,
+    auth,
+    blow,
+    produce,
+    summoned,
+    whistle,
+)
 
 # The module-scoped escalation app, shared as a fixture.
 from tests.integration.test_whistle_protocol import escalation as escalation
@@ -133,3 +141,34 @@ async def test_the_listener_prints_a_chase_and_without_a_terminal_reports_nothin
         w for w in response.json()["whistles"] if w["whistle_id"] == str(blown.whistle_id)
     ]
     assert (overdue["status"], overdue["receipt_no"]) == ("receipt_overdue", None)
+
+
+async def test_another_countys_department_listens_to_its_own_countys_topic_with_county(
+    escalation: Escalation,
+    producer: AIOKafkaProducer,
+    migrated: Settings,
+    token: TokenFactory,
+) -> None:
+    """Tenancy (docs/scale.md): 桃林县 (140998) has a WHLYJ too; ``--county 140998`` reads
+    ``escalation.dept.140998.whlyj.v1``, where only 桃林县's summonses go, and reports in with
+    a token naming the county."""
+    taolin = "140998"
+    blown = whistle(uuid4(), [DEPARTMENT])
+    start = local(2026, 12, 8, 9, 0)  # Tuesday
+    escalation.clock.now = start
+    await produce(producer, CASES, blown, start, "whistle/dispatch", county=taolin)
+    dept = token("county_department", f"county:{taolin}", f"dept:{DEPARTMENT}")
+    group = f"dept-{taolin}-whlyj-test-{uuid4().hex[:8]}"
+    ack = ("--county", taolin, "--ack-with", "TL2026", "--max-messages", "1")
+    async for process in listener(migrated, group, dept, *ack):
+        output = await finished(process)
+    first, receipt = output.splitlines()
+    assert first.startswith("[吹哨] ") and str(blown.whistle_id) in first
+    number = f"TL2026-{blown.whistle_id.hex[:8]}"
+    assert receipt == f"  → 已提交报到，回执号 {number}"
+
+    async def reported() -> dict | None:
+        listed = await summoned(escalation, dept, DEPARTMENT, blown.whistle_id)
+        return listed if listed["receipt_no"] == number else None
+
+    await eventually(reported, what="桃林县's receipt recorded")

@@ -68,7 +68,7 @@ def _assigned(case_id: object, policy: str = "P-GENERAL") -> CaseAssigned:
 def _handlers(calendar: BusinessCalendar, at: datetime) -> Handlers:
     """Escalation's consumer handlers on the sample policies and ``calendar``, the time ``at``."""
     book = load_policies(CONFIG / "policies.yaml")
-    return Handlers(lambda: book, lambda: calendar, lambda: at)
+    return Handlers(lambda: book, lambda: calendar, lambda: at, None)
 
 
 async def _handle(

@@ -79,7 +79,9 @@ def clock() -> MovableClock:
 def _scheduler(
     sessions: Sessions, calendar: BusinessCalendar, clock: MovableClock, batch_size: int = 500
 ) -> EscalationScheduler:
-    return EscalationScheduler(sessions, lambda: calendar, clock, batch_size=batch_size)
+    return EscalationScheduler(
+        sessions, lambda: calendar, clock, counties=None, batch_size=batch_size
+    )
 
 
 async def _fired(sessions: Sessions, case_id: UUID | None = None) -> list[dict[str, Any]]:

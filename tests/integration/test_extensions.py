@@ -65,7 +65,10 @@ def _auth(token: TokenFactory, who: tuple[str, ...]) -> dict[str, str]:
 def _handlers(runtime: Runtime) -> Handlers:
     """Escalation's consumer handlers, on the service's policies and calendar."""
     return Handlers(
-        lambda: runtime.state["policies"], lambda: current_calendar(runtime), runtime.clock
+        lambda: runtime.state["policies"],
+        lambda: current_calendar(runtime),
+        runtime.clock,
+        runtime.counties,
     )
 
 
@@ -180,7 +183,9 @@ async def test_an_approved_extension_moves_the_clock_and_its_ladder(
     assert datetime.fromisoformat(first["due_at"]) == EXTENDED_DUE
 
     # The old deadline passes without a word; the new ladder climbs from the new times.
-    scheduler = EscalationScheduler(runtime.sessions, lambda: current_calendar(runtime), clock)
+    scheduler = EscalationScheduler(
+        runtime.sessions, lambda: current_calendar(runtime), clock, counties=runtime.counties
+    )
     clock.now = DUE + timedelta(hours=1)
     await scheduler.run_once()
     assert await _staged(runtime, case_id, "whistle.deadline.warning") == []

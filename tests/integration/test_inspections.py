@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,7 @@ from reference.inspections import tasks_due
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.inspection_service import InspectionScheduler
 from services.dispatch.models import Case, InspectionTask, TipText
-from services.dispatch.wiring import current_reference
+from services.dispatch.wiring import current_counties, current_reference
 from services.intake.models import Tip
 from services.ledger.app import create_app as create_ledger
 from services.runtime.outbox import OutboxMessage
@@ -108,6 +109,14 @@ async def _planned_events(runtime: Runtime, task_ids: list[UUID]) -> int:
         )
 
 
+async def _county_tasks(
+    runtime: Runtime, day: date, county: str, count: int
+) -> list[InspectionTask] | None:
+    """The county's tasks of ``day``, once there are ``count``."""
+    tasks = [t for t in await _tasks_on(runtime, day) if t.county == county]
+    return tasks if len(tasks) >= count else None
+
+
 async def _planned(runtime: Runtime, day: date) -> list[InspectionTask]:
     expected = len(tasks_due(current_reference(runtime).inspection_plans, day))
 
@@ -127,7 +136,7 @@ async def test_racing_planners_plan_each_task_once(
     planners = [
         InspectionScheduler(
             runtime.sessions,
-            lambda: current_reference(runtime),
+            lambda: current_counties(runtime).values(),
             wednesday,
             runtime.settings.timezone,
             interval_seconds=3600,
@@ -147,6 +156,63 @@ async def test_racing_planners_plan_each_task_once(
     assert "JOINT-T03" not in {t.plan_id for t in tasks}  # Tuesday's
     # One whistle.inspection.planned per task, never two.
     assert await _planned_events(runtime, [t.id for t in tasks]) == len(tasks)
+
+
+async def test_each_county_plans_its_own_townships_and_reads_only_its_own_tasks(
+    inspecting: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """Tenancy (docs/scale.md): the service's own planner plans the Tuesday of both sample
+    counties, each from its own inspections.yaml — 清溪县 (140999, the default) and 桃林县
+    (140998, whose two townships hold their 综合查一次 on Tuesday, the default) — each task and
+    its event naming its county; a county's readers see their county's tasks only."""
+    client, runtime = inspecting
+    counties = current_counties(runtime)
+    await _planned(runtime, TUESDAY)
+    for code, reference in counties.items():
+        due = tasks_due(reference.inspection_plans, TUESDAY)
+        assert due, f"{code} plans tasks on a Tuesday"
+
+        tasks = await eventually(
+            partial(_county_tasks, runtime, TUESDAY, code, len(due)), what=f"{code}'s tasks"
+        )
+        assert sorted((t.plan_id, t.unit_id) for t in tasks) == sorted(
+            (d.plan_id, d.unit) for d in due
+        )
+        assert {t.township_code for t in tasks} <= set(reference.townships)
+        async with runtime.sessions() as session:
+            named = await session.scalars(
+                select(OutboxMessage.event["county"].astext).where(
+                    OutboxMessage.key.in_([str(t.id) for t in tasks])  # type: ignore[attr-defined]
+                )
+            )
+            assert set(named.all()) == {code}
+    assert {t.county for t in await _tasks_on(runtime, TUESDAY)} == {"140999", "140998"}
+
+    # 桃林县's team reads its task; 清溪县's supervisor (a token naming no county: the
+    # default's) sees none of 桃林县's, 桃林县's none of 清溪县's, the city's both.
+    taolin_team = bearer(token, "unit_member", "county:140998", "unit:L01-TEAM")
+    mine = (await client.get("/v1/inspections", headers=taolin_team)).json()
+    assert [(t["plan_id"], t["county"]) for t in mine if t["due_on"] == TUESDAY.isoformat()] == [
+        ("JOINT-L01", "140998")
+    ]
+    assert mine[0]["unit_name"] == counties["140998"].units["L01-TEAM"].name
+    for scopes, seen in (
+        ((), {"140999"}),
+        (("county:140998",), {"140998"}),
+        (("county:*",), {"140999", "140998"}),
+    ):
+        listed = await client.get(
+            "/v1/inspections", headers=bearer(token, "county_supervisor", *scopes)
+        )
+        assert {t["county"] for t in listed.json()} == seen, scopes
+    # Another county's unit cannot complete it: it is unknown there.
+    task_id = mine[0]["id"]
+    foreign = await client.post(
+        f"/v1/inspections/{task_id}/completion",
+        json={"none_found": True},
+        headers=bearer(token, "unit_member", "unit:L01-TEAM"),  # no county: the default's
+    )
+    assert foreign.status_code == 404 and foreign.headers["content-type"] == PROBLEM
 
 
 async def test_a_unit_sees_its_tasks_and_roles_that_may_not_are_refused(

@@ -70,7 +70,7 @@ async def test_a_provisional_clock_is_counted_again_and_its_ladder_moves(
 ) -> None:
     case_id = uuid4()
     book = load_policies(CONFIG / "policies.yaml")
-    handler = Handlers(lambda: book, lambda: only_2025, lambda: ASSIGNED).case_assigned
+    handler = Handlers(lambda: book, lambda: only_2025, lambda: ASSIGNED, None).case_assigned
     event = new_event(
         "whistle/dispatch", str(case_id), _assigned(case_id), ASSIGNED.astimezone(UTC)
     )
@@ -82,10 +82,10 @@ async def test_a_provisional_clock_is_counted_again_and_its_ladder_moves(
     assert before["first_response"].provisional_reason is None  # Tuesday 30 December
 
     # The calendar still lacks 2026: nothing to count again.
-    assert await recompute_provisional(sessions, only_2025, lambda: ASSIGNED) == 0
+    assert await recompute_provisional(sessions, only_2025, lambda: ASSIGNED, counties=None) == 0
 
     now = local(2025, 12, 29, 11, 0)
-    assert await recompute_provisional(sessions, complete, lambda: now) == 1
+    assert await recompute_provisional(sessions, complete, lambda: now, counties=None) == 1
     after = await _clocks(sessions, case_id)
     resolution = after["resolution"]
     general = book.get("P-GENERAL")
@@ -118,4 +118,4 @@ async def test_a_provisional_clock_is_counted_again_and_its_ladder_moves(
     assert "2026" in recomputed["data"]["provisional_reason"]
 
     # Counted once: a second run (or the next start-up) finds nothing provisional.
-    assert await recompute_provisional(sessions, complete, lambda: now) == 0
+    assert await recompute_provisional(sessions, complete, lambda: now, counties=None) == 0

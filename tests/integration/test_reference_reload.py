@@ -12,7 +12,7 @@ import httpx
 import yaml
 
 from services.dispatch.inspection_service import InspectionScheduler
-from services.dispatch.wiring import current_reference
+from services.dispatch.wiring import current_counties
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
 from tests.integration.conftest import MovableClock
@@ -132,7 +132,7 @@ async def test_a_reload_moves_a_townships_inspection_day_for_the_next_planning(
     thursday = MovableClock(datetime(2027, 6, 10, 1, 0, tzinfo=UTC))  # 09:00 in the county
     planner = InspectionScheduler(
         runtime.sessions,
-        lambda: current_reference(runtime),
+        lambda: current_counties(runtime).values(),
         thursday,
         runtime.settings.timezone,
         interval_seconds=3600,

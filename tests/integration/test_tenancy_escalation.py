@@ -7,6 +7,7 @@ missing one (404), exactly as dispatch answers; the city's ``county:*`` reads bo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import httpx
@@ -127,3 +128,55 @@ async def test_each_countys_users_read_only_their_countys_clocks_whistles_and_me
         assert clocks.status_code == 200, clocks.text
         meeting = await http.get(f"/v1/meetings/{own.meeting_id}", headers=city)
         assert meeting.status_code == 200, meeting.text
+
+
+async def test_another_countys_token_cannot_convene_record_decide_or_report_on_a_meeting(
+    escalation: Escalation, token: TokenFactory
+) -> None:
+    """Tenancy's third step: a meeting's writes are county-checked as its reads are. The
+    seeded meetings of both counties sit in township T03, so a leader of T03 in 清溪县 (no
+    county: the default's) leads the township of 桃林县's meeting too: only the county stops
+    them, and 清溪县's 城管局 shares the code CGJ with 桃林县's."""
+    http, _ = escalation
+    theirs = await _seed(escalation, TAOLIN)
+    qingxi_leader = _bearer(token("township_leader", "township:T03"))
+    taolin_leader = _bearer(token("township_leader", f"county:{TAOLIN}", "township:T03"))
+    minutes = {"attended": ["CGJ"], "minutes": "会议议定：城管局牵头清理。"}
+    decision = {
+        "owner_kind": "department",
+        "owner_code": "CGJ",
+        "task": "城管局牵头清理占道经营",
+        "due_at": (ASSIGNED + timedelta(days=5)).isoformat(),
+    }
+    meeting_url = f"/v1/meetings/{theirs.meeting_id}"
+
+    convening = {
+        "township_code": "T03",
+        "held_at": (ASSIGNED + timedelta(days=1)).isoformat(),
+        "place": "乡镇会议室",
+        "agenda": ["占道经营"],
+        "case_ids": [str(theirs.case_id)],
+        "departments": ["CGJ"],
+    }
+    await _missing(await http.post("/v1/meetings", json=convening, headers=qingxi_leader))
+    await _missing(await http.post(f"{meeting_url}/held", json=minutes, headers=qingxi_leader))
+    await _missing(
+        await http.post(f"{meeting_url}/decisions", json=decision, headers=qingxi_leader)
+    )
+
+    # 桃林县's own leader convenes, records and decides.
+    convened = await http.post("/v1/meetings", json=convening, headers=taolin_leader)
+    assert convened.status_code == 201, convened.text
+    held = await http.post(f"{meeting_url}/held", json=minutes, headers=taolin_leader)
+    assert held.status_code == 200, held.text
+    recorded = await http.post(f"{meeting_url}/decisions", json=decision, headers=taolin_leader)
+    assert recorded.status_code == 201, recorded.text
+
+    # Its decision is reported done by 桃林县's 城管局, not by 清溪县's.
+    done_url = f"/v1/meeting-decisions/{recorded.json()['decision_id']}/done"
+    result = {"result": "已清理完毕"}
+    qingxi_cgj = _bearer(token("county_department", "dept:CGJ"))
+    await _missing(await http.post(done_url, json=result, headers=qingxi_cgj))
+    taolin_cgj = _bearer(token("county_department", f"county:{TAOLIN}", "dept:CGJ"))
+    done = await http.post(done_url, json=result, headers=taolin_cgj)
+    assert done.status_code == 201, done.text

@@ -561,7 +561,10 @@ async def test_closing_the_case_lapses_its_whistle_clocks_and_nothing_climbs_aft
     # Past the chase, the supervision and the reply deadline: a pass fires nothing of it.
     escalation.clock.now = local(2026, 12, 10, 10, 0)
     scheduler = EscalationScheduler(
-        escalation.runtime.sessions, lambda: current_calendar(escalation.runtime), escalation.clock
+        escalation.runtime.sessions,
+        lambda: current_calendar(escalation.runtime),
+        escalation.clock,
+        counties=escalation.runtime.counties,
     )
     await scheduler.run_once()
     assert await ladder() == [("warning", "whistle_receipt"), ("overdue", "whistle_receipt")]

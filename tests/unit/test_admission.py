@@ -22,6 +22,7 @@ from contracts.topics import (
     DEPARTMENTS,
     TOPICS,
     WHISTLES,
+    BrokerDepartment,
     admissible,
     department_topic,
     producer_source,
@@ -58,6 +59,8 @@ def test_each_service_produces_under_the_source_the_registry_names() -> None:
         (WHISTLES, "whistle.whistle.reply_submitted", "whistle/dept/scjgj", None),
         (department_topic("CGJ"), "whistle.whistle.notified", "whistle/escalation", None),
         (department_topic("NEW-1"), "whistle.case.chased", "whistle/escalation", None),
+        # another county's department's own topic (tenancy): the same registry entry
+        (department_topic("CGJ", "140998"), "whistle.case.chased", "whistle/escalation", None),
         (
             WHISTLES,
             "whistle.case.resolved",
@@ -186,13 +189,17 @@ def _token(private: bytes, role: str, *scopes: str) -> str:
 @pytest.fixture
 def runtime(keys: tuple[bytes, bytes]) -> Runtime:
     verifier = TokenVerifier(keys[1], issuer="whistle", audience="whistle")
-    return cast(Runtime, SimpleNamespace(clock=lambda: NOW, state={}, verifier=verifier))
+    return cast(
+        Runtime, SimpleNamespace(clock=lambda: NOW, state={}, verifier=verifier, counties=None)
+    )
 
 
 @pytest.fixture
 async def consumers(runtime: Runtime) -> Iterator[dict[str, InboxConsumer]]:
     subscriptions = {
-        "ledger": ledger_consumers.subscription(runtime, ["CGJ", "SCJGJ"]),
+        "ledger": ledger_consumers.subscription(
+            runtime, [department_topic("CGJ"), department_topic("SCJGJ")]
+        ),
         "escalation": escalation_consumers.subscription(
             runtime,
             policies=lambda: None,
@@ -309,7 +316,7 @@ def test_dept_listen_reports_in_only_with_the_departments_token(
     ]
     refused = dept_listen.main(
         bootstrap="127.0.0.1:1",
-        department="CGJ",
+        department=BrokerDepartment("CGJ"),
         group=None,
         ack_with="CGJ2026",
         max_messages=1,

@@ -16,16 +16,30 @@ from contracts.acls import (
     Acl,
     Operation,
     department_acls,
+    department_principal,
     service_acls,
     service_principal,
 )
-from contracts.topics import CASES, DEADLINES, LEADERSHIP, TIPS, WHISTLES, department_topic
-from reference.county import load_reference
+from contracts.topics import (
+    CASES,
+    DEADLINES,
+    LEADERSHIP,
+    TIPS,
+    WHISTLES,
+    BrokerDepartment,
+    department_topic,
+)
+from reference.county import load_counties
 from services.launcher import kafka_users
 from services.runtime.settings import SERVICES, Settings
 from tests.unit.test_deploy_files import K8S, compose_service, k8s_documents
 
-CODES = ["SCJGJ", "CGJ"]
+TAOLIN = "140998"
+DEPARTMENTS = [
+    BrokerDepartment("SCJGJ"),
+    BrokerDepartment("CGJ"),
+    BrokerDepartment("CGJ", TAOLIN),  # 桃林县's 城管局: the same code, another county
+]
 
 
 def allowed(acls: list[Acl], resource: str, name: str, operation: Operation) -> bool:
@@ -40,7 +54,7 @@ def allowed(acls: list[Acl], resource: str, name: str, operation: Operation) -> 
 
 
 def of(service: str) -> list[Acl]:
-    return service_acls(service, CODES, "whistle")
+    return service_acls(service, DEPARTMENTS, "whistle")
 
 
 def test_each_service_writes_only_the_topics_it_produces_and_its_dead_letters() -> None:
@@ -67,10 +81,13 @@ def test_each_service_reads_what_it_consumes_and_what_it_produces() -> None:
     assert allowed(of("ledger"), "topic", department_topic("CGJ"), "Read")
     # The outbox relay reads its own topics back after a broker loss.
     assert allowed(of("escalation"), "topic", department_topic("SCJGJ"), "Read")
+    # Another county's department topics: escalation writes them, the ledger reads them.
+    assert allowed(of("escalation"), "topic", department_topic("CGJ", TAOLIN), "Write")
+    assert allowed(of("ledger"), "topic", department_topic("CGJ", TAOLIN), "Read")
 
 
 def test_a_department_reads_its_own_topic_and_submits_on_the_whistle_topic_only() -> None:
-    scjgj = department_acls("SCJGJ")
+    scjgj = department_acls(BrokerDepartment("SCJGJ"))
     assert allowed(scjgj, "topic", department_topic("SCJGJ"), "Read")
     assert allowed(scjgj, "group", "dept-scjgj-listener", "Read")
     assert allowed(scjgj, "topic", WHISTLES, "Write")
@@ -79,6 +96,26 @@ def test_a_department_reads_its_own_topic_and_submits_on_the_whistle_topic_only(
     for topic in (TIPS, CASES, DEADLINES, LEADERSHIP):
         assert not allowed(scjgj, "topic", topic, "Write"), topic
     assert not allowed(scjgj, "topic", WHISTLES, "Read")
+
+
+def test_a_countys_department_reads_its_countys_topic_not_the_other_countys_namesake() -> None:
+    """Tenancy (docs/scale.md): two counties' 城管局 share the code CGJ; each is its own
+    principal and reads only its own county's topic and consumer groups."""
+    qingxi, taolin = BrokerDepartment("CGJ"), BrokerDepartment("CGJ", TAOLIN)
+    assert (department_principal(qingxi), department_principal(taolin)) == (
+        "dept-cgj",
+        "dept-140998-cgj",
+    )
+    theirs = department_acls(taolin)
+    assert allowed(theirs, "topic", "escalation.dept.140998.cgj.v1", "Read")
+    assert allowed(theirs, "group", "dept-140998-cgj-listener", "Read")
+    assert not allowed(theirs, "topic", "escalation.dept.cgj.v1", "Read")
+    assert not allowed(theirs, "group", "dept-cgj-listener", "Read")
+    ours = department_acls(qingxi)
+    assert not allowed(ours, "topic", "escalation.dept.140998.cgj.v1", "Read")
+    assert not allowed(ours, "group", "dept-140998-cgj-listener", "Read")
+    users = _users()
+    assert {"dept-cgj", "dept-140998-cgj"} <= set(users)
 
 
 def test_the_kafka_users_file_is_what_the_rules_generate() -> None:
@@ -208,7 +245,7 @@ def _granted(script: str) -> dict[str, set[Acl]]:
 
 
 def test_the_compose_setup_grants_exactly_the_rules_acls() -> None:
-    codes = load_reference(Settings().config_dir).department_codes()
-    rules = kafka_users.principals(codes, Settings().kafka_group_prefix)
+    departments = load_counties(Settings().config_dir).departments()
+    rules = kafka_users.principals(departments, Settings().kafka_group_prefix)
     granted = _granted(COMPOSE_SETUP.read_text())
     assert granted == {principal: set(acls) for principal, acls, _ in rules}

@@ -84,12 +84,13 @@ from contracts.topics import (
     DEPARTMENT_CONSUMERS,
     DEPARTMENT_MESSAGES,
     TOPICS,
+    BrokerDepartment,
     all_topic_names,
     department_topic,
     dlq_topic,
     topic_for,
 )
-from reference.county import ReferenceData, load_reference
+from reference.county import ReferenceData, load_counties, load_reference
 from services.dispatch import consumers as dispatch_consumers
 from services.escalation import consumers as escalation_consumers
 from services.intake import consumers as intake_consumers
@@ -661,6 +662,9 @@ def test_asyncapi_shape() -> None:
     assert addresses[: len(TOPICS)] == [t.name for t in TOPICS]
     dept = next(c for c in doc["channels"].values() if c["address"] == "escalation.dept.{code}.v1")
     assert set(dept["parameters"]) == {"code"}
+    county = "escalation.dept.{county}.{code}.v1"  # another county's department (tenancy)
+    theirs = next(c for c in doc["channels"].values() if c["address"] == county)
+    assert set(theirs["parameters"]) == {"county", "code"}
 
     operations = doc["operations"]
     assert "intake.publishTipReceived" in operations
@@ -672,7 +676,9 @@ def test_asyncapi_shape() -> None:
     for model in DEPARTMENT_MESSAGES:
         op = operations[f"escalation.publishDepartment{model.__name__}"]
         assert _resolve(doc, op["channel"]["$ref"])["address"] == "escalation.dept.{code}.v1"
-    assert len(operations) == sum(len(t.messages) for t in TOPICS) + len(DEPARTMENT_MESSAGES)
+        op = operations[f"escalation.publishCountyDepartment{model.__name__}"]
+        assert _resolve(doc, op["channel"]["$ref"])["address"] == county
+    assert len(operations) == sum(len(t.messages) for t in TOPICS) + 2 * len(DEPARTMENT_MESSAGES)
 
     messages = doc["components"]["messages"]
     assert {m["name"] for m in messages.values()} == {m.event_type for m in EVENT_MODELS}
@@ -834,8 +840,9 @@ def test_topic_for_unknown_type_raises() -> None:
 
 
 def test_all_topic_names_include_departments_and_dead_letters() -> None:
-    names = all_topic_names(["SCJGJ"])
+    names = all_topic_names([BrokerDepartment("SCJGJ"), BrokerDepartment("SCJGJ", "140998")])
     assert "escalation.dept.scjgj.v1" in names
+    assert "escalation.dept.140998.scjgj.v1" in names
     live = [n for n in names if not n.endswith(".dlq")]
     assert set(live) >= {t.name for t in TOPICS}
     for name in live:
@@ -859,7 +866,10 @@ def _runtime() -> Runtime:
     """Enough of a service's runtime to build its subscription: no handler runs here."""
     settings = Settings(config_dir=ROOT / "deploy/config")
     return cast(
-        Runtime, SimpleNamespace(settings=settings, clock=lambda: NOW, state={}, verifier=None)
+        Runtime,
+        SimpleNamespace(
+            settings=settings, clock=lambda: NOW, state={}, verifier=None, counties=None
+        ),
     )
 
 
@@ -869,18 +879,24 @@ def _subscription(service: str) -> Subscription:
             _runtime(), policies=_not_called, calendar=_not_called
         )
     if service == "ledger":
-        return ledger_consumers.subscription(_runtime(), _reference().department_codes())
+        return ledger_consumers.subscription(_runtime(), [d.topic for d in _departments()])
     return {"intake": intake_consumers, "dispatch": dispatch_consumers}[service].subscription(
         _runtime()
     )
 
 
+def _departments() -> list[BrokerDepartment]:
+    return load_counties(ROOT / "deploy/config").departments()
+
+
 def _consumed_by(service: str) -> set[str]:
-    """The topics the registry says ``service`` consumes, departments' as the reference data
-    names them."""
+    """The topics the registry says ``service`` consumes, departments' as every county's
+    reference data names them (another county's under its code)."""
     topics = {t.name for t in TOPICS if service in t.consumers}
     if service in DEPARTMENT_CONSUMERS:
-        topics |= {department_topic(code) for code in _reference().department_codes()}
+        codes = _reference().department_codes()
+        topics |= {department_topic(code) for code in codes}
+        topics |= {department_topic(code, "140998") for code in codes}  # 桃林县's, same codes
     return topics
 
 

@@ -4,12 +4,13 @@ refused when it names what does not exist."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
-from reference.county import load_reference
+from reference.county import load_counties, load_reference
 from reference.inspections import due_dates, tasks_due
-from tests.unit.test_reference import _broken_copy, _refusal, _shipped
+from tests.unit.test_reference import CONFIG, _broken_copy, _refusal, _shipped
 
 TUESDAY = date(2026, 12, 8)
 WEDNESDAY = date(2026, 12, 9)
@@ -124,3 +125,22 @@ def test_the_plans_file_is_part_of_the_reference_version(tmp_path: Path) -> None
     assert due_dates(
         next(p for p in moved.inspection_plans if p.id == "JOINT-T03"), TUESDAY, SUNDAY
     ) == [thursday]
+
+
+def test_another_county_plans_its_own_townships_and_without_a_file_the_default_rule(
+    tmp_path: Path,
+) -> None:
+    """Tenancy (docs/scale.md): 桃林县 (140998) plans from its own inspections.yaml; a county
+    directory without one gets each township's 综合查一次 on Tuesday, never the default
+    county's plans (which name its townships and units)."""
+    shipped = load_counties(CONFIG)["140998"]
+    assert {t.plan_id for t in tasks_due(shipped.inspection_plans, TUESDAY)} == {
+        "JOINT-L01",
+        "JOINT-L02",
+    }
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    (target / "140998" / "inspections.yaml").unlink()
+    bare = load_counties(target)["140998"]
+    assert bare.inspection_plans == shipped.inspection_plans
+    assert not any(t.township.startswith("T") for t in tasks_due(bare.inspection_plans, TUESDAY))

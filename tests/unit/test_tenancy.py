@@ -259,12 +259,13 @@ def test_the_ledger_commits_to_the_county_and_entries_without_one_still_verify()
 # ------------------------------------------------------------------ deployment
 
 
-@pytest.mark.parametrize("service", ["intake", "dispatch", "escalation", "ledger"])
+@pytest.mark.parametrize("service", ["intake", "dispatch", "escalation", "ledger", "migrate.job"])
 def test_every_service_in_kubernetes_mounts_every_countys_configmap(service: str) -> None:
     """A service that does not see a county's directory refuses its events: each county's
-    ConfigMap (services/launcher/configmaps.py) is mounted at <config>/<code> in all four."""
+    ConfigMap (services/launcher/configmaps.py) is mounted at <config>/<code> in all four, and
+    in the migrate Job, which creates every county's department topics."""
     documents = yaml.safe_load_all((REPO / "deploy" / "k8s" / f"{service}.yaml").read_text())
-    (deployment,) = [d for d in documents if d and d["kind"] == "Deployment"]
+    (deployment,) = [d for d in documents if d and d["kind"] in ("Deployment", "Job")]
     pod = deployment["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}
