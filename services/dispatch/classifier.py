@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn import config_context
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -146,25 +148,40 @@ class TriageModel:
         """The ``top`` best matters (NONE among them) for a tip, best first. Each candidate's
         confidence is calibrated on its own score and its lead over the best of the others
         (a lead the runners-up do not have, so their confidence stays low)."""
-        row = self._features.transform([fold(text)])
-        scores = self._svm.decision_function(row)[0]
-        order = np.argsort(-scores, kind="stable")[:top]
-        guesses = []
-        for n in order:
-            others = np.delete(scores, n)
-            margins = np.array([[scores[n], scores[n] - others.max()]])
-            confidence = (
-                float(self._calibration.predict_proba(margins)[0, 1]) if self._calibration else 0.0
-            )
-            guesses.append(
-                Guess(str(self._svm.classes_[n]), round(confidence, 3), self._because(row, n))
-            )
-        return tuple(guesses)
+        return self.guesses_each([text], top)[0]
 
-    def _because(self, row: object, n: int) -> tuple[str, ...]:
+    def guesses_each(self, texts: Sequence[str], top: int = CANDIDATES) -> list[tuple[Guess, ...]]:
+        """:meth:`guesses` for each of ``texts`` (a tip and its clauses), read in one pass:
+        sklearn's per-call input checks, not the arithmetic, were most of dispatch's CPU under
+        load (docs/benchmarks.md), so the texts go through the model together and the checks
+        of inputs that are the model's own are skipped."""
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            rows = self._features.transform([fold(text) for text in texts]).tocsr()
+            scores = self._svm.decision_function(rows)
+            orders = np.argsort(-scores, axis=1, kind="stable")[:, :top]
+            margins = np.array(
+                [
+                    [row[n], row[n] - np.delete(row, n).max()]
+                    for row, order in zip(scores, orders, strict=True)
+                    for n in order
+                ]
+            )
+            confidences = (
+                self._calibration.predict_proba(margins)[:, 1].reshape(orders.shape)
+                if self._calibration
+                else np.zeros(orders.shape)
+            )
+        return [
+            tuple(
+                Guess(str(self._svm.classes_[n]), round(float(c), 3), self._because(rows[i], n))
+                for n, c in zip(orders[i], confidences[i], strict=True)
+            )
+            for i in range(len(texts))
+        ]
+
+    def _because(self, sparse: csr_matrix, n: int) -> tuple[str, ...]:
         """The tip's words that pushed most towards class ``n``, then its character pairs (a
         single character explains nothing to a dispatcher)."""
-        sparse = row.tocsr()  # type: ignore[attr-defined]
         weights = self._svm.coef_[n, sparse.indices] * sparse.data
         named = [
             (not self._names[index].startswith("words__"), -weight, self._names[index])

@@ -85,10 +85,12 @@ def classify(
     by_keywords = _by_keywords(text, reference)
     if model is None:
         return by_keywords
-    guesses = model.guesses(text)
-    whole = combine(by_keywords, guesses, model.version, reference)
     clauses = [c for c in CLAUSE_BREAK.split(text) if len(c) >= MIN_CLAUSE]
     if len(clauses) < 2:
+        clauses = []
+    guesses, *of_clauses = model.guesses_each([text, *clauses])
+    whole = combine(by_keywords, guesses, model.version, reference)
+    if not clauses:
         return whole
     # A clause read alone is easily over-read ("还在冰柜里卖" sounds like 私售汽油): a matter
     # it names counts only if the whole tip's reading has it among its candidates too.
@@ -96,8 +98,8 @@ def classify(
         {by_keywords.item.code} if by_keywords.item else set()
     )
     seen: dict[str, tuple[float, str, MatterItem]] = {}  # code → confidence, clause, item
-    for clause in clauses:
-        found = combine(_by_keywords(clause, reference), model.guesses(clause), "", reference)
+    for clause, clause_guesses in zip(clauses, of_clauses, strict=True):
+        found = combine(_by_keywords(clause, reference), clause_guesses, "", reference)
         if (
             found.item is not None
             and found.item.code in plausible

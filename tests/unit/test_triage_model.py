@@ -131,6 +131,13 @@ def test_training_is_deterministic_and_versioned_by_its_examples(
     assert fewer.version != model.version
 
 
+def test_texts_read_together_are_read_as_each_alone(corpus: Corpus, model: TriageModel) -> None:
+    """A tip and its clauses go through the model in one pass (classify): the guesses,
+    confidences and reasons must be those of each text read on its own."""
+    texts = [e.text for e in corpus.held_out[:40]]
+    assert model.guesses_each(texts) == [model.guesses(text) for text in texts]
+
+
 def test_tips_in_the_catalogues_words_keep_their_matter(
     ref: ReferenceData, model: TriageModel
 ) -> None:
