@@ -66,6 +66,7 @@ from services.runtime.metrics import (
     EVENTS_CONSUMED,
     HANDLER_FAILURES,
 )
+from services.runtime.outbox import staged
 from services.runtime.problems import Problem, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ class InboxConsumer:
         clock: Clock,
         max_attempts: int = 5,
         retry_backoff: float = 0.2,
-        after_commit: Callable[[], None] = lambda: None,
+        after_staged_commit: Callable[[], None] = lambda: None,
         group_id: str | None = None,
         group_timing: GroupTiming | None = None,
         logs: BrokerLogs | None = None,
@@ -235,7 +236,8 @@ class InboxConsumer:
         self._clock = clock
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
-        self._after_commit = after_commit
+        # Called after a commit whose handlers staged events: the outbox relay's wake-up.
+        self._after_staged_commit = after_staged_commit
         self._group_id = group_id or consumer_group(DEFAULT_GROUP_PREFIX, service)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -393,21 +395,22 @@ class InboxConsumer:
         """
         if len(records) > 1:
             try:
-                handled = await self._handle_together(records)
+                handled, staged_events = await self._handle_together(records)
             except Exception as exc:
                 log.info("a batch of %d failed (%s); handling one by one", len(records), exc)
             else:
                 for topic, event, outcome in handled:
                     self._handled(topic, event, outcome)
-                if any(outcome == "processed" for _, _, outcome in handled):
-                    self._after_commit()
+                if staged_events:
+                    self._after_staged_commit()
                 return
         for record in records:
             await self.process(record)
 
     async def _handle_together(
         self, records: list[ConsumerRecord]
-    ) -> list[tuple[str, CloudEvent, str]]:
+    ) -> tuple[list[tuple[str, CloudEvent, str]], bool]:
+        """Each record's outcome, and whether the handlers staged an event to publish."""
         received = []
         for record in records:
             event = CloudEvent.model_validate_json(record.value or b"")
@@ -431,7 +434,7 @@ class InboxConsumer:
                 handled.append((topic, event, outcome))
             if self._subscription.before_commit and any(o == "processed" for *_, o in handled):
                 await self._subscription.before_commit(session)
-        return handled
+        return handled, staged(session)
 
     async def _claim(
         self, session: AsyncSession, events: list[tuple[str, CloudEvent]]
@@ -488,7 +491,7 @@ class InboxConsumer:
             attempt, outage = 0, 0
             while True:
                 try:
-                    outcome = await self._handle_once(record.topic, event, handler)
+                    outcome, staged_events = await self._handle_once(record.topic, event, handler)
                 except (PoisonEvent, ValidationError) as exc:
                     await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempt + 1)
                     return
@@ -511,8 +514,8 @@ class InboxConsumer:
                         self._waiting_for_dependency = False
                     continue
                 self._handled(record.topic, event, outcome)
-                if outcome == "processed":
-                    self._after_commit()
+                if staged_events:
+                    self._after_staged_commit()
                 return
 
     async def _failed(self, record: ConsumerRecord, exc: Exception, attempt: int) -> bool:
@@ -592,9 +595,13 @@ class InboxConsumer:
         reason = submitters.refusal(event.data, event.source, principal.roles, principal.scopes)
         return Refused(reason) if reason else principal
 
-    async def _handle_once(self, topic: str, event: CloudEvent, handler: Handler) -> str:
+    async def _handle_once(
+        self, topic: str, event: CloudEvent, handler: Handler
+    ) -> tuple[str, bool]:
+        """The event's outcome, and whether its handler staged an event to publish."""
         async with self._sessions() as session, session.begin():
-            return await self._apply(session, topic, event, handler)
+            outcome = await self._apply(session, topic, event, handler)
+        return outcome, staged(session)
 
     async def _apply(
         self, session: AsyncSession, topic: str, event: CloudEvent, handler: Handler

@@ -223,7 +223,7 @@ async def _running(
                 clock=clock,
                 max_attempts=settings.consumer_max_attempts,
                 retry_backoff=settings.consumer_retry_backoff_seconds,
-                after_commit=relay.wake,
+                after_staged_commit=relay.wake,
                 group_timing=GroupTiming(
                     settings.kafka_session_timeout_ms,
                     settings.kafka_heartbeat_interval_ms,

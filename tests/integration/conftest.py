@@ -210,6 +210,7 @@ async def consuming(
     max_attempts: int = 3,
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
     logs: BrokerLogs | None = None,
+    after_staged_commit: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[InboxConsumer]:
     """An inbox consumer of a test's own ``topic`` (``DeadlinesSet`` events to ``handler``);
     with ``logs`` it can measure its lag."""
@@ -230,6 +231,7 @@ async def consuming(
         group_id=group,
         group_timing=EMBEDDED_GROUP_TIMING,
         logs=logs,
+        after_staged_commit=after_staged_commit,
     )
     async with running(consumer):
         yield consumer

@@ -18,6 +18,7 @@ from services.runtime.db import Sessions, create_engine, session_factory
 from services.runtime.inbox import Handler, InboxRecord
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import DEPENDENCY_OUTAGES
+from services.runtime.outbox import stage
 from tests.integration.conftest import Effect, MovableClock, consuming, sample_event
 from tests.support.infra import Infra, eventually, read_topic
 
@@ -244,6 +245,43 @@ async def test_a_database_starting_up_is_waited_for_not_dead_lettered(
     assert len(attempts) == 5
 
     assert await _dead_lettered(infra, topic) == 0
+
+
+async def test_the_relay_is_woken_only_after_handlers_that_staged_an_event(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    """A wake-up costs the outbox relay a transaction of its own: a consumer whose handlers
+    only record (the ledger's) must not wake it; one whose handlers stage events must."""
+    wakes = {"recording": 0, "staging": 0}
+
+    async def restate(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        session.add(Effect(event_id=event.id, note=topic))
+        stage(session, "test.restated", sample_event(clock))
+
+    for name, handler in (("recording", _recording_handler()), ("staging", restate)):
+        topic = await _topic(infra)
+        for _ in range(3):
+            await _send(producer, topic, sample_event(clock).to_bytes())
+
+        def woken(name: str = name) -> None:
+            wakes[name] += 1
+
+        async with consuming(
+            infra,
+            sessions,
+            producer,
+            clock,
+            topic,
+            handler,
+            f"g-{name}",
+            after_staged_commit=woken,
+        ):
+            await eventually(
+                lambda topic=topic, group=f"g-{name}": _committed(infra, group, topic, 3),
+                what=f"the {name} consumer's three events handled",
+            )
+    assert wakes["recording"] == 0
+    assert wakes["staging"] >= 1
 
 
 async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
