@@ -16,9 +16,17 @@ from services.launcher.embedded import free_port
 from services.launcher.stack import EMBEDDED_GROUP_TIMING, prepare
 from services.runtime.auth import ensure_dev_keys, issue_token
 from services.runtime.settings import Settings
+from tests.support.groups import group_leaves_in_turn
 from tests.support.infra import Infra, embedded_servers
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _groups_leave_in_turn() -> Iterator[None]:
+    """In-process consumers of one group leave it one at a time (tests/support/groups.py)."""
+    with group_leaves_in_turn():
+        yield
 
 
 @pytest.fixture(scope="session")
