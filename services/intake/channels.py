@@ -33,7 +33,7 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import insert, literal, select
+from sqlalchemy import Insert, bindparam, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -328,6 +328,31 @@ async def accept(
     return Receipt(tip_id, tracking_no, access_code, "received", False)
 
 
+def _received_statement() -> Insert:
+    """The tip and its first timeline entry ("received") in one statement (see
+    ``_insert_received``), built once with a bound parameter per tip column: building it per
+    tip, through the ORM's bulk-insert path, was a tenth of intake's CPU under load."""
+    tip, timeline = Tip.__table__, TipTimelineEntry.__table__  # type: ignore[attr-defined]
+    inserted = (
+        pg_insert(tip)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in tip.columns})
+        .on_conflict_do_nothing(index_elements=["tracking_no"])
+        .returning(tip.c.id, tip.c.received_at)
+        .cte("inserted")
+    )
+    return (
+        insert(timeline)
+        .from_select(
+            ["tip_id", "status", "at"],
+            select(inserted.c.id, literal("received"), inserted.c.received_at),
+        )
+        .returning(timeline.c.tip_id)
+    )
+
+
+INSERT_RECEIVED = _received_statement()
+
+
 async def _insert_received(
     session: AsyncSession, tip: Tip, now: datetime, timezone: str, prefix: str
 ) -> str:
@@ -342,21 +367,6 @@ async def _insert_received(
     columns = {c.name: getattr(tip, c.name) for c in Tip.__table__.columns}  # type: ignore[attr-defined]
     for _ in range(TRACKING_NUMBER_ATTEMPTS):
         candidate = new_tracking_no(now, timezone, prefix)
-        inserted = (
-            pg_insert(Tip)
-            .values({**columns, "tracking_no": candidate})
-            .on_conflict_do_nothing(index_elements=["tracking_no"])
-            .returning(Tip.id, Tip.received_at)  # type: ignore[arg-type]
-            .cte("inserted")
-        )
-        timeline = (
-            insert(TipTimelineEntry)
-            .from_select(
-                ["tip_id", "status", "at"],
-                select(inserted.c.id, literal("received"), inserted.c.received_at),
-            )
-            .returning(TipTimelineEntry.tip_id)  # type: ignore[arg-type]
-        )
-        if await session.scalar(timeline) is not None:
+        if await session.scalar(INSERT_RECEIVED, {**columns, "tracking_no": candidate}):
             return candidate
     raise NoTrackingNumber()
