@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.events import AssessmentGrade, StaffAssessed
 from services.dispatch.assessment_service import record_assessment
 from services.dispatch.assessments import NotAssessable
-from services.dispatch.dependencies import RuntimeDep
-from services.dispatch.wiring import current_reference
+from services.dispatch.dependencies import RuntimeDep, chosen_reference
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
 
@@ -40,7 +39,8 @@ async def assess(
         async with runtime.sessions() as session, session.begin():
             return record_assessment(
                 session,
-                current_reference(runtime),
+                # The leader's county's: the staff it may assess are seconded within it.
+                chosen_reference(runtime, principal, None),
                 principal,
                 body.staff_id,
                 body.period,

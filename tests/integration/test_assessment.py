@@ -75,6 +75,29 @@ async def test_a_township_leader_assesses_the_officers_seconded_to_the_township(
     assert len(await staged(runtime, "S0077")) == 1
 
 
+async def test_a_second_countys_leader_assesses_its_own_seconded_officers(
+    dispatch: tuple[httpx.AsyncClient, Runtime], token: TokenFactory
+) -> None:
+    """桃林县's staff are in 桃林县's reference data, not the default county's: its leader's
+    assessment is read against its own county; 清溪县's officers are unknown to it."""
+    client, runtime = dispatch
+    leader = bearer(token, "township_leader", "township:L01", "county:140998")
+    opinion = {
+        "staff_id": "TL0010",  # 梁丽萍, 桃源街道市场监管派驻组
+        "period": "2026-12",
+        "grade": "competent",
+        "opinion": "工作认真负责。",
+    }
+    answer = await client.post("/v1/assessments", json=opinion, headers=leader)
+    assert answer.status_code == 201, answer.text
+    [event] = await staged(runtime, "TL0010")
+    assert event["data"]["unit_id"] == "L01-SCJGJ"
+    other = await client.post(
+        "/v1/assessments", json=opinion | {"staff_id": "S0077"}, headers=leader
+    )
+    assert other.status_code == 404 and other.json()["title"] == "未找到派驻人员"
+
+
 def test_dispatch_does_not_put_an_assessment_on_a_case_timeline() -> None:
     """Dispatch reads its own topic back for the case timelines; an opinion (keyed by the
     officer, not a case) is ignored there, not sent to the DLQ as a case event without a case."""
