@@ -483,4 +483,6 @@ def _decision_view(
 
 # --- the township's meeting page (联席会议) ---------------------------------------------------
 
-page_router = pages.page_router("township", "/township", Path(__file__).with_name("static"))
+page_router = pages.page_router(
+    "township", "/township", Path(__file__).with_name("static"), shared=("pages",)
+)

@@ -410,6 +410,7 @@ page_router = pages.page_router(
     "/dept",
     Path(__file__).with_name("static"),
     connect_to=lambda settings: settings.dispatch_origin,
+    shared=("pages",),
 )
 
 

@@ -1,7 +1,8 @@
 """Serving a service's page: one HTML document, its script and its style, from the service's
 ``static`` directory, with no build step and nothing loaded from elsewhere.
 
-The page is at ``path``; its script and style at ``/<name>/<name>.js`` and ``/<name>/<name>.css``.
+The page is at ``path``; its script and style at ``/<name>/<name>.js`` and ``/<name>/<name>.css``,
+and any script it shares with the service's other pages (``shared``) at ``/<name>/<shared>.js``.
 The strict Content-Security-Policy keeps every page to its own origin: scripts and styles from
 the service, requests only to the service's own API — and, for a page that names one
 (``connect_to``), to another service's origin from the settings (the department page sends
@@ -10,7 +11,7 @@ referrals to dispatch).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -33,9 +34,12 @@ def page_router(
     img_src: str = "'self'",
     connect_to: Callable[[Settings], str] | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    shared: Sequence[str] = (),
 ) -> APIRouter:
     """``img_src``: where images may come from (the citizen page previews ``blob:`` photos);
-    ``connect_to``: another origin the page's script may call, from the service's settings."""
+    ``connect_to``: another origin the page's script may call, from the service's settings;
+    ``shared``: scripts in ``static`` that several pages of the service load before their own
+    (one file, served under each page's path, so the policy stays ``script-src 'self'``)."""
     headers = {
         "referrer-policy": "no-referrer",
         "x-content-type-options": "nosniff",
@@ -44,8 +48,8 @@ def page_router(
     }
 
     @cache
-    def asset(kind: str) -> bytes:
-        return (static / f"{name}.{kind}").read_bytes()
+    def asset(kind: str, stem: str = name) -> bytes:
+        return (static / f"{stem}.{kind}").read_bytes()
 
     def policy(request: Request) -> str:
         connect = "'self'"
@@ -56,9 +60,9 @@ def page_router(
             f"img-src {img_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         )
 
-    def serve(kind: str, request: Request) -> Response:
+    def serve(kind: str, request: Request, stem: str = name) -> Response:
         return Response(
-            asset(kind),
+            asset(kind, stem),
             media_type=MEDIA_TYPES[kind],
             headers={"content-security-policy": policy(request), **headers},
         )
@@ -76,4 +80,18 @@ def page_router(
     router.add_api_route(path, html, methods=["GET"])
     router.add_api_route(f"/{name}/{name}.js", script, methods=["GET"])
     router.add_api_route(f"/{name}/{name}.css", style, methods=["GET"])
+    for stem in shared:
+        router.add_api_route(f"/{name}/{stem}.js", _serving(serve, stem), methods=["GET"])
     return router
+
+
+def _serving(
+    serve: Callable[[str, Request, str], Response], stem: str
+) -> Callable[[Request], Response]:
+    """A route serving the shared script ``stem`` (a closure: a default argument would be a
+    query parameter a caller could set)."""
+
+    def shared_script(request: Request) -> Response:
+        return serve("js", request, stem)
+
+    return shared_script

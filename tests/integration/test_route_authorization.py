@@ -208,9 +208,11 @@ PUBLIC: frozenset[Route] = frozenset(
         # Where the department page sends referrals: a URL, nothing else.
         ("escalation", "GET", "/v1/referral-target"),
         ("escalation", "GET", "/dept/dept.js"),
+        ("escalation", "GET", "/dept/pages.js"),
         ("escalation", "GET", "/dept/dept.css"),
         ("escalation", "GET", "/township"),
         ("escalation", "GET", "/township/township.js"),
+        ("escalation", "GET", "/township/pages.js"),
         ("escalation", "GET", "/township/township.css"),
         ("ledger", "GET", "/auditor"),
         ("ledger", "GET", "/auditor/auditor.js"),

@@ -11,10 +11,10 @@
 // The referral form (移送) is dispatch's: the page asks escalation where dispatch is
 // (GET /v1/referral-target) and posts POST /v1/referrals there with the same token and an
 // Idempotency-Key kept until the referral is answered, so a retry after a lost answer refers once.
+// The shared helpers ($, when, element, say, call, DECISION_STATUS) are in pages.js.
 "use strict";
 
 const TOKEN_KEY = "whistle.dept.token";
-const ZONE = "Asia/Shanghai";
 const STATUS = {
   awaiting_receipt: "待报到",
   receipt_overdue: "报到已超期",
@@ -22,31 +22,8 @@ const STATUS = {
   reply_overdue: "回复已超期",
   replied: "已回复",
 };
-const DECISION_STATUS = {
-  running: "办理中", overdue: "已超期", met: "按时办结", late: "逾期办结", lapsed: "案件已结案",
-};
 const URGENCY = { emergency: "紧急", utilities: "水电气热", general: "一般", complex: "疑难" };
 
-const $ = (selector) => document.querySelector(selector);
-const timeFormat = new Intl.DateTimeFormat("zh-CN", {
-  timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit",
-  hour: "2-digit", minute: "2-digit", hour12: false,
-});
-const when = (iso) => timeFormat.format(new Date(iso));
-
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function say(text, kind) {
-  const status = $("#status");
-  status.textContent = text;
-  status.className = kind || "";
-  status.hidden = false;
-}
 
 // The department a token acts for, if it names exactly one (its `dept:` scope): a convenience
 // for the form; the server decides what the token may do.
@@ -75,15 +52,6 @@ function explain(status, body) {
   return `请求失败（${status}）${detail}`;
 }
 
-async function call(method, path, body) {
-  const token = sessionStorage.getItem(TOKEN_KEY) || "";
-  const headers = { authorization: `Bearer ${token}` };
-  if (body) headers["content-type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
-  const data = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(explain(response.status, data));
-  return data;
-}
 
 function actions(whistle) {
   const box = element("div", { class: "act" });

@@ -5,37 +5,14 @@
 // (?township=…&state=overdue), POST /v1/meetings, GET /v1/meetings, POST
 // /v1/meetings/{id}/held and /decisions. The token stays in this tab's session storage. Times
 // are read and shown in the county's time zone. `?case=<id>` fills the case to refer.
+// The shared helpers ($, when, element, say, call, DECISION_STATUS) are in pages.js.
 "use strict";
 
 const TOKEN_KEY = "whistle.township.token";
-const ZONE = "Asia/Shanghai";
 const OFFSET = "+08:00"; // the county's time zone has no summer time
 const WHISTLE_STATUS = { receipt_overdue: "报到已超期", reply_overdue: "回复已超期" };
-const DECISION_STATUS = {
-  running: "办理中", overdue: "已超期", met: "按时办结", late: "逾期办结", lapsed: "案件已结案",
-};
 const OWNER_KIND = { department: "县直部门", unit: "乡镇单位" };
 
-const $ = (selector) => document.querySelector(selector);
-const timeFormat = new Intl.DateTimeFormat("zh-CN", {
-  timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit",
-  hour: "2-digit", minute: "2-digit", hour12: false,
-});
-const when = (iso) => timeFormat.format(new Date(iso));
-
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function say(text, kind) {
-  const status = $("#status");
-  status.textContent = text;
-  status.className = kind || "";
-  status.hidden = false;
-}
 
 function explain(status, body) {
   const detail = body && body.detail ? `（服务器说明：${body.detail}）` : "";
@@ -47,15 +24,6 @@ function explain(status, body) {
   return `请求失败（${status}）${detail}`;
 }
 
-async function call(method, path, body) {
-  const token = sessionStorage.getItem(TOKEN_KEY) || "";
-  const headers = { authorization: `Bearer ${token}` };
-  if (body) headers["content-type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
-  const data = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(explain(response.status, data));
-  return data;
-}
 
 // A datetime-local value, read in the county's time zone.
 const zoned = (value) => `${value}:00${OFFSET}`;
