@@ -220,13 +220,11 @@ def run(
 def intake_alone(load: list[LoadTip], concurrency: int) -> Posted:
     """Intake as the only service, on fresh servers, posted the load with no pacing — as
     ceiling (a) is posted it, so that the two figures differ by Whistle's acceptance alone."""
-    with embedded_stack() as (settings, root):
-        services = Services(settings, root, LOAD_LIMITS)
-        try:
-            services.start("intake")
-            return asyncio.run(post_tips(services.urls("intake"), load, concurrency, 0))
-        finally:
-            services.stop()
+    with (
+        embedded_stack() as (settings, root),
+        running_services(settings, root, LOAD_LIMITS, only=("intake",)) as services,
+    ):
+        return asyncio.run(post_tips(services.urls("intake"), load, concurrency, 0))
 
 
 def main(argv: list[str]) -> None:

@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,11 +140,12 @@ def running_services(
     logs: Path,
     extra_env: Mapping[str, str] | None = None,
     replicas: Mapping[str, int] | None = None,
+    only: Sequence[str] = (),
 ) -> Iterator[Services]:
-    """The four services, ready; stopped on exit."""
+    """The four services (or ``only`` those), ready; stopped on exit."""
     services = Services(settings, logs, extra_env, replicas)
     try:
-        services.start()
+        services.start(*only)
         yield services
     finally:
         services.stop()

@@ -60,38 +60,22 @@ def page_router(
             f"img-src {img_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         )
 
-    def serve(kind: str, request: Request, stem: str = name) -> Response:
-        return Response(
-            asset(kind, stem),
-            media_type=MEDIA_TYPES[kind],
-            headers={"content-security-policy": policy(request), **headers},
-        )
+    def serving(kind: str, stem: str = name) -> Callable[[Request], Response]:
+        # A route of the request alone: an argument for the asset would be a query parameter
+        # a caller could set.
+        def serve(request: Request) -> Response:
+            return Response(
+                asset(kind, stem),
+                media_type=MEDIA_TYPES[kind],
+                headers={"content-security-policy": policy(request), **headers},
+            )
 
-    def html(request: Request) -> Response:
-        return serve("html", request)
-
-    def script(request: Request) -> Response:
-        return serve("js", request)
-
-    def style(request: Request) -> Response:
-        return serve("css", request)
+        return serve
 
     router = APIRouter(tags=[f"{name} page"], include_in_schema=False)
-    router.add_api_route(path, html, methods=["GET"])
-    router.add_api_route(f"/{name}/{name}.js", script, methods=["GET"])
-    router.add_api_route(f"/{name}/{name}.css", style, methods=["GET"])
+    router.add_api_route(path, serving("html"), methods=["GET"])
+    router.add_api_route(f"/{name}/{name}.js", serving("js"), methods=["GET"])
+    router.add_api_route(f"/{name}/{name}.css", serving("css"), methods=["GET"])
     for stem in shared:
-        router.add_api_route(f"/{name}/{stem}.js", _serving(serve, stem), methods=["GET"])
+        router.add_api_route(f"/{name}/{stem}.js", serving("js", stem), methods=["GET"])
     return router
-
-
-def _serving(
-    serve: Callable[[str, Request, str], Response], stem: str
-) -> Callable[[Request], Response]:
-    """A route serving the shared script ``stem`` (a closure: a default argument would be a
-    query parameter a caller could set)."""
-
-    def shared_script(request: Request) -> Response:
-        return serve("js", request, stem)
-
-    return shared_script
