@@ -1,6 +1,6 @@
-"""What a county must provision: each service's memory, and the disk its database takes per
-1,000 tips — measured at rest and after a run, so that growth, not the empty schema, is what
-is reported."""
+"""What a county must provision: each service's memory, the disk its database takes per
+1,000 tips, and the CPU each process spends per tip — measured at rest and after a run, so
+that growth, not the empty schema, is what is reported."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from services.runtime.settings import SERVICES, Settings
 
@@ -31,6 +32,46 @@ def rss_bytes(pid: int) -> int:
 
 def memory(pids: Mapping[str, int]) -> dict[str, int]:
     return {service: rss_bytes(pid) for service, pid in pids.items()}
+
+
+def cpu_seconds(pids: Mapping[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) each named group of processes has used so far: the processes,
+    their live children (PostgreSQL's backends) and the children they have reaped."""
+    used: dict[str, float] = {}
+    for name, group in pids.items():
+        used[name] = 0.0
+        for pid in group:
+            process = psutil.Process(pid)
+            with process.oneshot():
+                times = process.cpu_times()
+                children = process.children(recursive=True)
+            used[name] += times.user + times.system + times.children_user + times.children_system
+            for child in children:
+                try:
+                    child_times = child.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue  # gone between the listing and the reading: its parent counts it
+                used[name] += child_times.user + child_times.system
+    return used
+
+
+def own_cpu_seconds() -> float:
+    """CPU time this process (the benchmark's client) has used, its children left out."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def cpu_per_tip(
+    before: Mapping[str, float], after: Mapping[str, float], tips: int
+) -> dict[str, float]:
+    """Milliseconds of CPU each group spent per tip between two readings of ``cpu_seconds``."""
+    return {name: (after[name] - before[name]) * 1000 / tips for name in after}
+
+
+def cpu_bound_rate(per_tip_ms: Mapping[str, float], cores: int) -> float:
+    """The most tips per second ``cores`` could carry at that CPU per tip, every core busy
+    with nothing else: the ceiling the machine itself sets, whatever the design."""
+    return cores * 1000 / sum(per_tip_ms.values())
 
 
 async def _table_sizes(url: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
@@ -38,7 +39,9 @@ from bench.load import LoadTip, Posted, generate_load, post_tips
 from bench.stack import (
     LOAD_LIMITS,
     REPO,
+    Servers,
     Services,
+    embedded_servers,
     embedded_stack,
     print_table,
     running_services,
@@ -148,12 +151,15 @@ async def wait_for_ledger(ledger_db: str, count: int, limit: float) -> tuple[Mea
 
 # Each tip is four to six events in the ledger; its ingest ceiling is measured on as many.
 EVENTS_PER_TIP = 4
+CLIENT = "bench client"
+CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
 class Footprint:
     memory: dict[str, int]  # service → resident bytes
     disk: footprint.Disk
+    cpu: dict[str, float]  # service, database, broker or the client → CPU seconds so far
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,18 @@ def _memory(services: Services) -> dict[str, int]:
     return {service: sum(rss[r.name] for r in services.replicas[service]) for service in SERVICES}
 
 
+def _footprint(servers: Servers, services: Services) -> Footprint:
+    processes = {
+        service: [services.processes[r.name].pid for r in services.replicas[service]]
+        for service in SERVICES
+    }
+    for name, server in (("postgresql", servers.postgres), ("broker", servers.broker)):
+        assert server.process is not None
+        processes[name] = [server.process.pid]
+    cpu = {**footprint.cpu_seconds(processes), CLIENT: footprint.own_cpu_seconds()}
+    return Footprint(_memory(services), footprint.disk(servers.settings), cpu)
+
+
 def run(
     load: list[LoadTip],
     concurrency: int,
@@ -193,9 +211,10 @@ def run(
 ) -> Run:
     """The services (with ``replicas``) on fresh servers, the load posted and drained; then,
     the services stopped, the ceilings on the same servers."""
-    with embedded_stack() as (settings, root):
+    with embedded_servers() as servers:
+        settings, root = servers.settings, servers.root
         with running_services(settings, root, LOAD_LIMITS, replicas) as services:
-            at_rest = Footprint(_memory(services), footprint.disk(settings))
+            at_rest = _footprint(servers, services)
             posted = asyncio.run(post_tips(services.urls("intake"), load, concurrency, rate))
             assert settings.database_url is not None
             ledger_db = make_url(settings.database_url).set(database="whistle_ledger")
@@ -204,7 +223,7 @@ def run(
                     ledger_db.render_as_string(hide_password=False), len(posted.tracking), 300
                 )
             )
-            loaded = Footprint(_memory(services), footprint.disk(settings))
+            loaded = _footprint(servers, services)
         outcome = Run(posted, measured, drained, at_rest, loaded)
         if with_ceilings:
             # The services are stopped: each ceiling has the machine to itself, as Whistle had.
@@ -245,8 +264,11 @@ def main(argv: list[str]) -> None:
     load = generate_load(load_reference(REPO / "deploy" / "config"), args.tips, args.duplicates)
     outcome = run(load, args.concurrency, args.rate, args.replicas)
     assert outcome.ceilings is not None
-    report(args, outcome.posted, outcome.measured, outcome.drained, outcome.ceilings)
-    report_footprint(outcome.at_rest, outcome.loaded, len(outcome.posted.tracking))
+    cpu = footprint.cpu_per_tip(
+        outcome.at_rest.cpu, outcome.loaded.cpu, len(outcome.posted.tracking)
+    )
+    report(args, outcome.posted, outcome.measured, outcome.drained, outcome.ceilings, cpu)
+    report_footprint(outcome.at_rest, outcome.loaded, len(outcome.posted.tracking), cpu)
 
 
 def _spread(values: list[float]) -> str:
@@ -271,9 +293,12 @@ def report(
     measured: Measured,
     drained: float,
     ceiling: Ceilings,
+    cpu: Mapping[str, float],
 ) -> None:
     bare, alone = ceiling.acceptance, ceiling.intake_alone
     recorded = measured.outcomes.total() - measured.outcomes[Outcome.PENDING]
+    whole = recorded / (posted.elapsed + drained)
+    machine_bound = footprint.cpu_bound_rate(cpu, CORES)
     rows = [
         (
             "tips posted",
@@ -321,9 +346,15 @@ def report(
         ("drain after last POST", f"{drained:.1f} s", ""),
         (
             "whole pipeline",
-            f"{recorded / (posted.elapsed + drained):.0f} tips/s",
+            f"{whole:.0f} tips/s",
             f"{recorded} tips through to the ledger in {posted.elapsed + drained:.1f} s, "
             "first POST to the last tip recorded",
+        ),
+        (
+            "ceiling (d) the machine's CPU",
+            f"{machine_bound:.0f} tips/s",
+            f"{CORES} cores ÷ {sum(cpu.values()):.1f} ms CPU per tip, every process of the run"
+            f" (footprint below): whole pipeline {whole / machine_bound:.2f}×",
         ),
         (
             "ceiling (b) broker round trip",
@@ -339,9 +370,15 @@ def report(
     print_table("Whistle pipeline benchmark", rows)
 
 
-def report_footprint(at_rest: Footprint, loaded: Footprint, tips: int) -> None:
+def report_footprint(
+    at_rest: Footprint, loaded: Footprint, tips: int, cpu: Mapping[str, float]
+) -> None:
     mib = 1024 * 1024
-    rows = []
+    total = sum(cpu.values())
+    rows = [
+        (f"{name} CPU per tip", f"{ms:.1f} ms", f"{ms / total:.0%} of the run's CPU")
+        for name, ms in sorted(cpu.items(), key=lambda named: -named[1])
+    ]
     for service in SERVICES:
         grown = footprint.growth_per_thousand(at_rest.disk, loaded.disk, service, tips)
         largest = ", ".join(footprint.largest_growth(at_rest.disk, loaded.disk, service))
