@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
@@ -146,7 +146,9 @@ from services.dispatch.routing import (
     ADMISSION_QUEUE,
     UNLOCATED,
     Assignment,
+    Lead,
     NeedsTriage,
+    lead_unit,
     least_loaded,
     pick_staff,
     route,
@@ -164,6 +166,25 @@ from services.runtime.uploads import StoredFile, not_stored
 
 # The CloudEvents source of everything dispatch says.
 SOURCE = "whistle/dispatch"
+_CASES = Case.__table__  # type: ignore[attr-defined]
+# The open cases a tip of the matter may join (merging.py decides which): the county's, opened
+# within the merge window. Built once; the columns merging reads, not whole cases.
+MERGE_CANDIDATES = select(
+    _CASES.c.id,
+    _CASES.c.status,
+    _CASES.c.matter_code,
+    _CASES.c.township_code,
+    _CASES.c.grid_id,
+    _CASES.c.lat,
+    _CASES.c.lon,
+    _CASES.c.created_at,
+).where(
+    # A tip never joins another county's case, however near.
+    _CASES.c.county == bindparam("county"),
+    _CASES.c.matter_code == bindparam("matter_code"),
+    _CASES.c.created_at >= bindparam("since"),
+    _CASES.c.status.in_(sorted(s.value for s in MERGEABLE_STATUSES)),
+)
 
 log = logging.getLogger(__name__)
 
@@ -638,13 +659,11 @@ class CaseService:
         outcome = waiting_queue(triaged, self._settings.confidence_threshold)
         if outcome is None:
             assert item is not None and location.township is not None
+            # Only the leading unit's staff can be picked: their load is all routing reads.
+            lead = lead_unit(item, location.township, reference)
+            load = await open_load(self._session, lead.unit.staff) if isinstance(lead, Lead) else {}
             outcome = route(
-                item,
-                location.township,
-                location.village,
-                reference,
-                await open_load(self._session),
-                self._today(now),
+                item, location.township, location.village, reference, load, self._today(now)
             )
 
         case.routing = {"rule": outcome.rule, "explanation": list(explanation)}
@@ -709,14 +728,13 @@ class CaseService:
         # Two reports of one problem handled at once (another partition, another replica) must
         # not both open a case: decisions for one matter take turns until their commit.
         await self._session.execute(select(func.pg_advisory_xact_lock(_merge_lock_key(item.code))))
-        cases = await self._session.scalars(
-            select(Case).where(
-                # A tip never joins another county's case, however near.
-                Case.county == self._reference.county.code,  # type: ignore[arg-type]
-                Case.matter_code == item.code,  # type: ignore[arg-type]
-                Case.created_at >= now - policy.window,  # type: ignore[arg-type,operator]
-                Case.status.in_([s.value for s in MERGEABLE_STATUSES]),  # type: ignore[attr-defined]
-            )
+        cases = await self._session.execute(
+            MERGE_CANDIDATES,
+            {
+                "county": self._reference.county.code,
+                "matter_code": item.code,
+                "since": now - policy.window,
+            },
         )
         candidates = [
             Candidate(
@@ -1175,7 +1193,7 @@ class CaseService:
         verdict = self._authorise(case, item, unit, admission, today)
         staff = self._named_staff(unit, staff_id, today, certified=not item.is_service)
         if staff_id is None:
-            load = await open_load(self._session)
+            load = await open_load(self._session, unit.staff)
             staff = (
                 least_loaded(unit, load)
                 if item.is_service

@@ -17,7 +17,6 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
@@ -30,6 +29,7 @@ from contracts.events import (
 )
 from services.dispatch.deadline_colour import LEGAL_REVIEW_CLOCK
 from services.dispatch.models import CaseClock, CaseTimelineEntry, TipText
+from services.runtime.db import bound_insert
 
 # The case's own clocks, a referral's (移送) and a request for assistance's (协助) included,
 # which the township answers, and its legal review's (法制审核, while a decision waits for it);
@@ -43,34 +43,49 @@ CASE_CLOCKS = (
 )
 
 
+# Built once (services/runtime/db.py says why); each tip, event or clock binds its values.
+KEEP_TIP_TEXT = bound_insert(TipText.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+ON_TIMELINE = bound_insert(CaseTimelineEntry.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+_CLOCK = bound_insert(
+    CaseClock.__table__,  # type: ignore[attr-defined]
+    "case_id",
+    "kind",
+    "round",
+    "warn_at",
+    "due_at",
+)
+SET_CLOCK = _CLOCK.on_conflict_do_update(
+    index_elements=["case_id", "kind", "round"],
+    set_={"warn_at": _CLOCK.excluded.warn_at, "due_at": _CLOCK.excluded.due_at},
+)
+
+
 async def keep_tip_text(session: AsyncSession, tip: TipReceived) -> None:
     """The citizen's words, beside the case their tip opened or joined."""
     await session.execute(
-        insert(TipText)
-        .values(
-            tip_id=tip.tip_id,
-            text=tip.text,
-            address=tip.address,
-            channel=tip.channel,
-            received_at=tip.received_at,
-        )
-        .on_conflict_do_nothing()
+        KEEP_TIP_TEXT,
+        {
+            "tip_id": tip.tip_id,
+            "text": tip.text,
+            "address": tip.address,
+            "channel": tip.channel,
+            "received_at": tip.received_at,
+        },
     )
 
 
 async def record_on_timeline(session: AsyncSession, case_id: UUID, event: CloudEvent) -> None:
     """The event on its case's timeline, as published; a deadline event also on its clock."""
     await session.execute(
-        insert(CaseTimelineEntry)
-        .values(
-            source=event.source,
-            event_id=event.id,
-            case_id=case_id,
-            type=event.type,
-            time=event.time,
-            data=event.data,
-        )
-        .on_conflict_do_nothing()
+        ON_TIMELINE,
+        {
+            "source": event.source,
+            "event_id": event.id,
+            "case_id": case_id,
+            "type": event.type,
+            "time": event.time,
+            "data": event.data,
+        },
     )
     if event.type == DeadlinesSet.event_type:
         await _clocks_set(session, event.payload(DeadlinesSet))
@@ -83,15 +98,19 @@ async def record_on_timeline(session: AsyncSession, case_id: UUID, event: CloudE
 
 
 async def _clocks_set(session: AsyncSession, data: DeadlinesSet) -> None:
-    for deadline in data.deadlines:
-        if deadline.kind not in CASE_CLOCKS:
-            continue
-        values = {"warn_at": deadline.warn_at, "due_at": deadline.due_at}
-        await session.execute(
-            insert(CaseClock)
-            .values(case_id=data.case_id, kind=deadline.kind, round=deadline.round, **values)
-            .on_conflict_do_update(index_elements=["case_id", "kind", "round"], set_=values)
-        )
+    clocks = [
+        {
+            "case_id": data.case_id,
+            "kind": deadline.kind,
+            "round": deadline.round,
+            "warn_at": deadline.warn_at,
+            "due_at": deadline.due_at,
+        }
+        for deadline in data.deadlines
+        if deadline.kind in CASE_CLOCKS
+    ]
+    if clocks:
+        await session.execute(SET_CLOCK, clocks)
 
 
 async def _update_clock(

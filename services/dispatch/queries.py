@@ -6,7 +6,7 @@ read and acted on: one scoping rule, :func:`visible_to`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.cases import CaseStatus
 from contracts.events import ActingFor, DeadlineRecomputed, DeadlinesSet, Penalty
 from contracts.tenancy import COUNTY_SCOPE
-from reference.county import CountySet, ReferenceData
+from reference.county import CountySet, ReferenceData, Staff
 from services.dispatch.deadline_colour import ClockKey, provisional_clocks
 from services.dispatch.models import (
     HELD_STATUSES,
@@ -141,13 +141,17 @@ async def readable_case(
     return case
 
 
-async def open_load(session: AsyncSession) -> dict[str, int]:
-    """How many open cases each staff member holds."""
-    rows = await session.execute(
+async def open_load(session: AsyncSession, staff: Iterable[Staff] | None = None) -> dict[str, int]:
+    """How many open cases each staff member holds (of ``staff``, or of everyone): routing a
+    case reads its leading unit's staff only, not a count that grows with the county."""
+    query = (
         select(Case.staff_id, func.count())
         .where(Case.status.in_(HELD_STATUSES), Case.staff_id.is_not(None))  # type: ignore[attr-defined]
         .group_by(Case.staff_id)
     )
+    if staff is not None:
+        query = query.where(Case.staff_id.in_([s.id for s in staff]))  # type: ignore[union-attr]
+    rows = await session.execute(query)
     return {staff_id: count for staff_id, count in rows.all()}
 
 

@@ -80,9 +80,10 @@ def route(
     """Pick the unit, then its certified staff member with the least open load; for a joint
     operation, also the supporting units. A unit the authority rule (authority.py) refuses is
     not assigned: the case waits in its township's queue with the rule's reason."""
-    assignment = _lead(item, township, village, reference, open_load, today)
-    if isinstance(assignment, NeedsTriage):
-        return assignment
+    lead = lead_unit(item, township, reference)
+    if isinstance(lead, NeedsTriage):
+        return lead
+    assignment = _staffed(item, lead, village, open_load, today)
     verdict = judge_assignment(
         item,
         assignment.unit,
@@ -128,16 +129,25 @@ def supporting_units(
     return tuple(found)
 
 
-def _lead(
-    item: MatterItem,
-    township: str,
-    village: str | None,
-    reference: ReferenceData,
-    open_load: Mapping[str, int],
-    today: date,
-) -> Assignment | NeedsTriage:
+@dataclass(frozen=True)
+class Lead:
+    """The unit that leads a routed case, by which rule and why; its staff is picked by load."""
+
+    unit: Unit
+    rule: str
+    why: str
+
+
+def lead_unit(item: MatterItem, township: str, reference: ReferenceData) -> Lead | NeedsTriage:
+    """The unit a case of ``item`` in ``township`` goes to, or the queue it waits in: decided
+    without anyone's load, so that only that unit's staff's load need be read."""
     if item.is_service:
-        return _service_body(item, township, reference, open_load)
+        # A public-service request goes to its responsible body (the township's station or
+        # utility office, else the county's).
+        body = reference.responsible_unit(item, township)
+        if body is None:  # validation at load makes this unreachable for the loaded catalogue
+            return NeedsTriage("county", "no_responsible_body", f"{item.name} 无责任单位")
+        return Lead(body, "service", f"公共服务诉求（非执法事项），由责任单位{body.name}办理")
     if item.authority is Authority.OUT_OF_LIST:
         return NeedsTriage(
             ADMISSION_QUEUE, "out_of_list", f"{item.name} 不在乡镇事项清单内，须走准入程序"
@@ -150,19 +160,15 @@ def _lead(
                 "county", "no_county_unit", f"主管部门 {item.lead_department} 无县级队伍"
             )
         if item.authority is Authority.COUNTY_ONLY:
-            rule, why = "county_only", "县级专属事项，由县直部门办理"
-        elif item.authority is Authority.ASSIST:
-            rule, why = "assist", "协助事项，由县直部门牵头、乡镇协助"
-        else:
-            rule, why = "unclaimed", f"乡镇 {township} 未认领该事项，由县直部门办理"
-        return pick_staff(unit, village, open_load, today, rule, why)
+            return Lead(unit, "county_only", "县级专属事项，由县直部门办理")
+        if item.authority is Authority.ASSIST:
+            return Lead(unit, "assist", "协助事项，由县直部门牵头、乡镇协助")
+        return Lead(unit, "unclaimed", f"乡镇 {township} 未认领该事项，由县直部门办理")
 
     own_units = reference.units_of_township(township)
     if item.authority is Authority.STATUTORY:
-        unit = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
-        return pick_staff(
-            unit, village, open_load, today, "statutory", "乡镇法定职权，由综合执法队办理"
-        )
+        team = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
+        return Lead(team, "statutory", "乡镇法定职权，由综合执法队办理")
     squad = next(
         (u for u in own_units if u.kind is UnitKind.SECONDED_SQUAD and u.domain is item.domain),
         None,
@@ -171,32 +177,24 @@ def _lead(
         why = (
             f"{'赋权' if item.authority is Authority.DEVOLVED else '委托'}事项，由{squad.name}办理"
         )
-        return pick_staff(squad, village, open_load, today, item.authority.value, why)
+        return Lead(squad, item.authority.value, why)
     team = next(u for u in own_units if u.kind is UnitKind.TOWNSHIP_TEAM)
-    return pick_staff(
-        team, village, open_load, today, item.authority.value, "无对口派驻队伍，由综合执法队办理"
-    )
+    return Lead(team, item.authority.value, "无对口派驻队伍，由综合执法队办理")
 
 
-def _service_body(
-    item: MatterItem, township: str, reference: ReferenceData, open_load: Mapping[str, int]
-) -> Assignment | NeedsTriage:
-    """A public-service request goes to its responsible body (the township's station or
-    utility office, else the county's), to its least loaded person: nobody needs a
-    certificate to mend a street light."""
-    unit = reference.responsible_unit(item, township)
-    if unit is None:  # validation at load makes this unreachable for the loaded catalogue
-        return NeedsTriage("county", "no_responsible_body", f"{item.name} 无责任单位")
-    staff = least_loaded(unit, open_load)
-    return Assignment(
-        unit,
-        staff,
-        "service",
-        (
-            f"公共服务诉求（非执法事项），由责任单位{unit.name}办理",
-            f"指派 {staff.id}（在办 {open_load.get(staff.id, 0)} 件）",
-        ),
-    )
+def _staffed(
+    item: MatterItem, lead: Lead, village: str | None, open_load: Mapping[str, int], today: date
+) -> Assignment:
+    if item.is_service:
+        # Nobody needs a certificate to mend a street light: the least loaded person of the body.
+        staff = least_loaded(lead.unit, open_load)
+        return Assignment(
+            lead.unit,
+            staff,
+            lead.rule,
+            (lead.why, f"指派 {staff.id}（在办 {open_load.get(staff.id, 0)} 件）"),
+        )
+    return pick_staff(lead.unit, village, open_load, today, lead.rule, lead.why)
 
 
 def least_loaded(unit: Unit, open_load: Mapping[str, int]) -> Staff:

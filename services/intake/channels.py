@@ -33,8 +33,7 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Insert, bindparam, insert, literal, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Insert, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
@@ -50,6 +49,7 @@ from services.intake.models import Attachment, Tip, TipTimelineEntry
 from services.intake.ratelimit import DAY, HOUR, Limit, enforce
 from services.intake.tips import STATUS_TEXT
 from services.intake.tracking import new_access_code, new_tracking_no
+from services.runtime.db import bound_insert
 from services.runtime.outbox import stage
 from services.runtime.service import Runtime
 from services.runtime.uploads import StoredFile
@@ -334,8 +334,7 @@ def _received_statement() -> Insert:
     tip, through the ORM's bulk-insert path, was a tenth of intake's CPU under load."""
     tip, timeline = Tip.__table__, TipTimelineEntry.__table__  # type: ignore[attr-defined]
     inserted = (
-        pg_insert(tip)
-        .values({c.name: bindparam(c.name, type_=c.type) for c in tip.columns})
+        bound_insert(tip)
         .on_conflict_do_nothing(index_elements=["tracking_no"])
         .returning(tip.c.id, tip.c.received_at)
         .cte("inserted")

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import select
 from uuid6 import uuid7
 
+from reference.county import Staff
 from services.dispatch.models import Case
+from services.dispatch.queries import open_load
 from services.runtime.outbox import OutboxMessage
 from services.runtime.service import Runtime
 from tests.conftest import TokenFactory
@@ -267,3 +269,38 @@ async def test_a_rectification_order_needs_its_due_date(
         client, assigned_case, "resolve", as_unit, {"resolution": "rectified", "note": "限期整改"}
     )
     assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM
+
+
+async def test_routing_reads_the_open_load_of_the_staff_it_may_pick_only(
+    dispatch: tuple[httpx.AsyncClient, Runtime],
+) -> None:
+    """open_load counts held cases per staff member; narrowed to a unit's staff (as routing
+    reads it), it counts no one else's, and a case no longer held counts for nobody."""
+    _, runtime = dispatch
+    now = datetime.now(UTC)
+    held = {"LOAD-A": ["assigned", "in_progress"], "LOAD-B": ["assigned"], "LOAD-C": ["closed"]}
+    async with runtime.transaction() as session:
+        for staff_id, statuses in held.items():
+            for status in statuses:
+                session.add(
+                    Case(
+                        county="140999",
+                        id=uuid7(),
+                        tip_id=uuid7(),
+                        status=status,
+                        matter_code="CG-001",
+                        township_code="T03",
+                        urgency="general",
+                        unit_id="T03-CGJ",
+                        staff_id=staff_id,
+                        catalogue_version="test",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+    unit = [Staff(id=s, name=s, role="member") for s in ("LOAD-A", "LOAD-C", "LOAD-D")]
+    async with runtime.sessions() as session:
+        narrowed = await open_load(session, unit)
+        everyone = await open_load(session)
+    assert narrowed == {"LOAD-A": 2}
+    assert everyone["LOAD-B"] == 1 and "LOAD-C" not in everyone
