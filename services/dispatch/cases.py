@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import BigInteger, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
@@ -363,6 +363,9 @@ def _examine(tip: TipReceived, reference: ReferenceData, model: TriageModel | No
 def _merge_lock_key(matter_code: str) -> int:
     """A stable 32-bit key for PostgreSQL's advisory lock on merging into one matter."""
     return zlib.crc32(f"dispatch.merge:{matter_code}".encode())
+
+
+MERGE_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
 StepEvent = Callable[[Case, dict[str, Any]], Awaitable[EventData]]
@@ -727,7 +730,7 @@ class CaseService:
         policy = self._settings.merge
         # Two reports of one problem handled at once (another partition, another replica) must
         # not both open a case: decisions for one matter take turns until their commit.
-        await self._session.execute(select(func.pg_advisory_xact_lock(_merge_lock_key(item.code))))
+        await self._session.execute(MERGE_LOCK, {"key": _merge_lock_key(item.code)})
         cases = await self._session.execute(
             MERGE_CANDIDATES,
             {

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import csr_matrix
 from sklearn import config_context
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -171,21 +170,31 @@ class TriageModel:
                 if self._calibration
                 else np.zeros(orders.shape)
             )
-        return [
-            tuple(
-                Guess(str(self._svm.classes_[n]), round(float(c), 3), self._because(rows[i], n))
-                for n, c in zip(orders[i], confidences[i], strict=True)
+        guesses = []
+        for i in range(len(texts)):
+            # The text's features, sliced from the matrix's arrays: indexing a row of a sparse
+            # matrix builds a new matrix each time.
+            row = slice(rows.indptr[i], rows.indptr[i + 1])
+            features, values = rows.indices[row], rows.data[row]
+            guesses.append(
+                tuple(
+                    Guess(
+                        str(self._svm.classes_[n]),
+                        round(float(c), 3),
+                        self._because(features, values, n),
+                    )
+                    for n, c in zip(orders[i], confidences[i], strict=True)
+                )
             )
-            for i in range(len(texts))
-        ]
+        return guesses
 
-    def _because(self, sparse: csr_matrix, n: int) -> tuple[str, ...]:
-        """The tip's words that pushed most towards class ``n``, then its character pairs (a
-        single character explains nothing to a dispatcher)."""
-        weights = self._svm.coef_[n, sparse.indices] * sparse.data
+    def _because(self, features: np.ndarray, values: np.ndarray, n: int) -> tuple[str, ...]:
+        """The tip's words (``features`` with their ``values``) that pushed most towards class
+        ``n``, then its character pairs (a single character explains nothing to a dispatcher)."""
+        weights = self._svm.coef_[n, features] * values
         named = [
             (not self._names[index].startswith("words__"), -weight, self._names[index])
-            for weight, index in zip(weights, sparse.indices, strict=True)
+            for weight, index in zip(weights, features, strict=True)
             if weight > 0
         ]
         found: list[str] = []

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.cases import CaseStatus
@@ -141,17 +141,23 @@ async def readable_case(
     return case
 
 
+# Open cases per staff member; routing reads it per tip, so both forms are built once.
+_HELD = Case.__table__.c  # type: ignore[attr-defined]
+OPEN_LOAD = (
+    select(_HELD.staff_id, func.count())
+    .where(_HELD.status.in_(HELD_STATUSES), _HELD.staff_id.is_not(None))
+    .group_by(_HELD.staff_id)
+)
+OPEN_LOAD_OF = OPEN_LOAD.where(_HELD.staff_id.in_(bindparam("staff", expanding=True)))
+
+
 async def open_load(session: AsyncSession, staff: Iterable[Staff] | None = None) -> dict[str, int]:
     """How many open cases each staff member holds (of ``staff``, or of everyone): routing a
     case reads its leading unit's staff only, not a count that grows with the county."""
-    query = (
-        select(Case.staff_id, func.count())
-        .where(Case.status.in_(HELD_STATUSES), Case.staff_id.is_not(None))  # type: ignore[attr-defined]
-        .group_by(Case.staff_id)
-    )
-    if staff is not None:
-        query = query.where(Case.staff_id.in_([s.id for s in staff]))  # type: ignore[union-attr]
-    rows = await session.execute(query)
+    if staff is None:
+        rows = await session.execute(OPEN_LOAD)
+    else:
+        rows = await session.execute(OPEN_LOAD_OF, {"staff": [s.id for s in staff]})
     return {staff_id: count for staff_id, count in rows.all()}
 
 
