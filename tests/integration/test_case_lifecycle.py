@@ -302,5 +302,27 @@ async def test_routing_reads_the_open_load_of_the_staff_it_may_pick_only(
     async with runtime.sessions() as session:
         narrowed = await open_load(session, unit)
         everyone = await open_load(session)
+        # A case assigned earlier in the same transaction (an earlier tip of one inbox batch)
+        # counts, though not yet flushed: the query runs through the session, which flushes
+        # first, not on the bare connection.
+        session.add(
+            Case(
+                county="140999",
+                id=uuid7(),
+                tip_id=uuid7(),
+                status="assigned",
+                matter_code="CG-001",
+                township_code="T03",
+                urgency="general",
+                unit_id="T03-CGJ",
+                staff_id="LOAD-D",
+                catalogue_version="test",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        in_the_same_batch = await open_load(session, unit)
+        await session.rollback()
     assert narrowed == {"LOAD-A": 2}
     assert everyone["LOAD-B"] == 1 and "LOAD-C" not in everyone
+    assert in_the_same_batch == {"LOAD-A": 2, "LOAD-D": 1}
