@@ -18,13 +18,13 @@ discount them. No further step fires: the pending one is cancelled with the stop
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, TextClause, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB, Insert, insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import (
@@ -47,7 +47,7 @@ from services.escalation.deadlines import (
 )
 from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
-from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
+from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
 
@@ -71,9 +71,16 @@ async def start_clocks(
     record who holds the case; stage ``DeadlinesSet`` for the clocks newly set."""
     computed = deadlines_for(policy, start, calendar)
     created = await insert_clocks(
-        session, CASE_CLOCKS, assigned.case_id, computed, policy, start, calendar
+        session,
+        ASSIGNED_CLOCKS,
+        assigned.case_id,
+        computed,
+        policy,
+        start,
+        calendar,
+        # Who holds the case since ``start``.
+        also={"unit_id": assigned.unit_id, "township_code": assigned.township_code},
     )
-    await _hold(session, assigned, start)
     await _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
 
 
@@ -98,12 +105,13 @@ async def start_answer_clock(
     await _announce(session, case_id, policy, urgency, created, now)
 
 
-def _clocks_statement(on_conflict: str) -> TextClause:
+def _clocks_statement(on_conflict: str, also: str = "") -> TextClause:
     """Clocks of one case under one policy, each with the first step of its ladder, in one
     statement: the rows vary by kind (arrays, one element per clock), the rest is shared.
-    Returns the kinds it inserted. Built once at import: building the inserts per case event,
-    and flushing each clock for its id before adding its step, was most of what escalation
-    spent on a ``CaseAssigned`` (issue #17)."""
+    Returns the kinds it inserted. ``also`` adds a write of the same event to the statement
+    (a further ``WITH`` entry), saving its round trip. Built once at import: building the
+    inserts per case event, and flushing each clock for its id before adding its step, was
+    most of what escalation spent on a ``CaseAssigned`` (issue #17)."""
     return text(
         f"""
         WITH wanted AS (
@@ -126,17 +134,36 @@ def _clocks_statement(on_conflict: str) -> TextClause:
         ), first_steps AS (
             INSERT INTO escalation_step (deadline_id, step, due_at)
             SELECT clocks.id, wanted.step, wanted.step_due_at FROM clocks JOIN wanted USING (kind)
-        )
+        ){also}
         SELECT kind FROM clocks
         """
     ).bindparams(bindparam("policy_snapshot", type_=JSONB))
 
 
-# A case assigned again (after a rejection, or by arbitration) keeps the clocks it has: the
-# citizen's deadline does not restart because a unit sent the case back.
-CASE_CLOCKS = _clocks_statement(
-    # The case's own clocks: neither a whistle's nor a meeting decision's.
+# The case's own clocks: neither a whistle's nor a meeting decision's. A case assigned again
+# (after a rejection, or by arbitration) keeps the clocks it has: the citizen's deadline does
+# not restart because a unit sent the case back.
+_CASE_CLOCK_CONFLICT = (
     "ON CONFLICT (case_id, kind, round) WHERE whistle_id IS NULL AND decision_id IS NULL DO NOTHING"
+)
+CASE_CLOCKS = _clocks_statement(_CASE_CLOCK_CONFLICT)
+# An assigned case's clocks, and who holds the case now (for extensions): an older assignment
+# arriving late does not overwrite a newer one.
+ASSIGNED_CLOCKS = _clocks_statement(
+    _CASE_CLOCK_CONFLICT,
+    also="""
+        , held AS (
+            INSERT INTO case_assignment (case_id, unit_id, township_code, assigned_at)
+            VALUES (
+                CAST(:case_id AS uuid), CAST(:unit_id AS text), CAST(:township_code AS text),
+                CAST(:started_at AS timestamptz)
+            )
+            ON CONFLICT (case_id) DO UPDATE SET
+                unit_id = EXCLUDED.unit_id,
+                township_code = EXCLUDED.township_code,
+                assigned_at = EXCLUDED.assigned_at
+            WHERE case_assignment.assigned_at <= EXCLUDED.assigned_at
+        )""",
 )
 # A summoned department's clocks are new with its summons.
 WHISTLE_CLOCKS = _clocks_statement("")
@@ -153,10 +180,12 @@ async def insert_clocks(
     *,
     whistle_id: UUID | None = None,
     department_code: str | None = None,
+    also: Mapping[str, object] | None = None,
 ) -> list[ComputedDeadline]:
     """Insert ``computed`` clocks of the case (``CASE_CLOCKS``, or a summoned department's,
     ``WHISTLE_CLOCKS``), each with its warning step, under ``policy`` (frozen onto each clock
-    with the calendar's version); those it inserted."""
+    with the calendar's version); those it inserted. ``also`` binds the parameters of the
+    statement's own further write (``ASSIGNED_CLOCKS``: who holds the case)."""
     planned = [first_step(deadline.warn_at) for deadline in computed]
     inserted = set(
         await session.scalars(
@@ -178,6 +207,7 @@ async def insert_clocks(
                 },
                 "whistle_id": whistle_id,
                 "department_code": department_code,
+                **(also or {}),
             },
         )
     )
@@ -468,39 +498,6 @@ async def _premature_steps(
                 .order_by(EscalationStep.due_at, EscalationStep.id)  # type: ignore[arg-type]
             )
         ).all()
-    )
-
-
-def _hold_statement() -> Insert:
-    """Who holds a case, an older assignment arriving late leaving a newer one alone; built
-    once with a bound parameter per column, on the table (see ``CASE_CLOCKS``)."""
-    table = CaseAssignment.__table__  # type: ignore[attr-defined]
-    row = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.columns})
-    return row.on_conflict_do_update(
-        index_elements=["case_id"],
-        set_={
-            "unit_id": row.excluded.unit_id,
-            "township_code": row.excluded.township_code,
-            "assigned_at": row.excluded.assigned_at,
-        },
-        where=table.c.assigned_at <= row.excluded.assigned_at,
-    )
-
-
-HOLD = _hold_statement()
-
-
-async def _hold(session: AsyncSession, assigned: CaseAssigned, at: datetime) -> None:
-    """Record who holds the case now (for extensions); an older assignment arriving late does
-    not overwrite a newer one."""
-    await session.execute(
-        HOLD,
-        {
-            "case_id": assigned.case_id,
-            "unit_id": assigned.unit_id,
-            "township_code": assigned.township_code,
-            "assigned_at": at,
-        },
     )
 
 
