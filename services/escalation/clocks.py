@@ -187,8 +187,12 @@ async def insert_clocks(
     with the calendar's version); those it inserted. ``also`` binds the parameters of the
     statement's own further write (``ASSIGNED_CLOCKS``: who holds the case)."""
     planned = [first_step(deadline.warn_at) for deadline in computed]
+    # Not flushing the session first (see ``counties.learn``): the statement's own rows are
+    # all it writes, and what it checks (a clock of the same case, kind and round) the
+    # session never holds unflushed — a clock added through it is flushed at once for its id.
+    connection = await session.connection()
     inserted = set(
-        await session.scalars(
+        await connection.scalars(
             statement,
             {
                 "kinds": [d.kind for d in computed],

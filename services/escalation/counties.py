@@ -64,7 +64,12 @@ async def learn(session: AsyncSession, event: CloudEvent) -> None:
     if event.county is None or event.subject is None:
         return
     case_id = UUID(event.subject)
-    kept = await session.scalar(LEARN, {"case_id": case_id, "county": event.county})
+    # On the transaction's connection rather than through the session: a statement through
+    # the session first flushes what it holds — the events staged so far in the inbox's batch,
+    # one INSERT per case event instead of one per batch at commit. LEARN and COUNTY_OF read
+    # and write only ``case_county``, which nothing holds in a session.
+    connection = await session.connection()
+    kept = await connection.scalar(LEARN, {"case_id": case_id, "county": event.county})
     # None only when another transaction learnt the case's county while this statement ran
     # (its snapshot predates that commit): ``county_of`` then reads it.
     if kept is not None:
@@ -77,7 +82,8 @@ async def county_of(session: AsyncSession, case_id: UUID) -> str | None:
     learnt: dict[UUID, str] = session.info.get(_LEARNT, {})
     if case_id in learnt:
         return learnt[case_id]
-    county: str | None = await session.scalar(COUNTY_OF, {"case_id": case_id})
+    connection = await session.connection()  # not flushing the session: see ``learn``
+    county: str | None = await connection.scalar(COUNTY_OF, {"case_id": case_id})
     return county
 
 

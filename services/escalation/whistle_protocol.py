@@ -230,7 +230,9 @@ async def open_whistle(
     )
     summoned = []
     for department in dict.fromkeys(blown.departments):
-        new = await session.scalar(
+        # Not flushing the session first (see ``counties.learn``): a summons is only ever
+        # inserted here.
+        new = await (await session.connection()).scalar(
             SUMMON,
             {
                 "whistle_id": blown.whistle_id,
