@@ -18,12 +18,13 @@ discount them. No further step fires: the pending one is cancelled with the stop
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, and_, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, TextClause, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.events import (
@@ -46,7 +47,7 @@ from services.escalation.deadlines import (
 )
 from services.escalation.extensions import replanned_step
 from services.escalation.ladder import first_step
-from services.escalation.models import CaseAssignment, CaseDeadline, EscalationStep
+from services.escalation.models import CaseDeadline, EscalationStep
 from services.escalation.policies import DeadlinePolicy
 from services.runtime.outbox import stage
 
@@ -69,8 +70,17 @@ async def start_clocks(
     ``policy`` (frozen onto each clock with the calendar's version), each with its warning step;
     record who holds the case; stage ``DeadlinesSet`` for the clocks newly set."""
     computed = deadlines_for(policy, start, calendar)
-    created = await _set_clocks(session, assigned.case_id, computed, policy, start, calendar)
-    await _hold(session, assigned, start)
+    created = await insert_clocks(
+        session,
+        ASSIGNED_CLOCKS,
+        assigned.case_id,
+        computed,
+        policy,
+        start,
+        calendar,
+        # Who holds the case since ``start``.
+        also={"unit_id": assigned.unit_id, "township_code": assigned.township_code},
+    )
     await _announce(session, assigned.case_id, policy, assigned.urgency, created, now)
 
 
@@ -89,56 +99,127 @@ async def start_answer_clock(
     request for assistance's (协助, stopped by the assisting unit's first progress), with its
     warning step and ladder like any case clock; ``DeadlinesSet`` announces it."""
     computed = answer_deadline(kind, policy, start, calendar)
-    created = await _set_clocks(session, case_id, [computed], policy, start, calendar)
+    created = await insert_clocks(
+        session, CASE_CLOCKS, case_id, [computed], policy, start, calendar
+    )
     await _announce(session, case_id, policy, urgency, created, now)
 
 
-async def _set_clocks(
+def _clocks_statement(on_conflict: str, also: str = "") -> TextClause:
+    """Clocks of one case under one policy, each with the first step of its ladder, in one
+    statement: the rows vary by kind (arrays, one element per clock), the rest is shared.
+    Returns the kinds it inserted. ``also`` adds a write of the same event to the statement
+    (a further ``WITH`` entry), saving its round trip. Built once at import: building the
+    inserts per case event, and flushing each clock for its id before adding its step, was
+    most of what escalation spent on a ``CaseAssigned`` (issue #17)."""
+    return text(
+        f"""
+        WITH wanted AS (
+            SELECT * FROM unnest(
+                CAST(:kinds AS text[]), CAST(:due_ats AS timestamptz[]),
+                CAST(:warn_ats AS timestamptz[]), CAST(:provisional_reasons AS text[]),
+                CAST(:steps AS text[]), CAST(:step_due_ats AS timestamptz[])
+            ) AS w(kind, due_at, warn_at, provisional_reason, step, step_due_at)
+        ), clocks AS (
+            INSERT INTO deadline (
+                case_id, kind, round, status, started_at, due_at, warn_at, policy_id,
+                policy_snapshot, provisional_reason, whistle_id, department_code
+            )
+            SELECT CAST(:case_id AS uuid), kind, 1, 'running', CAST(:started_at AS timestamptz),
+                due_at, warn_at, CAST(:policy_id AS text), CAST(:policy_snapshot AS jsonb),
+                provisional_reason, CAST(:whistle_id AS uuid), CAST(:department_code AS text)
+            FROM wanted
+            {on_conflict}
+            RETURNING id, kind
+        ), first_steps AS (
+            INSERT INTO escalation_step (deadline_id, step, due_at)
+            SELECT clocks.id, wanted.step, wanted.step_due_at FROM clocks JOIN wanted USING (kind)
+        ){also}
+        SELECT kind FROM clocks
+        """
+    ).bindparams(bindparam("policy_snapshot", type_=JSONB))
+
+
+# The case's own clocks: neither a whistle's nor a meeting decision's. A case assigned again
+# (after a rejection, or by arbitration) keeps the clocks it has: the citizen's deadline does
+# not restart because a unit sent the case back.
+_CASE_CLOCK_CONFLICT = (
+    "ON CONFLICT (case_id, kind, round) WHERE whistle_id IS NULL AND decision_id IS NULL DO NOTHING"
+)
+CASE_CLOCKS = _clocks_statement(_CASE_CLOCK_CONFLICT)
+# An assigned case's clocks, and who holds the case now (for extensions): an older assignment
+# arriving late does not overwrite a newer one.
+ASSIGNED_CLOCKS = _clocks_statement(
+    _CASE_CLOCK_CONFLICT,
+    also="""
+        , held AS (
+            INSERT INTO case_assignment (case_id, unit_id, township_code, assigned_at)
+            VALUES (
+                CAST(:case_id AS uuid), CAST(:unit_id AS text), CAST(:township_code AS text),
+                CAST(:started_at AS timestamptz)
+            )
+            ON CONFLICT (case_id) DO UPDATE SET
+                unit_id = EXCLUDED.unit_id,
+                township_code = EXCLUDED.township_code,
+                assigned_at = EXCLUDED.assigned_at
+            WHERE case_assignment.assigned_at <= EXCLUDED.assigned_at
+        )""",
+)
+# A summoned department's clocks are new with its summons.
+WHISTLE_CLOCKS = _clocks_statement("")
+
+
+async def insert_clocks(
     session: AsyncSession,
+    statement: TextClause,
     case_id: UUID,
-    computed: list[ComputedDeadline],
+    computed: Sequence[ComputedDeadline],
     policy: DeadlinePolicy,
     start: datetime,
     calendar: BusinessCalendar,
+    *,
+    whistle_id: UUID | None = None,
+    department_code: str | None = None,
+    also: Mapping[str, object] | None = None,
 ) -> list[ComputedDeadline]:
-    """Insert the case's clocks not set yet, each with its warning step; those it inserted."""
-    # Which holidays and working hours counted is part of the terms, like the policy.
-    snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
-    created = []
-    for deadline in computed:
-        # A case assigned again (after a rejection, or by arbitration) keeps the clocks it
-        # has: the citizen's deadline does not restart because a unit sent the case back.
-        inserted = await session.scalar(
-            insert(CaseDeadline)
-            .values(
-                case_id=case_id,
-                kind=deadline.kind,
-                status="running",
-                started_at=start,
-                due_at=deadline.due_at,
-                warn_at=deadline.warn_at,
-                policy_id=policy.id,
-                policy_snapshot=snapshot,
-                provisional_reason=deadline.provisional_reason,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["case_id", "kind", "round"],
-                # The case's own clocks: neither a whistle's nor a meeting decision's.
-                index_where=and_(
-                    CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
-                    CaseDeadline.decision_id.is_(None),  # type: ignore[union-attr]
-                ),
-            )
-            .returning(CaseDeadline.id)
+    """Insert ``computed`` clocks of the case (``CASE_CLOCKS``, or a summoned department's,
+    ``WHISTLE_CLOCKS``), each with its warning step, under ``policy`` (frozen onto each clock
+    with the calendar's version); those it inserted. ``also`` binds the parameters of the
+    statement's own further write (``ASSIGNED_CLOCKS``: who holds the case)."""
+    planned = [first_step(deadline.warn_at) for deadline in computed]
+    # Not flushing the session first (see ``counties.learn``): the statement's own rows are
+    # all it writes, and what it checks (a clock of the same case, kind and round) the
+    # session never holds unflushed — a clock added through it is flushed at once for its id.
+    connection = await session.connection()
+    inserted = set(
+        await connection.scalars(
+            statement,
+            {
+                "kinds": [d.kind for d in computed],
+                "due_ats": [d.due_at for d in computed],
+                "warn_ats": [d.warn_at for d in computed],
+                "provisional_reasons": [d.provisional_reason for d in computed],
+                "steps": [p.step for p in planned],
+                "step_due_ats": [p.due_at for p in planned],
+                "case_id": case_id,
+                "started_at": start,
+                "policy_id": policy.id,
+                # Which holidays and working hours counted is part of the terms, like the policy.
+                "policy_snapshot": {
+                    **policy.model_dump(mode="json"),
+                    "calendar_version": calendar.version,
+                },
+                "whistle_id": whistle_id,
+                "department_code": department_code,
+                **(also or {}),
+            },
         )
-        if inserted is not None:
-            session.add(_warning_step(inserted, deadline.warn_at))
-            created.append(deadline)
-            if deadline.provisional_reason:
-                PROVISIONAL_DEADLINES.inc()
-                log.warning(
-                    "provisional %s deadline: %s", deadline.kind, deadline.provisional_reason
-                )
+    )
+    created = [deadline for deadline in computed if deadline.kind in inserted]
+    for deadline in created:
+        if deadline.provisional_reason:
+            PROVISIONAL_DEADLINES.inc()
+            log.warning("provisional %s deadline: %s", deadline.kind, deadline.provisional_reason)
     return created
 
 
@@ -421,28 +502,6 @@ async def _premature_steps(
                 .order_by(EscalationStep.due_at, EscalationStep.id)  # type: ignore[arg-type]
             )
         ).all()
-    )
-
-
-async def _hold(session: AsyncSession, assigned: CaseAssigned, at: datetime) -> None:
-    """Record who holds the case now (for extensions); an older assignment arriving late does
-    not overwrite a newer one."""
-    row = insert(CaseAssignment).values(
-        case_id=assigned.case_id,
-        unit_id=assigned.unit_id,
-        township_code=assigned.township_code,
-        assigned_at=at,
-    )
-    await session.execute(
-        row.on_conflict_do_update(
-            index_elements=["case_id"],
-            set_={
-                "unit_id": row.excluded.unit_id,
-                "township_code": row.excluded.township_code,
-                "assigned_at": row.excluded.assigned_at,
-            },
-            where=CaseAssignment.assigned_at <= row.excluded.assigned_at,  # type: ignore[arg-type]
-        )
     )
 
 

@@ -13,8 +13,18 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Uuid, column, func, select, true, values
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Uuid,
+    bindparam,
+    column,
+    func,
+    select,
+    text,
+    true,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent, EventData, new_event
@@ -24,23 +34,56 @@ from services.escalation import SOURCE
 from services.escalation.models import CaseCounty
 from services.runtime.auth import Principal
 
+# The county a case event names, kept unless one is kept already (a case does not move between
+# counties), and the county kept — this one or the first — in the same round trip, so that the
+# events staged about the case need no read of it. Built once rather than per case event
+# (issue #17).
+LEARN = text(
+    """
+    WITH learnt AS (
+        INSERT INTO case_county (case_id, county) VALUES (:case_id, :county)
+        ON CONFLICT (case_id) DO NOTHING
+        RETURNING county
+    )
+    SELECT county FROM learnt
+    UNION ALL
+    SELECT county FROM case_county WHERE case_id = :case_id
+    """
+).bindparams(bindparam("case_id", type_=Uuid), bindparam("county", type_=String))
+COUNTY_OF = text("SELECT county FROM case_county WHERE case_id = :case_id").bindparams(
+    bindparam("case_id", type_=Uuid)
+)
+# Set in a session's info by ``learn``: case id → the county kept for it, so that the events
+# the handler then stages about the case need no read of their own.
+_LEARNT = "whistle.escalation.counties"
+
 
 async def learn(session: AsyncSession, event: CloudEvent) -> None:
     """Keep the county a case event names (its subject is the case id); the first one stays:
     a case does not move between counties."""
     if event.county is None or event.subject is None:
         return
-    await session.execute(
-        insert(CaseCounty)
-        .values(case_id=UUID(event.subject), county=event.county)
-        .on_conflict_do_nothing()
-    )
+    case_id = UUID(event.subject)
+    # On the transaction's connection rather than through the session: a statement through
+    # the session first flushes what it holds — the events staged so far in the inbox's batch,
+    # one INSERT per case event instead of one per batch at commit. LEARN and COUNTY_OF read
+    # and write only ``case_county``, which nothing holds in a session.
+    connection = await session.connection()
+    kept = await connection.scalar(LEARN, {"case_id": case_id, "county": event.county})
+    # None only when another transaction learnt the case's county while this statement ran
+    # (its snapshot predates that commit): ``county_of`` then reads it.
+    if kept is not None:
+        # A case's county never changes once kept, so what this session learnt stays true
+        # after any rollback: the event that named it names it again when retried.
+        session.info.setdefault(_LEARNT, {})[case_id] = kept
 
 
 async def county_of(session: AsyncSession, case_id: UUID) -> str | None:
-    county: str | None = await session.scalar(
-        select(CaseCounty.county).where(CaseCounty.case_id == case_id)  # type: ignore[arg-type]
-    )
+    learnt: dict[UUID, str] = session.info.get(_LEARNT, {})
+    if case_id in learnt:
+        return learnt[case_id]
+    connection = await session.connection()  # not flushing the session: see ``learn``
+    county: str | None = await connection.scalar(COUNTY_OF, {"case_id": case_id})
     return county
 
 

@@ -51,8 +51,8 @@ from typing import Literal
 from uuid import UUID
 
 from prometheus_client import Histogram
-from sqlalchemy import exists, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
@@ -69,14 +69,18 @@ from contracts.tenancy import Counties
 from contracts.topics import DEADLINES, WHISTLES
 from reference.county import Urgency
 from services.escalation.calendar import BusinessCalendar
-from services.escalation.clocks import lapse_running, move_clock, stop_clock
+from services.escalation.clocks import (
+    WHISTLE_CLOCKS,
+    insert_clocks,
+    lapse_running,
+    move_clock,
+    stop_clock,
+)
 from services.escalation.counties import case_event, department_topic_for
 from services.escalation.deadlines import ComputedDeadline, deadline_for
 from services.escalation.extensions import moved_warning
-from services.escalation.ladder import first_step
 from services.escalation.models import (
     CaseDeadline,
-    EscalationStep,
     WhistleEvidence,
     WhistleSummons,
 )
@@ -183,6 +187,32 @@ class UnknownEvidence(SubmissionRefused):
 # --- recording -----------------------------------------------------------------------------
 
 
+def _summon_statement() -> Insert:
+    """A department's summons unless it has one for this whistle, returning its code if new;
+    built once with a bound parameter per column, on the table (see ``clocks.CASE_CLOCKS``)."""
+    table = WhistleSummons.__table__  # type: ignore[attr-defined]
+    named = (
+        "whistle_id",
+        "department_code",
+        "case_id",
+        "township_code",
+        "matter_code",
+        "reason_code",
+        "reason",
+        "urgency",
+        "notified_at",
+    )
+    return (
+        insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in named})
+        .on_conflict_do_nothing()
+        .returning(table.c.department_code)
+    )
+
+
+SUMMON = _summon_statement()
+
+
 async def open_whistle(
     session: AsyncSession,
     blown: WhistleBlown,
@@ -198,47 +228,37 @@ async def open_whistle(
     receipt, reply = whistle_deadlines(
         policy, start, calendar, await _case_resolution(session, blown.case_id)
     )
-    snapshot = {**policy.model_dump(mode="json"), "calendar_version": calendar.version}
     summoned = []
     for department in dict.fromkeys(blown.departments):
-        new = await session.scalar(
-            insert(WhistleSummons)
-            .values(
-                whistle_id=blown.whistle_id,
-                department_code=department,
-                case_id=blown.case_id,
-                township_code=blown.township_code,
-                matter_code=blown.matter_code,
-                reason_code=blown.reason_code,
-                reason=blown.reason,
-                urgency=blown.urgency,
-                notified_at=start,
-            )
-            .on_conflict_do_nothing()
-            .returning(WhistleSummons.department_code)
+        # Not flushing the session first (see ``counties.learn``): a summons is only ever
+        # inserted here.
+        new = await (await session.connection()).scalar(
+            SUMMON,
+            {
+                "whistle_id": blown.whistle_id,
+                "department_code": department,
+                "case_id": blown.case_id,
+                "township_code": blown.township_code,
+                "matter_code": blown.matter_code,
+                "reason_code": blown.reason_code,
+                "reason": blown.reason,
+                "urgency": blown.urgency,
+                "notified_at": start,
+            },
         )
         if new is None:
             continue
-        for deadline in (receipt, reply):
-            clock = CaseDeadline(
-                case_id=blown.case_id,
-                kind=deadline.kind,
-                started_at=start,
-                due_at=deadline.due_at,
-                warn_at=deadline.warn_at,
-                policy_id=policy.id,
-                policy_snapshot=snapshot,
-                provisional_reason=deadline.provisional_reason,
-                whistle_id=blown.whistle_id,
-                department_code=department,
-            )
-            session.add(clock)
-            await session.flush()  # for its id
-            assert clock.id is not None
-            planned = first_step(deadline.warn_at)
-            session.add(
-                EscalationStep(deadline_id=clock.id, step=planned.step, due_at=planned.due_at)
-            )
+        await insert_clocks(
+            session,
+            WHISTLE_CLOCKS,
+            blown.case_id,
+            [receipt, reply],
+            policy,
+            start,
+            calendar,
+            whistle_id=blown.whistle_id,
+            department_code=department,
+        )
         notice = WhistleNotified(
             case_id=blown.case_id,
             whistle_id=blown.whistle_id,
@@ -509,19 +529,19 @@ async def _stop(
 
 async def _case_resolution(session: AsyncSession, case_id: UUID) -> ComputedDeadline | None:
     """The case's own running resolution clock, if it has one."""
-    running = await session.scalar(
-        select(CaseDeadline)
-        .where(
-            CaseDeadline.case_id == case_id,
-            CaseDeadline.kind == "resolution",
-            CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
-            CaseDeadline.status == "running",
+    running = (
+        await session.execute(
+            select(CaseDeadline.due_at, CaseDeadline.warn_at, CaseDeadline.provisional_reason)
+            .where(
+                CaseDeadline.case_id == case_id,
+                CaseDeadline.kind == "resolution",
+                CaseDeadline.whistle_id.is_(None),  # type: ignore[union-attr]
+                CaseDeadline.status == "running",
+            )
+            .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
+            .limit(1)
         )
-        .order_by(CaseDeadline.round.desc())  # type: ignore[attr-defined]
-        .limit(1)
-    )
+    ).first()
     if running is None:
         return None
-    return ComputedDeadline(
-        "resolution", running.due_at, running.warn_at, running.provisional_reason
-    )
+    return ComputedDeadline("resolution", *running)

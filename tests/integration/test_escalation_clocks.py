@@ -15,7 +15,7 @@ from contracts.envelope import EventData, new_event
 from contracts.events import CaseAccepted, CaseAssigned, CaseReopened, CaseResolved
 from services.escalation.calendar import BusinessCalendar, load_calendar
 from services.escalation.consumers import Handlers
-from services.escalation.models import CaseDeadline
+from services.escalation.models import CaseAssignment, CaseDeadline
 from services.escalation.policies import load_policies
 from services.runtime.db import Sessions, create_engine, ensure_database, session_factory
 from services.runtime.migrations import upgrade
@@ -148,6 +148,24 @@ async def test_a_case_assigned_again_keeps_its_clocks(
     after, events = await _state(sessions, case_id)
     assert {k: r.due_at for k, r in after.items()} == {k: r.due_at for k, r in before.items()}
     assert len(events) == 1, "no second DeadlinesSet for the same clocks"
+
+
+async def test_the_case_is_held_by_its_newest_assignment_whatever_order_they_arrive_in(
+    sessions: Sessions, calendar: BusinessCalendar
+) -> None:
+    """Who holds the case (for extensions) is written with its clocks: an assignment arriving
+    after a newer one leaves the newer holder alone."""
+    case_id = uuid4()
+    for unit, day in (("T03-TEAM", 23), ("T03-SQUAD", 25), ("T04-TEAM", 24)):
+        at = local(2026, 11, day, 9, 0)
+        assigned = _assigned(case_id).model_copy(update={"unit_id": unit})
+        event = new_event("whistle/dispatch", str(case_id), assigned, at.astimezone(UTC))
+        async with sessions() as session, session.begin():
+            await _handlers(calendar, at).case_assigned(session, event, "dispatch.cases.v1")
+    async with sessions() as session:
+        held = await session.get(CaseAssignment, case_id)
+    assert held is not None
+    assert (held.unit_id, held.assigned_at) == ("T03-SQUAD", local(2026, 11, 25, 9, 0))
 
 
 async def test_a_deadline_reaching_a_year_without_a_calendar_is_set_and_flagged_provisional(

@@ -11,10 +11,13 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import httpx
+from sqlalchemy import select
 
 from contracts.envelope import new_event
+from services.escalation import counties
 from services.escalation.consumers import in_county
 from services.escalation.models import Meeting
+from services.runtime.outbox import OutboxMessage
 from tests.conftest import TokenFactory
 from tests.integration.test_deadline_visibility import Escalation, escalation
 from tests.integration.test_escalation_clocks import _assigned
@@ -180,3 +183,30 @@ async def test_another_countys_token_cannot_convene_record_decide_or_report_on_a
     taolin_cgj = _bearer(token("county_department", f"county:{TAOLIN}", "dept:CGJ"))
     done = await http.post(done_url, json=result, headers=taolin_cgj)
     assert done.status_code == 201, done.text
+
+
+async def test_a_case_keeps_the_county_its_first_event_named(escalation: Escalation) -> None:
+    """The county is learnt from the case's first event and never moves: its own events, staged
+    in the transaction that learnt it or in a later one whose event names another county, all
+    carry the first (issue #17 kept this while cutting the read of it per event)."""
+    _, runtime = escalation
+    handlers = _handlers(runtime)
+    case_id = uuid4()
+    blown = whistle(case_id, ["CGJ"])
+    for data, handle, county in (
+        (_assigned(case_id), handlers.case_assigned, TAOLIN),
+        (blown, handlers.whistle_blown, QINGXI),
+    ):
+        event = new_event("whistle/dispatch", str(case_id), data, ASSIGNED, county=county)
+        async with runtime.transaction() as session:
+            await in_county(handle)(session, event, "dispatch.cases.v1")
+
+    async with runtime.sessions() as session:
+        assert await counties.county_of(session, case_id) == TAOLIN
+        staged = (
+            await session.scalars(
+                select(OutboxMessage.event).where(OutboxMessage.key == str(case_id))
+            )
+        ).all()
+    kinds = {e["type"]: e["county"] for e in staged}
+    assert kinds == {"whistle.deadlines.set": TAOLIN, "whistle.whistle.notified": TAOLIN}
