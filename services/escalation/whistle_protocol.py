@@ -51,8 +51,8 @@ from typing import Literal
 from uuid import UUID
 
 from prometheus_client import Histogram
-from sqlalchemy import bindparam, exists, select
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy import exists, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
@@ -85,6 +85,7 @@ from services.escalation.models import (
     WhistleSummons,
 )
 from services.escalation.policies import DeadlinePolicy
+from services.runtime.db import bound_insert
 from services.runtime.metrics import after_commit
 from services.runtime.outbox import stage
 from services.runtime.uploads import StoredFile, not_stored
@@ -187,11 +188,12 @@ class UnknownEvidence(SubmissionRefused):
 # --- recording -----------------------------------------------------------------------------
 
 
-def _summon_statement() -> Insert:
-    """A department's summons unless it has one for this whistle, returning its code if new;
-    built once with a bound parameter per column, on the table (see ``clocks.CASE_CLOCKS``)."""
-    table = WhistleSummons.__table__  # type: ignore[attr-defined]
-    named = (
+# A department's summons unless it has one for this whistle, returning its code if new; built
+# once (see ``clocks.CASE_CLOCKS``).
+_SUMMONS = WhistleSummons.__table__  # type: ignore[attr-defined]
+SUMMON = (
+    bound_insert(
+        _SUMMONS,
         "whistle_id",
         "department_code",
         "case_id",
@@ -202,15 +204,9 @@ def _summon_statement() -> Insert:
         "urgency",
         "notified_at",
     )
-    return (
-        insert(table)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in named})
-        .on_conflict_do_nothing()
-        .returning(table.c.department_code)
-    )
-
-
-SUMMON = _summon_statement()
+    .on_conflict_do_nothing()
+    .returning(_SUMMONS.c.department_code)
+)
 
 
 async def open_whistle(
