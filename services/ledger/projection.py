@@ -25,13 +25,14 @@ logged and left out of the KPIs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Table, Update, and_, bindparam, case, delete, func, or_, update
+from sqlalchemy.dialects.postgresql import Insert, insert
 
 from contracts.envelope import CloudEvent
 from services.ledger.models import (
@@ -102,7 +103,8 @@ NOT_THE_UNITS_CLOCKS = frozenset({"legal_review"})
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Fold ``new`` into ``old`` by the rules above (the Python twin of :func:`_on_conflict`)."""
+    """Fold ``new`` into ``old`` by the rules above (the Python twin of
+    :func:`_kpi_case_upsert`)."""
     for name in LATEST:
         if new.get(name) is not None:
             old[name] = new[name]
@@ -119,9 +121,12 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> None:
         old[name] = old.get(name, 0) + new.get(name, 0)
 
 
-def _on_conflict() -> dict[str, Any]:
+def _kpi_case_upsert() -> Insert:
+    """A case's facts, folded into what is kept by the rules above (the SQL twin of
+    :func:`_merge`)."""
     table = KpiCase.__table__  # type: ignore[attr-defined]
-    excluded = insert(table).excluded
+    statement = insert(table)
+    excluded = statement.excluded
     values: dict[str, Any] = {}
     for name in LATEST:
         values[name] = func.coalesce(excluded[name], table.c[name])
@@ -136,7 +141,98 @@ def _on_conflict() -> dict[str, Any]:
         values[name] = func.least(excluded[name], table.c[name])  # LEAST skips NULLs
     for name in COUNTS:
         values[name] = table.c[name] + excluded[name]
-    return values
+    return statement.on_conflict_do_update(index_elements=["case_id"], set_=values)
+
+
+def _newest_wins(table: Table, keys: Sequence[str], columns: Sequence[str], at: str) -> Insert:
+    """A row replacing the kept one of the same ``keys`` unless that one is newer by ``at``."""
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c: statement.excluded[c] for c in columns},
+        where=statement.excluded[at] >= table.c[at],
+    )
+
+
+def _kpi_whistle_upsert() -> Insert:
+    """A summons' facts: the first known of each, the latest of each due time."""
+    table = KpiWhistle.__table__  # type: ignore[attr-defined]
+    statement = insert(table)
+    merged = {c: func.coalesce(statement.excluded[c], table.c[c]) for c in WHISTLE_FACTS}
+    for c in WHISTLE_DUES:
+        merged[c] = func.greatest(statement.excluded[c], table.c[c])  # skips NULLs
+    return statement.on_conflict_do_update(index_elements=["whistle_id", "department"], set_=merged)
+
+
+def _kpi_inspection_upsert() -> Insert:
+    """An inspection's facts, each kept until a later event knows it."""
+    table = KpiInspection.__table__  # type: ignore[attr-defined]
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=["task_id"],
+        set_={
+            c.name: func.coalesce(statement.excluded[c.name], table.c[c.name])
+            for c in table.columns
+            if c.name != "task_id"
+        },
+    )
+
+
+def _kpi_case_channels() -> Update:
+    """The channel, on-the-spot flag and report time of the cases of ``tip_ids`` that lack them,
+    from their tips' rows."""
+    tip = KpiTip.__table__  # type: ignore[attr-defined]
+    kpi_case = KpiCase.__table__  # type: ignore[attr-defined]
+    return (
+        update(kpi_case)
+        .where(
+            kpi_case.c.tip_id == tip.c.tip_id,
+            kpi_case.c.channel.is_(None),
+            tip.c.tip_id.in_(bindparam("tip_ids", expanding=True)),
+        )
+        .values(
+            channel=tip.c.channel,
+            tip_on_spot=tip.c.resolved_on_spot,
+            reported_at=tip.c.received_at,
+        )
+    )
+
+
+def _ignoring_known(table: Table) -> Insert:
+    return insert(table).on_conflict_do_nothing()
+
+
+# Built once: rebuilding these per batch, the KPI case upsert's dozens of CASE expressions and
+# their cache key most of all, was a tenth of the ledger's CPU under load (issue #17).
+_ASSESSMENT_FACTS = [
+    c.name
+    for c in KpiAssessment.__table__.columns  # type: ignore[attr-defined]
+    if c.name not in ("staff", "period")
+]
+KPI_TIPS = _ignoring_known(KpiTip.__table__)  # type: ignore[attr-defined]
+KPI_CASES = _kpi_case_upsert()
+KPI_REJECTIONS = _ignoring_known(KpiRejection.__table__)  # type: ignore[attr-defined]
+KPI_LEGAL_REVIEWS = _ignoring_known(KpiLegalReview.__table__)  # type: ignore[attr-defined]
+KPI_ASSESSMENTS = _newest_wins(
+    KpiAssessment.__table__,  # type: ignore[attr-defined]
+    ("staff", "period"),
+    _ASSESSMENT_FACTS,
+    "assessed_at",
+)
+KPI_INSPECTIONS = _kpi_inspection_upsert()
+KPI_RATINGS = _newest_wins(
+    KpiRating.__table__,  # type: ignore[attr-defined]
+    ("tip_id",),
+    ("rated_at", "case_id", "rating", "channel"),
+    "rated_at",
+)
+KPI_FOLLOW_UP_MISSES = _ignoring_known(KpiFollowUpMiss.__table__)  # type: ignore[attr-defined]
+KPI_WHISTLES = _kpi_whistle_upsert()
+KPI_LADDER = _ignoring_known(KpiLadder.__table__)  # type: ignore[attr-defined]
+KPI_PREMATURE = delete(KpiLadder.__table__).where(  # type: ignore[attr-defined]
+    KpiLadder.__table__.c.event_id.in_(bindparam("event_ids", expanding=True))  # type: ignore[attr-defined]
+)
+KPI_CASE_CHANNELS = _kpi_case_channels()
 
 
 @dataclass
@@ -392,10 +488,7 @@ class KpiBatch:
     def write(self, connection: Connection) -> None:
         """A few multi-row statements, whatever the number of events."""
         if self.tips:
-            connection.execute(
-                insert(KpiTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                list(self.tips.values()),
-            )
+            connection.execute(KPI_TIPS, list(self.tips.values()))
         if self.cases:
             rows = [
                 {"case_id": case_id, **{c: facts.get(c) for c in COLUMNS}}
@@ -404,113 +497,34 @@ class KpiBatch:
             for row in rows:  # the counts are NOT NULL; a row that saw none has none
                 row["reopened"] = row["reopened"] or 0
                 row["rejections"] = row["rejections"] or 0
-            statement = insert(KpiCase.__table__)  # type: ignore[attr-defined]
-            connection.execute(
-                statement.on_conflict_do_update(index_elements=["case_id"], set_=_on_conflict()),
-                rows,
-            )
+            connection.execute(KPI_CASES, rows)
         if self.rejections:
-            connection.execute(
-                insert(KpiRejection.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                self.rejections,
-            )
+            connection.execute(KPI_REJECTIONS, self.rejections)
         if self.legal_reviews:
-            connection.execute(
-                insert(KpiLegalReview.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                list(self.legal_reviews.values()),
-            )
+            connection.execute(KPI_LEGAL_REVIEWS, list(self.legal_reviews.values()))
         if self.assessments:
-            table = KpiAssessment.__table__  # type: ignore[attr-defined]
-            statement = insert(table)
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["staff", "period"],
-                    set_={
-                        c.name: statement.excluded[c.name]
-                        for c in table.columns
-                        if c.name not in ("staff", "period")
-                    },
-                    where=statement.excluded.assessed_at >= table.c.assessed_at,
-                ),
-                list(self.assessments.values()),
-            )
+            connection.execute(KPI_ASSESSMENTS, list(self.assessments.values()))
         if self.inspections:
-            table = KpiInspection.__table__  # type: ignore[attr-defined]
-            statement = insert(table)
-            rows = [
-                {c.name: row.get(c.name) for c in table.columns}
-                for row in self.inspections.values()
-            ]
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["task_id"],
-                    set_={
-                        c.name: func.coalesce(statement.excluded[c.name], table.c[c.name])
-                        for c in table.columns
-                        if c.name != "task_id"
-                    },
-                ),
-                rows,
-            )
+            columns = KpiInspection.__table__.columns  # type: ignore[attr-defined]
+            rows = [{c.name: row.get(c.name) for c in columns} for row in self.inspections.values()]
+            connection.execute(KPI_INSPECTIONS, rows)
         if self.ratings:
-            rating = insert(KpiRating.__table__)  # type: ignore[attr-defined]
-            connection.execute(
-                rating.on_conflict_do_update(
-                    index_elements=["tip_id"],
-                    set_={
-                        c: rating.excluded[c] for c in ("rated_at", "case_id", "rating", "channel")
-                    },
-                    where=rating.excluded.rated_at >= KpiRating.__table__.c.rated_at,  # type: ignore[attr-defined]
-                ),
-                list(self.ratings.values()),
-            )
+            connection.execute(KPI_RATINGS, list(self.ratings.values()))
         if self.misses:
-            connection.execute(
-                insert(KpiFollowUpMiss.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                list(self.misses.values()),
-            )
+            connection.execute(KPI_FOLLOW_UP_MISSES, list(self.misses.values()))
         if self.whistles:
-            table = KpiWhistle.__table__  # type: ignore[attr-defined]
-            statement = insert(table)
             rows = [
                 {c: row.get(c) for c in ("whistle_id", "department", *WHISTLE_FACTS, *WHISTLE_DUES)}
                 for row in self.whistles.values()
             ]
-            merged = {c: func.coalesce(statement.excluded[c], table.c[c]) for c in WHISTLE_FACTS}
-            for c in WHISTLE_DUES:
-                merged[c] = func.greatest(statement.excluded[c], table.c[c])  # skips NULLs
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["whistle_id", "department"], set_=merged
-                ),
-                rows,
-            )
+            connection.execute(KPI_WHISTLES, rows)
         ladder = [row for row in self.ladder if row["event_id"] not in self.premature]
         if ladder:
-            connection.execute(
-                insert(KpiLadder.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                ladder,
-            )
+            connection.execute(KPI_LADDER, ladder)
         if self.premature:
-            connection.execute(
-                delete(KpiLadder).where(KpiLadder.event_id.in_(self.premature))  # type: ignore[attr-defined]
-            )
+            connection.execute(KPI_PREMATURE, {"event_ids": list(self.premature)})
         if self.tip_ids:
-            tip = KpiTip.__table__  # type: ignore[attr-defined]
-            kpi_case = KpiCase.__table__  # type: ignore[attr-defined]
-            connection.execute(
-                update(kpi_case)
-                .where(
-                    kpi_case.c.tip_id == tip.c.tip_id,
-                    kpi_case.c.channel.is_(None),
-                    tip.c.tip_id.in_(list(self.tip_ids)),
-                )
-                .values(
-                    channel=tip.c.channel,
-                    tip_on_spot=tip.c.resolved_on_spot,
-                    reported_at=tip.c.received_at,
-                )
-            )
+            connection.execute(KPI_CASE_CHANNELS, {"tip_ids": list(self.tip_ids)})
 
 
 def _time(value: str | datetime) -> datetime:

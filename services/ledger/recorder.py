@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from prometheus_client import Gauge
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +67,14 @@ ENTRY_COLUMNS = (
     "county",
 )
 NODE_COLUMNS = ("level", "index", "hash")
+# Built once, like the KPI statements (projection.py).
+CASE_TIPS = insert(CaseTip.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+MEETING_CASES = insert(MeetingCase.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+SET_SIZE = (
+    update(LedgerState)
+    .where(LedgerState.id == 1)  # type: ignore[arg-type]
+    .values(size=bindparam("size"))
+)
 
 
 @dataclass
@@ -135,20 +143,10 @@ class PendingAppends:
         """Everything else, once the entries are in."""
         self.keys.write(connection)
         if self.case_tips:
-            connection.execute(
-                insert(CaseTip.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                self.case_tips,
-            )
+            connection.execute(CASE_TIPS, self.case_tips)
         if self.meeting_cases:
-            connection.execute(
-                insert(MeetingCase.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
-                self.meeting_cases,
-            )
-        connection.execute(
-            update(LedgerState)
-            .where(LedgerState.id == 1)  # type: ignore[arg-type]
-            .values(size=self.frontier.size)
-        )
+            connection.execute(MEETING_CASES, self.meeting_cases)
+        connection.execute(SET_SIZE, {"size": self.frontier.size})
         self.kpis.write(connection)
 
 
