@@ -275,8 +275,8 @@ def _spread(values: list[float]) -> str:
     if not values:
         return "–"
     ms = [v * 1000 for v in values]
-    high = percentile(ms, 95) if len(ms) > 1 else ms[0]
-    return f"{statistics.median(ms):.0f} / {high:.0f} / {max(ms):.0f} ms"
+    p95, p99 = (percentile(ms, q) for q in (95, 99)) if len(ms) > 1 else (ms[0], ms[0])
+    return f"{statistics.median(ms):.0f} / {p95:.0f} / {p99:.0f} / {max(ms):.0f} ms"
 
 
 def _rate(posted: Posted) -> float:
@@ -338,7 +338,7 @@ def report(
             (
                 outcome.value,
                 f"{count}",
-                "p50 / p95 / max " + _spread(measured.latencies.get(outcome, [])),
+                "p50 / p95 / p99 / max " + _spread(measured.latencies.get(outcome, [])),
             )
         )
     broker = ceiling.broker
@@ -359,7 +359,8 @@ def report(
         (
             "ceiling (b) broker round trip",
             f"{broker.per_second:,.0f} msg/s",
-            f"raw aiokafka, 1 KiB, send → receipt p50 / p95 / max {_spread(broker.latencies)}",
+            "raw aiokafka, 1 KiB, send → receipt p50 / p95 / p99 / max "
+            + _spread(broker.latencies),
         ),
         (
             "ceiling (c) ledger ingest alone",
