@@ -146,12 +146,11 @@ from services.dispatch.routing import (
     ADMISSION_QUEUE,
     UNLOCATED,
     Assignment,
-    Lead,
     NeedsTriage,
     lead_unit,
     least_loaded,
     pick_staff,
-    route,
+    route_from_lead,
     supporting_units,
     waiting_queue,
 )
@@ -664,10 +663,18 @@ class CaseService:
             assert item is not None and location.township is not None
             # Only the leading unit's staff can be picked: their load is all routing reads.
             lead = lead_unit(item, location.township, reference)
-            load = await open_load(self._session, lead.unit.staff) if isinstance(lead, Lead) else {}
-            outcome = route(
-                item, location.township, location.village, reference, load, self._today(now)
-            )
+            if isinstance(lead, NeedsTriage):
+                outcome = lead
+            else:
+                outcome = route_from_lead(
+                    lead,
+                    item,
+                    location.township,
+                    location.village,
+                    reference,
+                    await open_load(self._session, lead.unit.staff),
+                    self._today(now),
+                )
 
         case.routing = {"rule": outcome.rule, "explanation": list(explanation)}
         data: CaseAssigned | CaseTriageRequired

@@ -83,6 +83,20 @@ def route(
     lead = lead_unit(item, township, reference)
     if isinstance(lead, NeedsTriage):
         return lead
+    return route_from_lead(lead, item, township, village, reference, open_load, today)
+
+
+def route_from_lead(
+    lead: Lead,
+    item: MatterItem,
+    township: str,
+    village: str | None,
+    reference: ReferenceData,
+    open_load: Mapping[str, int],
+    today: date,
+) -> Assignment | NeedsTriage:
+    """:func:`route` once :func:`lead_unit` has decided the unit: for a caller that reads the
+    open load of that unit's staff only."""
     assignment = _staffed(item, lead, village, open_load, today)
     verdict = judge_assignment(
         item,
