@@ -27,25 +27,31 @@ PROBLEM = "application/problem+json"
 async def assigned_case(dispatch: tuple[httpx.AsyncClient, Runtime]) -> UUID:
     """A fresh case of 城关镇 (T03), assigned to its urban-management squad."""
     _, runtime = dispatch
-    now = datetime.now(UTC)
-    case = Case(
+    case = _squad_case("assigned", None, datetime.now(UTC), village_code="T03V02")
+    async with runtime.transaction() as session:
+        session.add(case)
+    return case.id
+
+
+def _squad_case(
+    status: str, staff_id: str | None, now: datetime, village_code: str | None = None
+) -> Case:
+    """A case of 城关镇 (T03) held by its urban-management squad, in ``status``."""
+    return Case(
         county="140999",
         id=uuid7(),
         tip_id=uuid7(),
-        status="assigned",
+        status=status,
         matter_code="CG-001",
         township_code="T03",
-        village_code="T03V02",
+        village_code=village_code,
         urgency="general",
         unit_id="T03-CGJ",
-        staff_id=None,
+        staff_id=staff_id,
         catalogue_version="test",
         created_at=now,
         updated_at=now,
     )
-    async with runtime.transaction() as session:
-        session.add(case)
-    return case.id
 
 
 @pytest.fixture
@@ -282,22 +288,7 @@ async def test_routing_reads_the_open_load_of_the_staff_it_may_pick_only(
     async with runtime.transaction() as session:
         for staff_id, statuses in held.items():
             for status in statuses:
-                session.add(
-                    Case(
-                        county="140999",
-                        id=uuid7(),
-                        tip_id=uuid7(),
-                        status=status,
-                        matter_code="CG-001",
-                        township_code="T03",
-                        urgency="general",
-                        unit_id="T03-CGJ",
-                        staff_id=staff_id,
-                        catalogue_version="test",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                session.add(_squad_case(status, staff_id, now))
     unit = [Staff(id=s, name=s, role="member") for s in ("LOAD-A", "LOAD-C", "LOAD-D")]
     async with runtime.sessions() as session:
         narrowed = await open_load(session, unit)
@@ -305,22 +296,7 @@ async def test_routing_reads_the_open_load_of_the_staff_it_may_pick_only(
         # A case assigned earlier in the same transaction (an earlier tip of one inbox batch)
         # counts, though not yet flushed: the query runs through the session, which flushes
         # first, not on the bare connection.
-        session.add(
-            Case(
-                county="140999",
-                id=uuid7(),
-                tip_id=uuid7(),
-                status="assigned",
-                matter_code="CG-001",
-                township_code="T03",
-                urgency="general",
-                unit_id="T03-CGJ",
-                staff_id="LOAD-D",
-                catalogue_version="test",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        session.add(_squad_case("assigned", "LOAD-D", now))
         in_the_same_batch = await open_load(session, unit)
         await session.rollback()
     assert narrowed == {"LOAD-A": 2}
