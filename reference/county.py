@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import date
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -471,6 +471,16 @@ _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
 )
 
+
+@lru_cache(maxsize=64)
+def _parsed_yaml(text: bytes) -> object:
+    """The document in ``text``, parsed once per content: a reload reparses only the files that
+    changed, and a process that starts services again and again (the test suite) does not
+    spend a fifth of its time building the same mappings. Read only: the pydantic models
+    validated from it copy what they keep (yaml.YAMLError is raised, never cached)."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 CONFIG_FILES = (
     "county.yaml",
     "departments.yaml",
@@ -537,7 +547,7 @@ def _load_county(directory: Path, config_dir: Path) -> ReferenceData:
             continue
         digest.update(name.encode() + b"\0" + text + b"\0")
         try:
-            raw[name] = yaml.load(text, Loader=_StrictLoader)
+            raw[name] = _parsed_yaml(text)
         except yaml.YAMLError as exc:
             reasons.append(f"{where}{name}: not valid YAML ({exc})")
     if reasons:
@@ -661,7 +671,7 @@ def county_tenancy(config_dir: Path) -> Counties:
     for directory in [config_dir, *county_directories(config_dir)]:
         path = directory / "county.yaml"
         try:
-            doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)
+            doc = _parsed_yaml(path.read_bytes())
         except (OSError, yaml.YAMLError) as exc:
             raise ReferenceDataError([f"{path}: cannot read ({exc})"]) from exc
         county = _parse_one(doc, County, str(path), reasons)
