@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reference.county import ReferenceData
-from services.dispatch.classifier import NONE, Example, TriageModel
+from services.dispatch.classifier import NONE, Example, TriageModel, model_version
 
 TRIAGE_DIR = "triage"
+# Models trained in this process, by version (a digest of their examples and reference data):
+# a reload whose corpus and catalogue did not change, or a second service instance in one
+# process (the test suite starts dozens), takes the model already trained (~1 s of CPU) —
+# the same examples over the same catalogue make the same model.
+TRAINED_KEPT = 4
+_trained: dict[str, TriageModel] = {}
 CORPUS = "corpus.csv"
 HISTORY = "history.csv"
 LEARNED = "learned.csv"
@@ -111,7 +117,15 @@ def read_corpus(config_dir: Path, reference: ReferenceData) -> Corpus | None:
 def load_model(config_dir: Path, reference: ReferenceData) -> TriageModel | None:
     """The model trained from the county's labelled tips, or None (keywords only)."""
     corpus = read_corpus(config_dir, reference)
-    return None if corpus is None else TriageModel(corpus.training(), reference)
+    if corpus is None:
+        return None
+    examples = corpus.training()
+    version = model_version(examples, reference)
+    model = _trained.pop(version, None) or TriageModel(examples, reference)
+    _trained[version] = model  # the most recent last
+    while len(_trained) > TRAINED_KEPT:
+        del _trained[next(iter(_trained))]
+    return model
 
 
 def write_labelled(path: Path, examples: list[Example]) -> None:

@@ -11,7 +11,15 @@ import pytest
 
 from reference.county import ReferenceData, load_reference
 from services.dispatch.classifier import NONE, Example, Guess, TriageModel
-from services.dispatch.corpus import Corpus, CorpusError, read_corpus
+from services.dispatch.corpus import (
+    LEARNED,
+    TRIAGE_DIR,
+    Corpus,
+    CorpusError,
+    load_model,
+    read_corpus,
+    write_labelled,
+)
 from services.dispatch.evaluation import evaluate
 from services.dispatch.routing import waiting_queue
 from services.dispatch.training import train
@@ -303,3 +311,24 @@ def test_the_whistle_triage_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     printed = capsys.readouterr().out
     assert "训练前：" in printed and "训练后：" in printed and "阈值 0.80" in printed
     assert f"新增历史工单 {len(BIKES)} 条" in printed and "POST /v1/reference/reload" in printed
+
+
+def test_an_unchanged_corpus_reuses_its_model_and_a_changed_one_trains_anew(
+    tmp_path: Path, ref: ReferenceData
+) -> None:
+    config = _county_copy(tmp_path)
+    first = load_model(config, ref)
+    assert first is not None
+    # A reload of the same files (another instance in the process, a SIGHUP) takes the model
+    # already trained.
+    assert load_model(config, ref) is first
+    learned = read_corpus(config, ref)
+    assert learned is not None
+    matter = ref.catalogue.items[0].code
+    write_labelled(
+        config / TRIAGE_DIR / LEARNED,
+        [*learned.learned, Example("河道里漂着一大片垃圾没人捞", matter)],
+    )
+    second = load_model(config, ref)
+    assert second is not None and second is not first
+    assert second.version != first.version and second.examples == first.examples + 1
