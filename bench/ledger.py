@@ -2,7 +2,7 @@
 entries, and how long an auditor's offline check of that log takes.
 
 1. Ingest: a tip's four events at a time, through the inbox's batch path
-   (``InboxConsumer.process_batch``: one partition's batch of up to ``BATCH_SIZE`` records in
+   (``InboxConsumer.process_batch``: a fetch's batch of up to ``BATCH_SIZE`` records in
    one transaction) and the real Recorder, into PostgreSQL. The broker is left out: this is
    the ledger's own cost. The same batches with a handler that does nothing show what the
    inbox alone costs.

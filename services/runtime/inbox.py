@@ -95,7 +95,7 @@ class InboxRecord(SQLModel, table=True):
 PATTERN_METADATA_MAX_AGE_MS = 5_000
 DEFAULT_METADATA_MAX_AGE_MS = 300_000  # aiokafka's own
 
-# Records taken from Kafka at a time; each partition's share commits in one transaction.
+# Records taken from Kafka at a time (all partitions together); they commit in one transaction.
 BATCH_SIZE = 200
 # How long the broker may hold a fetch that has no data yet. Tansu holds it that long even
 # when data arrives meanwhile, so this bounds each hop's latency (bench: 478 ms → 88 ms p50
@@ -277,12 +277,17 @@ class InboxConsumer:
     async def run(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=BATCH_SIZE)
-            for partition, records in batches.items():
-                await self.process_batch(records)
-                await self._commit(partition, records[-1].offset + 1)
-                last = records[-1]
-                self._consumed[partition] = (last.offset, _digest(last.value))
-                self._processed += len(records)
+            if batches:
+                # Every partition's records of the fetch in one transaction and their offsets
+                # in one commit: at a steady trickle a fetch holds a record or two from each of
+                # several partitions, and a transaction and a commit per partition cost more
+                # than the records themselves (docs/benchmarks.md).
+                await self.process_batch([r for records in batches.values() for r in records])
+                await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                for partition, records in batches.items():
+                    last = records[-1]
+                    self._consumed[partition] = (last.offset, _digest(last.value))
+                    self._processed += len(records)
             if self._logs and time.monotonic() - self._last_verify >= self._verify_seconds:
                 await self._verify(self._logs)
 
@@ -388,7 +393,8 @@ class InboxConsumer:
         return self.lag
 
     async def process_batch(self, records: list[ConsumerRecord]) -> None:
-        """One partition's records in one transaction: one commit instead of one per event.
+        """A fetch's records, of one partition or several, each partition's in its order, in
+        one transaction: one commit instead of one per event.
 
         If anything in the batch fails, nothing of it is kept and the records are handled one
         by one, each with its own retries and dead-lettering, exactly as if they had come alone.
@@ -460,13 +466,13 @@ class InboxConsumer:
             with log_context(case_id=event.subject, event_id=event.id):
                 log.info("%s %s from %s", outcome, event.type, topic)
 
-    async def _commit(self, partition: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit({partition: offset})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # The partition moved to another member during a rebalance; it will redeliver from
+            # A partition moved to another member during a rebalance; it will redeliver from
             # the last committed offset and the inbox drops what was already handled.
-            log.warning("offset commit failed for %s: %s", partition, exc)
+            log.warning("offset commit failed for %s: %s", sorted(offsets), exc)
 
     async def process(self, record: ConsumerRecord) -> None:
         try:

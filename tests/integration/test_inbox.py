@@ -82,13 +82,19 @@ async def _effects_equal(sessions: Sessions, expected: int) -> bool:
     return await _effects(sessions) == expected
 
 
-async def _committed(infra: Infra, group: str, topic: str, offset: int) -> bool:
+async def _committed(
+    infra: Infra, group: str, topic: str, offset: int, partitions: int = 1
+) -> bool:
+    """Whether ``group`` committed ``offset`` on each of the topic's first ``partitions``."""
     probe = AIOKafkaConsumer(
         bootstrap_servers=infra.bootstrap, group_id=group, enable_auto_commit=False
     )
     await probe.start()
     try:
-        return await probe.committed(TopicPartition(topic, 0)) == offset
+        for partition in range(partitions):
+            if await probe.committed(TopicPartition(topic, partition)) != offset:
+                return False
+        return True
     finally:
         await probe.stop()
 
@@ -325,3 +331,50 @@ async def _flushes(sessions: Sessions) -> list[str]:
             )
         ).all()
     return list(rows) if rows and rows[-1] == "after 3" else []
+
+
+async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_on_each(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    """The records a fetch brings from several partitions are handled together (one
+    transaction per fetch, not per partition) and each partition's offset is committed."""
+    topic = f"test.inbox.{uuid4().hex[:8]}"
+    await ensure_topics(infra.bootstrap, [topic, dlq_topic(topic)], partitions=3)
+    events = [sample_event(clock, subject=f"case-{n % 3}") for n in range(6)]
+    for n, event in enumerate(events):
+        await producer.send_and_wait(topic, value=event.to_bytes(), partition=n % 3)
+
+    async def summarise(session: AsyncSession) -> None:
+        handled = await session.scalar(
+            select(func.count()).select_from(Effect).where(Effect.note != "flush")
+        )
+        session.add(Effect(event_id=f"after {handled}", note="flush"))
+
+    async with consuming(
+        infra,
+        sessions,
+        producer,
+        clock,
+        topic,
+        _recording_handler(),
+        "g-fetch",
+        before_commit=summarise,
+    ):
+        await eventually(
+            lambda: _committed(infra, "g-fetch", topic, 2, partitions=3),
+            what="two events committed on each of the three partitions",
+        )
+    async with sessions() as session:
+        handled = (
+            await session.scalars(select(Effect.event_id).where(Effect.note != "flush"))
+        ).all()
+    assert sorted(handled) == sorted(e.id for e in events)
+    async with sessions() as session:
+        flushes = (
+            await session.scalars(
+                select(Effect.event_id).where(Effect.note == "flush").order_by(Effect.id)
+            )
+        ).all()
+    # A transaction per partition would make at least three; a transaction per fetch makes
+    # fewer, unless each fetch reached a single partition (aiokafka asks for all at once).
+    assert flushes[-1] == "after 6" and len(flushes) < 3
