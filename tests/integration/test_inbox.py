@@ -298,13 +298,6 @@ async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
     for event in events:
         await _send(producer, topic, event.to_bytes())
 
-    async def summarise(session: AsyncSession) -> None:
-        # Sees the handlers' rows of this transaction, and commits or rolls back with them.
-        handled = await session.scalar(
-            select(func.count()).select_from(Effect).where(Effect.note != "flush")
-        )
-        session.add(Effect(event_id=f"after {handled}", note="flush"))
-
     async with consuming(
         infra,
         sessions,
@@ -313,7 +306,7 @@ async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
         topic,
         _recording_handler(),
         "g-flush",
-        before_commit=summarise,
+        before_commit=_summarise,
     ):
         await eventually(lambda: _flushes(sessions), what="a flush that saw all three events")
     # One flush per transaction (one, unless the broker split the records), each counting the
@@ -323,14 +316,28 @@ async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
     assert flushes == sorted(flushes) and len(set(flushes)) == len(flushes)
 
 
-async def _flushes(sessions: Sessions) -> list[str]:
+async def _summarise(session: AsyncSession) -> None:
+    """A ``before_commit`` that records how many events had been handled when it ran: it sees
+    the handlers' rows of its transaction, and commits or rolls back with them."""
+    handled = await session.scalar(
+        select(func.count()).select_from(Effect).where(Effect.note != "flush")
+    )
+    session.add(Effect(event_id=f"after {handled}", note="flush"))
+
+
+async def _all_flushes(sessions: Sessions) -> list[str]:
     async with sessions() as session:
         rows = (
             await session.scalars(
                 select(Effect.event_id).where(Effect.note == "flush").order_by(Effect.id)
             )
         ).all()
-    return list(rows) if rows and rows[-1] == "after 3" else []
+    return list(rows)
+
+
+async def _flushes(sessions: Sessions) -> list[str]:
+    rows = await _all_flushes(sessions)
+    return rows if rows and rows[-1] == "after 3" else []
 
 
 async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_on_each(
@@ -344,12 +351,6 @@ async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_
     for n, event in enumerate(events):
         await producer.send_and_wait(topic, value=event.to_bytes(), partition=n % 3)
 
-    async def summarise(session: AsyncSession) -> None:
-        handled = await session.scalar(
-            select(func.count()).select_from(Effect).where(Effect.note != "flush")
-        )
-        session.add(Effect(event_id=f"after {handled}", note="flush"))
-
     async with consuming(
         infra,
         sessions,
@@ -358,7 +359,7 @@ async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_
         topic,
         _recording_handler(),
         "g-fetch",
-        before_commit=summarise,
+        before_commit=_summarise,
     ):
         await eventually(
             lambda: _committed(infra, "g-fetch", topic, 2, partitions=3),
@@ -369,12 +370,7 @@ async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_
             await session.scalars(select(Effect.event_id).where(Effect.note != "flush"))
         ).all()
     assert sorted(handled) == sorted(e.id for e in events)
-    async with sessions() as session:
-        flushes = (
-            await session.scalars(
-                select(Effect.event_id).where(Effect.note == "flush").order_by(Effect.id)
-            )
-        ).all()
+    flushes = await _all_flushes(sessions)
     # A transaction per partition would make at least three; a transaction per fetch makes
     # fewer, unless each fetch reached a single partition (aiokafka asks for all at once).
     assert flushes[-1] == "after 6" and len(flushes) < 3
