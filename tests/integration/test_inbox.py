@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from uuid import uuid4
 
 import asyncpg
@@ -15,7 +16,7 @@ from contracts.envelope import CloudEvent
 from contracts.topics import dlq_topic
 from services.launcher.embedded import free_port
 from services.runtime.db import Sessions, create_engine, session_factory
-from services.runtime.inbox import Handler, InboxRecord
+from services.runtime.inbox import Handler, InboxConsumer, InboxRecord
 from services.runtime.kafka import ensure_topics
 from services.runtime.metrics import DEPENDENCY_OUTAGES
 from services.runtime.outbox import stage
@@ -23,9 +24,9 @@ from tests.integration.conftest import Effect, MovableClock, consuming, sample_e
 from tests.support.infra import Infra, eventually, read_topic
 
 
-async def _topic(infra: Infra) -> str:
+async def _topic(infra: Infra, partitions: int = 1) -> str:
     topic = f"test.inbox.{uuid4().hex[:8]}"
-    await ensure_topics(infra.bootstrap, [topic, dlq_topic(topic)], partitions=1)
+    await ensure_topics(infra.bootstrap, [topic, dlq_topic(topic)], partitions=partitions)
     return topic
 
 
@@ -298,16 +299,7 @@ async def test_before_commit_runs_in_the_transaction_of_the_events_it_follows(
     for event in events:
         await _send(producer, topic, event.to_bytes())
 
-    async with consuming(
-        infra,
-        sessions,
-        producer,
-        clock,
-        topic,
-        _recording_handler(),
-        "g-flush",
-        before_commit=_summarise,
-    ):
+    async with _summarising(infra, sessions, producer, clock, topic, "g-flush"):
         await eventually(lambda: _flushes(sessions), what="a flush that saw all three events")
     # One flush per transaction (one, unless the broker split the records), each counting the
     # handled rows committed with it and before it.
@@ -323,6 +315,27 @@ async def _summarise(session: AsyncSession) -> None:
         select(func.count()).select_from(Effect).where(Effect.note != "flush")
     )
     session.add(Effect(event_id=f"after {handled}", note="flush"))
+
+
+def _summarising(
+    infra: Infra,
+    sessions: Sessions,
+    producer: AIOKafkaProducer,
+    clock: MovableClock,
+    topic: str,
+    group: str,
+) -> AbstractAsyncContextManager[InboxConsumer]:
+    """A consumer of ``topic`` that records each event and, before each commit, a summary."""
+    return consuming(
+        infra,
+        sessions,
+        producer,
+        clock,
+        topic,
+        _recording_handler(),
+        group,
+        before_commit=_summarise,
+    )
 
 
 async def _all_flushes(sessions: Sessions) -> list[str]:
@@ -345,22 +358,12 @@ async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_
 ) -> None:
     """The records a fetch brings from several partitions are handled together (one
     transaction per fetch, not per partition) and each partition's offset is committed."""
-    topic = f"test.inbox.{uuid4().hex[:8]}"
-    await ensure_topics(infra.bootstrap, [topic, dlq_topic(topic)], partitions=3)
+    topic = await _topic(infra, partitions=3)
     events = [sample_event(clock, subject=f"case-{n % 3}") for n in range(6)]
     for n, event in enumerate(events):
         await producer.send_and_wait(topic, value=event.to_bytes(), partition=n % 3)
 
-    async with consuming(
-        infra,
-        sessions,
-        producer,
-        clock,
-        topic,
-        _recording_handler(),
-        "g-fetch",
-        before_commit=_summarise,
-    ):
+    async with _summarising(infra, sessions, producer, clock, topic, "g-fetch"):
         await eventually(
             lambda: _committed(infra, "g-fetch", topic, 2, partitions=3),
             what="two events committed on each of the three partitions",
