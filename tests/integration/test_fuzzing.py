@@ -15,7 +15,7 @@ scripts and styles, ``/metrics``, ``/v1/kpis/metrics``) are not generated at all
 Three kinds of request per operation: schemathesis' coverage cases (deterministic: each value
 at its bounds and past them, a required part missing, a wrong type, the methods the path does
 not take), then hypothesis' positive and negative examples, derandomized (the same requests on
-every run, for the same selection of tests) and few: the module takes about 50 s on an idle
+every run, for the same selection of tests) and few: the module takes about 70 s on an idle
 2-core machine, its own servers' start included. A failure names the operation and the request
 that broke the rule (hypothesis shrinks it first); every operation is tried before the test
 fails, so one run lists every failing operation.
