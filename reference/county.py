@@ -475,8 +475,8 @@ _StrictLoader.add_constructor(
 @lru_cache(maxsize=64)
 def _parsed_yaml(text: bytes) -> object:
     """The document in ``text``, parsed once per content: a reload reparses only the files that
-    changed, and a process that starts services again and again (the test suite) does not
-    spend a fifth of its time building the same mappings. Read only: the pydantic models
+    changed, and a process that starts services again and again (the test suite) does not spend
+    a sixth of its integration CPU building the same mappings. Read only: the pydantic models
     validated from it copy what they keep (yaml.YAMLError is raised, never cached)."""
     return yaml.load(text, Loader=_StrictLoader)
 

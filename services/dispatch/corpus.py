@@ -22,16 +22,16 @@ from reference.county import ReferenceData
 from services.dispatch.classifier import NONE, Example, TriageModel, model_version
 
 TRIAGE_DIR = "triage"
+CORPUS = "corpus.csv"
+HISTORY = "history.csv"
+LEARNED = "learned.csv"
+TRAIN, HELD_OUT = "train", "heldout"
 # Models trained in this process, by version (a digest of their examples and reference data):
 # a reload whose corpus and catalogue did not change, or a second service instance in one
 # process (the test suite starts dozens), takes the model already trained (~1 s of CPU) —
 # the same examples over the same catalogue make the same model.
 TRAINED_KEPT = 4
 _trained: dict[str, TriageModel] = {}
-CORPUS = "corpus.csv"
-HISTORY = "history.csv"
-LEARNED = "learned.csv"
-TRAIN, HELD_OUT = "train", "heldout"
 
 
 class CorpusError(Exception):
