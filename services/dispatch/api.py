@@ -20,7 +20,6 @@ from services.dispatch.dependencies import (
     CaseActor,
     CaseReader,
     IfMatch,
-    RuntimeDep,
     change_case,
     changing,
     expected_version,
@@ -29,6 +28,7 @@ from services.dispatch.dependencies import (
 from services.dispatch.lifecycle import Action
 from services.dispatch.queries import merged_tips, tip_texts
 from services.dispatch.views import CaseView, case_view
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 

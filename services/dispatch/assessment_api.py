@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.events import AssessmentGrade, StaffAssessed
 from services.dispatch.assessment_service import record_assessment
 from services.dispatch.assessments import NotAssessable
-from services.dispatch.dependencies import RuntimeDep, chosen_reference
+from services.dispatch.dependencies import chosen_reference
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["assessment"])
 

@@ -35,7 +35,6 @@ from services.dispatch.dependencies import (
     ChosenCounty,
     County,
     LegalReviewReader,
-    RuntimeDep,
     chosen_reference,
     reading,
 )
@@ -64,6 +63,7 @@ from services.dispatch.routing import ADMISSION_APPROVAL_QUEUE
 from services.dispatch.views import CaseView, SuggestionOut, case_view, suggestions_out
 from services.dispatch.wiring import current_counties, local_today
 from services.runtime.auth import Principal, require_roles
+from services.runtime.service import RuntimeDep
 from services.runtime.settings import Settings
 
 router = APIRouter(prefix="/v1/console", tags=["console"])

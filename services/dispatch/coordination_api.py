@@ -29,7 +29,6 @@ from services.dispatch.dependencies import (
     IfMatch,
     LegalReviewer,
     LegalReviewReader,
-    RuntimeDep,
     change_case,
     chosen_reference,
 )
@@ -56,7 +55,7 @@ from services.dispatch.wiring import (
 )
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime
+from services.runtime.service import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["coordination"])
 

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import MeetingDecisionReported, Sha256
 from services.dispatch import meeting_decisions
-from services.dispatch.dependencies import RuntimeDep
 from services.dispatch.queries import scoped_codes
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["meetings"])
 Member = Annotated[Principal, Depends(require_roles("unit_member"))]

@@ -21,9 +21,7 @@ from services.dispatch.views import CaseView, case_view
 from services.dispatch.wiring import case_service, current_counties
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+from services.runtime.service import Runtime
 
 CaseReader = Annotated[
     Principal,

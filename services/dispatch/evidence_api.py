@@ -19,11 +19,12 @@ from pydantic import BaseModel
 
 from services.dispatch import evidence
 from services.dispatch.cases import find_case, may_add_evidence
-from services.dispatch.dependencies import CaseReader, RuntimeDep, changing, reading
+from services.dispatch.dependencies import CaseReader, changing, reading
 from services.dispatch.models import CaseEvidence
 from services.runtime.auth import Principal, require_roles
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 from services.runtime.uploads import (
     EVIDENCE_KINDS,
     EVIDENCE_REFUSALS,

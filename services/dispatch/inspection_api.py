@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.events import InspectionFinding
 from services.dispatch import inspection_service
-from services.dispatch.dependencies import RuntimeDep
 from services.dispatch.inspections import COMPLETER, READERS, NotCompletable, state
 from services.dispatch.models import InspectionTask
 from services.dispatch.wiring import current_counties, local_today
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["inspection"])
 

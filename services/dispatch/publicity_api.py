@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.dispatch.dependencies import RuntimeDep, reading
+from services.dispatch.dependencies import reading
 from services.dispatch.publicity import (
     PublicRecord,
     public_record,
@@ -21,6 +21,7 @@ from services.dispatch.publicity import (
 from services.dispatch.queries import closed_cases
 from services.dispatch.wiring import current_reference
 from services.runtime.pages import page_router
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["publicity"])
 page = page_router("publicity", "/publicity", Path(__file__).with_name("static"))

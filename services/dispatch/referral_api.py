@@ -21,9 +21,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.dispatch.cases import Referral, ReferralKey
-from services.dispatch.dependencies import RuntimeDep, changing
+from services.dispatch.dependencies import changing
 from services.dispatch.views import CaseView, case_view
 from services.runtime.auth import Principal, require_roles
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
 

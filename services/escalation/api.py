@@ -24,7 +24,7 @@ from services.escalation.counties import of_readers_counties
 from services.escalation.models import CaseAssignment, CaseDeadline, WhistleSummons
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["deadlines"])
 
@@ -54,7 +54,7 @@ async def case_deadlines(
         Principal,
         Depends(require_roles("dispatcher", "county_supervisor", "county_department", "auditor")),
     ],
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> CaseDeadlines:
     async with runtime.sessions() as session:
         if not await _may_read(session, principal, case_id, runtime.counties):

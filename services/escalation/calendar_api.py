@@ -12,10 +12,9 @@ from services.escalation.calendar import CalendarError
 from services.escalation.calendar_watch import CalendarStatus, watch_of
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["calendar"])
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # Whoever reads deadlines may know how they are counted; the county changes the calendar.
 Reader = Annotated[
     Principal,

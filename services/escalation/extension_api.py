@@ -42,10 +42,9 @@ from services.escalation.whistle_protocol import follow_extension
 from services.runtime.auth import Principal, require_roles
 from services.runtime.outbox import stage
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["extensions"])
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 class ExtensionIn(BaseModel):

@@ -54,7 +54,7 @@ from services.escalation.policies import PolicyBook
 from services.runtime import pages
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["meetings"])
 Leader = Annotated[Principal, Depends(require_roles("township_leader"))]
@@ -73,7 +73,6 @@ Reader = Annotated[
         )
     ),
 ]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 PROBLEM = "https://whistle.example/problems/"
 COUNTY_READERS = frozenset({"county_supervisor", "auditor", "admin"})

@@ -40,7 +40,7 @@ from services.runtime import pages
 from services.runtime.auth import Principal, require_roles
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import Runtime, RuntimeDep
 from services.runtime.uploads import (
     EVIDENCE_KINDS,
     EVIDENCE_REFUSALS,
@@ -59,7 +59,6 @@ Reader = Annotated[
 # A township's leader and dispatcher read the whistles their township blew: the overdue ones
 # are what a township refers to its joint meeting (联席会议, meeting_api.py).
 TOWNSHIP_READERS = frozenset({"township_leader", "dispatcher"})
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 PROBLEM = "https://whistle.example/problems/"
 

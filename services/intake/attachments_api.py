@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from services.intake import channels
-from services.intake.edges import ProblemRoute, RuntimeDep, client_address
+from services.intake.edges import ProblemRoute, client_address
 from services.runtime.limits import own_body_limit
+from services.runtime.service import RuntimeDep
 from services.runtime.uploads import MULTIPART_BODY, receive_upload
 
 router = APIRouter(prefix="/v1", tags=["attachments"], route_class=ProblemRoute)

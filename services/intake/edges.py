@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Header, Request, Response
 from fastapi.routing import APIRoute
 
 from services.intake.channels import Receipt, TipAccepted
@@ -31,9 +31,7 @@ from services.intake.errors import (
 from services.intake.feedback import REFUSAL_TEXT
 from services.runtime import proxies
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+from services.runtime.service import get_runtime
 
 IdempotencyKey = Annotated[
     str | None,

@@ -10,9 +10,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from services.intake.edges import ProblemRoute, RuntimeDep
+from services.intake.edges import ProblemRoute
 from services.intake.erasure import REQUEST_BASIS, Erasure, request_erasure
 from services.runtime.auth import Principal, require_roles
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=ProblemRoute)
 

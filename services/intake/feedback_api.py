@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import Rating
 from services.intake import tips
-from services.intake.edges import ProblemRoute, RuntimeDep, client_address
+from services.intake.edges import ProblemRoute, client_address
 from services.intake.feedback import RATING_TEXT, reopens
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 

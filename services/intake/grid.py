@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from contracts.events import GeoPoint, Sha256
 from services.intake import channels
 from services.intake.channels import GridId, NewTip, TipAccepted, TipText
-from services.intake.edges import IdempotencyKey, ProblemRoute, RuntimeDep, answer
+from services.intake.edges import IdempotencyKey, ProblemRoute, answer
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1/grid", tags=["grid workers"], route_class=ProblemRoute)
 

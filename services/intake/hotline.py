@@ -13,9 +13,10 @@ from contracts.events import Urgency
 from services.intake import channels, tips
 from services.intake.channels import Located, NewTip, TipAccepted, TipText
 from services.intake.contact import PHONE
-from services.intake.edges import ProblemRoute, RuntimeDep, answer
+from services.intake.edges import ProblemRoute, answer
 from services.intake.feedback import ANSWER_TEXT, UNREACHABLE, FollowUpAnswer, reopens
 from services.runtime.auth import Principal, require_roles
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1/hotline", tags=["hotline"], route_class=ProblemRoute)
 

@@ -30,7 +30,7 @@ from reference.county import Grid, ReferenceData, Township, Village, load_refere
 from services.intake import channels, database
 from services.intake.channels import MAX_TEXT, NewTip, has_place
 from services.intake.contact import PHONE
-from services.intake.edges import IdempotencyKey, ProblemRoute, RuntimeDep, answer, client_address
+from services.intake.edges import IdempotencyKey, ProblemRoute, answer, client_address
 from services.intake.models import Tip, TipTimelineEntry
 from services.intake.open311_format import (
     ANNOUNCED_FORMATS,
@@ -56,7 +56,7 @@ from services.intake.open311_rules import (
 from services.intake.tips import STATUS_TEXT
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import BUSY, Problem, is_unavailable, retry_after, unavailable
-from services.runtime.service import Runtime
+from services.runtime.service import Runtime, RuntimeDep
 from services.runtime.settings import Settings
 
 CHANNEL = "open311"

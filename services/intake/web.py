@@ -18,16 +18,11 @@ from contracts.events import GeoPoint, Sha256
 from services.intake import channels, tips
 from services.intake.channels import Located, NewTip, TipAccepted, TipText
 from services.intake.contact import PHONE
-from services.intake.edges import (
-    IdempotencyKey,
-    ProblemRoute,
-    RuntimeDep,
-    answer,
-    client_address,
-)
+from services.intake.edges import IdempotencyKey, ProblemRoute, answer, client_address
 from services.intake.feedback import RATING_TEXT
 from services.intake.tips import JOINED_CASE_NOTE, STATUS_TEXT
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["tips"], route_class=ProblemRoute)
 

@@ -14,7 +14,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from services.intake.edges import RuntimeDep
 from services.intake.errors import WeChatCallbackReplayed, WeChatMessageOfAnother
 from services.intake.wechat_crypto import (
     WeChatCryptoError,
@@ -34,6 +33,7 @@ from services.intake.wechat_messages import (
 )
 from services.runtime.limits import own_body_limit
 from services.runtime.problems import Problem
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/wechat", tags=["wechat"])
 

@@ -30,12 +30,11 @@ from services.ledger.shredding import SEALED
 from services.runtime.auth import Principal, require_roles
 from services.runtime.db import Sessions
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
 Auditor = Annotated[Principal, Depends(require_roles("auditor"))]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 EXPORT_BATCH = 1000
 # Only an entry with a sealed field needs parsing to be opened.
 SEALED_MARK = f'"{SEALED}"'.encode()

@@ -20,7 +20,7 @@ from services.ledger.kpis import Counts, PeriodKind, local_day, period_of
 from services.ledger.models import KpiAssessment
 from services.runtime.auth import Principal, require_roles
 from services.runtime.problems import Problem
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["assessment"])
 
@@ -38,7 +38,7 @@ def _may_read(principal: Principal, township: str, department: str | None) -> bo
 @router.get("/assessments/sheet", response_class=HTMLResponse)
 async def sheet(
     principal: Annotated[Principal, Depends(require_roles(*SHEET_READERS))],
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     unit: str,
     period: PeriodKind = "month",
     at: Annotated[date | None, Query(ge=FIRST_DAY, le=LAST_DAY)] = None,

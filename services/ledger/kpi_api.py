@@ -23,7 +23,7 @@ from services.ledger.kpis import (
     report_latency_avg_seconds,
 )
 from services.runtime.auth import Principal, require_roles
-from services.runtime.service import Runtime, get_runtime
+from services.runtime.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
 
@@ -114,7 +114,7 @@ LAST_DAY = date(9998, 12, 31)
 @router.get("/kpis", response_model=KpiReport)
 async def kpis(
     principal: Annotated[Principal, Depends(require_roles(*KPI_READERS))],
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     period: PeriodKind = "month",
     at: Annotated[
         date | None,

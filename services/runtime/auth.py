@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -198,11 +198,13 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_roles(*roles: str) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: the caller's principal, if it holds one of ``roles``."""
+def require_roles(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's principal, if it holds one of ``roles``. A coroutine
+    though it never awaits: FastAPI runs a plain function dependency in a worker thread, a hop
+    per request that costs more than the check (docs/benchmarks.md)."""
     allowed = frozenset(roles)
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
