@@ -319,7 +319,7 @@ class OutboxRelay:
         (docs/reliability.md). A real Kafka cluster refuses such a batch; waiting costs nothing
         there either."""
         try:
-            missing = await self._logs.missing_topics(topics)
+            missing = await self._logs.missing_topics(topics, max_age=self._check_seconds)
         except KafkaError as exc:
             log.info("could not read the broker's topics (%s): holding the outbox", exc)
             return True

@@ -203,6 +203,31 @@ async def test_nothing_is_sent_to_a_topic_the_broker_does_not_have(
     assert await _per_key(broker.bootstrap, topic) == _expected_per_key(before + waiting + after)
 
 
+async def test_a_listing_of_the_topics_is_not_trusted_across_a_broker_restart(
+    broker: EmbeddedBroker,
+) -> None:
+    """Between the relay's checks its topics are answered from the broker's last listing, but
+    only while the connections that listing came over stay open: a broker restarted empty
+    closed them, and is asked again. (Here no other client names the topic to the restarted
+    broker, which would make Tansu create it.)"""
+    topic = await _new_topic(broker, partitions=1)
+    logs = BrokerLogs(broker.bootstrap, client_id="test-listing")
+    await logs.start()
+    try:
+        assert await logs.missing_topics({topic}, max_age=3600) == set()
+        _restart_empty(broker)
+
+        async def missing() -> set[str] | None:
+            try:
+                return await logs.missing_topics({topic}, max_age=3600)
+            except KafkaError:
+                return None  # the restarted broker does not answer yet
+
+        assert await eventually(missing, within=10, what="the lost topic") == {topic}
+    finally:
+        await logs.stop()
+
+
 async def test_events_placed_below_what_the_broker_had_acknowledged_reveal_the_loss(
     broker: EmbeddedBroker,
     clients: tuple[AIOKafkaProducer, BrokerLogs],
