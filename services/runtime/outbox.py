@@ -107,19 +107,35 @@ class OutboxPartition(SQLModel, table=True):
     next_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-# Marks a published batch sent, each row with the partition and offset the broker gave it.
-MARK_SENT = text(
+# A published batch in one round trip: each row marked sent with the partition and offset the
+# broker gave it, each partition's position advanced past the batch, and the positions as they
+# were before (the statement's snapshot), to tell whether the broker placed the batch below
+# what it had acknowledged. The relay holds its lock, so no other relay moves them meanwhile.
+RECORD_SENT = text(
     """
-    UPDATE outbox SET sent_at = :now, kafka_partition = sent.p, kafka_offset = sent.o
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[]))
-        AS sent(id, p, o)
-    WHERE outbox.id = sent.id
+    WITH known AS (SELECT topic, partition, next_offset FROM outbox_partition),
+    marked AS (
+        UPDATE outbox SET sent_at = :now, kafka_partition = sent.p, kafka_offset = sent.o
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[]))
+            AS sent(id, p, o)
+        WHERE outbox.id = sent.id
+    ),
+    advanced AS (
+        INSERT INTO outbox_partition (topic, partition, next_offset)
+        SELECT * FROM unnest(
+            CAST(:topics AS text[]), CAST(:placed_partitions AS int[]), CAST(:ends AS bigint[])
+        )
+        ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+    )
+    SELECT topic, partition, next_offset FROM known
     """
 )
 ADVANCE = text(
     """
     INSERT INTO outbox_partition (topic, partition, next_offset)
-    VALUES (:topic, :partition, :next_offset)
+    SELECT * FROM unnest(
+        CAST(:topics AS text[]), CAST(:placed_partitions AS int[]), CAST(:ends AS bigint[])
+    )
     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
     """
 )
@@ -279,16 +295,7 @@ class OutboxRelay:
             # inboxes drop what they already had. (gather, not one await after another, so the
             # other failures of a batch are collected instead of logged as never retrieved.)
             placed: list[RecordMetadata] = list(await asyncio.gather(*acks))
-            await session.execute(
-                MARK_SENT,
-                {
-                    "now": self._clock(),
-                    "ids": [row.id for row in rows],
-                    "partitions": [meta.partition for meta in placed],
-                    "offsets": [meta.offset for meta in placed],
-                },
-            )
-            await self._advance(session, [row.id for row in rows], placed)
+            await self._record_sent(session, [row.id for row in rows], placed)
         for row in rows:
             OUTBOX_PUBLISHED.labels(self._service, row.topic).inc()
         return len(rows)
@@ -347,18 +354,34 @@ class OutboxRelay:
             ).all()
         )
 
-    async def _advance(
+    async def _record_sent(
         self, session: AsyncSession, ids: list[int], placed: list[RecordMetadata]
     ) -> None:
-        """Record how far each partition got; an offset below one acknowledged before means the
-        log went back (the broker lost it while this batch was on its way)."""
+        """Mark the batch sent and record how far each partition got; an offset below one
+        acknowledged before means the log went back (the broker lost it while this batch was
+        on its way)."""
         first: dict[TopicPartition, int] = {}
         after: dict[TopicPartition, int] = {}
         for meta in placed:
             tp = TopicPartition(meta.topic, meta.partition)
             first[tp] = min(first.get(tp, meta.offset), meta.offset)
             after[tp] = max(after.get(tp, 0), meta.offset + 1)
-        known = await self._positions(session)
+        ends = {
+            "topics": [tp.topic for tp in after],
+            "placed_partitions": [tp.partition for tp in after],
+            "ends": list(after.values()),
+        }
+        before = await session.execute(
+            RECORD_SENT,
+            {
+                "now": self._clock(),
+                "ids": ids,
+                "partitions": [meta.partition for meta in placed],
+                "offsets": [meta.offset for meta in placed],
+                **ends,
+            },
+        )
+        known = {TopicPartition(topic, partition): offset for topic, partition, offset in before}
         went_back = {tp: offset for tp, offset in first.items() if offset < known.get(tp, 0)}
         for tp, offset in went_back.items():
             await self._unsend(session, tp, offset, "offsets_went_back", keep=ids)
@@ -367,10 +390,8 @@ class OutboxRelay:
         moved = any(tp not in known and tp.topic in known_topics for tp in first)
         if went_back or moved:
             await self.heal(session, keep=ids)
-        for tp in first:
-            await session.execute(
-                ADVANCE, {"topic": tp.topic, "partition": tp.partition, "next_offset": after[tp]}
-            )
+            # Healing moves positions back to what the broker holds; this batch's stand.
+            await session.execute(ADVANCE, ends)
 
     async def heal(self, session: AsyncSession, keep: list[int] | None = None) -> int:
         """Mark unsent every retained event that the broker no longer holds (but those of
