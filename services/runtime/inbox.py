@@ -230,6 +230,9 @@ class InboxConsumer:
         self.lag: int | None = None
         # The partitions whose lag was last reported, to drop those a rebalance took away.
         self._lag_reported: set[TopicPartition] = set()
+        # Committed offsets of assigned partitions not processed here yet, per assignment.
+        self._committed_for: set[TopicPartition] = set()
+        self._committed_offsets: dict[TopicPartition, int] = {}
         self._subscription = subscription
         self._sessions = sessions
         self._dlq = dlq_producer
@@ -313,6 +316,7 @@ class InboxConsumer:
                 )
                 CONSUMER_REWOUND.labels(self._service, tp.topic).inc()
                 self._consumed.pop(tp, None)
+                self._committed_offsets.pop(tp, None)
                 try:
                     await self._consumer.seek_to_beginning(tp)
                 except IllegalStateError:
@@ -368,9 +372,19 @@ class InboxConsumer:
             if done is not None:
                 lags[tp] = max(0, end - done[0] - 1)
             else:
-                committed = await self._consumer.committed(tp)
-                lags[tp] = max(0, end - (committed or 0))
+                lags[tp] = max(0, end - await self._committed(tp, assigned))
         return lags
+
+    async def _committed(self, tp: TopicPartition, assigned: set[TopicPartition]) -> int:
+        """The group's committed offset of an assigned partition this consumer has processed
+        nothing of. It cannot move while the partition stays assigned here, so it is asked
+        once per assignment: the ledger has a hundred idle partitions, and asking each every
+        few seconds was most of its requests to the broker (docs/benchmarks.md)."""
+        if assigned != self._committed_for:
+            self._committed_for, self._committed_offsets = set(assigned), {}
+        if tp not in self._committed_offsets:
+            self._committed_offsets[tp] = await self._consumer.committed(tp) or 0
+        return self._committed_offsets[tp]
 
     async def refresh_lag(self) -> int:
         """Measure the lag, keep it in ``lag`` and set the gauges; returns the total.
