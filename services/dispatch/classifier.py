@@ -20,7 +20,7 @@ Pure: no files, no clock. The examples come from ``services.dispatch.corpus``.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +47,9 @@ RECIPE = "words+chars1-2/tfidf/linearsvc-C1/platt-oof5"
 CANDIDATES = 3
 # How many of a tip's words or characters are named as the reason for a candidate.
 WHY_FEATURES = 3
+# How many texts' guesses a model keeps: a consumer's batch has its tips read together ahead
+# of their handlers (``guesses_each``), and each handler's own call then finds its tip's.
+REMEMBERED = 1024
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class TriageModel:
                 self._calibration = LogisticRegression().fit(_margins(held_out), right)
         self._svm.fit(matrix, labels)
         self._names = self._features.get_feature_names_out()
+        self._remembered: OrderedDict[tuple[str, int], tuple[Guess, ...]] = OrderedDict()
 
     def guesses(self, text: str, top: int = CANDIDATES) -> tuple[Guess, ...]:
         """The ``top`` best matters (NONE among them) for a tip, best first. Each candidate's
@@ -150,10 +154,23 @@ class TriageModel:
         return self.guesses_each([text], top)[0]
 
     def guesses_each(self, texts: Sequence[str], top: int = CANDIDATES) -> list[tuple[Guess, ...]]:
-        """:meth:`guesses` for each of ``texts`` (a tip and its clauses), read in one pass:
-        sklearn's per-call input checks, not the arithmetic, were most of dispatch's CPU under
-        load (docs/benchmarks.md), so the texts go through the model together and the checks
-        of inputs that are the model's own are skipped."""
+        """:meth:`guesses` for each of ``texts``, those not read lately read in one pass:
+        sklearn's per-call work, not the arithmetic, was most of dispatch's triage under load
+        (1.4 ms for one tip alone, 0.3 ms each for twenty together: docs/benchmarks.md). A
+        model never changes, so a text's guesses are remembered (the last ``REMEMBERED``)."""
+        unread = [text for text in dict.fromkeys(texts) if (text, top) not in self._remembered]
+        if unread:
+            for text, guesses in zip(unread, self._read(unread, top), strict=True):
+                self._remembered[(text, top)] = guesses
+            while len(self._remembered) > REMEMBERED:
+                self._remembered.popitem(last=False)
+        for text in texts:
+            self._remembered.move_to_end((text, top))
+        return [self._remembered[(text, top)] for text in texts]
+
+    def _read(self, texts: Sequence[str], top: int) -> list[tuple[Guess, ...]]:
+        """The texts through the model together; the checks of inputs that are the model's own
+        are skipped."""
         with config_context(assume_finite=True, skip_parameter_validation=True):
             rows = self._features.transform([fold(text) for text in texts]).tocsr()
             scores = self._svm.decision_function(rows)

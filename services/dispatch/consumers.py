@@ -16,9 +16,10 @@ id)``, exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
@@ -37,6 +38,7 @@ from contracts.events import (
 from contracts.topics import CASES, DEADLINES, MEETINGS, REFERRALS, TIPS, TOPICS
 from services.dispatch import console_feed, meeting_decisions, retention
 from services.dispatch.cases import CaseService, Referral
+from services.dispatch.classifier import TriageModel
 from services.dispatch.errors import (
     CaseNotFound,
     NotPermitted,
@@ -44,7 +46,8 @@ from services.dispatch.errors import (
     TipNotOfCase,
     TransitionRefused,
 )
-from services.dispatch.wiring import case_service
+from services.dispatch.triage import model_texts
+from services.dispatch.wiring import case_service, county_model, current_counties
 from services.runtime.auth import Principal
 from services.runtime.inbox import Handler, PoisonEvent, Subscription
 from services.runtime.service import Runtime
@@ -75,8 +78,28 @@ def subscription(runtime: Runtime) -> Subscription:
     ) -> None:
         await refer(case_service(runtime, session, event.county), event, sender)
 
+    def read_tips_together(events: Sequence[CloudEvent]) -> None:
+        """A batch's tips read by the triage model in one pass before their handlers run, each
+        of which then finds its tip's reading (classifier.py says why)."""
+        texts: dict[int, tuple[TriageModel, list[str]]] = {}
+        for event in events:
+            if event.type != TipReceived.event_type:
+                continue
+            try:
+                tip = event.payload(TipReceived)
+            except ValidationError:
+                continue  # its handler dead-letters it
+            reference = current_counties(runtime).of(event.county)
+            model = county_model(runtime, reference)
+            if model is not None:
+                read = texts.setdefault(id(model), (model, []))[1]
+                read += model_texts(tip.text, tip.category_hint, reference)
+        for model, read in texts.values():
+            model.guesses_each(read)
+
     return Subscription(
         topics=(TIPS, *TIMELINE_TOPICS, REFERRALS, MEETINGS),
+        before_batch=read_tips_together,
         handlers={
             TipReceived.event_type: with_cases(tip_received),
             TipSupplemented.event_type: with_cases(tip_supplemented),

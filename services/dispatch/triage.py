@@ -76,18 +76,13 @@ def classify(
     """The channel's category hint wins when it names an item; otherwise weighted keywords
     found as words of the tip's segmentation (jieba, with the catalogue's keywords added),
     combined with the trained model when there is one (:func:`combine`)."""
-    if category_hint:
-        for item in reference.catalogue.items:
-            if category_hint in (item.code, item.open311_service_code):
-                return Classification(
-                    item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
-                )
+    hinted = _by_hint(category_hint, reference)
+    if hinted is not None:
+        return hinted
     by_keywords = _by_keywords(text, reference)
     if model is None:
         return by_keywords
-    clauses = [c for c in CLAUSE_BREAK.split(text) if len(c) >= MIN_CLAUSE]
-    if len(clauses) < 2:
-        clauses = []
+    clauses = _clauses(text)
     guesses, *of_clauses = model.guesses_each([text, *clauses])
     whole = combine(by_keywords, guesses, model.version, reference)
     if not clauses:
@@ -109,6 +104,31 @@ def classify(
             if best is None or found.confidence > best[0]:
                 seen[found.item.code] = (found.confidence, clause, found.item)
     return several_matters(whole, list(seen.values()))
+
+
+def model_texts(text: str, category_hint: str | None, reference: ReferenceData) -> list[str]:
+    """What :func:`classify` gives the trained model to read for a tip: the tip and, if it
+    has several, its clauses; nothing when the channel's hint names the matter."""
+    if _by_hint(category_hint, reference) is not None:
+        return []
+    return [text, *_clauses(text)]
+
+
+def _by_hint(category_hint: str | None, reference: ReferenceData) -> Classification | None:
+    """The item the channel's category hint names, if it names one."""
+    if category_hint:
+        for item in reference.catalogue.items:
+            if category_hint in (item.code, item.open311_service_code):
+                return Classification(
+                    item, 1.0, (f"渠道分类 {category_hint!r} 对应事项 {item.code} {item.name}",)
+                )
+    return None
+
+
+def _clauses(text: str) -> list[str]:
+    """The tip's clauses, when it has two or more that say enough to be read alone."""
+    clauses = [c for c in CLAUSE_BREAK.split(text) if len(c) >= MIN_CLAUSE]
+    return clauses if len(clauses) >= 2 else []
 
 
 def several_matters(

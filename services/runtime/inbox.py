@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -154,6 +154,10 @@ class Subscription:
     # Runs inside the transaction, after the handlers of every new event in it and before the
     # commit: for a service that writes what a batch of events adds all at once.
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
+    # Runs before the handlers of a batch of several events, outside its transaction, given
+    # those of its events that have a handler here: for pure work that is cheaper done for
+    # many events at once (dispatch's triage model reads a batch's tips together).
+    before_batch: Callable[[Sequence[CloudEvent]], None] | None = None
     # Handlers of the submissions the registry says come from outside Whistle (a topic's
     # ``submitters``), given the principal the inbox verified; and the verifier of their tokens.
     # A submission without a handler here goes to ``handlers``/``any_type`` once verified.
@@ -438,6 +442,8 @@ class InboxConsumer:
             if isinstance(handler, Refused):
                 raise _Refusal(handler.reason)
             received.append((record.topic, event, handler))
+        if self._subscription.before_batch:
+            self._subscription.before_batch([e for _, e, h in received if h is not None])
         handled: list[tuple[str, CloudEvent, str]] = []
         async with self._sessions() as session, session.begin():
             new = await self._claim(session, [(t, e) for t, e, h in received if h is not None])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,6 +211,7 @@ async def consuming(
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
     logs: BrokerLogs | None = None,
     after_staged_commit: Callable[[], None] = lambda: None,
+    before_batch: Callable[[Sequence[CloudEvent]], None] | None = None,
 ) -> AsyncIterator[InboxConsumer]:
     """An inbox consumer of a test's own ``topic`` (``DeadlinesSet`` events to ``handler``);
     with ``logs`` it can measure its lag."""
@@ -220,6 +221,7 @@ async def consuming(
             topics=(topic,),
             handlers={DeadlinesSet.event_type: handler},
             before_commit=before_commit,
+            before_batch=before_batch,
             admit=None,  # a topic of the test's own, outside the registry
         ),
         sessions=sessions,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from uuid import uuid4
 
@@ -377,3 +377,37 @@ async def test_a_fetch_of_several_partitions_is_handled_once_each_and_committed_
     # A transaction per partition would make at least three; a transaction per fetch makes
     # fewer, unless each fetch reached a single partition (aiokafka asks for all at once).
     assert flushes[-1] == "after 6" and len(flushes) < 3
+
+
+async def test_a_batch_is_shown_whole_before_its_handlers_run(
+    infra: Infra, sessions: Sessions, producer: AIOKafkaProducer, clock: MovableClock
+) -> None:
+    """``before_batch`` sees the events of a batch that have a handler (not the others), in
+    order, before the first of their handlers runs: dispatch's triage reads a batch's tips
+    together there."""
+    topic = await _topic(infra)
+    events = [sample_event(clock) for _ in range(4)]
+    other = sample_event(clock).model_copy(update={"type": "whistle.test.unhandled"})
+    for event in [*events[:2], other, *events[2:]]:
+        await _send(producer, topic, event.to_bytes())
+    seen: list[str] = []
+
+    def before_batch(batch: Sequence[CloudEvent]) -> None:
+        seen.append("batch: " + " ".join(event.id for event in batch))
+
+    async def handler(session: AsyncSession, event: CloudEvent, topic: str) -> None:
+        seen.append(event.id)
+
+    async with consuming(
+        infra, sessions, producer, clock, topic, handler, "g-before", before_batch=before_batch
+    ):
+        await eventually(lambda: _effects_seen(seen, events), what="every event handled")
+    batches = [entry.removeprefix("batch: ").split() for entry in seen if entry.startswith("batch")]
+    assert [id_ for batch in batches for id_ in batch] == [e.id for e in events]
+    for event in events:
+        shown = next(n for n, entry in enumerate(seen) if event.id in entry.split())
+        assert seen[shown].startswith("batch") and seen.index(event.id) > shown
+
+
+async def _effects_seen(seen: list[str], events: list[CloudEvent]) -> bool:
+    return all(event.id in seen for event in events)

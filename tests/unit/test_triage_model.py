@@ -29,6 +29,7 @@ from services.dispatch.triage import (
     classify,
     combine,
     locate,
+    model_texts,
     several_matters,
 )
 from services.runtime.settings import Settings
@@ -139,11 +140,37 @@ def test_training_is_deterministic_and_versioned_by_its_examples(
     assert fewer.version != model.version
 
 
-def test_texts_read_together_are_read_as_each_alone(corpus: Corpus, model: TriageModel) -> None:
-    """A tip and its clauses go through the model in one pass (classify): the guesses,
-    confidences and reasons must be those of each text read on its own."""
+def test_texts_read_together_are_read_as_each_alone(
+    ref: ReferenceData, corpus: Corpus, model: TriageModel
+) -> None:
+    """A tip and its clauses go through the model in one pass (classify), and so do a batch's
+    tips (dispatch's consumer): the guesses, confidences and reasons must be those of each
+    text read on its own — by another model of the same examples, which has read none of
+    them before."""
     texts = [e.text for e in corpus.held_out[:40]]
-    assert model.guesses_each(texts) == [model.guesses(text) for text in texts]
+    alone = TriageModel(corpus.training(), ref)
+    assert model.guesses_each(texts) == [alone.guesses(text) for text in texts]
+    # What is remembered is per number of candidates asked for.
+    assert model.guesses_each(texts[:1], top=1) == [alone.guesses(texts[0], top=1)]
+    assert len(model.guesses(texts[0], top=1)) == 1
+
+
+def test_tips_read_ahead_are_classified_without_reading_them_again(
+    ref: ReferenceData, corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model_texts`` is what ``classify`` asks the model: once a batch's tips were read
+    together, classifying each asks nothing more of sklearn, and gives what it would have."""
+    tips = [(INTERNET_CAFE, None), (ISSUE_TIPS[0][0], None), ("随便写的", "CG-001")]
+    fresh = TriageModel(corpus.training(), ref)
+    expected = [classify(text, hint, ref, fresh) for text, hint in tips]
+    model = TriageModel(corpus.training(), ref)
+    model.guesses_each([t for text, hint in tips for t in model_texts(text, hint, ref)])
+
+    def read_again(texts: list[str], top: int) -> None:
+        raise AssertionError(f"read again: {texts}")
+
+    monkeypatch.setattr(model, "_read", read_again)
+    assert [classify(text, hint, ref, model) for text, hint in tips] == expected
 
 
 def test_tips_in_the_catalogues_words_keep_their_matter(
