@@ -303,14 +303,17 @@ class InboxConsumer:
         longer holds: whatever replaced it may have landed at offsets already passed."""
         self._last_verify = time.monotonic()
         assigned = self._consumer.assignment()
-        for tp, (offset, digest) in self._checkpoints.items():
-            if tp not in assigned:
+        checkpoints = {tp: point for tp, point in self._checkpoints.items() if tp in assigned}
+        try:
+            found = await logs.records_at({tp: offset for tp, (offset, _) in checkpoints.items()})
+        except KafkaError as exc:
+            log.info("could not check the partitions consumed: %s", exc)
+            found = {}
+        for tp, (offset, digest) in checkpoints.items():
+            if tp not in found:
+                log.info("could not check %s at %d", tp, offset)
                 continue
-            try:
-                record = await logs.record_at(tp, offset)
-            except (TimeoutError, KafkaError) as exc:
-                log.info("could not check %s at %d: %s", tp, offset, exc)
-                continue
+            record = found[tp]
             if record is None or _digest(record.value) != digest:
                 log.warning(
                     "the broker no longer holds %s[%d]@%d: reading the partition again",

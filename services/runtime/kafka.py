@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,12 +153,13 @@ class BrokerLogs:
         return ends
 
     @contextlib.asynccontextmanager
-    async def _reading(self, partition: TopicPartition, offset: int) -> AsyncIterator[None]:
+    async def _reading(self, offsets: Mapping[TopicPartition, int]) -> AsyncIterator[None]:
         """Assigned only while read: an assigned partition is fetched ahead in the background,
         and its topic named in every metadata request, which makes Tansu create a topic it
         lost, racing the producers (``OutboxRelay._topics_missing``)."""
-        self._consumer.assign([partition])
-        self._consumer.seek(partition, offset)
+        self._consumer.assign(list(offsets))
+        for partition, offset in offsets.items():
+            self._consumer.seek(partition, offset)
         try:
             yield
         finally:
@@ -197,30 +198,56 @@ class BrokerLogs:
     async def record_at(
         self, partition: TopicPartition, offset: int, wait: float = 2.0
     ) -> ConsumerRecord | None:
-        """The record at ``offset``, or None if the log no longer holds it; TimeoutError if the
-        broker does not answer (which says nothing about the record).
+        """The record at ``offset``, or None if the log no longer holds it; TimeoutError if that
+        cannot be told (:meth:`records_at`), which says nothing about the record."""
+        found = await self.records_at({partition: offset}, wait)
+        if partition not in found:
+            raise TimeoutError(f"could not read {partition.topic}[{partition.partition}]@{offset}")
+        return found[partition]
+
+    async def records_at(
+        self, offsets: Mapping[TopicPartition, int], wait: float = 2.0
+    ) -> dict[TopicPartition, ConsumerRecord | None]:
+        """The record at each partition's offset, or None where the log no longer holds it. A
+        partition is left out when that cannot be told: its topic is not in the broker's
+        metadata, or nothing came within ``wait`` from a log that is not empty (the broker is
+        slow, or the log ends there).
 
         Fetched rather than judged by the log end: a broker may report an end that lags its
-        last batch (Tansu reports that batch's first offset + 1), but an empty log is empty."""
-        ends = await self.ends({partition})
-        if partition not in ends:
-            raise TimeoutError(f"{partition.topic} is not in the broker's metadata")
-        if not ends[partition]:
-            return None
-        try:
-            async with self._reading(partition, offset), asyncio.timeout(wait):
-                while True:
-                    batch = await self._consumer.getmany(partition, timeout_ms=500, max_records=1)
-                    for record in batch.get(partition, []):
-                        return record if record.offset == offset else None
-        except OffsetOutOfRangeError:
-            return None
-        except TimeoutError:
-            # Nothing came: the log may end there, or the broker is slow. Only an empty or
-            # missing log is certain (a log end may lag, above); else the caller asks again.
-            if not (await self.ends({partition})).get(partition, 1):
-                return None
-            raise
+        last batch (Tansu reports that batch's first offset + 1), but an empty log is empty.
+        All partitions are read in one assignment, with one reading of the logs' ends: read one
+        by one, each cost two metadata responses of every topic (its end's, and the one aiokafka
+        asks for when an assignment is dropped), and a consumer checks every partition it
+        consumed every few seconds."""
+        if not offsets:
+            return {}
+        ends = await self.ends(set(offsets))
+        found: dict[TopicPartition, ConsumerRecord | None] = {
+            tp: None for tp in offsets if tp in ends and not ends[tp]
+        }
+        reading = {tp: offset for tp, offset in offsets.items() if ends.get(tp)}
+        if not reading:
+            return found
+        async with self._reading(reading):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    while pending := [tp for tp in reading if tp not in found]:
+                        try:
+                            batch = await self._consumer.getmany(*pending, timeout_ms=500)
+                        except OffsetOutOfRangeError as exc:
+                            found.update(dict.fromkeys(exc.args[0]))
+                            continue
+                        for tp, records in batch.items():
+                            if tp in pending and records:
+                                first = records[0]
+                                found[tp] = first if first.offset == reading[tp] else None
+                                self._consumer.pause(tp)
+        silent = {tp for tp in reading if tp not in found}
+        if silent:
+            # Nothing came: only an empty or missing log is certain (a log end may lag).
+            ends = await self.ends(silent)
+            found.update({tp: None for tp in silent if tp in ends and not ends[tp]})
+        return found
 
     async def event_ids(self, partition: TopicPartition) -> set[str]:
         """The CloudEvents ids a reader finds on ``partition``, read in order from the start of
@@ -233,7 +260,7 @@ class BrokerLogs:
             return set()
         first = (await self._consumer.beginning_offsets([partition]))[partition]
         found: set[str] = set()
-        async with self._reading(partition, first), asyncio.timeout(30):
+        async with self._reading({partition: first}), asyncio.timeout(30):
             while await self._consumer.position(partition) < end:
                 batch = await self._consumer.getmany(partition, timeout_ms=500)
                 for record in batch.get(partition, []):

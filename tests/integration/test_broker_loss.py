@@ -384,3 +384,28 @@ async def _handled(sessions: Sessions, events: list[CloudEvent]) -> bool:
             ).all()
         )
     return done == {e.id for e in events}
+
+
+async def test_records_are_read_at_several_partitions_together(
+    broker: EmbeddedBroker, clients: tuple[AIOKafkaProducer, BrokerLogs]
+) -> None:
+    """What a consumer's check reads in one go: each partition's record at its offset, None
+    for a log that holds nothing, and nothing for a topic the broker does not list."""
+    producer, logs = clients
+    topic = await _new_topic(broker, partitions=3)
+    sent = {}
+    for partition, count in ((0, 2), (1, 1)):
+        for n in range(count):
+            meta = await producer.send_and_wait(
+                topic, value=f"{partition}-{n}".encode(), partition=partition
+            )
+            sent[(partition, meta.offset)] = f"{partition}-{n}".encode()
+    p0, p1, p2 = (TopicPartition(topic, n) for n in range(3))
+    unknown = TopicPartition(f"{topic}.gone", 0)
+
+    found = await logs.records_at({p0: 1, p1: 0, p2: 0, unknown: 0})
+
+    assert set(found) == {p0, p1, p2}
+    assert (found[p0].offset, found[p0].value) == (1, sent[(0, 1)])  # type: ignore[union-attr]
+    assert (found[p1].offset, found[p1].value) == (0, sent[(1, 0)])  # type: ignore[union-attr]
+    assert found[p2] is None
