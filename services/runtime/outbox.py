@@ -401,8 +401,15 @@ class OutboxRelay:
         if not known:
             return 0
         ends = await self._logs.ends(set(known))
+        # Where a log seems to end before what was acknowledged, its last event is looked for.
+        seemingly_short = {
+            tp: next_offset - 1
+            for tp, next_offset in known.items()
+            if (end := ends.get(tp)) is not None and end < next_offset
+        }
+        lost = await self._not_held(session, seemingly_short)
         healed = 0
-        for tp, next_offset in known.items():
+        for tp in known:
             if tp not in ends:
                 continue  # its topic is not in the broker's metadata now: ask again later
             end = ends[tp]
@@ -414,7 +421,7 @@ class OutboxRelay:
                         OutboxPartition.partition == tp.partition,  # type: ignore[arg-type]
                     )
                 )
-            elif end < next_offset and not await self._still_held(session, tp, next_offset - 1):
+            elif tp in lost:
                 healed += await self._unsend(session, tp, end, "log_truncated", keep)
                 await session.execute(
                     update(OutboxPartition)
@@ -487,30 +494,41 @@ class OutboxRelay:
                 del self._audit[topic]
         return resent
 
-    async def _still_held(self, session: AsyncSession, tp: TopicPartition, offset: int) -> bool:
-        """Whether the broker still holds the event acknowledged at ``offset``. Asked when the
-        log seems to end before it: a broker may report a log end that lags its last batch
-        (Tansu reports the last batch's first offset + 1)."""
+    async def _not_held(
+        self, session: AsyncSession, offsets: dict[TopicPartition, int]
+    ) -> set[TopicPartition]:
+        """The partitions whose event acknowledged at the given offset the broker no longer
+        holds. Asked when a log seems to end before it: a broker may report a log end that
+        lags its last batch (Tansu reports the last batch's first offset + 1). Read together
+        (``BrokerLogs.records_at``); a partition that could not be read is no evidence of loss:
+        the next check asks again."""
+        if not offsets:
+            return set()
         try:
-            record = await self._logs.record_at(tp, offset)
-        except (TimeoutError, KafkaError):
-            return True  # no answer is no evidence of loss: the next check asks again
-        if record is None:
-            return False
-        published = await session.scalar(
-            select(OutboxMessage.event_id).where(
-                OutboxMessage.topic == tp.topic,  # type: ignore[arg-type]
-                OutboxMessage.kafka_partition == tp.partition,  # type: ignore[arg-type]
-                OutboxMessage.kafka_offset == offset,  # type: ignore[arg-type]
+            found = await self._logs.records_at(offsets)
+        except KafkaError:
+            return set()
+        lost = set()
+        for tp, record in found.items():
+            if record is None:
+                lost.add(tp)
+                continue
+            published = await session.scalar(
+                select(OutboxMessage.event_id).where(
+                    OutboxMessage.topic == tp.topic,  # type: ignore[arg-type]
+                    OutboxMessage.kafka_partition == tp.partition,  # type: ignore[arg-type]
+                    OutboxMessage.kafka_offset == offsets[tp],  # type: ignore[arg-type]
+                )
             )
-        )
-        if published is None:
-            return True  # purged since: nothing of ours to compare with
-        try:
-            held = json.loads(record.value or b"{}").get("id")
-        except ValueError:
-            return False
-        return bool(held == published)
+            if published is None:
+                continue  # purged since: nothing of ours to compare with
+            try:
+                held = json.loads(record.value or b"{}").get("id")
+            except ValueError:
+                held = None
+            if held != published:
+                lost.add(tp)
+        return lost
 
     async def _positions(self, session: AsyncSession) -> dict[TopicPartition, int]:
         rows = (await session.execute(select(OutboxPartition))).scalars()
