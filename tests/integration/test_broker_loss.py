@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import CloudEvent
@@ -25,7 +25,7 @@ from services.runtime.db import Sessions
 from services.runtime.inbox import InboxConsumer, Subscription
 from services.runtime.kafka import BrokerLogs, create_producer, ensure_topics
 from services.runtime.metrics import CONSUMER_REWOUND, OUTBOX_REPUBLISHED
-from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
+from services.runtime.outbox import OutboxMessage, OutboxPartition, OutboxRelay, stage
 from tests.integration.conftest import Effect, MovableClock, running, sample_event
 from tests.support.infra import eventually, read_everything
 
@@ -259,6 +259,44 @@ async def test_events_placed_below_what_the_broker_had_acknowledged_reveal_the_l
             select(func.count()).where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
         )
     assert unsent == 0
+
+
+async def test_the_batch_that_reveals_a_loss_is_sent_again_after_what_was_lost(
+    broker: EmbeddedBroker,
+    clients: tuple[AIOKafkaProducer, BrokerLogs],
+    sessions: Sessions,
+    clock: MovableClock,
+) -> None:
+    """A batch placed below offsets the broker had acknowledged lies at the start of a log the
+    broker began again; what was lost, sent again, may land at its old offsets above it (Tansu
+    restarts a topic's offsets under what it holds when the topic is created), and a consumer
+    that had read those goes on from there. So the batch leaves again after what was lost:
+    read in order, every event of it is found after the last of them."""
+    producer, logs = clients
+    topic = await _new_topic(broker, partitions=1)
+    relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=3600)
+    lost = await _stage(sessions, clock, topic, rounds=5)
+    await _publish_all(relay)
+    # As if the broker had acknowledged those at offsets 100 on and then lost them: the next
+    # batch lands at 15, below the 115 it had acknowledged.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.topic == topic)  # type: ignore[arg-type]
+            .values(kafka_offset=OutboxMessage.kafka_offset + 100)  # type: ignore[operator]
+        )
+        await session.execute(update(OutboxPartition).values(next_offset=115))
+    revealing = await _stage(sessions, clock, topic, rounds=1)
+    await _publish_all(relay)
+
+    records = await read_everything(broker.bootstrap, [topic])
+    in_order = [
+        CloudEvent.model_validate_json(r.value or b"").id
+        for r in sorted(records, key=lambda r: r.offset)
+    ]
+    last_lost = max(i for i, event in enumerate(in_order) if event in lost)
+    assert set(revealing) <= set(in_order[last_lost:])
+    assert _republished(topic, "offsets_went_back") == len(lost) + len(revealing)
 
 
 async def test_an_acknowledged_event_a_reader_cannot_find_is_sent_again(
