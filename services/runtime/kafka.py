@@ -195,16 +195,6 @@ class BrokerLogs:
             conns.get(key) is conn and conn.connected() for key, conn in self._listed_over
         )
 
-    async def record_at(
-        self, partition: TopicPartition, offset: int, wait: float = 2.0
-    ) -> ConsumerRecord | None:
-        """The record at ``offset``, or None if the log no longer holds it; TimeoutError if that
-        cannot be told (:meth:`records_at`), which says nothing about the record."""
-        found = await self.records_at({partition: offset}, wait)
-        if partition not in found:
-            raise TimeoutError(f"could not read {partition.topic}[{partition.partition}]@{offset}")
-        return found[partition]
-
     async def records_at(
         self, offsets: Mapping[TopicPartition, int], wait: float = 2.0
     ) -> dict[TopicPartition, ConsumerRecord | None]:

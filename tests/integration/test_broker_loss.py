@@ -351,7 +351,8 @@ async def test_an_event_hidden_behind_an_overlapping_batch_is_sent_again(
     hidden = sample_event(clock, "case-a")
     placed = await producer.send_and_wait(topic, hidden.to_bytes(), key=b"case-a")
     assert placed.offset == 1
-    assert (await logs.record_at(TopicPartition(topic, 0), 1)) is not None
+    start = TopicPartition(topic, 0)
+    assert (await logs.records_at({start: 1})).get(start) is not None
     await _sent(sessions, clock, topic, hidden, offset=placed.offset)
     relay = OutboxRelay(sessions, producer, clock, service="test", logs=logs, check_seconds=0)
 
