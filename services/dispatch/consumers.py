@@ -81,6 +81,7 @@ def subscription(runtime: Runtime) -> Subscription:
     def read_tips_together(events: Sequence[CloudEvent]) -> None:
         """A batch's tips read by the triage model in one pass before their handlers run, each
         of which then finds its tip's reading (classifier.py says why)."""
+        counties = current_counties(runtime)
         texts: dict[int, tuple[TriageModel, list[str]]] = {}
         for event in events:
             if event.type != TipReceived.event_type:
@@ -89,7 +90,7 @@ def subscription(runtime: Runtime) -> Subscription:
                 tip = event.payload(TipReceived)
             except ValidationError:
                 continue  # its handler dead-letters it
-            reference = current_counties(runtime).of(event.county)
+            reference = counties.of(event.county)
             model = county_model(runtime, reference)
             if model is not None:
                 read = texts.setdefault(id(model), (model, []))[1]

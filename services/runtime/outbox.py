@@ -107,12 +107,21 @@ class OutboxPartition(SQLModel, table=True):
     next_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+# Each partition's position advanced past a published batch.
+_ADVANCE = """
+    INSERT INTO outbox_partition (topic, partition, next_offset)
+    SELECT * FROM unnest(
+        CAST(:topics AS text[]), CAST(:placed_partitions AS int[]), CAST(:next_offsets AS bigint[])
+    )
+    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+"""
+ADVANCE = text(_ADVANCE)
 # A published batch in one round trip: each row marked sent with the partition and offset the
 # broker gave it, each partition's position advanced past the batch, and the positions as they
 # were before (the statement's snapshot), to tell whether the broker placed the batch below
 # what it had acknowledged. The relay holds its lock, so no other relay moves them meanwhile.
 RECORD_SENT = text(
-    """
+    f"""
     WITH known AS (SELECT topic, partition, next_offset FROM outbox_partition),
     marked AS (
         UPDATE outbox SET sent_at = :now, kafka_partition = sent.p, kafka_offset = sent.o
@@ -120,23 +129,8 @@ RECORD_SENT = text(
             AS sent(id, p, o)
         WHERE outbox.id = sent.id
     ),
-    advanced AS (
-        INSERT INTO outbox_partition (topic, partition, next_offset)
-        SELECT * FROM unnest(
-            CAST(:topics AS text[]), CAST(:placed_partitions AS int[]), CAST(:ends AS bigint[])
-        )
-        ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
-    )
+    advanced AS ({_ADVANCE})
     SELECT topic, partition, next_offset FROM known
-    """
-)
-ADVANCE = text(
-    """
-    INSERT INTO outbox_partition (topic, partition, next_offset)
-    SELECT * FROM unnest(
-        CAST(:topics AS text[]), CAST(:placed_partitions AS int[]), CAST(:ends AS bigint[])
-    )
-    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
     """
 )
 # Every retained event the broker no longer holds is sent again; ``lost_from`` is the first
@@ -366,10 +360,10 @@ class OutboxRelay:
             tp = TopicPartition(meta.topic, meta.partition)
             first[tp] = min(first.get(tp, meta.offset), meta.offset)
             after[tp] = max(after.get(tp, 0), meta.offset + 1)
-        ends = {
+        positions = {
             "topics": [tp.topic for tp in after],
             "placed_partitions": [tp.partition for tp in after],
-            "ends": list(after.values()),
+            "next_offsets": list(after.values()),
         }
         before = await session.execute(
             RECORD_SENT,
@@ -378,7 +372,7 @@ class OutboxRelay:
                 "ids": ids,
                 "partitions": [meta.partition for meta in placed],
                 "offsets": [meta.offset for meta in placed],
-                **ends,
+                **positions,
             },
         )
         known = {TopicPartition(topic, partition): offset for topic, partition, offset in before}
@@ -396,7 +390,7 @@ class OutboxRelay:
         if went_back or moved:
             await self.heal(session, keep=ids)
             # Healing moves positions back to what the broker holds; this batch's stand.
-            await session.execute(ADVANCE, ends)
+            await session.execute(ADVANCE, positions)
 
     async def heal(self, session: AsyncSession, keep: list[int] | None = None) -> int:
         """Mark unsent every retained event that the broker no longer holds (but those of
